@@ -1,0 +1,87 @@
+"""The aggregate base: state rebuilt by applying events, one ``@applies`` method per event type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from contracts.events import Event
+
+
+class DomainError(Exception):
+    """A rule of the domain refuses the command; ``field`` names the input at fault, if any."""
+
+    status = 409
+
+    def __init__(self, message: str, *, field: str | None = None, code: str = "domain_rule") -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.code = code
+
+
+class NotAllowed(DomainError):
+    """The actor may not do this (roles, jurisdiction, assignment)."""
+
+    status = 403
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message, field=field, code="forbidden")
+
+
+def applies(event_type: type[Event]) -> Callable[[Callable], Callable]:
+    """Mark an aggregate method as the one that applies ``event_type`` to the state."""
+
+    def mark(fn: Callable) -> Callable:
+        fn.__applies_to__ = event_type  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+class Aggregate(BaseModel):
+    """State of one aggregate.
+
+    ``version`` is the stream sequence of the aggregate's last stored commit (0 when new): the
+    value an append passes as ``Nats-Expected-Last-Subject-Sequence``. ``sequence`` counts the
+    events applied. Command methods are pure: they check the rules and return new events; only
+    ``apply`` changes the state.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    context: ClassVar[str]
+    aggregate_type: ClassVar[str]
+    #: Bump when the state's shape changes: stored snapshots of other versions are ignored.
+    snapshot_version: ClassVar[int] = 1
+    _appliers: ClassVar[dict[type[Event], Callable[[Any, Any], None]]] = {}
+
+    id: str
+    version: int = 0
+    sequence: int = 0
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        appliers = {}
+        for klass in reversed(cls.__mro__):
+            for member in vars(klass).values():
+                target = getattr(member, "__applies_to__", None)
+                if target is not None:
+                    appliers[target] = member
+        cls._appliers = appliers
+
+    @property
+    def exists(self) -> bool:
+        return self.version > 0
+
+    def apply(self, event: Event) -> None:
+        """Apply one stored or newly decided event to the state."""
+        try:
+            applier = type(self)._appliers[type(event)]
+        except KeyError:
+            raise TypeError(f"{type(self).__name__} has no @applies for {type(event).__name__}") from None
+        applier(self, event)
+        self.sequence += 1

@@ -1,0 +1,393 @@
+"""The event store: JetStream streams per context, one subject per aggregate.
+
+Atomic commits: the events one command decides for one aggregate are stored as **one message**
+(a JSON array of envelopes). We chose this over a JetStream atomic batch because a batch cannot
+carry ``Nats-Msg-Id`` (so a retried append would not be de-duplicated), needs a stream opted in to
+atomic publishing and a server of 2.12 or newer; one message is atomic by construction, is
+de-duplicated by one id (the first event's id) and is checked against the aggregate's version by
+one ``Nats-Expected-Last-Subject-Sequence``.
+
+Versions: an aggregate's version is the stream sequence of its last commit, not an event count.
+
+Loading: reading an aggregate's subject with ``next_by_subj`` costs milliseconds per message on
+a large stream, while a direct get of ``last_by_subj`` or of a sequence is a fraction of one. So
+every commit carries the sequence of the aggregate's previous commit (``Duban-Prev-Seq``), a
+snapshot of the state after each append is kept in a memory-storage KV bucket, and a load asks
+for the snapshot and the subject's last message at once: when they agree (the common case) the
+state is there; otherwise the commits after the snapshot are walked back by sequence. Snapshots
+are a cache: losing them (memory storage, a server restart) only makes the next load walk back;
+a stale one cannot cause a lost update because appends check the version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType, StreamConfig
+from nats.js.errors import APIError, BadRequestError, KeyNotFoundError, NotFoundError
+from opentelemetry.trace import SpanKind
+
+from contracts import subjects
+from contracts.envelope import (
+    AGGREGATE_TYPE_HEADER,
+    EVENT_TYPES_HEADER,
+    PREVIOUS_SEQUENCE_HEADER,
+    SYSTEM_ACTOR,
+    Actor,
+    Envelope,
+    decode_commit,
+    encode_commit,
+    new_id,
+    utcnow,
+)
+from contracts.events import Event, upcast
+
+from .aggregate import Aggregate
+from .settings import Settings
+from .telemetry import current_trace_context, inject_headers, tracer
+
+log = logging.getLogger("duban.eventstore")
+
+A = TypeVar("A", bound=Aggregate)
+
+WRONG_LAST_SEQUENCE = 10071
+STREAM_NAME_IN_USE = 10058
+
+
+class ConcurrencyError(Exception):
+    """Another writer appended to the aggregate since it was loaded (JetStream error 10071)."""
+
+    def __init__(self, aggregate_id: str, expected: int, actual: int | None) -> None:
+        super().__init__(f"aggregate {aggregate_id}: expected version {expected}, found {actual}")
+        self.aggregate_id = aggregate_id
+        self.expected = expected
+        self.actual = actual
+
+
+class StoreUnavailable(Exception):
+    """The event store did not answer in time; nothing is known to be stored."""
+
+
+@dataclass(frozen=True)
+class Commit:
+    """What an append stored: the new version (a stream sequence) and the envelopes."""
+
+    version: int
+    envelopes: list[Envelope]
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class StoredCommit:
+    seq: int
+    previous: int
+    envelopes: list[Envelope]
+    headers: dict[str, str]
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create a stream, or bring an existing one to ``config``: safe to call at every start."""
+    try:
+        await js.add_stream(config)
+    except BadRequestError as err:
+        if err.err_code != STREAM_NAME_IN_USE:
+            raise
+        await js.update_stream(config)
+
+
+class EventStore:
+    """Appends and loads the aggregates of one context at one level."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        context: str,
+        jurisdiction: str,
+        settings: Settings | None = None,
+        publish_timeout: float = 5.0,
+        retry_for: float = 15.0,
+    ) -> None:
+        self.nc = nc
+        self.js = nc.jetstream(timeout=publish_timeout)
+        self.context = context
+        self.jurisdiction = jurisdiction
+        self.settings = settings or Settings(jurisdiction=jurisdiction)
+        self.stream = subjects.event_stream(context, jurisdiction)
+        self.bucket = subjects.snapshot_bucket(jurisdiction)
+        self.publish_timeout = publish_timeout
+        self.retry_for = retry_for
+        self._kv = None
+        self._span_name = f"{subjects.event_wildcard(context, '{jurisdiction}')} publish"
+
+    # -- streams ---------------------------------------------------------------------------
+    def stream_config(self) -> StreamConfig:
+        return StreamConfig(
+            name=self.stream,
+            subjects=[subjects.event_wildcard(self.context, self.jurisdiction)],
+            storage=StorageType.FILE,
+            num_replicas=self.settings.stream_replicas,
+            duplicate_window=self.settings.duplicate_window_s,
+            deny_delete=True,
+            deny_purge=True,
+            allow_direct=True,
+            description=f"duban {self.context} events of {self.jurisdiction}",
+        )
+
+    async def ensure_streams(self) -> None:
+        """Create (or update) the event stream and the snapshot bucket. Idempotent."""
+        await ensure_stream(self.js, self.stream_config())
+        self._kv = await self.js.create_key_value(
+            KeyValueConfig(
+                bucket=self.bucket,
+                history=1,
+                storage=StorageType.MEMORY,
+                replicas=self.settings.stream_replicas,
+                direct=True,
+                description=f"duban aggregate snapshots of {self.jurisdiction} (a cache)",
+            )
+        )
+
+    async def _snapshots(self):
+        if self._kv is None:
+            self._kv = await self.js.key_value(self.bucket)
+        return self._kv
+
+    # -- append ----------------------------------------------------------------------------
+    async def append(
+        self,
+        aggregate: Aggregate,
+        events: Sequence[Event],
+        expected_version: int | None = None,
+        *,
+        actor: Actor = SYSTEM_ACTOR,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        event_ids: Sequence[str] | None = None,
+    ) -> Commit:
+        """Store ``events`` for ``aggregate`` if its version is still ``expected_version``.
+
+        On success the events are applied to ``aggregate`` and its version moves to the new
+        stream sequence. Raises ``ConcurrencyError`` if another writer got there first. A
+        retry of the same events (same ``event_ids``) is recognised as already stored.
+        """
+        if not events:
+            raise ValueError("append needs at least one event")
+        expected = aggregate.version if expected_version is None else expected_version
+        ids = list(event_ids) if event_ids else [new_id() for _ in events]
+        if len(ids) != len(events):
+            raise ValueError("one event id per event")
+        subject = subjects.event_subject(self.context, self.jurisdiction, aggregate.id)
+        correlation_id = correlation_id or ids[0]
+        with tracer().start_as_current_span(
+            self._span_name,
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.operation.type": "send",
+                "messaging.operation.name": "publish",
+                "messaging.destination.name": subject,
+                "messaging.destination.template": subjects.EVENT_SUBJECT_TEMPLATE,
+                "messaging.message.id": ids[0],
+                "messaging.batch.message_count": len(events),
+                "duban.aggregate.type": aggregate.aggregate_type,
+                "duban.aggregate.id": aggregate.id,
+                "duban.jurisdiction": self.jurisdiction,
+                "duban.event_types": ",".join(e.event_type for e in events),
+            },
+        ) as span:
+            now = utcnow()
+            carrier = current_trace_context()
+            envelopes = [
+                Envelope(
+                    event_id=event_id,
+                    event_type=event.event_type,
+                    schema_version=event.schema_version,
+                    aggregate_type=aggregate.aggregate_type,
+                    aggregate_id=aggregate.id,
+                    sequence=aggregate.sequence + i + 1,
+                    jurisdiction=self.jurisdiction,
+                    occurred_at=now,
+                    actor=actor,
+                    correlation_id=correlation_id,
+                    causation_id=causation_id,
+                    trace_context=carrier,
+                    payload=event.model_dump(mode="json"),
+                )
+                for i, (event_id, event) in enumerate(zip(ids, events, strict=True))
+            ]
+            headers = inject_headers(
+                {
+                    "Nats-Msg-Id": ids[0],
+                    "Nats-Expected-Stream": self.stream,
+                    "Nats-Expected-Last-Subject-Sequence": str(expected),
+                    PREVIOUS_SEQUENCE_HEADER: str(expected),
+                    EVENT_TYPES_HEADER: ",".join(e.event_type for e in events),
+                    AGGREGATE_TYPE_HEADER: aggregate.aggregate_type,
+                }
+            )
+            commit = await self._publish(subject, encode_commit(envelopes), headers, ids[0], expected, aggregate.id)
+            span.set_attribute("messaging.nats.stream.sequence", commit.version)
+            if commit.duplicate:
+                span.set_attribute("duban.duplicate", True)
+        for event in events:
+            aggregate.apply(event)
+        aggregate.version = commit.version
+        await self.save_snapshot(aggregate)
+        return Commit(commit.version, envelopes, commit.duplicate)
+
+    async def _publish(
+        self,
+        subject: str,
+        body: bytes,
+        headers: dict[str, str],
+        msg_id: str,
+        expected: int,
+        aggregate_id: str,
+    ) -> Commit:
+        deadline = time.monotonic() + self.retry_for
+        delay = 0.05
+        while True:
+            try:
+                ack = await self.js.publish(subject, body, timeout=self.publish_timeout, headers=headers)
+                return Commit(ack.seq, [], duplicate=bool(ack.duplicate))
+            except APIError as err:
+                if err.err_code != WRONG_LAST_SEQUENCE:
+                    raise
+                stored = await self._stored_after(subject, expected, msg_id)
+                if stored is not None:
+                    return Commit(stored, [], duplicate=True)
+                raise ConcurrencyError(aggregate_id, expected, await self.last_sequence(aggregate_id)) from None
+            except (NatsTimeoutError, NoRespondersError, nats.errors.ConnectionClosedError) as err:
+                # The ack may be lost while the message is stored: retrying with the same
+                # Nats-Msg-Id is safe (de-duplicated, or recognised by _stored_after).
+                if time.monotonic() + delay > deadline:
+                    raise StoreUnavailable(f"no acknowledgement for {subject}: {err!r}") from err
+                log.warning("append retry", extra={"subject": subject, "error": repr(err)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _stored_after(self, subject: str, expected: int, msg_id: str) -> int | None:
+        """The sequence of our own commit if it is the one stored right after ``expected``."""
+        seq = await self._last_seq_of_subject(subject)
+        while seq and seq > expected:
+            msg = await self.js.get_msg(self.stream, seq=seq, direct=True)
+            headers = msg.headers or {}
+            previous = int(headers.get(PREVIOUS_SEQUENCE_HEADER, "0"))
+            if previous == expected:
+                return seq if headers.get("Nats-Msg-Id") == msg_id else None
+            seq = previous
+        return None
+
+    # -- load ------------------------------------------------------------------------------
+    async def last_sequence(self, aggregate_id: str) -> int:
+        """The aggregate's current version (0 if it has no events)."""
+        return await self._last_seq_of_subject(subjects.event_subject(self.context, self.jurisdiction, aggregate_id))
+
+    async def _last_seq_of_subject(self, subject: str) -> int:
+        try:
+            msg = await self.js.get_msg(self.stream, subject=subject, direct=True)
+        except NotFoundError:
+            return 0
+        return msg.seq
+
+    async def _last_commit(self, aggregate_id: str) -> StoredCommit | None:
+        subject = subjects.event_subject(self.context, self.jurisdiction, aggregate_id)
+        try:
+            msg = await self.js.get_msg(self.stream, subject=subject, direct=True)
+        except NotFoundError:
+            return None
+        return _stored(msg)
+
+    async def _commit_at(self, seq: int) -> StoredCommit:
+        return _stored(await self.js.get_msg(self.stream, seq=seq, direct=True))
+
+    async def _snapshot(self, cls: type[A], aggregate_id: str) -> A | None:
+        kv = await self._snapshots()
+        try:
+            entry = await kv.get(_snapshot_key(cls, aggregate_id))
+        except (KeyNotFoundError, NotFoundError):
+            return None
+        try:
+            data = json.loads(entry.value)
+            if data.get("v") != cls.snapshot_version:
+                return None
+            return cls.model_validate(data["state"])
+        except (ValueError, KeyError):
+            log.warning("unreadable snapshot ignored", extra={"aggregate_id": aggregate_id})
+            return None
+
+    async def save_snapshot(self, aggregate: Aggregate) -> None:
+        kv = await self._snapshots()
+        value = json.dumps(
+            {"v": aggregate.snapshot_version, "state": aggregate.model_dump(mode="json")},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode()
+        try:
+            await kv.put(_snapshot_key(type(aggregate), aggregate.id), value)
+        except Exception as err:  # a snapshot is a cache: failing to write one is not fatal
+            log.warning("snapshot not saved", extra={"aggregate_id": aggregate.id, "error": repr(err)})
+
+    async def load(self, cls: type[A], aggregate_id: str) -> A:
+        """The aggregate's current state and version; a new, empty one if it has no events."""
+        snapshot, last = await asyncio.gather(self._snapshot(cls, aggregate_id), self._last_commit(aggregate_id))
+        if last is None:
+            return cls(id=aggregate_id)
+        if snapshot is not None and snapshot.version == last.seq:
+            return snapshot
+        base = snapshot.version if snapshot is not None else 0
+        commits = await self._walk_back(last, stop_at=base)
+        if commits and commits[0].previous != base:  # the snapshot is not on this chain
+            commits = await self._walk_back(last, stop_at=0)
+            snapshot = None
+        state = snapshot if snapshot is not None and commits[0].previous == base else cls(id=aggregate_id)
+        for commit in commits:
+            for envelope in commit.envelopes:
+                state.apply(upcast(envelope.event_type, envelope.schema_version, envelope.payload))
+            state.version = commit.seq
+        await self.save_snapshot(state)
+        return state
+
+    async def _walk_back(self, last: StoredCommit, *, stop_at: int) -> list[StoredCommit]:
+        """Commits after ``stop_at`` up to ``last``, oldest first, by their previous-sequence links."""
+        chain = [last]
+        while chain[-1].previous > stop_at:
+            chain.append(await self._commit_at(chain[-1].previous))
+        chain.reverse()
+        return chain
+
+    async def history(self, aggregate_id: str) -> list[Envelope]:
+        """Every stored event of the aggregate, oldest first (for detail views and audits)."""
+        last = await self._last_commit(aggregate_id)
+        if last is None:
+            return []
+        return [e for commit in await self._walk_back(last, stop_at=0) for e in commit.envelopes]
+
+
+def _snapshot_key(cls: type[Aggregate], aggregate_id: str) -> str:
+    return f"{cls.context}.{cls.aggregate_type}.{aggregate_id}"
+
+
+def _stored(msg) -> StoredCommit:
+    headers = dict(msg.headers or {})
+    return StoredCommit(
+        seq=msg.seq,
+        previous=int(headers.get(PREVIOUS_SEQUENCE_HEADER, "0")),
+        envelopes=decode_commit(msg.data or b"[]"),
+        headers=headers,
+    )
+
+
+__all__ = ["Commit", "ConcurrencyError", "EventStore", "StoreUnavailable", "ensure_stream"]

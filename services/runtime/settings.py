@@ -1,0 +1,38 @@
+"""One settings object for every service, read from the environment (prefix ``DUBAN_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Settings of one service of one level; every field can be set as ``DUBAN_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="DUBAN_", env_file=None, extra="ignore")
+
+    jurisdiction: str = Field(default="331000", pattern=r"^\d{6}(\d{3})?$")
+    nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias=AliasChoices("DUBAN_NATS_URL", "NATS_URL"))
+    database_url: str | None = Field(default=None, validation_alias=AliasChoices("DUBAN_DATABASE_URL", "DATABASE_URL"))
+    data_dir: Path = Path(".duban")
+
+    #: JetStream de-duplication window: a retried append within it is stored once.
+    duplicate_window_s: float = Field(default=600.0, gt=0)
+    #: Replicas of the streams this service creates (3 on the hub cluster).
+    stream_replicas: int = Field(default=1, ge=1, le=5)
+    #: How often a failing message is tried before it goes to the dead-letter stream.
+    max_deliver: int = Field(default=5, ge=1)
+    projector_batch: int = Field(default=500, ge=1, le=10_000)
+    projector_idle_wait_s: float = Field(default=0.5, gt=0)
+    #: Bounded retries of a command that lost an optimistic-concurrency race.
+    command_retries: int = Field(default=5, ge=0)
+
+    def sqlalchemy_url(self, service: str) -> str:
+        """The service's database: ``DATABASE_URL`` if given, else a SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        path = self.data_dir / self.jurisdiction / f"{service}.sqlite3"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite+aiosqlite:///{path}"

@@ -40,6 +40,11 @@ def event_wildcard(context: str, jurisdiction: str) -> str:
 EVENT_SUBJECT_TEMPLATE = "duban.evt.{context}.{jurisdiction}.{aggregate_id}"
 
 
+def event_subject_template(context: str) -> str:
+    """``duban.evt.<context>.{jurisdiction}.{aggregate_id}``: one name for all of a context's subjects."""
+    return f"duban.evt.{_token(context, 'context')}.{{jurisdiction}}.{{aggregate_id}}"
+
+
 def outbox_stream(jurisdiction: str) -> str:
     return f"OUTBOX_{_token(jurisdiction, 'jurisdiction')}"
 

@@ -129,7 +129,7 @@ class EventStore:
         self.publish_timeout = publish_timeout
         self.retry_for = retry_for
         self._kv = None
-        self._span_name = f"{subjects.event_wildcard(context, '{jurisdiction}')} publish"
+        self._span_name = f"publish {subjects.event_subject_template(context)}"
 
     # -- streams ---------------------------------------------------------------------------
     def stream_config(self) -> StreamConfig:

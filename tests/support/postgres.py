@@ -257,7 +257,7 @@ class _External:
         pass
 
 
-def _docker_answers(timeout: float = 3.0) -> str | None:
+def docker_unavailable_reason(timeout: float = 3.0) -> str | None:
     """None when a Docker engine answers a ping, else why not. Never hangs past ``timeout``."""
     try:
         import docker
@@ -302,7 +302,7 @@ def start_postgres() -> tuple[Stoppable | None, str | None, str]:
         return _External(), asyncpg_url(env_url.replace("postgres://", "postgresql://", 1)), "DATABASE_URL"
     notes.append("DATABASE_URL is not a postgresql URL" if env_url else "DATABASE_URL not set")
 
-    why_not = _docker_answers()
+    why_not = docker_unavailable_reason()
     if why_not is None:
         try:
             handle, url = _start_container()

@@ -1,0 +1,60 @@
+"""Running a command against an aggregate: load, decide, append, and retry on a lost race."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from contracts.envelope import SYSTEM_ACTOR, Actor
+from contracts.events import Event
+
+from .aggregate import Aggregate
+from .eventstore import Commit, ConcurrencyError, EventStore
+
+log = logging.getLogger("duban.commands")
+
+A = TypeVar("A", bound=Aggregate)
+
+
+async def execute(
+    store: EventStore,
+    cls: type[A],
+    aggregate_id: str,
+    decide: Callable[[A], Sequence[Event]],
+    *,
+    actor: Actor = SYSTEM_ACTOR,
+    retries: int | None = None,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    event_ids: Callable[[int], Sequence[str]] | None = None,
+) -> tuple[A, Commit | None]:
+    """Load the aggregate, let ``decide`` turn its state into events, and append them.
+
+    ``decide`` is the domain: it raises a ``DomainError`` to refuse, or returns the events (none
+    when there is nothing to do). When another writer appended in between, the aggregate is
+    reloaded and ``decide`` asked again, at most ``retries`` times (settings by default), then
+    the ``ConcurrencyError`` reaches the caller (HTTP 409). ``event_ids(n)`` gives stable ids
+    for idempotent commands, so a retried command is stored once.
+    """
+    attempts = store.settings.command_retries if retries is None else retries
+    for attempt in range(attempts + 1):
+        state = await store.load(cls, aggregate_id)
+        events = list(decide(state))
+        if not events:
+            return state, None
+        try:
+            commit = await store.append(
+                state,
+                events,
+                actor=actor,
+                correlation_id=correlation_id,
+                causation_id=causation_id,
+                event_ids=event_ids(len(events)) if event_ids else None,
+            )
+            return state, commit
+        except ConcurrencyError:
+            if attempt == attempts:
+                raise
+            log.info("concurrency conflict, retrying", extra={"aggregate_id": aggregate_id, "attempt": attempt + 1})
+    raise AssertionError("unreachable")

@@ -1,0 +1,332 @@
+"""The projector: read models built from a stream, each event taking effect exactly once.
+
+A projection's position (the stream sequence of the last event it applied) is stored in the
+projection's own database, in the same transaction as the batch of changes it covers
+(eventsourcing's tracking records). Acks go to JetStream only after the commit; an event whose
+sequence is at or below the position is acknowledged and skipped. So after a crash at any
+point, nothing is lost and nothing is applied twice.
+
+The consumer is durable, pulled in batches, and is re-created at every start from the stored
+position: the database, not the consumer's ack floor, says where the projection stands, and a
+fresh consumer delivers strictly in stream order (a consumer left with un-acked messages would
+hand out newer ones first). We drive nats-py directly rather than a FastStream subscriber for
+this reason: FastStream declares consumers from static configuration and runs a batch's
+handlers concurrently unless told otherwise, while the projector must position its consumer
+from the database and apply strictly in order. One projector process per projection.
+
+A message whose handler fails is retried in place (the batch is re-applied one message at a
+time, each in its own transaction); after ``max_deliver`` attempts it goes to the dead-letter
+stream with its error and the projection moves past it, so later events keep flowing. A failing
+database is not a poison message: that is retried until the database is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+from opentelemetry.trace import SpanKind
+from sqlalchemy import MetaData, delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from contracts import subjects
+from contracts.envelope import Envelope, decode_commit
+from contracts.events import Event, upcast
+
+from .db import checkpoints, runtime_metadata
+from .deadletters import dead_letter, ensure_deadletter_stream
+from .settings import Settings
+from .telemetry import extract_context, tracer
+
+log = logging.getLogger("duban.projector")
+
+Handler = Callable[[Any, AsyncSession, Event, Envelope], Awaitable[None]]
+
+
+def handles(event_type: type[Event]) -> Callable[[Handler], Handler]:
+    """Mark a projection method as the one that applies ``event_type`` to the read model."""
+
+    def mark(fn: Handler) -> Handler:
+        fn.__handles__ = event_type  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+class Projection:
+    """A read model: its tables, the streams it reads, and one ``@handles`` method per event.
+
+    Event types the projection has no method for are skipped without being decoded. Bump
+    ``version`` when the tables or the handling change: the projection is then rebuilt.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+    metadata: ClassVar[MetaData]
+    _handlers: ClassVar[dict[str, Handler]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        found: dict[str, Handler] = {}
+        for klass in reversed(cls.__mro__):
+            for member in vars(klass).values():
+                target = getattr(member, "__handles__", None)
+                if target is not None:
+                    found[target.event_type] = member
+        cls._handlers = found
+
+    def wants(self, event_type: str) -> bool:
+        return event_type in self._handlers
+
+    async def apply(self, session: AsyncSession, envelope: Envelope) -> None:
+        handler = self._handlers.get(envelope.event_type)
+        if handler is not None:
+            event = upcast(envelope.event_type, envelope.schema_version, envelope.payload)
+            await handler(self, session, event, envelope)
+
+
+class Projector:
+    """Runs one projection over one stream into one database."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        projection: Projection,
+        engine: AsyncEngine,
+        *,
+        stream: str,
+        filter_subjects: list[str],
+        jurisdiction: str,
+        context: str,
+        settings: Settings | None = None,
+    ) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.projection = projection
+        self.engine = engine
+        self.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self.stream = stream
+        self.filter_subjects = filter_subjects
+        self.jurisdiction = jurisdiction
+        self.context = context
+        self.settings = settings or Settings(jurisdiction=jurisdiction)
+        self.durable = f"proj_{projection.name}"
+        self.position = 0
+        self._subscription = None
+        self._stopping = asyncio.Event()
+        self._span_name = f"process {subjects.event_subject_template(context)}"
+
+    # -- setup -----------------------------------------------------------------------------
+    async def prepare(self) -> None:
+        """Create the tables, read the position (rebuilding if the code version changed), and
+        position the consumer right after it."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(runtime_metadata.create_all)
+            row = (
+                await conn.execute(select(checkpoints).where(checkpoints.c.projection == self.projection.name))
+            ).first()
+        if row is not None and row.version != self.projection.version:
+            log.warning(
+                "projection version changed, rebuilding",
+                extra={"projection": self.projection.name, "stored": row.version, "code": self.projection.version},
+            )
+            await self._drop()
+            row = None
+        async with self.engine.begin() as conn:
+            await conn.run_sync(self.projection.metadata.create_all)
+        self.position = row.position if row is not None else 0
+        await ensure_deadletter_stream(self.js, self.jurisdiction, self.settings.stream_replicas)
+        await self._reset_consumer()
+
+    async def _reset_consumer(self) -> None:
+        try:
+            await self.js.delete_consumer(self.stream, self.durable)
+        except NotFoundError:
+            pass
+        config = ConsumerConfig(
+            durable_name=self.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=120,
+            max_deliver=-1,
+            max_ack_pending=self.settings.projector_batch * 2,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if self.position else DeliverPolicy.ALL,
+            opt_start_seq=self.position + 1 if self.position else None,
+            description=f"projection {self.projection.name}",
+        )
+        if len(self.filter_subjects) == 1:
+            config.filter_subject = self.filter_subjects[0]
+        else:
+            config.filter_subjects = self.filter_subjects
+        await self.js.add_consumer(self.stream, config)
+        self._subscription = await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+
+    async def _drop(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(self.projection.metadata.drop_all)
+            await conn.execute(delete(checkpoints).where(checkpoints.c.projection == self.projection.name))
+        self.position = 0
+
+    async def rebuild(self) -> None:
+        """Drop the read model and replay the stream from sequence 1."""
+        await self._drop()
+        await self.prepare()
+        await self.catch_up()
+
+    # -- running ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Project until ``stop()``; call ``prepare()`` first."""
+        log.info("projector running", extra={"projection": self.projection.name, "position": self.position})
+        while not self._stopping.is_set():
+            await self.step()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def step(self, timeout: float | None = None) -> int:
+        """Fetch and apply one batch; returns how many messages were fetched."""
+        assert self._subscription is not None, "prepare() first"
+        try:
+            msgs = await self._subscription.fetch(
+                self.settings.projector_batch, timeout=timeout or self.settings.projector_idle_wait_s
+            )
+        except NatsTimeoutError:
+            return 0
+        await self.handle_batch(msgs)
+        return len(msgs)
+
+    async def catch_up(self, timeout: float = 120.0) -> None:
+        """Apply everything the stream holds now (for tests, rebuilds and one-shot runs)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            fetched = await self.step(timeout=0.2)
+            if fetched == 0:
+                info = await self._subscription.consumer_info()
+                if info.num_pending == 0 and info.num_ack_pending == 0:
+                    return
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"projection {self.projection.name} did not catch up in {timeout}s")
+
+    async def handle_batch(self, msgs: list[Msg]) -> None:
+        fresh = [m for m in msgs if m.metadata.sequence.stream > self.position]
+        if fresh:
+            try:
+                await self._apply_in_one_transaction(fresh)
+            except (OperationalError, InterfaceError, OSError):
+                raise
+            except Exception as err:
+                log.warning(
+                    "batch failed, applying one by one",
+                    extra={"projection": self.projection.name, "error": repr(err)},
+                )
+                for msg in fresh:
+                    await self._apply_alone(msg)
+        for msg in msgs:
+            await msg.ack()
+
+    async def _apply_in_one_transaction(self, msgs: list[Msg]) -> None:
+        async with self.sessions() as session, session.begin():
+            for msg in msgs:
+                await self._apply_message(session, msg)
+            last = msgs[-1].metadata.sequence.stream
+            await self._save_position(session, last)
+        self.position = last
+
+    async def _apply_alone(self, msg: Msg) -> None:
+        seq = msg.metadata.sequence.stream
+        attempts = 0
+        delay = 0.05
+        while True:
+            try:
+                async with self.sessions() as session, session.begin():
+                    await self._apply_message(session, msg)
+                    await self._save_position(session, seq)
+                self.position = seq
+                return
+            except (OperationalError, InterfaceError, OSError) as err:
+                log.error(
+                    "database unavailable, retrying", extra={"projection": self.projection.name, "error": repr(err)}
+                )
+                await asyncio.sleep(min(delay * 10, 5.0))
+            except Exception as err:
+                attempts += 1
+                if attempts >= self.settings.max_deliver:
+                    await self._dead_letter(msg, attempts, err)
+                    return
+                await msg.in_progress()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _dead_letter(self, msg: Msg, attempts: int, error: BaseException) -> None:
+        seq = msg.metadata.sequence.stream
+        await dead_letter(
+            self.js,
+            jurisdiction=self.jurisdiction,
+            context=self.context,
+            consumer=self.durable,
+            subject=msg.subject,
+            stream=self.stream,
+            sequence=seq,
+            data=msg.data,
+            headers=msg.headers,
+            attempts=attempts,
+            error=error,
+        )
+        async with self.sessions() as session, session.begin():
+            await self._save_position(session, seq)
+        self.position = seq
+
+    async def _apply_message(self, session: AsyncSession, msg: Msg) -> None:
+        types = (msg.headers or {}).get("Duban-Event-Types")
+        if types is not None and not any(self.projection.wants(t) for t in types.split(",")):
+            return  # nothing for this projection: not even decoded
+        with tracer().start_as_current_span(
+            self._span_name,
+            context=extract_context(msg.headers),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": msg.subject,
+                "messaging.consumer.group.name": self.durable,
+                "messaging.message.id": (msg.headers or {}).get("Nats-Msg-Id", ""),
+                "messaging.nats.stream.sequence": msg.metadata.sequence.stream,
+                "duban.projection": self.projection.name,
+                "duban.jurisdiction": self.jurisdiction,
+            },
+        ):
+            for envelope in decode_commit(msg.data):
+                await self.projection.apply(session, envelope)
+
+    async def _save_position(self, session: AsyncSession, position: int) -> None:
+        values = {
+            "projection": self.projection.name,
+            "stream": self.stream,
+            "position": position,
+            "version": self.projection.version,
+            "updated_at": datetime.now(UTC),
+        }
+        insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+        stmt = insert(checkpoints).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[checkpoints.c.projection],
+            set_={k: stmt.excluded[k] for k in ("position", "version", "updated_at", "stream")},
+        )
+        await session.execute(stmt)
+
+
+async def read_position(engine: AsyncEngine, projection: str) -> int:
+    """The stored position of a projection (0 if it never ran)."""
+    async with engine.connect() as conn:
+        value = await conn.scalar(select(checkpoints.c.position).where(checkpoints.c.projection == projection))
+    return value or 0

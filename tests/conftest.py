@@ -1,0 +1,76 @@
+"""The fixture ladder: one NATS server and one PostgreSQL server for the whole session.
+
+NATS: ``NATS_URL`` if set; a testcontainers NATS when a Docker engine answers; otherwise a
+nats-server process from the installed wheel on a free port with a temporary store.
+PostgreSQL: ``DATABASE_URL``, testcontainers, or a throwaway cluster from ``initdb``; tests that
+need it skip with the reason only where none of these exists.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import nats
+import pytest
+
+from services.runtime.db import make_engine
+from tests.support.nats import start_nats
+from tests.support.postgres import create_database, start_postgres
+
+
+@pytest.fixture(scope="session")
+def nats_server():
+    server = start_nats()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_url(nats_server) -> str:
+    return nats_server.url
+
+
+@pytest.fixture
+async def nc(nats_url):
+    client = await nats.connect(nats_url, name="duban-tests")
+    yield client
+    await client.drain()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A fresh name, so that tests sharing a server never share a stream."""
+    return "t" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    handle, url, reason = start_postgres()
+    if url is None:
+        yield None, reason
+        return
+    yield url, reason
+    handle.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server, unique) -> str:
+    base, reason = postgres_server
+    if base is None:
+        pytest.skip(f"no PostgreSQL: {reason}")
+    return create_database(base, unique)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path) -> str:
+    """Each projector test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'projection.sqlite3'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+async def engine(database_url):
+    engine = make_engine(database_url)
+    yield engine
+    await engine.dispose()

@@ -1,0 +1,42 @@
+"""The NATS a test uses: ``NATS_URL``, else a testcontainers NATS, else a local nats-server."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from services.runtime.nats_server import EmbeddedNats
+from tests.support.postgres import docker_unavailable_reason
+
+
+class _Container:
+    def __init__(self) -> None:
+        from testcontainers.nats import NatsContainer
+
+        # sync_interval can only be set in a config file; the container is for developers with
+        # Docker, the durability tests start their own local servers.
+        self.container = NatsContainer("nats:2.11").with_command("-js")
+        self.container.start()
+        self.url = self.container.nats_uri()
+
+    def stop(self) -> None:
+        self.container.stop()
+
+
+class _External:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def stop(self) -> None:
+        pass
+
+
+def start_nats():
+    """A running NATS with JetStream and an object with ``url`` and ``stop()``."""
+    if os.environ.get("NATS_URL"):
+        return _External(os.environ["NATS_URL"])
+    if docker_unavailable_reason() is None:
+        return _Container()
+    server = EmbeddedNats(Path(tempfile.mkdtemp(prefix="duban-nats-")))
+    return server.start()

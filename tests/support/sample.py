@@ -1,0 +1,100 @@
+"""A small aggregate and projection used to test the runtime itself (not part of the contracts)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Integer, MetaData, String, Table, select
+
+from contracts.events import Event, event
+from services.runtime.aggregate import Aggregate, DomainError, applies
+from services.runtime.projector import Projection, handles
+
+
+@event("sample.Opened")
+class Opened(Event):
+    title: str
+
+
+@event("sample.Incremented")
+class Incremented(Event):
+    by: int = 1
+
+
+@event("sample.Poisoned")
+class Poisoned(Event):
+    reason: str = "poison"
+
+
+class Counter(Aggregate):
+    context = "sample"
+    aggregate_type = "counter"
+
+    title: str = ""
+    total: int = 0
+    increments: int = 0
+
+    def open(self, title: str) -> list[Event]:
+        if self.exists:
+            raise DomainError("already open")
+        return [Opened(title=title)]
+
+    def increment(self, by: int = 1) -> list[Event]:
+        return [Incremented(by=by)]
+
+    @applies(Opened)
+    def _opened(self, event: Opened) -> None:
+        self.title = event.title
+
+    @applies(Incremented)
+    def _incremented(self, event: Incremented) -> None:
+        self.total += event.by
+        self.increments += 1
+
+    @applies(Poisoned)
+    def _poisoned(self, event: Poisoned) -> None:
+        pass
+
+
+metadata = MetaData()
+counters = Table(
+    "counters",
+    metadata,
+    Column("aggregate_id", String(64), primary_key=True),
+    Column("events", Integer, nullable=False),
+    Column("total", Integer, nullable=False),
+)
+
+
+class CounterProjection(Projection):
+    """Counts the events of each counter: any loss or double application shows in the count."""
+
+    name = "counters"
+    metadata = metadata
+
+    async def _bump(self, session, aggregate_id: str, by: int) -> None:
+        row = (await session.execute(select(counters).where(counters.c.aggregate_id == aggregate_id))).first()
+        if row is None:
+            await session.execute(counters.insert().values(aggregate_id=aggregate_id, events=1, total=by))
+        else:
+            await session.execute(
+                counters.update()
+                .where(counters.c.aggregate_id == aggregate_id)
+                .values(events=row.events + 1, total=row.total + by)
+            )
+
+    @handles(Opened)
+    async def opened(self, session, event: Opened, envelope) -> None:
+        await self._bump(session, envelope.aggregate_id, 0)
+
+    @handles(Incremented)
+    async def incremented(self, session, event: Incremented, envelope) -> None:
+        await self._bump(session, envelope.aggregate_id, event.by)
+
+    @handles(Poisoned)
+    async def poisoned(self, session, event: Poisoned, envelope) -> None:
+        raise ValueError(f"cannot project {event.reason}")
+
+
+async def counter_rows(engine) -> dict[str, tuple[int, int]]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(counters))).all()
+    return {r.aggregate_id: (r.events, r.total) for r in rows}

@@ -1,0 +1,141 @@
+"""The event store against a real nats-server: versions, concurrency, de-duplication, loading."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from nats.js.errors import APIError
+
+from contracts.envelope import new_id
+from services.runtime.commands import execute
+from services.runtime.eventstore import ConcurrencyError, EventStore
+from tests.support.sample import Counter, Incremented, Opened
+
+
+@pytest.fixture
+async def store(nc, unique):
+    store = EventStore(nc, context=unique, jurisdiction="331081")
+    await store.ensure_streams()
+    return store
+
+
+async def test_an_aggregate_loads_back_exactly_what_was_appended(store):
+    counter = await store.load(Counter, new_id())
+    assert not counter.exists
+    await store.append(counter, counter.open("泽国镇企业诉求"))
+    for by in (1, 2, 3):
+        await store.append(counter, counter.increment(by))
+    loaded = await store.load(Counter, counter.id)
+    assert (loaded.title, loaded.total, loaded.increments, loaded.sequence) == ("泽国镇企业诉求", 6, 3, 4)
+    assert loaded.version == counter.version == await store.last_sequence(counter.id)
+    history = await store.history(counter.id)
+    assert [e.event_type for e in history] == ["sample.Opened"] + ["sample.Incremented"] * 3
+    assert [e.sequence for e in history] == [1, 2, 3, 4]
+    assert [e.payload.get("by") for e in history[1:]] == [1, 2, 3]
+
+
+async def test_the_version_is_the_stream_sequence_not_a_count(store):
+    a, b = Counter(id=new_id()), Counter(id=new_id())
+    await store.append(a, a.open("a"))
+    await store.append(b, b.open("b"))
+    await store.append(a, a.increment())
+    assert (a.version, b.version) == (3, 2)
+    assert (a.sequence, b.sequence) == (2, 1)
+
+
+async def test_two_concurrent_appends_at_the_same_version_one_wins(store):
+    counter = Counter(id=new_id())
+    await store.append(counter, counter.open("race"))
+    first, second = await store.load(Counter, counter.id), await store.load(Counter, counter.id)
+    results = await asyncio.gather(
+        store.append(first, [Incremented(by=1)], expected_version=counter.version),
+        store.append(second, [Incremented(by=10)], expected_version=counter.version),
+        return_exceptions=True,
+    )
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert len(errors) == 1 and isinstance(errors[0], ConcurrencyError)
+    assert errors[0].expected == counter.version
+    loaded = await store.load(Counter, counter.id)
+    assert loaded.increments == 1 and loaded.total in (1, 10)
+
+
+async def test_many_concurrent_writers_lose_nothing_through_the_retrying_helper(store):
+    counter = Counter(id=new_id())
+    await store.append(counter, counter.open("many"))
+    await asyncio.gather(
+        *(execute(store, Counter, counter.id, lambda c: c.increment(1), retries=50) for _ in range(20))
+    )
+    loaded = await store.load(Counter, counter.id)
+    assert loaded.total == 20 and loaded.sequence == 21
+
+
+async def test_an_event_appended_twice_with_the_same_id_is_stored_once(store):
+    counter = Counter(id=new_id())
+    await store.append(counter, counter.open("dup"))
+    event_id = new_id()
+    before = Counter.model_validate(counter.model_dump())
+    first = await store.append(counter, [Incremented(by=5)], event_ids=[event_id])
+    # the same append again, as after a lost acknowledgement: same id, same expected version
+    retry = await store.append(before, [Incremented(by=5)], event_ids=[event_id])
+    assert retry.version == first.version and retry.duplicate
+    info = await store.js.stream_info(store.stream)
+    assert info.state.messages == 2
+    loaded = await store.load(Counter, counter.id)
+    assert loaded.total == 5 and loaded.sequence == 2
+
+
+async def test_a_retry_after_another_writer_moved_on_is_still_recognised(store):
+    counter = Counter(id=new_id())
+    await store.append(counter, counter.open("lost ack"))
+    stale = Counter.model_validate(counter.model_dump())
+    event_id = new_id()
+    await store.append(counter, [Incremented(by=1)], event_ids=[event_id])
+    await store.append(counter, [Incremented(by=2)])  # someone else, after ours
+    retry = await store.append(stale, [Incremented(by=1)], event_ids=[event_id])
+    assert retry.duplicate
+    assert (await store.load(Counter, counter.id)).total == 3
+
+
+async def test_the_events_of_one_command_are_one_atomic_message(store):
+    counter = Counter(id=new_id())
+    commit = await store.append(counter, [Opened(title="x"), Incremented(by=1), Incremented(by=2)])
+    info = await store.js.stream_info(store.stream)
+    assert info.state.messages == 1
+    assert [e.sequence for e in commit.envelopes] == [1, 2, 3]
+    assert (await store.load(Counter, counter.id)).total == 3
+
+
+async def test_loading_without_snapshots_walks_back_the_commits(store):
+    counter = Counter(id=new_id())
+    await store.append(counter, counter.open("no snapshot"))
+    for _ in range(5):
+        await store.append(counter, counter.increment(2))
+    kv = await store._snapshots()
+    await kv.delete(f"{Counter.context}.{Counter.aggregate_type}.{counter.id}")
+    loaded = await store.load(Counter, counter.id)
+    assert (loaded.total, loaded.version, loaded.sequence) == (10, counter.version, 6)
+
+
+async def test_a_stale_snapshot_is_completed_from_the_stream(store):
+    counter = Counter(id=new_id())
+    await store.append(counter, counter.open("stale"))
+    stale = Counter.model_validate(counter.model_dump())
+    await store.append(counter, counter.increment(4))
+    await store.append(counter, counter.increment(4))
+    await store.save_snapshot(stale)
+    loaded = await store.load(Counter, counter.id)
+    assert (loaded.total, loaded.version) == (8, counter.version)
+
+
+async def test_streams_deny_delete_and_purge_and_ensure_is_idempotent(store):
+    await store.ensure_streams()
+    counter = Counter(id=new_id())
+    await store.append(counter, counter.open("kept"))
+    with pytest.raises(APIError):
+        await store.js.delete_msg(store.stream, 1)
+    with pytest.raises(APIError):
+        await store.js.purge_stream(store.stream)
+    info = await store.js.stream_info(store.stream)
+    assert info.config.deny_delete and info.config.deny_purge
+    assert info.config.duplicate_window == store.settings.duplicate_window_s

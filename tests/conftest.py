@@ -34,7 +34,7 @@ def nats_url(nats_server) -> str:
 async def nc(nats_url):
     client = await nats.connect(nats_url, name="duban-tests")
     yield client
-    await client.drain()
+    await client.close()
 
 
 @pytest.fixture

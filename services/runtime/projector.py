@@ -18,13 +18,16 @@ A message whose handler fails is retried in place (the batch is re-applied one m
 time, each in its own transaction); after ``max_deliver`` attempts it goes to the dead-letter
 stream with its error and the projection moves past it, so later events keep flowing. A failing
 database is not a poison message: that is retried until the database is back.
+
+Acknowledgement is ``AckPolicy.ALL``: one ack after each commit covers its batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -33,7 +36,9 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
-from opentelemetry.trace import SpanKind
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy import MetaData, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -41,7 +46,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from contracts import subjects
-from contracts.envelope import Envelope, decode_commit
+from contracts.envelope import EVENT_TYPES_HEADER, Envelope, decode_commit
 from contracts.events import Event, upcast
 
 from .db import checkpoints, runtime_metadata
@@ -50,6 +55,9 @@ from .settings import Settings
 from .telemetry import extract_context, tracer
 
 log = logging.getLogger("duban.projector")
+
+#: A database that fails like this is down, not given a bad event: wait for it, never dead-letter.
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError, OSError)
 
 Handler = Callable[[Any, AsyncSession, Event, Envelope], Awaitable[None]]
 
@@ -94,6 +102,15 @@ class Projection:
         if handler is not None:
             event = upcast(envelope.event_type, envelope.schema_version, envelope.payload)
             await handler(self, session, event, envelope)
+
+    async def apply_batch(self, session: AsyncSession, envelopes: list[Envelope]) -> None:
+        """Apply a batch in order inside the projector's transaction.
+
+        One event at a time by default; a projection that can do better (read the rows a batch
+        touches at once, write them back at once) overrides this: see ``DocumentProjection``.
+        """
+        for envelope in envelopes:
+            await self.apply(session, envelope)
 
 
 class Projector:
@@ -150,13 +167,14 @@ class Projector:
         await self._reset_consumer()
 
     async def _reset_consumer(self) -> None:
+        await self.close()
         try:
             await self.js.delete_consumer(self.stream, self.durable)
         except NotFoundError:
             pass
         config = ConsumerConfig(
             durable_name=self.durable,
-            ack_policy=AckPolicy.EXPLICIT,
+            ack_policy=AckPolicy.ALL,
             ack_wait=120,
             max_deliver=-1,
             max_ack_pending=self.settings.projector_batch * 2,
@@ -193,6 +211,12 @@ class Projector:
     def stop(self) -> None:
         self._stopping.set()
 
+    async def close(self) -> None:
+        """Let go of the subscription (the durable consumer stays for the next start)."""
+        if self._subscription is not None:
+            subscription, self._subscription = self._subscription, None
+            await subscription.unsubscribe()
+
     async def step(self, timeout: float | None = None) -> int:
         """Fetch and apply one batch; returns how many messages were fetched."""
         assert self._subscription is not None, "prepare() first"
@@ -219,11 +243,17 @@ class Projector:
 
     async def handle_batch(self, msgs: list[Msg]) -> None:
         fresh = [m for m in msgs if m.metadata.sequence.stream > self.position]
-        if fresh:
+        delay = 0.5
+        while fresh:
             try:
                 await self._apply_in_one_transaction(fresh)
-            except (OperationalError, InterfaceError, OSError):
-                raise
+                break
+            except TRANSIENT_DB_ERRORS as err:
+                log.error(
+                    "database unavailable, retrying", extra={"projection": self.projection.name, "error": repr(err)}
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
             except Exception as err:
                 log.warning(
                     "batch failed, applying one by one",
@@ -231,29 +261,28 @@ class Projector:
                 )
                 for msg in fresh:
                     await self._apply_alone(msg)
-        for msg in msgs:
-            await msg.ack()
+                break
+        # AckPolicy.ALL: one ack, after the commit, covers the whole batch.
+        await msgs[-1].ack()
 
     async def _apply_in_one_transaction(self, msgs: list[Msg]) -> None:
-        async with self.sessions() as session, session.begin():
-            for msg in msgs:
-                await self._apply_message(session, msg)
-            last = msgs[-1].metadata.sequence.stream
-            await self._save_position(session, last)
+        envelopes = [e for msg in msgs if self._wanted(msg) for e in decode_commit(msg.data)]
+        with self._process_spans(msgs):
+            async with self.sessions() as session, session.begin():
+                if envelopes:
+                    await self.projection.apply_batch(session, envelopes)
+                last = msgs[-1].metadata.sequence.stream
+                await self._save_position(session, last)
         self.position = last
 
     async def _apply_alone(self, msg: Msg) -> None:
-        seq = msg.metadata.sequence.stream
         attempts = 0
         delay = 0.05
         while True:
             try:
-                async with self.sessions() as session, session.begin():
-                    await self._apply_message(session, msg)
-                    await self._save_position(session, seq)
-                self.position = seq
+                await self._apply_in_one_transaction([msg])
                 return
-            except (OperationalError, InterfaceError, OSError) as err:
+            except TRANSIENT_DB_ERRORS as err:
                 log.error(
                     "database unavailable, retrying", extra={"projection": self.projection.name, "error": repr(err)}
                 )
@@ -286,27 +315,48 @@ class Projector:
             await self._save_position(session, seq)
         self.position = seq
 
-    async def _apply_message(self, session: AsyncSession, msg: Msg) -> None:
-        types = (msg.headers or {}).get("Duban-Event-Types")
-        if types is not None and not any(self.projection.wants(t) for t in types.split(",")):
-            return  # nothing for this projection: not even decoded
-        with tracer().start_as_current_span(
-            self._span_name,
-            context=extract_context(msg.headers),
-            kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "nats",
-                "messaging.operation.type": "process",
-                "messaging.destination.name": msg.subject,
-                "messaging.consumer.group.name": self.durable,
-                "messaging.message.id": (msg.headers or {}).get("Nats-Msg-Id", ""),
-                "messaging.nats.stream.sequence": msg.metadata.sequence.stream,
-                "duban.projection": self.projection.name,
-                "duban.jurisdiction": self.jurisdiction,
-            },
-        ):
-            for envelope in decode_commit(msg.data):
-                await self.projection.apply(session, envelope)
+    def _wanted(self, msg: Msg) -> bool:
+        types = (msg.headers or {}).get(EVENT_TYPES_HEADER)
+        return types is None or any(self.projection.wants(t) for t in types.split(","))
+
+    @contextmanager
+    def _process_spans(self, msgs: list[Msg]) -> Iterator[None]:
+        """One consumer span per message, a child of the span that appended it (through the
+        trace context in its headers), covering the transaction that applied it."""
+        if not isinstance(trace.get_tracer_provider(), SdkTracerProvider):
+            yield  # tracing is off: not even the headers are parsed
+            return
+        spans = [
+            tracer().start_span(
+                self._span_name,
+                context=extract_context(msg.headers),
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "nats",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": msg.subject,
+                    "messaging.consumer.group.name": self.durable,
+                    "messaging.message.id": (msg.headers or {}).get("Nats-Msg-Id", ""),
+                    "messaging.nats.stream.sequence": msg.metadata.sequence.stream,
+                    "messaging.batch.message_count": len(msgs),
+                    "duban.projection": self.projection.name,
+                    "duban.jurisdiction": self.jurisdiction,
+                    "duban.aggregate.id": msg.subject.rsplit(".", 1)[-1],
+                    "duban.event_types": (msg.headers or {}).get(EVENT_TYPES_HEADER, ""),
+                },
+            )
+            for msg in msgs
+        ]
+        try:
+            yield
+        except Exception as err:
+            for span in spans:
+                span.record_exception(err)
+                span.set_status(Status(StatusCode.ERROR, type(err).__name__))
+            raise
+        finally:
+            for span in spans:
+                span.end()
 
     async def _save_position(self, session: AsyncSession, position: int) -> None:
         values = {

@@ -6,7 +6,8 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, select
 
 from contracts.events import Event, event
 from services.runtime.aggregate import Aggregate, DomainError, applies
-from services.runtime.projector import Projection, handles
+from services.runtime.documents import DocumentProjection
+from services.runtime.projector import handles
 
 
 @event("sample.Opened")
@@ -64,33 +65,25 @@ counters = Table(
 )
 
 
-class CounterProjection(Projection):
+class CounterProjection(DocumentProjection):
     """Counts the events of each counter: any loss or double application shows in the count."""
 
     name = "counters"
     metadata = metadata
-
-    async def _bump(self, session, aggregate_id: str, by: int) -> None:
-        row = (await session.execute(select(counters).where(counters.c.aggregate_id == aggregate_id))).first()
-        if row is None:
-            await session.execute(counters.insert().values(aggregate_id=aggregate_id, events=1, total=by))
-        else:
-            await session.execute(
-                counters.update()
-                .where(counters.c.aggregate_id == aggregate_id)
-                .values(events=row.events + 1, total=row.total + by)
-            )
+    table = counters
 
     @handles(Opened)
-    async def opened(self, session, event: Opened, envelope) -> None:
-        await self._bump(session, envelope.aggregate_id, 0)
+    def opened(self, doc, event: Opened, envelope) -> None:
+        doc["events"] = (doc["events"] or 0) + 1
+        doc["total"] = doc["total"] or 0
 
     @handles(Incremented)
-    async def incremented(self, session, event: Incremented, envelope) -> None:
-        await self._bump(session, envelope.aggregate_id, event.by)
+    def incremented(self, doc, event: Incremented, envelope) -> None:
+        doc["events"] = (doc["events"] or 0) + 1
+        doc["total"] = (doc["total"] or 0) + event.by
 
     @handles(Poisoned)
-    async def poisoned(self, session, event: Poisoned, envelope) -> None:
+    def poisoned(self, doc, event: Poisoned, envelope) -> None:
         raise ValueError(f"cannot project {event.reason}")
 
 

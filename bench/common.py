@@ -1,0 +1,71 @@
+"""What every measurement shares: sizes, progress lines and rates."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+#: The jurisdiction and context of the benchmark's event stream (a valid county code).
+JURISDICTION = "331081"
+CONTEXT = "bench"
+
+_started = time.monotonic()
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each measurement does; ``quick()`` divides the counts by ten."""
+
+    raw_messages: int = 20_000
+    raw_message_bytes: int = 500
+    publish_window: int = 500
+    consume_batch: int = 500
+    events: int = 100_000
+    aggregates: int = 10_000
+    timed_appends: int = 20_000
+    append_concurrency: int = 200
+    loads: int = 5_000
+    load_concurrency: int = 50
+
+    @property
+    def events_per_aggregate(self) -> int:
+        return self.events // self.aggregates
+
+    def validate(self) -> None:
+        if self.aggregates < 1 or self.events < self.aggregates or self.events % self.aggregates:
+            raise SystemExit(f"--events ({self.events}) must be a multiple of --aggregates ({self.aggregates}) > 0")
+
+    @classmethod
+    def build(cls, *, quick: bool, events: int | None, aggregates: int | None) -> Sizes:
+        base = cls()
+        scale = 10 if quick else 1
+        aggregates = aggregates or base.aggregates // scale
+        events = events or aggregates * base.events_per_aggregate
+        sizes = cls(
+            raw_messages=base.raw_messages // scale,
+            events=events,
+            aggregates=aggregates,
+            timed_appends=min(base.timed_appends // scale, events),
+            loads=min(base.loads // scale, aggregates),
+        )
+        sizes.validate()
+        return sizes
+
+
+def progress(message: str) -> None:
+    """One progress line on stderr, stamped with the time since the benchmark started."""
+    print(f"[bench {time.monotonic() - _started:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def elapsed() -> float:
+    return time.monotonic() - _started
+
+
+def rate(count: int, seconds: float) -> float:
+    """Items per second, rounded for the report."""
+    return round(count / seconds, 1) if seconds > 0 else float("inf")
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    return round(numerator / denominator, 3) if denominator else 0.0

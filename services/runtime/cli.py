@@ -1,0 +1,81 @@
+"""The ``duban`` command line.
+
+One parser with a subcommand per task; each subcommand is a small function taking the parsed
+arguments and returning the exit code, registered in :func:`build_parser`::
+
+    duban contracts export [--out DIR]   write JSON Schemas and the AsyncAPI document
+    duban contracts check  [--out DIR]   exit 1 when the committed files differ from the code
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import contracts as _contracts
+
+#: The committed schemas (``schema_export.SCHEMAS_DIR``, which imports FastStream: loaded only when used).
+SCHEMAS_DIR = Path(_contracts.__file__).parent / "schemas"
+
+#: At most this many lines of diff are printed by ``contracts check``; the rest is summarised.
+_MAX_DIFF_LINES = 200
+
+
+def _contracts_export(args: argparse.Namespace) -> int:
+    from . import schema_export
+
+    changes = schema_export.write(args.out)
+    for line in changes:
+        print(line)
+    print(f"contracts exported to {args.out} ({len(changes)} file(s) changed)")
+    return 0
+
+
+def _contracts_check(args: argparse.Namespace) -> int:
+    from . import schema_export
+
+    report = schema_export.compare(args.out)
+    if not report:
+        print(f"contracts in {args.out} are up to date")
+        return 0
+    for line in report[:_MAX_DIFF_LINES]:
+        print(line)
+    if len(report) > _MAX_DIFF_LINES:
+        print(f"... {len(report) - _MAX_DIFF_LINES} more line(s)")
+    files = [line for line in report if line.startswith(("missing: ", "stale: ", "changed: "))]
+    print(
+        f"{len(files)} file(s) in {args.out} differ from what the code generates: run `duban contracts export`",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _add_contracts(subparsers: argparse._SubParsersAction) -> None:
+    contracts = subparsers.add_parser("contracts", help="export or check the JSON Schemas and AsyncAPI document")
+    actions = contracts.add_subparsers(dest="action", required=True, metavar="ACTION")
+    folder = argparse.ArgumentParser(add_help=False)
+    folder.add_argument(
+        "--out", type=Path, default=SCHEMAS_DIR, metavar="DIR", help=f"schemas folder (default: {SCHEMAS_DIR})"
+    )
+    export = actions.add_parser("export", parents=[folder], help="write the files (and remove stale ones)")
+    export.set_defaults(func=_contracts_export)
+    check = actions.add_parser("check", parents=[folder], help="exit 1 when the committed files are out of date")
+    check.set_defaults(func=_contracts_check)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="duban", description="督办: duban's command line")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_contracts(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

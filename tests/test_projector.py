@@ -1,0 +1,149 @@
+"""The projector on SQLite and PostgreSQL: batches, checkpoints, rebuilds and dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from contracts import subjects
+from contracts.envelope import decode_commit, new_id
+from services.runtime.deadletters import ATTEMPTS, ERROR, ORIGINAL_SEQUENCE, ORIGINAL_SUBJECT
+from services.runtime.eventstore import EventStore
+from services.runtime.projector import Projector, read_position
+from services.runtime.settings import Settings
+from tests.support.sample import Counter, CounterProjection, Incremented, Poisoned, counter_rows
+
+JURISDICTION = "331081"
+
+
+@pytest.fixture
+async def store(nc, unique):
+    store = EventStore(nc, context=unique, jurisdiction=JURISDICTION)
+    await store.ensure_streams()
+    return store
+
+
+def projector_for(nc, store, engine, **settings) -> Projector:
+    return Projector(
+        nc,
+        CounterProjection(),
+        engine,
+        stream=store.stream,
+        filter_subjects=[subjects.event_wildcard(store.context, JURISDICTION)],
+        jurisdiction=JURISDICTION,
+        context=store.context,
+        settings=Settings(jurisdiction=JURISDICTION, projector_batch=50, **settings),
+    )
+
+
+async def write_counters(store, n_aggregates: int, n_events: int) -> dict[str, int]:
+    ids = [new_id() for _ in range(n_aggregates)]
+    expected = dict.fromkeys(ids, 0)
+    aggregates = {i: Counter(id=i) for i in ids}
+    for _ in range(n_events):
+        aggregate_id = random.choice(ids)
+        counter = aggregates[aggregate_id]
+        events = counter.open("c") if not counter.exists else counter.increment(1)
+        await store.append(counter, events)
+        expected[aggregate_id] += 1
+    return {k: v for k, v in expected.items() if v}
+
+
+async def test_each_event_takes_effect_once_and_the_position_is_stored(nc, store, engine):
+    expected = await write_counters(store, 20, 300)
+    projector = projector_for(nc, store, engine)
+    await projector.prepare()
+    await projector.catch_up()
+    rows = await counter_rows(engine)
+    assert {k: v[0] for k, v in rows.items()} == expected
+    assert await read_position(engine, "counters") == 300
+
+
+async def test_a_restarted_projector_resumes_from_its_checkpoint(nc, store, engine):
+    first = await write_counters(store, 10, 100)
+    projector = projector_for(nc, store, engine)
+    await projector.prepare()
+    await projector.catch_up()
+    second = await write_counters(store, 10, 50)
+    restarted = projector_for(nc, store, engine)  # a new process would do exactly this
+    await restarted.prepare()
+    assert restarted.position == 100
+    await restarted.catch_up()
+    rows = await counter_rows(engine)
+    assert sum(v[0] for v in rows.values()) == sum(first.values()) + sum(second.values()) == 150
+
+
+async def test_redelivered_events_below_the_checkpoint_are_skipped(nc, store, engine):
+    await write_counters(store, 5, 40)
+    projector = projector_for(nc, store, engine)
+    await projector.prepare()
+    await projector.catch_up()
+    before = await counter_rows(engine)
+    # as if acks had been lost: the consumer hands the same events out again
+    projector.position = 0
+    await projector._reset_consumer()
+    projector.position = await read_position(engine, "counters")
+    await projector.catch_up()
+    assert await counter_rows(engine) == before
+
+
+async def test_rebuild_gives_the_same_read_model(nc, store, engine):
+    await write_counters(store, 15, 200)
+    projector = projector_for(nc, store, engine)
+    await projector.prepare()
+    await projector.catch_up()
+    before = await counter_rows(engine)
+    await projector.rebuild()
+    assert await counter_rows(engine) == before
+
+
+async def test_a_changed_projection_version_rebuilds_it(nc, store, engine):
+    await write_counters(store, 5, 30)
+    projector = projector_for(nc, store, engine)
+    await projector.prepare()
+    await projector.catch_up()
+    before = await counter_rows(engine)
+
+    class CounterProjectionV2(CounterProjection):
+        version = 2
+
+    upgraded = projector_for(nc, store, engine)
+    upgraded.projection = CounterProjectionV2()
+    await upgraded.prepare()
+    assert upgraded.position == 0
+    await upgraded.catch_up()
+    assert await counter_rows(engine) == before
+
+
+async def test_a_poison_message_is_dead_lettered_and_later_events_flow(nc, store, engine):
+    poisoned = Counter(id=new_id())
+    await store.append(poisoned, poisoned.open("poison"))
+    await store.append(poisoned, [Poisoned(reason="坏数据")])
+    after = Counter(id=new_id())
+    await store.append(after, after.open("after"))
+    for _ in range(5):
+        await store.append(after, [Incremented(by=1)])
+
+    projector = projector_for(nc, store, engine, max_deliver=3)
+    await projector.prepare()
+    await asyncio.wait_for(projector.catch_up(), 30)
+
+    rows = await counter_rows(engine)
+    assert rows[poisoned.id] == (1, 0)  # its Opened was applied, the poison was not
+    assert rows[after.id] == (6, 5)  # everything after it was projected
+    assert await read_position(engine, "counters") == 8
+
+    js = nc.jetstream()
+    dlq = await js.get_msg(
+        subjects.deadletter_stream(JURISDICTION),
+        subject=subjects.deadletter_subject(JURISDICTION, store.context, "proj_counters"),
+        direct=True,
+    )
+    headers = dlq.headers
+    assert headers[ORIGINAL_SUBJECT] == subjects.event_subject(store.context, JURISDICTION, poisoned.id)
+    assert headers[ORIGINAL_SEQUENCE] == "2"
+    assert headers[ATTEMPTS] == "3"
+    assert "cannot project 坏数据" in headers[ERROR]
+    assert decode_commit(dlq.data)[0].event_type == "sample.Poisoned"

@@ -5,6 +5,7 @@ arguments and returning the exit code, registered in :func:`build_parser`::
 
     duban contracts export [--out DIR]   write JSON Schemas and the AsyncAPI document
     duban contracts check  [--out DIR]   exit 1 when the committed files differ from the code
+    duban up [--data-dir DIR]            the whole system on this machine (embedded NATS)
 """
 
 from __future__ import annotations
@@ -65,10 +66,25 @@ def _add_contracts(subparsers: argparse._SubParsersAction) -> None:
     check.set_defaults(func=_contracts_check)
 
 
+def _up(args: argparse.Namespace) -> int:
+    from . import up
+
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    return up.run(args.data_dir, args.nats_port)
+
+
+def _add_up(subparsers: argparse._SubParsersAction) -> None:
+    up = subparsers.add_parser("up", help="run the whole system on this machine (embedded NATS)")
+    up.add_argument("--data-dir", type=Path, default=Path(".duban"), help="where data persists (default .duban)")
+    up.add_argument("--nats-port", type=int, default=4222, help="port of the embedded nats-server (default 4222)")
+    up.set_defaults(func=_up)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="duban", description="督办: duban's command line")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_contracts(subparsers)
+    _add_up(subparsers)
     return parser
 
 

@@ -191,6 +191,7 @@ class Projector:
 
     async def _drop(self) -> None:
         async with self.engine.begin() as conn:
+            await conn.run_sync(runtime_metadata.create_all)
             await conn.run_sync(self.projection.metadata.drop_all)
             await conn.execute(delete(checkpoints).where(checkpoints.c.projection == self.projection.name))
         self.position = 0
@@ -231,10 +232,18 @@ class Projector:
 
     async def catch_up(self, timeout: float = 120.0) -> None:
         """Apply everything the stream holds now (for tests, rebuilds and one-shot runs)."""
+        assert self._subscription is not None, "prepare() first"
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            fetched = await self.step(timeout=0.2)
-            if fetched == 0:
+            try:
+                msgs = await self._subscription.fetch(self.settings.projector_batch, timeout=0.2)
+            except NatsTimeoutError:
+                msgs = []
+            if msgs:
+                await self.handle_batch(msgs)
+                if msgs[-1].metadata.num_pending == 0:
+                    return  # the server says nothing more is waiting behind this batch
+            else:
                 info = await self._subscription.consumer_info()
                 if info.num_pending == 0 and info.num_ack_pending == 0:
                     return

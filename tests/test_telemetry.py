@@ -1,0 +1,89 @@
+"""Trace context crosses NATS: a projector's span joins the trace of the append it applies."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import nats
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from contracts import subjects
+from contracts.envelope import new_id
+from services.runtime.eventstore import EventStore
+from services.runtime.logs import setup_logging
+from services.runtime.projector import Projector
+from services.runtime.settings import Settings
+from services.runtime.telemetry import setup_tracing, tracer
+from tests.support.sample import Counter, CounterProjection
+
+JURISDICTION = "331081"
+
+
+@pytest.fixture(scope="session")
+def spans() -> InMemorySpanExporter:
+    exporter = InMemorySpanExporter()
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))
+    else:
+        setup_tracing("tests", JURISDICTION, processors=[SimpleSpanProcessor(exporter)])
+    return exporter
+
+
+async def test_the_consumer_span_is_a_child_of_the_append_span(nc, nats_url, unique, spans, engine):
+    spans.clear()
+    store = EventStore(nc, context=unique, jurisdiction=JURISDICTION)
+    await store.ensure_streams()
+    counter = Counter(id=new_id())
+    with tracer().start_as_current_span("command sample.Open") as command:
+        await store.append(counter, counter.open("traced"))
+
+    other = await nats.connect(nats_url)  # the consumer is another connection, as in another process
+    try:
+        projector = Projector(
+            other,
+            CounterProjection(),
+            engine,
+            stream=store.stream,
+            filter_subjects=[subjects.event_wildcard(unique, JURISDICTION)],
+            jurisdiction=JURISDICTION,
+            context=unique,
+            settings=Settings(jurisdiction=JURISDICTION),
+        )
+        await projector.prepare()
+        await projector.catch_up()
+        await projector.close()
+    finally:
+        await other.close()
+
+    finished = spans.get_finished_spans()
+    producer = next(
+        s for s in finished if s.kind is SpanKind.PRODUCER and s.attributes["duban.aggregate.id"] == counter.id
+    )
+    consumer = next(
+        s for s in finished if s.kind is SpanKind.CONSUMER and s.attributes["duban.aggregate.id"] == counter.id
+    )
+    assert producer.context.trace_id == command.get_span_context().trace_id
+    assert consumer.context.trace_id == producer.context.trace_id
+    assert consumer.parent.span_id == producer.context.span_id
+    # low-cardinality names: the subject template, not the aggregate's subject
+    assert producer.name == f"publish duban.evt.{unique}.{{jurisdiction}}.{{aggregate_id}}"
+    assert consumer.name == f"process duban.evt.{unique}.{{jurisdiction}}.{{aggregate_id}}"
+    assert producer.attributes["messaging.system"] == "nats"
+    assert consumer.attributes["messaging.destination.name"] == subjects.event_subject(unique, JURISDICTION, counter.id)
+
+
+def test_log_lines_are_json_with_the_trace_id(spans):
+    out = io.StringIO()
+    setup_logging(stream=out)
+    with tracer().start_as_current_span("logged") as span:
+        logging.getLogger("duban.test").info("matter registered", extra={"matter_id": "m1"})
+    line = json.loads(out.getvalue().splitlines()[-1])
+    assert line["msg"] == "matter registered" and line["matter_id"] == "m1"
+    assert line["trace_id"] == f"{span.get_span_context().trace_id:032x}"

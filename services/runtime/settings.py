@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     #: Bounded retries of a command that lost an optimistic-concurrency race.
     command_retries: int = Field(default=5, ge=0)
 
+    #: HS256 secret of the embedded default's development tokens; production sets a public key.
+    jwt_secret: str = "duban-development-secret-change-me"
+    jwt_public_key: str | None = None
+
     def sqlalchemy_url(self, service: str) -> str:
         """The service's database: ``DATABASE_URL`` if given, else a SQLite file in the data dir."""
         if self.database_url:

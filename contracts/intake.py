@@ -1,0 +1,362 @@
+"""Intake's language: matters, their review and routing between levels, and activities.
+
+A *matter* (事项) is anything raised: a motion 议案, a suggestion 建议, a proposal 提案, a
+problem 问题 or an enterprise's demand 企业诉求. Its events are stored on
+``duban.evt.intake.<jurisdiction>.<matter_id>``.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from .events import Command, Event, command, event
+
+JURISDICTION_CODE = r"^\d{6}(\d{3})?$"
+MAX_TITLE = 200
+MAX_CONTENT = 20_000
+
+
+class MatterKind(StrEnum):
+    """What kind of matter it is (议案 / 建议 / 提案 / 问题 / 企业诉求)."""
+
+    motion = "motion"
+    suggestion = "suggestion"
+    proposal = "proposal"
+    problem = "problem"
+    demand = "demand"
+
+
+KIND_NAMES = {
+    MatterKind.motion: "议案",
+    MatterKind.suggestion: "建议",
+    MatterKind.proposal: "提案",
+    MatterKind.problem: "问题",
+    MatterKind.demand: "企业诉求",
+}
+
+
+class Channel(StrEnum):
+    """How the matter came in."""
+
+    liaison_station = "liaison_station"  # 代表联络站 / 基层单元
+    themed_activity = "themed_activity"  # 主题活动
+    survey = "survey"  # 问卷
+    session = "session"  # 大会期间
+    external_system = "external_system"  # 其他系统
+
+
+class SubmitterKind(StrEnum):
+    person = "person"  # a deputy or CPPCC member
+    group = "group"  # a deputy group or a CPPCC sector 界别
+
+
+class Submitter(BaseModel):
+    """A lead submitter (领衔) or a co-signer (附议): a person or a group such as 经济界三组."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    id: str = Field(min_length=1, max_length=64, description="principal id of the deputy or group")
+    name: str = Field(min_length=1, max_length=100)
+    kind: SubmitterKind = SubmitterKind.person
+
+
+class RaisedBy(BaseModel):
+    """The enterprise or resident a problem came from, to be fed back to (向市场主体反馈)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    kind: str = Field(default="enterprise", pattern=r"^(enterprise|resident|organisation)$")
+    contact: str | None = Field(default=None, max_length=200)
+
+
+class Attachment(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    ref: str = Field(min_length=1, max_length=500, description="where the file is kept (URL or object key)")
+
+
+class MatterStatus(StrEnum):
+    submitted = "submitted"  # 待审查
+    registered = "registered"  # 已立案
+    not_registered = "not_registered"  # 不予立案
+    merged = "merged"  # 已并案
+    routed = "routed"  # 本级办理
+    escalated = "escalated"  # 已上报
+    sent_down = "sent_down"  # 已交下级
+    closed = "closed"  # 已办结 (outcome recorded)
+
+
+STATUS_NAMES = {
+    MatterStatus.submitted: "待审查",
+    MatterStatus.registered: "已立案",
+    MatterStatus.not_registered: "不予立案",
+    MatterStatus.merged: "已并案",
+    MatterStatus.routed: "本级办理",
+    MatterStatus.escalated: "已上报",
+    MatterStatus.sent_down: "已交下级",
+    MatterStatus.closed: "已办结",
+}
+
+
+class MatterData(BaseModel):
+    """What was raised: the part of a matter that travels with it between levels."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    kind: MatterKind
+    title: str = Field(min_length=1, max_length=MAX_TITLE, description="案由")
+    content: str = Field(min_length=1, max_length=MAX_CONTENT)
+    lead: Submitter
+    co_signers: list[Submitter] = Field(default_factory=list, max_length=200)
+    channel: Channel
+    raised_in: str = Field(pattern=JURISDICTION_CODE, description="the jurisdiction where it was raised")
+    category: str | None = Field(default=None, max_length=50)
+    attachments: list[Attachment] = Field(default_factory=list, max_length=50)
+    raised_by: RaisedBy | None = None
+    activity_id: str | None = Field(default=None, max_length=64)
+
+    @model_validator(mode="after")
+    def _distinct_submitters(self) -> MatterData:
+        ids = [self.lead.id, *(s.id for s in self.co_signers)]
+        if len(ids) != len(set(ids)):
+            raise ValueError("a submitter appears twice")
+        return self
+
+
+class Hop(BaseModel):
+    """One step of a matter's journey between levels."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    jurisdiction: str = Field(pattern=JURISDICTION_CODE)
+    matter_id: str
+
+
+class Outcome(BaseModel):
+    """How the level that handled the matter answered it (办理结果)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    summary: str = Field(min_length=1, max_length=MAX_CONTENT, description="办理落实情况摘要")
+    reply_class: str | None = Field(default=None, max_length=8, description="A/B/C (configuration)")
+    unit: str | None = Field(default=None, max_length=200, description="主办单位")
+    closed_at: AwareDatetime | None = None
+
+
+# -- events --------------------------------------------------------------------------------
+
+
+@event("intake.MatterSubmitted")
+class MatterSubmitted(Event):
+    """A matter was raised (提出) at this level."""
+
+    matter: MatterData
+    idempotency_key: str | None = None
+
+
+@event("intake.MatterReceived")
+class MatterReceived(Event):
+    """A matter arrived from another level (escalated up to us or sent down to us)."""
+
+    matter: MatterData
+    origin: Hop
+    direction: str = Field(pattern=r"^(up|down)$")
+    path: list[Hop] = Field(default_factory=list, description="earlier hops, oldest first")
+    reason: str | None = None
+
+
+@event("intake.MatterRegistered")
+class MatterRegistered(Event):
+    """Registered (立案) with a number unique and gapless per jurisdiction, kind and year."""
+
+    year: int
+    number: int
+    registration_no: str
+
+
+@event("intake.MatterNotRegistered")
+class MatterNotRegistered(Event):
+    """Not registered (不予立案), with the reason."""
+
+    reason: str
+
+
+@event("intake.MatterConverted")
+class MatterConverted(Event):
+    """Converted to another kind (e.g. a motion turned into a suggestion)."""
+
+    from_kind: MatterKind
+    to_kind: MatterKind
+    reason: str
+
+
+@event("intake.MatterMerged")
+class MatterMerged(Event):
+    """This matter was merged (合并) into another; its submitters went with it."""
+
+    into: str
+    reason: str | None = None
+
+
+@event("intake.MatterAbsorbed")
+class MatterAbsorbed(Event):
+    """Another matter was merged into this one; every submitter of it is kept here."""
+
+    merged: str
+    submitters: list[Submitter]
+
+
+@event("intake.MatterRouted")
+class MatterRouted(Event):
+    """Handled at this level (本级办理): tracking opens a case for it."""
+
+    kind: MatterKind
+    title: str
+    submitters: list[Submitter]
+    registration_no: str | None = None
+    category: str | None = None
+    committee: str | None = None
+    note: str | None = None
+
+
+@event("intake.MatterEscalated")
+class MatterEscalated(Event):
+    """Reported up (逐级上报) to the parent level, which holds the power to act."""
+
+    to: str
+    reason: str
+
+
+@event("intake.MatterSentDown")
+class MatterSentDown(Event):
+    """Sent down (交由下级办理) to a child level."""
+
+    to: str
+    reason: str
+
+
+@event("intake.MatterForwarded")
+class MatterForwarded(Event):
+    """The other level took the matter in as its own matter (its id, for the path)."""
+
+    to: Hop
+
+
+@event("intake.OutcomeRecorded")
+class OutcomeRecorded(Event):
+    """The outcome, recorded where the matter was handled or reported back by that level."""
+
+    outcome: Outcome
+    handled_in: Hop
+    reported_back: bool = False
+
+
+@event("intake.RegistrationNumberAssigned")
+class RegistrationNumberAssigned(Event):
+    """The next registration number of a book (one per jurisdiction, kind and year) went to a matter."""
+
+    matter_id: str
+    number: int
+
+
+@event("intake.ActivityRecorded")
+class ActivityRecorded(Event):
+    """An activity where matters are collected (视察、调研、座谈、联系群众、主题活动)."""
+
+    kind: str
+    title: str
+    held_on: date
+    place: str
+    organiser: str
+    organiser_kind: str
+    deputies: list[Submitter]
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+@command("intake.SubmitMatter")
+class SubmitMatter(Command):
+    """Raise a matter. Deputies and liaison stations submit in their own jurisdiction."""
+
+    matter: MatterData
+
+
+@command("intake.RegisterMatter")
+class RegisterMatter(Command):
+    matter_id: str = Field(min_length=1, max_length=64)
+
+
+@command("intake.RejectMatter")
+class RejectMatter(Command):
+    """不予立案."""
+
+    matter_id: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+@command("intake.ConvertMatter")
+class ConvertMatter(Command):
+    matter_id: str = Field(min_length=1, max_length=64)
+    to_kind: MatterKind
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+@command("intake.MergeMatter")
+class MergeMatter(Command):
+    matter_id: str = Field(min_length=1, max_length=64, description="the matter merged away")
+    into: str = Field(min_length=1, max_length=64, description="the matter it joins")
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+@command("intake.RouteMatter")
+class RouteMatter(Command):
+    """Handle it at this level (it is within this level's powers)."""
+
+    matter_id: str = Field(min_length=1, max_length=64)
+    committee: str | None = Field(default=None, max_length=100)
+    note: str | None = Field(default=None, max_length=2000)
+
+
+@command("intake.EscalateMatter")
+class EscalateMatter(Command):
+    matter_id: str = Field(min_length=1, max_length=64)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+@command("intake.SendDownMatter")
+class SendDownMatter(Command):
+    matter_id: str = Field(min_length=1, max_length=64)
+    to: str = Field(pattern=JURISDICTION_CODE)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+@command("intake.RecordOutcome")
+class RecordOutcome(Command):
+    matter_id: str = Field(min_length=1, max_length=64)
+    outcome: Outcome
+
+
+@command("intake.RecordActivity")
+class RecordActivity(Command):
+    kind: str = Field(pattern=r"^(inspection|research|discussion|contact|themed)$")
+    title: str = Field(min_length=1, max_length=MAX_TITLE)
+    held_on: date
+    place: str = Field(min_length=1, max_length=200)
+    organiser: str = Field(min_length=1, max_length=200)
+    organiser_kind: str = Field(pattern=r"^(liaison_station|deputy_group|committee)$")
+    deputies: list[Submitter] = Field(default_factory=list, max_length=500)
+
+
+ACTIVITY_KIND_NAMES = {
+    "inspection": "视察",
+    "research": "调研",
+    "discussion": "座谈",
+    "contact": "联系群众",
+    "themed": "主题活动",
+}

@@ -1,0 +1,284 @@
+"""Intake's aggregates: the Matter, the registration book, the activity. Pure: no I/O.
+
+Command methods check the rules of DOMAIN.md ("The life of a matter", steps 1–3 and 8) and
+return the events to store; ``@applies`` methods are the only place state changes.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from contracts.intake import (
+    KIND_NAMES,
+    ActivityRecorded,
+    Hop,
+    MatterAbsorbed,
+    MatterConverted,
+    MatterData,
+    MatterEscalated,
+    MatterForwarded,
+    MatterKind,
+    MatterMerged,
+    MatterNotRegistered,
+    MatterReceived,
+    MatterRegistered,
+    MatterRouted,
+    MatterSentDown,
+    MatterStatus,
+    MatterSubmitted,
+    Outcome,
+    OutcomeRecorded,
+    RegistrationNumberAssigned,
+    Submitter,
+)
+from contracts.jurisdictions import JurisdictionRegistry
+from services.runtime.aggregate import Aggregate, DomainError, applies
+
+#: States from which a matter can still be reviewed, merged or sent on.
+OPEN_FOR_REVIEW = (MatterStatus.submitted, MatterStatus.registered)
+KIND_ABBREVIATIONS = {
+    MatterKind.motion: "议",
+    MatterKind.suggestion: "建",
+    MatterKind.proposal: "提",
+    MatterKind.problem: "问",
+    MatterKind.demand: "诉",
+}
+
+
+class Matter(Aggregate):
+    """A matter raised at, or received by, this level (事项)."""
+
+    context = "intake"
+    aggregate_type = "matter"
+
+    status: MatterStatus | None = None
+    data: MatterData | None = None
+    submitters: list[Submitter] = []
+    registration_no: str | None = None
+    registration_year: int | None = None
+    merged_into: str | None = None
+    merged: list[str] = []
+    origin: Hop | None = None
+    direction: str | None = None
+    path: list[Hop] = []
+    sent_to: str | None = None
+    forwarded_as: Hop | None = None
+    routed: bool = False
+    outcome: Outcome | None = None
+    handled_in: Hop | None = None
+    idempotency_key: str | None = None
+
+    # -- decisions ---------------------------------------------------------------------
+    def _require(self, *allowed: MatterStatus, action: str) -> None:
+        if not self.exists:
+            raise DomainError(f"事项 {self.id} 不存在", field="matter_id", code="not_found")
+        if self.status not in allowed:
+            names = "、".join(s.value for s in allowed)
+            raise DomainError(
+                f"事项当前状态为 {self.status}，不能{action}（仅限 {names}）",
+                field="matter_id",
+                code="invalid_transition",
+            )
+
+    def submit(self, data: MatterData, *, idempotency_key: str | None = None) -> list[MatterSubmitted]:
+        if self.exists:
+            raise DomainError("事项已存在", field="matter_id", code="exists")
+        return [MatterSubmitted(matter=data, idempotency_key=idempotency_key)]
+
+    def receive(self, data: MatterData, origin: Hop, direction: str, path: list[Hop], reason: str) -> list:
+        if self.exists:
+            return []  # a redelivered hand-over: already taken in
+        return [MatterReceived(matter=data, origin=origin, direction=direction, path=path, reason=reason)]
+
+    def check_registrable(self) -> None:
+        self._require(MatterStatus.submitted, action="立案")
+
+    def register(self, year: int, number: int, jurisdiction_short_name: str) -> list[MatterRegistered]:
+        self.check_registrable()
+        assert self.data is not None
+        registration_no = f"{jurisdiction_short_name}{KIND_ABBREVIATIONS[self.data.kind]}〔{year}〕{number}号"
+        return [MatterRegistered(year=year, number=number, registration_no=registration_no)]
+
+    def reject(self, reason: str) -> list[MatterNotRegistered]:
+        self._require(MatterStatus.submitted, action="不予立案")
+        return [MatterNotRegistered(reason=reason)]
+
+    def convert(self, to_kind: MatterKind, reason: str) -> list[MatterConverted]:
+        self._require(*OPEN_FOR_REVIEW, action="转换类别")
+        assert self.data is not None
+        if to_kind == self.data.kind:
+            raise DomainError(f"事项已是{KIND_NAMES[to_kind]}", field="to_kind", code="no_change")
+        return [MatterConverted(from_kind=self.data.kind, to_kind=to_kind, reason=reason)]
+
+    def merge_into(self, target: Matter, reason: str | None) -> list[MatterMerged]:
+        self._require(*OPEN_FOR_REVIEW, action="并案")
+        if target.id == self.id:
+            raise DomainError("不能与自身并案", field="into", code="invalid")
+        if not target.exists or target.status not in OPEN_FOR_REVIEW:
+            raise DomainError("并入的事项须为待审查或已立案", field="into", code="invalid_transition")
+        return [MatterMerged(into=target.id, reason=reason)]
+
+    def absorb(self, other: Matter) -> list[MatterAbsorbed]:
+        if other.id in self.merged:
+            return []  # already absorbed (a retried merge)
+        self._require(*OPEN_FOR_REVIEW, action="并入其他事项")
+        if other.id == self.id:
+            raise DomainError("不能与自身并案", field="into", code="invalid")
+        known = {s.id for s in self.submitters}
+        return [MatterAbsorbed(merged=other.id, submitters=[s for s in other.submitters if s.id not in known])]
+
+    def route(self, committee: str | None, note: str | None) -> list[MatterRouted]:
+        self._require(MatterStatus.registered, action="本级办理")
+        assert self.data is not None
+        return [
+            MatterRouted(
+                kind=self.data.kind,
+                title=self.data.title,
+                submitters=self.submitters,
+                registration_no=self.registration_no,
+                category=self.data.category,
+                committee=committee,
+                note=note,
+            )
+        ]
+
+    def escalate(self, registry: JurisdictionRegistry, here: str, reason: str) -> list[MatterEscalated]:
+        self._require(*OPEN_FOR_REVIEW, action="上报")
+        parent = registry.parent_of(here)
+        if parent is None:
+            raise DomainError("本级没有上级，无法上报", field="matter_id", code="no_parent")
+        return [MatterEscalated(to=parent.code, reason=reason)]
+
+    def send_down(self, registry: JurisdictionRegistry, here: str, to: str, reason: str) -> list[MatterSentDown]:
+        self._require(*OPEN_FOR_REVIEW, action="交下级办理")
+        if to not in registry or registry.parent_of(to) is None or registry.parent_of(to).code != here:
+            raise DomainError(f"{to} 不是本级的下级", field="to", code="not_a_child")
+        return [MatterSentDown(to=to, reason=reason)]
+
+    def forwarded(self, to: Hop) -> list[MatterForwarded]:
+        if self.forwarded_as == to:
+            return []
+        self._require(MatterStatus.escalated, MatterStatus.sent_down, action="记录去向")
+        return [MatterForwarded(to=to)]
+
+    def record_outcome(self, outcome: Outcome, here: Hop) -> list[OutcomeRecorded]:
+        """The outcome of handling at this level (a staff command, or tracking's closed case)."""
+        self._require(MatterStatus.routed, action="记录办理结果")
+        return [OutcomeRecorded(outcome=outcome, handled_in=here)]
+
+    def outcome_reported_back(self, outcome: Outcome, handled_in: Hop) -> list[OutcomeRecorded]:
+        if self.outcome is not None and self.handled_in == handled_in:
+            return []  # redelivered
+        self._require(MatterStatus.escalated, MatterStatus.sent_down, action="接收办理结果")
+        return [OutcomeRecorded(outcome=outcome, handled_in=handled_in, reported_back=True)]
+
+    # -- state -------------------------------------------------------------------------
+    @applies(MatterSubmitted)
+    def _submitted(self, event: MatterSubmitted) -> None:
+        self.status = MatterStatus.submitted
+        self.data = event.matter
+        self.submitters = [event.matter.lead, *event.matter.co_signers]
+        self.idempotency_key = event.idempotency_key
+
+    @applies(MatterReceived)
+    def _received(self, event: MatterReceived) -> None:
+        self.status = MatterStatus.submitted
+        self.data = event.matter
+        self.submitters = [event.matter.lead, *event.matter.co_signers]
+        self.origin = event.origin
+        self.direction = event.direction
+        self.path = [*event.path, event.origin]
+
+    @applies(MatterRegistered)
+    def _registered(self, event: MatterRegistered) -> None:
+        self.status = MatterStatus.registered
+        self.registration_no = event.registration_no
+        self.registration_year = event.year
+
+    @applies(MatterNotRegistered)
+    def _not_registered(self, event: MatterNotRegistered) -> None:
+        self.status = MatterStatus.not_registered
+
+    @applies(MatterConverted)
+    def _converted(self, event: MatterConverted) -> None:
+        assert self.data is not None
+        self.data = self.data.model_copy(update={"kind": event.to_kind})
+
+    @applies(MatterMerged)
+    def _merged(self, event: MatterMerged) -> None:
+        self.status = MatterStatus.merged
+        self.merged_into = event.into
+
+    @applies(MatterAbsorbed)
+    def _absorbed(self, event: MatterAbsorbed) -> None:
+        self.merged = [*self.merged, event.merged]
+        self.submitters = [*self.submitters, *event.submitters]
+
+    @applies(MatterRouted)
+    def _routed(self, event: MatterRouted) -> None:
+        self.status = MatterStatus.routed
+        self.routed = True
+
+    @applies(MatterEscalated)
+    def _escalated(self, event: MatterEscalated) -> None:
+        self.status = MatterStatus.escalated
+        self.sent_to = event.to
+
+    @applies(MatterSentDown)
+    def _sent_down(self, event: MatterSentDown) -> None:
+        self.status = MatterStatus.sent_down
+        self.sent_to = event.to
+
+    @applies(MatterForwarded)
+    def _forwarded(self, event: MatterForwarded) -> None:
+        self.forwarded_as = event.to
+
+    @applies(OutcomeRecorded)
+    def _outcome(self, event: OutcomeRecorded) -> None:
+        self.status = MatterStatus.closed
+        self.outcome = event.outcome
+        self.handled_in = event.handled_in
+
+
+class RegistrationBook(Aggregate):
+    """The numbers of one jurisdiction, kind and year: unique and gapless (立案编号)."""
+
+    context = "intake"
+    aggregate_type = "registration_book"
+
+    assigned: dict[str, int] = {}
+    last_number: int = 0
+
+    @staticmethod
+    def id_for(kind: MatterKind, year: int) -> str:
+        return f"regbook-{kind.value}-{year}"
+
+    def assign(self, matter_id: str) -> list[RegistrationNumberAssigned]:
+        if matter_id in self.assigned:
+            return []  # a retried registration keeps its number
+        return [RegistrationNumberAssigned(matter_id=matter_id, number=self.last_number + 1)]
+
+    @applies(RegistrationNumberAssigned)
+    def _assigned(self, event: RegistrationNumberAssigned) -> None:
+        self.assigned = {**self.assigned, event.matter_id: event.number}
+        self.last_number = event.number
+
+
+class Activity(Aggregate):
+    """An activity where deputies collect matters (视察、调研、座谈、联系群众、主题活动)."""
+
+    context = "intake"
+    aggregate_type = "activity"
+
+    kind: str | None = None
+    title: str | None = None
+    held_on: date | None = None
+
+    def record(self, event: ActivityRecorded) -> list[ActivityRecorded]:
+        if self.exists:
+            raise DomainError("活动已记录", code="exists")
+        return [event]
+
+    @applies(ActivityRecorded)
+    def _recorded(self, event: ActivityRecorded) -> None:
+        self.kind, self.title, self.held_on = event.kind, event.title, event.held_on

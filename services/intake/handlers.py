@@ -1,0 +1,237 @@
+"""Intake's command handlers: load, decide (domain.py), append. Each reads like DOMAIN.md.
+
+Authorisation lives here, with the commands: deputies and liaison stations submit in their own
+jurisdiction; only committee staff review, merge, route and escalate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime
+
+from contracts import integration as x
+from contracts.envelope import SHANGHAI, Envelope, utcnow
+from contracts.intake import (
+    ActivityRecorded,
+    ConvertMatter,
+    EscalateMatter,
+    Hop,
+    MergeMatter,
+    RecordActivity,
+    RecordOutcome,
+    RegisterMatter,
+    RejectMatter,
+    RouteMatter,
+    SendDownMatter,
+    SubmitMatter,
+)
+from contracts.jurisdictions import JurisdictionRegistry
+from services.runtime.aggregate import DomainError, NotAllowed
+from services.runtime.auth import Principal, Role
+from services.runtime.commands import execute
+from services.runtime.eventstore import EventStore
+
+from .domain import Activity, Matter, RegistrationBook
+
+SUBMITTERS = (Role.deputy, Role.liaison_station, Role.committee, Role.system, Role.admin)
+REVIEWERS = (Role.committee, Role.admin)
+_IDS = uuid.UUID("6c1e6f0e-8a51-4f57-9d7e-4b1f0b5a0d11")  # namespace of duban's derived ids
+
+
+def derived_id(*parts: str) -> str:
+    """A stable id from its parts: a retried command or a redelivered message maps to the same id."""
+    return uuid.uuid5(_IDS, "|".join(parts)).hex
+
+
+class IntakeHandlers:
+    """The commands of one level's intake."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        registry: JurisdictionRegistry,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.here = store.jurisdiction
+        self.clock = clock
+        self._books: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    # -- who may do what ---------------------------------------------------------------
+    def _in_scope(self, principal: Principal) -> None:
+        if principal.jurisdiction != self.here:
+            raise NotAllowed(f"无权操作 {self.here} 的事项", field="jurisdiction")
+
+    def _reviewer(self, principal: Principal) -> None:
+        self._in_scope(principal)
+        if not principal.has(*REVIEWERS):
+            raise NotAllowed("仅工委工作人员可以审查、并案、交办或上报")
+
+    # -- 1. submitted ------------------------------------------------------------------
+    async def submit(self, command: SubmitMatter, principal: Principal, idempotency_key: str | None = None) -> Matter:
+        """A deputy, liaison station or other system raises a matter here; a retried submission
+        with the same idempotency key is taken once."""
+        self._in_scope(principal)
+        if not principal.has(*SUBMITTERS):
+            raise NotAllowed("当前身份不能提交事项")
+        if command.matter.raised_in != self.here:
+            raise DomainError(f"事项须在本级（{self.here}）提出", field="matter.raised_in", code="wrong_jurisdiction")
+        if command.matter.activity_id is not None:
+            activity = await self.store.load(Activity, command.matter.activity_id)
+            if not activity.exists:
+                raise DomainError("活动不存在", field="matter.activity_id", code="not_found")
+        if idempotency_key:
+            matter_id = derived_id(self.here, principal.id, idempotency_key)
+        else:
+            matter_id = uuid.uuid4().hex
+
+        def decide(matter: Matter):
+            if matter.exists:
+                return []  # the same submission again
+            return matter.submit(command.matter, idempotency_key=idempotency_key)
+
+        matter, _ = await execute(
+            self.store,
+            Matter,
+            matter_id,
+            decide,
+            actor=principal.actor(Role.liaison_station, Role.deputy, Role.committee, Role.system),
+            event_ids=lambda n: [derived_id(matter_id, "submitted", str(i)) for i in range(n)],
+        )
+        return matter
+
+    # -- 2. reviewed -------------------------------------------------------------------
+    async def register(self, command: RegisterMatter, principal: Principal) -> Matter:
+        """立案: the next number of the book of this jurisdiction, kind and year, gapless."""
+        self._reviewer(principal)
+        matter = await self.store.load(Matter, command.matter_id)
+        matter.check_registrable()  # before a number is taken from the book
+        assert matter.data is not None
+        year = self.clock().astimezone(SHANGHAI).year
+        book_id = RegistrationBook.id_for(matter.data.kind, year)
+        actor = principal.actor(Role.committee)
+        async with self._books[book_id]:  # one writer per book in this process; the version check covers others
+            book, _ = await execute(
+                self.store, RegistrationBook, book_id, lambda b: b.assign(matter.id), actor=actor, retries=200
+            )
+        number = book.assigned[matter.id]
+        short = self.registry.get(self.here).short_name
+
+        def decide(m: Matter):
+            if m.registration_no is not None:
+                return []
+            return m.register(year, number, short)
+
+        matter, _ = await execute(self.store, Matter, command.matter_id, decide, actor=actor)
+        return matter
+
+    async def reject(self, command: RejectMatter, principal: Principal) -> Matter:
+        self._reviewer(principal)
+        return await self._run(command.matter_id, principal, lambda m: m.reject(command.reason))
+
+    async def convert(self, command: ConvertMatter, principal: Principal) -> Matter:
+        self._reviewer(principal)
+        return await self._run(command.matter_id, principal, lambda m: m.convert(command.to_kind, command.reason))
+
+    async def merge(self, command: MergeMatter, principal: Principal) -> Matter:
+        """合并: the target keeps every submitter of both; the merged one points at the target."""
+        self._reviewer(principal)
+        source = await self.store.load(Matter, command.matter_id)
+        target = await self.store.load(Matter, command.into)
+        source.merge_into(target, command.reason)  # check both before changing either
+        await self._run(command.into, principal, lambda t: t.absorb(source))
+        return await self._run(
+            command.matter_id,
+            principal,
+            lambda s: [] if s.merged_into == command.into else s.merge_into(target, command.reason),
+        )
+
+    # -- 3. routed ---------------------------------------------------------------------
+    async def route(self, command: RouteMatter, principal: Principal) -> Matter:
+        self._reviewer(principal)
+        return await self._run(command.matter_id, principal, lambda m: m.route(command.committee, command.note))
+
+    async def escalate(self, command: EscalateMatter, principal: Principal) -> Matter:
+        self._reviewer(principal)
+        return await self._run(
+            command.matter_id, principal, lambda m: m.escalate(self.registry, self.here, command.reason)
+        )
+
+    async def send_down(self, command: SendDownMatter, principal: Principal) -> Matter:
+        self._reviewer(principal)
+        return await self._run(
+            command.matter_id, principal, lambda m: m.send_down(self.registry, self.here, command.to, command.reason)
+        )
+
+    # -- 8. closed ---------------------------------------------------------------------
+    async def record_outcome(self, command: RecordOutcome, principal: Principal) -> Matter:
+        self._reviewer(principal)
+        outcome = command.outcome
+        if outcome.closed_at is None:
+            outcome = outcome.model_copy(update={"closed_at": self.clock()})
+        here = Hop(jurisdiction=self.here, matter_id=command.matter_id)
+        return await self._run(command.matter_id, principal, lambda m: m.record_outcome(outcome, here))
+
+    # -- activities --------------------------------------------------------------------
+    async def record_activity(self, command: RecordActivity, principal: Principal) -> Activity:
+        self._in_scope(principal)
+        if not principal.has(Role.liaison_station, Role.committee, Role.admin):
+            raise NotAllowed("仅联络站或工委可以登记活动")
+        event = ActivityRecorded(**command.model_dump())
+        activity, _ = await execute(
+            self.store,
+            Activity,
+            uuid.uuid4().hex,
+            lambda a: a.record(event),
+            actor=principal.actor(Role.liaison_station),
+        )
+        return activity
+
+    # -- from other levels (the INBOX) -------------------------------------------------
+    async def take_in(self, message: x.MatterHandedOver, envelope: Envelope) -> Matter:
+        """A matter escalated or sent to us becomes our own matter, pointing at its origin."""
+        matter_id = derived_id(message.origin.jurisdiction, message.origin.matter_id, self.here)
+        matter, _ = await execute(
+            self.store,
+            Matter,
+            matter_id,
+            lambda m: m.receive(message.matter, message.origin, message.direction, message.path, message.reason),
+            actor=envelope.actor,
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.event_id,
+            event_ids=lambda n: [derived_id(envelope.event_id, "received", str(i)) for i in range(n)],
+        )
+        return matter
+
+    async def taken_in(self, message: x.MatterTakenIn, envelope: Envelope) -> None:
+        """The other level confirms it took our matter in: the path gets its id there."""
+        await execute(
+            self.store,
+            Matter,
+            message.origin.matter_id,
+            lambda m: m.forwarded(message.taken_in_as),
+            actor=envelope.actor,
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.event_id,
+        )
+
+    async def outcome_reported_back(self, message: x.OutcomeReportedBack, envelope: Envelope) -> None:
+        await execute(
+            self.store,
+            Matter,
+            message.origin.matter_id,
+            lambda m: m.outcome_reported_back(message.outcome, message.handled_in),
+            actor=envelope.actor,
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.event_id,
+        )
+
+    # ------------------------------------------------------------------------------------
+    async def _run(self, matter_id: str, principal: Principal, decide) -> Matter:
+        matter, _ = await execute(self.store, Matter, matter_id, decide, actor=principal.actor(Role.committee))
+        return matter

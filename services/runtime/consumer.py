@@ -1,0 +1,155 @@
+"""A durable worker on a stream: at-least-once handling with retries and dead letters.
+
+For work whose effect is idempotent by itself (publishing with a ``Nats-Msg-Id``, appending with
+stable event ids): the outbox relay and the inbox of each level. Read models use the projector,
+which is exactly-once through its checkpoint. A message whose handler fails is naked with a
+growing delay; on its ``max_deliver``-th failure it goes to the dead-letter stream with its error
+and is acknowledged, so the messages behind it keep flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from .deadletters import dead_letter, ensure_deadletter_stream
+from .settings import Settings
+from .telemetry import extract_context, tracer
+
+log = logging.getLogger("duban.consumer")
+
+MessageHandler = Callable[[Msg], Awaitable[None]]
+
+
+class DurableWorker:
+    """Pulls ``stream`` through the durable consumer ``durable`` and hands each message to ``handle``."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        stream: str,
+        durable: str,
+        handle: MessageHandler,
+        jurisdiction: str,
+        context: str,
+        span_name: str,
+        filter_subjects: list[str] | None = None,
+        settings: Settings | None = None,
+        batch: int = 100,
+    ) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.stream = stream
+        self.durable = durable
+        self.handle = handle
+        self.jurisdiction = jurisdiction
+        self.context = context
+        self.span_name = span_name
+        self.filter_subjects = filter_subjects or []
+        self.settings = settings or Settings(jurisdiction=jurisdiction)
+        self.batch = batch
+        self._subscription = None
+        self._stopping = asyncio.Event()
+
+    async def prepare(self) -> None:
+        await ensure_deadletter_stream(self.js, self.jurisdiction, self.settings.stream_replicas)
+        config = ConsumerConfig(
+            durable_name=self.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=60,
+            max_deliver=self.settings.max_deliver + 1,  # our own count decides; the server's is a backstop
+            max_ack_pending=self.batch * 2,
+        )
+        if len(self.filter_subjects) == 1:
+            config.filter_subject = self.filter_subjects[0]
+        elif self.filter_subjects:
+            config.filter_subjects = self.filter_subjects
+        await self.js.add_consumer(self.stream, config)
+        self._subscription = await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            await self.step()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def close(self) -> None:
+        if self._subscription is not None:
+            subscription, self._subscription = self._subscription, None
+            await subscription.unsubscribe()
+
+    async def step(self, timeout: float = 0.5) -> int:
+        assert self._subscription is not None, "prepare() first"
+        try:
+            msgs = await self._subscription.fetch(self.batch, timeout=timeout)
+        except NatsTimeoutError:
+            return 0
+        for msg in msgs:
+            await self._one(msg)
+        return len(msgs)
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Handle everything waiting now (tests, one-shot runs)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            if await self.step(timeout=0.2) == 0:
+                info = await self._subscription.consumer_info()
+                if info.num_pending == 0 and info.num_ack_pending == 0:
+                    return
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{self.durable} did not drain in {timeout}s")
+
+    async def _one(self, msg: Msg) -> None:
+        delivered = msg.metadata.num_delivered
+        with tracer().start_as_current_span(
+            self.span_name,
+            context=extract_context(msg.headers),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "nats",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": msg.subject,
+                "messaging.consumer.group.name": self.durable,
+                "messaging.message.id": (msg.headers or {}).get("Nats-Msg-Id", ""),
+                "messaging.message.delivery_count": delivered,
+                "duban.jurisdiction": self.jurisdiction,
+            },
+        ) as span:
+            try:
+                await self.handle(msg)
+            except Exception as err:
+                span.record_exception(err)
+                span.set_status(Status(StatusCode.ERROR, type(err).__name__))
+                if delivered >= self.settings.max_deliver:
+                    await dead_letter(
+                        self.js,
+                        jurisdiction=self.jurisdiction,
+                        context=self.context,
+                        consumer=self.durable,
+                        subject=msg.subject,
+                        stream=self.stream,
+                        sequence=msg.metadata.sequence.stream,
+                        data=msg.data,
+                        headers=msg.headers,
+                        attempts=delivered,
+                        error=err,
+                    )
+                    await msg.ack()
+                    return
+                log.warning(
+                    "handler failed, will retry",
+                    extra={"consumer": self.durable, "attempt": delivered, "error": repr(err)},
+                )
+                await msg.nak(delay=min(0.2 * 2 ** (delivered - 1), 30.0))
+                return
+        await msg.ack()

@@ -1,0 +1,139 @@
+"""Three levels of intake on one NATS server: a township's problem goes up to Taizhou and the
+outcome comes back down, every level keeping its own record of the whole path."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from contracts.intake import (
+    Channel,
+    EscalateMatter,
+    MatterData,
+    MatterKind,
+    MatterStatus,
+    Outcome,
+    RaisedBy,
+    RecordOutcome,
+    RegisterMatter,
+    RouteMatter,
+    SubmitMatter,
+    Submitter,
+)
+from services.intake.app import IntakeService
+from services.intake.domain import Matter
+from services.intake.handlers import derived_id
+from services.runtime.aggregate import NotAllowed
+from services.runtime.auth import Principal, Role
+from services.runtime.nats_server import EmbeddedNats
+from services.runtime.settings import Settings
+
+TAIZHOU, WENLING, ZEGUO = "331000", "331081", "331081100"
+
+
+def staff(code: str) -> Principal:
+    return Principal(sub=f"committee-{code}", name="工委", roles=[Role.committee], jurisdiction=code)
+
+
+def station(code: str) -> Principal:
+    return Principal(sub=f"station-{code}", name="泽国镇代表联络站", roles=[Role.liaison_station], jurisdiction=code)
+
+
+async def eventually(check, timeout: float = 30.0):
+    async with asyncio.timeout(timeout):
+        while True:
+            result = await check()
+            if result:
+                return result
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def levels(tmp_path):
+    server = EmbeddedNats(tmp_path / "nats").start()
+    services = {}
+    try:
+        for code in (TAIZHOU, WENLING, ZEGUO):
+            service = IntakeService(Settings(jurisdiction=code, nats_url=server.url, data_dir=tmp_path / "data"))
+            await service.start()
+            services[code] = service
+        yield services
+    finally:
+        for service in services.values():
+            await service.stop()
+        server.stop()
+
+
+async def test_a_problem_goes_up_two_levels_and_its_outcome_comes_back(levels):
+    zeguo, wenling, taizhou = levels[ZEGUO], levels[WENLING], levels[TAIZHOU]
+    problem = MatterData(
+        kind=MatterKind.problem,
+        title="泽国镇工业园区企业用地指标不足",
+        content="园区内三家企业扩产受限，需市级统筹用地指标。",
+        lead=Submitter(id="deputy-1", name="王代表"),
+        co_signers=[Submitter(id="deputy-2", name="李代表")],
+        channel=Channel.liaison_station,
+        raised_in=ZEGUO,
+        raised_by=RaisedBy(name="温岭某泵业有限公司", contact="0576-0000000"),
+    )
+    raised = await zeguo.handlers.submit(SubmitMatter(matter=problem), station(ZEGUO), idempotency_key="k1")
+    await zeguo.handlers.escalate(EscalateMatter(matter_id=raised.id, reason="超出镇级事权"), staff(ZEGUO))
+
+    at_wenling_id = derived_id(ZEGUO, raised.id, WENLING)
+
+    async def at(service, matter_id, status=None):
+        matter = await service.store.load(Matter, matter_id)
+        return matter if matter.exists and (status is None or matter.status == status) else None
+
+    at_wenling = await eventually(lambda: at(wenling, at_wenling_id))
+    assert at_wenling.origin.jurisdiction == ZEGUO and at_wenling.direction == "up"
+    assert [s.id for s in at_wenling.submitters] == ["deputy-1", "deputy-2"]
+    await wenling.handlers.escalate(EscalateMatter(matter_id=at_wenling_id, reason="需市级统筹"), staff(WENLING))
+
+    at_taizhou_id = derived_id(WENLING, at_wenling_id, TAIZHOU)
+    at_taizhou = await eventually(lambda: at(taizhou, at_taizhou_id))
+    assert [hop.jurisdiction for hop in at_taizhou.path] == [ZEGUO, WENLING]
+    await taizhou.handlers.register(RegisterMatter(matter_id=at_taizhou_id), staff(TAIZHOU))
+    await taizhou.handlers.route(RouteMatter(matter_id=at_taizhou_id, committee="财经工委"), staff(TAIZHOU))
+    outcome = Outcome(
+        summary="市自然资源和规划局已统筹调剂用地指标 50 亩。", reply_class="A", unit="市自然资源和规划局"
+    )
+    await taizhou.handlers.record_outcome(RecordOutcome(matter_id=at_taizhou_id, outcome=outcome), staff(TAIZHOU))
+
+    done_at_wenling = await eventually(lambda: at(wenling, at_wenling_id, MatterStatus.closed))
+    done_at_zeguo = await eventually(lambda: at(zeguo, raised.id, MatterStatus.closed))
+    for matter in (done_at_wenling, done_at_zeguo):
+        assert matter.outcome.summary == outcome.summary
+        assert matter.handled_in.jurisdiction == TAIZHOU and matter.handled_in.matter_id == at_taizhou_id
+    # each level's record shows where the matter went
+    assert done_at_zeguo.forwarded_as.jurisdiction == WENLING and done_at_zeguo.forwarded_as.matter_id == at_wenling_id
+    assert done_at_wenling.forwarded_as.matter_id == at_taizhou_id
+    history = [e.event_type for e in await zeguo.store.history(raised.id)]
+    assert history == [
+        "intake.MatterSubmitted",
+        "intake.MatterEscalated",
+        "intake.MatterForwarded",
+        "intake.OutcomeRecorded",
+    ]
+    taizhou_matter = await taizhou.store.load(Matter, at_taizhou_id)
+    assert taizhou_matter.registration_no.startswith("台州问〔")
+
+
+async def test_a_level_cannot_act_on_another_levels_matters(levels):
+    zeguo, wenling = levels[ZEGUO], levels[WENLING]
+    data = MatterData(
+        kind=MatterKind.suggestion,
+        title="建议增设公交线路",
+        content="城东至泽国。",
+        lead=Submitter(id="deputy-9", name="赵代表"),
+        channel=Channel.session,
+        raised_in=WENLING,
+    )
+    matter = await wenling.handlers.submit(SubmitMatter(matter=data), station(WENLING))
+    with pytest.raises(NotAllowed):
+        await wenling.handlers.register(RegisterMatter(matter_id=matter.id), staff(ZEGUO))
+    with pytest.raises(NotAllowed):
+        await zeguo.handlers.submit(SubmitMatter(matter=data), station(WENLING))
+    # the township's own store has no stream of Wenling's matters to read from
+    assert not (await zeguo.store.load(Matter, matter.id)).exists

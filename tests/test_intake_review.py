@@ -1,0 +1,129 @@
+"""Review at one level: registration numbers, merging, conversion, transitions."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from contracts.intake import (
+    Channel,
+    ConvertMatter,
+    MatterData,
+    MatterKind,
+    MatterStatus,
+    MergeMatter,
+    RegisterMatter,
+    RejectMatter,
+    RouteMatter,
+    SubmitMatter,
+    Submitter,
+)
+from contracts.jurisdictions import default_registry
+from services.intake.domain import Matter, RegistrationBook
+from services.intake.handlers import IntakeHandlers
+from services.runtime.aggregate import DomainError, NotAllowed
+from services.runtime.auth import Principal, Role
+from services.runtime.eventstore import EventStore
+
+WENLING = "331081"
+STAFF = Principal(sub="committee-1", name="代表工委", roles=[Role.committee], jurisdiction=WENLING)
+DEPUTY = Principal(sub="deputy-1", name="王代表", roles=[Role.deputy], jurisdiction=WENLING)
+
+
+def suggestion(title: str, lead: str = "deputy-1", co: tuple[str, ...] = ()) -> SubmitMatter:
+    return SubmitMatter(
+        matter=MatterData(
+            kind=MatterKind.suggestion,
+            title=title,
+            content=f"{title}的具体内容。",
+            lead=Submitter(id=lead, name=f"代表{lead}"),
+            co_signers=[Submitter(id=c, name=f"代表{c}") for c in co],
+            channel=Channel.session,
+            raised_in=WENLING,
+        )
+    )
+
+
+@pytest.fixture
+async def store(nc, unique):
+    store = EventStore(nc, context=unique, jurisdiction=WENLING)
+    await store.ensure_streams()
+    return store
+
+
+@pytest.fixture
+def handlers(store):
+    return IntakeHandlers(store, default_registry())
+
+
+async def test_registration_numbers_stay_unique_and_gapless_when_50_race(store):
+    # two handler objects, as two processes: their locks do not see each other
+    first, second = IntakeHandlers(store, default_registry()), IntakeHandlers(store, default_registry())
+    matters = [await first.submit(suggestion(f"建议{i}"), DEPUTY) for i in range(50)]
+    registered = await asyncio.gather(
+        *((first if i % 2 else second).register(RegisterMatter(matter_id=m.id), STAFF) for i, m in enumerate(matters))
+    )
+    numbers = sorted(int(m.registration_no.split("〕")[1].rstrip("号")) for m in registered)
+    assert numbers == list(range(1, 51))
+    assert all(m.registration_no.startswith("温岭建〔") for m in registered)
+    year = registered[0].registration_year
+    book = await store.load(RegistrationBook, RegistrationBook.id_for(MatterKind.suggestion, year))
+    assert sorted(book.assigned.values()) == list(range(1, 51)) and book.last_number == 50
+
+
+async def test_a_retried_registration_keeps_its_number(handlers):
+    matter = await handlers.submit(suggestion("重试立案"), DEPUTY)
+    once = await handlers.register(RegisterMatter(matter_id=matter.id), STAFF)
+    with pytest.raises(DomainError) as refused:
+        await handlers.register(RegisterMatter(matter_id=matter.id), STAFF)
+    assert refused.value.code == "invalid_transition"
+    assert (await handlers.store.load(Matter, matter.id)).registration_no == once.registration_no
+
+
+async def test_merging_keeps_every_submitter_and_the_history_shows_it(handlers, store):
+    kept = await handlers.submit(suggestion("城东路灯不亮", lead="deputy-1", co=("deputy-2",)), DEPUTY)
+    other_deputy = DEPUTY.model_copy(update={"id": "deputy-3"})
+    joined = await handlers.submit(
+        suggestion("城东街道路灯损坏", lead="deputy-3", co=("deputy-4", "deputy-2")), other_deputy
+    )
+    await handlers.merge(MergeMatter(matter_id=joined.id, into=kept.id, reason="同一事项"), STAFF)
+
+    target = await store.load(Matter, kept.id)
+    merged = await store.load(Matter, joined.id)
+    assert [s.id for s in target.submitters] == ["deputy-1", "deputy-2", "deputy-3", "deputy-4"]
+    assert merged.status == MatterStatus.merged and merged.merged_into == kept.id
+    assert target.merged == [joined.id]
+    merged_history = await store.history(joined.id)
+    assert merged_history[-1].event_type == "intake.MatterMerged"
+    assert merged_history[-1].payload["into"] == kept.id and merged_history[-1].actor.principal_id == "committee-1"
+    assert (await store.history(kept.id))[-1].event_type == "intake.MatterAbsorbed"
+    # merging again changes nothing and is refused
+    with pytest.raises(DomainError):
+        await handlers.merge(MergeMatter(matter_id=joined.id, into=kept.id), STAFF)
+
+
+async def test_review_transitions_and_who_may_do_them(handlers, store):
+    matter = await handlers.submit(suggestion("议案转建议"), DEPUTY)
+    with pytest.raises(NotAllowed):
+        await handlers.register(RegisterMatter(matter_id=matter.id), DEPUTY)
+    with pytest.raises(DomainError):
+        await handlers.route(RouteMatter(matter_id=matter.id), STAFF)  # not registered yet
+    converted = await handlers.convert(
+        ConvertMatter(matter_id=matter.id, to_kind=MatterKind.proposal, reason="转为提案"), STAFF
+    )
+    assert converted.data.kind == MatterKind.proposal
+    rejected = await handlers.submit(suggestion("不予立案的建议"), DEPUTY)
+    done = await handlers.reject(RejectMatter(matter_id=rejected.id, reason="不属于本级职权"), STAFF)
+    assert done.status == MatterStatus.not_registered
+    before = (await store.js.stream_info(store.stream)).state.messages
+    with pytest.raises(DomainError):
+        await handlers.register(RegisterMatter(matter_id=rejected.id), STAFF)
+    assert (await store.js.stream_info(store.stream)).state.messages == before
+
+
+async def test_a_retried_submission_with_the_same_key_is_taken_once(handlers, store):
+    first = await handlers.submit(suggestion("幂等提交"), DEPUTY, idempotency_key="abc")
+    again = await handlers.submit(suggestion("幂等提交"), DEPUTY, idempotency_key="abc")
+    assert first.id == again.id
+    assert (await store.js.stream_info(store.stream)).state.messages == 1

@@ -1,0 +1,666 @@
+"""Intake's read side: the matter list, each matter's history, the activities, and their queries.
+
+Three projections, each run by its own projector over the intake stream of one jurisdiction:
+
+* ``MatterListProjection`` → ``intake_matters``: one row per matter, as ``domain.Matter`` sees it
+  (the source of 问题清单 and 建议清单, DOMAIN.md "Lists, reports and notices");
+* ``MatterHistoryProjection`` → ``intake_matter_history``: one row per event, with a short Chinese
+  summary, so that the history of a matter can be read back in full;
+* ``ActivityProjection`` → ``intake_activities``: one row per activity, with the number of matters
+  collected at it (for the monthly summary 一月一小结).
+
+Each projection has its own ``MetaData``: the projector drops and re-creates a projection's
+``metadata`` when it rebuilds it, and one shared ``MetaData`` would wipe the other read models
+while their checkpoints stayed put. ``metadatas`` lists all three for whoever creates the schema.
+
+Times are stored in UTC and read back timezone-aware (``UtcDateTime``), on SQLite as on
+PostgreSQL. Query periods: a ``date`` is a whole day in Asia/Shanghai (both ends included), a
+``datetime`` is an instant (``since`` included, ``until`` excluded; naive means Asia/Shanghai).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    insert,
+    or_,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from contracts.envelope import SHANGHAI, Envelope
+from contracts.events import upcast
+from contracts.intake import (
+    ACTIVITY_KIND_NAMES,
+    KIND_NAMES,
+    ActivityRecorded,
+    MatterAbsorbed,
+    MatterConverted,
+    MatterData,
+    MatterEscalated,
+    MatterForwarded,
+    MatterKind,
+    MatterMerged,
+    MatterNotRegistered,
+    MatterReceived,
+    MatterRegistered,
+    MatterRouted,
+    MatterSentDown,
+    MatterStatus,
+    MatterSubmitted,
+    OutcomeRecorded,
+)
+from contracts.jurisdictions import UnknownJurisdiction, default_registry
+from services.runtime.documents import DocumentProjection
+from services.runtime.projector import Projection, handles
+
+__all__ = [
+    "ActivityProjection",
+    "MatterHistoryProjection",
+    "MatterListProjection",
+    "activities",
+    "get_matter",
+    "list_activities",
+    "list_matters",
+    "matter_history",
+    "matters",
+    "metadatas",
+    "problem_list",
+    "suggestion_list",
+]
+
+SUBMITTER_SEPARATOR = "、"
+PROBLEM_KINDS = (MatterKind.problem, MatterKind.demand)  # 问题清单
+SUGGESTION_KINDS = (MatterKind.suggestion,)  # 建议清单
+_SUMMARY_REASON_CHARS = 60
+
+
+class UtcDateTime(TypeDecorator):
+    """A timezone-aware instant, stored in UTC and read back aware on every database.
+
+    SQLite keeps no offset: an aware value would be written as its wall-clock time and read back
+    naive. Converting to UTC on the way in and marking UTC on the way out keeps comparisons and
+    results right on SQLite and PostgreSQL alike.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"a naive datetime cannot be stored as an instant: {value!r}")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# -- tables ------------------------------------------------------------------------------------
+
+matters_metadata = MetaData()
+history_metadata = MetaData()
+activities_metadata = MetaData()
+#: Every intake read model's schema, one ``MetaData`` per projection (see the module docstring).
+metadatas = (matters_metadata, history_metadata, activities_metadata)
+
+matters = Table(
+    "intake_matters",
+    matters_metadata,
+    Column("id", String(64), primary_key=True),
+    Column("jurisdiction", String(9), doc="the level that holds this record of the matter"),
+    Column("kind", String(16), doc="MatterKind"),
+    Column("title", String(200), doc="案由"),
+    Column("content", Text),
+    Column("lead_name", String(100)),
+    Column("lead_id", String(64)),
+    Column("submitter_ids", JSON, doc="lead, co-signers and those of absorbed matters, in order"),
+    Column("submitter_names", Text, doc="the same, names joined with 、"),
+    Column("channel", String(32)),
+    Column("category", String(50)),
+    Column("raised_in", String(9)),
+    Column("activity_id", String(64)),
+    Column("raised_by_name", String(200), doc="the enterprise or resident to feed back to"),
+    Column("attachments", JSON, doc="[{name, ref}]"),
+    Column("status", String(16), doc="MatterStatus"),
+    Column("registration_no", String(64)),
+    Column("registration_year", Integer),
+    Column("merged_into", String(64)),
+    Column("absorbed_ids", JSON, doc="matters merged into this one"),
+    Column("origin_jurisdiction", String(9), doc="received from (MatterReceived)"),
+    Column("origin_matter_id", String(64)),
+    Column("direction", String(4), doc="up | down, for a received matter"),
+    Column("sent_to", String(9), doc="escalated or sent down to"),
+    Column("forwarded_matter_id", String(64), doc="its id at the level it was sent to"),
+    Column("outcome_summary", Text),
+    Column("outcome_class", String(8)),
+    Column("outcome_unit", String(200)),
+    Column("handled_in_jurisdiction", String(9)),
+    Column("closed_at", UtcDateTime),
+    Column("submitted_at", UtcDateTime),
+    Column("updated_at", UtcDateTime),
+    Column("version", Integer, doc="sequence of the last event applied"),
+    Index("ix_intake_matters_jurisdiction_submitted", "jurisdiction", "submitted_at"),
+    Index("ix_intake_matters_jurisdiction_status", "jurisdiction", "status"),
+    Index("ix_intake_matters_jurisdiction_kind", "jurisdiction", "kind"),
+)
+
+history = Table(
+    "intake_matter_history",
+    history_metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("matter_id", String(64), nullable=False, index=True),
+    Column("jurisdiction", String(9), nullable=False),
+    Column("sequence", Integer, nullable=False),
+    Column("event_type", String(128), nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("actor_id", String(128), nullable=False),
+    Column("actor_role", String(32), nullable=False),
+    Column("actor_name", String(128)),
+    Column("summary_zh", Text, nullable=False),
+    Column("payload", JSON, nullable=False),
+)
+
+activities = Table(
+    "intake_activities",
+    activities_metadata,
+    Column("id", String(64), primary_key=True),
+    Column("jurisdiction", String(9)),
+    Column("kind", String(16), doc="inspection | research | discussion | contact | themed"),
+    Column("title", String(200)),
+    Column("held_on", Date),
+    Column("place", String(200)),
+    Column("organiser", String(200)),
+    Column("organiser_kind", String(32)),
+    Column("deputy_ids", JSON),
+    Column("deputy_count", Integer, default=0),
+    Column("matters_collected", Integer, default=0),
+    Column("recorded_at", UtcDateTime),
+    Index("ix_intake_activities_jurisdiction_held_on", "jurisdiction", "held_on"),
+)
+
+
+# -- the matter list ---------------------------------------------------------------------------
+
+
+class MatterListProjection(DocumentProjection):
+    """One row per matter, changed by each event as ``domain.Matter`` changes its state."""
+
+    name = "intake_matters"
+    metadata = matters_metadata
+    table = matters
+
+    @staticmethod
+    def _stamp(doc: dict[str, Any], envelope: Envelope) -> None:
+        doc["jurisdiction"] = doc["jurisdiction"] or envelope.jurisdiction
+        doc["updated_at"] = envelope.occurred_at
+        doc["version"] = envelope.sequence
+
+    @staticmethod
+    def _take(doc: dict[str, Any], data: MatterData, envelope: Envelope) -> None:
+        submitters = [data.lead, *data.co_signers]
+        doc.update(
+            kind=data.kind.value,
+            title=data.title,
+            content=data.content,
+            lead_name=data.lead.name,
+            lead_id=data.lead.id,
+            submitter_ids=[s.id for s in submitters],
+            submitter_names=SUBMITTER_SEPARATOR.join(s.name for s in submitters),
+            channel=data.channel.value,
+            category=data.category,
+            raised_in=data.raised_in,
+            activity_id=data.activity_id,
+            raised_by_name=data.raised_by.name if data.raised_by else None,
+            attachments=[a.model_dump(mode="json") for a in data.attachments],
+            status=MatterStatus.submitted.value,
+            absorbed_ids=[],
+            submitted_at=envelope.occurred_at,
+        )
+
+    @handles(MatterSubmitted)
+    def submitted(self, doc, event: MatterSubmitted, envelope: Envelope) -> None:
+        self._take(doc, event.matter, envelope)
+        self._stamp(doc, envelope)
+
+    @handles(MatterReceived)
+    def received(self, doc, event: MatterReceived, envelope: Envelope) -> None:
+        self._take(doc, event.matter, envelope)
+        doc.update(
+            origin_jurisdiction=event.origin.jurisdiction,
+            origin_matter_id=event.origin.matter_id,
+            direction=event.direction,
+        )
+        self._stamp(doc, envelope)
+
+    @handles(MatterRegistered)
+    def registered(self, doc, event: MatterRegistered, envelope: Envelope) -> None:
+        doc.update(
+            status=MatterStatus.registered.value, registration_no=event.registration_no, registration_year=event.year
+        )
+        self._stamp(doc, envelope)
+
+    @handles(MatterNotRegistered)
+    def not_registered(self, doc, event: MatterNotRegistered, envelope: Envelope) -> None:
+        doc["status"] = MatterStatus.not_registered.value
+        self._stamp(doc, envelope)
+
+    @handles(MatterConverted)
+    def converted(self, doc, event: MatterConverted, envelope: Envelope) -> None:
+        doc["kind"] = event.to_kind.value
+        self._stamp(doc, envelope)
+
+    @handles(MatterMerged)
+    def merged(self, doc, event: MatterMerged, envelope: Envelope) -> None:
+        doc.update(status=MatterStatus.merged.value, merged_into=event.into)
+        self._stamp(doc, envelope)
+
+    @handles(MatterAbsorbed)
+    def absorbed(self, doc, event: MatterAbsorbed, envelope: Envelope) -> None:
+        doc["absorbed_ids"] = [*(doc["absorbed_ids"] or []), event.merged]
+        doc["submitter_ids"] = [*(doc["submitter_ids"] or []), *(s.id for s in event.submitters)]
+        names = [doc["submitter_names"]] if doc["submitter_names"] else []
+        doc["submitter_names"] = SUBMITTER_SEPARATOR.join([*names, *(s.name for s in event.submitters)])
+        self._stamp(doc, envelope)
+
+    @handles(MatterRouted)
+    def routed(self, doc, event: MatterRouted, envelope: Envelope) -> None:
+        doc["status"] = MatterStatus.routed.value
+        self._stamp(doc, envelope)
+
+    @handles(MatterEscalated)
+    def escalated(self, doc, event: MatterEscalated, envelope: Envelope) -> None:
+        doc.update(status=MatterStatus.escalated.value, sent_to=event.to)
+        self._stamp(doc, envelope)
+
+    @handles(MatterSentDown)
+    def sent_down(self, doc, event: MatterSentDown, envelope: Envelope) -> None:
+        doc.update(status=MatterStatus.sent_down.value, sent_to=event.to)
+        self._stamp(doc, envelope)
+
+    @handles(MatterForwarded)
+    def forwarded(self, doc, event: MatterForwarded, envelope: Envelope) -> None:
+        doc["forwarded_matter_id"] = event.to.matter_id
+        self._stamp(doc, envelope)
+
+    @handles(OutcomeRecorded)
+    def outcome_recorded(self, doc, event: OutcomeRecorded, envelope: Envelope) -> None:
+        outcome = event.outcome
+        doc.update(
+            status=MatterStatus.closed.value,
+            outcome_summary=outcome.summary,
+            outcome_class=outcome.reply_class,
+            outcome_unit=outcome.unit,
+            handled_in_jurisdiction=event.handled_in.jurisdiction,
+            closed_at=outcome.closed_at or envelope.occurred_at,
+        )
+        self._stamp(doc, envelope)
+
+
+# -- the history of each matter ----------------------------------------------------------------
+
+
+def _place(code: str) -> str:
+    """The name and code, as 台州市（331000）, or the bare code of a jurisdiction the registry does not know."""
+    try:
+        return f"{default_registry().get(code).name}（{code}）"
+    except UnknownJurisdiction:
+        return code
+
+
+def _short(text: str | None) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= _SUMMARY_REASON_CHARS else text[: _SUMMARY_REASON_CHARS - 1] + "…"
+
+
+def _with_reason(summary: str, reason: str | None) -> str:
+    return f"{summary}：{_short(reason)}" if reason else summary
+
+
+class MatterHistoryProjection(Projection):
+    """A row per matter event, in the order it happened, with who did it and what it means.
+
+    Append-only: a batch's rows go in with one executemany insert (the projector applies each
+    event once, so no upsert is needed). Handlers return the event's Chinese summary.
+    """
+
+    name = "intake_matter_history"
+    metadata = history_metadata
+
+    async def apply(self, session: AsyncSession, envelope: Envelope) -> None:
+        await self.apply_batch(session, [envelope])
+
+    async def apply_batch(self, session: AsyncSession, envelopes: list[Envelope]) -> None:
+        rows = []
+        for envelope in envelopes:
+            describe = self._handlers.get(envelope.event_type)
+            if describe is None:
+                continue
+            event = upcast(envelope.event_type, envelope.schema_version, envelope.payload)
+            rows.append(
+                {
+                    "event_id": envelope.event_id,
+                    "matter_id": envelope.aggregate_id,
+                    "jurisdiction": envelope.jurisdiction,
+                    "sequence": envelope.sequence,
+                    "event_type": envelope.event_type,
+                    "occurred_at": envelope.occurred_at,
+                    "actor_id": envelope.actor.principal_id,
+                    "actor_role": envelope.actor.role,
+                    "actor_name": envelope.actor.name,
+                    "summary_zh": describe(self, event, envelope),
+                    "payload": event.model_dump(mode="json"),
+                }
+            )
+        if rows:
+            await session.execute(insert(history), rows)
+
+    @handles(MatterSubmitted)
+    def submitted(self, event: MatterSubmitted, envelope: Envelope) -> str:
+        data = event.matter
+        by = data.lead.name + (f"等{len(data.co_signers) + 1}人" if data.co_signers else "")
+        return f"{by}提出{KIND_NAMES[data.kind]}：{data.title}"
+
+    @handles(MatterReceived)
+    def received(self, event: MatterReceived, envelope: Envelope) -> str:
+        how = "上报" if event.direction == "up" else "交办"
+        return f"收到{_place(event.origin.jurisdiction)}{how}的{KIND_NAMES[event.matter.kind]}：{event.matter.title}"
+
+    @handles(MatterRegistered)
+    def registered(self, event: MatterRegistered, envelope: Envelope) -> str:
+        return f"立案：{event.registration_no}"
+
+    @handles(MatterNotRegistered)
+    def not_registered(self, event: MatterNotRegistered, envelope: Envelope) -> str:
+        return _with_reason("不予立案", event.reason)
+
+    @handles(MatterConverted)
+    def converted(self, event: MatterConverted, envelope: Envelope) -> str:
+        return _with_reason(f"由{KIND_NAMES[event.from_kind]}转为{KIND_NAMES[event.to_kind]}", event.reason)
+
+    @handles(MatterMerged)
+    def merged(self, event: MatterMerged, envelope: Envelope) -> str:
+        return _with_reason(f"并入 {event.into}", event.reason)
+
+    @handles(MatterAbsorbed)
+    def absorbed(self, event: MatterAbsorbed, envelope: Envelope) -> str:
+        names = SUBMITTER_SEPARATOR.join(s.name for s in event.submitters)
+        return f"并入事项 {event.merged}" + (f"，增加提出人：{names}" if names else "")
+
+    @handles(MatterRouted)
+    def routed(self, event: MatterRouted, envelope: Envelope) -> str:
+        return "本级办理" + (f"（{event.committee}）" if event.committee else "")
+
+    @handles(MatterEscalated)
+    def escalated(self, event: MatterEscalated, envelope: Envelope) -> str:
+        return _with_reason(f"上报至 {_place(event.to)}", event.reason)
+
+    @handles(MatterSentDown)
+    def sent_down(self, event: MatterSentDown, envelope: Envelope) -> str:
+        return _with_reason(f"交由 {_place(event.to)} 办理", event.reason)
+
+    @handles(MatterForwarded)
+    def forwarded(self, event: MatterForwarded, envelope: Envelope) -> str:
+        return f"{_place(event.to.jurisdiction)}已接收，事项编号 {event.to.matter_id}"
+
+    @handles(OutcomeRecorded)
+    def outcome_recorded(self, event: OutcomeRecorded, envelope: Envelope) -> str:
+        details = [f"{event.outcome.reply_class}类"] if event.outcome.reply_class else []
+        if event.outcome.unit:
+            details.append(f"主办单位：{event.outcome.unit}")
+        tail = f"（{'，'.join(details)}）" if details else ""
+        if event.reported_back:
+            return f"收到{_place(event.handled_in.jurisdiction)}的办理结果，已办结{tail}"
+        return f"办结{tail}"
+
+
+# -- activities --------------------------------------------------------------------------------
+
+
+class ActivityProjection(DocumentProjection):
+    """One row per activity; each matter submitted with its ``activity_id`` counts as collected there.
+
+    A matter may name its activity before the activity is recorded (entered later, or by another
+    system): the row then starts with the count alone and ``ActivityRecorded`` fills in the rest.
+    Matters received from another level are counted where they were collected, not here.
+    """
+
+    name = "intake_activities"
+    metadata = activities_metadata
+    table = activities
+
+    def key_of(self, envelope: Envelope) -> Any:
+        if envelope.event_type == MatterSubmitted.event_type:
+            return envelope.payload["matter"]["activity_id"]
+        return envelope.aggregate_id
+
+    async def apply_batch(self, session: AsyncSession, envelopes: list[Envelope]) -> None:
+        await super().apply_batch(
+            session,
+            [
+                e
+                for e in envelopes
+                if e.event_type != MatterSubmitted.event_type or e.payload.get("matter", {}).get("activity_id")
+            ],
+        )
+
+    @handles(ActivityRecorded)
+    def recorded(self, doc, event: ActivityRecorded, envelope: Envelope) -> None:
+        doc.update(
+            jurisdiction=envelope.jurisdiction,
+            kind=event.kind,
+            title=event.title,
+            held_on=event.held_on,
+            place=event.place,
+            organiser=event.organiser,
+            organiser_kind=event.organiser_kind,
+            deputy_ids=[d.id for d in event.deputies],
+            deputy_count=len(event.deputies),
+            matters_collected=doc["matters_collected"] or 0,
+            recorded_at=envelope.occurred_at,
+        )
+
+    @handles(MatterSubmitted)
+    def matter_collected(self, doc, event: MatterSubmitted, envelope: Envelope) -> None:
+        doc["jurisdiction"] = doc["jurisdiction"] or envelope.jurisdiction
+        doc["deputy_count"] = doc["deputy_count"] or 0
+        doc["matters_collected"] = (doc["matters_collected"] or 0) + 1
+
+
+# -- queries -----------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def connected(conn: AsyncEngine | AsyncConnection) -> AsyncIterator[AsyncConnection]:
+    """A connection from an engine (opened and closed here), or the connection given."""
+    if isinstance(conn, AsyncEngine):
+        async with conn.connect() as connection:
+            yield connection
+    else:
+        yield conn
+
+
+def _instant(value: date | datetime, *, end: bool) -> datetime:
+    """A period bound as an aware instant: a date covers its whole day in Asia/Shanghai."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=SHANGHAI)
+    day = value + timedelta(days=1) if end else value
+    return datetime.combine(day, time.min, tzinfo=SHANGHAI)
+
+
+def _day(value: date | datetime) -> date:
+    """The Asia/Shanghai day of a date or an instant (naive means Asia/Shanghai)."""
+    if isinstance(value, datetime):
+        return value.astimezone(SHANGHAI).date() if value.tzinfo is not None else value.date()
+    return value
+
+
+def _values(value: str | Iterable[str] | None) -> list[str] | None:
+    """One value or several (``"problem"`` or ``[MatterKind.problem, MatterKind.demand]``)."""
+    if value is None:
+        return None
+    if isinstance(value, str):  # StrEnum members are str too
+        return [str(value)]
+    return [str(v) for v in value]
+
+
+_LIST_COLUMNS = [c for c in matters.columns if c.name != "content"]
+
+
+async def list_matters(
+    conn: AsyncEngine | AsyncConnection,
+    *,
+    jurisdiction: str,
+    kind: str | Iterable[str] | None = None,
+    status: str | Iterable[str] | None = None,
+    channel: str | None = None,
+    category: str | None = None,
+    since: date | datetime | None = None,
+    until: date | datetime | None = None,
+    text: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    with_content: bool = False,
+) -> list[dict[str, Any]]:
+    """The matters of ``jurisdiction``, newest first, filtered by each argument given.
+
+    ``kind`` and ``status`` take one value or several; ``text`` matches title or content
+    (case-insensitive, ``%`` and ``_`` taken literally); the period is on ``submitted_at`` (see the
+    module docstring for dates against datetimes). Rows leave out ``content`` unless
+    ``with_content``.
+    """
+    query = select(*(matters.columns if with_content else _LIST_COLUMNS)).where(matters.c.jurisdiction == jurisdiction)
+    if (kinds := _values(kind)) is not None:
+        query = query.where(matters.c.kind.in_(kinds))
+    if (statuses := _values(status)) is not None:
+        query = query.where(matters.c.status.in_(statuses))
+    if channel is not None:
+        query = query.where(matters.c.channel == str(channel))
+    if category is not None:
+        query = query.where(matters.c.category == category)
+    if since is not None:
+        query = query.where(matters.c.submitted_at >= _instant(since, end=False))
+    if until is not None:
+        query = query.where(matters.c.submitted_at < _instant(until, end=True))
+    if text and text.strip():
+        needle = text.strip()
+        in_title = matters.c.title.icontains(needle, autoescape=True)
+        query = query.where(or_(in_title, matters.c.content.icontains(needle, autoescape=True)))
+    query = query.order_by(matters.c.submitted_at.desc(), matters.c.id.desc()).limit(limit).offset(offset)
+    async with connected(conn) as db:
+        return [dict(row._mapping) for row in await db.execute(query)]
+
+
+async def problem_list(
+    conn: AsyncEngine | AsyncConnection,
+    *,
+    jurisdiction: str,
+    status: str | Iterable[str] | None = None,
+    channel: str | None = None,
+    category: str | None = None,
+    since: date | datetime | None = None,
+    until: date | datetime | None = None,
+    text: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    with_content: bool = False,
+) -> list[dict[str, Any]]:
+    """问题清单: problems and enterprises' demands (问题、企业诉求), filtered as by :func:`list_matters`."""
+    return await list_matters(
+        conn,
+        jurisdiction=jurisdiction,
+        kind=PROBLEM_KINDS,
+        status=status,
+        channel=channel,
+        category=category,
+        since=since,
+        until=until,
+        text=text,
+        limit=limit,
+        offset=offset,
+        with_content=with_content,
+    )
+
+
+async def suggestion_list(
+    conn: AsyncEngine | AsyncConnection,
+    *,
+    jurisdiction: str,
+    status: str | Iterable[str] | None = None,
+    channel: str | None = None,
+    category: str | None = None,
+    since: date | datetime | None = None,
+    until: date | datetime | None = None,
+    text: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    with_content: bool = False,
+) -> list[dict[str, Any]]:
+    """建议清单: deputies' suggestions (代表建议), filtered as by :func:`list_matters`."""
+    return await list_matters(
+        conn,
+        jurisdiction=jurisdiction,
+        kind=SUGGESTION_KINDS,
+        status=status,
+        channel=channel,
+        category=category,
+        since=since,
+        until=until,
+        text=text,
+        limit=limit,
+        offset=offset,
+        with_content=with_content,
+    )
+
+
+async def get_matter(conn: AsyncEngine | AsyncConnection, matter_id: str) -> dict[str, Any] | None:
+    """One matter's row, content included; ``None`` if there is none."""
+    async with connected(conn) as db:
+        row = (await db.execute(select(matters).where(matters.c.id == matter_id))).first()
+    return dict(row._mapping) if row is not None else None
+
+
+async def matter_history(conn: AsyncEngine | AsyncConnection, matter_id: str) -> list[dict[str, Any]]:
+    """Every event of a matter, oldest first, with its actor and Chinese summary."""
+    query = select(history).where(history.c.matter_id == matter_id).order_by(history.c.sequence)
+    async with connected(conn) as db:
+        return [dict(row._mapping) for row in await db.execute(query)]
+
+
+async def list_activities(
+    conn: AsyncEngine | AsyncConnection,
+    jurisdiction: str,
+    since: date | datetime | None = None,
+    until: date | datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Activities of ``jurisdiction`` held from ``since`` to ``until`` (both days included), latest
+    first, each with ``kind_name`` (视察、调研…) and ``matters_collected``."""
+    query = select(activities).where(activities.c.jurisdiction == jurisdiction, activities.c.held_on.is_not(None))
+    if since is not None:
+        query = query.where(activities.c.held_on >= _day(since))
+    if until is not None:
+        query = query.where(activities.c.held_on <= _day(until))
+    query = query.order_by(activities.c.held_on.desc(), activities.c.id)
+    async with connected(conn) as db:
+        rows = [dict(row._mapping) for row in await db.execute(query)]
+    for row in rows:
+        row["kind_name"] = ACTIVITY_KIND_NAMES.get(row["kind"], row["kind"])
+    return rows

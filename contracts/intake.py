@@ -15,6 +15,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from .events import Command, Event, command, event
 
 JURISDICTION_CODE = r"^\d{6}(\d{3})?$"
+#: Ids travel in subjects and keys: letters, digits, ``-`` and ``_`` only.
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_TITLE = 200
 MAX_CONTENT = 20_000
 
@@ -118,7 +120,7 @@ class MatterData(BaseModel):
     category: str | None = Field(default=None, max_length=50)
     attachments: list[Attachment] = Field(default_factory=list, max_length=50)
     raised_by: RaisedBy | None = None
-    activity_id: str | None = Field(default=None, max_length=64)
+    activity_id: str | None = Field(default=None, pattern=ID_PATTERN)
 
     @model_validator(mode="after")
     def _distinct_submitters(self) -> MatterData:
@@ -289,28 +291,28 @@ class SubmitMatter(Command):
 
 @command("intake.RegisterMatter")
 class RegisterMatter(Command):
-    matter_id: str = Field(min_length=1, max_length=64)
+    matter_id: str = Field(pattern=ID_PATTERN)
 
 
 @command("intake.RejectMatter")
 class RejectMatter(Command):
     """不予立案."""
 
-    matter_id: str = Field(min_length=1, max_length=64)
+    matter_id: str = Field(pattern=ID_PATTERN)
     reason: str = Field(min_length=1, max_length=2000)
 
 
 @command("intake.ConvertMatter")
 class ConvertMatter(Command):
-    matter_id: str = Field(min_length=1, max_length=64)
+    matter_id: str = Field(pattern=ID_PATTERN)
     to_kind: MatterKind
     reason: str = Field(min_length=1, max_length=2000)
 
 
 @command("intake.MergeMatter")
 class MergeMatter(Command):
-    matter_id: str = Field(min_length=1, max_length=64, description="the matter merged away")
-    into: str = Field(min_length=1, max_length=64, description="the matter it joins")
+    matter_id: str = Field(pattern=ID_PATTERN, description="the matter merged away")
+    into: str = Field(pattern=ID_PATTERN, description="the matter it joins")
     reason: str | None = Field(default=None, max_length=2000)
 
 
@@ -318,27 +320,27 @@ class MergeMatter(Command):
 class RouteMatter(Command):
     """Handle it at this level (it is within this level's powers)."""
 
-    matter_id: str = Field(min_length=1, max_length=64)
+    matter_id: str = Field(pattern=ID_PATTERN)
     committee: str | None = Field(default=None, max_length=100)
     note: str | None = Field(default=None, max_length=2000)
 
 
 @command("intake.EscalateMatter")
 class EscalateMatter(Command):
-    matter_id: str = Field(min_length=1, max_length=64)
+    matter_id: str = Field(pattern=ID_PATTERN)
     reason: str = Field(min_length=1, max_length=2000)
 
 
 @command("intake.SendDownMatter")
 class SendDownMatter(Command):
-    matter_id: str = Field(min_length=1, max_length=64)
+    matter_id: str = Field(pattern=ID_PATTERN)
     to: str = Field(pattern=JURISDICTION_CODE)
     reason: str = Field(min_length=1, max_length=2000)
 
 
 @command("intake.RecordOutcome")
 class RecordOutcome(Command):
-    matter_id: str = Field(min_length=1, max_length=64)
+    matter_id: str = Field(pattern=ID_PATTERN)
     outcome: Outcome
 
 

@@ -112,7 +112,7 @@ async def test_loading_without_snapshots_walks_back_the_commits(store):
     for _ in range(5):
         await store.append(counter, counter.increment(2))
     kv = await store._snapshots()
-    await kv.delete(f"{Counter.context}.{Counter.aggregate_type}.{counter.id}")
+    await kv.delete(store.snapshot_key(Counter, counter.id))
     loaded = await store.load(Counter, counter.id)
     assert (loaded.total, loaded.version, loaded.sequence) == (10, counter.version, 6)
 

@@ -8,6 +8,8 @@ import contextlib
 import logging
 
 import nats
+import uvicorn
+from faststream.nats import NatsBroker
 from nats.aio.client import Client as NATS
 
 from contracts import integration as x
@@ -20,6 +22,8 @@ from services.runtime.levels import ensure_level_streams
 from services.runtime.projector import Projector
 from services.runtime.settings import Settings
 
+from .api import create_api
+from .commands_nats import register_command_subscriber
 from .handlers import IntakeHandlers
 from .integration import IntakeIntegration
 from .projections import ActivityProjection, MatterHistoryProjection, MatterListProjection
@@ -128,3 +132,30 @@ class IntakeService:
         if self.nc is not None:
             await self.nc.close()
         await self.engine.dispose()
+
+
+def asyncapi_broker() -> NatsBroker:
+    """Intake's FastStream broker as documentation: the command subject other systems call."""
+    broker = NatsBroker()
+    register_command_subscriber(broker, lambda: None, Settings(jurisdiction="331000"))
+    return broker
+
+
+async def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run one level's intake until SIGINT/SIGTERM: workers, the NATS command subject and HTTP.
+
+    uvicorn stops taking requests and finishes those in flight on SIGTERM; then the command
+    subscriber drains and the workers stop after their current batch."""
+    service = IntakeService(settings)
+    await service.start()
+    broker = NatsBroker(settings.nats_url)
+    register_command_subscriber(broker, lambda: service.handlers, settings)
+    await broker.start()
+    api = create_api(settings, handlers=lambda: service.handlers, engine=service.engine)
+    server = uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_config=None, access_log=False))
+    log.info("intake serving", extra={"jurisdiction": settings.jurisdiction, "url": f"http://{host}:{port}"})
+    try:
+        await server.serve()
+    finally:
+        await broker.stop()
+        await service.stop()

@@ -6,6 +6,7 @@ arguments and returning the exit code, registered in :func:`build_parser`::
     duban contracts export [--out DIR]   write JSON Schemas and the AsyncAPI document
     duban contracts check  [--out DIR]   exit 1 when the committed files differ from the code
     duban up [--data-dir DIR]            the whole system on this machine (embedded NATS)
+    duban serve SERVICE --jurisdiction CODE   one service of one level
 """
 
 from __future__ import annotations
@@ -80,11 +81,39 @@ def _add_up(subparsers: argparse._SubParsersAction) -> None:
     up.set_defaults(func=_up)
 
 
+SERVICES = ("intake",)  # the services that have landed; the others join as they do
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import importlib
+
+    from .logs import setup_logging
+    from .settings import Settings
+
+    setup_logging()
+    overrides = {"jurisdiction": args.jurisdiction} if args.jurisdiction else {}
+    settings = Settings(**overrides)
+    app = importlib.import_module(f"services.{args.service}.app")
+    asyncio.run(app.serve(settings, host=args.host, port=args.port))
+    return 0
+
+
+def _add_serve(subparsers: argparse._SubParsersAction) -> None:
+    serve = subparsers.add_parser("serve", help="run one service of one level (what a deployment runs)")
+    serve.add_argument("service", choices=SERVICES)
+    serve.add_argument("--jurisdiction", help="the level's code (default: DUBAN_JURISDICTION)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=_serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="duban", description="督办: duban's command line")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_contracts(subparsers)
     _add_up(subparsers)
+    _add_serve(subparsers)
     return parser
 
 

@@ -92,7 +92,7 @@ class DurableWorker:
         assert self._subscription is not None, "prepare() first"
         try:
             msgs = await self._subscription.fetch(self.batch, timeout=timeout)
-        except NatsTimeoutError:
+        except (NatsTimeoutError, TimeoutError):  # nats-py raises either when nothing is waiting
             return 0
         for msg in msgs:
             await self._one(msg)

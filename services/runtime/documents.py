@@ -4,35 +4,35 @@ Most read models are "one row per matter / case / session" with columns that eve
 Running one awaited SQL statement per event costs far more than the event's work (about
 0.35 ms per statement through aiosqlite, measured by bench/); a document projection instead
 reads every row a batch touches with one ``SELECT … IN``, lets plain (synchronous) handlers
-change them as dicts, and writes the changed rows back with one executemany upsert.
+change them as dicts, and writes the changed rows back with one executemany upsert. Both
+statements are built once per table (and dialect) and run as Core statements on the session's
+connection: rebuilding them and going through the ORM cost about 3 µs per event.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
-from sqlalchemy import Table, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import Envelope
 from contracts.events import upcast
 
-from .projector import Projection
+from .projector import Projection, upsert
+
+__all__ = ["DocumentProjection", "upsert"]
 
 _IN_CHUNK = 500
 
 
-def upsert(table: Table, dialect: str):
-    """``INSERT … ON CONFLICT (primary key) DO UPDATE`` of every column, for executemany."""
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(table)
-    keys = [c.name for c in table.primary_key.columns]
-    return stmt.on_conflict_do_update(
-        index_elements=keys, set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
-    )
+@functools.cache
+def _select_by_keys(table: Table):
+    """``SELECT * FROM table WHERE key IN :keys`` (an expanding parameter), built once per table."""
+    key_column = next(iter(table.primary_key.columns))
+    return select(table).where(key_column.in_(bindparam("keys", expanding=True)))
 
 
 def _chunks(values: list[Any], size: int) -> Iterable[list[Any]]:
@@ -60,25 +60,28 @@ class DocumentProjection(Projection):
         return doc
 
     async def apply_batch(self, session: AsyncSession, envelopes: list[Envelope]) -> None:
-        wanted = [e for e in envelopes if self.wants(e.event_type)]
+        wanted = [(self.key_of(e), e) for e in envelopes if self.wants(e.event_type)]
         if not wanted:
             return
-        key_column = next(iter(self.table.primary_key.columns))
-        keys = list(dict.fromkeys(self.key_of(e) for e in wanted))
+        key_name = next(iter(self.table.primary_key.columns)).name
+        # Core statements on the session's connection (same transaction): the documents are
+        # plain dicts, so the ORM has nothing to add but overhead.
+        conn = await session.connection()
+        by_keys = _select_by_keys(self.table)
         docs: dict[Any, dict[str, Any]] = {}
-        for chunk in _chunks(keys, _IN_CHUNK):
-            for row in await session.execute(select(self.table).where(key_column.in_(chunk))):
-                docs[row._mapping[key_column.name]] = dict(row._mapping)
+        for chunk in _chunks(list(dict.fromkeys(key for key, _ in wanted)), _IN_CHUNK):
+            for row in (await conn.execute(by_keys, {"keys": chunk})).mappings():
+                docs[row[key_name]] = dict(row)
         changed: dict[Any, dict[str, Any]] = {}
-        for envelope in wanted:
-            key = self.key_of(envelope)
+        handlers: dict[str, Callable] = self._handlers
+        for key, envelope in wanted:
             doc = docs.get(key)
             if doc is None:
                 doc = docs[key] = self.new_document(key)
-            handler: Callable = self._handlers[envelope.event_type]
-            handler(self, doc, upcast(envelope.event_type, envelope.schema_version, envelope.payload), envelope)
+            event = upcast(envelope.event_type, envelope.schema_version, envelope.payload)
+            handlers[envelope.event_type](self, doc, event, envelope)
             changed[key] = doc
-        await session.execute(upsert(self.table, session.bind.dialect.name), list(changed.values()))
+        await conn.execute(upsert(self.table, conn.dialect.name), list(changed.values()))
 
 
 def _default(column) -> Any:

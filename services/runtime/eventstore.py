@@ -35,12 +35,12 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType, StreamConfig
+from nats.js.client import KV_PRE_TEMPLATE
 from nats.js.errors import APIError, BadRequestError, KeyNotFoundError, NotFoundError
 from opentelemetry.trace import SpanKind
 
 from contracts import subjects
 from contracts.envelope import (
-    AGGREGATE_TYPE_HEADER,
     EVENT_TYPES_HEADER,
     PREVIOUS_SEQUENCE_HEADER,
     SYSTEM_ACTOR,
@@ -129,6 +129,8 @@ class EventStore:
         self.publish_timeout = publish_timeout
         self.retry_for = retry_for
         self._kv = None
+        #: The subject prefix of the snapshot bucket's keys, as nats-py's KeyValue builds it.
+        self._snapshot_prefix = KV_PRE_TEMPLATE.format(bucket=self.bucket)
         self._span_name = f"publish {subjects.event_subject_template(context)}"
 
     # -- streams ---------------------------------------------------------------------------
@@ -230,11 +232,9 @@ class EventStore:
             headers = inject_headers(
                 {
                     "Nats-Msg-Id": ids[0],
-                    "Nats-Expected-Stream": self.stream,
                     "Nats-Expected-Last-Subject-Sequence": str(expected),
                     PREVIOUS_SEQUENCE_HEADER: str(expected),
                     EVENT_TYPES_HEADER: ",".join(e.event_type for e in events),
-                    AGGREGATE_TYPE_HEADER: aggregate.aggregate_type,
                 }
             )
             commit = await self._publish(subject, encode_commit(envelopes), headers, ids[0], expected, aggregate.id)
@@ -244,7 +244,7 @@ class EventStore:
         for event in events:
             aggregate.apply(event)
         aggregate.version = commit.version
-        await self.save_snapshot(aggregate)
+        await self.save_snapshot(aggregate, wait=False)
         return Commit(commit.version, envelopes, commit.duplicate)
 
     async def _publish(
@@ -313,10 +313,14 @@ class EventStore:
     async def _commit_at(self, seq: int) -> StoredCommit:
         return _stored(await self.js.get_msg(self.stream, seq=seq, direct=True))
 
+    def snapshot_key(self, cls: type[Aggregate], aggregate_id: str) -> str:
+        """Keyed by this store's context: one bucket per level serves every context's aggregates."""
+        return f"{self.context}.{cls.aggregate_type}.{aggregate_id}"
+
     async def _snapshot(self, cls: type[A], aggregate_id: str) -> A | None:
         kv = await self._snapshots()
         try:
-            entry = await kv.get(_snapshot_key(cls, aggregate_id))
+            entry = await kv.get(self.snapshot_key(cls, aggregate_id))
         except (KeyNotFoundError, NotFoundError):
             return None
         try:
@@ -328,15 +332,19 @@ class EventStore:
             log.warning("unreadable snapshot ignored", extra={"aggregate_id": aggregate_id})
             return None
 
-    async def save_snapshot(self, aggregate: Aggregate) -> None:
-        kv = await self._snapshots()
-        value = json.dumps(
-            {"v": aggregate.snapshot_version, "state": aggregate.model_dump(mode="json")},
-            ensure_ascii=False,
-            separators=(",", ":"),
-        ).encode()
+    async def save_snapshot(self, aggregate: Aggregate, *, wait: bool = True) -> None:
+        """Store ``aggregate`` as the snapshot of its id; never raises (a snapshot is a cache).
+
+        ``wait=False`` (what ``append`` and ``load`` use) sends it without waiting for the
+        server's acknowledgement: a core publish to the key's subject, which the bucket's stream
+        stores like a ``put``; ``wait=True`` is ``kv.put``, acknowledged."""
+        key = self.snapshot_key(type(aggregate), aggregate.id)
+        value = b'{"v":%d,"state":%s}' % (aggregate.snapshot_version, aggregate.model_dump_json().encode())
         try:
-            await kv.put(_snapshot_key(type(aggregate), aggregate.id), value)
+            if wait:
+                await (await self._snapshots()).put(key, value)
+            else:
+                await self.nc.publish(self._snapshot_prefix + key, value)
         except Exception as err:  # a snapshot is a cache: failing to write one is not fatal
             log.warning("snapshot not saved", extra={"aggregate_id": aggregate.id, "error": repr(err)})
 
@@ -357,7 +365,7 @@ class EventStore:
             for envelope in commit.envelopes:
                 state.apply(upcast(envelope.event_type, envelope.schema_version, envelope.payload))
             state.version = commit.seq
-        await self.save_snapshot(state)
+        await self.save_snapshot(state, wait=False)
         return state
 
     async def _walk_back(self, last: StoredCommit, *, stop_at: int) -> list[StoredCommit]:
@@ -374,10 +382,6 @@ class EventStore:
         if last is None:
             return []
         return [e for commit in await self._walk_back(last, stop_at=0) for e in commit.envelopes]
-
-
-def _snapshot_key(cls: type[Aggregate], aggregate_id: str) -> str:
-    return f"{cls.context}.{cls.aggregate_type}.{aggregate_id}"
 
 
 def _stored(msg) -> StoredCommit:

@@ -20,11 +20,26 @@ stream with its error and the projection moves past it, so later events keep flo
 database is not a poison message: that is retried until the database is back.
 
 Acknowledgement is ``AckPolicy.ALL``: one ack after each commit covers its batch.
+
+While a batch is applied, the next one is already being fetched (when the server said more is
+waiting): the database works in its own thread (aiosqlite) or on its own server, and meanwhile
+the event loop parses the next batch's messages, which costs about as much as applying them.
+Batches are still applied one after the other, in stream order, and each is acknowledged after
+its own commit; the consumer's ``max_ack_pending`` (two batches) leaves room for exactly that.
+A prefetch is never cancelled while the consumer is in use (a cancelled fetch can drop messages
+it has already taken, and the next ack would cover them); ``close()`` cancels it, and the next
+start re-creates the consumer from the stored position.
+
+Per event the projector does as little as it can: which event types a projection wants is
+decided once per ``Duban-Event-Types`` value, commits it does not want are not decoded, and the
+checkpoint and document statements are built once per table and dialect.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -39,7 +54,7 @@ from nats.js.errors import NotFoundError
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from sqlalchemy import MetaData, delete, select
+from sqlalchemy import MetaData, Table, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -60,6 +75,18 @@ log = logging.getLogger("duban.projector")
 TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError, OSError)
 
 Handler = Callable[[Any, AsyncSession, Event, Envelope], Awaitable[None]]
+
+
+@functools.cache
+def upsert(table: Table, dialect: str):
+    """``INSERT … ON CONFLICT (primary key) DO UPDATE`` of every column, built once per table and
+    dialect; execute it with one row of parameters or many (executemany)."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(table)
+    keys = [c.name for c in table.primary_key.columns]
+    return stmt.on_conflict_do_update(
+        index_elements=keys, set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+    )
 
 
 def handles(event_type: type[Event]) -> Callable[[Handler], Handler]:
@@ -141,6 +168,10 @@ class Projector:
         self.durable = f"proj_{projection.name}"
         self.position = 0
         self._subscription = None
+        #: The fetch of the next batch, started while the current one is applied.
+        self._prefetch: asyncio.Future[list[Msg]] | None = None
+        #: Whether the projection wants a commit, by its ``Duban-Event-Types`` header value.
+        self._wanted_types: dict[str, bool] = {}
         self._stopping = asyncio.Event()
         self._span_name = f"process {subjects.event_subject_template(context)}"
 
@@ -214,6 +245,11 @@ class Projector:
 
     async def close(self) -> None:
         """Let go of the subscription (the durable consumer stays for the next start)."""
+        if self._prefetch is not None:
+            prefetch, self._prefetch = self._prefetch, None
+            prefetch.cancel()
+            with contextlib.suppress(BaseException):
+                await prefetch
         if self._subscription is not None:
             subscription, self._subscription = self._subscription, None
             await subscription.unsubscribe()
@@ -221,13 +257,10 @@ class Projector:
     async def step(self, timeout: float | None = None) -> int:
         """Fetch and apply one batch; returns how many messages were fetched."""
         assert self._subscription is not None, "prepare() first"
-        try:
-            msgs = await self._subscription.fetch(
-                self.settings.projector_batch, timeout=timeout or self.settings.projector_idle_wait_s
-            )
-        except NatsTimeoutError:
-            return 0
-        await self.handle_batch(msgs)
+        msgs = await self._next_batch(timeout or self.settings.projector_idle_wait_s)
+        if msgs:
+            self._prefetch_after(msgs, timeout or self.settings.projector_idle_wait_s)
+            await self.handle_batch(msgs)
         return len(msgs)
 
     async def catch_up(self, timeout: float = 120.0) -> None:
@@ -235,11 +268,9 @@ class Projector:
         assert self._subscription is not None, "prepare() first"
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            try:
-                msgs = await self._subscription.fetch(self.settings.projector_batch, timeout=0.2)
-            except NatsTimeoutError:
-                msgs = []
+            msgs = await self._next_batch(0.2)
             if msgs:
+                self._prefetch_after(msgs, 0.2)
                 await self.handle_batch(msgs)
                 if msgs[-1].metadata.num_pending == 0:
                     return  # the server says nothing more is waiting behind this batch
@@ -249,6 +280,25 @@ class Projector:
                     return
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"projection {self.projection.name} did not catch up in {timeout}s")
+
+    async def _next_batch(self, timeout: float) -> list[Msg]:
+        """The batch prefetched while the previous one was applied, else a fresh fetch."""
+        if self._prefetch is not None:
+            prefetch, self._prefetch = self._prefetch, None
+            return await prefetch
+        return await self._fetch(timeout)
+
+    async def _fetch(self, timeout: float) -> list[Msg]:
+        assert self._subscription is not None, "prepare() first"
+        try:
+            return await self._subscription.fetch(self.settings.projector_batch, timeout=timeout)
+        except (NatsTimeoutError, TimeoutError):  # nats-py raises either when nothing is waiting
+            return []
+
+    def _prefetch_after(self, msgs: list[Msg], timeout: float) -> None:
+        """Start fetching the batch after ``msgs`` if the server said more is waiting."""
+        if self._prefetch is None and msgs[-1].metadata.num_pending > 0:
+            self._prefetch = asyncio.ensure_future(self._fetch(timeout))
 
     async def handle_batch(self, msgs: list[Msg]) -> None:
         fresh = [m for m in msgs if m.metadata.sequence.stream > self.position]
@@ -326,7 +376,14 @@ class Projector:
 
     def _wanted(self, msg: Msg) -> bool:
         types = (msg.headers or {}).get(EVENT_TYPES_HEADER)
-        return types is None or any(self.projection.wants(t) for t in types.split(","))
+        if types is None:
+            return True
+        wanted = self._wanted_types.get(types)
+        if wanted is None:
+            if len(self._wanted_types) > 10_000:  # bounded: only as many as combinations occur
+                self._wanted_types.clear()
+            wanted = self._wanted_types[types] = any(self.projection.wants(t) for t in types.split(","))
+        return wanted
 
     @contextmanager
     def _process_spans(self, msgs: list[Msg]) -> Iterator[None]:
@@ -375,13 +432,7 @@ class Projector:
             "version": self.projection.version,
             "updated_at": datetime.now(UTC),
         }
-        insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-        stmt = insert(checkpoints).values(**values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[checkpoints.c.projection],
-            set_={k: stmt.excluded[k] for k in ("position", "version", "updated_at", "stream")},
-        )
-        await session.execute(stmt)
+        await session.execute(upsert(checkpoints, session.bind.dialect.name), values)
 
 
 async def read_position(engine: AsyncEngine, projection: str) -> int:

@@ -1,0 +1,393 @@
+"""Bulk import of the list a liaison station collected (收集整理相关的问题、意见和建议).
+
+A station or a township hands in its list as a spreadsheet: CSV (UTF-8 with or without BOM, or
+GB18030/GBK as Excel on a Chinese Windows saves it) or XLSX (the first sheet). The first
+non-empty row names the columns, in Chinese or in English:
+
+====================  ===============  ==========================================================
+column                English          value
+====================  ===============  ==========================================================
+类别 (required)       kind             议案 / 建议 / 提案 / 问题 / 企业诉求
+案由 (required)       title            the matter's title
+内容 (required)       content          what was raised (at most 20,000 characters)
+领衔人 (required)     lead_name        the lead submitter's name
+领衔人编号 (required) lead_id          the lead submitter's id
+附议人                co_signers       ``姓名:编号`` separated by 、 or ;
+渠道                  channel          代表联络站 (default) / 主题活动 / 问卷 / 大会 / 外部系统
+分类                  category         e.g. 营商环境
+反映主体              raised_by        the enterprise or resident it came from
+联系方式              contact          how to reach them (needs 反映主体)
+活动编号              activity_id      the activity it was collected at
+====================  ===============  ==========================================================
+
+Every row becomes a ``SubmitMatter`` of its own, validated like any other; a bad row is reported
+with its row number (as a spreadsheet shows it: the header is row 1) and a reason in Chinese,
+and never stops the good rows. Each row is submitted with the idempotency key
+``<file key>:<row>``, where the file key is the request's ``Idempotency-Key`` or the SHA-256 of
+the file: uploading the same file again takes nothing twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+import unicodedata
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import ValidationError
+
+from contracts.intake import KIND_NAMES, Channel, MatterKind, SubmitMatter
+from services.runtime.aggregate import DomainError, NotAllowed
+from services.runtime.auth import Principal
+from services.runtime.eventstore import ConcurrencyError, StoreUnavailable
+from services.runtime.http import zh_reason
+
+from .handlers import SUBMITTERS, IntakeHandlers
+
+MAX_BYTES = 5 * 1024 * 1024
+MAX_ROWS = 2000
+#: An XLSX is a zip: what it may unpack to, so that a small file cannot expand without bound.
+MAX_UNPACKED_BYTES = 60 * 1024 * 1024
+
+REQUIRED = ("kind", "title", "content", "lead_name", "lead_id")
+
+#: Column names as they may appear in a file (after :func:`_header_key`) → the column.
+HEADERS: dict[str, str] = {
+    "类别": "kind",
+    "事项类别": "kind",
+    "kind": "kind",
+    "案由": "title",
+    "标题": "title",
+    "title": "title",
+    "内容": "content",
+    "具体内容": "content",
+    "content": "content",
+    "领衔人": "lead_name",
+    "领衔代表": "lead_name",
+    "lead_name": "lead_name",
+    "lead": "lead_name",
+    "领衔人编号": "lead_id",
+    "领衔代表编号": "lead_id",
+    "lead_id": "lead_id",
+    "附议人": "co_signers",
+    "co_signers": "co_signers",
+    "渠道": "channel",
+    "来源渠道": "channel",
+    "channel": "channel",
+    "分类": "category",
+    "category": "category",
+    "反映主体": "raised_by",
+    "raised_by": "raised_by",
+    "联系方式": "contact",
+    "contact": "contact",
+    "活动编号": "activity_id",
+    "activity_id": "activity_id",
+}
+
+#: The label a column is reported by when the file did not have it (Chinese, as users know it).
+LABELS = {
+    "kind": "类别",
+    "title": "案由",
+    "content": "内容",
+    "lead_name": "领衔人",
+    "lead_id": "领衔人编号",
+    "co_signers": "附议人",
+    "channel": "渠道",
+    "category": "分类",
+    "raised_by": "反映主体",
+    "contact": "联系方式",
+    "activity_id": "活动编号",
+}
+
+KINDS: dict[str, MatterKind] = {name: kind for kind, name in KIND_NAMES.items()} | {k.value: k for k in MatterKind}
+CHANNELS: dict[str, Channel] = {
+    "代表联络站": Channel.liaison_station,
+    "联络站": Channel.liaison_station,
+    "基层单元": Channel.liaison_station,
+    "主题活动": Channel.themed_activity,
+    "问卷": Channel.survey,
+    "问卷调查": Channel.survey,
+    "大会": Channel.session,
+    "大会期间": Channel.session,
+    "外部系统": Channel.external_system,
+    "其他系统": Channel.external_system,
+} | {c.value: c for c in Channel}
+
+_CO_SIGNER_SPLIT = re.compile(r"[、;；\n]")
+_CO_SIGNER = re.compile(r"^(?P<name>[^:：]+)[:：](?P<id>[^:：]+)$")
+
+
+class ImportRefused(Exception):
+    """The file as a whole cannot be read (HTTP 422, or 413 when it is too large)."""
+
+    def __init__(self, message: str, *, status: int = 422, code: str = "invalid_file") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+class RowRefused(Exception):
+    """One row cannot be taken: the column at fault and why, in Chinese."""
+
+    def __init__(self, column: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.column = column
+        self.reason = reason
+
+
+# -- reading the file ----------------------------------------------------------------------
+def _header_key(value: Any) -> str:
+    text = unicodedata.normalize("NFKC", str(value or "")).strip().lstrip("\ufeff")
+    text = text.rstrip("*").strip().lower()  # 案由* marks a required column in many templates
+    return re.sub(r"\s+", "_", text)
+
+
+def _cell(value: Any) -> str:
+    """A cell as text: whole numbers without ``.0`` (an id typed as 1001 in Excel), dates in ISO."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def _is_xlsx(data: bytes) -> bool:
+    return data[:4] == b"PK\x03\x04"
+
+
+def _xlsx_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
+    import openpyxl  # only an import of a spreadsheet needs it
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except zipfile.BadZipFile:
+        raise ImportRefused("无法读取 Excel 文件，请确认是 .xlsx 格式") from None
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise ImportRefused("Excel 文件解压后过大，请拆分后上传", status=413, code="too_large")
+    try:
+        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception:
+        raise ImportRefused("无法读取 Excel 文件，请确认是 .xlsx 格式") from None
+    try:
+        if not workbook.worksheets:
+            raise ImportRefused("Excel 文件没有工作表")
+        sheet = workbook.worksheets[0]
+        try:
+            for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+                yield number, [_cell(v) for v in values]
+        except ImportRefused:
+            raise
+        except Exception:
+            raise ImportRefused("无法读取 Excel 文件的第一个工作表") from None
+    finally:
+        workbook.close()
+
+
+def _decode_text(data: bytes) -> str:
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        if "\x00" in text:
+            break  # a binary file that happens to decode
+        return text
+    raise ImportRefused("文件不是 CSV 或 XLSX（CSV 请以 UTF-8 或 GBK 编码保存）")
+
+
+def _csv_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
+    if data[:4] == b"\xd0\xcf\x11\xe0":
+        raise ImportRefused("不支持旧版 .xls 文件，请另存为 .xlsx 或 CSV 后上传")
+    text = _decode_text(data)
+    first_line = text.split("\n", 1)[0]
+    delimiter = "\t" if first_line.count("\t") > first_line.count(",") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    number = 0
+    try:
+        for number, values in enumerate(reader, start=1):
+            yield number, values
+    except csv.Error:
+        raise ImportRefused(f"CSV 第 {number + 1} 行无法读取（单元格过大或引号不配对）") from None
+
+
+def read_rows(data: bytes) -> tuple[dict[str, str], list[tuple[int, dict[str, str]]]]:
+    """The columns found (column → the label the file used) and the non-empty data rows with
+    their row numbers; refuses a file that is not CSV/XLSX, lacks a required column or has more
+    than ``MAX_ROWS`` rows."""
+    if len(data) > MAX_BYTES:
+        raise ImportRefused(f"文件过大（上限 {MAX_BYTES // 1024 // 1024} MB）", status=413, code="too_large")
+    if not data.strip():
+        raise ImportRefused("文件是空的")
+    source = _xlsx_rows(data) if _is_xlsx(data) else _csv_rows(data)
+    columns: dict[int, str] | None = None
+    labels: dict[str, str] = {}
+    rows: list[tuple[int, dict[str, str]]] = []
+    for number, values in source:
+        if not any(v.strip() for v in values):
+            continue
+        if columns is None:
+            columns = {}
+            for position, value in enumerate(values):
+                column = HEADERS.get(_header_key(value))
+                if column is not None and column not in labels:
+                    columns[position] = column
+                    labels[column] = str(value).strip().lstrip("\ufeff")
+            missing = [LABELS[c] for c in REQUIRED if c not in labels]
+            if missing:
+                raise ImportRefused(
+                    f"缺少必需的列：{'、'.join(missing)}（第一行应为列名，如 类别、案由、内容、领衔人、领衔人编号）"
+                )
+            continue
+        if len(rows) >= MAX_ROWS:
+            raise ImportRefused(f"行数超过上限 {MAX_ROWS} 行，请拆分后上传", status=413, code="too_many_rows")
+        rows.append((number, {c: values[p].strip() for p, c in columns.items() if p < len(values)}))
+    if columns is None:
+        raise ImportRefused("文件是空的")
+    return labels, rows
+
+
+# -- one row -------------------------------------------------------------------------------
+def _co_signers(text: str) -> list[dict[str, str]]:
+    found = []
+    for part in _CO_SIGNER_SPLIT.split(text):
+        part = part.strip()
+        if not part:
+            continue
+        match = _CO_SIGNER.match(part)
+        if match is None or not match["name"].strip() or not match["id"].strip():
+            raise RowRefused("co_signers", "格式应为“姓名:编号”，多人以“、”或“;”分隔")
+        found.append({"name": match["name"].strip(), "id": match["id"].strip()})
+    return found
+
+
+#: Where a field of ``SubmitMatter`` comes from in the file.
+_FIELD_COLUMNS = {
+    "kind": "kind",
+    "title": "title",
+    "content": "content",
+    "lead": "lead_name",
+    "co_signers": "co_signers",
+    "channel": "channel",
+    "category": "category",
+    "raised_by": "raised_by",
+    "activity_id": "activity_id",
+}
+
+
+def _column_of(loc: tuple[Any, ...] | list[Any]) -> str | None:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] == "matter":
+        parts = parts[1:]
+    if not parts:
+        return "co_signers"  # the model's own rule: a submitter appears twice
+    head = parts[0]
+    if head == "lead" and len(parts) > 1 and parts[1] == "id":
+        return "lead_id"
+    if head == "raised_by" and len(parts) > 1 and parts[1] == "contact":
+        return "contact"
+    return _FIELD_COLUMNS.get(head)
+
+
+def row_command(row: dict[str, str], *, raised_in: str) -> SubmitMatter:
+    """The ``SubmitMatter`` of one row, or ``RowRefused`` naming the column and the reason."""
+    kind_text = row.get("kind", "")
+    if not kind_text:
+        raise RowRefused("kind", "必填")
+    kind = KINDS.get(kind_text) or KINDS.get(kind_text.lower())
+    if kind is None:
+        raise RowRefused("kind", f"应为 {'、'.join(KIND_NAMES.values())} 之一")
+    channel_text = row.get("channel", "")
+    channel = (
+        (CHANNELS.get(channel_text) or CHANNELS.get(channel_text.lower())) if channel_text else Channel.liaison_station
+    )
+    if channel is None:
+        raise RowRefused("channel", "应为 代表联络站、主题活动、问卷、大会、外部系统 之一")
+    raised_by = None
+    if row.get("raised_by"):
+        raised_by = {"name": row["raised_by"], "contact": row.get("contact") or None}
+    elif row.get("contact"):
+        raise RowRefused("raised_by", "填写联系方式时须填写反映主体")
+    matter = {
+        "kind": kind,
+        "title": row.get("title", ""),
+        "content": row.get("content", ""),
+        "lead": {"name": row.get("lead_name", ""), "id": row.get("lead_id", "")},
+        "co_signers": _co_signers(row.get("co_signers", "")),
+        "channel": channel,
+        "raised_in": raised_in,
+        "category": row.get("category") or None,
+        "raised_by": raised_by,
+        "activity_id": row.get("activity_id") or None,
+    }
+    try:
+        return SubmitMatter.model_validate({"matter": matter})
+    except ValidationError as err:
+        first = err.errors(include_input=False, include_url=False)[0]
+        raise RowRefused(_column_of(first["loc"]), zh_reason(first)) from None
+
+
+# -- the import ----------------------------------------------------------------------------
+def file_key(data: bytes, idempotency_key: str | None) -> str:
+    """What the rows' idempotency keys start with: the request's key, else the file's hash."""
+    return idempotency_key or hashlib.sha256(data).hexdigest()
+
+
+async def import_matters(
+    handlers: IntakeHandlers,
+    principal: Principal,
+    data: bytes,
+    *,
+    idempotency_key: str | None = None,
+) -> dict[str, Any]:
+    """Submit every good row of the file; report ``{"taken": [{row, matter_id}], "refused":
+    [{row, field, reason}], "total"}``. A principal who may not submit here is refused before
+    any row is read (403); a file that cannot be read raises :class:`ImportRefused`."""
+    if principal.jurisdiction != handlers.here:
+        raise NotAllowed(f"无权操作 {handlers.here} 的事项", field="jurisdiction")
+    if not principal.has(*SUBMITTERS):
+        raise NotAllowed("当前身份不能提交事项")
+    labels, rows = read_rows(data)
+    key = file_key(data, idempotency_key)
+    taken: list[dict[str, Any]] = []
+    refused: list[dict[str, Any]] = []
+
+    def refuse(number: int, column: str | None, reason: str) -> None:
+        label = labels.get(column, LABELS.get(column, column)) if column else None
+        refused.append({"row": number, "field": label, "reason": reason})
+
+    for number, row in rows:
+        try:
+            command = row_command(row, raised_in=handlers.here)
+            matter = await handlers.submit(command, principal, f"{key}:{number}")
+        except RowRefused as err:
+            refuse(number, err.column, err.reason)
+        except DomainError as err:
+            column = _column_of(err.field.split(".")) if err.field else None
+            refuse(number, column, err.message)
+        except ConcurrencyError:
+            refuse(number, None, "并发冲突，请重新上传（已导入的行不会重复导入）")
+        except StoreUnavailable:
+            refuse(number, None, "事件存储暂时不可用，请稍后重新上传（已导入的行不会重复导入）")
+        else:
+            taken.append({"row": number, "matter_id": matter.id})
+    return {"taken": taken, "refused": refused, "total": len(rows)}
+
+
+__all__ = [
+    "MAX_BYTES",
+    "MAX_ROWS",
+    "ImportRefused",
+    "RowRefused",
+    "file_key",
+    "import_matters",
+    "read_rows",
+    "row_command",
+]

@@ -1,0 +1,275 @@
+"""What every service's HTTP API shares: the caller's identity, typed errors, limits, health.
+
+- :func:`principal_from_request` makes the dependency that turns ``Authorization: Bearer <jwt>``
+  into a :class:`~services.runtime.auth.Principal` (401 with ``WWW-Authenticate`` otherwise) and,
+  when given a jurisdiction, refuses principals of any other one (403).
+- :func:`install_error_handlers` gives every refusal one shape,
+  ``{"detail": {"code", "message", "field"}}`` with the message in Chinese as the domain raised it,
+  and keeps FastAPI's 422 list for invalid input, minus the echoed ``input`` and ``ctx``: an error
+  names the field and the rule, never the content that broke it.
+- Nothing of a refused request is logged: the handlers below log nothing, and the only thing a
+  refusal carries is the code, the field and the rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .aggregate import DomainError, NotAllowed
+from .auth import NotAuthenticated, Principal, decode_token
+from .eventstore import ConcurrencyError, StoreUnavailable
+from .settings import Settings
+
+__all__ = [
+    "BodySizeLimit",
+    "error_body",
+    "field_of",
+    "health_router",
+    "install_error_handlers",
+    "principal_from_request",
+    "validation_errors",
+    "zh_reason",
+]
+
+#: The bearer scheme as OpenAPI shows it; errors are ours (``auto_error=False``).
+bearer_scheme = HTTPBearer(auto_error=False, description="JWT: sub, name, roles, jurisdiction, exp")
+
+#: Domain error codes that mean "no such thing" rather than "not now": answered 404, not 409.
+NOT_FOUND_CODES = frozenset({"not_found"})
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    """The one shape of a refusal: ``{"detail": {"code", "message", "field"}}``."""
+    return {"detail": {"code": code, "message": message, "field": field}}
+
+
+# -- identity ------------------------------------------------------------------------------
+def principal_from_request(
+    settings: Settings | None = None, *, jurisdiction: str | None = None
+) -> Callable[..., Awaitable[Principal]]:
+    """A FastAPI dependency giving the authenticated caller.
+
+    The token is checked with ``settings`` or, when none is given, with the app's
+    ``app.state.settings``. With ``jurisdiction``, a principal of any other jurisdiction is
+    refused (403): nobody acts on or reads another level's matters through this API.
+    """
+
+    async def principal(
+        request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme)
+    ) -> Principal:
+        if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+            raise NotAuthenticated("missing bearer token")
+        found = decode_token(credentials.credentials, settings or request.app.state.settings)
+        if jurisdiction is not None and found.jurisdiction != jurisdiction:
+            raise NotAllowed(f"无权访问 {jurisdiction} 的数据", field="jurisdiction")
+        return found
+
+    return principal
+
+
+# -- errors --------------------------------------------------------------------------------
+_ZH_REASONS: dict[str, str] = {
+    "missing": "必填",
+    "extra_forbidden": "不允许的字段",
+    "string_type": "应为文本",
+    "int_type": "应为整数",
+    "int_parsing": "应为整数",
+    "float_type": "应为数字",
+    "bool_type": "应为是或否",
+    "dict_type": "应为对象",
+    "model_type": "应为对象",
+    "model_attributes_type": "应为对象",
+    "list_type": "应为列表",
+    "enum": "取值无效",
+    "literal_error": "取值无效",
+    "string_pattern_mismatch": "格式不正确",
+    "date_type": "应为日期",
+    "date_parsing": "日期格式不正确（应为 YYYY-MM-DD）",
+    "date_from_datetime_parsing": "日期格式不正确（应为 YYYY-MM-DD）",
+    "datetime_type": "应为日期时间",
+    "datetime_parsing": "日期时间格式不正确",
+    "datetime_from_date_parsing": "日期时间格式不正确",
+    "timezone_aware": "日期时间须带时区",
+    "json_invalid": "不是有效的 JSON",
+    "json_type": "不是有效的 JSON",
+    "unknown_jurisdiction": "未知的行政区划代码",
+    "invalid_id": "编号只能包含字母、数字、下划线和连字符",
+}
+
+#: Messages of the contracts' own validators (never the input), in Chinese.
+_ZH_VALUE_ERRORS: dict[str, str] = {
+    "a submitter appears twice": "领衔人与附议人重复（同一编号出现两次）",
+}
+
+
+def zh_reason(error: Mapping[str, Any]) -> str:
+    """A Chinese reason for one pydantic error, naming the rule but not the input."""
+    kind = str(error.get("type", ""))
+    ctx = error.get("ctx") or {}
+    if kind == "string_too_short":
+        return "不能为空" if ctx.get("min_length", 1) <= 1 else f"至少 {ctx['min_length']} 个字"
+    if kind == "string_too_long":
+        return f"过长（最多 {ctx.get('max_length')} 个字）"
+    if kind == "too_long":
+        return f"条目过多（最多 {ctx.get('max_length')} 项）"
+    if kind == "too_short":
+        return f"条目过少（至少 {ctx.get('min_length')} 项）"
+    if kind == "value_error":
+        return _ZH_VALUE_ERRORS.get(str(ctx.get("error", "")), "取值无效")
+    if kind in _ZH_REASONS:
+        return _ZH_REASONS[kind]
+    if kind.startswith(("greater_than", "less_than")):
+        return "数值超出范围"
+    return "取值无效"
+
+
+def field_of(loc: Sequence[Any]) -> str | None:
+    """``("body", "matter", "title")`` → ``"matter.title"``; list positions stay as numbers."""
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or None
+
+
+def validation_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """FastAPI/pydantic errors without what would reflect the input back (``input``, ``ctx``,
+    ``url``), each with the field as a dotted path and a Chinese ``message``."""
+    cleaned = []
+    for error in errors:
+        loc = list(error.get("loc", ()))
+        cleaned.append(
+            {
+                "loc": loc,
+                "field": field_of(loc),
+                "type": str(error.get("type", "")),
+                "msg": str(error.get("msg", "")) if error.get("type") != "value_error" else "Value error",
+                "message": zh_reason(error),
+            }
+        )
+    return cleaned
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    status = 404 if exc.code in NOT_FOUND_CODES else exc.status
+    return JSONResponse(error_body(exc.code, exc.message, exc.field), status_code=status)
+
+
+async def _concurrency_error(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(error_body("conflict", "数据已被他人修改，请刷新后重试"), status_code=409)
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        error_body("unavailable", "事件存储暂时不可用，请稍后重试"), status_code=503, headers={"Retry-After": "5"}
+    )
+
+
+async def _not_authenticated(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        error_body("not_authenticated", "未登录或登录已失效，请重新登录"),
+        status_code=401,
+        headers={"WWW-Authenticate": 'Bearer realm="duban"'},
+    )
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": validation_errors(exc.errors())}, status_code=422)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """DomainError → its status (403 for NotAllowed, 404 for "not found", else 409);
+    ConcurrencyError → 409 ``conflict``; StoreUnavailable → 503; NotAuthenticated → 401;
+    invalid input → 422 naming the field, without echoing the input."""
+    app.add_exception_handler(DomainError, _domain_error)  # NotAllowed is a DomainError (status 403)
+    app.add_exception_handler(ConcurrencyError, _concurrency_error)
+    app.add_exception_handler(StoreUnavailable, _store_unavailable)
+    app.add_exception_handler(NotAuthenticated, _not_authenticated)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+
+
+# -- limits --------------------------------------------------------------------------------
+class BodySizeLimit:
+    """ASGI middleware: a request body larger than ``max_bytes`` is answered 413 before it is
+    parsed (by its Content-Length, or by counting when it is sent in chunks)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    too_large = int(value) > self.max_bytes
+                except ValueError:
+                    too_large = False
+                if too_large:
+                    await self._refuse(send)
+                    return
+        seen = 0
+        started = False
+
+        async def counted_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        mb = self.max_bytes / 1024 / 1024
+        response = JSONResponse(error_body("too_large", f"请求内容过大（上限 {mb:g} MB）"), status_code=413)
+        await response({"type": "http"}, _no_receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _no_receive() -> Message:  # pragma: no cover - a JSONResponse never reads
+    return {"type": "http.disconnect"}
+
+
+# -- health --------------------------------------------------------------------------------
+def health_router(check: Callable[[], Awaitable[bool]] | None = None) -> APIRouter:
+    """``GET /healthz`` without authentication: 200 ``{"status": "ok"}``, or 503 when ``check``
+    (e.g. "is NATS connected") says no or fails."""
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", summary="健康检查")
+    async def healthz() -> JSONResponse:
+        healthy = True
+        if check is not None:
+            try:
+                healthy = bool(await check())
+            except Exception:
+                healthy = False
+        if healthy:
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "unavailable"}, status_code=503)
+
+    return router

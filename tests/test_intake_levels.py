@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
 
 from contracts.intake import (
@@ -21,11 +22,12 @@ from contracts.intake import (
     SubmitMatter,
     Submitter,
 )
+from services.intake.api import create_api
 from services.intake.app import IntakeService
 from services.intake.domain import Matter
 from services.intake.handlers import derived_id
 from services.runtime.aggregate import NotAllowed
-from services.runtime.auth import Principal, Role
+from services.runtime.auth import Principal, Role, issue_token
 from services.runtime.nats_server import EmbeddedNats
 from services.runtime.settings import Settings
 
@@ -137,3 +139,37 @@ async def test_a_level_cannot_act_on_another_levels_matters(levels):
         await zeguo.handlers.submit(SubmitMatter(matter=data), station(WENLING))
     # the township's own store has no stream of Wenling's matters to read from
     assert not (await zeguo.store.load(Matter, matter.id)).exists
+
+
+async def test_over_http_a_township_reads_only_its_own_matters(levels):
+    settings = Settings()
+    apps = {
+        code: create_api(settings.model_copy(update={"jurisdiction": code}), handlers=s.handlers, engine=s.engine)
+        for code, s in levels.items()
+    }
+    token = issue_token("station-zeguo", ["liaison_station"], ZEGUO, secret=settings.jwt_secret)
+    other_township = issue_token(
+        "station-daxi", ["liaison_station", "committee"], "331081101", secret=settings.jwt_secret
+    )
+    wenling_matter = await levels[WENLING].handlers.submit(
+        SubmitMatter(
+            matter=MatterData(
+                kind=MatterKind.suggestion,
+                title="县级事项",
+                content="只属于温岭。",
+                lead=Submitter(id="d7", name="钱代表"),
+                channel=Channel.session,
+                raised_in=WENLING,
+            )
+        ),
+        station(WENLING),
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(apps[WENLING]), base_url="http://wenling") as wenling:
+        for path in ("/matters", f"/matters/{wenling_matter.id}", "/lists/problems"):
+            response = await wenling.get(path, headers={"Authorization": f"Bearer {token}"})
+            assert response.status_code == 403, path
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(apps[ZEGUO]), base_url="http://zeguo") as zeguo:
+        assert (await zeguo.get("/matters", headers={"Authorization": f"Bearer {other_township}"})).status_code == 403
+        mine = await zeguo.get("/matters", headers={"Authorization": f"Bearer {token}"})
+        assert mine.status_code == 200
+        assert wenling_matter.id not in mine.text

@@ -17,9 +17,12 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, f
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
-#: Headers duban sets on every stored commit, besides ``Nats-Msg-Id`` and the W3C trace context.
+#: Headers duban sets on every stored commit, besides ``Nats-Msg-Id``,
+#: ``Nats-Expected-Last-Subject-Sequence`` and the W3C trace context.
 EVENT_TYPES_HEADER = "Duban-Event-Types"
 PREVIOUS_SEQUENCE_HEADER = "Duban-Prev-Seq"
+#: Set only on commits stored before the event store stopped writing it (the aggregate type is in
+#: every envelope, and every header costs each consumer time): read it, if at all, as optional.
 AGGREGATE_TYPE_HEADER = "Duban-Aggregate-Type"
 
 
@@ -77,6 +80,7 @@ class Envelope(BaseModel):
 
 
 _commit_adapter = TypeAdapter(list[Envelope])
+_commits_adapter = TypeAdapter(list[list[Envelope]])
 
 
 def encode_commit(envelopes: list[Envelope]) -> bytes:
@@ -92,3 +96,21 @@ def decode_commit(data: bytes) -> list[Envelope]:
     if stripped[:1] == b"{":
         return [Envelope.model_validate_json(data)]
     return _commit_adapter.validate_json(data)
+
+
+def decode_commits(bodies: list[bytes]) -> list[Envelope]:
+    """The envelopes of several stored commits, in order, as ``decode_commit`` reads each.
+
+    Commits stored by the event store (JSON arrays) are validated in one call, as one array of
+    arrays: per commit that is about 1 µs less, which a projector reading thousands of commits
+    a second notices. Anything else (a single envelope object, a body that would not read as
+    exactly one array) is read commit by commit, so it fails, if it does, as ``decode_commit``
+    fails on it."""
+    if bodies and all(body[:1] == b"[" for body in bodies):
+        try:
+            commits = _commits_adapter.validate_json(b"[" + b",".join(bodies) + b"]")
+        except ValueError:
+            commits = None
+        if commits is not None and len(commits) == len(bodies):
+            return [envelope for commit in commits for envelope in commit]
+    return [envelope for body in bodies for envelope in decode_commit(body)]

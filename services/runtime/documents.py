@@ -12,11 +12,14 @@ connection: rebuilding them and going through the ORM cost about 3 µs per event
 from __future__ import annotations
 
 import functools
+import json
+import operator
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
-from sqlalchemy import Table, bindparam, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Table, bindparam, func, select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from contracts.envelope import Envelope
 from contracts.events import upcast
@@ -33,6 +36,86 @@ def _select_by_keys(table: Table):
     """``SELECT * FROM table WHERE key IN :keys`` (an expanding parameter), built once per table."""
     key_column = next(iter(table.primary_key.columns))
     return select(table).where(key_column.in_(bindparam("keys", expanding=True)))
+
+
+@functools.cache
+def _select_by_json_keys(table: Table):
+    """The same on SQLite with the keys as one JSON array parameter (``IN (SELECT value FROM
+    json_each(:keys))``): no statement with hundreds of placeholders to render and bind for
+    every batch (about 1.3 µs per key less)."""
+    key_column = next(iter(table.primary_key.columns))
+    keys = func.json_each(bindparam("keys")).table_valued("value")
+    return select(table).where(key_column.in_(select(keys.c.value)))
+
+
+@functools.lru_cache(maxsize=64)
+def _json_key_type(table: Table, dialect: Dialect) -> type | None:
+    """``str`` or ``int`` when ``_select_by_json_keys`` reads ``table`` on ``dialect`` exactly
+    as the expanding ``IN`` does: SQLite with JSON functions (3.38 and later) and a key column
+    whose values are stored as they are (no bind processor). None otherwise."""
+    if dialect.name != "sqlite" or (dialect.server_version_info or ()) < (3, 38):
+        return None
+    key_type = next(iter(table.primary_key.columns)).type
+    if key_type.dialect_impl(dialect).bind_processor(dialect) is not None:
+        return None
+    try:
+        python_type = key_type.python_type
+    except NotImplementedError:
+        return None
+    return python_type if python_type in (str, int) else None
+
+
+async def _read(conn: AsyncConnection, table: Table, keys: list[Any]) -> dict[Any, dict[str, Any]]:
+    """The stored rows of ``keys``, as dicts by key."""
+    key_name = next(iter(table.primary_key.columns)).name
+    json_type = _json_key_type(table, conn.dialect)
+    docs: dict[Any, dict[str, Any]] = {}
+    for chunk in _chunks(keys, _IN_CHUNK):
+        if json_type is not None and all(type(key) is json_type for key in chunk):
+            result = await conn.execute(_select_by_json_keys(table), {"keys": json.dumps(chunk)})
+        else:
+            result = await conn.execute(_select_by_keys(table), {"keys": chunk})
+        names = tuple(result.keys())
+        at = names.index(key_name)
+        for row in result.all():
+            docs[row[at]] = dict(zip(names, row, strict=True))
+    return docs
+
+
+@functools.lru_cache(maxsize=64)
+def _driver_upsert(table: Table, dialect: Dialect) -> tuple[str, Callable[[dict[str, Any]], tuple]] | None:
+    """The upsert compiled once for ``dialect``, and a function turning a document into its
+    parameters (in the statement's order, through each column type's bind processor), for the
+    driver's own executemany. None where that does not apply (a named paramstyle, escaped
+    parameter names): SQLAlchemy then executes the statement itself."""
+    compiled = upsert(table, dialect.name).compile(dialect=dialect)
+    if not compiled.positional or compiled.escaped_bind_names or not compiled.positiontup:
+        return None
+    by_key = {c.key: c for c in table.columns}
+    if any(key not in by_key for key in compiled.positiontup):
+        return None
+    columns = [by_key[key] for key in compiled.positiontup]
+    names = [c.name for c in columns]
+    processors = [c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
+    if not any(processors):
+        getter = operator.itemgetter(*names)
+        return compiled.string, (lambda doc: getter(doc)) if len(names) > 1 else (lambda doc: (getter(doc),))
+    pairs = list(zip(names, processors, strict=True))
+    return compiled.string, lambda doc: tuple(
+        doc[name] if process is None else process(doc[name]) for name, process in pairs
+    )
+
+
+async def _write(conn: AsyncConnection, table: Table, docs: list[dict[str, Any]]) -> None:
+    """Upsert ``docs`` with one executemany. SQLAlchemy's own executemany builds a parameter
+    dictionary per row (about 3.5 µs of 7 per row of three columns): the driver gets the
+    statement SQLAlchemy compiled and the values its bind processors made, in positional tuples."""
+    plan = _driver_upsert(table, conn.dialect)
+    if plan is None:
+        await conn.execute(upsert(table, conn.dialect.name), docs)
+        return
+    sql, parameters = plan
+    await conn.exec_driver_sql(sql, [parameters(doc) for doc in docs])
 
 
 def _chunks(values: list[Any], size: int) -> Iterable[list[Any]]:
@@ -63,15 +146,10 @@ class DocumentProjection(Projection):
         wanted = [(self.key_of(e), e) for e in envelopes if self.wants(e.event_type)]
         if not wanted:
             return
-        key_name = next(iter(self.table.primary_key.columns)).name
         # Core statements on the session's connection (same transaction): the documents are
         # plain dicts, so the ORM has nothing to add but overhead.
         conn = await session.connection()
-        by_keys = _select_by_keys(self.table)
-        docs: dict[Any, dict[str, Any]] = {}
-        for chunk in _chunks(list(dict.fromkeys(key for key, _ in wanted)), _IN_CHUNK):
-            for row in (await conn.execute(by_keys, {"keys": chunk})).mappings():
-                docs[row[key_name]] = dict(row)
+        docs = await _read(conn, self.table, list(dict.fromkeys(key for key, _ in wanted)))
         changed: dict[Any, dict[str, Any]] = {}
         handlers: dict[str, Callable] = self._handlers
         for key, envelope in wanted:
@@ -81,7 +159,7 @@ class DocumentProjection(Projection):
             event = upcast(envelope.event_type, envelope.schema_version, envelope.payload)
             handlers[envelope.event_type](self, doc, event, envelope)
             changed[key] = doc
-        await conn.execute(upsert(self.table, conn.dialect.name), list(changed.values()))
+        await _write(conn, self.table, list(changed.values()))
 
 
 def _default(column) -> Any:

@@ -434,23 +434,9 @@ def _fold(matter_id: str, envelopes: list[Envelope]) -> tuple[dict[str, Any], li
         change = listing._handlers.get(envelope.event_type)
         if change is not None:
             change(listing, row, event, envelope)
-        describe = described._handlers.get(envelope.event_type)
-        if describe is not None:
-            history.append(
-                {
-                    "event_id": envelope.event_id,
-                    "matter_id": envelope.aggregate_id,
-                    "jurisdiction": envelope.jurisdiction,
-                    "sequence": envelope.sequence,
-                    "event_type": envelope.event_type,
-                    "occurred_at": envelope.occurred_at,
-                    "actor_id": envelope.actor.principal_id,
-                    "actor_role": envelope.actor.role,
-                    "actor_name": envelope.actor.name,
-                    "summary_zh": describe(described, event, envelope),
-                    "payload": event.model_dump(mode="json"),
-                }
-            )
+        entry = described.row_for(envelope)
+        if entry is not None:
+            history.append(entry)
     return row, history
 
 

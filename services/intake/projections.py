@@ -349,29 +349,29 @@ class MatterHistoryProjection(Projection):
         await self.apply_batch(session, [envelope])
 
     async def apply_batch(self, session: AsyncSession, envelopes: list[Envelope]) -> None:
-        rows = []
-        for envelope in envelopes:
-            describe = self._handlers.get(envelope.event_type)
-            if describe is None:
-                continue
-            event = upcast(envelope.event_type, envelope.schema_version, envelope.payload)
-            rows.append(
-                {
-                    "event_id": envelope.event_id,
-                    "matter_id": envelope.aggregate_id,
-                    "jurisdiction": envelope.jurisdiction,
-                    "sequence": envelope.sequence,
-                    "event_type": envelope.event_type,
-                    "occurred_at": envelope.occurred_at,
-                    "actor_id": envelope.actor.principal_id,
-                    "actor_role": envelope.actor.role,
-                    "actor_name": envelope.actor.name,
-                    "summary_zh": describe(self, event, envelope),
-                    "payload": event.model_dump(mode="json"),
-                }
-            )
+        rows = [row for row in map(self.row_for, envelopes) if row is not None]
         if rows:
             await session.execute(insert(history), rows)
+
+    def row_for(self, envelope: Envelope) -> dict[str, Any] | None:
+        """The history row of one event (None for events the history does not show)."""
+        describe = self._handlers.get(envelope.event_type)
+        if describe is None:
+            return None
+        event = upcast(envelope.event_type, envelope.schema_version, envelope.payload)
+        return {
+            "event_id": envelope.event_id,
+            "matter_id": envelope.aggregate_id,
+            "jurisdiction": envelope.jurisdiction,
+            "sequence": envelope.sequence,
+            "event_type": envelope.event_type,
+            "occurred_at": envelope.occurred_at,
+            "actor_id": envelope.actor.principal_id,
+            "actor_role": envelope.actor.role,
+            "actor_name": envelope.actor.name,
+            "summary_zh": describe(self, event, envelope),
+            "payload": event.model_dump(mode="json"),
+        }
 
     @handles(MatterSubmitted)
     def submitted(self, event: MatterSubmitted, envelope: Envelope) -> str:
@@ -569,66 +569,15 @@ async def list_matters(
         return [dict(row._mapping) for row in await db.execute(query)]
 
 
-async def problem_list(
-    conn: AsyncEngine | AsyncConnection,
-    *,
-    jurisdiction: str,
-    status: str | Iterable[str] | None = None,
-    channel: str | None = None,
-    category: str | None = None,
-    since: date | datetime | None = None,
-    until: date | datetime | None = None,
-    text: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
-    with_content: bool = False,
-) -> list[dict[str, Any]]:
-    """问题清单: problems and enterprises' demands (问题、企业诉求), filtered as by :func:`list_matters`."""
-    return await list_matters(
-        conn,
-        jurisdiction=jurisdiction,
-        kind=PROBLEM_KINDS,
-        status=status,
-        channel=channel,
-        category=category,
-        since=since,
-        until=until,
-        text=text,
-        limit=limit,
-        offset=offset,
-        with_content=with_content,
-    )
+async def problem_list(conn: AsyncEngine | AsyncConnection, **filters: Any) -> list[dict[str, Any]]:
+    """问题清单: problems and enterprises' demands (问题、企业诉求); ``filters`` as :func:`list_matters`
+    takes them (all but ``kind``)."""
+    return await list_matters(conn, kind=PROBLEM_KINDS, **filters)
 
 
-async def suggestion_list(
-    conn: AsyncEngine | AsyncConnection,
-    *,
-    jurisdiction: str,
-    status: str | Iterable[str] | None = None,
-    channel: str | None = None,
-    category: str | None = None,
-    since: date | datetime | None = None,
-    until: date | datetime | None = None,
-    text: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
-    with_content: bool = False,
-) -> list[dict[str, Any]]:
-    """建议清单: deputies' suggestions (代表建议), filtered as by :func:`list_matters`."""
-    return await list_matters(
-        conn,
-        jurisdiction=jurisdiction,
-        kind=SUGGESTION_KINDS,
-        status=status,
-        channel=channel,
-        category=category,
-        since=since,
-        until=until,
-        text=text,
-        limit=limit,
-        offset=offset,
-        with_content=with_content,
-    )
+async def suggestion_list(conn: AsyncEngine | AsyncConnection, **filters: Any) -> list[dict[str, Any]]:
+    """建议清单: deputies' suggestions (代表建议); ``filters`` as :func:`list_matters` takes them."""
+    return await list_matters(conn, kind=SUGGESTION_KINDS, **filters)
 
 
 async def get_matter(conn: AsyncEngine | AsyncConnection, matter_id: str) -> dict[str, Any] | None:

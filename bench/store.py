@@ -8,11 +8,15 @@ import time
 
 from nats.aio.client import Client as NATS
 
+from contracts import subjects
 from contracts.envelope import new_id
 from services.runtime.eventstore import EventStore
 from tests.support.sample import Counter
 
 from .common import CONTEXT, JURISDICTION, Sizes, progress, rate
+
+#: The context of the scratch stream ``sample_commit`` appends to (not the benchmark's stream).
+SAMPLE_CONTEXT = "benchsample"
 
 
 def new_store(nc: NATS) -> EventStore:
@@ -20,10 +24,29 @@ def new_store(nc: NATS) -> EventStore:
     return EventStore(nc, context=CONTEXT, jurisdiction=JURISDICTION)
 
 
+async def sample_commit(nc: NATS) -> tuple[EventStore, bytes, dict[str, str]]:
+    """A typical commit of the fill, exactly as ``EventStore.append`` publishes it (body and
+    headers, caught by a core subscription to the subject): a Counter's second commit, one
+    ``Incremented``, appended to a scratch context's stream. Returns that store too."""
+    store = EventStore(nc, context=SAMPLE_CONTEXT, jurisdiction=JURISDICTION)
+    await store.ensure_streams()
+    sub = await nc.subscribe(subjects.event_wildcard(SAMPLE_CONTEXT, JURISDICTION))
+    try:
+        counter = Counter(id=new_id())
+        await store.append(counter, counter.open(f"督办 {counter.id[:8]}"))
+        await store.append(counter, counter.increment(1), expected_version=counter.version)
+        await sub.next_msg(timeout=5)  # the Opened
+        msg = await sub.next_msg(timeout=5)
+    finally:
+        await sub.unsubscribe()
+    return store, msg.data, dict(msg.headers or {})
+
+
 async def fill(nc: NATS, sizes: Sizes) -> dict:
     """Fill the event stream with ``events`` events over ``aggregates`` Counter aggregates, one
     ``EventStore.append`` per event (an ``Opened`` then ``Incremented`` ones), each with its
-    expected version (the concurrency check) and followed by the store's snapshot put.
+    expected version (the concurrency check) and followed by the store's snapshot (sent
+    without waiting for an acknowledgement, as ``append`` does).
 
     ``append_concurrency`` workers run in parallel, each owning every n-th aggregate and
     appending to its aggregates round-robin, so one aggregate's commits are spread over the

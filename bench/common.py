@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from services.runtime.settings import Settings
 
 #: The jurisdiction and context of the benchmark's event stream (a valid county code).
 JURISDICTION = "331081"
@@ -20,13 +22,16 @@ class Sizes:
     raw_messages: int = 20_000
     raw_message_bytes: int = 500
     publish_window: int = 500
-    consume_batch: int = 500
+    #: Fetch size of the raw consumers: the projector's batch (``DUBAN_PROJECTOR_BATCH``), like for like.
+    consume_batch: int = field(default_factory=lambda: Settings().projector_batch)
     events: int = 100_000
     aggregates: int = 10_000
     timed_appends: int = 20_000
     append_concurrency: int = 200
     loads: int = 5_000
     load_concurrency: int = 50
+    #: Rounds of (raw consume, projection), alternating; each figure is its best round.
+    consume_rounds: int = 3
 
     @property
     def events_per_aggregate(self) -> int:
@@ -37,7 +42,9 @@ class Sizes:
             raise SystemExit(f"--events ({self.events}) must be a multiple of --aggregates ({self.aggregates}) > 0")
 
     @classmethod
-    def build(cls, *, quick: bool, events: int | None, aggregates: int | None) -> Sizes:
+    def build(
+        cls, *, quick: bool, events: int | None, aggregates: int | None, consume_rounds: int | None = None
+    ) -> Sizes:
         base = cls()
         scale = 10 if quick else 1
         aggregates = aggregates or base.aggregates // scale
@@ -48,6 +55,7 @@ class Sizes:
             aggregates=aggregates,
             timed_appends=min(base.timed_appends // scale, events),
             loads=min(base.loads // scale, aggregates),
+            consume_rounds=consume_rounds or base.consume_rounds,
         )
         sizes.validate()
         return sizes

@@ -212,17 +212,23 @@ async def raw_consume_plain(nc: NATS, sizes: Sizes) -> dict:
     return {"raw_consume_plain_per_s": rate(sizes.raw_messages, seconds)}
 
 
-async def raw_consume(nc: NATS, sizes: Sizes, stream: str, filter_subject: str) -> dict:
+async def raw_consume(nc: NATS, sizes: Sizes, stream: str, filter_subject: str, round_: int = 0) -> dict:
     """``raw_consume_per_s``: the ceiling of any projector: raw nats-py over the event stream
     the projector reads (every commit with its headers, which nats-py parses on receipt), with
     the projector's consumer configuration (``AckPolicy.ALL``, ack wait 120 s, ``max_ack_pending``
     twice the batch, the same filter subject), fetching ``consume_batch`` at a time, checking the
     order and acking the last message of each batch; nothing is decoded."""
     seconds = await _consume_all(
-        nc, stream, "bench_raw_events", sizes.events, sizes.consume_batch, ack_all=True, filter_subject=filter_subject
+        nc,
+        stream,
+        f"bench_raw_events_{round_}",
+        sizes.events,
+        sizes.consume_batch,
+        ack_all=True,
+        filter_subject=filter_subject,
     )
     progress(
-        f"raw consume of the event stream (fetch {sizes.consume_batch}, ack all): {sizes.events} msgs"
-        f" in {seconds:.2f}s = {rate(sizes.events, seconds):,.0f}/s"
+        f"raw consume of the event stream (round {round_ + 1}; fetch {sizes.consume_batch}, ack all):"
+        f" {sizes.events} msgs in {seconds:.2f}s = {rate(sizes.events, seconds):,.0f}/s"
     )
     return {"raw_consume_per_s": rate(sizes.events, seconds)}

@@ -21,13 +21,22 @@ database is not a poison message: that is retried until the database is back.
 
 Acknowledgement is ``AckPolicy.ALL``: one ack after each commit covers its batch.
 
-Per event the projector does as little as it can, because a projector is CPU-bound in its own
-process (nats-py parsing the messages is most of it): which event types a projection wants is
-decided once per ``Duban-Event-Types`` value, commits it does not want are not decoded, and the
-checkpoint and document statements are built once per table and dialect. Fetching the next batch
-while the current one is applied was measured and dropped: the event loop then parses messages
-while aiosqlite's thread needs the GIL back, and both got slower (bench/: 15-25 % fewer events
-per second).
+Per event the projector does as little as it can, because it is CPU-bound in its own process
+and nats-py's receiving and parsing of the messages already takes about 70 % of its time
+(bench/: ``project_vs_raw``). Which event types a projection wants is decided once per
+``Duban-Event-Types`` value, and commits it does not want are not decoded; the stream sequence
+that decides whether a message is fresh is read from its reply subject (nats-py's full
+``metadata`` costs about 4 µs a message); the wanted commits of a batch are validated in one
+call (``decode_commits``); the checkpoint statement is built once per dialect. On SQLite a
+batch also costs about a dozen round trips to aiosqlite's thread (SQLAlchemy's adapter makes a
+cursor, executes, fetches and closes per statement; then the commit and the pool's reset), each
+a thread switch of 60-80 µs on the benchmark's machine: a larger ``projector_batch`` spreads
+them, and the other per-batch costs, over more events (bench/ at 1000 instead of 500: about
+0.07 more ``project_vs_raw``).
+
+Fetching the next batch while the current one is applied was measured and dropped: the event
+loop then parses messages while aiosqlite's thread waits for the GIL to hand back each result,
+and the projector got 15-25 % slower.
 """
 
 from __future__ import annotations
@@ -405,7 +414,8 @@ class Projector:
             "version": self.projection.version,
             "updated_at": datetime.now(UTC),
         }
-        await session.execute(upsert(checkpoints, session.bind.dialect.name), values)
+        conn = await session.connection()  # Core, on the session's transaction: no ORM work to do
+        await conn.execute(upsert(checkpoints, conn.dialect.name), values)
 
 
 def _stream_sequence(msg: Msg) -> int:

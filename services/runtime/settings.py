@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     stream_replicas: int = Field(default=1, ge=1, le=5)
     #: How often a failing message is tried before it goes to the dead-letter stream.
     max_deliver: int = Field(default=5, ge=1)
-    projector_batch: int = Field(default=500, ge=1, le=10_000)
+    projector_batch: int = Field(default=1000, ge=1, le=10_000)
     projector_idle_wait_s: float = Field(default=0.5, gt=0)
     #: Bounded retries of a command that lost an optimistic-concurrency race.
     command_retries: int = Field(default=5, ge=0)

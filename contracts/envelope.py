@@ -21,9 +21,6 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 #: ``Nats-Expected-Last-Subject-Sequence`` and the W3C trace context.
 EVENT_TYPES_HEADER = "Duban-Event-Types"
 PREVIOUS_SEQUENCE_HEADER = "Duban-Prev-Seq"
-#: Set only on commits stored before the event store stopped writing it (the aggregate type is in
-#: every envelope, and every header costs each consumer time): read it, if at all, as optional.
-AGGREGATE_TYPE_HEADER = "Duban-Aggregate-Type"
 
 
 def new_id() -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from faststream.nats import NatsBroker
 
-from contracts.envelope import AGGREGATE_TYPE_HEADER, EVENT_TYPES_HEADER, PREVIOUS_SEQUENCE_HEADER, Envelope
+from contracts.envelope import EVENT_TYPES_HEADER, PREVIOUS_SEQUENCE_HEADER, Envelope
 from contracts.subjects import CONTEXTS, event_subject_template
 
 #: Subject templates of the channels that are not per context.
@@ -35,7 +35,6 @@ COMMIT_HEADERS: dict[str, Any] = {
             **_STRING,
             "description": "stream sequence of the aggregate's previous commit, 0 for the first",
         },
-        AGGREGATE_TYPE_HEADER: {**_STRING, "description": "type of the aggregate the events belong to"},
         "traceparent": {**_STRING, "description": "W3C trace context of the command that produced the events"},
         "tracestate": {**_STRING, "description": "W3C trace state, when there is one"},
     },

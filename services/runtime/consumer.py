@@ -15,11 +15,10 @@ from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from .deadletters import dead_letter, ensure_deadletter_stream
+from .pull import PullConsumer
 from .settings import Settings
 from .telemetry import extract_context, tracer
 
@@ -28,7 +27,7 @@ log = logging.getLogger("duban.consumer")
 MessageHandler = Callable[[Msg], Awaitable[None]]
 
 
-class DurableWorker:
+class DurableWorker(PullConsumer):
     """Pulls ``stream`` through the durable consumer ``durable`` and hands each message to ``handle``."""
 
     def __init__(
@@ -45,55 +44,33 @@ class DurableWorker:
         settings: Settings | None = None,
         batch: int = 100,
     ) -> None:
-        self.nc = nc
-        self.js = nc.jetstream()
-        self.stream = stream
-        self.durable = durable
+        super().__init__(
+            nc,
+            stream=stream,
+            durable=durable,
+            filter_subjects=filter_subjects,
+            jurisdiction=jurisdiction,
+            context=context,
+            settings=settings,
+        )
         self.handle = handle
-        self.jurisdiction = jurisdiction
-        self.context = context
         self.span_name = span_name
-        self.filter_subjects = filter_subjects or []
-        self.settings = settings or Settings(jurisdiction=jurisdiction)
         self.batch = batch
-        self._subscription = None
-        self._stopping = asyncio.Event()
 
     async def prepare(self) -> None:
-        await ensure_deadletter_stream(self.js, self.jurisdiction, self.settings.stream_replicas)
-        config = ConsumerConfig(
-            durable_name=self.durable,
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_wait=60,
-            max_deliver=self.settings.max_deliver + 1,  # our own count decides; the server's is a backstop
-            max_ack_pending=self.batch * 2,
+        await self.bind(
+            ConsumerConfig(
+                durable_name=self.durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=60,
+                max_deliver=self.settings.max_deliver + 1,  # our own count decides; the server's is a backstop
+                max_ack_pending=self.batch * 2,
+            )
         )
-        if len(self.filter_subjects) == 1:
-            config.filter_subject = self.filter_subjects[0]
-        elif self.filter_subjects:
-            config.filter_subjects = self.filter_subjects
-        await self.js.add_consumer(self.stream, config)
-        self._subscription = await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
-
-    async def run(self) -> None:
-        while not self._stopping.is_set():
-            await self.step()
-
-    def stop(self) -> None:
-        self._stopping.set()
-
-    async def close(self) -> None:
-        if self._subscription is not None:
-            subscription, self._subscription = self._subscription, None
-            await subscription.unsubscribe()
 
     async def step(self, timeout: float = 0.5) -> int:
-        assert self._subscription is not None, "prepare() first"
-        try:
-            msgs = await self._subscription.fetch(self.batch, timeout=timeout)
-        except (NatsTimeoutError, TimeoutError):  # nats-py raises either when nothing is waiting
-            return 0
+        msgs = await self.fetch(self.batch, timeout)
         for msg in msgs:
             await self._one(msg)
         return len(msgs)
@@ -102,10 +79,8 @@ class DurableWorker:
         """Handle everything waiting now (tests, one-shot runs)."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            if await self.step(timeout=0.2) == 0:
-                info = await self._subscription.consumer_info()
-                if info.num_pending == 0 and info.num_ack_pending == 0:
-                    return
+            if await self.step(timeout=0.2) == 0 and await self.idle():
+                return
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"{self.durable} did not drain in {timeout}s")
 
@@ -131,19 +106,7 @@ class DurableWorker:
                 span.record_exception(err)
                 span.set_status(Status(StatusCode.ERROR, type(err).__name__))
                 if delivered >= self.settings.max_deliver:
-                    await dead_letter(
-                        self.js,
-                        jurisdiction=self.jurisdiction,
-                        context=self.context,
-                        consumer=self.durable,
-                        subject=msg.subject,
-                        stream=self.stream,
-                        sequence=msg.metadata.sequence.stream,
-                        data=msg.data,
-                        headers=msg.headers,
-                        attempts=delivered,
-                        error=err,
-                    )
+                    await self.dead_letter(msg, sequence=msg.metadata.sequence.stream, attempts=delivered, error=err)
                     await msg.ack()
                     return
                 log.warning(

@@ -51,7 +51,6 @@ from typing import Any, ClassVar
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from opentelemetry import trace
@@ -68,7 +67,7 @@ from contracts.envelope import EVENT_TYPES_HEADER, Envelope, decode_commits
 from contracts.events import Event, upcast
 
 from .db import checkpoints, runtime_metadata
-from .deadletters import dead_letter, ensure_deadletter_stream
+from .pull import PullConsumer
 from .settings import Settings
 from .telemetry import extract_context, tracer
 
@@ -143,7 +142,7 @@ class Projection:
             await self.apply(session, envelope)
 
 
-class Projector:
+class Projector(PullConsumer):
     """Runs one projection over one stream into one database."""
 
     def __init__(
@@ -158,22 +157,21 @@ class Projector:
         context: str,
         settings: Settings | None = None,
     ) -> None:
-        self.nc = nc
-        self.js = nc.jetstream()
+        super().__init__(
+            nc,
+            stream=stream,
+            durable=f"proj_{projection.name}",
+            filter_subjects=filter_subjects,
+            jurisdiction=jurisdiction,
+            context=context,
+            settings=settings,
+        )
         self.projection = projection
         self.engine = engine
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self.stream = stream
-        self.filter_subjects = filter_subjects
-        self.jurisdiction = jurisdiction
-        self.context = context
-        self.settings = settings or Settings(jurisdiction=jurisdiction)
-        self.durable = f"proj_{projection.name}"
         self.position = 0
-        self._subscription = None
         #: Whether the projection wants a commit, by its ``Duban-Event-Types`` header value.
         self._wanted_types: dict[str, bool] = {}
-        self._stopping = asyncio.Event()
         self._span_name = f"process {subjects.event_subject_template(context)}"
 
     # -- setup -----------------------------------------------------------------------------
@@ -195,7 +193,6 @@ class Projector:
         async with self.engine.begin() as conn:
             await conn.run_sync(self.projection.metadata.create_all)
         self.position = row.position if row is not None else 0
-        await ensure_deadletter_stream(self.js, self.jurisdiction, self.settings.stream_replicas)
         await self._reset_consumer()
 
     async def _reset_consumer(self) -> None:
@@ -204,22 +201,18 @@ class Projector:
             await self.js.delete_consumer(self.stream, self.durable)
         except NotFoundError:
             pass
-        config = ConsumerConfig(
-            durable_name=self.durable,
-            ack_policy=AckPolicy.ALL,
-            ack_wait=120,
-            max_deliver=-1,
-            max_ack_pending=self.settings.projector_batch * 2,
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if self.position else DeliverPolicy.ALL,
-            opt_start_seq=self.position + 1 if self.position else None,
-            description=f"projection {self.projection.name}",
+        await self.bind(
+            ConsumerConfig(
+                durable_name=self.durable,
+                ack_policy=AckPolicy.ALL,
+                ack_wait=120,
+                max_deliver=-1,
+                max_ack_pending=self.settings.projector_batch * 2,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE if self.position else DeliverPolicy.ALL,
+                opt_start_seq=self.position + 1 if self.position else None,
+                description=f"projection {self.projection.name}",
+            )
         )
-        if len(self.filter_subjects) == 1:
-            config.filter_subject = self.filter_subjects[0]
-        else:
-            config.filter_subjects = self.filter_subjects
-        await self.js.add_consumer(self.stream, config)
-        self._subscription = await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
 
     async def _drop(self) -> None:
         async with self.engine.begin() as conn:
@@ -238,47 +231,26 @@ class Projector:
     async def run(self) -> None:
         """Project until ``stop()``; call ``prepare()`` first."""
         log.info("projector running", extra={"projection": self.projection.name, "position": self.position})
-        while not self._stopping.is_set():
-            await self.step()
-
-    def stop(self) -> None:
-        self._stopping.set()
-
-    async def close(self) -> None:
-        """Let go of the subscription (the durable consumer stays for the next start)."""
-        if self._subscription is not None:
-            subscription, self._subscription = self._subscription, None
-            await subscription.unsubscribe()
+        await super().run()
 
     async def step(self, timeout: float | None = None) -> int:
         """Fetch and apply one batch; returns how many messages were fetched."""
-        assert self._subscription is not None, "prepare() first"
-        try:
-            msgs = await self._subscription.fetch(
-                self.settings.projector_batch, timeout=timeout or self.settings.projector_idle_wait_s
-            )
-        except (NatsTimeoutError, TimeoutError):  # nats-py raises either when nothing is waiting
-            return 0
-        await self.handle_batch(msgs)
+        msgs = await self.fetch(self.settings.projector_batch, timeout or self.settings.projector_idle_wait_s)
+        if msgs:
+            await self.handle_batch(msgs)
         return len(msgs)
 
     async def catch_up(self, timeout: float = 120.0) -> None:
         """Apply everything the stream holds now (for tests, rebuilds and one-shot runs)."""
-        assert self._subscription is not None, "prepare() first"
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            try:
-                msgs = await self._subscription.fetch(self.settings.projector_batch, timeout=0.2)
-            except (NatsTimeoutError, TimeoutError):  # nats-py raises either when nothing is waiting
-                msgs = []
+            msgs = await self.fetch(self.settings.projector_batch, 0.2)
             if msgs:
                 await self.handle_batch(msgs)
                 if msgs[-1].metadata.num_pending == 0:
                     return  # the server says nothing more is waiting behind this batch
-            else:
-                info = await self._subscription.consumer_info()
-                if info.num_pending == 0 and info.num_ack_pending == 0:
-                    return
+            elif await self.idle():
+                return
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"projection {self.projection.name} did not catch up in {timeout}s")
 
@@ -339,19 +311,7 @@ class Projector:
 
     async def _dead_letter(self, msg: Msg, attempts: int, error: BaseException) -> None:
         seq = msg.metadata.sequence.stream
-        await dead_letter(
-            self.js,
-            jurisdiction=self.jurisdiction,
-            context=self.context,
-            consumer=self.durable,
-            subject=msg.subject,
-            stream=self.stream,
-            sequence=seq,
-            data=msg.data,
-            headers=msg.headers,
-            attempts=attempts,
-            error=error,
-        )
+        await self.dead_letter(msg, sequence=seq, attempts=attempts, error=error)
         async with self.sessions() as session, session.begin():
             await self._save_position(session, seq)
         self.position = seq

@@ -1,0 +1,101 @@
+"""One durable pull consumer on a stream: what the projector and the durable worker share.
+
+Binding (with its subject filters and the dead-letter stream beside it), fetching in batches
+(an empty fetch is not an error), running until stopped, letting go of the subscription, and
+sending a message that kept failing to the dead-letter stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import ConsumerConfig
+
+from .deadletters import dead_letter, ensure_deadletter_stream
+from .settings import Settings
+
+
+class PullConsumer:
+    """Base of a loop over one durable pull consumer; subclasses say what a ``step`` does."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        stream: str,
+        durable: str,
+        filter_subjects: list[str] | None,
+        jurisdiction: str,
+        context: str,
+        settings: Settings | None,
+    ) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.stream = stream
+        self.durable = durable
+        self.filter_subjects = filter_subjects or []
+        self.jurisdiction = jurisdiction
+        self.context = context
+        self.settings = settings or Settings(jurisdiction=jurisdiction)
+        self._subscription = None
+        self._stopping = asyncio.Event()
+
+    async def bind(self, config: ConsumerConfig) -> None:
+        """Create the durable consumer from ``config`` and this consumer's filters, and bind to it."""
+        await self.close()
+        await ensure_deadletter_stream(self.js, self.jurisdiction, self.settings.stream_replicas)
+        if len(self.filter_subjects) == 1:
+            config.filter_subject = self.filter_subjects[0]
+        elif self.filter_subjects:
+            config.filter_subjects = self.filter_subjects
+        await self.js.add_consumer(self.stream, config)
+        self._subscription = await self.js.pull_subscribe_bind(durable=self.durable, stream=self.stream)
+
+    async def fetch(self, batch: int, timeout: float) -> list[Msg]:
+        """Up to ``batch`` messages; none when nothing came within ``timeout``."""
+        assert self._subscription is not None, "prepare() first"
+        try:
+            return await self._subscription.fetch(batch, timeout=timeout)
+        except (NatsTimeoutError, TimeoutError):  # nats-py raises either when nothing is waiting
+            return []
+
+    async def idle(self) -> bool:
+        """Nothing waiting and nothing delivered but unacknowledged, as the server sees it."""
+        assert self._subscription is not None, "prepare() first"
+        info = await self._subscription.consumer_info()
+        return info.num_pending == 0 and info.num_ack_pending == 0
+
+    async def step(self) -> int:
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        """Step until ``stop()``; call ``prepare()`` first."""
+        while not self._stopping.is_set():
+            await self.step()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def close(self) -> None:
+        """Let go of the subscription (the durable consumer stays for the next start)."""
+        if self._subscription is not None:
+            subscription, self._subscription = self._subscription, None
+            await subscription.unsubscribe()
+
+    async def dead_letter(self, msg: Msg, *, sequence: int, attempts: int, error: BaseException) -> None:
+        await dead_letter(
+            self.js,
+            jurisdiction=self.jurisdiction,
+            context=self.context,
+            consumer=self.durable,
+            subject=msg.subject,
+            stream=self.stream,
+            sequence=sequence,
+            data=msg.data,
+            headers=msg.headers,
+            attempts=attempts,
+            error=error,
+        )

@@ -90,15 +90,7 @@ class DurableWorker(PullConsumer):
             self.span_name,
             context=extract_context(msg.headers),
             kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "nats",
-                "messaging.operation.type": "process",
-                "messaging.destination.name": msg.subject,
-                "messaging.consumer.group.name": self.durable,
-                "messaging.message.id": (msg.headers or {}).get("Nats-Msg-Id", ""),
-                "messaging.message.delivery_count": delivered,
-                "duban.jurisdiction": self.jurisdiction,
-            },
+            attributes={**self.span_attributes(msg), "messaging.message.delivery_count": delivered},
         ) as span:
             try:
                 await self.handle(msg)

@@ -85,6 +85,17 @@ class PullConsumer:
             subscription, self._subscription = self._subscription, None
             await subscription.unsubscribe()
 
+    def span_attributes(self, msg: Msg) -> dict[str, str | int]:
+        """The messaging attributes of a consumer span for ``msg`` (semantic conventions)."""
+        return {
+            "messaging.system": "nats",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": msg.subject,
+            "messaging.consumer.group.name": self.durable,
+            "messaging.message.id": (msg.headers or {}).get("Nats-Msg-Id", ""),
+            "duban.jurisdiction": self.jurisdiction,
+        }
+
     async def dead_letter(self, msg: Msg, *, sequence: int, attempts: int, error: BaseException) -> None:
         await dead_letter(
             self.js,

@@ -14,14 +14,12 @@ from pathlib import Path
 import nats
 import pytest
 
-from contracts import subjects
 from contracts.envelope import new_id
 from services.runtime.db import make_engine
 from services.runtime.eventstore import EventStore, StoreUnavailable
 from services.runtime.nats_server import EmbeddedNats
-from services.runtime.projector import Projector, read_position
-from services.runtime.settings import Settings
-from tests.support.sample import Counter, CounterProjection, counter_rows
+from services.runtime.projector import read_position
+from tests.support.sample import Counter, counter_projector, counter_rows
 
 pytestmark = pytest.mark.slow
 JURISDICTION = "331081"
@@ -106,16 +104,7 @@ async def test_a_projector_killed_mid_stream_loses_nothing_and_applies_nothing_t
     assert all(events - 1 == total for events, total in rows.values())  # 1 Opened + n Incremented(1)
 
     fresh = make_engine(f"sqlite+aiosqlite:///{Path(tempfile.mkdtemp()) / 'rebuild.sqlite3'}")
-    rebuild = Projector(
-        nc,
-        CounterProjection(),
-        fresh,
-        stream=store.stream,
-        filter_subjects=[subjects.event_wildcard(unique, JURISDICTION)],
-        jurisdiction=JURISDICTION,
-        context=unique,
-        settings=Settings(jurisdiction=JURISDICTION),
-    )
+    rebuild = counter_projector(nc, fresh, context=unique, jurisdiction=JURISDICTION)
     rebuild.durable += "_rebuild"
     await rebuild.rebuild()
     await rebuild.close()

@@ -12,8 +12,7 @@ from contracts.envelope import decode_commit, new_id
 from services.runtime.deadletters import ATTEMPTS, ERROR, ORIGINAL_SEQUENCE, ORIGINAL_SUBJECT
 from services.runtime.eventstore import EventStore
 from services.runtime.projector import Projector, read_position
-from services.runtime.settings import Settings
-from tests.support.sample import Counter, CounterProjection, Incremented, Poisoned, counter_rows
+from tests.support.sample import Counter, CounterProjection, Incremented, Poisoned, counter_projector, counter_rows
 
 JURISDICTION = "331081"
 
@@ -26,15 +25,8 @@ async def store(nc, unique):
 
 
 def projector_for(nc, store, engine, **settings) -> Projector:
-    return Projector(
-        nc,
-        CounterProjection(),
-        engine,
-        stream=store.stream,
-        filter_subjects=[subjects.event_wildcard(store.context, JURISDICTION)],
-        jurisdiction=JURISDICTION,
-        context=store.context,
-        settings=Settings(jurisdiction=JURISDICTION, projector_batch=50, **settings),
+    return counter_projector(
+        nc, engine, context=store.context, jurisdiction=JURISDICTION, projector_batch=50, **settings
     )
 
 

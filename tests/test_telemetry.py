@@ -18,10 +18,8 @@ from contracts import subjects
 from contracts.envelope import new_id
 from services.runtime.eventstore import EventStore
 from services.runtime.logs import setup_logging
-from services.runtime.projector import Projector
-from services.runtime.settings import Settings
 from services.runtime.telemetry import setup_tracing, tracer
-from tests.support.sample import Counter, CounterProjection
+from tests.support.sample import Counter, counter_projector
 
 JURISDICTION = "331081"
 
@@ -46,16 +44,7 @@ async def test_the_consumer_span_is_a_child_of_the_append_span(nc, nats_url, uni
 
     other = await nats.connect(nats_url)  # the consumer is another connection, as in another process
     try:
-        projector = Projector(
-            other,
-            CounterProjection(),
-            engine,
-            stream=store.stream,
-            filter_subjects=[subjects.event_wildcard(unique, JURISDICTION)],
-            jurisdiction=JURISDICTION,
-            context=unique,
-            settings=Settings(jurisdiction=JURISDICTION),
-        )
+        projector = counter_projector(other, engine, context=unique, jurisdiction=JURISDICTION)
         await projector.prepare()
         await projector.catch_up()
         await projector.close()

@@ -10,26 +10,16 @@ import sys
 
 import nats
 
-from contracts import subjects
 from services.runtime.db import make_engine
 from services.runtime.logs import setup_logging
-from services.runtime.projector import Projector
-from services.runtime.settings import Settings
-from tests.support.sample import CounterProjection
+from tests.support.sample import counter_projector
 
 
 async def main(nats_url: str, database_url: str, context: str, jurisdiction: str) -> None:
     setup_logging()
     nc = await nats.connect(nats_url, name=f"projector-{context}")
-    projector = Projector(
-        nc,
-        CounterProjection(),
-        make_engine(database_url),
-        stream=subjects.event_stream(context, jurisdiction),
-        filter_subjects=[subjects.event_wildcard(context, jurisdiction)],
-        jurisdiction=jurisdiction,
-        context=context,
-        settings=Settings(jurisdiction=jurisdiction, projector_batch=100),
+    projector = counter_projector(
+        nc, make_engine(database_url), context=context, jurisdiction=jurisdiction, projector_batch=100
     )
     await projector.prepare()
     print("ready", flush=True)

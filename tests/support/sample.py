@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, select
 
+from contracts import subjects
 from contracts.events import Event, event
 from services.runtime.aggregate import Aggregate, DomainError, applies
 from services.runtime.documents import DocumentProjection
-from services.runtime.projector import handles
+from services.runtime.projector import Projector, handles
+from services.runtime.settings import Settings
 
 
 @event("sample.Opened")
@@ -85,6 +87,20 @@ class CounterProjection(DocumentProjection):
     @handles(Poisoned)
     def poisoned(self, doc, event: Poisoned, envelope) -> None:
         raise ValueError(f"cannot project {event.reason}")
+
+
+def counter_projector(nc, engine, *, context: str, jurisdiction: str, **settings) -> Projector:
+    """A Projector of ``CounterProjection`` over the ``context`` events of ``jurisdiction``."""
+    return Projector(
+        nc,
+        CounterProjection(),
+        engine,
+        stream=subjects.event_stream(context, jurisdiction),
+        filter_subjects=[subjects.event_wildcard(context, jurisdiction)],
+        jurisdiction=jurisdiction,
+        context=context,
+        settings=Settings(jurisdiction=jurisdiction, **settings),
+    )
 
 
 async def counter_rows(engine) -> dict[str, tuple[int, int]]:

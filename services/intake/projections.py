@@ -20,31 +20,26 @@ PostgreSQL. Query periods: a ``date`` is a whole day in Asia/Shanghai (both ends
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Iterable
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Column,
     Date,
-    DateTime,
     Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
-    TypeDecorator,
-    insert,
     or_,
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from contracts.envelope import SHANGHAI, Envelope
-from contracts.events import upcast
 from contracts.intake import (
     ACTIVITY_KIND_NAMES,
     KIND_NAMES,
@@ -66,8 +61,10 @@ from contracts.intake import (
     OutcomeRecorded,
 )
 from contracts.jurisdictions import UnknownJurisdiction, default_registry
+from services.runtime.db import UtcDateTime, connected
 from services.runtime.documents import DocumentProjection
-from services.runtime.projector import Projection, handles
+from services.runtime.history import HistoryProjection, history_table
+from services.runtime.projector import handles
 
 __all__ = [
     "ActivityProjection",
@@ -88,30 +85,6 @@ SUBMITTER_SEPARATOR = "、"
 PROBLEM_KINDS = (MatterKind.problem, MatterKind.demand)  # 问题清单
 SUGGESTION_KINDS = (MatterKind.suggestion,)  # 建议清单
 _SUMMARY_REASON_CHARS = 60
-
-
-class UtcDateTime(TypeDecorator):
-    """A timezone-aware instant, stored in UTC and read back aware on every database.
-
-    SQLite keeps no offset: an aware value would be written as its wall-clock time and read back
-    naive. Converting to UTC on the way in and marking UTC on the way out keeps comparisons and
-    results right on SQLite and PostgreSQL alike.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"a naive datetime cannot be stored as an instant: {value!r}")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 # -- tables ------------------------------------------------------------------------------------
@@ -163,21 +136,7 @@ matters = Table(
     Index("ix_intake_matters_jurisdiction_kind", "jurisdiction", "kind"),
 )
 
-history = Table(
-    "intake_matter_history",
-    history_metadata,
-    Column("event_id", String(64), primary_key=True),
-    Column("matter_id", String(64), nullable=False, index=True),
-    Column("jurisdiction", String(9), nullable=False),
-    Column("sequence", Integer, nullable=False),
-    Column("event_type", String(128), nullable=False),
-    Column("occurred_at", UtcDateTime, nullable=False),
-    Column("actor_id", String(128), nullable=False),
-    Column("actor_role", String(32), nullable=False),
-    Column("actor_name", String(128)),
-    Column("summary_zh", Text, nullable=False),
-    Column("payload", JSON, nullable=False),
-)
+history = history_table("intake_matter_history", history_metadata, "matter_id")
 
 activities = Table(
     "intake_activities",
@@ -335,43 +294,13 @@ def _with_reason(summary: str, reason: str | None) -> str:
     return f"{summary}：{_short(reason)}" if reason else summary
 
 
-class MatterHistoryProjection(Projection):
-    """A row per matter event, in the order it happened, with who did it and what it means.
-
-    Append-only: a batch's rows go in with one executemany insert (the projector applies each
-    event once, so no upsert is needed). Handlers return the event's Chinese summary.
-    """
+class MatterHistoryProjection(HistoryProjection):
+    """A row per matter event, in the order it happened, with who did it and what it means."""
 
     name = "intake_matter_history"
     metadata = history_metadata
-
-    async def apply(self, session: AsyncSession, envelope: Envelope) -> None:
-        await self.apply_batch(session, [envelope])
-
-    async def apply_batch(self, session: AsyncSession, envelopes: list[Envelope]) -> None:
-        rows = [row for row in map(self.row_for, envelopes) if row is not None]
-        if rows:
-            await session.execute(insert(history), rows)
-
-    def row_for(self, envelope: Envelope) -> dict[str, Any] | None:
-        """The history row of one event (None for events the history does not show)."""
-        describe = self._handlers.get(envelope.event_type)
-        if describe is None:
-            return None
-        event = upcast(envelope.event_type, envelope.schema_version, envelope.payload)
-        return {
-            "event_id": envelope.event_id,
-            "matter_id": envelope.aggregate_id,
-            "jurisdiction": envelope.jurisdiction,
-            "sequence": envelope.sequence,
-            "event_type": envelope.event_type,
-            "occurred_at": envelope.occurred_at,
-            "actor_id": envelope.actor.principal_id,
-            "actor_role": envelope.actor.role,
-            "actor_name": envelope.actor.name,
-            "summary_zh": describe(self, event, envelope),
-            "payload": event.model_dump(mode="json"),
-        }
+    table = history
+    key = "matter_id"
 
     @handles(MatterSubmitted)
     def submitted(self, event: MatterSubmitted, envelope: Envelope) -> str:
@@ -486,16 +415,6 @@ class ActivityProjection(DocumentProjection):
 
 
 # -- queries -----------------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def connected(conn: AsyncEngine | AsyncConnection) -> AsyncIterator[AsyncConnection]:
-    """A connection from an engine (opened and closed here), or the connection given."""
-    if isinstance(conn, AsyncEngine):
-        async with conn.connect() as connection:
-            yield connection
-    else:
-        yield conn
 
 
 def _instant(value: date | datetime, *, end: bool) -> datetime:

@@ -28,8 +28,10 @@ from typing import Any, NamedTuple
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.runtime.db import connected
+
 from .domain import OPEN_FOR_REVIEW
-from .projections import connected, matters
+from .projections import matters
 
 TITLE_WEIGHT = 0.7
 CONTENT_WEIGHT = 1.0 - TITLE_WEIGHT

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, TypeDecorator, event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 #: Tables the runtime keeps in every service database.
 runtime_metadata = MetaData()
@@ -36,3 +40,37 @@ def make_engine(url: str, **kwargs) -> AsyncEngine:
 
         return engine
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
+
+
+class UtcDateTime(TypeDecorator):
+    """A timezone-aware instant, stored in UTC and read back aware on every database.
+
+    SQLite keeps no offset: an aware value would be written as its wall-clock time and read back
+    naive. Converting to UTC on the way in and marking UTC on the way out keeps comparisons and
+    results right on SQLite and PostgreSQL alike.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"a naive datetime cannot be stored as an instant: {value!r}")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@asynccontextmanager
+async def connected(conn: AsyncEngine | AsyncConnection) -> AsyncIterator[AsyncConnection]:
+    """A connection from an engine (opened and closed here), or the connection given."""
+    if isinstance(conn, AsyncEngine):
+        async with conn.connect() as connection:
+            yield connection
+    else:
+        yield conn

@@ -17,12 +17,12 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.datastructures import UploadFile
@@ -51,10 +51,14 @@ from services.runtime.aggregate import DomainError
 from services.runtime.auth import Principal
 from services.runtime.http import (
     BodySizeLimit,
+    Provided,
+    body_model,
     error_body,
     health_router,
     install_error_handlers,
     principal_from_request,
+    provided,
+    refusals,
 )
 from services.runtime.settings import Settings
 
@@ -68,9 +72,6 @@ TITLE = "duban intake 事项受理"
 #: An aggregate id as subjects and KV keys take it (``contracts.envelope.Envelope.aggregate_id``).
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 IDEMPOTENCY_KEY_MAX = 200
-
-T = TypeVar("T")
-Provided = T | Callable[[], T]
 
 
 # -- commands, shared with the NATS command subject -----------------------------------------
@@ -146,45 +147,16 @@ def matter_view(matter: Matter) -> dict[str, Any]:
 
 
 # -- request bodies: the command without the matter id (it is in the path) ------------------
-def _body_model(command: type[Command]) -> type[BaseModel]:
-    fields: dict[str, Any] = {
-        name: (info.annotation, info) for name, info in command.model_fields.items() if name != "matter_id"
-    }
-    return create_model(
-        f"{command.__name__}Body",
-        __config__=ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True),
-        __doc__=command.__doc__,
-        **fields,
-    )
+RejectBody = body_model(RejectMatter)
+ConvertBody = body_model(ConvertMatter)
+MergeBody = body_model(MergeMatter)
+RouteBody = body_model(RouteMatter)
+EscalateBody = body_model(EscalateMatter)
+SendDownBody = body_model(SendDownMatter)
+OutcomeBody = body_model(RecordOutcome)
 
 
-RejectBody = _body_model(RejectMatter)
-ConvertBody = _body_model(ConvertMatter)
-MergeBody = _body_model(MergeMatter)
-RouteBody = _body_model(RouteMatter)
-EscalateBody = _body_model(EscalateMatter)
-SendDownBody = _body_model(SendDownMatter)
-OutcomeBody = _body_model(RecordOutcome)
-
-
-class RefusalDetail(BaseModel):
-    code: str
-    message: str
-    field: str | None = None
-
-
-class Refusal(BaseModel):
-    """A refused request: ``code``, a message in Chinese and the field at fault."""
-
-    detail: RefusalDetail
-
-
-REFUSALS: dict[int | str, dict[str, Any]] = {
-    401: {"model": Refusal, "description": "未登录或登录已失效"},
-    403: {"model": Refusal, "description": "无权操作"},
-    404: {"model": Refusal, "description": "事项不存在"},
-    409: {"model": Refusal, "description": "当前状态不允许，或数据已被他人修改"},
-}
+REFUSALS = refusals("事项不存在")
 
 MatterId = Path(pattern=ID_PATTERN, description="事项编号")
 IdempotencyKey = Header(
@@ -193,12 +165,6 @@ IdempotencyKey = Header(
     max_length=IDEMPOTENCY_KEY_MAX,
     description="重试时使用相同的值，事项只受理一次",
 )
-
-
-def _provided(value: Provided[T]) -> Callable[[], T]:
-    if callable(value) and not isinstance(value, IntakeHandlers | AsyncEngine):
-        return value  # a provider, asked at each request
-    return lambda: value  # type: ignore[return-value]
 
 
 def _refuse_input(errors: list[dict[str, Any]], prefix: tuple[str, ...] = ("body",)) -> None:
@@ -218,8 +184,8 @@ def build_router(
     from . import projections, similarity
 
     here = settings.jurisdiction
-    get_handlers = _provided(handlers)
-    get_engine = _provided(engine)
+    get_handlers = provided(handlers)
+    get_engine = provided(engine)
     caller = principal_from_request(settings, jurisdiction=here)
     router = APIRouter(responses=REFUSALS)
 

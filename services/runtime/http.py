@@ -14,12 +14,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, create_model
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .aggregate import DomainError, NotAllowed
@@ -273,3 +274,51 @@ def health_router(check: Callable[[], Awaitable[bool]] | None = None) -> APIRout
         return JSONResponse({"status": "unavailable"}, status_code=503)
 
     return router
+
+
+# -- shared by the services' APIs ------------------------------------------------------------
+
+T = TypeVar("T")
+#: An object, or a function returning it at each request (for an app built before NATS and the
+#: database are connected).
+Provided = T | Callable[[], T]
+
+
+def provided(value: Any) -> Callable[[], Any]:
+    """A provider for ``value``: the function given, or one returning the object given."""
+    return value if callable(value) else (lambda: value)
+
+
+def body_model(command: type[BaseModel], path_field: str = "matter_id") -> type[BaseModel]:
+    """The request body of a command whose ``path_field`` comes from the URL path."""
+    fields: dict[str, Any] = {
+        name: (info.annotation, info) for name, info in command.model_fields.items() if name != path_field
+    }
+    return create_model(
+        f"{command.__name__}Body",
+        __config__=ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True),
+        __doc__=command.__doc__,
+        **fields,
+    )
+
+
+class RefusalDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class Refusal(BaseModel):
+    """A refused request: ``code``, a message in Chinese and the field at fault."""
+
+    detail: RefusalDetail
+
+
+def refusals(not_found: str) -> dict[int | str, dict[str, Any]]:
+    """The documented refusals of a service's routes (401, 403, 404 with ``not_found``, 409)."""
+    return {
+        401: {"model": Refusal, "description": "未登录或登录已失效"},
+        403: {"model": Refusal, "description": "无权操作"},
+        404: {"model": Refusal, "description": not_found},
+        409: {"model": Refusal, "description": "当前状态不允许，或数据已被他人修改"},
+    }

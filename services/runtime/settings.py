@@ -29,6 +29,16 @@ class Settings(BaseSettings):
     #: Bounded retries of a command that lost an optimistic-concurrency race.
     command_retries: int = Field(default=5, ge=0)
 
+    #: Tracking: the deadline policy (YAML, see services/tracking/deadlines.py; defaults when unset),
+    #: a folder of holiday schedules for the years chinese-calendar does not know, the reply
+    #: classes (A/B/C; some places add D), whether replies are reviewed before release, and how
+    #: often the urging sweep runs.
+    deadlines_file: Path | None = None
+    holidays_dir: Path | None = None
+    reply_classes: list[str] = Field(default_factory=lambda: ["A", "B", "C"], min_length=1)
+    review_replies: bool = False
+    sweep_interval_s: float = Field(default=60.0, gt=0)
+
     #: HS256 secret of the embedded default's development tokens; production sets a public key.
     jwt_secret: str = "duban-development-secret-change-me"
     jwt_public_key: str | None = None

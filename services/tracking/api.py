@@ -1,0 +1,265 @@
+"""Tracking's HTTP API (督办): cases for units, committees and leaders; lists and work items.
+
+Every route but ``/healthz`` needs a bearer token of a principal of this deployment's
+jurisdiction; the handlers check the roles (only committee staff assign, review and close; only
+the assigned lead unit replies; only assigned units report progress). Commands take the case id
+from the path and the rest of the command as the JSON body. Times come back in UTC (ISO 8601)
+with the Asia/Shanghai day beside each deadline (``due_on``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts.envelope import SHANGHAI
+from contracts.events import Command
+from contracts.intake import ID_PATTERN
+from contracts.tracking import (
+    AssignCase,
+    CaseStatus,
+    CloseCase,
+    DecideExtension,
+    DeliverCommitment,
+    GiveCoUnitInput,
+    GiveFeedback,
+    RecordGroupActivity,
+    RecordMilestoneProgress,
+    ReopenCase,
+    ReportProgress,
+    RequestExtension,
+    ReturnCase,
+    ReviewReply,
+    SubmitReply,
+)
+from services.runtime.aggregate import DomainError
+from services.runtime.auth import Principal
+from services.runtime.http import (
+    BodySizeLimit,
+    Provided,
+    body_model,
+    health_router,
+    install_error_handlers,
+    principal_from_request,
+    provided,
+    refusals,
+)
+from services.runtime.settings import Settings
+
+from . import projections
+from .domain import STATUS_ZH, Case
+from .handlers import TrackingHandlers
+from .workplan import load_workplan
+
+log = logging.getLogger("duban.tracking.api")
+
+TITLE = "duban tracking 督办"
+MilestoneBody = body_model(RecordMilestoneProgress, "item_id")
+GroupActivityBody = body_model(RecordGroupActivity, "group_id")
+CaseId = Path(pattern=ID_PATTERN, description="办理件编号（即事项编号）")
+
+#: Route name → (command, handler method, summary). One POST ``/cases/{case_id}/<name>`` each.
+CASE_COMMANDS: dict[str, tuple[type[Command], str, str]] = {
+    "assign": (AssignCase, "assign", "交办（或退回后重新交办）"),
+    "return": (ReturnCase, "return_case", "退回（主办单位）"),
+    "extension": (RequestExtension, "request_extension", "申请延期（主办单位）"),
+    "extension-decision": (DecideExtension, "decide_extension", "审批延期"),
+    "progress": (ReportProgress, "report_progress", "报送办理进展"),
+    "co-unit-input": (GiveCoUnitInput, "co_unit_input", "协办意见与会签（协办单位）"),
+    "reply": (SubmitReply, "reply", "答复（主办单位）"),
+    "review": (ReviewReply, "review", "审核答复"),
+    "feedback": (GiveFeedback, "feedback", "反馈满意度（提出人，或工委代录纸质反馈）"),
+    "close": (CloseCase, "close", "办结"),
+    "reopen": (ReopenCase, "reopen", "重新办理"),
+    "deliver-commitment": (DeliverCommitment, "deliver_commitment", "承诺事项落实"),
+}
+
+
+def case_view(case: Case) -> dict[str, Any]:
+    """A case as the event store has it (the state after its last event)."""
+    view = case.model_dump(mode="json", exclude={"draft", "fired"})
+    view["status_name"] = STATUS_ZH.get(case.status) if case.status else None
+    if case.deadline is not None:
+        view["due_at_shanghai"] = case.deadline.due_at.astimezone(SHANGHAI).isoformat()
+    view["supervised"] = case.supervised
+    return view
+
+
+def build_router(
+    settings: Settings, *, handlers: Provided[TrackingHandlers], engine: Provided[AsyncEngine]
+) -> APIRouter:
+    here = settings.jurisdiction
+    get_handlers = provided(handlers)
+    get_engine = provided(engine)
+    caller = principal_from_request(settings, jurisdiction=here)
+    router = APIRouter(responses=refusals("办理件不存在"))
+
+    def add_case_command(name: str, model: type[Command], method: str, summary: str) -> None:
+        body_type = body_model(model, "case_id")
+
+        async def run(body, case_id: str = CaseId, principal: Principal = Depends(caller)) -> dict[str, Any]:
+            command = model.model_validate({**body.model_dump(), "case_id": case_id})
+            case = await getattr(get_handlers(), method)(command, principal)
+            return case_view(case)
+
+        # The body's model is made here, so FastAPI is given the annotations as objects.
+        run.__annotations__ = {"body": body_type, "case_id": str, "principal": Principal, "return": dict[str, Any]}
+        run.__doc__ = model.__doc__
+        router.add_api_route(
+            f"/cases/{{case_id}}/{name}", run, methods=["POST"], tags=["cases"], summary=summary, name=name
+        )
+
+    for name, (model, method, summary) in CASE_COMMANDS.items():
+        add_case_command(name, model, method, summary)
+
+    def now():
+        return get_handlers().clock()
+
+    @router.get("/cases", tags=["cases"], summary="办理件列表")
+    async def list_cases(
+        status: CaseStatus | None = None,
+        unit: str | None = Query(default=None, max_length=200, description="主办单位编号或名称"),
+        committee: str | None = Query(default=None, max_length=100),
+        key: bool | None = Query(default=None, description="仅重点督办件"),
+        limit: int = Query(default=100, ge=1, le=500),
+        offset: int = Query(default=0, ge=0),
+        principal: Principal = Depends(caller),
+    ) -> dict[str, Any]:
+        rows = await projections.list_cases(
+            get_engine(),
+            jurisdiction=here,
+            now=now(),
+            status=status,
+            unit=unit,
+            committee=committee,
+            key=key,
+            limit=limit,
+            offset=offset,
+        )
+        return {"items": rows, "limit": limit, "offset": offset}
+
+    @router.get("/cases/{case_id}", tags=["cases"], summary="办理件详情与全部经过")
+    async def case_detail(case_id: str = CaseId, principal: Principal = Depends(caller)) -> dict[str, Any]:
+        """The case as stored (always current) with its row in the lists and its full history."""
+        case = await get_handlers().store.load(Case, case_id)
+        if not case.exists:
+            raise DomainError(f"办理件 {case_id} 不存在", field="case_id", code="not_found")
+        row = await projections.get_case(get_engine(), case_id, now())
+        history = await projections.case_history(get_engine(), case_id)
+        return {"case": case_view(case), "row": row, "history": history, "version": case.version}
+
+    @router.get("/lists/supervision", tags=["lists"], summary="督办清单")
+    async def supervision(
+        year: int | None = Query(default=None, ge=2000, le=2100),
+        unit: str | None = Query(default=None, max_length=200),
+        committee: str | None = Query(default=None, max_length=100),
+        key: bool | None = None,
+        limit: int = Query(default=500, ge=1, le=5000),
+        offset: int = Query(default=0, ge=0),
+        principal: Principal = Depends(caller),
+    ) -> dict[str, Any]:
+        """Under supervision, overdue first; a year's list carries open commitments of earlier years."""
+        rows = await projections.supervision_list(
+            get_engine(),
+            jurisdiction=here,
+            now=now(),
+            year=year,
+            unit=unit,
+            committee=committee,
+            key=key,
+            limit=limit,
+            offset=offset,
+        )
+        return {"items": rows, "limit": limit, "offset": offset}
+
+    @router.get("/lists/results", tags=["lists"], summary="成果清单")
+    async def results(
+        year: int | None = Query(default=None, ge=2000, le=2100),
+        unit: str | None = Query(default=None, max_length=200),
+        committee: str | None = Query(default=None, max_length=100),
+        key: bool | None = None,
+        limit: int = Query(default=500, ge=1, le=5000),
+        offset: int = Query(default=0, ge=0),
+        principal: Principal = Depends(caller),
+    ) -> dict[str, Any]:
+        rows = await projections.results_list(
+            get_engine(),
+            jurisdiction=here,
+            now=now(),
+            year=year,
+            unit=unit,
+            committee=committee,
+            key=key,
+            limit=limit,
+            offset=offset,
+        )
+        return {"items": rows, "limit": limit, "offset": offset}
+
+    @router.get("/units/workload", tags=["lists"], summary="承办单位工作量与按时办结率")
+    async def workload(principal: Principal = Depends(caller)) -> dict[str, Any]:
+        return {"items": await projections.unit_workload(get_engine(), jurisdiction=here, now=now())}
+
+    @router.get("/work-items", tags=["work items"], summary="重点工作和民生实事项目")
+    async def work_items(
+        kind: str | None = Query(default=None, max_length=32),
+        year: int | None = Query(default=None, ge=2000, le=2100),
+        principal: Principal = Depends(caller),
+    ) -> dict[str, Any]:
+        rows = await projections.list_work_items(get_engine(), jurisdiction=here, kind=kind, year=year)
+        return {"items": rows}
+
+    @router.post("/work-items/{item_id}/progress", tags=["work items"], summary="报送形象进度")
+    async def milestone(
+        body: MilestoneBody,
+        item_id: str = Path(pattern=ID_PATTERN),
+        principal: Principal = Depends(caller),
+    ) -> dict[str, Any]:
+        command = RecordMilestoneProgress.model_validate({**body.model_dump(), "item_id": item_id})
+        item = await get_handlers().record_milestone(command, principal)
+        return item.model_dump(mode="json")
+
+    @router.get("/deputy-groups", tags=["work items"], summary="代表小组（集中活动不足3次的标出）")
+    async def deputy_groups(
+        year: int | None = Query(default=None, ge=2000, le=2100), principal: Principal = Depends(caller)
+    ) -> dict[str, Any]:
+        return {"items": await projections.list_deputy_groups(get_engine(), jurisdiction=here, year=year)}
+
+    @router.post("/deputy-groups/{group_id}/activities", tags=["work items"], summary="登记小组活动")
+    async def group_activity(
+        body: GroupActivityBody,
+        group_id: str = Path(pattern=ID_PATTERN),
+        principal: Principal = Depends(caller),
+    ) -> dict[str, Any]:
+        command = RecordGroupActivity.model_validate({**body.model_dump(), "group_id": group_id})
+        group = await get_handlers().record_group_activity(command, principal)
+        return group.model_dump(mode="json")
+
+    @router.post("/work-plan/load", tags=["work items"], summary="导入分组监督工作方案（温人大办〔2022〕20号）")
+    async def load_plan(principal: Principal = Depends(caller)) -> WorkPlanLoaded:
+        """Register the packaged plan of seed 004 (16 deputy groups, their work items and the 10
+        livelihood projects with quarterly milestones); loading it again adds nothing."""
+        items, groups = await get_handlers().load_workplan(load_workplan(), principal)
+        return WorkPlanLoaded(items=items, groups=groups)
+
+    return router
+
+
+class WorkPlanLoaded(BaseModel):
+    """How many work items and deputy groups were registered by this call."""
+
+    items: int
+    groups: int
+
+
+def create_api(settings: Settings, *, handlers: Provided[TrackingHandlers], engine: Provided[AsyncEngine]) -> FastAPI:
+    """The whole tracking app of one level."""
+    api = FastAPI(title=f"{TITLE}（{settings.jurisdiction}）", version="1")
+    install_error_handlers(api)
+    api.add_middleware(BodySizeLimit, max_bytes=1_000_000)
+    api.include_router(health_router())
+    api.include_router(build_router(settings, handlers=handlers, engine=engine))
+    return api

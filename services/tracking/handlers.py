@@ -1,0 +1,450 @@
+"""Tracking's command handlers: load, decide (domain.py), append. Each reads like DOMAIN.md.
+
+Who may do what lives here, with the commands: only committee staff (工委) assign, decide
+extensions, review, close and reopen; only the units a case is assigned to report on it, and
+only its lead unit (主办) returns it, asks for more time and replies; only its co-units (协办)
+give input and countersign; only its submitters give feedback, or staff on their behalf from
+a paper form. A unit signs in with its unit id as the principal id.
+
+Deadlines are computed here from the deployment's policy (``deadlines.py``) and the injected
+clock, then handed to the pure domain.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from contracts.envelope import SHANGHAI, Envelope, utcnow
+from contracts.intake import MatterRouted
+from contracts.jurisdictions import JurisdictionRegistry
+from contracts.tracking import (
+    AssignCase,
+    CaseOpened,
+    CloseCase,
+    Deadline,
+    DecideExtension,
+    DeliverCommitment,
+    DeputyGroupRegistered,
+    GiveCoUnitInput,
+    GiveFeedback,
+    GroupActivityRecorded,
+    MilestoneTarget,
+    RecordGroupActivity,
+    RecordMilestoneProgress,
+    ReopenCase,
+    ReportProgress,
+    RequestExtension,
+    ReturnCase,
+    ReviewReply,
+    SubmitReply,
+    Threshold,
+    WorkItemRegistered,
+)
+from services.runtime.aggregate import DomainError, NotAllowed
+from services.runtime.auth import Principal, Role
+from services.runtime.commands import execute
+from services.runtime.eventstore import EventStore
+
+from .deadlines import (
+    DeadlinePolicy,
+    DeadlineRules,
+    Span,
+    WorkingCalendar,
+    deadline_after,
+    deadline_on,
+    shift_after,
+    shift_before,
+)
+from .domain import Case, DeputyGroup, WorkItem
+from .workplan import WorkPlan
+
+log = logging.getLogger("duban.tracking")
+
+STAFF = (Role.committee, Role.admin)
+_IDS = uuid.UUID("0b3c7a44-3f0e-4c55-9d0f-61a2b7f0e6a3")  # namespace of tracking's derived ids
+
+
+def derived_id(*parts: str) -> str:
+    """A stable id from its parts: a redelivered message or a second sweeper maps to the same id."""
+    return uuid.uuid5(_IDS, "|".join(parts)).hex
+
+
+@dataclass
+class TrackingConfig:
+    """What a deployment configures: deadlines, the working-day calendar, the reply classes."""
+
+    policy: DeadlinePolicy = field(default_factory=DeadlinePolicy)
+    calendar: WorkingCalendar = field(default_factory=WorkingCalendar)
+    #: The reply classes, best first (A 已解决或采纳, B 正在解决或列入计划, C 留作参考; some places add D).
+    reply_classes: tuple[str, ...] = ("A", "B", "C")
+    #: Whether the committee reviews a reply before release when the assignment does not say.
+    review_replies: bool = False
+
+
+class TrackingHandlers:
+    """The commands of one level's tracking."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        registry: JurisdictionRegistry,
+        config: TrackingConfig | None = None,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.here = store.jurisdiction
+        self.config = config or TrackingConfig()
+        self.clock = clock
+        self.rules: DeadlineRules = self.config.policy.rules_for(registry.get(self.here).level.value, self.here)
+
+    # -- who may do what ---------------------------------------------------------------
+    def _in_scope(self, principal: Principal) -> None:
+        if principal.jurisdiction != self.here:
+            raise NotAllowed(f"无权操作 {self.here} 的办理件", field="jurisdiction")
+
+    def _staff(self, principal: Principal, action: str) -> None:
+        self._in_scope(principal)
+        if not principal.has(*STAFF):
+            raise NotAllowed(f"仅工委工作人员可以{action}")
+
+    def _unit(self, principal: Principal) -> str:
+        self._in_scope(principal)
+        if not principal.has(Role.unit):
+            raise NotAllowed("仅承办单位可以办理")
+        return principal.id
+
+    # -- deadlines ---------------------------------------------------------------------
+    def deadline(self, start: datetime, span: Span) -> Deadline:
+        """The deadline ``span`` after ``start``, as stored on the case (warnings logged by deadlines.py)."""
+        computed = deadline_after(start, span, self.config.calendar)
+        return Deadline(
+            due_on=computed.due_on, due_at=computed.due_at, rule=span.describe(), warnings=list(computed.warnings)
+        )
+
+    def thresholds(self, deadline: Deadline) -> dict[Threshold, datetime]:
+        """When each urging threshold of ``deadline`` starts."""
+        calendar = self.config.calendar
+        return {
+            Threshold.due_soon: shift_before(deadline, self.rules.due_soon, calendar),
+            Threshold.overdue: deadline.due_at,
+            Threshold.long_overdue: shift_after(deadline, self.rules.long_overdue, calendar),
+        }
+
+    # -- opening, from intake's events ---------------------------------------------------
+    async def open_case(self, routed: MatterRouted, envelope: Envelope) -> Case:
+        """A matter routed to this level (本级办理) opens its case; a redelivery changes nothing."""
+        year = envelope.occurred_at.astimezone(SHANGHAI).year
+        opened = CaseOpened(
+            matter_id=envelope.aggregate_id,
+            kind=routed.kind,
+            title=routed.title,
+            submitters=routed.submitters,
+            registration_no=routed.registration_no,
+            category=routed.category,
+            committee=routed.committee,
+            year=year,
+        )
+        case, _ = await execute(
+            self.store,
+            Case,
+            envelope.aggregate_id,
+            lambda c: c.open(opened),
+            actor=envelope.actor,
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.event_id,
+            event_ids=lambda n: [derived_id(envelope.event_id, "opened", str(i)) for i in range(n)],
+        )
+        return case
+
+    # -- 4. assigned -------------------------------------------------------------------
+    async def assign(self, command: AssignCase, principal: Principal) -> Case:
+        """交办, or reassignment after a return: the deadline runs from now by the case's kind."""
+        self._staff(principal, "交办")
+        now = self.clock()
+
+        def decide(case: Case):
+            span = self.rules.answer_for(case.kind or "suggestion")
+            return case.assign(
+                lead_unit=command.lead_unit,
+                co_units=command.co_units,
+                committee=command.committee,
+                leader=command.leader,
+                key=command.key,
+                review_reply=self.config.review_replies if command.review_reply is None else command.review_reply,
+                since=now,
+                deadline=self.deadline(now, span),
+                return_until=self.deadline(now, self.rules.return_window).due_at,
+            )
+
+        return await self._run(command.case_id, principal, decide, Role.committee)
+
+    async def return_case(self, command: ReturnCase, principal: Principal) -> Case:
+        unit = self._unit(principal)
+        now = self.clock()
+        return await self._run(
+            command.case_id,
+            principal,
+            lambda c: c.return_case(unit, command.reason, command.suggested_unit, now),
+            Role.unit,
+        )
+
+    async def request_extension(self, command: RequestExtension, principal: Principal) -> Case:
+        """延期: no later than the maximum answer time (six months for a suggestion) from the
+        start of handling of this round."""
+        unit = self._unit(principal)
+
+        def decide(case: Case):
+            latest = None
+            if case.since is not None:
+                latest = deadline_after(case.since, self.rules.max_answer, self.config.calendar).due_on
+            return case.request_extension(unit, command.until, command.reason, latest)
+
+        return await self._run(command.case_id, principal, decide, Role.unit)
+
+    async def decide_extension(self, command: DecideExtension, principal: Principal) -> Case:
+        self._staff(principal, "审批延期")
+
+        def decide(case: Case):
+            deadline = None
+            if command.grant and case.pending_extension is not None:
+                until = case.pending_extension
+                granted = deadline_on(until, rule=f"延期至{until.isoformat()}")
+                deadline = Deadline(due_on=granted.due_on, due_at=granted.due_at, rule=granted.rule)
+            return case.decide_extension(command.grant, deadline, command.note)
+
+        return await self._run(command.case_id, principal, decide, Role.committee)
+
+    # -- 5. handled --------------------------------------------------------------------
+    async def report_progress(self, command: ReportProgress, principal: Principal) -> Case:
+        unit = self._unit(principal)
+        return await self._run(
+            command.case_id, principal, lambda c: c.report_progress(unit, command.text, command.percent), Role.unit
+        )
+
+    async def co_unit_input(self, command: GiveCoUnitInput, principal: Principal) -> Case:
+        unit = self._unit(principal)
+        return await self._run(
+            command.case_id, principal, lambda c: c.co_unit_input(unit, command.text, command.countersign), Role.unit
+        )
+
+    async def reply(self, command: SubmitReply, principal: Principal) -> Case:
+        unit = self._unit(principal)
+        now = self.clock()
+        return await self._run(
+            command.case_id,
+            principal,
+            lambda c: c.reply(
+                unit,
+                reply_class=command.reply_class,
+                text=command.text,
+                reason=command.reason,
+                commitments=command.commitments,
+                classes=self.config.reply_classes,
+                now=now,
+            ),
+            Role.unit,
+        )
+
+    async def review(self, command: ReviewReply, principal: Principal) -> Case:
+        self._staff(principal, "审核答复")
+        return await self._run(
+            command.case_id,
+            principal,
+            lambda c: c.review(command.approve, command.reply_class, command.comment, self.config.reply_classes),
+            Role.committee,
+        )
+
+    # -- 6. feedback -------------------------------------------------------------------
+    async def feedback(self, command: GiveFeedback, principal: Principal) -> Case:
+        """A submitter's own feedback, or staff entering a paper form (``submitter_id``)."""
+        self._in_scope(principal)
+        if command.submitter_id is not None and command.submitter_id != principal.id:
+            if not principal.has(*STAFF):
+                raise NotAllowed("仅工委工作人员可以代为录入纸质反馈")
+            submitter_id, on_paper, role = command.submitter_id, True, Role.committee
+        else:
+            if not principal.has(Role.deputy):
+                raise NotAllowed("只有本件的提出人可以反馈意见")
+            submitter_id, on_paper, role = principal.id, False, Role.deputy
+        now = self.clock()
+        rehandling = self.deadline(now, self.rules.rehandling)
+        return await self._run(
+            command.case_id,
+            principal,
+            lambda c: c.give_feedback(submitter_id, command.rating, command.comment, on_paper, rehandling, now),
+            role,
+        )
+
+    async def close(self, command: CloseCase, principal: Principal) -> Case:
+        self._staff(principal, "办结")
+        return await self._run(command.case_id, principal, lambda c: c.close(), Role.committee)
+
+    async def reopen(self, command: ReopenCase, principal: Principal) -> Case:
+        self._staff(principal, "重新交办")
+        now = self.clock()
+        deadline = self.deadline(now, self.rules.rehandling)
+        return await self._run(
+            command.case_id, principal, lambda c: c.reopen(command.reason, deadline, now), Role.committee
+        )
+
+    async def deliver_commitment(self, command: DeliverCommitment, principal: Principal) -> Case:
+        """The lead unit (or staff) records a commitment as delivered (承诺事项已落实)."""
+        self._in_scope(principal)
+        if principal.has(*STAFF):
+            role = Role.committee
+        else:
+            unit = self._unit(principal)
+            case = await self.store.load(Case, command.case_id)
+            if case.exists and not case.is_lead(unit):
+                raise NotAllowed("仅主办单位或工委可以登记承诺事项落实情况")
+            role = Role.unit
+        return await self._run(
+            command.case_id, principal, lambda c: c.deliver(command.commitment_id, command.note), role
+        )
+
+    # -- 7. supervised: the sweep ------------------------------------------------------
+    async def urge(self, case_id: str, now: datetime | None = None) -> int:
+        """Fire every threshold of the case's current deadline reached by ``now`` (once each).
+
+        Safe to run from any number of sweepers at once: the aggregate records what fired, the
+        version check lets one writer win, and the event ids derive from case, threshold and
+        deadline so even a retried append is stored once."""
+        now = now or self.clock()
+
+        def decide(case: Case):
+            if case.deadline is None:
+                return []
+            return case.due_thresholds(self.thresholds(case.deadline), now)
+
+        def ids(case_deadline_key: str) -> Callable[[int], Sequence[str]]:
+            return lambda n: [derived_id(case_id, "urge", case_deadline_key, str(i)) for i in range(n)]
+
+        case = await self.store.load(Case, case_id)
+        key = f"{case.round}|{case.deadline.key if case.deadline else ''}|{len(case.fired)}"
+        _, commit = await execute(self.store, Case, case_id, decide, retries=20, event_ids=ids(key))
+        return len(commit.envelopes) if commit is not None else 0
+
+    async def carry_over(self, case_id: str, now: datetime | None = None) -> int:
+        """跨年度跟踪: a closed case's open commitments go onto this year's lists."""
+        year = (now or self.clock()).astimezone(SHANGHAI).year
+        _, commit = await execute(
+            self.store,
+            Case,
+            case_id,
+            lambda c: c.carry_over(year),
+            retries=20,
+            event_ids=lambda n: [derived_id(case_id, "carry", str(year), str(i)) for i in range(n)],
+        )
+        return 1 if commit is not None else 0
+
+    # -- work items and deputy groups (seed 004) ---------------------------------------
+    async def load_workplan(self, plan: WorkPlan, principal: Principal) -> tuple[int, int]:
+        """Register the plan's work items and deputy groups; loading it again adds nothing.
+
+        Returns how many items and groups were registered now."""
+        self._staff(principal, "导入监督工作方案")
+        actor = principal.actor(Role.committee)
+        groups_of: dict[str, list[str]] = {}
+        for group in plan.groups:
+            for item_id in group.items:
+                groups_of.setdefault(item_id, []).append(group.id)
+        committee_of = {g.id: g.committee for g in plan.groups}
+        leader_of = {g.id: g.leader for g in plan.groups}
+        items = groups = 0
+        for spec in plan.items:
+            supervising = sorted(set(spec.groups) | set(groups_of.get(spec.id, [])))
+            first = supervising[0] if supervising else None
+            registered = WorkItemRegistered(
+                year=plan.year,
+                kind=spec.kind,
+                title=spec.title,
+                content=spec.content,
+                lead_units=spec.lead_units,
+                co_units=spec.co_units,
+                groups=supervising,
+                committee=committee_of.get(first) if first else None,
+                leader=leader_of.get(first) if first else None,
+                milestones=[MilestoneTarget(quarter=m.quarter, target=m.target) for m in spec.milestones],
+            )
+            _, commit = await execute(self.store, WorkItem, spec.id, lambda w, e=registered: w.register(e), actor=actor)
+            items += commit is not None
+        for group in plan.groups:
+            registered = DeputyGroupRegistered(
+                year=plan.year,
+                name=group.name,
+                township=group.township,
+                committee=group.committee,
+                leader=group.leader,
+                items=group.items,
+                min_activities=plan.min_group_activities,
+            )
+            _, commit = await execute(
+                self.store, DeputyGroup, group.id, lambda g, e=registered: g.register(e), actor=actor
+            )
+            groups += commit is not None
+        log.info("work plan loaded", extra={"items": items, "groups": groups, "year": plan.year})
+        return items, groups
+
+    async def record_milestone(self, command: RecordMilestoneProgress, principal: Principal) -> WorkItem:
+        self._in_scope(principal)
+        if principal.has(*STAFF):
+            unit, role = None, Role.committee
+        else:
+            unit_id = self._unit(principal)
+            item = await self.store.load(WorkItem, command.item_id)
+            if (
+                item.exists
+                and principal.name not in (*item.lead_units, *item.co_units)
+                and unit_id
+                not in (
+                    *item.lead_units,
+                    *item.co_units,
+                )
+            ):
+                raise NotAllowed("只有该项目的责任单位可以报送形象进度")
+            unit, role = principal.name or unit_id, Role.unit
+        item, _ = await execute(
+            self.store,
+            WorkItem,
+            command.item_id,
+            lambda w: w.record_progress(command.quarter, command.text, command.met, unit),
+            actor=principal.actor(role),
+        )
+        return item
+
+    async def record_group_activity(self, command: RecordGroupActivity, principal: Principal) -> DeputyGroup:
+        self._in_scope(principal)
+        if not principal.has(*STAFF, Role.deputy, Role.liaison_station):
+            raise NotAllowed("仅代表小组、联络站或工委可以登记小组活动")
+        event = GroupActivityRecorded(
+            activity_id=uuid.uuid4().hex,
+            held_on=command.held_on,
+            kind=command.kind,
+            title=command.title,
+            participants=command.participants,
+        )
+        group, _ = await execute(
+            self.store,
+            DeputyGroup,
+            command.group_id,
+            lambda g: g.record_activity(event),
+            actor=principal.actor(Role.committee, Role.deputy, Role.liaison_station),
+        )
+        return group
+
+    # ------------------------------------------------------------------------------------
+    async def _run(self, case_id: str, principal: Principal, decide, role: Role) -> Case:
+        case, _ = await execute(self.store, Case, case_id, decide, actor=principal.actor(role))
+        return case
+
+
+def check_reply_classes(classes: Sequence[str]) -> tuple[str, ...]:
+    if not classes or len(set(classes)) != len(classes):
+        raise DomainError("答复类别配置无效", code="invalid_configuration")
+    return tuple(classes)

@@ -38,8 +38,9 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 
 import nats
@@ -131,12 +132,14 @@ class EventStore:
         settings: Settings | None = None,
         publish_timeout: float = 5.0,
         retry_for: float = 15.0,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream(timeout=publish_timeout)
         self.context = context
         self.jurisdiction = jurisdiction
         self.settings = settings or Settings(jurisdiction=jurisdiction)
+        self.clock = clock  # stamps ``occurred_at``: the service's clock, controlled in tests
         self.stream = subjects.event_stream(context, jurisdiction)
         self.bucket = subjects.snapshot_bucket(jurisdiction)
         self.publish_timeout = publish_timeout
@@ -222,7 +225,7 @@ class EventStore:
                 "duban.event_types": ",".join(e.event_type for e in events),
             },
         ) as span:
-            now = utcnow()
+            now = self.clock()
             carrier = current_trace_context()
             envelopes = [
                 Envelope(

@@ -76,11 +76,11 @@ class TrackingService:
         self.nc = await nats.connect(
             self.settings.nats_url, name=f"duban-tracking-{self.here}", max_reconnect_attempts=-1
         )
-        self.store = EventStore(self.nc, context=CONTEXT, jurisdiction=self.here, settings=self.settings)
+        extra = {"clock": self.clock} if self.clock is not None else {}
+        self.store = EventStore(self.nc, context=CONTEXT, jurisdiction=self.here, settings=self.settings, **extra)
         await self.store.ensure_streams()
         # Intake's stream, as intake creates it, so this level's tracking can start first.
         await EventStore(self.nc, context=INTAKE, jurisdiction=self.here, settings=self.settings).ensure_streams()
-        extra = {"clock": self.clock} if self.clock is not None else {}
         self.handlers = TrackingHandlers(self.store, self.registry, self.config, **extra)
         self.projectors = [
             Projector(

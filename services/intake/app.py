@@ -31,6 +31,7 @@ from .projections import ActivityProjection, MatterHistoryProjection, MatterList
 log = logging.getLogger("duban.intake")
 
 CONTEXT = "intake"
+TRACKING = "tracking"
 
 
 class IntakeService:
@@ -91,10 +92,27 @@ class IntakeService:
             ],
             settings=self.settings,
         )
-        for worker in (*self.projectors, self.relay, self.inbox):
+        # This level's tracking stream, as tracking creates it, so intake can start first.
+        await EventStore(self.nc, context=TRACKING, jurisdiction=self.here, settings=self.settings).ensure_streams()
+        self.tracking = DurableWorker(
+            self.nc,
+            stream=subjects.event_stream(TRACKING, self.here),
+            durable="intake_tracking_events",
+            handle=self.integration.tracking_event,
+            jurisdiction=self.here,
+            context=self.context,
+            span_name=f"record outcome {subjects.event_subject_template(TRACKING)}",
+            filter_subjects=[subjects.event_wildcard(TRACKING, self.here)],
+            settings=self.settings,
+        )
+        for worker in self.workers:
             await worker.prepare()
             self._tasks.append(asyncio.create_task(self._keep_running(worker), name=f"intake-{type(worker).__name__}"))
         log.info("intake started", extra={"jurisdiction": self.here})
+
+    @property
+    def workers(self) -> list:
+        return [*self.projectors, self.relay, self.inbox, self.tracking]
 
     async def _keep_running(self, worker) -> None:
         """A worker that fails is logged and restarted, never silently gone."""
@@ -112,7 +130,7 @@ class IntakeService:
         """Wait until read models, relay and inbox have handled everything waiting now."""
         js = self.store.js
         consumers = [(p.stream, p.durable) for p in self.projectors]
-        consumers += [(self.relay.stream, self.relay.durable), (self.inbox.stream, self.inbox.durable)]
+        consumers += [(w.stream, w.durable) for w in (self.relay, self.inbox, self.tracking)]
         async with asyncio.timeout(timeout):
             for stream, durable in consumers:
                 while True:
@@ -122,7 +140,7 @@ class IntakeService:
                     await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
-        for worker in (*self.projectors, self.relay, self.inbox):
+        for worker in self.workers:
             worker.stop()
         for task in self._tasks:
             task.cancel()

@@ -166,6 +166,14 @@ class Matter(Aggregate):
         self._require(MatterStatus.routed, action="记录办理结果")
         return [OutcomeRecorded(outcome=outcome, handled_in=here)]
 
+    def case_closed(self, outcome: Outcome, here: Hop) -> list[OutcomeRecorded]:
+        """Tracking closed this level's case of the matter: its outcome is the matter's. A
+        redelivery changes nothing; a case reopened and closed again records its new outcome."""
+        if self.outcome is not None and self.outcome == outcome:
+            return []
+        self._require(MatterStatus.routed, MatterStatus.closed, action="记录办理结果")
+        return [OutcomeRecorded(outcome=outcome, handled_in=here)]
+
     def outcome_reported_back(self, outcome: Outcome, handled_in: Hop) -> list[OutcomeRecorded]:
         if self.outcome is not None and self.handled_in == handled_in:
             return []  # redelivered

@@ -20,6 +20,7 @@ from contracts.intake import (
     EscalateMatter,
     Hop,
     MergeMatter,
+    Outcome,
     RecordActivity,
     RecordOutcome,
     RegisterMatter,
@@ -29,6 +30,7 @@ from contracts.intake import (
     SubmitMatter,
 )
 from contracts.jurisdictions import JurisdictionRegistry
+from contracts.tracking import CaseClosed
 from services.runtime.aggregate import DomainError, NotAllowed
 from services.runtime.auth import Principal, Role
 from services.runtime.commands import execute
@@ -219,6 +221,28 @@ class IntakeHandlers:
             correlation_id=envelope.correlation_id,
             causation_id=envelope.event_id,
         )
+
+    async def case_closed(self, closed: CaseClosed, envelope: Envelope) -> Matter:
+        """This level's tracking closed the matter's case (办结): record its outcome, which the
+        relay then reports back to the levels the matter came from."""
+        outcome = Outcome(
+            summary=closed.summary,
+            reply_class=closed.reply_class,
+            unit=closed.unit.name,
+            closed_at=envelope.occurred_at,
+        )
+        here = Hop(jurisdiction=self.here, matter_id=envelope.aggregate_id)
+        matter, _ = await execute(
+            self.store,
+            Matter,
+            envelope.aggregate_id,
+            lambda m: m.case_closed(outcome, here),
+            actor=envelope.actor,
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.event_id,
+            event_ids=lambda n: [derived_id(envelope.event_id, "outcome", str(i)) for i in range(n)],
+        )
+        return matter
 
     async def outcome_reported_back(self, message: x.OutcomeReportedBack, envelope: Envelope) -> None:
         await execute(

@@ -24,6 +24,7 @@ from contracts import subjects
 from contracts.envelope import Envelope, decode_commit, encode_commit
 from contracts.events import Event, upcast
 from contracts.intake import Hop, MatterEscalated, MatterReceived, MatterSentDown, OutcomeRecorded
+from contracts.tracking import CaseClosed
 from services.runtime.telemetry import current_trace_context, inject_headers
 
 from .domain import Matter
@@ -102,6 +103,17 @@ class IntakeIntegration:
             subjects.integration_subject(to, self.here, kind), encode_commit([envelope]), headers=headers
         )
         log.info("integration event sent", extra={"to": to, "kind": kind, "matter_id": source.aggregate_id})
+
+    # -- this level's tracking ------------------------------------------------------------
+    async def tracking_event(self, msg: Msg) -> None:
+        """A commit of this level's tracking: a closed case is its matter's outcome."""
+        types = (msg.headers or {}).get("Duban-Event-Types", "")
+        if CaseClosed.event_type not in types.split(","):
+            return
+        for envelope in decode_commit(msg.data):
+            if envelope.event_type == CaseClosed.event_type:
+                closed = upcast(envelope.event_type, envelope.schema_version, envelope.payload)
+                await self.handlers.case_closed(closed, envelope)
 
     # -- inbox -------------------------------------------------------------------------
     async def receive(self, msg: Msg) -> None:

@@ -296,6 +296,17 @@ class MilestoneTarget(BaseModel):
     target: str = Field(min_length=1, max_length=2000)
 
 
+class Supervisor(BaseModel):
+    """A deputy group supervising a work item, with its contact committee and leader (seed 004 附件1)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    group_id: str = Field(pattern=ID_PATTERN)
+    group_name: str
+    committee: str
+    leader: str
+
+
 @event("tracking.WorkItemRegistered")
 class WorkItemRegistered(Event):
     """A key work item or livelihood project (重点工作 / 民生实事项目) under deputy-group supervision."""
@@ -306,9 +317,8 @@ class WorkItemRegistered(Event):
     content: str | None = None
     lead_units: list[str]
     co_units: list[str] = Field(default_factory=list)
-    groups: list[str] = Field(default_factory=list, description="ids of the supervising deputy groups")
-    committee: str | None = None
-    leader: str | None = None
+    supervisors: list[Supervisor] = Field(default_factory=list, description="the deputy groups supervising it")
+    note: str | None = None
     milestones: list[MilestoneTarget] = Field(default_factory=list)
 
 

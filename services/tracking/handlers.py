@@ -41,6 +41,7 @@ from contracts.tracking import (
     ReturnCase,
     ReviewReply,
     SubmitReply,
+    Supervisor,
     Threshold,
     WorkItemRegistered,
 )
@@ -349,17 +350,12 @@ class TrackingHandlers:
 
         Returns how many items and groups were registered now."""
         self._staff(principal, "导入监督工作方案")
+        if plan.jurisdiction != self.here:
+            raise DomainError(f"该方案属于 {plan.jurisdiction}，不能导入本级（{self.here}）", code="wrong_jurisdiction")
         actor = principal.actor(Role.committee)
-        groups_of: dict[str, list[str]] = {}
-        for group in plan.groups:
-            for item_id in group.items:
-                groups_of.setdefault(item_id, []).append(group.id)
-        committee_of = {g.id: g.committee for g in plan.groups}
-        leader_of = {g.id: g.leader for g in plan.groups}
+        groups_by_id = {g.id: g for g in plan.groups}
         items = groups = 0
         for spec in plan.items:
-            supervising = sorted(set(spec.groups) | set(groups_of.get(spec.id, [])))
-            first = supervising[0] if supervising else None
             registered = WorkItemRegistered(
                 year=plan.year,
                 kind=spec.kind,
@@ -367,9 +363,11 @@ class TrackingHandlers:
                 content=spec.content,
                 lead_units=spec.lead_units,
                 co_units=spec.co_units,
-                groups=supervising,
-                committee=committee_of.get(first) if first else None,
-                leader=leader_of.get(first) if first else None,
+                supervisors=[
+                    Supervisor(group_id=g.id, group_name=g.name, committee=g.committee, leader=g.leader)
+                    for g in (groups_by_id[group_id] for group_id in spec.groups)
+                ],
+                note=spec.note,
                 milestones=[MilestoneTarget(quarter=m.quarter, target=m.target) for m in spec.milestones],
             )
             _, commit = await execute(self.store, WorkItem, spec.id, lambda w, e=registered: w.register(e), actor=actor)
@@ -398,15 +396,8 @@ class TrackingHandlers:
         else:
             unit_id = self._unit(principal)
             item = await self.store.load(WorkItem, command.item_id)
-            if (
-                item.exists
-                and principal.name not in (*item.lead_units, *item.co_units)
-                and unit_id
-                not in (
-                    *item.lead_units,
-                    *item.co_units,
-                )
-            ):
+            responsible = (*item.lead_units, *item.co_units)  # units are named in the plan
+            if item.exists and principal.name not in responsible and unit_id not in responsible:
                 raise NotAllowed("只有该项目的责任单位可以报送形象进度")
             unit, role = principal.name or unit_id, Role.unit
         item, _ = await execute(

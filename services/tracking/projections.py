@@ -146,9 +146,11 @@ work_items = Table(
     Column("content", Text),
     Column("lead_units", JSON),
     Column("co_units", JSON),
-    Column("groups", JSON),
-    Column("committee", String(100)),
-    Column("leader", String(100)),
+    Column("supervisors", JSON, doc="[{group_id, group_name, committee, leader}]"),
+    Column("group_names", Text),
+    Column("committees", Text, doc="the contact committees, joined with 、"),
+    Column("leaders", Text, doc="the contact leaders, joined with 、"),
+    Column("note", Text),
     Column("milestones", JSON, doc="[{quarter, target, progress, met, recorded_at}]"),
     Column("updated_at", UtcDateTime),
 )
@@ -464,9 +466,11 @@ class WorkItemProjection(DocumentProjection):
             content=event.content,
             lead_units=event.lead_units,
             co_units=event.co_units,
-            groups=event.groups,
-            committee=event.committee,
-            leader=event.leader,
+            supervisors=[s.model_dump() for s in event.supervisors],
+            group_names=SEPARATOR.join(s.group_name for s in event.supervisors),
+            committees=SEPARATOR.join(dict.fromkeys(s.committee for s in event.supervisors)),
+            leaders=SEPARATOR.join(dict.fromkeys(s.leader for s in event.supervisors)),
+            note=event.note,
             milestones=[
                 {"quarter": m.quarter, "target": m.target, "progress": None, "met": None, "recorded_at": None}
                 for m in event.milestones

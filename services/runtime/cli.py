@@ -81,7 +81,7 @@ def _add_up(subparsers: argparse._SubParsersAction) -> None:
     up.set_defaults(func=_up)
 
 
-SERVICES = ("intake",)  # the services that have landed; the others join as they do
+SERVICES = ("intake", "tracking")  # the services that have landed; the others join as they do
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -34,7 +34,7 @@ log = logging.getLogger("duban.up")
 #: The levels ``duban up`` runs by default: 台州市, 温岭市 and one Wenling township (泽国镇).
 DEFAULT_LEVELS = ("331000", "331081", "331081100")
 #: The services that have landed, each with its base port (+ the level's index).
-SERVICES = {"intake": 8100}
+SERVICES = {"intake": 8100, "tracking": 8200}
 
 
 class Supervised:

@@ -26,7 +26,6 @@ from contracts.tracking import (
     SubmitReply,
 )
 from services.runtime.aggregate import DomainError, NotAllowed
-from services.runtime.db import make_engine
 from services.runtime.eventstore import EventStore
 from services.runtime.projector import Projector
 from services.tracking.deadlines import DeadlinePolicy, Span, SpanUnit
@@ -64,9 +63,9 @@ def handlers(store, clock):
 
 
 @pytest.fixture
-async def read_models(nc, store, tmp_path):
-    """The case list and history over this test's stream, in a SQLite file; ``await catch_up()``."""
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'tracking.sqlite3'}")
+async def read_models(nc, store, engine):
+    """The case list and history over this test's stream, on SQLite and on PostgreSQL (the
+    ``engine`` fixture); ``await catch_up()`` brings them up to date."""
     projectors = [
         Projector(
             nc,
@@ -90,7 +89,6 @@ async def read_models(nc, store, tmp_path):
     yield engine, catch_up
     for projector in projectors:
         await projector.close()
-    await engine.dispose()
 
 
 async def opened(handlers, **kwargs) -> Case:

@@ -6,6 +6,7 @@ a 4xx (HTTP) or an error reply (NATS) naming the field, never with the input ech
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -14,6 +15,7 @@ import pytest
 from faststream.nats import NatsBroker
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from nats.errors import NoRespondersError
 
 from contracts import subjects
 from contracts.jurisdictions import default_registry
@@ -118,8 +120,14 @@ async def stored(nc, store) -> int:
 
 async def request(nc, store, command: str, body, headers: dict[str, str] | None = None) -> dict:
     data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
-    reply = await nc.request(f"duban.cmd.{store.context}.{HERE}.{command}", data, timeout=10, headers=headers)
-    return json.loads(reply.data)
+    subject = f"duban.cmd.{store.context}.{HERE}.{command}"
+    for _ in range(40):  # the broker's subscription reaches the server a moment after broker.start()
+        try:
+            reply = await nc.request(subject, data, timeout=10, headers=headers)
+            return json.loads(reply.data)
+        except NoRespondersError:
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"no responder on {subject}")
 
 
 # -- retries are taken once -----------------------------------------------------------------------

@@ -61,6 +61,9 @@ class Aggregate(BaseModel):
     id: str
     version: int = 0
     sequence: int = 0
+    #: The W3C trace context of the aggregate's first event: commands on it continue that trace,
+    #: so the journey of a matter through services and levels is one trace (telemetry.py).
+    journey: dict[str, str] = {}
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:

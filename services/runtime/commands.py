@@ -11,6 +11,7 @@ from contracts.events import Event
 
 from .aggregate import Aggregate
 from .eventstore import Commit, ConcurrencyError, EventStore
+from .telemetry import continue_journey
 
 log = logging.getLogger("duban.commands")
 
@@ -40,21 +41,28 @@ async def execute(
     attempts = store.settings.command_retries if retries is None else retries
     for attempt in range(attempts + 1):
         state = await store.load(cls, aggregate_id)
-        events = list(decide(state))
-        if not events:
-            return state, None
-        try:
-            commit = await store.append(
-                state,
-                events,
-                actor=actor,
-                correlation_id=correlation_id,
-                causation_id=causation_id,
-                event_ids=event_ids(len(events)) if event_ids else None,
-            )
-            return state, commit
-        except ConcurrencyError:
-            if attempt == attempts:
-                raise
-            log.info("concurrency conflict, retrying", extra={"aggregate_id": aggregate_id, "attempt": attempt + 1})
+        attributes = {
+            "duban.aggregate.type": cls.aggregate_type,
+            "duban.aggregate.id": aggregate_id,
+            "duban.jurisdiction": store.jurisdiction,
+            "duban.actor.role": actor.role,
+        }
+        with continue_journey(state.journey, f"{store.context} {cls.aggregate_type} command", attributes):
+            events = list(decide(state))
+            if not events:
+                return state, None
+            try:
+                commit = await store.append(
+                    state,
+                    events,
+                    actor=actor,
+                    correlation_id=correlation_id,
+                    causation_id=causation_id,
+                    event_ids=event_ids(len(events)) if event_ids else None,
+                )
+                return state, commit
+            except ConcurrencyError:
+                if attempt == attempts:
+                    raise
+                log.info("concurrency conflict, retrying", extra={"aggregate_id": aggregate_id, "attempt": attempt + 1})
     raise AssertionError("unreachable")

@@ -257,6 +257,8 @@ class EventStore:
             span.set_attribute("messaging.nats.stream.sequence", commit.version)
             if commit.duplicate:
                 span.set_attribute("duban.duplicate", True)
+        if aggregate.sequence == 0 and not aggregate.journey:
+            aggregate.journey = dict(carrier)
         for event in events:
             aggregate.apply(event)
         aggregate.version = commit.version
@@ -379,6 +381,8 @@ class EventStore:
         state = snapshot if snapshot is not None and commits[0].previous == base else cls(id=aggregate_id)
         for commit in commits:
             for envelope in commit.envelopes:
+                if envelope.sequence == 1 and envelope.trace_context:
+                    state.journey = dict(envelope.trace_context)
                 state.apply(upcast(envelope.event_type, envelope.schema_version, envelope.payload))
             state.version = commit.seq
         await self.save_snapshot(state, wait=False)

@@ -9,7 +9,8 @@ and extracted with OpenTelemetry's own propagator.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -58,6 +59,29 @@ def inject_headers(headers: dict[str, str]) -> dict[str, str]:
 def extract_context(headers: Mapping[str, str] | None) -> otel_context.Context:
     """The trace context a message carries (an empty context when it carries none)."""
     return propagate.extract(dict(headers or {}))
+
+
+@contextmanager
+def continue_journey(journey: Mapping[str, str], name: str, attributes: Mapping[str, str]) -> Iterator[trace.Span]:
+    """A span for a command on an aggregate, in the trace of the aggregate's journey.
+
+    A matter's journey (submitted, escalated, taken in at the next level, routed, its case
+    assigned, replied, closed, reported back) is one trace: the first event of each aggregate
+    stores the trace context it was appended in (``Aggregate.journey``), and every later command
+    on it runs in a span whose parent is that context, linked to the span that asked for it (an
+    HTTP request, a delivery) so the request's own trace still leads here. A new aggregate, or
+    one whose journey is the current trace already, gets an ordinary child span.
+    """
+    current = trace.get_current_span().get_span_context()
+    parent = extract_context(journey) if journey else None
+    origin = trace.get_current_span(parent).get_span_context() if parent is not None else None
+    if origin is None or not origin.is_valid or origin.trace_id == current.trace_id:
+        with tracer().start_as_current_span(name, attributes=dict(attributes)) as span:
+            yield span
+        return
+    links = [trace.Link(current, {"duban.link": "requested by"})] if current.is_valid else []
+    with tracer().start_as_current_span(name, context=parent, links=links, attributes=dict(attributes)) as span:
+        yield span
 
 
 def current_trace_context() -> dict[str, str]:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import APIError, NotFoundError
 
 from contracts import subjects
 
@@ -25,6 +28,7 @@ ORIGINAL_SEQUENCE = "Duban-Original-Seq"
 CONSUMER = "Duban-Consumer"
 ATTEMPTS = "Duban-Attempts"
 ERROR = "Duban-Error"
+NO_MESSAGE_FOUND = 10057  # JetStream's error code for deleting a message that is not there
 _NOT_COPIED = {
     "Nats-Msg-Id",
     "Nats-Expected-Stream",
@@ -83,3 +87,98 @@ async def dead_letter(
         extra={"subject": subject, "stream": stream, "seq": sequence, "consumer": consumer, "error": error_text},
     )
     return ack.seq
+
+
+# -- what operators do with them (``duban dead-letters``) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One stored dead letter, as an operator sees it."""
+
+    sequence: int
+    subject: str  # duban.dlq.<jurisdiction>.<context>.<consumer>
+    context: str
+    consumer: str
+    original_subject: str
+    original_stream: str
+    original_sequence: int
+    attempts: int
+    error: str
+    dead_lettered_at: str | None
+    headers: dict[str, str]
+    data: bytes
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "sequence": self.sequence,
+            "context": self.context,
+            "consumer": self.consumer,
+            "original_subject": self.original_subject,
+            "original_stream": self.original_stream,
+            "original_sequence": self.original_sequence,
+            "attempts": self.attempts,
+            "error": self.error,
+            "dead_lettered_at": self.dead_lettered_at,
+        }
+
+
+def _letter(msg) -> DeadLetter:
+    headers = dict(msg.headers or {})
+    _, _, _, context, consumer = msg.subject.split(".", 4)
+    return DeadLetter(
+        sequence=msg.seq,
+        subject=msg.subject,
+        context=context,
+        consumer=consumer,
+        original_subject=headers.get(ORIGINAL_SUBJECT, ""),
+        original_stream=headers.get(ORIGINAL_STREAM, ""),
+        original_sequence=int(headers.get(ORIGINAL_SEQUENCE, "0")),
+        attempts=int(headers.get(ATTEMPTS, "0")),
+        error=headers.get(ERROR, ""),
+        dead_lettered_at=str(msg.time) if getattr(msg, "time", None) else headers.get("Nats-Time-Stamp"),
+        headers=headers,
+        data=msg.data or b"",
+    )
+
+
+async def list_dead_letters(
+    js: JetStreamContext, jurisdiction: str, *, context: str | None = None, consumer: str | None = None
+) -> list[DeadLetter]:
+    """Every dead letter of the level still stored, oldest first, optionally of one context or consumer."""
+    stream = subjects.deadletter_stream(jurisdiction)
+    try:
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        return []
+    letters = []
+    seq = info.state.first_seq
+    wanted = f"duban.dlq.{jurisdiction}.{context or '*'}.{consumer or '*'}"
+    while info.state.messages and seq <= info.state.last_seq:
+        try:
+            msg = await js.get_msg(stream, seq=seq, next=True, subject=wanted, direct=True)
+        except NotFoundError:
+            break
+        letters.append(_letter(msg))
+        seq = msg.seq + 1
+    return letters
+
+
+async def get_dead_letter(js: JetStreamContext, jurisdiction: str, sequence: int) -> DeadLetter | None:
+    try:
+        msg = await js.get_msg(subjects.deadletter_stream(jurisdiction), seq=sequence, direct=True)
+    except NotFoundError:
+        return None
+    return _letter(msg)
+
+
+async def discard_dead_letter(js: JetStreamContext, jurisdiction: str, sequence: int) -> bool:
+    """Remove a dead letter (after replay, or when an operator decides it is not to be handled)."""
+    try:
+        return await js.delete_msg(subjects.deadletter_stream(jurisdiction), sequence)
+    except NotFoundError:
+        return False
+    except APIError as err:
+        if err.err_code == NO_MESSAGE_FOUND:
+            return False
+        raise

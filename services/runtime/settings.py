@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     review_replies: bool = False
     sweep_interval_s: float = Field(default=60.0, gt=0)
 
+    #: Write finished spans to ``<data_dir>/traces`` for ``duban trace`` (the embedded default has
+    #: no collector; production also sets OTEL_EXPORTER_OTLP_ENDPOINT).
+    trace_files: bool = True
+
     #: HS256 secret of the embedded default's development tokens; production sets a public key.
     jwt_secret: str = "duban-development-secret-change-me"
     jwt_public_key: str | None = None

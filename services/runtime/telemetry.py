@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -21,11 +22,18 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 TRACER_NAME = "duban"
 
 
-def setup_tracing(service: str, jurisdiction: str, *, processors: list[SpanProcessor] | None = None) -> TracerProvider:
+def setup_tracing(
+    service: str,
+    jurisdiction: str,
+    *,
+    processors: list[SpanProcessor] | None = None,
+    trace_dir: Path | None = None,
+) -> TracerProvider:
     """Install a tracer provider for this process.
 
-    Exports over OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set; ``processors`` adds
-    others (tests pass an in-memory exporter).
+    Exports over OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set; writes finished spans to
+    ``trace_dir`` (``tracefile.py``: what ``duban trace`` reads on the embedded default) when
+    given; ``processors`` adds others (tests pass an in-memory exporter).
     """
     provider = TracerProvider(
         resource=Resource.create(
@@ -40,6 +48,10 @@ def setup_tracing(service: str, jurisdiction: str, *, processors: list[SpanProce
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    if trace_dir is not None:
+        from .tracefile import FileSpanExporter, trace_file
+
+        provider.add_span_processor(BatchSpanProcessor(FileSpanExporter(trace_file(trace_dir, service, jurisdiction))))
     for processor in processors or ():
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)

@@ -1,0 +1,174 @@
+"""What every service process of one level shares: its workers kept running, idleness for tests,
+what operators watch (``/metrics``, ``/status``), tracing set-up, and serving HTTP until SIGTERM.
+
+A service's ``app.py`` subclasses :class:`ServiceBase`, creates its projectors and workers in
+``start()`` and hands them to :meth:`ServiceBase.run_workers`; :func:`serve` runs it with its
+FastAPI app under uvicorn, which on SIGTERM stops taking requests and finishes those in flight,
+after which the workers stop after their current batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+import uvicorn
+from fastapi import FastAPI
+from nats.aio.client import Client as NATS
+
+from contracts import subjects
+
+from .consumer import DurableWorker
+from .metrics import Watched, metrics_router
+from .projector import Projector, read_position
+from .pull import PullConsumer
+from .replay import ReplayResponder
+from .settings import Settings
+from .telemetry import setup_tracing
+
+log = logging.getLogger("duban.service")
+
+
+class ServiceBase:
+    """The running parts of one service of one level."""
+
+    context: str
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.here = settings.jurisdiction
+        self.nc: NATS | None = None
+        self.workers: list[PullConsumer] = []
+        self.streams: list[str] = []
+        self._tasks: list[asyncio.Task] = []
+        self._replays: ReplayResponder | None = None
+
+    async def run_workers(self, workers: Sequence[PullConsumer]) -> None:
+        """Prepare each worker (its durable consumer) and keep it running in a task; answer
+        operators' replay requests for the dead letters of the durable workers (``replay.py``)."""
+        for worker in workers:
+            await worker.prepare()
+            self.workers.append(worker)
+            self._tasks.append(asyncio.create_task(self._keep_running(worker), name=f"{self.context}-{worker.durable}"))
+        if self._replays is not None:
+            await self._replays.stop()
+        assert self.nc is not None
+        self._replays = ReplayResponder(
+            self.nc,
+            jurisdiction=self.here,
+            context=self.context,
+            handlers={w.durable: w.handle for w in self.workers if isinstance(w, DurableWorker)},
+        )
+        await self._replays.start()
+
+    def run_task(self, run: Callable[[], Awaitable[None]], name: str) -> None:
+        self._tasks.append(asyncio.create_task(run(), name=f"{self.context}-{name}"))
+
+    async def _keep_running(self, worker: PullConsumer) -> None:
+        """A worker that fails is logged and restarted, never silently gone."""
+        while True:
+            try:
+                await worker.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("worker failed, restarting", extra={"worker": worker.durable})
+                await asyncio.sleep(1.0)
+
+    async def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until every worker has handled everything waiting now (tests, demos)."""
+        assert self.nc is not None
+        js = self.nc.jetstream()
+        async with asyncio.timeout(timeout):
+            for worker in self.workers:
+                while True:
+                    info = await js.consumer_info(worker.stream, worker.durable)
+                    if info.num_pending == 0 and info.num_ack_pending == 0:
+                        break
+                    await asyncio.sleep(0.05)
+
+    def watched(self) -> Watched:
+        """What ``/metrics`` and ``/status`` read from the server for this process."""
+        checkpoints = {
+            w.durable: (lambda w=w: read_position(w.engine, w.projection.name))
+            for w in self.workers
+            if isinstance(w, Projector)
+        }
+        return Watched(
+            consumers=[(w.stream, w.durable) for w in self.workers],
+            streams=list(dict.fromkeys([*self.streams, *(w.stream for w in self.workers)])),
+            deadletter_stream=subjects.deadletter_stream(self.here),
+            deadletter_subjects={
+                w.durable: subjects.deadletter_subject(self.here, self.context, w.durable) for w in self.workers
+            },
+            checkpoints=checkpoints,
+        )
+
+    async def stop(self) -> None:
+        if self._replays is not None:
+            with contextlib.suppress(Exception):
+                await self._replays.stop()
+            self._replays = None
+        for worker in self.workers:
+            worker.stop()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        for worker in self.workers:
+            with contextlib.suppress(Exception):
+                await worker.close()
+        self.workers.clear()
+        if self.nc is not None:
+            await self.nc.close()
+
+
+def operated(api: FastAPI, service: ServiceBase) -> FastAPI:
+    """Add what operators use to a service's app: ``/metrics``, ``/status`` and HTTP spans."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    api.include_router(
+        metrics_router(
+            lambda: service.nc.jetstream() if service.nc is not None else None,
+            lambda: service.watched() if service.nc is not None else None,
+        )
+    )
+    FastAPIInstrumentor.instrument_app(api, excluded_urls="healthz,metrics,status")
+    return api
+
+
+async def serve(
+    service: ServiceBase,
+    build_api: Callable[[], FastAPI],
+    *,
+    host: str,
+    port: int,
+    also: Sequence[tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]] = (),
+) -> None:
+    """Run ``service`` and its HTTP app until SIGINT/SIGTERM. ``also`` are (start, stop) pairs of
+    other parts (a FastStream broker for a NATS command subject), started after the service and
+    stopped before it. Finished spans go to ``<data dir>/traces`` for ``duban trace`` (and over
+    OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set)."""
+    settings = service.settings
+    trace_dir = settings.data_dir / "traces" if settings.trace_files else None
+    setup_tracing(service.context, settings.jurisdiction, trace_dir=trace_dir)
+    await service.start()
+    started = []
+    try:
+        for start, stop in also:
+            await start()
+            started.append(stop)
+        api = operated(build_api(), service)
+        server = uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_config=None, access_log=False))
+        log.info(
+            "serving", extra={"service": service.context, "jurisdiction": service.here, "url": f"http://{host}:{port}"}
+        )
+        await server.serve()
+    finally:
+        for stop in reversed(started):
+            await stop()
+        await service.stop()

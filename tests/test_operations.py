@@ -1,0 +1,142 @@
+"""What operators see and do: a projection's lag in /metrics and /status, dead letters listed with
+their error and replayed once by the service that failed them, and a matter's journey read back
+from the span files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+from fastapi import FastAPI
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from services.runtime.consumer import DurableWorker
+from services.runtime.deadletters import discard_dead_letter, list_dead_letters
+from services.runtime.eventstore import EventStore
+from services.runtime.metrics import Watched, metrics_router, status
+from services.runtime.replay import ReplayResponder, replay_subject
+from services.runtime.settings import Settings
+from services.runtime.tracefile import FileSpanExporter, journey, read_spans, render
+from tests.support.sample import Counter, Incremented, counter_projector
+
+HERE = "331081"
+
+
+async def test_a_stopped_projection_shows_its_lag_which_returns_to_zero_after_it_resumes(nc, unique, engine):
+    store = EventStore(nc, context=unique, jurisdiction=HERE)
+    await store.ensure_streams()
+    projector = counter_projector(nc, engine, context=unique, jurisdiction=HERE)
+    await projector.prepare()  # its consumer exists, but it is not running
+    for i in range(30):
+        counter = await store.load(Counter, f"c{i % 3}")
+        await store.append(counter, [Incremented(by=1)])
+    watched = Watched(
+        consumers=[(projector.stream, projector.durable)],
+        streams=[projector.stream],
+        checkpoints={projector.durable: lambda: _position(engine, projector)},
+    )
+    app = FastAPI()
+    app.include_router(metrics_router(lambda: nc.jetstream(), lambda: watched))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ops") as http:
+        lagging = await status(nc.jetstream(), watched)
+        assert lagging["consumers"][0]["lag"] == 30 and lagging["consumers"][0]["checkpoint"] == 0
+        text = (await http.get("/metrics")).text
+        assert f'duban_consumer_lag{{consumer="{projector.durable}",stream="{projector.stream}"}} 30.0' in text
+        assert f'duban_stream_messages{{stream="{projector.stream}"}} 30.0' in text
+
+        await projector.catch_up(timeout=30)
+        caught_up = (await http.get("/status")).json()
+        assert caught_up["consumers"][0]["lag"] == 0 and caught_up["consumers"][0]["checkpoint"] == 30
+        assert (
+            f'duban_consumer_lag{{consumer="{projector.durable}",stream="{projector.stream}"}} 0.0'
+            in (await http.get("/metrics")).text
+        )
+    await projector.close()
+
+
+async def _position(engine, projector):
+    from services.runtime.projector import read_position
+
+    return await read_position(engine, projector.projection.name)
+
+
+async def test_a_dead_letter_is_listed_with_its_error_and_replayed_once_after_the_fix(nc, unique):
+    stream = f"WORK_{unique}"
+    js = nc.jetstream()
+    await js.add_stream(name=stream, subjects=[f"{unique}.work.>"])
+    handled: list[bytes] = []
+    broken = {"now": True}
+
+    async def handle(msg) -> None:
+        if broken["now"]:
+            raise ConnectionError("receiver down: 503 Service Unavailable")
+        handled.append(msg.data)
+
+    settings = Settings(jurisdiction=HERE, max_deliver=2)
+    worker = DurableWorker(
+        nc,
+        stream=stream,
+        durable=f"sender_{unique}",
+        handle=handle,
+        jurisdiction=HERE,
+        context=unique,
+        span_name="send",
+        settings=settings,
+    )
+    await worker.prepare()
+    await js.publish(f"{unique}.work.1", b"notice-1", headers={"Nats-Msg-Id": f"{unique}-1"})
+    async with asyncio.timeout(30):
+        while not await list_dead_letters(js, HERE, context=unique):
+            await worker.step(timeout=0.2)
+    [letter] = await list_dead_letters(js, HERE, context=unique)
+    assert letter.consumer == worker.durable and letter.original_subject == f"{unique}.work.1"
+    assert letter.attempts == 2 and "503 Service Unavailable" in letter.error
+    assert letter.data == b"notice-1"
+
+    responder = ReplayResponder(nc, jurisdiction=HERE, context=unique, handlers={worker.durable: handle})
+    await responder.start()
+    request = json.dumps({"sequence": letter.sequence}).encode()
+    failed = json.loads((await nc.request(replay_subject(HERE, unique), request, timeout=10)).data)
+    assert failed["ok"] is False and "503" in failed["error"]  # still broken: the letter stays
+    assert len(await list_dead_letters(js, HERE, context=unique)) == 1
+
+    broken["now"] = False
+    replayed = json.loads((await nc.request(replay_subject(HERE, unique), request, timeout=10)).data)
+    assert replayed == {"ok": True, "sequence": letter.sequence, "consumer": worker.durable}
+    again = json.loads((await nc.request(replay_subject(HERE, unique), request, timeout=10)).data)
+    assert again["ok"] is False  # gone: a second replay delivers nothing
+    assert handled == [b"notice-1"]
+    assert await list_dead_letters(js, HERE, context=unique) == []
+    assert await discard_dead_letter(js, HERE, letter.sequence) is False
+    await responder.stop()
+    await worker.close()
+
+
+def test_the_journey_of_a_matter_is_read_back_from_the_span_files_as_one_tree(tmp_path):
+    provider = TracerProvider()
+    exporter = FileSpanExporter(tmp_path / "intake-331081100.jsonl")
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("POST /matters/{matter_id}/escalate"):
+        with tracer.start_as_current_span("intake matter command", attributes={"duban.aggregate.id": "m-1"}):
+            with tracer.start_as_current_span("send duban.evt.intake.{jurisdiction}.{aggregate_id}"):
+                pass
+        carrier = trace.get_current_span().get_span_context()
+    with tracer.start_as_current_span("unrelated"):
+        pass
+    with tracer.start_as_current_span("POST /cases/{case_id}/assign") as request:
+        assert request.get_span_context().trace_id != carrier.trace_id
+        with tracer.start_as_current_span("tracking case command", links=[trace.Link(carrier)]):
+            pass
+    provider.shutdown()
+
+    roots = journey(read_spans(tmp_path), "m-1")
+    text = render(roots)
+    assert "unrelated" not in text
+    assert "intake matter command" in text and "send duban.evt.intake" in text
+    assert "tracking case command" in text  # linked to the journey's trace, so found from it
+    lines = text.splitlines()
+    assert lines[0].startswith("trace ") and lines[1].strip().split()[2] == "POST"

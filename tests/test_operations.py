@@ -140,3 +140,42 @@ def test_the_journey_of_a_matter_is_read_back_from_the_span_files_as_one_tree(tm
     assert "tracking case command" in text  # linked to the journey's trace, so found from it
     lines = text.splitlines()
     assert lines[0].startswith("trace ") and lines[1].strip().split()[2] == "POST"
+
+
+def test_duban_dead_letters_lists_shows_and_discards_from_the_command_line(nats_url, capsys):
+    import nats as nats_client
+
+    from services.runtime.cli import main
+    from services.runtime.deadletters import dead_letter, ensure_deadletter_stream
+
+    async def store_one() -> int:
+        nc = await nats_client.connect(nats_url)
+        try:
+            js = nc.jetstream()
+            await ensure_deadletter_stream(js, "331081100")
+            return await dead_letter(
+                js,
+                jurisdiction="331081100",
+                context="notify",
+                consumer="webhook_sender",
+                subject="duban.evt.tracking.331081100.m1",
+                stream="TRACKING_331081100",
+                sequence=abs(hash(nats_url)) % 10_000_000,
+                data=b'{"notice": 1}',
+                headers={},
+                attempts=5,
+                error=ConnectionError("HTTP 500 from https://example.invalid/hook"),
+            )
+        finally:
+            await nc.close()
+
+    sequence = asyncio.run(store_one())
+    assert main(["dead-letters", "list", "--jurisdiction", "331081100", "--nats", nats_url, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    mine = next(letter for letter in listed if letter["sequence"] == sequence)
+    assert mine["consumer"] == "webhook_sender" and mine["attempts"] == 5 and "HTTP 500" in mine["error"]
+    assert main(["dead-letters", "show", str(sequence), "--jurisdiction", "331081100", "--nats", nats_url]) == 0
+    assert json.loads(capsys.readouterr().out)["data"] == '{"notice": 1}'
+    assert main(["dead-letters", "discard", str(sequence), "--jurisdiction", "331081100", "--nats", nats_url]) == 0
+    capsys.readouterr()
+    assert main(["dead-letters", "show", str(sequence), "--jurisdiction", "331081100", "--nats", nats_url]) == 1

@@ -109,11 +109,14 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import ops
+
     parser = argparse.ArgumentParser(prog="duban", description="督办: duban's command line")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_contracts(subparsers)
     _add_up(subparsers)
     _add_serve(subparsers)
+    ops.add_commands(subparsers)
     return parser
 
 

@@ -1,0 +1,203 @@
+"""The operators' commands: ``duban trace``, ``duban status`` and ``duban dead-letters``.
+
+They answer "where is my suggestion?", "is anything stuck?" and "why did this notice not go
+out?" without any other tool: ``trace`` reads the span files of the embedded default
+(``tracefile.py``), ``status`` asks every service process listed in ``.duban/run.json`` (or the
+URLs given) for ``/healthz`` and ``/status``, and ``dead-letters`` reads the level's dead-letter
+stream on NATS and asks the owning service to replay one (``replay.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .settings import Settings
+
+
+def _run_file(data_dir: Path) -> dict[str, Any]:
+    path = data_dir / "run.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+# -- trace -------------------------------------------------------------------------------------
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from .tracefile import journey, read_spans, render
+
+    directory = args.data_dir / "traces"
+    if not directory.is_dir():
+        print(f"no span files in {directory} (is the system running with DUBAN_TRACE_FILES on?)", file=sys.stderr)
+        return 1
+    roots = journey(read_spans(directory), args.matter_id)
+    if not roots:
+        print(f"no spans mention {args.matter_id} in {directory}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([_tree(r) for r in roots], ensure_ascii=False, indent=2))
+    else:
+        print(render(roots))
+    return 0
+
+
+def _tree(node) -> dict[str, Any]:
+    return {**node.span, "children": [_tree(c) for c in node.children]}
+
+
+# -- status ------------------------------------------------------------------------------------
+
+
+async def _collect(targets: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    import httpx
+
+    async def one(level: str, service: str, url: str) -> dict[str, Any]:
+        row: dict[str, Any] = {"level": level, "service": service, "url": url}
+        async with httpx.AsyncClient(base_url=url, timeout=3.0) as http:
+            try:
+                row["healthy"] = (await http.get("/healthz")).status_code == 200
+                row.update((await http.get("/status")).json())
+            except httpx.HTTPError as err:
+                row.update(healthy=False, error=f"{type(err).__name__}: {err}")
+        return row
+
+    return list(await asyncio.gather(*(one(*t) for t in targets)))
+
+
+def _status(args: argparse.Namespace) -> int:
+    if args.url:
+        targets = [("?", "?", url) for url in args.url]
+    else:
+        run = _run_file(args.data_dir)
+        targets = [
+            (level, service, url)
+            for level, services in run.get("services", {}).items()
+            for service, url in services.items()
+        ]
+        if not targets:
+            print(
+                f"no services in {args.data_dir / 'run.json'}: is `duban up` running? (or pass --url)", file=sys.stderr
+            )
+            return 1
+    rows = asyncio.run(_collect(targets))
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        print(_status_text(rows))
+    return 0 if all(r.get("healthy") for r in rows) else 2
+
+
+def _status_text(rows: list[dict[str, Any]]) -> str:
+    lines = []
+    for row in rows:
+        health = "up" if row.get("healthy") else f"DOWN {row.get('error', '')}".rstrip()
+        dead = {k: v for k, v in (row.get("dead_letters") or {}).items() if v}
+        lines.append(f"{row['level']:<10} {row['service']:<11} {health}  {row['url']}")
+        for s in row.get("streams") or []:
+            lines.append(f"    stream   {s['stream']:<32} messages {_n(s['messages'])}  bytes {_n(s['bytes'])}")
+        for c in row.get("consumers") or []:
+            checkpoint = f"  checkpoint {c['checkpoint']}" if c.get("checkpoint") is not None else ""
+            lines.append(
+                f"    consumer {c['consumer']:<32} lag {_n(c['lag'])}  unacked {_n(c['ack_pending'])}{checkpoint}"
+            )
+        for name, count in dead.items():
+            lines.append(
+                f"    DEAD LETTERS {name}: {int(count)}   (duban dead-letters list --jurisdiction {row['level']})"
+            )
+    return "\n".join(lines)
+
+
+def _n(value: Any) -> str:
+    return "?" if value is None else str(int(value))
+
+
+# -- dead letters ------------------------------------------------------------------------------
+
+
+def _nats_url(args: argparse.Namespace) -> str:
+    return args.nats or _run_file(args.data_dir).get("nats_url") or Settings().nats_url
+
+
+async def _dead_letters(args: argparse.Namespace) -> int:
+    import nats
+
+    from .deadletters import discard_dead_letter, get_dead_letter, list_dead_letters
+    from .replay import replay_subject
+
+    nc = await nats.connect(_nats_url(args), name="duban-ops")
+    try:
+        js = nc.jetstream()
+        if args.action == "list":
+            letters = await list_dead_letters(js, args.jurisdiction, context=args.context)
+            if args.json:
+                print(json.dumps([letter.summary() for letter in letters], ensure_ascii=False, indent=2))
+            elif not letters:
+                print(f"no dead letters at {args.jurisdiction}")
+            for letter in [] if args.json else letters:
+                s = letter.summary()
+                print(
+                    f"{s['sequence']:>6}  {s['context']}/{s['consumer']}  attempts {s['attempts']}  "
+                    f"{s['original_subject']}  {s['error']}"
+                )
+            return 0
+        letter = await get_dead_letter(js, args.jurisdiction, args.sequence)
+        if letter is None:
+            print(f"no dead letter {args.sequence} at {args.jurisdiction}", file=sys.stderr)
+            return 1
+        if args.action == "show":
+            shown = {**letter.summary(), "headers": letter.headers, "data": letter.data.decode("utf-8", "replace")}
+            print(json.dumps(shown, ensure_ascii=False, indent=2))
+            return 0
+        if args.action == "discard":
+            await discard_dead_letter(js, args.jurisdiction, args.sequence)
+            print(f"dead letter {args.sequence} discarded")
+            return 0
+        reply = await nc.request(
+            replay_subject(args.jurisdiction, letter.context),
+            json.dumps({"sequence": args.sequence}).encode(),
+            timeout=args.timeout,
+        )
+        answer = json.loads(reply.data)
+        print(json.dumps(answer, ensure_ascii=False))
+        return 0 if answer.get("ok") else 1
+    finally:
+        await nc.close()
+
+
+# -- the parsers -------------------------------------------------------------------------------
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``trace``, ``status`` and ``dead-letters`` on duban's command line."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", type=Path, default=Path(".duban"), help="the data dir of duban up (.duban)")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+
+    trace = subparsers.add_parser("trace", parents=[common], help="print the journey of a matter as a span tree")
+    trace.add_argument("matter_id")
+    trace.set_defaults(func=_trace)
+
+    status = subparsers.add_parser("status", parents=[common], help="health, streams, lag and dead letters")
+    status.add_argument("--url", action="append", help="a service's base URL (default: all in run.json)")
+    status.set_defaults(func=_status)
+
+    dead = subparsers.add_parser("dead-letters", help="list, show, replay or discard dead letters of a level")
+    actions = dead.add_subparsers(dest="action", required=True)
+    for action in ("list", "show", "replay", "discard"):
+        parser = actions.add_parser(action, parents=[common])
+        parser.add_argument("--jurisdiction", required=True, help="the level's code")
+        parser.add_argument("--nats", help="NATS URL (default: run.json's, then DUBAN_NATS_URL)")
+        if action == "list":
+            parser.add_argument("--context", help="only this service (intake, tracking, evaluation, notify)")
+        else:
+            parser.add_argument("sequence", type=int)
+        if action == "replay":
+            parser.add_argument("--timeout", type=float, default=30.0)
+        parser.set_defaults(func=lambda args: asyncio.run(_dead_letters(args)))

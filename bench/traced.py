@@ -1,0 +1,127 @@
+"""``traced_vs_untraced``: what tracing costs end to end.
+
+The scenario is the life of matters at one level through two services: intake takes each in,
+registers and routes it (three commands, each a command span and an append span); intake's read
+models and relay and tracking's listener consume them (consumer and batch spans); tracking opens
+a case for each routed matter (a command and an append). Timed from the first submission until
+tracking has opened every case and every consumer is idle.
+
+With tracing on, the process has an SDK tracer provider writing every finished span to a file
+through a ``BatchSpanProcessor``, as ``duban up`` runs each service; with tracing off, there is
+no provider (OpenTelemetry's no-op tracer). A process can install its tracer provider once, so
+each run is its own process (``python -m bench.traced --mode on|off``); ``measure`` alternates
+them and keeps each mode's best round, as the rest of bench/ does.
+
+Run alone: ``python -m bench.traced [--matters N] [--rounds N]`` prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+#: Matters per round: enough for a few seconds of work per round on the benchmark's machine.
+MATTERS = 300
+CONCURRENCY = 20
+
+
+async def scenario(mode: str, matters: int, workdir: Path) -> float:
+    """Matters per second through intake and tracking, in this process, tracing ``mode``."""
+    from contracts.intake import Channel, MatterData, MatterKind, RegisterMatter, RouteMatter, SubmitMatter, Submitter
+    from services.intake.app import IntakeService
+    from services.runtime.auth import Principal, Role
+    from services.runtime.nats_server import EmbeddedNats
+    from services.runtime.settings import Settings
+    from services.runtime.telemetry import setup_tracing
+    from services.tracking.app import TrackingService
+
+    here = "331081"
+    if mode == "on":
+        setup_tracing("bench", here, trace_dir=workdir / "traces")
+    server = EmbeddedNats(workdir / "nats").start()
+    settings = Settings(jurisdiction=here, nats_url=server.url, data_dir=workdir / "data")
+    intake, tracking = IntakeService(settings), TrackingService(settings)
+    try:
+        await tracking.start(sweep=False)
+        await intake.start()
+        staff = Principal(sub="committee-1", name="工委", roles=[Role.committee], jurisdiction=here)
+        deputy = Principal(sub="deputy-1", name="王代表", roles=[Role.deputy], jurisdiction=here)
+        handlers = intake.handlers
+        gate = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(i: int) -> None:
+            async with gate:
+                data = MatterData(
+                    kind=MatterKind.suggestion,
+                    title=f"关于第{i}号道路改造的建议",
+                    content="路面破损，建议尽快修复。",
+                    lead=Submitter(id="deputy-1", name="王代表"),
+                    channel=Channel.session,
+                    raised_in=here,
+                )
+                matter = await handlers.submit(SubmitMatter(matter=data), deputy)
+                await handlers.register(RegisterMatter(matter_id=matter.id), staff)
+                await handlers.route(RouteMatter(matter_id=matter.id, committee="城建环资工委"), staff)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(matters)))
+        await intake.wait_idle(timeout=600)
+        await tracking.wait_idle(timeout=600)
+        seconds = time.perf_counter() - start
+        return matters / seconds
+    finally:
+        await intake.stop()
+        await tracking.stop()
+        server.stop()
+
+
+def _one_round(mode: str, matters: int) -> float:
+    with tempfile.TemporaryDirectory(prefix="duban-bench-traced-") as tmp:
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.traced", "--mode", mode, "--matters", str(matters), "--workdir", tmp],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["matters_per_s"])
+
+
+def measure(matters: int = MATTERS, rounds: int = 3) -> dict:
+    """Alternating rounds of tracing off and on, each in a fresh process; best round of each."""
+    off: list[float] = []
+    on: list[float] = []
+    for round_ in range(rounds):
+        off.append(_one_round("off", matters))
+        on.append(_one_round("on", matters))
+        print(f"traced round {round_ + 1}: off {off[-1]:.0f}/s, on {on[-1]:.0f}/s", file=sys.stderr, flush=True)
+    return {
+        "scenario_untraced_per_s": round(max(off), 1),
+        "scenario_traced_per_s": round(max(on), 1),
+        "scenario_untraced_rounds_per_s": [round(v, 1) for v in off],
+        "scenario_traced_rounds_per_s": [round(v, 1) for v in on],
+        "traced_vs_untraced": round(max(on) / max(off), 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.traced", description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("on", "off"), help="one round in this process (used by measure)")
+    parser.add_argument("--matters", type=int, default=MATTERS)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workdir", type=Path)
+    args = parser.parse_args(argv)
+    if args.mode:
+        rate = asyncio.run(scenario(args.mode, args.matters, args.workdir))
+        print(json.dumps({"mode": args.mode, "matters_per_s": round(rate, 2)}))
+        return
+    print(json.dumps(measure(args.matters, args.rounds)))
+
+
+if __name__ == "__main__":
+    main()

@@ -20,10 +20,7 @@ from typing import Any
 from faststream.nats import NatsBroker, NatsMessage
 from pydantic import ValidationError
 
-from services.runtime.aggregate import DomainError
-from services.runtime.auth import NotAuthenticated, decode_token
-from services.runtime.eventstore import ConcurrencyError, StoreUnavailable
-from services.runtime.http import NOT_FOUND_CODES, validation_errors
+from services.runtime.nats_commands import answer, authenticate, header, invalid, raw_body, refusal
 from services.runtime.settings import Settings
 
 from .api import COMMANDS, IDEMPOTENCY_KEY_MAX, input_errors, matter_view, run_command
@@ -39,17 +36,6 @@ def command_subjects(jurisdiction: str, context: str = "intake") -> str:
     return f"duban.cmd.{context}.{jurisdiction}.*"
 
 
-def refusal(status: int, code: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {"ok": False, "status": status, "error": {"code": code, "message": message, "field": field}, **extra}
-
-
-def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
-    for key, value in (headers or {}).items():
-        if key.lower() == name.lower():
-            return value
-    return None
-
-
 async def handle_command(
     handlers: IntakeHandlers,
     settings: Settings,
@@ -62,51 +48,24 @@ async def handle_command(
     spec = COMMANDS.get(name)
     if spec is None:
         return refusal(404, "unknown_command", f"未知的命令，可用：{'、'.join(COMMANDS)}", "subject")
-    authorization = _header(headers, "Authorization") or ""
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return refusal(401, "not_authenticated", "缺少 Authorization: Bearer 令牌", "Authorization")
-    try:
-        principal = decode_token(token.strip(), settings)
-    except NotAuthenticated:
-        return refusal(401, "not_authenticated", "令牌无效或已过期", "Authorization")
-    if principal.jurisdiction != handlers.here:
-        return refusal(403, "forbidden", f"无权操作 {handlers.here} 的事项", "jurisdiction")
-    key = _header(headers, "Idempotency-Key") or None
+    principal = authenticate(headers, settings, handlers.here)
+    if isinstance(principal, dict):
+        return principal
+    key = header(headers, "Idempotency-Key") or None
     if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
         return refusal(422, "invalid", f"Idempotency-Key 过长（最多 {IDEMPOTENCY_KEY_MAX} 个字符）", "Idempotency-Key")
     try:
         command = spec.model.model_validate_json(body)
     except ValidationError as err:
-        return _invalid(err.errors(include_input=False, include_url=False))
+        return invalid(err.errors(include_input=False, include_url=False))
     if errors := input_errors(command, handlers.registry):
-        return _invalid(errors)
-    try:
+        return invalid(errors)
+
+    async def run() -> dict[str, Any]:
         matter = await run_command(handlers, name, command, principal, key)
-    except DomainError as err:
-        status = 404 if err.code in NOT_FOUND_CODES else err.status
-        return refusal(status, err.code, err.message, err.field)
-    except ConcurrencyError:
-        return refusal(409, "conflict", "数据已被他人修改，请重试")
-    except StoreUnavailable:
-        return refusal(503, "unavailable", "事件存储暂时不可用，请稍后重试")
-    except Exception:
-        log.exception("intake command failed", extra={"command": name})
-        return refusal(500, "internal", "内部错误，请稍后重试")
-    return {"ok": True, "matter": matter_view(matter)}
+        return {"ok": True, "matter": matter_view(matter)}
 
-
-def _invalid(errors: list[Any]) -> dict[str, Any]:
-    cleaned = validation_errors(errors)
-    first = cleaned[0] if cleaned else {"field": None, "message": "取值无效"}
-    message = f"{first['field']}：{first['message']}" if first["field"] else first["message"]
-    return refusal(422, "invalid", message, first["field"], errors=cleaned)
-
-
-async def _raw_body(message: NatsMessage) -> bytes:
-    """FastStream's decoder for commands: the bytes as sent, parsed by :func:`handle_command`
-    (which answers malformed JSON with a 422 reply instead of failing in the decoder)."""
-    return message.body
+    return await answer(run(), name)
 
 
 def register_command_subscriber(
@@ -124,7 +83,7 @@ def register_command_subscriber(
     @broker.subscriber(
         command_subjects(settings.jurisdiction, context),
         queue=QUEUE,
-        decoder=_raw_body,
+        decoder=raw_body,
         title=f"{context} commands",
         description=(
             "Commands of other systems, request/reply: subject duban.cmd.intake.<jurisdiction>.<command> "

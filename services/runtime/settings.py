@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     reply_classes: list[str] = Field(default_factory=lambda: ["A", "B", "C"], min_length=1)
     review_replies: bool = False
     sweep_interval_s: float = Field(default=60.0, gt=0)
+    #: A case evaluated below this satisfaction rate (or with 不满意 dominating) is reopened.
+    reopen_below_rate: float = Field(default=0.6, ge=0, le=1)
+
+    #: Evaluation: the key of secret ballot sheets' ids (keep it out of the event log; change it
+    #: only between sessions), extra roster files, how often sessions are closed by time.
+    ballot_secret: str = "duban-development-ballot-key-change-me"
+    rosters_file: Path | None = None
+    session_check_interval_s: float = Field(default=5.0, gt=0)
 
     #: Write finished spans to ``<data_dir>/traces`` for ``duban trace`` (the embedded default has
     #: no collector; production also sets OTEL_EXPORTER_OTLP_ENDPOINT).

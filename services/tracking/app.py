@@ -8,13 +8,9 @@ level's TRACKING stream and records a closed case's outcome on its matter.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 import nats
-import uvicorn
-from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from contracts import subjects
@@ -22,14 +18,17 @@ from contracts.envelope import decode_commit
 from contracts.events import upcast
 from contracts.intake import MatterRouted
 from contracts.jurisdictions import JurisdictionRegistry, default_registry
+from services.runtime import service as runtime_service
 from services.runtime.consumer import DurableWorker
 from services.runtime.db import make_engine
 from services.runtime.eventstore import EventStore
 from services.runtime.projector import Projector
+from services.runtime.service import ServiceBase
 from services.runtime.settings import Settings
 
 from .api import create_api
 from .deadlines import DeadlinePolicy, WorkingCalendar
+from .evaluations import EvaluationResults
 from .handlers import TrackingConfig, TrackingHandlers
 from .projections import CaseHistoryProjection, CaseListProjection, DeputyGroupProjection, WorkItemProjection
 from .sweep import Sweeper
@@ -38,6 +37,7 @@ log = logging.getLogger("duban.tracking")
 
 CONTEXT = "tracking"
 INTAKE = "intake"
+EVALUATION = "evaluation"
 
 
 def config_from(settings: Settings) -> TrackingConfig:
@@ -51,8 +51,10 @@ def config_from(settings: Settings) -> TrackingConfig:
     )
 
 
-class TrackingService:
+class TrackingService(ServiceBase):
     """Everything one level's tracking runs; ``start()`` then ``stop()``."""
+
+    context = CONTEXT
 
     def __init__(
         self,
@@ -62,15 +64,12 @@ class TrackingService:
         config: TrackingConfig | None = None,
         clock=None,
     ) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.registry = registry or default_registry()
         self.registry.get(settings.jurisdiction)
-        self.here = settings.jurisdiction
         self.config = config or config_from(settings)
         self.clock = clock
-        self.nc: NATS | None = None
         self.engine = make_engine(settings.sqlalchemy_url(CONTEXT))
-        self._tasks: list[asyncio.Task] = []
 
     async def start(self, *, sweep: bool = True) -> None:
         self.nc = await nats.connect(
@@ -79,9 +78,12 @@ class TrackingService:
         extra = {"clock": self.clock} if self.clock is not None else {}
         self.store = EventStore(self.nc, context=CONTEXT, jurisdiction=self.here, settings=self.settings, **extra)
         await self.store.ensure_streams()
-        # Intake's stream, as intake creates it, so this level's tracking can start first.
-        await EventStore(self.nc, context=INTAKE, jurisdiction=self.here, settings=self.settings).ensure_streams()
+        # The streams of intake and evaluation, as they create them, so tracking can start first.
+        for other in (INTAKE, EVALUATION):
+            await EventStore(self.nc, context=other, jurisdiction=self.here, settings=self.settings).ensure_streams()
+        self.streams = [self.store.stream]
         self.handlers = TrackingHandlers(self.store, self.registry, self.config, **extra)
+        self.evaluations = EvaluationResults(self.handlers, reopen_below_rate=self.settings.reopen_below_rate)
         self.projectors = [
             Projector(
                 self.nc,
@@ -100,24 +102,27 @@ class TrackingService:
                 DeputyGroupProjection(),
             )
         ]
-        self.intake_events = DurableWorker(
-            self.nc,
-            stream=subjects.event_stream(INTAKE, self.here),
-            durable="tracking_intake_events",
-            handle=self.on_intake_event,
-            jurisdiction=self.here,
-            context=CONTEXT,
-            span_name=f"open case {subjects.event_subject_template(INTAKE)}",
-            filter_subjects=[subjects.event_wildcard(INTAKE, self.here)],
-            settings=self.settings,
-        )
+        listeners = [
+            DurableWorker(
+                self.nc,
+                stream=subjects.event_stream(other, self.here),
+                durable=durable,
+                handle=handle,
+                jurisdiction=self.here,
+                context=CONTEXT,
+                span_name=f"{name} {subjects.event_subject_template(other)}",
+                filter_subjects=[subjects.event_wildcard(other, self.here)],
+                settings=self.settings,
+            )
+            for other, durable, handle, name in (
+                (INTAKE, "tracking_intake_events", self.on_intake_event, "open case"),
+                (EVALUATION, "tracking_evaluation_results", self.evaluations.on_event, "reopen case"),
+            )
+        ]
         self.sweeper = Sweeper(self.handlers, self.engine, interval_s=self.settings.sweep_interval_s)
-        workers = [*self.projectors, self.intake_events]
-        for worker in workers:
-            await worker.prepare()
-            self._tasks.append(asyncio.create_task(self._keep_running(worker), name=f"tracking-{worker.durable}"))
+        await self.run_workers([*self.projectors, *listeners])
         if sweep:
-            self._tasks.append(asyncio.create_task(self.sweeper.run(), name="tracking-sweep"))
+            self.run_task(self.sweeper.run, "sweep")
         log.info("tracking started", extra={"jurisdiction": self.here})
 
     async def on_intake_event(self, msg: Msg) -> None:
@@ -131,50 +136,19 @@ class TrackingService:
                 await self.handlers.open_case(routed, envelope)
                 log.info("case opened", extra={"matter_id": envelope.aggregate_id})
 
-    async def _keep_running(self, worker) -> None:
-        while True:
-            try:
-                await worker.run()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("worker failed, restarting", extra={"worker": worker.durable})
-                await asyncio.sleep(1.0)
-
-    async def wait_idle(self, timeout: float = 30.0) -> None:
-        """Wait until the read models and the intake listener have handled everything waiting now."""
-        js = self.store.js
-        async with asyncio.timeout(timeout):
-            for worker in (*self.projectors, self.intake_events):
-                while True:
-                    info = await js.consumer_info(worker.stream, worker.durable)
-                    if info.num_pending == 0 and info.num_ack_pending == 0:
-                        break
-                    await asyncio.sleep(0.05)
-
     async def stop(self) -> None:
-        self.sweeper.stop()
-        for worker in (*self.projectors, self.intake_events):
-            worker.stop()
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
-        if self.nc is not None:
-            await self.nc.close()
+        if hasattr(self, "sweeper"):
+            self.sweeper.stop()
+        await super().stop()
         await self.engine.dispose()
 
 
 async def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run one level's tracking until SIGINT/SIGTERM: workers, the sweep and HTTP."""
+    """Run one level's tracking until SIGINT/SIGTERM: read models, listeners, the sweep and HTTP."""
     service = TrackingService(settings)
-    await service.start()
-    api = create_api(settings, handlers=lambda: service.handlers, engine=service.engine)
-    server = uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_config=None, access_log=False))
-    log.info("tracking serving", extra={"jurisdiction": settings.jurisdiction, "url": f"http://{host}:{port}"})
-    try:
-        await server.serve()
-    finally:
-        await service.stop()
+    await runtime_service.serve(
+        service,
+        lambda: create_api(settings, handlers=lambda: service.handlers, engine=service.engine),
+        host=host,
+        port=port,
+    )

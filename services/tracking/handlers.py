@@ -24,6 +24,7 @@ from contracts.jurisdictions import JurisdictionRegistry
 from contracts.tracking import (
     AssignCase,
     CaseOpened,
+    CaseStatus,
     CloseCase,
     Deadline,
     DecideExtension,
@@ -293,6 +294,29 @@ class TrackingHandlers:
         return await self._run(
             command.case_id, principal, lambda c: c.reopen(command.reason, deadline, now), Role.committee
         )
+
+    async def reopen_after_evaluation(self, case_id: str, reason: str, envelope: Envelope) -> Case | None:
+        """Supervision reopened by an evaluation's result (测评不满意): once per result event,
+        and only for a case that was answered (one still being handled stays as it is)."""
+        now = self.clock()
+        deadline = self.deadline(now, self.rules.rehandling)
+
+        def decide(case: Case):
+            if not case.exists or case.status not in (CaseStatus.replied, CaseStatus.closed):
+                return []
+            return case.reopen(reason, deadline, now)
+
+        case, _ = await execute(
+            self.store,
+            Case,
+            case_id,
+            decide,
+            actor=envelope.actor,
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.event_id,
+            event_ids=lambda n: [derived_id(envelope.event_id, case_id, "reopen", str(i)) for i in range(n)],
+        )
+        return case if case.exists else None
 
     async def deliver_commitment(self, command: DeliverCommitment, principal: Principal) -> Case:
         """The lead unit (or staff) records a commitment as delivered (承诺事项已落实)."""

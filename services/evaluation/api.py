@@ -1,0 +1,122 @@
+"""Evaluation's HTTP API (测评): staff create, open and close sessions and see turnout and
+results; evaluators see their sessions and cast their ballot sheets.
+
+In a secret session no response names an evaluator together with a choice: staff see who voted
+(turnout), results are counts, and an evaluator's own ballot is answered with the subjects
+accepted, not echoed back with the choices.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Path
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts.evaluation import CastBallots, DraftSession
+from contracts.intake import ID_PATTERN
+from services.runtime.aggregate import DomainError, NotAllowed
+from services.runtime.auth import Principal
+from services.runtime.http import (
+    BodySizeLimit,
+    Provided,
+    body_model,
+    health_router,
+    install_error_handlers,
+    principal_from_request,
+    provided,
+    refusals,
+)
+from services.runtime.settings import Settings
+
+from . import projections
+from .domain import STATUS_NAMES, Session
+from .handlers import STAFF, EvaluationHandlers
+
+TITLE = "duban evaluation 测评"
+SessionId = Path(pattern=ID_PATTERN, description="测评编号")
+SheetBody = body_model(CastBallots, "session_id")
+
+
+def session_view(session: Session, *, staff: bool) -> dict[str, Any]:
+    view = session.model_dump(mode="json", exclude={"electorate"} if not staff else set())
+    view["status_name"] = STATUS_NAMES.get(session.status or "", session.status)
+    view["electorate_size"] = len(session.electorate)
+    return view
+
+
+def build_router(
+    settings: Settings, *, handlers: Provided[EvaluationHandlers], engine: Provided[AsyncEngine]
+) -> APIRouter:
+    here = settings.jurisdiction
+    get_handlers = provided(handlers)
+    get_engine = provided(engine)
+    caller = principal_from_request(settings, jurisdiction=here)
+    router = APIRouter(responses=refusals("测评不存在"))
+
+    def staff_only(principal: Principal) -> None:
+        if not principal.has(*STAFF):
+            raise NotAllowed("仅工委工作人员可以查看")
+
+    @router.post("/sessions", status_code=201, tags=["sessions"], summary="创建测评")
+    async def draft(body: DraftSession, principal: Principal = Depends(caller)) -> dict[str, Any]:
+        return session_view(await get_handlers().draft(body, principal), staff=True)
+
+    @router.post("/sessions/{session_id}/open", tags=["sessions"], summary="开始测评")
+    async def open_session(session_id: str = SessionId, principal: Principal = Depends(caller)) -> dict[str, Any]:
+        return session_view(await get_handlers().open(session_id, principal), staff=True)
+
+    @router.post("/sessions/{session_id}/close", tags=["sessions"], summary="结束测评并公布结果")
+    async def close_session(session_id: str = SessionId, principal: Principal = Depends(caller)) -> dict[str, Any]:
+        return session_view(await get_handlers().close(session_id, principal), staff=True)
+
+    @router.post("/sessions/{session_id}/publish", tags=["sessions"], summary="公布结果（结束后未公布时）")
+    async def publish(session_id: str = SessionId, principal: Principal = Depends(caller)) -> dict[str, Any]:
+        return session_view(await get_handlers().publish(session_id, principal), staff=True)
+
+    @router.post("/sessions/{session_id}/ballots", tags=["ballots"], summary="投票（或工委代录纸质票）")
+    async def cast(body: SheetBody, session_id: str = SessionId, principal: Principal = Depends(caller)) -> dict:  # type: ignore[valid-type]
+        """One ballot sheet: ``choices`` of one or more subjects. Each evaluator scores each
+        subject once; staff entering a paper ballot give ``evaluator_id``."""
+        command = CastBallots.model_validate({**body.model_dump(), "session_id": session_id})
+        return await get_handlers().cast(command, principal)
+
+    @router.get("/sessions", tags=["sessions"], summary="测评列表（参评人员只看到自己的）")
+    async def list_sessions(principal: Principal = Depends(caller)) -> dict[str, Any]:
+        staff = principal.has(*STAFF)
+        rows = await projections.list_sessions(
+            get_engine(), jurisdiction=here, evaluator=None if staff else principal.id
+        )
+        if not staff:
+            for row in rows:
+                row.pop("electorate", None)
+        return {"items": rows}
+
+    @router.get("/sessions/{session_id}", tags=["sessions"], summary="测评详情与结果")
+    async def detail(session_id: str = SessionId, principal: Principal = Depends(caller)) -> dict[str, Any]:
+        session = await get_handlers().store.load(Session, session_id)
+        staff = principal.has(*STAFF)
+        if not session.exists or (not staff and principal.id not in session.electorate):
+            raise DomainError(f"测评 {session_id} 不存在", field="session_id", code="not_found")
+        row = await projections.get_session(get_engine(), session_id)
+        results = row["results"] if row is not None and session.status == "published" else None
+        return {"session": session_view(session, staff=staff), "results": results}
+
+    @router.get("/sessions/{session_id}/turnout", tags=["sessions"], summary="参评情况（谁已投票）")
+    async def session_turnout(session_id: str = SessionId, principal: Principal = Depends(caller)) -> dict[str, Any]:
+        staff_only(principal)
+        session = await get_handlers().store.load(Session, session_id)
+        if not session.exists:
+            raise DomainError(f"测评 {session_id} 不存在", field="session_id", code="not_found")
+        return await projections.session_turnout(get_engine(), session_id, session.electorate)
+
+    return router
+
+
+def create_api(settings: Settings, *, handlers: Provided[EvaluationHandlers], engine: Provided[AsyncEngine]) -> FastAPI:
+    api = FastAPI(title=f"{TITLE}（{settings.jurisdiction}）", version="1")
+    install_error_handlers(api)
+    api.add_middleware(BodySizeLimit, max_bytes=1_000_000)
+    api.include_router(health_router())
+    api.include_router(build_router(settings, handlers=handlers, engine=engine))
+    return api

@@ -1,0 +1,125 @@
+"""Wiring of one level's evaluation: NATS, the event store, read models, the ballot subject for
+hall terminals, the closing of sessions by time, and the HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+import nats
+from faststream.nats import NatsBroker
+from sqlalchemy import select
+
+from contracts import subjects
+from services.runtime import service as runtime_service
+from services.runtime.db import make_engine
+from services.runtime.eventstore import EventStore
+from services.runtime.projector import Projector
+from services.runtime.service import ServiceBase
+from services.runtime.settings import Settings
+
+from .api import create_api
+from .commands_nats import register_command_subscriber
+from .handlers import EvaluationHandlers, load_rosters
+from .projections import SessionProjection, TurnoutProjection, sessions
+
+log = logging.getLogger("duban.evaluation")
+
+CONTEXT = "evaluation"
+
+
+class EvaluationService(ServiceBase):
+    """Everything one level's evaluation runs; ``start()`` then ``stop()``."""
+
+    context = CONTEXT
+
+    def __init__(
+        self, settings: Settings, *, clock: Callable[[], datetime] | None = None, status_ttl_s: float = 1.0
+    ) -> None:
+        super().__init__(settings)
+        self.clock = clock
+        self.status_ttl_s = status_ttl_s
+        self.engine = make_engine(settings.sqlalchemy_url(CONTEXT))
+
+    async def start(self, *, close_by_time: bool = True) -> None:
+        self.nc = await nats.connect(
+            self.settings.nats_url, name=f"duban-evaluation-{self.here}", max_reconnect_attempts=-1
+        )
+        extra = {"clock": self.clock} if self.clock is not None else {}
+        self.store = EventStore(self.nc, context=CONTEXT, jurisdiction=self.here, settings=self.settings, **extra)
+        await self.store.ensure_streams()
+        self.streams = [self.store.stream]
+        self.handlers = EvaluationHandlers(
+            self.store,
+            ballot_key=self.settings.ballot_secret.encode(),
+            rosters=load_rosters(self.settings.rosters_file),
+            status_ttl_s=self.status_ttl_s,
+            **extra,
+        )
+        await self.run_workers(
+            [
+                Projector(
+                    self.nc,
+                    projection,
+                    self.engine,
+                    stream=self.store.stream,
+                    filter_subjects=[subjects.event_wildcard(CONTEXT, self.here)],
+                    jurisdiction=self.here,
+                    context=CONTEXT,
+                    settings=self.settings,
+                )
+                for projection in (SessionProjection(), TurnoutProjection())
+            ]
+        )
+        if close_by_time:
+            self.run_task(self._close_by_time, "close-by-time")
+        log.info("evaluation started", extra={"jurisdiction": self.here})
+
+    async def close_due(self) -> int:
+        """Close (and publish) every open session whose closing time has passed; how many."""
+        now = self.handlers.clock()
+        query = select(sessions.c.id).where(sessions.c.status == "opened", sessions.c.closes_at <= now)
+        async with self.engine.connect() as conn:
+            due = [row.id for row in await conn.execute(query)]
+        for session_id in due:
+            try:
+                await self.handlers.close(session_id)
+                log.info("session closed by time", extra={"session_id": session_id})
+            except Exception:
+                log.exception("closing a session by time failed", extra={"session_id": session_id})
+        return len(due)
+
+    async def _close_by_time(self) -> None:
+        while True:
+            try:
+                await self.close_due()
+            except Exception:
+                log.exception("close-by-time check failed")
+            await asyncio.sleep(self.settings.session_check_interval_s)
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self.engine.dispose()
+
+
+def asyncapi_broker() -> NatsBroker:
+    """Evaluation's FastStream broker as documentation: the ballot subject of hall terminals."""
+    broker = NatsBroker()
+    register_command_subscriber(broker, lambda: None, Settings(jurisdiction="331000"))
+    return broker
+
+
+async def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run one level's evaluation until SIGINT/SIGTERM: read models, the ballot subject, HTTP."""
+    service = EvaluationService(settings)
+    broker = NatsBroker(settings.nats_url)
+    register_command_subscriber(broker, lambda: service.handlers, settings)
+    await runtime_service.serve(
+        service,
+        lambda: create_api(settings, handlers=lambda: service.handlers, engine=service.engine),
+        host=host,
+        port=port,
+        also=[(broker.start, broker.stop)],
+    )

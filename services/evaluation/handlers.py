@@ -1,0 +1,224 @@
+"""Evaluation's command handlers: sessions drafted, opened, closed and published by committee
+staff; ballot sheets cast by evaluators, or entered from paper by staff on their behalf.
+
+Ballots come from a congress hall in bursts (hundreds of evaluators within minutes): a sheet is
+checked against the session kept in memory (its subjects, electorate and window never change
+after drafting; its status is re-read at most every ``status_ttl_s``), then appended to the
+evaluator's own sheet aggregate. Nothing else is shared between ballots, so they run in parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from contracts.envelope import Actor, utcnow
+from contracts.evaluation import CastBallots, DraftSession, ResultsPublished, SessionDrafted, SessionKind
+from services.runtime.aggregate import DomainError, NotAllowed
+from services.runtime.auth import Principal, Role
+from services.runtime.commands import execute
+from services.runtime.eventstore import EventStore
+
+from .domain import BallotSheet, Session, Turnout, derived_id, sheet_id, tally, turnout_id
+
+log = logging.getLogger("duban.evaluation")
+
+STAFF = (Role.committee, Role.admin)
+EVALUATORS = (Role.evaluator, Role.deputy)
+ROSTERS_FILE = Path(__file__).parent / "data" / "rosters.json"
+#: Concurrent sheet loads when results are counted.
+_LOADS = 50
+
+
+def load_rosters(*files: Path | None) -> dict[str, dict]:
+    """The rosters (名册) of the packaged file and of any others given; later files win."""
+    rosters: dict[str, dict] = {}
+    for path in (ROSTERS_FILE, *files):
+        if path is None:
+            continue
+        try:
+            rosters.update(json.loads(Path(path).read_text(encoding="utf-8"))["rosters"])
+        except (OSError, ValueError, KeyError) as err:
+            raise ValueError(f"roster file {path} is unreadable: {err}") from err
+    return rosters
+
+
+class EvaluationHandlers:
+    """The commands of one level's evaluation."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        ballot_key: bytes,
+        rosters: dict[str, dict] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        status_ttl_s: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.here = store.jurisdiction
+        self.ballot_key = ballot_key
+        self.rosters = rosters if rosters is not None else load_rosters()
+        self.clock = clock
+        self.status_ttl_s = status_ttl_s
+        self._sessions: dict[str, tuple[float, Session]] = {}
+
+    # -- who may do what ---------------------------------------------------------------
+    def _in_scope(self, principal: Principal) -> None:
+        if principal.jurisdiction != self.here:
+            raise NotAllowed(f"无权操作 {self.here} 的测评", field="jurisdiction")
+
+    def _staff(self, principal: Principal, action: str) -> None:
+        self._in_scope(principal)
+        if not principal.has(*STAFF):
+            raise NotAllowed(f"仅工委工作人员可以{action}")
+
+    # -- sessions ----------------------------------------------------------------------
+    async def draft(self, command: DraftSession, principal: Principal, session_id: str | None = None) -> Session:
+        self._staff(principal, "创建测评")
+        electorate = list(command.electorate)
+        if command.roster is not None:
+            roster = self.rosters.get(command.roster)
+            if roster is None:
+                raise DomainError(f"没有名册 {command.roster}", field="roster", code="unknown_roster")
+            electorate += [m for m in roster["members"] if m not in electorate]
+        report = command.report_to_party_committee
+        drafted = SessionDrafted(
+            kind=command.kind,
+            title=command.title,
+            subjects=command.subjects,
+            electorate=list(dict.fromkeys(electorate)),
+            roster=command.roster,
+            opens_at=command.opens_at,
+            closes_at=command.closes_at,
+            secret=command.secret,
+            quorum=command.quorum,
+            report_to_party_committee=command.kind == SessionKind.performance if report is None else report,
+        )
+        session, _ = await execute(
+            self.store,
+            Session,
+            session_id or derived_id("session", str(time.time_ns())),
+            lambda s: s.draft(drafted),
+            actor=principal.actor(Role.committee),
+        )
+        return session
+
+    async def open(self, session_id: str, principal: Principal) -> Session:
+        self._staff(principal, "开始测评")
+        now = self.clock()
+        return await self._session_command(session_id, lambda s: s.open(now), principal.actor(Role.committee))
+
+    async def close(self, session_id: str, principal: Principal | None = None) -> Session:
+        """Close (by staff, or by time when ``principal`` is None) and publish the results."""
+        if principal is not None:
+            self._staff(principal, "结束测评")
+        actor = principal.actor(Role.committee) if principal is not None else None
+        by = "staff" if principal is not None else "time"
+        await self._session_command(session_id, lambda s: s.close(by), actor)
+        # Sheets checked against a session status read before the close (at most status_ttl_s
+        # old, in any process) are appended by now: count after that, so none is left out.
+        await asyncio.sleep(self.status_ttl_s * 2)
+        return await self.publish(session_id, principal)
+
+    async def publish(self, session_id: str, principal: Principal | None = None) -> Session:
+        """Count every evaluator's sheet and publish the results (once)."""
+        if principal is not None:
+            self._staff(principal, "公布测评结果")
+        session = await self.store.load(Session, session_id)
+        if session.status == "published":
+            return session
+        results, voters = await self.results(session)
+        published = ResultsPublished(
+            kind=session.kind,
+            title=session.title,
+            electorate_size=len(session.electorate),
+            voters=voters,
+            results=results,
+            report_to_party_committee=session.report_to_party_committee,
+        )
+        actor = principal.actor(Role.committee) if principal is not None else None
+        return await self._session_command(session_id, lambda s: s.publish(published), actor)
+
+    async def results(self, session: Session):
+        """The results counted from the sheets of the electorate (exact: read from the event
+        store, not from a read model that may lag). In a secret session, a turnout record the
+        service did not get to write after its sheet (a crash in between) is written now."""
+        gate = asyncio.Semaphore(_LOADS)
+
+        async def sheet(evaluator: str) -> BallotSheet:
+            async with gate:
+                found = await self.store.load(BallotSheet, self.sheet_id(session, evaluator))
+                if session.secret and found.choices:
+                    await self._record_turnout(session, evaluator, list(found.choices), found.on_paper)
+                return found
+
+        sheets = await asyncio.gather(*(sheet(e) for e in session.electorate))
+        return tally(session, sheets)
+
+    async def _session_command(self, session_id: str, decide, actor: Actor | None) -> Session:
+        extra = {"actor": actor} if actor is not None else {}
+        session, _ = await execute(self.store, Session, session_id, decide, **extra)
+        self._sessions.pop(session_id, None)
+        return session
+
+    async def session(self, session_id: str) -> Session:
+        """The session, from memory if read within ``status_ttl_s`` (see the module docstring)."""
+        cached = self._sessions.get(session_id)
+        if cached is not None and time.monotonic() - cached[0] < self.status_ttl_s:
+            return cached[1]
+        session = await self.store.load(Session, session_id)
+        self._sessions[session_id] = (time.monotonic(), session)
+        return session
+
+    # -- ballots -----------------------------------------------------------------------
+    def sheet_id(self, session: Session, evaluator_id: str) -> str:
+        return sheet_id(session.id, evaluator_id, secret=session.secret, key=self.ballot_key)
+
+    async def cast(self, command: CastBallots, principal: Principal) -> dict:
+        """An evaluator's sheet, or staff entering a paper sheet for ``evaluator_id``."""
+        self._in_scope(principal)
+        if command.evaluator_id is not None and command.evaluator_id != principal.id:
+            if not principal.has(*STAFF):
+                raise NotAllowed("仅工委工作人员可以代为录入纸质测评票")
+            evaluator, on_paper = command.evaluator_id, True
+        else:
+            if not principal.has(*EVALUATORS):
+                raise NotAllowed("当前身份不能参加测评")
+            evaluator, on_paper = principal.id, False
+        session = await self.session(command.session_id)
+        session.check_ballot(evaluator, command.choices, self.clock())
+        if session.secret:
+            actor = Actor(principal_id="anonymous", role="evaluator", jurisdiction=self.here)
+            if on_paper:
+                actor = Actor(principal_id="paper-ballot", role="committee", jurisdiction=self.here)
+        else:
+            actor = principal.actor(Role.committee if on_paper else Role.evaluator, Role.deputy)
+        identity = None if session.secret else evaluator
+        await execute(
+            self.store,
+            BallotSheet,
+            self.sheet_id(session, evaluator),
+            lambda s: s.cast(session.id, command.choices, identity, on_paper),
+            actor=actor,
+            retries=100,  # a burst of sheets of one evaluator: each retry either wins or is refused
+        )
+        subjects = [c.subject_id for c in command.choices]
+        if session.secret:
+            await self._record_turnout(session, evaluator, subjects, on_paper)
+        return {"session_id": session.id, "accepted": subjects, "on_paper": on_paper}
+
+    async def _record_turnout(self, session: Session, evaluator: str, subjects: list[str], on_paper: bool) -> None:
+        await execute(
+            self.store,
+            Turnout,
+            turnout_id(session.id, evaluator),
+            lambda t: t.record(session.id, evaluator, subjects, on_paper),
+            actor=Actor(principal_id="system", role="system", jurisdiction=self.here),
+            retries=100,
+        )

@@ -5,8 +5,8 @@ arguments and returning the exit code, registered in :func:`build_parser`::
 
     duban contracts export [--out DIR]   write JSON Schemas and the AsyncAPI document
     duban contracts check  [--out DIR]   exit 1 when the committed files differ from the code
-    duban up [--data-dir DIR]            the whole system on this machine (embedded NATS)
-    duban serve SERVICE --jurisdiction CODE   one service of one level
+    duban up [--data-dir DIR] [--demo]   the whole system on this machine (embedded NATS)
+    duban serve SERVICE --jurisdiction CODE [--settings FILE]   one service of one level
 """
 
 from __future__ import annotations
@@ -70,41 +70,175 @@ def _add_contracts(subparsers: argparse._SubParsersAction) -> None:
 def _up(args: argparse.Namespace) -> int:
     from . import up
 
-    args.data_dir.mkdir(parents=True, exist_ok=True)
-    return up.run(args.data_dir, args.nats_port)
+    return up.run(
+        args.data_dir,
+        args.nats_port,
+        levels=tuple(args.levels.split(",")) if args.levels else up.DEFAULT_LEVELS,
+        http_base=args.http_port_base,
+        demo=args.demo,
+    )
 
 
 def _add_up(subparsers: argparse._SubParsersAction) -> None:
-    up = subparsers.add_parser("up", help="run the whole system on this machine (embedded NATS)")
+    up = subparsers.add_parser(
+        "up",
+        help="run the whole system on this machine (embedded NATS, every service of every level)",
+        description="Start the embedded nats-server and every service that exists for each level, each its own "
+        "supervised process; write DATA_DIR/run.json; stop everything with Ctrl-C.",
+    )
     up.add_argument("--data-dir", type=Path, default=Path(".duban"), help="where data persists (default .duban)")
     up.add_argument("--nats-port", type=int, default=4222, help="port of the embedded nats-server (default 4222)")
+    up.add_argument(
+        "--http-port-base",
+        type=int,
+        default=8100,
+        metavar="PORT",
+        help="intake at PORT + level index, tracking at PORT+100 + …, evaluation +200, notify +300 (default 8100)",
+    )
+    up.add_argument("--levels", help="comma-separated codes (default 331000,331081,331081100)")
+    up.add_argument("--demo", action="store_true", help="also load a demo built from the seeds (idempotent)")
     up.set_defaults(func=_up)
 
 
-SERVICES = ("intake", "tracking")  # the services that have landed; the others join as they do
+#: The services ``serve`` knows; one runs when ``services.<name>.app`` exists and has ``serve``.
+SERVICES = ("intake", "tracking", "evaluation", "notify")
+
+
+def settings_file_values(path: Path) -> dict[str, str]:
+    """The variables a settings file sets: YAML (``.yaml``/``.yml``), TOML (``.toml``) or an env
+    file (anything else: ``KEY=VALUE`` lines, ``#`` comments, optional ``export`` and quotes).
+
+    A lower-case key is a field of :class:`~services.runtime.settings.Settings` (``nats_url`` →
+    ``DUBAN_NATS_URL``); an upper-case key is taken as it is (``OTEL_EXPORTER_OTLP_ENDPOINT``,
+    ``DUBAN_LEVEL_DOMAINS``). Lists and mappings become JSON, as the environment carries them."""
+    import json
+    import tomllib
+
+    import yaml
+
+    text = path.read_text(encoding="utf-8")
+    if path.suffix in {".yaml", ".yml"}:
+        data = yaml.safe_load(text) or {}
+    elif path.suffix == ".toml":
+        data = tomllib.loads(text)
+    else:
+        data = {}
+        for number, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            key, sep, value = line.removeprefix("export ").partition("=")
+            if not sep:
+                raise ValueError(f"{path}:{number}: expected KEY=VALUE")
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            data[key.strip()] = value
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of settings")
+    values = {}
+    for key, value in data.items():
+        name = key if key.isupper() else f"DUBAN_{key.upper()}"
+        if isinstance(value, bool):
+            values[name] = "true" if value else "false"
+        elif isinstance(value, dict | list):
+            values[name] = json.dumps(value, ensure_ascii=False)
+        else:
+            values[name] = str(value)
+    return values
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM for a served service: stop cleanly, once.
+
+    uvicorn catches both while it serves and, after it has stopped, raises the signal again with
+    the handlers it found. With Python's defaults that re-raised SIGTERM kills the process (and
+    SIGINT raises KeyboardInterrupt) before the service has drained its workers and closed its
+    connections; with these handlers it is a no-op and the service stops cleanly, exit code 0. A
+    signal that comes while the service is still starting is kept and passed on to uvicorn as soon
+    as it serves, so that too ends in a clean stop."""
+
+    def __init__(self) -> None:
+        import signal
+
+        self.signal = signal
+        self.pending: list[int] = []
+        self.serving = False
+        self._handler = self._handle
+
+    def install(self) -> None:
+        for signum in (self.signal.SIGINT, self.signal.SIGTERM):
+            self.signal.signal(signum, self._handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if not self.serving:
+            self.pending.append(signum)
+
+    async def hand_over(self) -> None:
+        """Wait until uvicorn has its own handlers, then pass it a signal that came before."""
+        import asyncio
+
+        # uvicorn tells no one when it installs its handlers: look
+        while self.signal.getsignal(self.signal.SIGTERM) is self._handler:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        self.serving = True
+        if self.pending:
+            self.signal.raise_signal(self.pending[0])
 
 
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
+    import contextlib
     import importlib
+    import os
 
     from .logs import setup_logging
     from .settings import Settings
 
     setup_logging()
+    if args.settings:
+        for name, value in settings_file_values(args.settings).items():
+            os.environ.setdefault(name, value)  # the environment wins over the file
     overrides = {"jurisdiction": args.jurisdiction} if args.jurisdiction else {}
     settings = Settings(**overrides)
-    app = importlib.import_module(f"services.{args.service}.app")
-    asyncio.run(app.serve(settings, host=args.host, port=args.port))
+    try:
+        app = importlib.import_module(f"services.{args.service}.app")
+    except ModuleNotFoundError as err:
+        print(f"duban: the {args.service} service is not installed here ({err})", file=sys.stderr)
+        return 2
+    signals = _StopSignals()
+    signals.install()
+
+    async def main() -> None:
+        watcher = asyncio.create_task(signals.hand_over())
+        try:
+            await app.serve(settings, host=args.host, port=args.port)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    asyncio.run(main())
     return 0
 
 
 def _add_serve(subparsers: argparse._SubParsersAction) -> None:
-    serve = subparsers.add_parser("serve", help="run one service of one level (what a deployment runs)")
+    serve = subparsers.add_parser(
+        "serve",
+        help="run one service of one level (what a deployment runs)",
+        description="Run one service of one level until SIGTERM/SIGINT, which stop it cleanly (exit code 0). "
+        "Settings come from the environment (DUBAN_*) and, for what the environment does not set, from --settings.",
+    )
     serve.add_argument("service", choices=SERVICES)
     serve.add_argument("--jurisdiction", help="the level's code (default: DUBAN_JURISDICTION)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--settings",
+        type=Path,
+        metavar="FILE",
+        help="a settings file: YAML, TOML or KEY=VALUE lines (field names or environment variable names)",
+    )
     serve.set_defaults(func=_serve)
 
 

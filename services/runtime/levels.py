@@ -1,23 +1,61 @@
-"""The bus between levels: each level's OUTBOX and INBOX streams.
+"""The bus between levels: each level's OUTBOX and INBOX streams, and who may touch what.
 
 A level appends what it tells another level to its ``OUTBOX_<self>`` on
 ``duban.x.<to>.<self>.<kind>``. Its ``INBOX_<self>`` has no subjects of its own: it *sources*
-the OUTBOX of its parent and of each child, filtered to ``duban.x.<self>.>``. On one server
-these are plain sources; in production each county runs NATS as a leaf node with its own
-JetStream domain and the source names the other domain's API (``external``), so a hand-over
-is stored and forwarded: it survives a cut link and arrives when the link is back.
+the OUTBOX of its parent and of each child, filtered to ``duban.x.<self>.>``.
+
+On one server (``duban up``) these are plain sources. In production (``deploy/``) the Taizhou
+hub is a NATS cluster with JetStream domain ``taizhou`` and each county runs NATS as a leaf node
+with a domain of its own; a township's services use its county's leaf. The INBOX then names the
+other domain's API (``external.api = $JS.<domain>.API``): the receiving server pulls from the
+sender's OUTBOX, so a hand-over is stored on the sender's side while the link is cut and arrives
+when it is back (measured with nats-server 2.15.1: within about 35 s of the link returning, the
+source's retry backoff). Where the neighbours live is :class:`LevelTopology`, read from the
+environment (``DUBAN_JETSTREAM_DOMAIN``, ``DUBAN_LEVEL_DOMAINS``).
+
+Isolation is NATS's job: every service of every level has its own NATS user whose permissions
+(:func:`service_permissions`, written into ``deploy/nats/*.conf`` by ``deploy/generate.py``)
+allow only its level's subjects, the JetStream API of its level's streams, its OUTBOX and its
+INBOX, and replies on an inbox prefix of its own (:func:`inbox_prefix`): with the default
+``_INBOX.`` every user of the account could read every other user's JetStream replies, the
+fetched events of other levels included.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import ExternalStream, StorageType, StreamConfig, StreamSource
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts import subjects
 from contracts.jurisdictions import JurisdictionRegistry
 
 from .eventstore import ensure_stream
 from .settings import Settings
+
+#: The services of a level, each with a NATS user of its own in ``deploy/``.
+SERVICES = subjects.CONTEXTS
+
+
+class LevelTopology(BaseSettings):
+    """Where this level's neighbours keep their streams.
+
+    ``jetstream_domain``: the JetStream domain of the server this level uses (empty: one server,
+    no domains). ``level_domains``: the domain of each neighbour this level exchanges matters with
+    (JSON, e.g. ``{"331000": "taizhou", "331081100": "wenling"}``); when it is given, the INBOX
+    sources exactly these neighbours (a township of this county on the same leaf names the same
+    domain), so a hub does not chase the OUTBOX of counties that are not deployed.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DUBAN_", extra="ignore")
+
+    jetstream_domain: str = Field(default="", pattern=r"^[A-Za-z0-9_-]*$")
+    level_domains: dict[str, str] = Field(default_factory=dict)
 
 
 def neighbours(registry: JurisdictionRegistry, code: str) -> list[str]:
@@ -40,13 +78,28 @@ def outbox_config(code: str, settings: Settings) -> StreamConfig:
     )
 
 
-def inbox_config(code: str, registry: JurisdictionRegistry, settings: Settings, domains: dict[str, str] | None = None):
-    """``domains`` maps a neighbour's code to its JetStream domain when it runs on another leaf."""
+def inbox_config(
+    code: str,
+    registry: JurisdictionRegistry,
+    settings: Settings,
+    domains: dict[str, str] | None = None,
+    *,
+    own_domain: str = "",
+) -> StreamConfig:
+    """The INBOX of ``code``, sourcing its neighbours' OUTBOX filtered to what is addressed to it.
+
+    ``domains`` maps a neighbour's code to the JetStream domain it runs in; a neighbour in another
+    domain than ``own_domain`` is sourced through that domain's API. With ``domains`` given, only
+    the neighbours it names are sourced.
+    """
     sources = []
     for other in neighbours(registry, code):
+        if domains and other not in domains:
+            continue
         source = StreamSource(name=subjects.outbox_stream(other), filter_subject=subjects.inbox_wildcard(code))
-        if domains and other in domains:
-            source.external = ExternalStream(api=f"$JS.{domains[other]}.API")
+        domain = (domains or {}).get(other, "")
+        if domain and domain != own_domain:
+            source.external = ExternalStream(api=f"$JS.{domain}.API")
         sources.append(source)
     return StreamConfig(
         name=subjects.inbox_stream(code),
@@ -56,13 +109,107 @@ def inbox_config(code: str, registry: JurisdictionRegistry, settings: Settings, 
         num_replicas=settings.stream_replicas,
         deny_delete=True,
         deny_purge=True,
+        allow_direct=True,
         description=f"duban integration events addressed to {code}",
     )
 
 
 async def ensure_level_streams(
-    js: JetStreamContext, code: str, registry: JurisdictionRegistry, settings: Settings
+    js: JetStreamContext,
+    code: str,
+    registry: JurisdictionRegistry,
+    settings: Settings,
+    topology: LevelTopology | None = None,
 ) -> None:
-    """Create this level's OUTBOX and INBOX (idempotent)."""
+    """Create this level's OUTBOX and INBOX (idempotent; an existing INBOX takes the sources of
+    the current topology)."""
+    topology = topology or LevelTopology()
     await ensure_stream(js, outbox_config(code, settings))
-    await ensure_stream(js, inbox_config(code, registry, settings))
+    await ensure_stream(
+        js,
+        inbox_config(code, registry, settings, topology.level_domains or None, own_domain=topology.jetstream_domain),
+    )
+
+
+# -- connecting as a level's service ------------------------------------------------------------
+def inbox_prefix(code: str, service: str) -> str:
+    """The reply subjects of one service of one level: ``_INBOX_<code>_<service>``."""
+    return f"_INBOX_{subjects._token(code, 'jurisdiction')}_{subjects._token(service, 'service')}"
+
+
+async def connect(settings: Settings, service: str, **options: Any) -> NATS:
+    """Connect one service of one level to its NATS: user and password from ``DUBAN_NATS_URL``
+    (``nats://user:password@host:port``), replies on the service's own inbox prefix (the only
+    one its user may subscribe to in ``deploy/``), reconnecting for ever."""
+    return await nats.connect(
+        settings.nats_url,
+        name=f"duban-{service}-{settings.jurisdiction}",
+        inbox_prefix=inbox_prefix(settings.jurisdiction, service),
+        max_reconnect_attempts=-1,
+        **options,
+    )
+
+
+# -- permissions --------------------------------------------------------------------------------
+def level_streams(code: str) -> list[str]:
+    """Every stream one level owns: its events per context, OUTBOX, INBOX, dead letters, snapshots."""
+    return [
+        *(subjects.event_stream(context, code) for context in subjects.CONTEXTS),
+        subjects.outbox_stream(code),
+        subjects.inbox_stream(code),
+        subjects.deadletter_stream(code),
+        f"KV_{subjects.snapshot_bucket(code)}",
+    ]
+
+
+def service_permissions(code: str, service: str) -> dict[str, Any]:
+    """The NATS permissions of ``service`` at level ``code`` (an allow list; anything else is denied).
+
+    - publish: its own context's events, the level's OUTBOX, its dead letters, commands to the
+      level's services, snapshots; the JetStream API of the level's streams only (create, update,
+      info, consumers, direct gets), never deleting or purging them; acks of their consumers;
+    - subscribe: replies on its own inbox prefix, the commands of its own context at this level,
+      operators' requests to it (``duban.ops.<code>.<service>.*``, e.g. replaying a dead letter),
+      and the level's own event and outbox subjects;
+    - responses: it may answer the requests it receives (``allow_responses``), nothing else.
+
+    The INBOX is read through the JetStream API of ``INBOX_<code>``: what other levels addressed
+    to this one, and nothing else of theirs. Another level's subjects, streams and JetStream
+    domains are simply not in the list.
+    """
+    publish = [
+        subjects.event_wildcard(service, code),
+        subjects.outbox_wildcard(code),
+        f"duban.dlq.{code}.{service}.>",
+        f"duban.cmd.*.{code}.*",
+        f"$KV.{subjects.snapshot_bucket(code)}.>",
+        "$JS.API.INFO",
+    ]
+    for stream in level_streams(code):
+        publish += [
+            f"$JS.API.STREAM.CREATE.{stream}",
+            f"$JS.API.STREAM.UPDATE.{stream}",
+            f"$JS.API.STREAM.INFO.{stream}",
+            f"$JS.API.STREAM.MSG.GET.{stream}",
+            f"$JS.API.DIRECT.GET.{stream}",
+            f"$JS.API.DIRECT.GET.{stream}.>",
+            f"$JS.API.CONSUMER.CREATE.{stream}",
+            f"$JS.API.CONSUMER.CREATE.{stream}.>",
+            f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.*",
+            f"$JS.API.CONSUMER.INFO.{stream}.*",
+            f"$JS.API.CONSUMER.DELETE.{stream}.*",
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*",
+            f"$JS.API.CONSUMER.NAMES.{stream}",
+            f"$JS.API.CONSUMER.LIST.{stream}",
+            f"$JS.ACK.{stream}.>",
+        ]
+    # Operators put a dead letter back on its way and remove it (deadletters.py).
+    publish.append(f"$JS.API.STREAM.MSG.DELETE.{subjects.deadletter_stream(code)}")
+    subscribe = [
+        f"{inbox_prefix(code, service)}.>",
+        f"duban.cmd.{service}.{code}.*",
+        f"duban.ops.{code}.{service}.*",
+        f"duban.evt.*.{code}.*",
+        subjects.outbox_wildcard(code),
+    ]
+    return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}, "allow_responses": True}

@@ -39,63 +39,54 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@dataclass
-class EmbeddedNats:
-    """A nats-server process with JetStream on ``store_dir``; ports are chosen free unless given."""
+class NatsProcess:
+    """The life of one nats-server process: started on a config file, healthy when its monitor
+    says JetStream is up, stopped with SIGTERM (SIGKILL for crash tests), its log kept beside it."""
 
     store_dir: Path
-    port: int = 0
-    monitor_port: int = 0
-    host: str = "127.0.0.1"
-    extra_config: str = ""
-    process: subprocess.Popen | None = field(default=None, init=False)
-
-    @property
-    def url(self) -> str:
-        return f"nats://{self.host}:{self.port}"
+    host: str
+    monitor_port: int
+    process: subprocess.Popen | None
+    env: dict[str, str] | None = None
 
     @property
     def config_path(self) -> Path:
         return Path(self.store_dir) / "nats-server.conf"
 
-    def write_config(self) -> Path:
-        store = Path(self.store_dir)
-        store.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or free_port()
-        self.monitor_port = self.monitor_port or free_port()
-        self.config_path.write_text(
-            f"""# written by duban's embedded launcher
-server_name: duban_embedded
-host: {self.host}
-port: {self.port}
-http: "{self.host}:{self.monitor_port}"
-max_payload: 8MB
-jetstream {{
-  store_dir: "{(store / "jetstream").as_posix()}"
-  sync_interval: always
-}}
-{self.extra_config}
-"""
-        )
-        return self.config_path
+    @property
+    def log_path(self) -> Path:
+        return Path(self.store_dir) / "nats-server.log"
 
-    def start(self, timeout: float = 20.0) -> EmbeddedNats:
+    def write_config(self) -> Path:
+        raise NotImplementedError
+
+    #: What ``/healthz`` must confirm: JetStream enabled (one server), or the whole JetStream
+    #: health including contact with the meta leader (``""``, for a cluster node).
+    health_query: str = "js-enabled-only=true"
+
+    def start(self, timeout: float = 20.0):
+        """Launch and wait until healthy."""
+        self.launch()
+        self.wait_healthy(timeout)
+        log.info("nats-server started", extra={"config": str(self.config_path), "store_dir": str(self.store_dir)})
+        return self
+
+    def launch(self) -> None:
+        """Start the process without waiting (the nodes of a cluster must all be launched before
+        any of them is healthy)."""
         self.write_config()
-        log_path = Path(self.store_dir) / "nats-server.log"
-        self._log = open(log_path, "ab")
+        self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [nats_server_binary(), "-c", str(self.config_path)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            env=self.env,
             start_new_session=True,
         )
-        self.wait_healthy(timeout)
-        log.info("nats-server started", extra={"url": self.url, "store_dir": str(self.store_dir)})
-        return self
 
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        url = f"http://{self.host}:{self.monitor_port}/healthz?js-enabled-only=true"
+        url = f"http://{self.host}:{self.monitor_port}/healthz" + (f"?{self.health_query}" if self.health_query else "")
         while time.monotonic() < deadline:
             if self.process and self.process.poll() is not None:
                 raise RuntimeError(f"nats-server exited with {self.process.returncode}: {self.log_tail()}")
@@ -109,10 +100,9 @@ jetstream {{
         raise TimeoutError(f"nats-server not healthy after {timeout}s: {self.log_tail()}")
 
     def log_tail(self, lines: int = 20) -> str:
-        path = Path(self.store_dir) / "nats-server.log"
-        if not path.exists():
+        if not self.log_path.exists():
             return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop cleanly (SIGTERM lets JetStream flush); SIGKILL if it does not exit in time."""
@@ -137,8 +127,70 @@ jetstream {{
         if log_file and not log_file.closed:
             log_file.close()
 
-    def __enter__(self) -> EmbeddedNats:
+    def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass
+class EmbeddedNats(NatsProcess):
+    """A nats-server process with JetStream on ``store_dir``; ports are chosen free unless given."""
+
+    store_dir: Path
+    port: int = 0
+    monitor_port: int = 0
+    host: str = "127.0.0.1"
+    extra_config: str = ""
+    process: subprocess.Popen | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def write_config(self) -> Path:
+        store = Path(self.store_dir)
+        store.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        self.monitor_port = self.monitor_port or free_port()
+        self.config_path.write_text(
+            f"""# written by duban's embedded launcher
+server_name: duban_embedded
+host: {self.host}
+port: {self.port}
+http: "{self.host}:{self.monitor_port}"
+max_payload: 8MB
+jetstream {{
+  store_dir: "{(store / "jetstream").as_posix()}"
+  sync_interval: always
+}}
+{self.extra_config}
+"""
+        )
+        return self.config_path
+
+
+@dataclass
+class ConfiguredNats(NatsProcess):
+    """A nats-server running a configuration given as text (``deploy/nats/*.conf`` with its ports
+    and store directory rewritten for one machine); ``env`` carries the ``$VARIABLES`` it names
+    (passwords and keys are never in the files)."""
+
+    store_dir: Path
+    config_text: str
+    port: int
+    monitor_port: int
+    host: str = "127.0.0.1"
+    env: dict[str, str] | None = None
+    health_query: str = "js-enabled-only=true"
+    process: subprocess.Popen | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def write_config(self) -> Path:
+        Path(self.store_dir).mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(self.config_text)
+        return self.config_path

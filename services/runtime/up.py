@@ -1,14 +1,23 @@
 """``duban up``: the whole system on one machine, on the embedded default.
 
 Starts the embedded nats-server (JetStream in ``.duban/nats``, ``sync_interval: always``),
-creates the streams of every level, starts each landed service of each level as its own
-process (``duban serve``), restarts one that crashes (and says so), writes ``.duban/run.json``
-(base URLs, the NATS URL, development tokens per role and level) and stops everything on Ctrl-C.
+creates the streams of every level, and runs every service that exists (``services.<name>.app``
+imports and has ``serve``) for every level as its own process (``duban serve``), each in a
+process group of its own so that stopping it stops whatever it started. A process that dies is
+restarted and reported (after repeated quick deaths it waits longer before the next start).
+``.duban/run.json`` lists every service's base URL, the NATS URL, the processes and development
+tokens per role and level; ``"ready": true`` once every ``/healthz`` has answered. Ctrl-C
+(SIGINT) or SIGTERM stops the services (SIGTERM to each group, SIGKILL after a grace period),
+then NATS. Data persists in ``.duban/`` across runs.
+
+``--demo`` loads a demo built from the seeds through the services' HTTP APIs (see :class:`Demo`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import json
 import logging
 import os
@@ -16,7 +25,9 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import nats
 
@@ -33,8 +44,33 @@ log = logging.getLogger("duban.up")
 
 #: The levels ``duban up`` runs by default: 台州市, 温岭市 and one Wenling township (泽国镇).
 DEFAULT_LEVELS = ("331000", "331081", "331081100")
-#: The services that have landed, each with its base port (+ the level's index).
-SERVICES = {"intake": 8100, "tracking": 8200}
+#: Every service there may be, with its port offset from ``--http-port-base`` (+ the level's index).
+PORT_OFFSETS = {"intake": 0, "tracking": 100, "evaluation": 200, "notify": 300}
+#: How a service process is started: ``duban serve`` with this Python.
+SERVE = (sys.executable, "-m", "services.runtime.cli", "serve")
+#: How long a stopping service may take to drain before its process group is killed.
+STOP_GRACE_S = 20.0
+#: A process that lived less than this was a quick death: the next restart waits longer.
+QUICK_DEATH_S = 10.0
+
+
+def discover_services() -> tuple[list[str], dict[str, str]]:
+    """The services present here, and why each absent one is absent."""
+    present, absent = [], {}
+    for name in PORT_OFFSETS:
+        try:
+            module = importlib.import_module(f"services.{name}.app")
+        except ModuleNotFoundError as err:
+            absent[name] = f"not installed ({err.name})"
+            continue
+        except Exception as err:  # a service that does not import is reported, not run
+            absent[name] = f"does not import: {type(err).__name__}: {err}"
+            continue
+        if callable(getattr(module, "serve", None)):
+            present.append(name)
+        else:
+            absent[name] = "services.{name}.app has no serve()"
+    return present, absent
 
 
 class Supervised:
@@ -44,40 +80,83 @@ class Supervised:
         self.service, self.code, self.port, self.env, self.logs = service, code, port, env, logs
         self.process: subprocess.Popen | None = None
         self.restarts = 0
+        self.started_at = 0.0
+        self.quick_deaths = 0
+        self.restart_at: float | None = None
 
     @property
-    def arguments(self) -> list[str]:
-        return ["--jurisdiction", self.code, "--port", str(self.port)]
+    def name(self) -> str:
+        return f"{self.service}-{self.code}"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
     def start(self) -> None:
-        log_file = open(self.logs / f"{self.service}-{self.code}.log", "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.runtime.cli", "serve", self.service, *self.arguments],
-            env=self.env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log_file.close()
+        with open(self.logs / f"{self.name}.log", "ab") as log_file:
+            self.process = subprocess.Popen(
+                [*SERVE, self.service, "--jurisdiction", self.code, "--port", str(self.port)],
+                env=self.env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: Ctrl-C reaches us only, we stop it
+            )
+        self.started_at = time.monotonic()
+        self.restart_at = None
 
-    def check(self) -> None:
-        if self.process is not None and self.process.poll() is not None:
-            self.restarts += 1
-            print(f"duban: {self.service} of {self.code} exited ({self.process.returncode}), restarting", flush=True)
-            self.start()
+    def check(self) -> bool:
+        """Restart the process if it died; True when it was (re)started now."""
+        if self.process is None or self.process.poll() is None:
+            return False
+        now = time.monotonic()
+        if self.restart_at is None:
+            lived = now - self.started_at
+            self.quick_deaths = self.quick_deaths + 1 if lived < QUICK_DEATH_S else 0
+            delay = min(30.0, 0.5 * 2 ** max(0, self.quick_deaths - 1)) if self.quick_deaths else 0.0
+            self.restart_at = now + delay
+            code = self.process.returncode
+            print(
+                f"duban: {self.service} of {self.code} exited ({_exit_reason(code)}) after {lived:.0f}s, "
+                f"restarting{f' in {delay:.1f}s' if delay else ''} (see {self.logs / (self.name + '.log')})",
+                flush=True,
+            )
+            self._kill_group()  # whatever it started goes with it
+        if now < self.restart_at:
+            return False
+        self.restarts += 1
+        self.start()
+        return True
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+
+    def wait_stopped(self, deadline: float) -> None:
+        if self.process is None:
+            return
+        try:
+            self.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"duban: {self.name} did not stop in time, killing it", flush=True)
+        self._kill_group()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+
+    def _kill_group(self) -> None:
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"exit code {code}"
 
 
 def dev_tokens(levels: tuple[str, ...], secret: str) -> dict[str, dict[str, str]]:
@@ -104,58 +183,385 @@ async def _prepare_streams(url: str, levels: tuple[str, ...]) -> None:
         await nc.close()
 
 
-def run(data_dir: Path, port: int, levels: tuple[str, ...] = DEFAULT_LEVELS) -> int:
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=1) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+class Runner:
+    """The supervised processes of one ``duban up`` and its run file."""
+
+    def __init__(self, data_dir: Path, server: EmbeddedNats, levels: tuple[str, ...], services: list[str], base: int):
+        self.data_dir, self.server, self.levels, self.services = data_dir, server, levels, services
+        self.registry = default_registry()
+        env = {**os.environ, "DUBAN_NATS_URL": server.url, "DUBAN_DATA_DIR": str(data_dir)}
+        env.pop("DUBAN_DATABASE_URL", None)  # each service of each level has its own SQLite here
+        env.pop("DATABASE_URL", None)
+        self.children = [
+            Supervised(service, code, base + PORT_OFFSETS[service] + index, env, data_dir / "logs")
+            for service in services
+            for index, code in enumerate(levels)
+        ]
+        self.ready = False
+        self.run_file = data_dir / "run.json"
+
+    def write_run_file(self) -> None:
+        services: dict[str, dict[str, str]] = {code: {} for code in self.levels}
+        for child in self.children:
+            services[child.code][child.service] = child.url
+        info = {
+            "ready": self.ready,
+            "nats_url": self.server.url,
+            "nats_monitor": f"http://127.0.0.1:{self.server.monitor_port}",
+            "data_dir": str(self.data_dir),
+            "levels": {code: self.registry.get(code).name for code in self.levels},
+            "services": services,
+            "processes": {
+                child.name: {"pid": child.pid, "restarts": child.restarts, "url": child.url} for child in self.children
+            },
+            "pid": os.getpid(),
+            "tokens": dev_tokens(self.levels, Settings().jwt_secret),
+        }
+        temporary = self.run_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(info, ensure_ascii=False, indent=2))
+        temporary.replace(self.run_file)
+
+    def start(self) -> None:
+        for child in self.children:
+            child.start()
+        self.write_run_file()
+
+    def supervise_once(self) -> None:
+        if any([child.check() for child in self.children]):
+            self.write_run_file()
+        if not self.ready and all(healthy(child.url) for child in self.children):
+            self.ready = True
+            self.write_run_file()
+            self.print_guide()
+
+    def stop(self) -> None:
+        for child in self.children:
+            child.terminate()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for child in self.children:
+            child.wait_stopped(deadline)
+
+    def print_guide(self) -> None:
+        print(f"duban: ready — NATS (JetStream) at {self.server.url}, data in {self.data_dir}", flush=True)
+        for code in self.levels:
+            urls = "  ".join(f"{c.service} {c.url}/docs" for c in self.children if c.code == code)
+            print(f"  {code} {self.registry.get(code).name}: {urls}")
+        print(
+            f'  tokens per role and level: {self.run_file} ("tokens" → code → role); logs in {self.data_dir / "logs"}\n'
+            '  try: TOKEN=$(python3 -c \'import json;print(json.load(open(".duban/run.json"))'
+            '["tokens"]["331081100"]["liaison_station"])\')\n'
+            '       curl -H "Authorization: Bearer $TOKEN" '
+            f"{self.children[0].url.rsplit(':', 1)[0]}:{self.children[len(self.levels) - 1].port}/matters\n"
+            "  stop with Ctrl-C",
+            flush=True,
+        )
+
+
+def run(
+    data_dir: Path,
+    port: int = 4222,
+    levels: tuple[str, ...] = DEFAULT_LEVELS,
+    *,
+    http_base: int = 8100,
+    demo: bool = False,
+) -> int:
     registry = default_registry()
     for code in levels:
         registry.get(code)  # unknown codes fail here, with the code in the message
     data_dir = data_dir.resolve()
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    services, absent = discover_services()
+    for name, why in absent.items():
+        print(f"duban: {name} is not running: {why}")
+    if not services:
+        print("duban: no service to run", file=sys.stderr)
+        return 1
+    stop = {"now": False}
+
+    def request_stop(*_: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
     server = EmbeddedNats(data_dir / "nats", port=port).start()
-    children: list[Supervised] = []
+    runner = Runner(data_dir, server, levels, services, http_base)
+    started = time.monotonic()
     try:
         asyncio.run(_prepare_streams(server.url, levels))
-        env = {**os.environ, "DUBAN_NATS_URL": server.url, "DUBAN_DATA_DIR": str(data_dir)}
-        for service, base in SERVICES.items():
-            for index, code in enumerate(levels):
-                children.append(Supervised(service, code, base + index, env, data_dir / "logs"))
-        for child in children:
-            child.start()
-        run_file = data_dir / "run.json"
-        services: dict[str, dict[str, str]] = {code: {} for code in levels}
-        for child in children:
-            services[child.code][child.service] = child.url
-        run_file.write_text(
-            json.dumps(
-                {
-                    "nats_url": server.url,
-                    "nats_monitor": f"http://127.0.0.1:{server.monitor_port}",
-                    "levels": {code: registry.get(code).name for code in levels},
-                    "services": services,
-                    "tokens": dev_tokens(levels, Settings().jwt_secret),
-                },
-                ensure_ascii=False,
-                indent=2,
-            )
+        runner.start()
+        print(
+            f"duban: starting {len(runner.children)} processes ({', '.join(services)} × {len(levels)} levels)",
+            flush=True,
         )
-        print(f"duban: NATS (JetStream, sync_interval always) at {server.url}, data in {data_dir}")
-        for code in levels:
-            urls = ", ".join(f"{name} {url}/docs" for name, url in services[code].items())
-            print(f"  {code} {registry.get(code).name}: {urls}")
-        print(f"  run file with development tokens: {run_file}   logs: {data_dir / 'logs'}   stop with Ctrl-C")
-        stop = {"now": False}
-
-        def request_stop(*_: object) -> None:
-            stop["now"] = True
-
-        signal.signal(signal.SIGINT, request_stop)
-        signal.signal(signal.SIGTERM, request_stop)
+        demo_loaded = not demo
         while not stop["now"]:
-            for child in children:
-                child.check()
-            time.sleep(0.5)
+            runner.supervise_once()
+            if runner.ready and not demo_loaded:
+                print(f"duban: all {len(runner.children)} processes healthy in {time.monotonic() - started:.1f}s")
+                demo_loaded = True
+                try:
+                    Demo(json.loads(runner.run_file.read_text()), say=lambda line: print(line, flush=True)).load()
+                except Exception as err:  # the system keeps running; the demo said where it stopped
+                    print(f"duban: the demo stopped: {type(err).__name__}: {err}", flush=True)
+            time.sleep(0.2)
     finally:
-        for child in children:
-            child.stop()
+        print("duban: stopping", flush=True)
+        runner.stop()
         server.stop()
-        print("duban: stopped")
+        print("duban: stopped", flush=True)
     return 0
+
+
+# -- the demo ---------------------------------------------------------------------------------------
+#: Matters raised at 台州市, 温岭市 and 泽国镇: (kind, 案由, content, lead submitter), after the
+#: enterprise problems of seed 003 and the business-environment suggestions of seed 001.
+DEMO_MATTERS = (
+    [
+        (
+            "proposal",
+            "关于优化全市营商环境审批流程的建议",
+            "企业开办、工程建设审批环节多，建议推行并联审批。",
+            "周委员",
+        ),
+        ("suggestion", "关于加快市域铁路站点配套建设的建议", "市域铁路部分站点公交接驳不足，群众出行不便。", "吴代表"),
+    ],
+    [
+        (
+            "suggestion",
+            "关于解决东部新区企业用电容量不足的建议",
+            "多家制造企业扩产受限于用电容量，建议加快扩容。",
+            "王代表",
+        ),
+        ("problem", "箬横镇农产品冷链物流设施缺乏", "西瓜等特色农产品缺少冷链仓储，损耗大。", "李代表"),
+    ],
+    [
+        ("problem", "泽国镇工业园区道路破损影响企业运输", "园区主干道多处破损，货车通行困难。", "陈代表"),
+        ("problem", "泽国镇小微企业园停车位不足", "园区职工车辆无处停放，占道停车影响通行安全。", "张代表"),
+    ],
+)
+
+
+class Demo:
+    """A living system for a new user, built from the seeds, through the HTTP APIs only.
+
+    - at every level, matters raised by deputies and liaison stations (seed 003's enterprise
+      problems, seed 001's business-environment suggestions), registered;
+    - a township problem escalated from 泽国镇 to 温岭市 and on to 台州市 (逐级上报), registered at
+      each level, visible at each with its path;
+    - a 温岭市 matter routed there (本级办理) and assigned in tracking to its lead unit (交办);
+    - seed 004's work plan loaded into 温岭市's tracking (deputy groups, work items, projects);
+    - an evaluation session when the evaluation service runs (a note otherwise).
+
+    Idempotent: submissions carry an ``Idempotency-Key``, and every later step looks at the state
+    first, so running ``duban up --demo`` again adds nothing.
+    """
+
+    TOWNSHIP, COUNTY, PREFECTURE = "331081100", "331081", "331000"
+
+    def __init__(self, run_info: dict[str, Any], *, say=print, timeout: float = 60.0) -> None:
+        import httpx
+
+        self.info = run_info
+        self.say = say
+        self.timeout = timeout
+        self.http = httpx.Client(timeout=30.0)
+
+    # -- plumbing
+    def url(self, code: str, service: str) -> str | None:
+        return self.info["services"].get(code, {}).get(service)
+
+    def headers(self, code: str, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.info['tokens'][code][role]}"}
+
+    def call(self, method: str, code: str, service: str, path: str, role: str, **kwargs: Any) -> Any:
+        url = self.url(code, service)
+        headers = {**self.headers(code, role), **kwargs.pop("headers", {})}
+        answer = self.http.request(method, f"{url}{path}", headers=headers, **kwargs)
+        if answer.status_code >= 400:
+            raise RuntimeError(f"{method} {service}@{code}{path}: {answer.status_code} {answer.text[:300]}")
+        return answer.json()
+
+    def matter(self, code: str, matter_id: str) -> dict[str, Any]:
+        return self.call("GET", code, "intake", f"/matters/{matter_id}", "committee")["matter"]
+
+    def wait(self, what: str, check) -> Any:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            found = check()
+            if found:
+                return found
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"waited {self.timeout:.0f}s for {what}")
+            time.sleep(0.3)
+
+    def submit(self, code: str, key: str, matter: dict[str, Any], role: str = "liaison_station") -> str:
+        body = {"matter": {"channel": "liaison_station", "raised_in": code, **matter}}
+        answer = self.call("POST", code, "intake", "/matters", role, json=body, headers={"Idempotency-Key": key})
+        return answer["id"]
+
+    def register(self, code: str, matter_id: str) -> None:
+        if self.matter(code, matter_id)["status"] == "submitted":
+            self.call("POST", code, "intake", f"/matters/{matter_id}/register", "committee")
+
+    # -- the story
+    def load(self) -> None:
+        if self.url(self.COUNTY, "intake") is None:
+            self.say("demo: needs intake at 331081; skipped")
+            return
+        self.say("demo: loading matters, an escalation across three levels, seed 004's work plan …")
+        self.matters_per_level()
+        self.escalation()
+        self.routed_and_assigned()
+        self.work_plan()
+        self.evaluation()
+        self.say("demo: loaded (run it again any time: nothing is added twice)")
+
+    def matters_per_level(self) -> None:
+        raised = {self.PREFECTURE: DEMO_MATTERS[0], self.COUNTY: DEMO_MATTERS[1], self.TOWNSHIP: DEMO_MATTERS[2]}
+        for code, items in raised.items():
+            if self.url(code, "intake") is None:
+                continue
+            for number, (kind, title, content, lead) in enumerate(items, 1):
+                matter_id = self.submit(
+                    code,
+                    f"demo-{code}-{number}",
+                    {
+                        "kind": kind,
+                        "title": title,
+                        "content": content,
+                        "lead": {"id": f"deputy-{code}-{number}", "name": lead},
+                    },
+                )
+                if number == 1:
+                    self.register(code, matter_id)
+            self.say(f"demo: {len(items)} matters at {code} {self.info['levels'].get(code, '')}")
+
+    def escalation(self) -> None:
+        """A township problem that only the city can solve, up two levels."""
+        if any(self.url(code, "intake") is None for code in (self.TOWNSHIP, self.COUNTY, self.PREFECTURE)):
+            self.say("demo: escalation needs intake at all three levels; skipped")
+            return
+        matter_id = self.submit(
+            self.TOWNSHIP,
+            "demo-escalation",
+            {
+                "kind": "problem",
+                "title": "泽国镇企业反映跨区域货运通道拥堵",
+                "content": "泽国至市区的货运通道高峰拥堵严重，需市级统筹交通组织和道路改造。",
+                "lead": {"id": "deputy-zeguo-1", "name": "陈代表"},
+                "raised_by": {"name": "温岭某泵业有限公司"},
+            },
+        )
+        current_code, current_id = self.TOWNSHIP, matter_id
+        for upper in (self.COUNTY, self.PREFECTURE):
+            self.register(current_code, current_id)
+            if self.matter(current_code, current_id)["status"] == "registered":
+                self.call(
+                    "POST",
+                    current_code,
+                    "intake",
+                    f"/matters/{current_id}/escalate",
+                    "committee",
+                    json={"reason": "超出本级事权，需上级统筹"},
+                )
+            forwarded = self.wait(
+                f"the escalated matter at {upper}",
+                lambda c=current_code, i=current_id: self.matter(c, i).get("forwarded_matter_id"),
+            )
+            self.wait(f"the matter's record at {upper}", lambda u=upper, f=forwarded: self._exists(u, f))
+            current_code, current_id = upper, forwarded
+        self.register(current_code, current_id)
+        self.say(f"demo: 泽国镇 matter {matter_id} escalated to 温岭市 and on to 台州市 ({current_id})")
+
+    def _exists(self, code: str, matter_id: str) -> bool:
+        try:
+            self.matter(code, matter_id)
+            return True
+        except RuntimeError:
+            return False
+
+    def routed_and_assigned(self) -> None:
+        if self.url(self.COUNTY, "tracking") is None:
+            self.say("demo: tracking is not running; no case assigned")
+            return
+        matter_id = self.submit(
+            self.COUNTY,
+            "demo-routed",
+            {
+                "kind": "suggestion",
+                "title": "关于加强温岭市城区内涝治理的建议",
+                "content": "城区部分路段逢雨必涝，建议加快排水管网改造。",
+                "lead": {"id": "deputy-wenling-9", "name": "林代表"},
+            },
+            role="deputy",
+        )
+        self.register(self.COUNTY, matter_id)
+        if self.matter(self.COUNTY, matter_id)["status"] == "registered":
+            self.call(
+                "POST",
+                self.COUNTY,
+                "intake",
+                f"/matters/{matter_id}/route",
+                "committee",
+                json={"committee": "城建环资工委"},
+            )
+
+        def case() -> dict[str, Any] | None:
+            try:
+                return self.call("GET", self.COUNTY, "tracking", f"/cases/{matter_id}", "committee")
+            except RuntimeError:
+                return None
+
+        found = self.wait("the case opened in tracking", case)
+        status = (found.get("case") or found).get("status")
+        if status == "opened":
+            self.call(
+                "POST",
+                self.COUNTY,
+                "tracking",
+                f"/cases/{matter_id}/assign",
+                "committee",
+                json={"lead_unit": {"id": "unit-water", "name": "温岭市农业农村和水利局"}, "committee": "城建环资工委"},
+            )
+        self.say(f"demo: 温岭市 matter {matter_id} routed and assigned to 温岭市农业农村和水利局")
+
+    def work_plan(self) -> None:
+        if self.url(self.COUNTY, "tracking") is None:
+            return
+        loaded = self.call("POST", self.COUNTY, "tracking", "/work-plan/load", "committee")
+        self.say(
+            f"demo: seed 004's work plan at 温岭市 ({loaded['items']} new work items, {loaded['groups']} new groups)"
+        )
+
+    def evaluation(self) -> None:
+        url = self.url(self.COUNTY, "evaluation")
+        if url is None:
+            self.say("demo: the evaluation service is not running yet; no evaluation session (it joins when it lands)")
+            return
+        paths = self.http.get(f"{url}/openapi.json").json().get("paths", {})
+        if "/sessions" not in paths:
+            self.say("demo: the evaluation service has no POST /sessions; no evaluation session")
+            return
+        body = {
+            "title": "2022年民生实事项目办理满意度测评",
+            "kind": "satisfaction",
+            "subjects": [{"id": "demo-project-1", "name": "城区内涝治理"}],
+            "electorate": [f"deputy-{self.COUNTY}-{n}" for n in range(1, 6)],
+        }
+        answer = self.http.post(
+            f"{url}/sessions",
+            json=body,
+            headers={**self.headers(self.COUNTY, "committee"), "Idempotency-Key": "demo-1"},
+        )
+        if answer.status_code >= 400:
+            self.say(f"demo: evaluation session not created ({answer.status_code}: {answer.text[:200]})")
+        else:
+            self.say("demo: an evaluation session at 温岭市")

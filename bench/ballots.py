@@ -1,0 +1,159 @@
+"""``ballots_per_s`` and ``ballot_p99_ms``: a congress hall's burst of ballots over HTTP.
+
+A real evaluation service (``duban serve evaluation``, its own process, tracing and span files
+on as ``duban up`` runs it) on an embedded nats-server with ``sync_interval: always``; a session
+of 10 subjects and 500 evaluators; every evaluator sends one ballot sheet scoring all 10
+subjects, ``CONCURRENCY`` sheets in flight at a time (the hall's terminals); timed from the first
+sheet to the last answer. Then the session is closed and the published results must count every
+ballot exactly once (500 valid ballots per subject), or the run fails.
+
+``ballots_per_s`` counts ballots (sheets × subjects); ``ballot_p99_ms`` is the 99th percentile of
+a sheet's answer time as its terminal sees it.
+
+Run alone: ``python -m bench.ballots [--evaluators N] [--subjects N] [--concurrency N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+EVALUATORS = 500
+SUBJECTS = 10
+CONCURRENCY = 50
+HERE = "331081"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=url, timeout=2.0) as http:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"evaluation service exited with {process.returncode}")
+            try:
+                if (await http.get("/healthz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+    raise TimeoutError("evaluation service did not become healthy")
+
+
+def _start_service(workdir: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
+    """``duban serve evaluation`` as its own process, its output in the work dir."""
+    command = ["serve", "evaluation", "--jurisdiction", HERE, "--port", str(port)]
+    with open(workdir / "evaluation.log", "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.runtime.cli", *command], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+async def ballots(
+    workdir: Path, *, evaluators: int = EVALUATORS, subjects: int = SUBJECTS, concurrency: int = CONCURRENCY
+) -> dict:
+    from services.runtime.auth import issue_token
+    from services.runtime.nats_server import EmbeddedNats
+    from services.runtime.settings import Settings
+
+    secret = Settings().jwt_secret
+    server = EmbeddedNats(workdir / "nats").start()
+    port = _free_port()
+    env = {**os.environ, "DUBAN_NATS_URL": server.url, "DUBAN_DATA_DIR": str(workdir / "data")}
+    process = _start_service(workdir, port, env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_healthy(url, process)
+        staff = {"Authorization": "Bearer " + issue_token("committee-1", ["committee"], HERE, secret=secret)}
+        electorate = [f"deputy-{i:04d}" for i in range(evaluators)]
+        now = datetime.now(UTC)
+        session = {
+            "kind": "satisfaction",
+            "title": "民生实事项目满意度测评（压力测试）",
+            "subjects": [{"kind": "project", "id": f"p{i}", "title": f"民生实事项目{i}"} for i in range(subjects)],
+            "electorate": electorate,
+            "opens_at": (now - timedelta(minutes=1)).isoformat(),
+            "closes_at": (now + timedelta(hours=1)).isoformat(),
+        }
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(base_url=url, timeout=60.0, limits=limits) as http:
+            created = await http.post("/sessions", json=session, headers=staff)
+            created.raise_for_status()
+            session_id = created.json()["id"]
+            (await http.post(f"/sessions/{session_id}/open", headers=staff)).raise_for_status()
+            tokens = {e: "Bearer " + issue_token(e, ["evaluator"], HERE, secret=secret) for e in electorate}
+            options = ("satisfied", "basically_satisfied", "dissatisfied")
+            gate = asyncio.Semaphore(concurrency)
+            latencies: list[float] = []
+
+            async def vote(i: int, evaluator: str) -> None:
+                body = {"choices": [{"subject_id": f"p{s}", "option": options[(i + s) % 3]} for s in range(subjects)]}
+                async with gate:
+                    started = time.perf_counter()
+                    answer = await http.post(
+                        f"/sessions/{session_id}/ballots", json=body, headers={"Authorization": tokens[evaluator]}
+                    )
+                    latencies.append(time.perf_counter() - started)
+                if answer.status_code != 200:
+                    raise RuntimeError(f"sheet of {evaluator} refused: {answer.status_code} {answer.text}")
+
+            print(f"ballots: {evaluators} sheets x {subjects} subjects, {concurrency} in flight", file=sys.stderr)
+            started = time.perf_counter()
+            await asyncio.gather(*(vote(i, e) for i, e in enumerate(electorate)))
+            seconds = time.perf_counter() - started
+
+            closed = await http.post(f"/sessions/{session_id}/close", headers=staff)
+            closed.raise_for_status()
+            detail = (await http.get(f"/sessions/{session_id}", headers=staff)).json()
+            valid = [r["valid"] for r in detail["results"] or []]
+            if valid != [evaluators] * subjects:
+                raise RuntimeError(f"results do not count every ballot exactly once: {valid}")
+        latencies.sort()
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        return {
+            "ballots_per_s": round(evaluators * subjects / seconds, 1),
+            "ballot_sheets_per_s": round(evaluators / seconds, 1),
+            "ballot_p50_ms": round(latencies[len(latencies) // 2] * 1000, 1),
+            "ballot_p99_ms": round(p99 * 1000, 1),
+            "ballot_concurrency": concurrency,
+        }
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.ballots", description=__doc__.splitlines()[0])
+    parser.add_argument("--evaluators", type=int, default=EVALUATORS)
+    parser.add_argument("--subjects", type=int, default=SUBJECTS)
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="duban-bench-ballots-") as tmp:
+        report = asyncio.run(
+            ballots(Path(tmp), evaluators=args.evaluators, subjects=args.subjects, concurrency=args.concurrency)
+        )
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

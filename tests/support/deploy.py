@@ -1,0 +1,197 @@
+"""deploy/'s NATS configurations as local processes: the 3-node hub and the county leaf nodes.
+
+The files are used as they are, with only their ports and store directories rewritten and every
+listener (and every address a node dials) on 127.0.0.1; the secrets they name come from
+``deploy/generate.py``'s ``secrets()``, as an operator's ``deploy/.env`` would give them. A
+county's leaf link can be routed through a :class:`LinkProxy`, which the tests cut and restore
+to play a broken line between a county and Taizhou.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.runtime.nats_server import ConfiguredNats, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+
+
+def load_generator():
+    """``deploy/generate.py`` as a module (deploy/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("duban_deploy_generate", DEPLOY / "generate.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+generate = load_generator()
+
+
+class LinkProxy:
+    """A TCP relay from a local port to ``target``: a leaf node's line to one hub node.
+
+    ``cut()`` closes every connection through it and stops listening (the leaf's redials are
+    refused, as with a broken line); ``restore()`` listens again on the same port."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self._server: asyncio.base_events.Server | None = None
+        self._pipes: set[asyncio.Task] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> LinkProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        return self
+
+    restore = start
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pipe(source, sink))
+            self._pipes.add(task)
+            task.add_done_callback(self._pipes.discard)
+
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        try:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            sink.close()
+
+    async def cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._writers):
+            writer.close()
+        self._writers.clear()
+        for task in list(self._pipes):
+            task.cancel()
+        await asyncio.sleep(0)
+
+
+@dataclass
+class Deployment:
+    """The hub's three nodes and the county leaf nodes, running from deploy/nats/."""
+
+    workdir: Path
+    secrets: dict[str, str]
+    topology: object
+    hub: list[ConfiguredNats] = field(default_factory=list)
+    leaves: dict[str, ConfiguredNats] = field(default_factory=dict)
+    proxies: dict[str, list[LinkProxy]] = field(default_factory=dict)
+
+    def url(self, code: str, user: str | None = None) -> str:
+        """The client URL of the server ``code``'s services use, as ``user`` (password included)."""
+        county = self.topology.county_of(code)
+        server = self.leaves[county.code] if county else self.hub[0]
+        if user is None:
+            return server.url
+        password = self.secrets[generate.password_var(user)]
+        return f"nats://{user}:{password}@127.0.0.1:{server.port}"
+
+    def service_url(self, service: str, code: str) -> str:
+        return self.url(code, generate.user(service, code))
+
+    def stop(self) -> None:
+        for server in [*self.leaves.values(), *self.hub]:
+            server.stop()
+
+
+def _rewrite(text: str, addresses: dict[str, int], store: Path) -> str:
+    """Point every ``host:port`` of deploy's files at 127.0.0.1 and the given local ports, and the
+    JetStream store at ``store``; nothing else changes."""
+
+    def replace(match: re.Match) -> str:
+        key = f"{match.group(1)}:{match.group(2)}"
+        if key not in addresses:
+            raise KeyError(f"no local port for {key}")
+        return f"127.0.0.1:{addresses[key]}"
+
+    text = re.sub(r"\b(0\.0\.0\.0|nats-[a-z0-9-]+):(\d+)\b", replace, text)
+    text = text.replace('store_dir: "/data/jetstream"', f'store_dir: "{(store / "jetstream").as_posix()}"')
+    assert "0.0.0.0" not in text and "/data/" not in text
+    return text
+
+
+async def boot(workdir: Path, *, proxied: tuple[str, ...] = ()) -> Deployment:
+    """Start the hub cluster and every county's leaf node from deploy/nats/, the leaf links of the
+    counties in ``proxied`` through :class:`LinkProxy` relays."""
+    topology = generate.Topology.load()
+    secrets = generate.secrets(topology)
+    env = {**os.environ, **secrets}
+    deployment = Deployment(workdir=workdir, secrets=secrets, topology=topology)
+    ports = {node: {p: free_port() for p in ("client", "cluster", "leaf", "monitor")} for node in topology.hub_nodes}
+    routes = {f"{node}:{generate.CLUSTER_PORT}": ports[node]["cluster"] for node in topology.hub_nodes}
+    for index, node in enumerate(topology.hub_nodes):
+        mine = ports[node]
+        addresses = {
+            f"0.0.0.0:{generate.CLIENT_PORT}": mine["client"],
+            f"0.0.0.0:{generate.CLUSTER_PORT}": mine["cluster"],
+            f"0.0.0.0:{generate.LEAF_PORT}": mine["leaf"],
+            f"0.0.0.0:{generate.MONITOR_PORT}": mine["monitor"],
+            **routes,
+        }
+        store = workdir / node
+        store.mkdir(parents=True, exist_ok=True)
+        shutil.copy(DEPLOY / "nats" / "hub-accounts.conf", store / "hub-accounts.conf")  # the include, unchanged
+        text = _rewrite((DEPLOY / "nats" / f"hub-{index + 1}.conf").read_text(), addresses, store)
+        server = ConfiguredNats(
+            store, text, port=mine["client"], monitor_port=mine["monitor"], env=env, health_query=""
+        )
+        deployment.hub.append(server)
+    for server in deployment.hub:
+        server.launch()
+    for server in deployment.hub:
+        await asyncio.to_thread(server.wait_healthy, 60)
+    for county in topology.counties:
+        leaf_ports = {node: ports[node]["leaf"] for node in topology.hub_nodes}
+        if county.code in proxied:
+            proxies = [await LinkProxy(port).start() for port in leaf_ports.values()]
+            deployment.proxies[county.code] = proxies
+            leaf_ports = {node: proxy.port for node, proxy in zip(topology.hub_nodes, proxies, strict=True)}
+        client, monitor = free_port(), free_port()
+        addresses = {
+            f"0.0.0.0:{generate.CLIENT_PORT}": client,
+            f"0.0.0.0:{generate.MONITOR_PORT}": monitor,
+            **{f"{node}:{generate.LEAF_PORT}": port for node, port in leaf_ports.items()},
+        }
+        store = workdir / county.host
+        text = _rewrite((DEPLOY / "nats" / f"leaf-{county.code}.conf").read_text(), addresses, store)
+        server = ConfiguredNats(store, text, port=client, monitor_port=monitor, env=env)
+        await asyncio.to_thread(server.start, 30)
+        deployment.leaves[county.code] = server
+    return deployment
+
+
+async def cut(proxies: list[LinkProxy]) -> None:
+    for proxy in proxies:
+        await proxy.cut()
+
+
+async def restore(proxies: list[LinkProxy]) -> None:
+    for proxy in proxies:
+        with contextlib.suppress(OSError):
+            await proxy.restore()

@@ -1,0 +1,327 @@
+"""deploy/'s NATS topology, run as local processes: the 3-node Taizhou hub (JetStream domain
+taizhou, streams with 3 replicas) and the leaf nodes of 温岭市 (331081, domain wenling) and 临海市
+(331082, domain linhai), with the users, permissions and nkeys of deploy/nats/*.conf.
+
+Intake runs for 台州市, 温岭市 and 临海市, each connected to its own server as its own NATS user
+with the settings compose gives it (JetStream domains of its neighbours, replicas), and talks to
+the others only through its OUTBOX and INBOX across domains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+
+import nats
+import pytest
+from nats.errors import Error as NatsError
+from nats.js.api import StreamSource
+
+from contracts import subjects
+from contracts.intake import Channel, EscalateMatter, MatterData, MatterKind, RegisterMatter, SubmitMatter, Submitter
+from services.intake.app import IntakeService
+from services.intake.domain import Matter
+from services.intake.handlers import derived_id
+from services.runtime.auth import Principal, Role
+from services.runtime.levels import inbox_prefix
+from services.runtime.settings import Settings
+from services.tracking.app import TrackingService
+from tests.support.deploy import boot, cut, generate, restore
+
+pytestmark = pytest.mark.slow
+
+TAIZHOU, WENLING, LINHAI, ZEGUO = "331000", "331081", "331082", "331081100"
+
+
+def staff(code: str) -> Principal:
+    return Principal(sub=f"committee-{code}", name="工委", roles=[Role.committee], jurisdiction=code)
+
+
+def station(code: str) -> Principal:
+    return Principal(sub=f"station-{code}", name="代表联络站", roles=[Role.liaison_station], jurisdiction=code)
+
+
+async def eventually(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+@contextlib.contextmanager
+def connected_as_deployed():
+    """Services connect with the reply prefix their NATS user may subscribe to.
+
+    ``services.runtime.levels.connect`` does this; until intake's ``app.py`` calls it instead of
+    ``nats.connect``, the test adds the prefix the same way, from the connection name."""
+    real = nats.connect
+
+    async def connect(servers, **options):
+        found = re.fullmatch(r"duban-([a-z]+)-(\d{6,9})", options.get("name", ""))
+        if found and "inbox_prefix" not in options:
+            options["inbox_prefix"] = inbox_prefix(found.group(2), found.group(1))
+        return await real(servers, **options)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(nats, "connect", connect)
+        yield
+
+
+@pytest.fixture(scope="module")
+async def deployed(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("deploy")
+    deployment = await boot(workdir, proxied=(LINHAI,))
+    topology = deployment.topology
+    services: dict[str, IntakeService] = {}
+    others: list = []
+    try:
+        with connected_as_deployed(), pytest.MonkeyPatch.context() as env:
+            for code in (TAIZHOU, WENLING, LINHAI):
+                # what compose sets for this level's intake (deploy/compose.yaml)
+                env.setenv("DUBAN_JETSTREAM_DOMAIN", topology.domain_of(code))
+                env.setenv("DUBAN_LEVEL_DOMAINS", json.dumps(topology.level_domains(code)))
+                settings = Settings(
+                    jurisdiction=code,
+                    nats_url=deployment.service_url("intake", code),
+                    data_dir=workdir / "data",
+                    stream_replicas=topology.replicas if code == TAIZHOU else 1,
+                )
+                services[code] = IntakeService(settings)
+                await services[code].start()
+                if code == WENLING:  # tracking too, under its own user: its permissions are exercised
+                    tracking = TrackingService(
+                        settings.model_copy(update={"nats_url": deployment.service_url("tracking", code)})
+                    )
+                    await tracking.start(sweep=False)
+                    others.append(tracking)
+            yield deployment, services
+    finally:
+        for service in [*others, *services.values()]:
+            with contextlib.suppress(Exception):
+                await service.stop()
+        deployment.stop()
+
+
+async def escalate_from(service: IntakeService, title: str) -> str:
+    here = service.here
+    data = MatterData(
+        kind=MatterKind.problem,
+        title=title,
+        content=f"{title}：需市级统筹解决。",
+        lead=Submitter(id=f"deputy-{here}", name="代表"),
+        channel=Channel.liaison_station,
+        raised_in=here,
+    )
+    matter = await service.handlers.submit(SubmitMatter(matter=data), station(here))
+    await service.handlers.register(RegisterMatter(matter_id=matter.id), staff(here))
+    await service.handlers.escalate(EscalateMatter(matter_id=matter.id, reason="超出县级事权"), staff(here))
+    return matter.id
+
+
+async def admin(deployment, code: str) -> nats.NATS:
+    return await nats.connect(deployment.url(code, "admin"))
+
+
+async def test_the_hub_streams_have_three_replicas_and_each_county_its_own_domain(deployed):
+    deployment, _ = deployed
+    hub = await admin(deployment, TAIZHOU)
+    wenling = await admin(deployment, WENLING)
+    try:
+        info = await hub.jetstream().stream_info(subjects.inbox_stream(TAIZHOU))
+        assert info.config.num_replicas == 3 and info.cluster.leader and len(info.cluster.replicas) == 2
+        assert {source.external.api for source in info.config.sources} == {"$JS.wenling.API", "$JS.linhai.API"}
+        ack = await wenling.jetstream().publish("duban.x.331000.331081.probe", b"{}")
+        assert ack.domain == "wenling"
+    finally:
+        await hub.close()
+        await wenling.close()
+
+
+async def test_a_matter_escalated_from_a_county_reaches_the_hub_and_the_county_learns_its_id(deployed):
+    _, services = deployed
+    wenling, taizhou = services[WENLING], services[TAIZHOU]
+    matter_id = await escalate_from(wenling, "温岭市东部新区企业用电容量不足")
+    at_hub = derived_id(WENLING, matter_id, TAIZHOU)
+
+    async def arrived():
+        matter = await taizhou.handlers.store.load(Matter, at_hub)
+        return matter if matter.exists else None
+
+    matter = await eventually(arrived, 30, "the escalated matter at 台州市")
+    assert matter.origin.jurisdiction == WENLING and matter.origin.matter_id == matter_id
+    assert matter.data.title == "温岭市东部新区企业用电容量不足"
+
+    async def forwarded():
+        here = await wenling.handlers.store.load(Matter, matter_id)
+        return here.forwarded_as
+
+    hop = await eventually(forwarded, 30, "台州市's id back at 温岭市")
+    assert (hop.jurisdiction, hop.matter_id) == (TAIZHOU, at_hub)
+
+
+async def test_escalations_made_while_a_county_link_is_down_are_stored_and_arrive_once_after_it_returns(deployed):
+    deployment, services = deployed
+    linhai, taizhou = services[LINHAI], services[TAIZHOU]
+    proxies = deployment.proxies[LINHAI]
+    leaf = await admin(deployment, LINHAI)
+    hub = await admin(deployment, TAIZHOU)
+    try:
+        await cut(proxies)
+
+        await asyncio.sleep(1.0)  # the leaf notices the closed connections and redials, refused
+        ids = [await escalate_from(linhai, f"临海市第{n}号企业诉求") for n in range(5)]
+        handed_over = subjects.integration_subject(TAIZHOU, LINHAI, "matter-handed-over")
+
+        async def stored_at_the_leaf() -> bool:
+            info = await leaf.jetstream().stream_info(subjects.outbox_stream(LINHAI), subjects_filter=handed_over)
+            return sum((info.state.subjects or {}).values()) == 5
+
+        await eventually(stored_at_the_leaf, 15, "临海市's OUTBOX to hold the five hand-overs")
+        await asyncio.sleep(3.0)
+        at_hub = [derived_id(LINHAI, matter_id, TAIZHOU) for matter_id in ids]
+        assert not any([(await taizhou.handlers.store.load(Matter, i)).exists for i in at_hub])
+
+        restored = time.monotonic()
+        await restore(proxies)
+
+        async def all_arrived() -> bool:
+            return all([(await taizhou.handlers.store.load(Matter, i)).exists for i in at_hub])
+
+        await eventually(all_arrived, 75, "the stored escalations at 台州市")
+        waited = time.monotonic() - restored
+        print(f"escalations stored at 临海市 arrived at 台州市 {waited:.1f}s after the link returned")
+        info = await hub.jetstream().stream_info(subjects.inbox_stream(TAIZHOU), subjects_filter=handed_over)
+        assert info.state.subjects == {handed_over: 5}  # none lost, none doubled
+        await taizhou.wait_idle()
+        assert len(set(at_hub)) == 5
+    finally:
+        await restore(proxies)
+        await leaf.close()
+        await hub.close()
+
+
+def violations_of_services(deployment, users: set[str]) -> list[str]:
+    """The permission violations the servers logged for ``users`` (DUBAN/user:<name>)."""
+    found = []
+    for server in [*deployment.hub, *deployment.leaves.values()]:
+        for line in server.log_path.read_text(errors="replace").splitlines():
+            match = re.search(r'"DUBAN/user:([a-z]+-\d+)" - (\w+ Violation.*)', line)
+            if match and match.group(1) in users:
+                found.append(f"{match.group(1)}: {match.group(2)}")
+    return found
+
+
+async def test_the_services_ran_under_their_deploy_permissions_without_a_single_violation(deployed):
+    """Runs after the scenarios above: everything intake did at three levels was allowed."""
+    deployment, services = deployed
+    for service in services.values():
+        await service.wait_idle()
+    users = {f"intake-{code}" for code in services} | {f"tracking-{WENLING}"}
+    assert violations_of_services(deployment, users) == []
+
+
+async def _violations(url: str, attempts) -> list[str]:
+    """Run ``attempts(nc)`` as the user of ``url`` and return the permission errors NATS reported."""
+    errors: list[str] = []
+
+    async def on_error(err: Exception) -> None:
+        errors.append(str(err))
+
+    nc = await nats.connect(url, error_cb=on_error, inbox_prefix=_prefix_of(url))
+    try:
+        await attempts(nc)
+        await nc.flush()
+        await asyncio.sleep(0.3)
+    finally:
+        await nc.close()
+    return [e for e in errors if "permissions violation" in e.lower()]
+
+
+def _prefix_of(url: str) -> str:
+    service, code = re.match(r"nats://([a-z]+)-(\d+):", url).groups()
+    return inbox_prefix(code, service)
+
+
+async def _refused(call) -> bool:
+    try:
+        await call
+    except (TimeoutError, NatsError):
+        return True
+    return False
+
+
+async def test_a_county_user_can_neither_read_nor_write_another_county(deployed):
+    deployment, _ = deployed
+    wenling = deployment.service_url("intake", WENLING)
+
+    async def attempts(nc: nats.NATS) -> None:
+        js = nc.jetstream(timeout=1)
+        await nc.subscribe("duban.evt.intake.331082.*")
+        await nc.subscribe("duban.x.331082.>")
+        await nc.subscribe("_INBOX.>")  # other users' replies, and the events they fetch
+        await nc.publish("duban.evt.intake.331082.forged", b"{}")
+        await nc.publish("duban.x.331000.331082.matter-handed-over", b"{}")
+        assert await _refused(js.stream_info("INTAKE_331082"))
+        assert await _refused(nc.request("$JS.linhai.API.STREAM.INFO.INTAKE_331082", b"", timeout=1))
+        assert await _refused(nc.request("$JS.linhai.API.DIRECT.GET.OUTBOX_331082", b'{"seq":1}', timeout=1))
+
+    errors = await _violations(wenling, attempts)
+    for denied in (
+        'subscription to "duban.evt.intake.331082.*"',
+        'subscription to "duban.x.331082.>"',
+        'subscription to "_inbox.>"',
+        'publish to "duban.evt.intake.331082.forged"',
+        'publish to "duban.x.331000.331082.matter-handed-over"',
+        'publish to "$js.api.stream.info.intake_331082"',
+        'publish to "$js.linhai.api.stream.info.intake_331082"',
+        'publish to "$js.linhai.api.direct.get.outbox_331082"',
+    ):
+        assert any(denied in error.lower() for error in errors), (denied, errors)
+
+    # and 温岭市's users are unknown to 临海市's leaf node
+    linhai_port = deployment.leaves[LINHAI].port
+    password = deployment.secrets[generate.password_var("intake-331081")]
+    with pytest.raises(NatsError, match="Authorization Violation"):
+        await nats.connect(f"nats://intake-331081:{password}@127.0.0.1:{linhai_port}", allow_reconnect=False)
+
+
+async def test_a_township_reads_its_inbox_on_the_county_leaf_and_nothing_else_of_the_county(deployed):
+    deployment, _ = deployed
+    url = deployment.service_url("intake", ZEGUO)
+    readable = {}
+
+    async def attempts(nc: nats.NATS) -> None:
+        js = nc.jetstream(timeout=1)
+        # its own streams, as its services create them, and its INBOX on 温岭市's leaf
+        await js.add_stream(name=subjects.outbox_stream(ZEGUO), subjects=[subjects.outbox_wildcard(ZEGUO)])
+        await js.add_stream(
+            name=subjects.inbox_stream(ZEGUO),
+            subjects=[],
+            sources=[StreamSource(name=subjects.outbox_stream(WENLING), filter_subject=subjects.inbox_wildcard(ZEGUO))],
+        )
+        readable["inbox"] = await js.stream_info(subjects.inbox_stream(ZEGUO))
+        for stream in ("INTAKE_331081", "TRACKING_331081", "OUTBOX_331081", "INBOX_331081", "KV_SNAPSHOTS_331081"):
+            assert await _refused(js.stream_info(stream)), stream
+        assert await _refused(js.pull_subscribe("duban.evt.intake.331081.*", durable="peek", stream="INTAKE_331081"))
+        assert await _refused(nc.request("$JS.API.DIRECT.GET.INTAKE_331081", b'{"seq":1}', timeout=1))
+        await nc.subscribe("duban.evt.intake.331081.*")
+        await nc.subscribe("duban.x.331081.>")
+
+    errors = await _violations(url, attempts)
+    assert readable["inbox"].config.name == "INBOX_331081100"
+    for denied in (
+        'publish to "$js.api.stream.info.intake_331081"',
+        'publish to "$js.api.stream.info.outbox_331081"',
+        'publish to "$js.api.stream.info.inbox_331081"',
+        'publish to "$js.api.direct.get.intake_331081"',
+        'subscription to "duban.evt.intake.331081.*"',
+        'subscription to "duban.x.331081.>"',
+    ):
+        assert any(denied in error.lower() for error in errors), (denied, errors)

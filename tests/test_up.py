@@ -1,0 +1,408 @@
+"""``duban serve`` and ``duban up`` as people run them: real processes, real ports, real signals.
+
+- ``duban serve intake`` with a settings file: SIGTERM while requests are in flight ends it with
+  exit code 0, and nothing it acknowledged is lost (nor doubled when the client retries).
+- ``duban up --demo``: every service of the three levels its own process, each ``/healthz``
+  answering, ``run.json`` written, the demo loaded (and loading it again adds nothing), a matter
+  escalated over HTTP from 泽国镇 to 温岭市 to 台州市 visible at each level with its path, a
+  service killed with SIGKILL restarted and then handling what was published while it was down,
+  and Ctrl-C leaving no process behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+
+from contracts import subjects
+from services.runtime.auth import issue_token
+from services.runtime.nats_server import EmbeddedNats, free_port
+from services.runtime.settings import Settings
+from services.runtime.up import PORT_OFFSETS, Demo, discover_services
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+TAIZHOU, WENLING, ZEGUO = "331000", "331081", "331081100"
+LEVELS = (TAIZHOU, WENLING, ZEGUO)
+DUBAN = (sys.executable, "-m", "services.runtime.cli")
+
+
+def wait_for(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def healthz(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie left for its parent to reap is gone for our purpose
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Processes whose command line mentions ``text`` (the data directory of one run)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in command and int(entry.name) != os.getpid() and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def free_port_block(size: int) -> int:
+    """A base port whose next ``size`` ports are free (intake +0…, tracking +100…, …)."""
+    for _ in range(50):
+        base = 20000 + (free_port() % 30000)
+        ports = [base + offset + index for offset in PORT_OFFSETS.values() for index in range(size)]
+        try:
+            for port in ports:
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free block of ports")
+
+
+# -- duban serve ------------------------------------------------------------------------------------
+def test_sigterm_drains_a_served_intake_and_nothing_it_acknowledged_is_lost(tmp_path):
+    server = EmbeddedNats(tmp_path / "nats").start()
+    port = free_port()
+    settings_file = tmp_path / "intake.yaml"
+    settings_file.write_text(
+        f"# what a deployment puts in its settings file\n"
+        f"nats_url: {server.url}\n"
+        f"data_dir: {tmp_path / 'data'}\n"
+        f"max_deliver: 7\n"
+        f"reply_classes: [A, B, C, D]\n"
+    )
+    command = [*DUBAN, "serve", "intake", "--jurisdiction", WENLING]
+    command += ["--port", str(port), "--settings", str(settings_file)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_") and k not in {"NATS_URL", "DATABASE_URL"}}
+    token = issue_token("station-1", ["liaison_station"], WENLING, secret=Settings().jwt_secret)
+    url = f"http://127.0.0.1:{port}"
+
+    def start() -> subprocess.Popen:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        wait_for(lambda: process.poll() is not None or healthz(url), 60, "duban serve intake")
+        assert process.poll() is None, process.stdout.read().decode(errors="replace")
+        return process
+
+    def body(n: int) -> dict:
+        return {
+            "matter": {
+                "kind": "problem",
+                "title": f"第{n}号企业诉求",
+                "content": "企业反映的问题",
+                "lead": {"id": "deputy-1", "name": "王代表"},
+                "channel": "liaison_station",
+                "raised_in": WENLING,
+            }
+        }
+
+    async def submit_many(keys: list[str], stop_after: int | None, process: subprocess.Popen | None):
+        """Eight clients submit one after another; after ``stop_after`` answers the process gets
+        SIGTERM while requests are in flight, and the clients go on (those refused are retried by
+        the caller). Returns key → matter id of every acknowledged submission."""
+        answered: dict[str, str] = {}
+        waiting = list(keys)
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+
+            async def client() -> None:
+                while waiting:
+                    key = waiting.pop(0)
+                    try:
+                        answer = await http.post(
+                            "/matters", json=body(int(key.split("-")[1])), headers={**headers, "Idempotency-Key": key}
+                        )
+                    except httpx.HTTPError:
+                        continue  # refused while stopping: the client retries later
+                    if answer.status_code == 201:
+                        answered[key] = answer.json()["id"]
+                        if process is not None and len(answered) == stop_after:
+                            process.send_signal(signal.SIGTERM)
+
+            await asyncio.gather(*(client() for _ in range(8)))
+        return answered
+
+    keys = [f"key-{n}" for n in range(60)]
+    try:
+        process = start()
+        first = asyncio.run(submit_many(keys, stop_after=20, process=process))
+        code = process.wait(30)
+        output = process.stdout.read().decode(errors="replace")
+        assert code == 0, output
+        print(f"{len(first)} of {len(keys)} submissions acknowledged before the process stopped")
+        assert 20 <= len(first) < len(keys)  # some were refused while it stopped
+
+        process = start()  # the same level again, on the same stream and database
+        second = asyncio.run(submit_many(keys, stop_after=None, process=None))
+        assert len(second) == len(keys)
+        assert all(second[key] == matter_id for key, matter_id in first.items())  # acknowledged, kept
+
+        async def stored() -> int:
+            nc = await nats.connect(server.url)
+            try:
+                info = await nc.jetstream().stream_info(subjects.event_stream("intake", WENLING))
+                return info.state.messages
+            finally:
+                await nc.close()
+
+        assert asyncio.run(stored()) == len(keys)  # one submission each: none lost, none doubled
+
+        def listed() -> bool:
+            answer = httpx.get(f"{url}/matters", params={"limit": 200}, headers={"Authorization": f"Bearer {token}"})
+            return answer.status_code == 200 and len(answer.json()["items"]) == len(keys)
+
+        wait_for(listed, 20, "every matter in the read model")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        server.stop()
+
+
+# -- duban up ---------------------------------------------------------------------------------------
+class Up:
+    def __init__(self, data_dir: Path, base: int) -> None:
+        self.data_dir, self.base = data_dir, base
+        self.output = data_dir.parent / "up.log"
+        with open(self.output, "wb") as out:
+            self.process = subprocess.Popen(
+                [
+                    *DUBAN,
+                    "up",
+                    "--demo",
+                    "--data-dir",
+                    str(data_dir),
+                    "--nats-port",
+                    "0",
+                    "--http-port-base",
+                    f"{base}",
+                ],
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    @property
+    def run_file(self) -> dict:
+        return json.loads((self.data_dir / "run.json").read_text())
+
+    def log(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def headers(self, code: str, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.run_file['tokens'][code][role]}"}
+
+    def url(self, code: str, service: str) -> str:
+        return self.run_file["services"][code][service]
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory):
+    present, _ = discover_services()
+    data_dir = tmp_path_factory.mktemp("up") / ".duban"
+    system = Up(data_dir, free_port_block(len(LEVELS)))
+    started = time.monotonic()
+    try:
+        wait_for(
+            lambda: (
+                system.process.poll() is not None or "demo: loaded" in system.log() or "demo stopped" in system.log()
+            ),
+            150,
+            "duban up --demo to be ready and the demo loaded",
+        )
+        assert system.process.poll() is None, system.log()
+        assert "demo: loaded" in system.log(), system.log()
+        took = time.monotonic() - started
+        print(f"duban up: {len(present) * len(LEVELS)} processes healthy and the demo loaded in {took:.1f}s")
+        yield system
+    finally:
+        if system.process.poll() is None:
+            system.process.send_signal(signal.SIGINT)
+            try:
+                system.process.wait(60)
+            except subprocess.TimeoutExpired:
+                system.process.kill()
+
+
+def test_every_service_of_every_level_is_its_own_process_and_answers_healthz(up):
+    present, _ = discover_services()
+    info = up.run_file
+    assert info["ready"] is True
+    assert set(info["services"]) == set(LEVELS)
+    expected = {f"{service}-{code}" for service in present for code in LEVELS}
+    assert set(info["processes"]) == expected  # with all four services: twelve
+    assert len({p["pid"] for p in info["processes"].values()}) == len(expected)
+    for name, process in info["processes"].items():
+        assert alive(process["pid"]), name
+        assert healthz(process["url"]), name
+    assert set(info["tokens"][ZEGUO]) >= {"deputy", "liaison_station", "committee", "unit", "leader"}
+    assert info["nats_url"].startswith("nats://127.0.0.1:")
+
+
+def test_the_demo_shows_matters_at_every_level_and_loading_it_again_adds_nothing(up):
+    def counts() -> dict[str, int]:
+        return {
+            code: len(
+                httpx.get(
+                    f"{up.url(code, 'intake')}/matters", params={"limit": 200}, headers=up.headers(code, "committee")
+                ).json()["items"]
+            )
+            for code in LEVELS
+        }
+
+    before = counts()
+    assert all(count >= 2 for count in before.values()), before
+    items = httpx.get(f"{up.url(WENLING, 'tracking')}/work-items", headers=up.headers(WENLING, "committee"))
+    assert items.status_code == 200 and items.json()["items"]
+    lines: list[str] = []
+    Demo(up.run_file, say=lines.append).load()
+    assert "demo: seed 004's work plan at 温岭市 (0 new work items, 0 new groups)" in lines
+    assert counts() == before
+
+
+def test_a_township_matter_escalated_over_http_is_visible_at_each_level_with_its_path(up):
+    station, committee = up.headers(ZEGUO, "liaison_station"), {c: up.headers(c, "committee") for c in LEVELS}
+    submitted = httpx.post(
+        f"{up.url(ZEGUO, 'intake')}/matters",
+        json={
+            "matter": {
+                "kind": "problem",
+                "title": "泽国镇牧屿片区企业污水纳管难",
+                "content": "片区企业污水无法纳管，需市级统筹管网建设。",
+                "lead": {"id": "deputy-7", "name": "郑代表"},
+                "channel": "liaison_station",
+                "raised_in": ZEGUO,
+            }
+        },
+        headers={**station, "Idempotency-Key": "test-escalation"},
+    )
+    assert submitted.status_code == 201, submitted.text
+    path = [(ZEGUO, submitted.json()["id"])]
+    for upper in (WENLING, TAIZHOU):
+        code, matter_id = path[-1]
+        intake = up.url(code, "intake")
+        assert httpx.post(f"{intake}/matters/{matter_id}/register", headers=committee[code]).status_code == 200
+        escalated = httpx.post(
+            f"{intake}/matters/{matter_id}/escalate", json={"reason": "超出本级事权"}, headers=committee[code]
+        )
+        assert escalated.status_code == 200, escalated.text
+
+        def forwarded(code=code, matter_id=matter_id):
+            detail = httpx.get(f"{up.url(code, 'intake')}/matters/{matter_id}", headers=committee[code]).json()
+            return detail["matter"].get("forwarded_matter_id")
+
+        path.append((upper, wait_for(forwarded, 30, f"the matter at {upper}")))
+
+    details = {
+        code: httpx.get(f"{up.url(code, 'intake')}/matters/{matter_id}", headers=committee[code]).json()
+        for code, matter_id in path
+    }
+    (zeguo, zeguo_id), (wenling, wenling_id), (taizhou, taizhou_id) = path
+    assert details[zeguo]["matter"]["status"] == "escalated" and details[zeguo]["matter"]["sent_to"] == WENLING
+    assert details[wenling]["matter"]["origin_jurisdiction"] == ZEGUO
+    assert details[wenling]["matter"]["origin_matter_id"] == zeguo_id
+    assert details[wenling]["matter"]["forwarded_matter_id"] == taizhou_id
+    assert details[taizhou]["matter"]["origin_jurisdiction"] == WENLING
+    assert details[taizhou]["matter"]["origin_matter_id"] == wenling_id
+    assert details[taizhou]["matter"]["title"] == "泽国镇牧屿片区企业污水纳管难"
+    received = [h for h in details[taizhou]["history"] if h["event_type"] == "intake.MatterReceived"]
+    assert received, details[taizhou]["history"]
+    # each level reads only its own: 泽国镇's token is refused at 台州市
+    refused = httpx.get(f"{up.url(TAIZHOU, 'intake')}/matters/{taizhou_id}", headers=station)
+    assert refused.status_code == 403
+
+
+def test_a_service_killed_with_sigkill_is_restarted_and_handles_what_was_published_meanwhile(up):
+    present, _ = discover_services()
+    assert "tracking" in present
+    victim = "tracking-331081"
+    before = up.run_file["processes"][victim]
+    os.kill(before["pid"], signal.SIGKILL)
+    wait_for(lambda: not alive(before["pid"]), 10, "the killed process to be gone")
+
+    # while tracking of 温岭市 is down, intake of 温岭市 routes a matter: MatterRouted is published
+    committee = up.headers(WENLING, "committee")
+    intake = up.url(WENLING, "intake")
+    submitted = httpx.post(
+        f"{intake}/matters",
+        json={
+            "matter": {
+                "kind": "suggestion",
+                "title": "关于增设城东街道公共充电桩的建议",
+                "content": "城东街道新能源汽车充电设施不足。",
+                "lead": {"id": "deputy-8", "name": "许代表"},
+                "channel": "session",
+                "raised_in": WENLING,
+            }
+        },
+        headers={**up.headers(WENLING, "deputy"), "Idempotency-Key": "test-killed"},
+    )
+    assert submitted.status_code == 201, submitted.text
+    matter_id = submitted.json()["id"]
+    assert httpx.post(f"{intake}/matters/{matter_id}/register", headers=committee).status_code == 200
+    routed = httpx.post(f"{intake}/matters/{matter_id}/route", json={"committee": "财经工委"}, headers=committee)
+    assert routed.status_code == 200, routed.text
+
+    after = wait_for(
+        lambda: (p := up.run_file["processes"][victim])["pid"] != before["pid"] and p, 30, "the restarted process"
+    )
+    assert after["restarts"] == before["restarts"] + 1
+    assert f"tracking of {WENLING} exited (signal SIGKILL)" in up.log()
+    wait_for(lambda: healthz(after["url"]), 60, "the restarted tracking to answer /healthz")
+
+    def case_opened():
+        answer = httpx.get(f"{after['url']}/cases/{matter_id}", headers=committee)
+        return answer.status_code == 200 and answer.json()
+
+    case = wait_for(case_opened, 30, "the case the restarted tracking opens from MatterRouted")
+    assert case["case"]["matter_id"] == matter_id
+
+
+def test_ctrl_c_stops_every_process_and_leaves_none_behind(up):
+    """Last in this module: stops the system the tests above used."""
+    info = up.run_file
+    pids = [p["pid"] for p in info["processes"].values()]
+    assert processes_mentioning(str(up.data_dir))  # the services and nats-server, running
+    up.process.send_signal(signal.SIGINT)
+    assert up.process.wait(60) == 0, up.log()
+    assert "duban: stopped" in up.log()
+    assert [pid for pid in pids if alive(pid)] == []
+    assert processes_mentioning(str(up.data_dir)) == []

@@ -55,25 +55,6 @@ async def eventually(check, timeout: float, what: str):
         await asyncio.sleep(0.1)
 
 
-@contextlib.contextmanager
-def connected_as_deployed():
-    """Services connect with the reply prefix their NATS user may subscribe to.
-
-    ``services.runtime.levels.connect`` does this; until intake's ``app.py`` calls it instead of
-    ``nats.connect``, the test adds the prefix the same way, from the connection name."""
-    real = nats.connect
-
-    async def connect(servers, **options):
-        found = re.fullmatch(r"duban-([a-z]+)-(\d{6,9})", options.get("name", ""))
-        if found and "inbox_prefix" not in options:
-            options["inbox_prefix"] = inbox_prefix(found.group(2), found.group(1))
-        return await real(servers, **options)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(nats, "connect", connect)
-        yield
-
-
 @pytest.fixture(scope="module")
 async def deployed(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("deploy")
@@ -82,7 +63,7 @@ async def deployed(tmp_path_factory):
     services: dict[str, IntakeService] = {}
     others: list = []
     try:
-        with connected_as_deployed(), pytest.MonkeyPatch.context() as env:
+        with pytest.MonkeyPatch.context() as env:
             for code in (TAIZHOU, WENLING, LINHAI):
                 # what compose sets for this level's intake (deploy/compose.yaml)
                 env.setenv("DUBAN_JETSTREAM_DOMAIN", topology.domain_of(code))

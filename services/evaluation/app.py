@@ -8,7 +8,6 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-import nats
 from faststream.nats import NatsBroker
 from sqlalchemy import select
 
@@ -16,6 +15,7 @@ from contracts import subjects
 from services.runtime import service as runtime_service
 from services.runtime.db import make_engine
 from services.runtime.eventstore import EventStore
+from services.runtime.levels import connect, inbox_prefix
 from services.runtime.projector import Projector
 from services.runtime.service import ServiceBase
 from services.runtime.settings import Settings
@@ -44,9 +44,7 @@ class EvaluationService(ServiceBase):
         self.engine = make_engine(settings.sqlalchemy_url(CONTEXT))
 
     async def start(self, *, close_by_time: bool = True) -> None:
-        self.nc = await nats.connect(
-            self.settings.nats_url, name=f"duban-evaluation-{self.here}", max_reconnect_attempts=-1
-        )
+        self.nc = await connect(self.settings, CONTEXT)
         extra = {"clock": self.clock} if self.clock is not None else {}
         self.store = EventStore(self.nc, context=CONTEXT, jurisdiction=self.here, settings=self.settings, **extra)
         await self.store.ensure_streams()
@@ -114,7 +112,7 @@ def asyncapi_broker() -> NatsBroker:
 async def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run one level's evaluation until SIGINT/SIGTERM: read models, the ballot subject, HTTP."""
     service = EvaluationService(settings)
-    broker = NatsBroker(settings.nats_url)
+    broker = NatsBroker(settings.nats_url, inbox_prefix=inbox_prefix(settings.jurisdiction, CONTEXT))
     register_command_subscriber(broker, lambda: service.handlers, settings)
     await runtime_service.serve(
         service,

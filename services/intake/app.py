@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 
-import nats
 from faststream.nats import NatsBroker
 
 from contracts import integration as x
@@ -15,7 +14,7 @@ from services.runtime import service as runtime_service
 from services.runtime.consumer import DurableWorker
 from services.runtime.db import make_engine
 from services.runtime.eventstore import EventStore
-from services.runtime.levels import ensure_level_streams
+from services.runtime.levels import connect, ensure_level_streams, inbox_prefix
 from services.runtime.projector import Projector
 from services.runtime.service import ServiceBase
 from services.runtime.settings import Settings
@@ -43,9 +42,7 @@ class IntakeService(ServiceBase):
         self.engine = make_engine(settings.sqlalchemy_url(CONTEXT))
 
     async def start(self) -> None:
-        self.nc = await nats.connect(
-            self.settings.nats_url, name=f"duban-intake-{self.here}", max_reconnect_attempts=-1
-        )
+        self.nc = await connect(self.settings, CONTEXT)
         self.store = EventStore(self.nc, context=self.context, jurisdiction=self.here, settings=self.settings)
         await self.store.ensure_streams()
         await ensure_level_streams(self.store.js, self.here, self.registry, self.settings)
@@ -119,7 +116,7 @@ def asyncapi_broker() -> NatsBroker:
 async def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run one level's intake until SIGINT/SIGTERM: workers, the NATS command subject and HTTP."""
     service = IntakeService(settings)
-    broker = NatsBroker(settings.nats_url)
+    broker = NatsBroker(settings.nats_url, inbox_prefix=inbox_prefix(settings.jurisdiction, CONTEXT))
     register_command_subscriber(broker, lambda: service.handlers, settings)
     await runtime_service.serve(
         service,

@@ -114,6 +114,11 @@ class ServiceBase:
             self._replays = None
         for worker in self.workers:
             worker.stop()
+        # Let each worker finish (and acknowledge) the batch in hand: a cancelled one would be
+        # redelivered only after its ack wait.
+        running = [t for t in self._tasks if not t.done()]
+        if running:
+            await asyncio.wait(running, timeout=30)
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

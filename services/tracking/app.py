@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 
-import nats
 from nats.aio.msg import Msg
 
 from contracts import subjects
@@ -22,6 +21,7 @@ from services.runtime import service as runtime_service
 from services.runtime.consumer import DurableWorker
 from services.runtime.db import make_engine
 from services.runtime.eventstore import EventStore
+from services.runtime.levels import connect
 from services.runtime.projector import Projector
 from services.runtime.service import ServiceBase
 from services.runtime.settings import Settings
@@ -72,9 +72,7 @@ class TrackingService(ServiceBase):
         self.engine = make_engine(settings.sqlalchemy_url(CONTEXT))
 
     async def start(self, *, sweep: bool = True) -> None:
-        self.nc = await nats.connect(
-            self.settings.nats_url, name=f"duban-tracking-{self.here}", max_reconnect_attempts=-1
-        )
+        self.nc = await connect(self.settings, CONTEXT)
         extra = {"clock": self.clock} if self.clock is not None else {}
         self.store = EventStore(self.nc, context=CONTEXT, jurisdiction=self.here, settings=self.settings, **extra)
         await self.store.ensure_streams()

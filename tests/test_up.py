@@ -288,14 +288,24 @@ def test_the_demo_shows_matters_at_every_level_and_loading_it_again_adds_nothing
             for code in LEVELS
         }
 
+    def sessions() -> list[dict]:
+        answer = httpx.get(f"{up.url(WENLING, 'evaluation')}/sessions", headers=up.headers(WENLING, "committee"))
+        return answer.json()["items"]
+
     before = counts()
     assert all(count >= 2 for count in before.values()), before
+    present, _ = discover_services()
+    if "evaluation" in present:
+        opened = sessions()
+        assert len(opened) == 1 and opened[0]["status"] == "opened" and len(opened[0]["subjects"]) == 10
     items = httpx.get(f"{up.url(WENLING, 'tracking')}/work-items", headers=up.headers(WENLING, "committee"))
     assert items.status_code == 200 and items.json()["items"]
     lines: list[str] = []
     Demo(up.run_file, say=lines.append).load()
     assert "demo: seed 004's work plan at 温岭市 (0 new work items, 0 new groups)" in lines
     assert counts() == before
+    if "evaluation" in present:
+        assert len(sessions()) == 1
 
 
 def test_a_township_matter_escalated_over_http_is_visible_at_each_level_with_its_path(up):

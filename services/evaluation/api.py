@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path
+from fastapi import APIRouter, Depends, FastAPI, Header, Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.evaluation import CastBallots, DraftSession
@@ -30,7 +30,7 @@ from services.runtime.http import (
 from services.runtime.settings import Settings
 
 from . import projections
-from .domain import STATUS_NAMES, Session
+from .domain import STATUS_NAMES, Session, derived_id
 from .handlers import STAFF, EvaluationHandlers
 
 TITLE = "duban evaluation 测评"
@@ -59,8 +59,19 @@ def build_router(
             raise NotAllowed("仅工委工作人员可以查看")
 
     @router.post("/sessions", status_code=201, tags=["sessions"], summary="创建测评")
-    async def draft(body: DraftSession, principal: Principal = Depends(caller)) -> dict[str, Any]:
-        return session_view(await get_handlers().draft(body, principal), staff=True)
+    async def draft(
+        body: DraftSession,
+        idempotency_key: str | None = Header(default=None, alias="Idempotency-Key", max_length=200),
+        principal: Principal = Depends(caller),
+    ) -> dict[str, Any]:
+        """A retry with the same ``Idempotency-Key`` returns the session created the first time."""
+        handlers = get_handlers()
+        session_id = derived_id("draft", here, principal.id, idempotency_key) if idempotency_key else None
+        if session_id is not None:
+            existing = await handlers.store.load(Session, session_id)
+            if existing.exists:
+                return session_view(existing, staff=True)
+        return session_view(await handlers.draft(body, principal, session_id), staff=True)
 
     @router.post("/sessions/{session_id}/open", tags=["sessions"], summary="开始测评")
     async def open_session(session_id: str = SessionId, principal: Principal = Depends(caller)) -> dict[str, Any]:

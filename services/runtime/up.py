@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from .nats_server import EmbeddedNats
 from .settings import Settings
 
 log = logging.getLogger("duban.up")
+LIVELIHOOD = "livelihood_project"
 
 #: The levels ``duban up`` runs by default: 台州市, 温岭市 and one Wenling township (泽国镇).
 DEFAULT_LEVELS = ("331000", "331081", "331081100")
@@ -550,18 +552,29 @@ class Demo:
         if "/sessions" not in paths:
             self.say("demo: the evaluation service has no POST /sessions; no evaluation session")
             return
+        now = datetime.now(UTC)
+        projects = self.wait(
+            "the livelihood projects in tracking's read model",
+            lambda: self.call("GET", self.COUNTY, "tracking", f"/work-items?kind={LIVELIHOOD}", "committee")["items"],
+        )
+        subjects = [{"kind": "work_item", "id": item["id"], "title": item["title"][:300]} for item in projects[:10]]
         body = {
-            "title": "2022年民生实事项目办理满意度测评",
+            "title": "2022年民生实事项目建设情况满意度测评（演示）",
             "kind": "satisfaction",
-            "subjects": [{"id": "demo-project-1", "name": "城区内涝治理"}],
-            "electorate": [f"deputy-{self.COUNTY}-{n}" for n in range(1, 6)],
+            "subjects": subjects,
+            "roster": "wenling-17-session-demo",
+            "opens_at": now.isoformat(),
+            "closes_at": (now + timedelta(days=7)).isoformat(),
         }
         answer = self.http.post(
             f"{url}/sessions",
             json=body,
-            headers={**self.headers(self.COUNTY, "committee"), "Idempotency-Key": "demo-1"},
+            headers={**self.headers(self.COUNTY, "committee"), "Idempotency-Key": "demo-evaluation-1"},
         )
         if answer.status_code >= 400:
             self.say(f"demo: evaluation session not created ({answer.status_code}: {answer.text[:200]})")
-        else:
+            return
+        session = answer.json()
+        if session["status"] == "drafted":
+            self.http.post(f"{url}/sessions/{session['id']}/open", headers=self.headers(self.COUNTY, "committee"))
             self.say("demo: an evaluation session at 温岭市")

@@ -109,9 +109,8 @@ def build_router(
         staff = principal.has(*STAFF)
         if not session.exists or (not staff and principal.id not in session.electorate):
             raise DomainError(f"测评 {session_id} 不存在", field="session_id", code="not_found")
-        row = await projections.get_session(get_engine(), session_id)
-        results = row["results"] if row is not None and session.status == "published" else None
-        return {"session": session_view(session, staff=staff), "results": results}
+        view = session_view(session, staff=staff)
+        return {"session": view, "results": view.pop("results")}
 
     @router.get("/sessions/{session_id}/turnout", tags=["sessions"], summary="参评情况（谁已投票）")
     async def session_turnout(session_id: str = SessionId, principal: Principal = Depends(caller)) -> dict[str, Any]:

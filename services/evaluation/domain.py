@@ -75,6 +75,8 @@ class Session(Aggregate):
     secret: bool = False
     quorum: float = 0.5
     report_to_party_committee: bool = False
+    results: list[SubjectResult] | None = None
+    voters: int | None = None
 
     def _require(self, *allowed: str, action: str) -> None:
         if not self.exists:
@@ -169,6 +171,8 @@ class Session(Aggregate):
     @applies(ResultsPublished)
     def _published(self, event: ResultsPublished) -> None:
         self.status = "published"
+        self.results = list(event.results)
+        self.voters = event.voters
 
 
 class BallotSheet(Aggregate):

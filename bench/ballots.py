@@ -92,7 +92,7 @@ async def ballots(
             "closes_at": (now + timedelta(hours=1)).isoformat(),
         }
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        async with httpx.AsyncClient(base_url=url, timeout=60.0, limits=limits) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=60.0, limits=limits, trust_env=False) as http:
             created = await http.post("/sessions", json=session, headers=staff)
             created.raise_for_status()
             session_id = created.json()["id"]

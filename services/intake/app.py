@@ -10,8 +10,9 @@ from faststream.nats import NatsBroker
 from contracts import integration as x
 from contracts import subjects
 from contracts.jurisdictions import JurisdictionRegistry, default_registry
+from contracts.tracking import CaseClosed
 from services.runtime import service as runtime_service
-from services.runtime.consumer import DurableWorker
+from services.runtime.consumer import DurableWorker, carrying
 from services.runtime.db import make_engine
 from services.runtime.eventstore import EventStore
 from services.runtime.levels import connect, ensure_level_streams, inbox_prefix
@@ -22,7 +23,7 @@ from services.runtime.settings import Settings
 from .api import create_api
 from .commands_nats import register_command_subscriber
 from .handlers import IntakeHandlers
-from .integration import IntakeIntegration
+from .integration import RELAYED, IntakeIntegration
 from .projections import ActivityProjection, MatterHistoryProjection, MatterListProjection
 
 log = logging.getLogger("duban.intake")
@@ -69,6 +70,7 @@ class IntakeService(ServiceBase):
             stream=self.store.stream,
             durable="intake_outbox_relay",
             handle=self.integration.relay,
+            wants=carrying(*RELAYED),
             jurisdiction=self.here,
             context=self.context,
             span_name=f"relay {subjects.event_subject_template(self.context)}",
@@ -92,6 +94,7 @@ class IntakeService(ServiceBase):
             stream=subjects.event_stream(TRACKING, self.here),
             durable="intake_tracking_events",
             handle=self.integration.tracking_event,
+            wants=carrying(CaseClosed.event_type),
             jurisdiction=self.here,
             context=self.context,
             span_name=f"record outcome {subjects.event_subject_template(TRACKING)}",

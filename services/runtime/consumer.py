@@ -18,6 +18,8 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from contracts.envelope import EVENT_TYPES_HEADER
+
 from .pull import PullConsumer
 from .settings import Settings
 from .telemetry import extract_context, tracer
@@ -25,6 +27,17 @@ from .telemetry import extract_context, tracer
 log = logging.getLogger("duban.consumer")
 
 MessageHandler = Callable[[Msg], Awaitable[None]]
+
+
+def carrying(*event_types: str) -> Callable[[Msg], bool]:
+    """A ``wants`` predicate: the stored commits that carry one of ``event_types`` (read from the
+    ``Duban-Event-Types`` header, without decoding the body)."""
+    wanted = frozenset(event_types)
+
+    def wants(msg: Msg) -> bool:
+        return not wanted.isdisjoint((msg.headers or {}).get(EVENT_TYPES_HEADER, "").split(","))
+
+    return wants
 
 
 class DurableWorker(PullConsumer):
@@ -43,6 +56,7 @@ class DurableWorker(PullConsumer):
         filter_subjects: list[str] | None = None,
         settings: Settings | None = None,
         batch: int = 100,
+        wants: Callable[[Msg], bool] | None = None,
     ) -> None:
         super().__init__(
             nc,
@@ -56,6 +70,9 @@ class DurableWorker(PullConsumer):
         self.handle = handle
         self.span_name = span_name
         self.batch = batch
+        #: Messages this worker has nothing to do with are acknowledged without a span or a call
+        #: (most of a stream is events another context must not react to).
+        self.wants = wants
 
     async def prepare(self) -> None:
         await self.bind(
@@ -85,6 +102,9 @@ class DurableWorker(PullConsumer):
                 raise TimeoutError(f"{self.durable} did not drain in {timeout}s")
 
     async def _one(self, msg: Msg) -> None:
+        if self.wants is not None and not self.wants(msg):
+            await msg.ack()
+            return
         delivered = msg.metadata.num_delivered
         with tracer().start_as_current_span(
             self.span_name,

@@ -14,11 +14,12 @@ from nats.aio.msg import Msg
 
 from contracts import subjects
 from contracts.envelope import decode_commit
+from contracts.evaluation import ResultsPublished
 from contracts.events import upcast
 from contracts.intake import MatterRouted
 from contracts.jurisdictions import JurisdictionRegistry, default_registry
 from services.runtime import service as runtime_service
-from services.runtime.consumer import DurableWorker
+from services.runtime.consumer import DurableWorker, carrying
 from services.runtime.db import make_engine
 from services.runtime.eventstore import EventStore
 from services.runtime.levels import connect
@@ -106,15 +107,22 @@ class TrackingService(ServiceBase):
                 stream=subjects.event_stream(other, self.here),
                 durable=durable,
                 handle=handle,
+                wants=carrying(wanted),
                 jurisdiction=self.here,
                 context=CONTEXT,
                 span_name=f"{name} {subjects.event_subject_template(other)}",
                 filter_subjects=[subjects.event_wildcard(other, self.here)],
                 settings=self.settings,
             )
-            for other, durable, handle, name in (
-                (INTAKE, "tracking_intake_events", self.on_intake_event, "open case"),
-                (EVALUATION, "tracking_evaluation_results", self.evaluations.on_event, "reopen case"),
+            for other, durable, handle, name, wanted in (
+                (INTAKE, "tracking_intake_events", self.on_intake_event, "open case", MatterRouted.event_type),
+                (
+                    EVALUATION,
+                    "tracking_evaluation_results",
+                    self.evaluations.on_event,
+                    "reopen case",
+                    ResultsPublished.event_type,
+                ),
             )
         ]
         self.sweeper = Sweeper(self.handlers, self.engine, interval_s=self.settings.sweep_interval_s)

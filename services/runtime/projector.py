@@ -22,27 +22,36 @@ database is not a poison message: that is retried until the database is back.
 Acknowledgement is ``AckPolicy.ALL``: one ack after each commit covers its batch.
 
 Per event the projector does as little as it can, because it is CPU-bound in its own process
-and nats-py's receiving and parsing of the messages already takes about 70 % of its time
+and nats-py's receiving and parsing of the messages already takes 70-80 % of its time
 (bench/: ``project_vs_raw``). Which event types a projection wants is decided once per
 ``Duban-Event-Types`` value, and commits it does not want are not decoded; the stream sequence
 that decides whether a message is fresh is read from its reply subject (nats-py's full
 ``metadata`` costs about 4 µs a message); the wanted commits of a batch are validated in one
 call (``decode_commits``); the checkpoint statement is built once per dialect. On SQLite a
-batch also costs about a dozen round trips to aiosqlite's thread (SQLAlchemy's adapter makes a
-cursor, executes, fetches and closes per statement; then the commit and the pool's reset), each
-a thread switch of 60-80 µs on the benchmark's machine: a larger ``projector_batch`` spreads
-them, and the other per-batch costs, over more events (bench/ at 1000 instead of 500: about
-0.07 more ``project_vs_raw``).
+batch also costs round trips to aiosqlite's thread (SQLAlchemy's adapter makes a cursor,
+executes, fetches and closes per statement; then the commit and the pool's reset; a document
+projection reads and writes with one each: ``documents.py``), each a thread switch of 40-80 µs
+on the benchmark's machine: a larger ``projector_batch`` spreads them, and the other per-batch
+costs, over more events (bench/ at 1000 instead of 500: about 0.07 more ``project_vs_raw``).
 
 Fetching the next batch while the current one is applied was measured and dropped: the event
 loop then parses messages while aiosqlite's thread waits for the GIL to hand back each result,
-and the projector got 15-25 % slower.
+and the projector got 15-25 % slower. (The sqlite3 module releases the GIL around every step,
+that is every row, and takes it back after: with the event loop busy parsing, each row can wait
+for the interpreter's switch interval.)
+
+While it applies a batch the projector pauses automatic cyclic garbage collection
+(``gc_paused``): the batch's objects all live until the commit, so collections during it only
+walk them again and again; bench/ measured 1.0-1.4 s of collections per 100,000 events without
+the pause (about a tenth of the projector's time), 0.1-0.2 s with it (while fetching, as in the
+raw consumer).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -89,6 +98,41 @@ def upsert(table: Table, dialect: str):
     return stmt.on_conflict_do_update(
         index_elements=keys, set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
     )
+
+
+_gc_pauses = 0
+_gc_resume = False
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No automatic cyclic garbage collection inside: while the projector applies a batch.
+
+    A batch makes about twenty objects the collector tracks per event (nats-py's message and
+    its headers, the envelope and event models with their dicts, the rows read and written), and
+    they all stay alive until the commit. CPython 3.11 runs a young collection every 700 net
+    allocations of such objects, so it walks the batch over and over without finding anything
+    to free, promotes it, and every few batches runs a full collection of the whole heap: about
+    a tenth of the projector's time in bench/ (``gc.callbacks``: 1.0-1.4 s of collections for
+    100,000 events, 12 of them full). Inside this block nothing is collected automatically; the
+    batch's objects are freed by reference counting when it ends, and any cycle made meanwhile
+    is collected by the first collection after it (``gc.collect()`` works as always). Nested
+    and interleaved uses (several projectors in one event loop) share one pause, which lasts
+    until none of them is applying a batch (fetching, most of a projector's time, is outside
+    it); a process that turned the collector off keeps it off. Not thread-safe: the event
+    loop's thread only.
+    """
+    global _gc_pauses, _gc_resume
+    if _gc_pauses == 0:
+        _gc_resume = gc.isenabled()
+        gc.disable()
+    _gc_pauses += 1
+    try:
+        yield
+    finally:
+        _gc_pauses -= 1
+        if _gc_pauses == 0 and _gc_resume:
+            gc.enable()
 
 
 def handles(event_type: type[Event]) -> Callable[[Handler], Handler]:
@@ -279,6 +323,12 @@ class Projector(PullConsumer):
         await msgs[-1].ack()
 
     async def _apply_in_one_transaction(self, msgs: list[Msg]) -> None:
+        # The pause ends after ``_apply_and_commit`` has returned, so after its envelopes, rows and
+        # session are gone: what the batch made is freed by reference counting, never walked.
+        with gc_paused():
+            await self._apply_and_commit(msgs)
+
+    async def _apply_and_commit(self, msgs: list[Msg]) -> None:
         envelopes = decode_commits([msg.data for msg in msgs if self._wanted(msg)])
         with self._process_spans(msgs):
             async with self.sessions() as session, session.begin():

@@ -139,3 +139,24 @@ async def test_a_poison_message_is_dead_lettered_and_later_events_flow(nc, store
     assert headers[ATTEMPTS] == "3"
     assert "cannot project 坏数据" in headers[ERROR]
     assert decode_commit(dlq.data)[0].event_type == "sample.Poisoned"
+
+
+def test_cyclic_gc_is_paused_while_batches_are_applied_and_comes_back_after():
+    import gc
+
+    from services.runtime.projector import gc_paused
+
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():  # a second projector in the same loop shares the pause
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # a process that turned it off keeps it off
+    finally:
+        gc.enable()

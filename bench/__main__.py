@@ -31,6 +31,7 @@ import nats
 from contracts import subjects
 from services.runtime.nats_server import EmbeddedNats
 
+from . import ballots, traced
 from .common import CONTEXT, JURISDICTION, Sizes, elapsed, progress, ratio
 from .project import project
 from .raw import raw_consume, raw_consume_plain, raw_publish, raw_publish_plain
@@ -43,6 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, help="events in the event stream (default 100000, quick 10000)")
     parser.add_argument("--aggregates", type=int, help="aggregates they belong to (default 10000, quick 1000)")
     parser.add_argument("--rounds", type=int, help="rounds of (raw consume, projection), best kept (default 3)")
+    parser.add_argument(
+        "--core-only", action="store_true", help="skip the service scenarios (ballots over HTTP, tracing's cost)"
+    )
     return parser.parse_args(argv)
 
 
@@ -112,6 +116,10 @@ def notes(sizes: Sizes, report: dict) -> str:
             "per batch) into SQLite from prepare() until caught up (catch_up returns when the server reports",
             "nothing pending behind a batch).",
             f"One nats-server and this process share the machine ({os.cpu_count()} CPUs).",
+            "ballots_per_s / ballot_p99_ms: bench/ballots.py (500 evaluators' sheets of 10 subjects over HTTP,",
+            "ballot_concurrency in flight, every ballot counted exactly once in the results or the run fails).",
+            "traced_vs_untraced: bench/traced.py (matters submitted, registered, routed and opened as cases,",
+            "with an SDK tracer writing span files against none, fresh processes, best rounds).",
         ]
     )
 
@@ -132,6 +140,13 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+    if not args.core_only:
+        # The services' scenarios, each on servers of its own (after the core's server is gone).
+        with tempfile.TemporaryDirectory(prefix="duban-bench-ballots-") as tmp:
+            progress("ballots: a hall's burst over HTTP against `duban serve evaluation`")
+            report |= asyncio.run(ballots.ballots(Path(tmp)))
+        progress("traced_vs_untraced: intake and tracking end to end, tracing off and on, alternating")
+        report |= traced.measure(matters=traced.MATTERS // (5 if args.quick else 1), rounds=sizes.consume_rounds)
     report |= {
         "append_vs_raw": ratio(report["append_per_s"], report["raw_publish_per_s"]),
         "project_vs_raw": ratio(report["project_per_s"], report["raw_consume_per_s"]),

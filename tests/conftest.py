@@ -74,3 +74,22 @@ async def engine(database_url):
     engine = make_engine(database_url)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def spans():
+    """Every span finished from now on in this test process, in memory (an SDK tracer provider
+    is installed once per process; tests ``spans.clear()`` before what they trace)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from services.runtime.telemetry import setup_tracing
+
+    exporter = InMemorySpanExporter()
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))
+    else:
+        setup_tracing("tests", "331000", processors=[SimpleSpanProcessor(exporter)])
+    return exporter

@@ -7,31 +7,16 @@ import json
 import logging
 
 import nats
-import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from contracts import subjects
 from contracts.envelope import new_id
 from services.runtime.eventstore import EventStore
 from services.runtime.logs import setup_logging
-from services.runtime.telemetry import setup_tracing, tracer
+from services.runtime.telemetry import tracer
 from tests.support.sample import Counter, counter_projector
 
 JURISDICTION = "331081"
-
-
-@pytest.fixture(scope="session")
-def spans() -> InMemorySpanExporter:
-    exporter = InMemorySpanExporter()
-    if isinstance(trace.get_tracer_provider(), TracerProvider):
-        trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))
-    else:
-        setup_tracing("tests", JURISDICTION, processors=[SimpleSpanProcessor(exporter)])
-    return exporter
 
 
 async def test_the_consumer_span_is_a_child_of_the_append_span(nc, nats_url, unique, spans, engine):

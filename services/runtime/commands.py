@@ -45,6 +45,7 @@ async def execute(
             "duban.aggregate.type": cls.aggregate_type,
             "duban.aggregate.id": aggregate_id,
             "duban.jurisdiction": store.jurisdiction,
+            "duban.service": store.context,
             "duban.actor.role": actor.role,
         }
         with continue_journey(state.journey, f"{store.context} {cls.aggregate_type} command", attributes):

@@ -222,6 +222,7 @@ class EventStore:
                 "duban.aggregate.type": aggregate.aggregate_type,
                 "duban.aggregate.id": aggregate.id,
                 "duban.jurisdiction": self.jurisdiction,
+                "duban.service": self.context,
                 "duban.event_types": ",".join(e.event_type for e in events),
             },
         ) as span:

@@ -94,6 +94,7 @@ class PullConsumer:
             "messaging.consumer.group.name": self.durable,
             "messaging.message.id": (msg.headers or {}).get("Nats-Msg-Id", ""),
             "duban.jurisdiction": self.jurisdiction,
+            "duban.service": self.context,
         }
 
     async def dead_letter(self, msg: Msg, *, sequence: int, attempts: int, error: BaseException) -> None:

@@ -161,8 +161,9 @@ def render(roots: list[Node]) -> str:
     def line(node: Node, depth: int) -> None:
         span = node.span
         millis = ((span["end"] or span["start"]) - span["start"]) / 1e6
-        service = (span.get("service") or "?").removeprefix("duban-")
-        where = span.get("jurisdiction") or "?"
+        attributes = span.get("attributes") or {}
+        service = attributes.get("duban.service") or (span.get("service") or "?").removeprefix("duban-")
+        where = attributes.get("duban.jurisdiction") or span.get("jurisdiction") or "?"
         error = f"  ERROR {span.get('error') or ''}".rstrip() if span.get("status") == StatusCode.ERROR.name else ""
         lines.append(f"{'  ' * depth}{service:<10} {where:<9} {span['name']}  {millis:.1f} ms{error}")
         for child in node.children:

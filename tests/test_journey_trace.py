@@ -1,0 +1,130 @@
+"""One trace per matter's journey: a problem raised at 泽国镇, escalated to 温岭市 and on to 台州市,
+routed there and assigned in tracking, produces spans at every level and service with one trace
+id; ``duban trace`` prints that tree with every level in it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from contracts.intake import (
+    Channel,
+    EscalateMatter,
+    MatterData,
+    MatterKind,
+    RaisedBy,
+    RegisterMatter,
+    RouteMatter,
+    SubmitMatter,
+    Submitter,
+)
+from contracts.tracking import AssignCase, Unit
+from services.intake.app import IntakeService
+from services.intake.domain import Matter
+from services.intake.handlers import derived_id
+from services.runtime.auth import Principal, Role
+from services.runtime.cli import main
+from services.runtime.nats_server import EmbeddedNats
+from services.runtime.settings import Settings
+from services.runtime.tracefile import FileSpanExporter
+from services.tracking.app import TrackingService
+from services.tracking.domain import Case
+
+TAIZHOU, WENLING, ZEGUO = "331000", "331081", "331081100"
+
+
+def staff(code: str) -> Principal:
+    return Principal(sub=f"committee-{code}", name="工委", roles=[Role.committee], jurisdiction=code)
+
+
+async def eventually(check, timeout: float = 30.0):
+    async with asyncio.timeout(timeout):
+        while True:
+            result = await check()
+            if result:
+                return result
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def system(tmp_path):
+    server = EmbeddedNats(tmp_path / "nats").start()
+    running = []
+    try:
+        intake = {}
+        for code in (TAIZHOU, WENLING, ZEGUO):
+            settings = Settings(jurisdiction=code, nats_url=server.url, data_dir=tmp_path / "data")
+            intake[code] = IntakeService(settings)
+            await intake[code].start()
+            running.append(intake[code])
+        tracking = TrackingService(Settings(jurisdiction=TAIZHOU, nats_url=server.url, data_dir=tmp_path / "data"))
+        await tracking.start(sweep=False)
+        running.append(tracking)
+        yield intake, tracking
+    finally:
+        for service in reversed(running):
+            await service.stop()
+        server.stop()
+
+
+async def test_an_escalated_problem_is_one_trace_across_levels_and_services(system, spans, tmp_path, capsys):
+    intake, tracking = system
+    spans.clear()
+    problem = MatterData(
+        kind=MatterKind.problem,
+        title="泽国镇企业用地指标不足",
+        content="三家企业扩产受限，需市级统筹用地指标。",
+        lead=Submitter(id="deputy-1", name="王代表"),
+        channel=Channel.liaison_station,
+        raised_in=ZEGUO,
+        raised_by=RaisedBy(name="温岭某泵业有限公司"),
+    )
+    station = Principal(sub="station-1", name="泽国镇代表联络站", roles=[Role.liaison_station], jurisdiction=ZEGUO)
+    raised = await intake[ZEGUO].handlers.submit(SubmitMatter(matter=problem), station)
+    await intake[ZEGUO].handlers.register(RegisterMatter(matter_id=raised.id), staff(ZEGUO))
+    await intake[ZEGUO].handlers.escalate(EscalateMatter(matter_id=raised.id, reason="超出镇级事权"), staff(ZEGUO))
+
+    async def arrived(code: str, matter_id: str):
+        return (await intake[code].handlers.store.load(Matter, matter_id)).exists
+
+    at_wenling = derived_id(ZEGUO, raised.id, WENLING)
+    await eventually(lambda: arrived(WENLING, at_wenling))
+    await intake[WENLING].handlers.register(RegisterMatter(matter_id=at_wenling), staff(WENLING))
+    await intake[WENLING].handlers.escalate(EscalateMatter(matter_id=at_wenling, reason="需市级统筹"), staff(WENLING))
+    at_taizhou = derived_id(WENLING, at_wenling, TAIZHOU)
+    await eventually(lambda: arrived(TAIZHOU, at_taizhou))
+    await intake[TAIZHOU].handlers.register(RegisterMatter(matter_id=at_taizhou), staff(TAIZHOU))
+    await intake[TAIZHOU].handlers.route(RouteMatter(matter_id=at_taizhou, committee="财经工委"), staff(TAIZHOU))
+
+    async def case_opened():
+        return (await tracking.handlers.store.load(Case, at_taizhou)).exists
+
+    await eventually(case_opened)
+    lead = Unit(id="unit-land", name="台州市自然资源和规划局")
+    await tracking.handlers.assign(AssignCase(case_id=at_taizhou, lead_unit=lead, committee="财经工委"), staff(TAIZHOU))
+    for service in (*intake.values(), tracking):
+        await service.wait_idle()
+
+    finished = list(spans.get_finished_spans())
+    journey_trace = raised.journey["traceparent"].split("-")[1]
+    ours = [s for s in finished if f"{s.context.trace_id:032x}" == journey_trace]
+    seen = {(s.attributes.get("duban.service"), s.attributes.get("duban.jurisdiction")) for s in ours}
+    for code in (ZEGUO, WENLING, TAIZHOU):
+        assert ("intake", code) in seen, (code, sorted(seen, key=str))
+    assert ("tracking", TAIZHOU) in seen
+    names = {s.name for s in ours}
+    assert "tracking case command" in names  # the assignment, asked for later, continues the journey
+    assert any(name.startswith("receive duban.x.") for name in names)  # hand-overs between levels
+    assert any(name.startswith("process duban.evt.") for name in names)  # projections
+    ids = {s.context.span_id for s in ours}
+    orphans = [s.name for s in ours if s.parent is not None and s.parent.span_id not in ids and not s.links]
+    assert len(orphans) <= 1, orphans  # the journey's first span hangs off the test's own context at most
+
+    FileSpanExporter(tmp_path / "traces" / "all-331000.jsonl").export(finished)
+    assert main(["trace", raised.id, "--data-dir", str(tmp_path)]) == 0
+    tree = capsys.readouterr().out
+    assert tree.count(f"trace {journey_trace}") == 1
+    for code in (ZEGUO, WENLING, TAIZHOU):
+        assert f"intake     {code}" in tree, tree
+    assert f"tracking   {TAIZHOU}" in tree

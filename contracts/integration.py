@@ -7,10 +7,13 @@ aggregate of the sender it concerns). The receiver must treat them idempotently:
 
 from __future__ import annotations
 
+from datetime import date
+
 from pydantic import Field
 
 from .events import Event, event
 from .intake import Hop, MatterData, Outcome
+from .notify import SummaryFigures, SummaryRow, TypicalCase
 
 
 @event("x.MatterHandedOver")
@@ -45,3 +48,22 @@ class OutcomeReportedBack(Event):
 KIND_HANDED_OVER = "matter-handed-over"
 KIND_TAKEN_IN = "matter-taken-in"
 KIND_OUTCOME = "outcome-reported-back"
+
+
+@event("x.MonthlySummaryReported")
+class MonthlySummaryReported(Event):
+    """一月一小结 (seed 003 三(四)): a level's figures of a month, its own and its lower levels',
+    reported to the level above by the 20th of the next month. A later revision of the same
+    reporter and month replaces an earlier one (``revision`` grows; redeliveries repeat one)."""
+
+    reporter: str = Field(pattern=r"^\d{6}(\d{3})?$")
+    reporter_name: str
+    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    revision: int = Field(ge=1)
+    figures: SummaryFigures
+    rows: list[SummaryRow] = Field(default_factory=list, description="the reporter's own row and its lower levels'")
+    typical_cases: list[TypicalCase] = Field(default_factory=list)
+    compiled_on: date
+
+
+KIND_MONTHLY_SUMMARY = "monthly-summary"

@@ -1,0 +1,323 @@
+"""Notify's HTTP API (通知与公示): the inbox, deliveries, the directory, the four lists, the monthly
+summary and public disclosure.
+
+Every route needs a bearer token of a principal of this deployment's jurisdiction, except the
+public ones under ``/public/`` (公示, readable and commentable by anyone) and ``/healthz``.
+Lists and summaries export as CSV or XLSX with ``?format=``; file names are Chinese (RFC 5987).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Response
+from fastapi.responses import HTMLResponse
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts.intake import ID_PATTERN
+from contracts.jurisdictions import UnknownJurisdiction
+from contracts.notify import (
+    DELIVERY_STATUS_NAMES,
+    KIND_NAMES,
+    MONTH_PATTERN,
+    AddTypicalCase,
+    DeliveryStatus,
+    NoticeChannel,
+    NoticeKind,
+    RecipientEntry,
+    ReleaseDisclosure,
+    SubmitPublicComment,
+    WithdrawDisclosure,
+)
+from services.runtime.aggregate import DomainError, NotAllowed
+from services.runtime.auth import Principal, Role
+from services.runtime.http import (
+    BodySizeLimit,
+    Provided,
+    body_model,
+    health_router,
+    install_error_handlers,
+    principal_from_request,
+    provided,
+    refusals,
+)
+from services.runtime.settings import Settings
+
+from . import lists, projections, summary
+from .domain import Delivery, MonthlySummary
+from .handlers import OPERATORS, STAFF, NotifyHandlers, reader_ids
+
+log = logging.getLogger("duban.notify.api")
+
+TITLE = "duban notify 通知、清单与公示"
+READERS = (*STAFF, Role.leader, Role.operator)
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+DeliveryId = Path(pattern=ID_PATTERN, description="发送记录编号")
+CaseId = Path(pattern=ID_PATTERN, description="办理件编号")
+Month = Path(pattern=MONTH_PATTERN, description="月份，如 2026-09")
+WithdrawBody = body_model(WithdrawDisclosure, "case_id")
+TypicalCaseBody = body_model(AddTypicalCase, "month")
+
+
+def _require(principal: Principal, roles: tuple[Role, ...], what: str) -> None:
+    if not principal.has(*roles):
+        raise NotAllowed(f"当前身份不能{what}")
+
+
+def _file(content: bytes, media_type: str, filename: str) -> Response:
+    return Response(
+        content,
+        media_type=media_type,
+        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}"},
+    )
+
+
+def _delivery_view(row: dict[str, Any]) -> dict[str, Any]:
+    row = dict(row)
+    row["status_name"] = DELIVERY_STATUS_NAMES.get(DeliveryStatus(row["status"])) if row.get("status") else None
+    try:
+        row["kind_name"] = KIND_NAMES[NoticeKind(row["kind"])]
+    except (ValueError, KeyError):
+        row["kind_name"] = row.get("kind")
+    return row
+
+
+def build_router(settings: Settings, *, handlers: Provided[NotifyHandlers], engine: Provided[AsyncEngine]) -> APIRouter:
+    here = settings.jurisdiction
+    get_handlers = provided(handlers)
+    get_engine = provided(engine)
+    caller = principal_from_request(settings, jurisdiction=here)
+    router = APIRouter(responses=refusals("不存在"))
+
+    def place(code: str | None) -> str:
+        try:
+            return get_handlers().registry.get(code or "").name
+        except UnknownJurisdiction:
+            return code or ""
+
+    # -- the inbox ------------------------------------------------------------------------
+    @router.get("/inbox", tags=["inbox"], summary="我的站内消息")
+    async def my_inbox(
+        unread: bool = Query(default=False, description="仅未读"),
+        limit: int = Query(default=100, ge=1, le=500),
+        offset: int = Query(default=0, ge=0),
+        principal: Principal = Depends(caller),
+    ) -> dict[str, Any]:
+        """The caller's notices: addressed to them, to a role they hold, or (a leader) to their name."""
+        rows = await projections.inbox(get_engine(), reader_ids(principal), unread=unread, limit=limit, offset=offset)
+        return {"items": [_delivery_view(r) for r in rows], "limit": limit, "offset": offset}
+
+    @router.post("/inbox/{delivery_id}/read", tags=["inbox"], summary="标记已读")
+    async def mark_read(delivery_id: str = DeliveryId, principal: Principal = Depends(caller)) -> dict[str, Any]:
+        delivery = await get_handlers().mark_read(delivery_id, principal)
+        return {"id": delivery.id, "read_by": delivery.read_by}
+
+    # -- deliveries (operators) -----------------------------------------------------------
+    @router.get("/deliveries", tags=["deliveries"], summary="通知发送记录")
+    async def deliveries(
+        status: DeliveryStatus | None = None,
+        recipient: str | None = Query(default=None, max_length=128),
+        channel: NoticeChannel | None = None,
+        topic: str | None = Query(default=None, max_length=64, description="事项、办理件或测评编号"),
+        limit: int = Query(default=200, ge=1, le=1000),
+        offset: int = Query(default=0, ge=0),
+        principal: Principal = Depends(caller),
+    ) -> dict[str, Any]:
+        """Every delivery with its status: ``in_doubt`` and ``dead_lettered`` are what operators look at."""
+        _require(principal, (*OPERATORS, *STAFF), "查看发送记录")
+        rows = await projections.list_deliveries(
+            get_engine(),
+            status=status.value if status else None,
+            recipient_id=recipient,
+            channel=channel.value if channel else None,
+            topic_id=topic,
+            limit=limit,
+            offset=offset,
+        )
+        return {"items": [_delivery_view(r) for r in rows], "limit": limit, "offset": offset}
+
+    @router.get("/deliveries/{delivery_id}", tags=["deliveries"], summary="发送记录详情与经过")
+    async def delivery_detail(delivery_id: str = DeliveryId, principal: Principal = Depends(caller)) -> dict[str, Any]:
+        _require(principal, (*OPERATORS, *STAFF), "查看发送记录")
+        h = get_handlers()
+        delivery = await h.store.load(Delivery, delivery_id)
+        if not delivery.exists:
+            raise DomainError("发送记录不存在", field="delivery_id", code="not_found")
+        history = [
+            {"event_type": e.event_type, "occurred_at": e.occurred_at, "payload": e.payload}
+            for e in await h.store.history(delivery_id)
+        ]
+        return {"delivery": delivery.model_dump(mode="json"), "history": history}
+
+    @router.post("/deliveries/{delivery_id}/replay", tags=["deliveries"], summary="重发（结果不明或已转死信的通知）")
+    async def replay(delivery_id: str = DeliveryId, principal: Principal = Depends(caller)) -> dict[str, Any]:
+        """Sends the notice again: for one settled in doubt, only after checking it did not arrive."""
+        delivery = await get_handlers().replay(delivery_id, principal)
+        return {"id": delivery.id, "replay": "requested"}
+
+    # -- the directory --------------------------------------------------------------------
+    @router.get("/directory", tags=["directory"], summary="通讯录")
+    async def directory(principal: Principal = Depends(caller)) -> dict[str, Any]:
+        _require(principal, (*STAFF, Role.operator), "查看通讯录")
+        return {"items": await projections.list_directory(get_engine())}
+
+    @router.put("/directory/{recipient_id}", tags=["directory"], summary="新增或修改通讯录条目")
+    async def put_recipient(
+        entry: RecipientEntry,
+        recipient_id: str = Path(max_length=128),
+        principal: Principal = Depends(caller),
+    ) -> dict[str, Any]:
+        if entry.id != recipient_id:
+            raise DomainError("路径中的编号与条目编号不一致", field="id", code="id_mismatch")
+        recorded = await get_handlers().record_recipient(entry, principal)
+        return recorded.entry.model_dump(mode="json") if recorded.entry else {}
+
+    @router.delete("/directory/{recipient_id}", tags=["directory"], summary="删除通讯录条目")
+    async def delete_recipient(recipient_id: str = Path(max_length=128), principal: Principal = Depends(caller)):
+        await get_handlers().remove_recipient(recipient_id, principal)
+        return {"id": recipient_id, "removed": True}
+
+    # -- the four lists -------------------------------------------------------------------
+    @router.get("/lists/{name}", tags=["lists"], summary="四张清单（问题、建议、督办、成果）")
+    async def the_list(
+        name: str = Path(pattern=r"^(problems|suggestions|supervision|results)$"),
+        format: str = Query(default="json", pattern=r"^(json|csv|xlsx)$"),
+        level: str | None = Query(default=None, pattern=r"^(prefecture|county|township)$"),
+        jurisdiction: str | None = Query(default=None, pattern=r"^\d{6}(\d{3})?$", description="提出地（含下级）"),
+        unit: str | None = Query(default=None, max_length=200, description="主办或协办单位编号或名称"),
+        committee: str | None = Query(default=None, max_length=100),
+        since: date | None = Query(default=None, description="起始日（含）"),
+        until: date | None = Query(default=None, description="截止日（含）"),
+        principal: Principal = Depends(caller),
+    ) -> Any:
+        """问题清单 ``problems``, 建议清单 ``suggestions``, 督办清单 ``supervision``, 成果清单 ``results``."""
+        _require(principal, READERS, "查看清单")
+        filters = lists.Filters(
+            level=level, jurisdiction=jurisdiction, unit=unit, committee=committee, since=since, until=until
+        )
+        rows = await lists.list_rows(get_engine(), name, filters, place)
+        title = f"{place(here)}{lists.LISTS[name].title}"
+        if format == "csv":
+            return _file(lists.to_csv(name, rows), "text/csv; charset=utf-8", f"{title}.csv")
+        if format == "xlsx":
+            return _file(lists.to_xlsx(name, rows, subtitle=title), XLSX, f"{title}.xlsx")
+        headers, values = lists.table(name, rows)
+        return {"title": title, "headers": headers, "rows": values, "count": len(values)}
+
+    # -- the monthly summary --------------------------------------------------------------
+    @router.get("/summaries/{month}", tags=["summary"], summary="一月一小结（本级视图）")
+    async def month_view(
+        month: str = Month,
+        format: str = Query(default="json", pattern=r"^(json|xlsx)$"),
+        principal: Principal = Depends(caller),
+    ) -> Any:
+        """One row per lower level (and this level's own, below the prefecture) and a total; at
+        台州市 one row per county. ``format=xlsx`` is the 附件's table."""
+        _require(principal, READERS, "查看汇总表")
+        h = get_handlers()
+        view = await summary.level_view(get_engine(), h.registry, here, month, tuple(h.settings.solved_classes))
+        stored = await projections.get_row(get_engine(), projections.summaries, MonthlySummary.id_for(month))
+        view["compiled"] = (
+            {"revision": stored["revision"], "compiled_on": stored["compiled_on"], "report_to": stored["report_to"]}
+            if stored and stored["revision"]
+            else None
+        )
+        if format == "xlsx":
+            content = summary.summary_xlsx(view, filled_by=principal.name or principal.id, filled_on=h.today())
+            return _file(content, XLSX, f"{view['name']}{month}情况汇总表.xlsx")
+        return view
+
+    @router.post("/summaries/{month}/report", tags=["summary"], summary="立即汇总并报送上级")
+    async def report_now(month: str = Month, principal: Principal = Depends(caller)) -> dict[str, Any]:
+        h = get_handlers()
+        h._staff(principal, "报送汇总表")
+        compiled = await h.compile_summary(month, actor=principal.actor(Role.committee))
+        return {
+            "month": month,
+            "revision": compiled.revision,
+            "figures": compiled.figures.model_dump() if compiled.figures else None,
+        }
+
+    @router.post("/summaries/{month}/typical-cases", tags=["summary"], summary="添加典型案例")
+    async def typical_case(body: TypicalCaseBody, month: str = Month, principal: Principal = Depends(caller)):
+        command = AddTypicalCase.model_validate({**body.model_dump(), "month": month})
+        summary_state = await get_handlers().add_typical_case(command, principal)
+        return {"month": month, "typical_cases": [c.model_dump(mode="json") for c in summary_state.typical_cases]}
+
+    @router.delete("/summaries/{month}/typical-cases/{case_id}", tags=["summary"], summary="删除典型案例")
+    async def remove_typical_case(
+        month: str = Month, case_id: str = Path(pattern=ID_PATTERN), principal: Principal = Depends(caller)
+    ) -> dict[str, Any]:
+        summary_state = await get_handlers().remove_typical_case(month, case_id, principal)
+        return {"month": month, "typical_cases": [c.model_dump(mode="json") for c in summary_state.typical_cases]}
+
+    # -- disclosure (staff) ---------------------------------------------------------------
+    @router.post("/disclosures", tags=["disclosure"], summary="发布公示（已办结的重点件）")
+    async def release(body: ReleaseDisclosure, principal: Principal = Depends(caller)) -> dict[str, Any]:
+        disclosure = await get_handlers().release(body, principal)
+        return {"id": disclosure.id, "released": disclosure.released, "text": disclosure.text.model_dump()}
+
+    @router.post("/disclosures/{case_id}/withdraw", tags=["disclosure"], summary="撤回公示")
+    async def withdraw(body: WithdrawBody, case_id: str = CaseId, principal: Principal = Depends(caller)):
+        command = WithdrawDisclosure.model_validate({**body.model_dump(), "case_id": case_id})
+        disclosure = await get_handlers().withdraw(command, principal)
+        return {"id": disclosure.id, "released": disclosure.released}
+
+    return router
+
+
+def public_router(
+    settings: Settings, *, handlers: Provided[NotifyHandlers], engine: Provided[AsyncEngine]
+) -> APIRouter:
+    """公示: read by anyone, no token; only what staff released, only what a disclosure says."""
+    get_handlers = provided(handlers)
+    get_engine = provided(engine)
+    router = APIRouter(prefix="/public", tags=["public"])
+    fields = ("id", "title", "leads", "unit", "summary", "evaluation_result", "kind", "registration_no", "released_at")
+
+    def public(row: dict[str, Any]) -> dict[str, Any]:
+        return {name: row[name] for name in fields}
+
+    @router.get("/disclosures", summary="公示（JSON）")
+    async def disclosures() -> dict[str, Any]:
+        rows = await projections.released_disclosures(get_engine())
+        return {"jurisdiction": settings.jurisdiction, "items": [public(r) for r in rows]}
+
+    @router.get("/disclosures.html", summary="公示（网页）", response_class=HTMLResponse)
+    async def disclosures_page() -> HTMLResponse:
+        h = get_handlers()
+        rows = [public(r) for r in await projections.released_disclosures(get_engine())]
+        return HTMLResponse(h.templates.page("disclosure.html.j2", {"level_name": h.level_name, "items": rows}))
+
+    @router.get("/disclosures/{case_id}", summary="一项公示")
+    async def disclosure(case_id: str = CaseId) -> dict[str, Any]:
+        row = await projections.get_row(get_engine(), projections.disclosures, case_id)
+        if row is None or not row["released"]:
+            raise DomainError("该公示不存在或已撤回", field="case_id", code="not_found")
+        return public(row)
+
+    @router.post("/disclosures/{case_id}/comments", status_code=202, summary="对公示事项提出意见")
+    async def comment(
+        body: SubmitPublicComment,
+        case_id: str = CaseId,
+        idempotency_key: str | None = Header(default=None, alias="Idempotency-Key", max_length=200),
+    ) -> dict[str, Any]:
+        """The comment is recorded now and handed to intake as a matter (受理后进入审查)."""
+        received = await get_handlers().comment(case_id, body, idempotency_key or None)
+        return {"id": received.id, "status": "received", "message": "意见已收到，将作为事项受理"}
+
+    return router
+
+
+def create_api(settings: Settings, *, handlers: Provided[NotifyHandlers], engine: Provided[AsyncEngine]) -> FastAPI:
+    """The whole notify app of one level."""
+    api = FastAPI(title=f"{TITLE}（{settings.jurisdiction}）", version="1")
+    install_error_handlers(api)
+    api.add_middleware(BodySizeLimit, max_bytes=200_000)
+    api.include_router(health_router())
+    api.include_router(public_router(settings, handlers=handlers, engine=engine))
+    api.include_router(build_router(settings, handlers=handlers, engine=engine))
+    return api

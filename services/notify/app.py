@@ -1,0 +1,295 @@
+"""Wiring of one level's notify: NATS, the event store, the read models, the listeners on intake's,
+tracking's and evaluation's streams of this level, the sender, the summary sweep, the bus to the
+level above and the HTTP API. The only module that knows all of them.
+
+Notify hears of everything through events: it reads this level's INTAKE, TRACKING and EVALUATION
+streams (each through its own durable consumer, created idempotently; the streams are created
+here too, as their producers create them, so notify can start first) and this level's INBOX
+(the monthly summaries lower levels report). It never calls another service, except to hand a
+public comment to intake through intake's public command subject.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from nats.aio.msg import Msg
+
+from contracts import integration as x
+from contracts import notify as n
+from contracts import subjects
+from contracts.envelope import EVENT_TYPES_HEADER, SHANGHAI, decode_commit, utcnow
+from contracts.events import Event
+from contracts.jurisdictions import JurisdictionRegistry, Level, default_registry
+from services.runtime import service as runtime_service
+from services.runtime.consumer import carrying
+from services.runtime.db import make_engine
+from services.runtime.eventstore import EventStore
+from services.runtime.levels import connect, ensure_level_streams
+from services.runtime.projector import Projector
+from services.runtime.service import ServiceBase
+from services.runtime.settings import Settings
+
+from . import projections as p
+from .api import create_api
+from .channels import EmailChannel, WebhookChannel
+from .dispatch import REQUESTS, Dispatcher, DispatchWorker, StoppableWorker
+from .domain import previous_month
+from .handlers import NotifyHandlers
+from .notices import EVALUATION_TYPES, INTAKE_TYPES, TRACKING_TYPES, NoticePlanner
+from .settings import NotifySettings
+from .texts import Templates
+
+log = logging.getLogger("duban.notify")
+
+CONTEXT = "notify"
+SOURCES = {"intake": INTAKE_TYPES, "tracking": TRACKING_TYPES, "evaluation": EVALUATION_TYPES}
+#: The day of the next month each level reports its summary by, unless configured.
+REPORT_DAY = {Level.TOWNSHIP: 5, Level.COUNTY: 10}
+
+
+class NotifyService(ServiceBase):
+    """Everything one level's notify runs; ``start()`` then ``stop()``."""
+
+    context = CONTEXT
+    settings: NotifySettings
+
+    def __init__(
+        self,
+        settings: NotifySettings,
+        *,
+        registry: JurisdictionRegistry | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__(settings)
+        self.registry = registry or default_registry()
+        self.registry.get(settings.jurisdiction)
+        self.clock = clock or utcnow
+        self.engine = make_engine(settings.sqlalchemy_url(CONTEXT))
+        self._stopping = asyncio.Event()
+
+    # -- start -------------------------------------------------------------------------
+    async def start(self, *, sweep: bool = True) -> None:
+        settings = self.settings
+        self.nc = await connect(settings, CONTEXT)
+        self.store = EventStore(self.nc, context=CONTEXT, jurisdiction=self.here, settings=settings, clock=self.clock)
+        await self.store.ensure_streams()
+        self.sources = {
+            context: EventStore(self.nc, context=context, jurisdiction=self.here, settings=settings)
+            for context in SOURCES
+        }
+        for source in self.sources.values():
+            await source.ensure_streams()
+        await ensure_level_streams(self.store.js, self.here, self.registry, settings)
+        self.streams = [self.store.stream, subjects.inbox_stream(self.here), subjects.outbox_stream(self.here)]
+        self.templates = Templates(settings.templates_dir)
+        self.handlers = NotifyHandlers(
+            self.store, self.engine, self.registry, settings, self.templates, clock=self.clock
+        )
+        self.planner = NoticePlanner(self.here, self.registry, self.sources, self.clock)
+        self.senders: dict = {
+            n.NoticeChannel.webhook: WebhookChannel(
+                secret=settings.webhook_secret, timeout_s=settings.webhook_timeout_s
+            )
+        }
+        if settings.smtp_host:
+            self.senders[n.NoticeChannel.email] = EmailChannel(
+                host=settings.smtp_host,
+                port=settings.smtp_port,
+                sender=settings.mail_from,
+                username=settings.smtp_username,
+                password=settings.smtp_password,
+                starttls=settings.smtp_starttls,
+                use_tls=settings.smtp_tls,
+                timeout_s=settings.smtp_timeout_s,
+                domain=f"duban-{self.here}",
+            )
+        # Leases are real time, whatever the business clock says (tests move that one by hand).
+        self.dispatcher = Dispatcher(self.store, self.senders, lease_s=settings.send_lease_s, clock=utcnow)
+
+        own = subjects.event_wildcard(CONTEXT, self.here)
+        intake, tracking, evaluation = (
+            (self.sources[c].stream, subjects.event_wildcard(c, self.here))
+            for c in ("intake", "tracking", "evaluation")
+        )
+        inbox_filter = f"duban.x.{self.here}.*.{x.KIND_MONTHLY_SUMMARY}"
+        placed = [
+            (p.DirectoryProjection(), self.store.stream, own),
+            (p.DeliveryProjection(), self.store.stream, own),
+            (p.SummaryProjection(), self.store.stream, own),
+            (p.DisclosureProjection(), self.store.stream, own),
+            (p.CommentProjection(), self.store.stream, own),
+            (p.MatterProjection(), *intake),
+            (p.ActivityProjection(), *intake),
+            (p.CaseProjection(), *tracking),
+            (p.GroupActivityProjection(), *tracking),
+            (p.EvaluationProjection(), *evaluation),
+            (p.ReportedSummaryProjection(), subjects.inbox_stream(self.here), inbox_filter),
+        ]
+        self.projectors = [
+            Projector(
+                self.nc,
+                projection,
+                self.engine,
+                stream=stream,
+                filter_subjects=[subject],
+                jurisdiction=self.here,
+                context=CONTEXT,
+                settings=settings,
+            )
+            for projection, stream, subject in placed
+        ]
+        # The directory first: notices planned from the first event already find their recipients.
+        directory = self.projectors[0]
+        await directory.prepare()
+        if settings.directory_file is not None:
+            loaded = await self.handlers.load_directory(settings.directory_file)
+            log.info("directory file applied", extra={"recorded": loaded, "file": str(settings.directory_file)})
+        await directory.catch_up()
+
+        self.listeners = [
+            StoppableWorker(
+                self.nc,
+                stream=self.sources[context].stream,
+                durable=f"notify_{context}_events",
+                handle=self._listener(types),
+                wants=carrying(*types),
+                jurisdiction=self.here,
+                context=CONTEXT,
+                span_name=f"plan notices {subjects.event_subject_template(context)}",
+                filter_subjects=[subjects.event_wildcard(context, self.here)],
+                settings=settings,
+            )
+            for context, types in SOURCES.items()
+        ]
+        self.sender = DispatchWorker(
+            self.nc,
+            stream=self.store.stream,
+            durable="notify_send",
+            dispatcher=self.dispatcher,
+            retry_base_s=settings.retry_base_s,
+            retry_max_s=settings.retry_max_s,
+            ack_wait_s=settings.send_ack_wait_s,
+            jurisdiction=self.here,
+            context=CONTEXT,
+            span_name=f"send {subjects.event_subject_template(CONTEXT)}",
+            filter_subjects=[own],
+            wants=carrying(*REQUESTS),
+            settings=settings.model_copy(update={"max_deliver": settings.delivery_attempts}),
+            batch=20,
+        )
+        self.relay = self._effect(
+            "notify_summary_relay", "relay", n.MonthlySummaryCompiled, self.handlers.relay_summary
+        )
+        self.comments = self._effect(
+            "notify_public_comments", "forward comment", n.PublicCommentReceived, self.handlers.forward_comment
+        )
+        await self.run_workers([*self.projectors, *self.listeners, self.sender, self.relay, self.comments])
+        if sweep:
+            self.run_task(self._sweep_forever, "summary-sweep")
+        log.info("notify started", extra={"jurisdiction": self.here, "channels": sorted(self.senders)})
+
+    # -- listeners ---------------------------------------------------------------------
+    def _listener(self, types: set[str]):
+        async def handle(msg: Msg) -> None:
+            """One commit of a producer's stream: plan the notices of the events it holds."""
+            header = (msg.headers or {}).get(EVENT_TYPES_HEADER)
+            if header is not None and not types.intersection(header.split(",")):
+                return
+            for envelope in decode_commit(msg.data):
+                if envelope.event_type in types:
+                    notices = await self.planner.notices_for(envelope)
+                    # each notice is its own deliveries (own aggregates): planned side by side
+                    await asyncio.gather(*(self.handlers.plan(notice, envelope) for notice in notices))
+
+        return handle
+
+    def _effect(self, durable: str, verb: str, event: type[Event], effect) -> StoppableWorker:
+        """A durable worker on this level's NOTIFY stream doing ``effect`` for each ``event``
+        (idempotent effects: publishing with a derived ``Nats-Msg-Id``, an idempotency key)."""
+
+        async def handle(msg: Msg) -> None:
+            for envelope in decode_commit(msg.data):
+                if envelope.event_type == event.event_type:
+                    await effect(envelope)
+
+        return StoppableWorker(
+            self.nc,
+            stream=self.store.stream,
+            durable=durable,
+            handle=handle,
+            wants=carrying(event.event_type),
+            jurisdiction=self.here,
+            context=CONTEXT,
+            span_name=f"{verb} {subjects.event_subject_template(CONTEXT)}",
+            filter_subjects=[subjects.event_wildcard(CONTEXT, self.here)],
+            settings=self.settings,
+        )
+
+    # -- the monthly summary sweep -----------------------------------------------------
+    def report_day(self) -> int | None:
+        if self.settings.summary_report_day is not None:
+            return self.settings.summary_report_day
+        return REPORT_DAY.get(self.registry.get(self.here).level)
+
+    async def sweep_once(self, now: datetime | None = None) -> int | None:
+        """From its report day on, compile last month's summary (a new revision only when
+        something changed, e.g. a township's late report). Returns the revision, if any."""
+        day = self.report_day()
+        if day is None or self.registry.parent_of(self.here) is None:
+            return None
+        today = (now or self.clock()).astimezone(SHANGHAI).date()
+        if today.day < day:
+            return None
+        summary = await self.handlers.compile_summary(previous_month(today))
+        return summary.revision
+
+    async def _sweep_forever(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.sweep_once()
+            except Exception:
+                log.exception("summary sweep failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.summary_interval_s)
+
+    # -- running -----------------------------------------------------------------------
+    async def stop(self) -> None:
+        self._stopping.set()
+        await super().stop()
+        webhook = getattr(self, "senders", {}).get(n.NoticeChannel.webhook)
+        if webhook is not None:
+            await webhook.close()
+        await self.engine.dispose()
+
+    async def halt(self) -> None:
+        """Stop at once, as a crash would, without finishing the batch in hand (fault tests): a
+        send under way is cut off, and its message given back to the server."""
+        self._stopping.set()
+        for worker in self.workers:
+            worker.stop()  # so a worker whose cancellation nats-py turns into a timeout still ends
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+        self._tasks.clear()
+        await self.stop()
+
+
+async def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run one level's notify until SIGINT/SIGTERM: read models, listeners, the sender, the
+    summary sweep and HTTP. ``duban serve`` gives the runtime's settings; notify's own (SMTP,
+    webhook key, directory file…) come from the same environment."""
+    if not isinstance(settings, NotifySettings):
+        settings = NotifySettings(**{**settings.model_dump(exclude_unset=True)})
+    service = NotifyService(settings)
+    await runtime_service.serve(
+        service,
+        lambda: create_api(settings, handlers=lambda: service.handlers, engine=service.engine),
+        host=host,
+        port=port,
+    )

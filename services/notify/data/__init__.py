@@ -1,0 +1,1 @@
+"""Data files of notify: the example recipient directory (``directory.json``)."""

@@ -1,0 +1,445 @@
+"""Which notices an event calls for, and for whom (DOMAIN.md "Lists, reports and notices").
+
+=====================================  ====================================================================
+event (this level)                     notices
+=====================================  ====================================================================
+tracking ``CaseAssigned``              交办通知 to the lead unit and to each co-unit
+tracking ``CaseUrged`` (due soon)      到期提醒 to the lead unit; for a key item also to its leader
+tracking ``CaseUrged`` (overdue…)      催办 to the lead unit (and the leader when long overdue)
+tracking ``CaseEscalatedToLeader``     超期报领导督办 to the supervising leader of the key item
+tracking ``CaseReopened``              重新办理 to the lead unit
+tracking ``ReplyReleased``             答复通知 with the request for feedback, to every submitter
+intake ``MatterReceived``              上报/交办事项 to whoever receives escalations at this level
+intake ``OutcomeRecorded``             办理结果反馈 to the enterprise or resident who raised it (its
+                                       e-mail contact) and to the deputy who collected it, asking them
+                                       to pass it on; at the level where it was raised, whether it was
+                                       handled here or reported back from a higher level
+evaluation ``SessionOpened``           测评邀请 to each evaluator of the electorate
+evaluation ``ResultsPublished``        测评结果 to the unit of each subject; for a performance
+                                       appraisal (履职评议) also 抄报市委 (the party committee)
+=====================================  ====================================================================
+
+The facts a notice needs (the case's title, its units, its submitters, the reply) are read from
+the producer's own stream, the aggregate's events up to the one being handled: so a notice says
+what was true when its event happened, whatever came later, and never waits for a read model.
+A recipient gets at most one notice per event (duplicates within one event are dropped).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from contracts.envelope import SHANGHAI, Envelope
+from contracts.events import UnknownEventType, upcast
+from contracts.intake import KIND_NAMES, MatterKind, MatterReceived, OutcomeRecorded
+from contracts.jurisdictions import JurisdictionRegistry, UnknownJurisdiction
+from contracts.notify import NoticeChannel, NoticeKind, Recipient
+from contracts.tracking import (
+    THRESHOLD_NAMES,
+    CaseAssigned,
+    CaseEscalatedToLeader,
+    CaseReopened,
+    CaseUrged,
+    ReplyReleased,
+    Threshold,
+)
+from services.runtime.eventstore import EventStore
+
+from .projections import evaluation_payload, result_lines
+
+SESSION_OPENED = "evaluation.SessionOpened"
+RESULTS_PUBLISHED = "evaluation.ResultsPublished"
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+REPLY_CLASS_NAMES = {"A": "已解决或采纳", "B": "正在解决或列入计划", "C": "因条件限制暂不能解决、留作参考"}
+SESSION_KIND_NAMES = {
+    "satisfaction": "满意度测评",
+    "feasibility": "可行性测评",
+    "performance": "履职评议",
+    "performance_appraisal": "履职评议",
+    "democratic": "民主评议",
+    "democratic_appraisal": "民主评议",
+}
+
+#: Event types notify plans notices for, by context.
+TRACKING_TYPES = {
+    CaseAssigned.event_type,
+    CaseUrged.event_type,
+    CaseEscalatedToLeader.event_type,
+    CaseReopened.event_type,
+    ReplyReleased.event_type,
+}
+INTAKE_TYPES = {MatterReceived.event_type, OutcomeRecorded.event_type}
+EVALUATION_TYPES = {SESSION_OPENED, RESULTS_PUBLISHED}
+
+
+@dataclass
+class Notice:
+    """One notice to one recipient: its kind, the facts its template reads, and how to reach a
+    recipient the directory cannot know (the e-mail an enterprise left)."""
+
+    kind: NoticeKind
+    recipient: Recipient
+    context: dict[str, Any]
+    topic_id: str | None = None
+    role: str | None = None
+    direct: tuple[NoticeChannel, str] | None = None
+    by_name: bool = False  # the recipient is a name to find in the directory (a leader)
+    subscribers_of: NoticeKind | None = None  # send to the directory's subscribers of this kind instead
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def _upcast(envelope: Envelope):
+    return upcast(envelope.event_type, envelope.schema_version, envelope.payload)
+
+
+# -- facts folded from a producer's stream -----------------------------------------------------
+
+
+def case_facts(history: list[Envelope], upto: int) -> dict[str, Any]:
+    """A case as its events up to ``upto`` (its sequence) describe it."""
+    facts: dict[str, Any] = {
+        "id": None,
+        "title": "",
+        "kind": None,
+        "kind_name": "事项",
+        "registration_no": None,
+        "submitters": [],
+        "committee": None,
+        "leader": None,
+        "key": False,
+        "lead_unit": {"id": "", "name": ""},
+        "co_units": [],
+        "due_on": None,
+        "deadline_rule": "",
+        "return_until": None,
+        "round": 1,
+        "reply_text": None,
+        "reply_class": None,
+    }
+    for envelope in history:
+        if envelope.sequence > upto:
+            break
+        facts["id"] = envelope.aggregate_id
+        payload = envelope.payload
+        match envelope.event_type:
+            case "tracking.CaseOpened":
+                kind = payload.get("kind")
+                facts.update(
+                    title=payload.get("title", ""),
+                    kind=kind,
+                    kind_name=_kind_name(kind),
+                    registration_no=payload.get("registration_no"),
+                    submitters=list(payload.get("submitters") or []),
+                    committee=payload.get("committee"),
+                )
+            case "tracking.CaseAssigned":
+                deadline = payload.get("deadline") or {}
+                facts.update(
+                    lead_unit=payload["lead_unit"],
+                    co_units=list(payload.get("co_units") or []),
+                    committee=payload.get("committee"),
+                    leader=payload.get("leader"),
+                    key=bool(payload.get("key")),
+                    due_on=deadline.get("due_on"),
+                    deadline_rule=deadline.get("rule", ""),
+                    return_until=payload.get("return_until"),
+                )
+            case "tracking.ExtensionGranted" | "tracking.CaseReopened":
+                deadline = payload.get("deadline") or {}
+                facts.update(due_on=deadline.get("due_on"), deadline_rule=deadline.get("rule", ""))
+                if "round" in payload:
+                    facts["round"] = payload["round"]
+            case "tracking.ReplySubmitted":
+                facts.update(reply_text=payload.get("text"), reply_class=payload.get("reply_class"))
+            case "tracking.ReplyReleased":
+                facts["reply_class"] = payload.get("reply_class")
+    return facts
+
+
+def matter_facts(history: list[Envelope], upto: int) -> dict[str, Any]:
+    facts: dict[str, Any] = {"id": None, "title": "", "kind_name": "事项", "lead_name": "", "raised_by": None}
+    for envelope in history:
+        if envelope.sequence > upto:
+            break
+        payload = envelope.payload
+        facts["id"] = envelope.aggregate_id
+        if envelope.event_type in ("intake.MatterSubmitted", "intake.MatterReceived"):
+            data = payload["matter"]
+            facts.update(
+                title=data["title"],
+                kind=data["kind"],
+                kind_name=_kind_name(data["kind"]),
+                lead_id=data["lead"]["id"],
+                lead_name=data["lead"]["name"],
+                raised_in=data["raised_in"],
+                raised_by=data.get("raised_by"),
+                content=data.get("content"),
+            )
+        elif envelope.event_type == "intake.MatterConverted":
+            facts.update(kind=payload["to_kind"], kind_name=_kind_name(payload["to_kind"]))
+        elif envelope.event_type == "intake.MatterRegistered":
+            facts["registration_no"] = payload.get("registration_no")
+    return facts
+
+
+def _kind_name(kind: str | None) -> str:
+    try:
+        return KIND_NAMES[MatterKind(kind)]
+    except ValueError:
+        return "事项"
+
+
+def _people(values: Any) -> list[Recipient]:
+    """An electorate: ids, or objects with an id and maybe a name."""
+    people = []
+    for value in values or []:
+        if isinstance(value, str):
+            people.append(Recipient(id=value, name=value))
+        elif isinstance(value, dict) and value.get("id"):
+            people.append(Recipient(id=str(value["id"]), name=str(value.get("name") or value["id"])))
+    return people
+
+
+def reported_to_party_committee(payload: dict[str, Any], kind: str | None) -> bool:
+    """抄报市委: as the session says (``report_to_party_committee``), else for a performance appraisal."""
+    if "report_to_party_committee" in payload:
+        return bool(payload["report_to_party_committee"])
+    return bool(kind) and "performance" in str(kind)
+
+
+# -- the planner -------------------------------------------------------------------------------
+
+
+class NoticePlanner:
+    """Turns one stored event of this level into the notices it calls for."""
+
+    def __init__(self, here: str, registry: JurisdictionRegistry, stores: dict[str, EventStore], clock) -> None:
+        self.here = here
+        self.registry = registry
+        self.stores = stores
+        self.clock = clock
+        self.level_name = registry.get(here).name
+
+    def common(self) -> dict[str, Any]:
+        today: date = self.clock().astimezone(SHANGHAI).date()
+        return {"level_name": self.level_name, "today": today}
+
+    def place(self, code: str | None) -> str:
+        try:
+            return self.registry.get(code or "").name
+        except UnknownJurisdiction:
+            return code or ""
+
+    async def notices_for(self, envelope: Envelope) -> list[Notice]:
+        kind = envelope.event_type
+        if kind in TRACKING_TYPES:
+            found = await self._tracking(envelope)
+        elif kind in INTAKE_TYPES:
+            found = await self._intake(envelope)
+        elif kind in EVALUATION_TYPES:
+            found = await self._evaluation(envelope)
+        else:
+            return []
+        unique: dict[tuple[str, str], Notice] = {}
+        for notice in found:
+            unique.setdefault((notice.recipient.id, notice.kind.value), notice)
+        seen: set[str] = set()
+        result = []
+        for notice in unique.values():  # one notice per recipient and event
+            if notice.recipient.id not in seen:
+                seen.add(notice.recipient.id)
+                result.append(notice)
+        return result
+
+    # -- tracking ------------------------------------------------------------------------
+    async def _tracking(self, envelope: Envelope) -> list[Notice]:
+        event = _upcast(envelope)
+        history = await self.stores["tracking"].history(envelope.aggregate_id)
+        case = case_facts(history, envelope.sequence)
+        base = {**self.common(), "case": case}
+        topic = envelope.aggregate_id
+        data = {"case_id": topic, "title": case["title"], "event_type": envelope.event_type}
+        lead = Recipient(id=case["lead_unit"]["id"] or "unknown-unit", name=case["lead_unit"]["name"] or "主办单位")
+        notices: list[Notice] = []
+
+        def leader_notice(kind: NoticeKind, context: dict[str, Any]) -> Notice | None:
+            if not case["leader"]:
+                return None
+            recipient = Recipient(id=f"leader:{case['leader']}", name=case["leader"])
+            return Notice(kind, recipient, context | {"role": "leader"}, topic, "leader", by_name=True, data=data)
+
+        if isinstance(event, CaseAssigned):
+            notices.append(Notice(NoticeKind.assignment, lead, base | {"role": "lead"}, topic, "lead", data=data))
+            for unit in event.co_units:
+                recipient = Recipient(id=unit.id, name=unit.name)
+                notices.append(Notice(NoticeKind.assignment, recipient, base | {"role": "co"}, topic, "co", data=data))
+        elif isinstance(event, CaseUrged):
+            kind = NoticeKind.reminder if event.threshold == Threshold.due_soon else NoticeKind.urging
+            context = base | {
+                "threshold": event.threshold.value,
+                "threshold_name": THRESHOLD_NAMES[event.threshold],
+            }
+            notices.append(Notice(kind, lead, context | {"role": "lead"}, topic, "lead", data=data))
+            # An overdue key item reaches its leader as 超期报领导督办 (CaseEscalatedToLeader).
+            if case["key"] and event.threshold != Threshold.overdue:
+                if (notice := leader_notice(kind, context)) is not None:
+                    notices.append(notice)
+        elif isinstance(event, CaseEscalatedToLeader):
+            case["leader"] = case["leader"] or event.leader
+            if (notice := leader_notice(NoticeKind.leader_escalation, base)) is not None:
+                notices.append(notice)
+        elif isinstance(event, CaseReopened):
+            context = base | {"reason": event.reason, "role": "lead"}
+            notices.append(Notice(NoticeKind.rehandling, lead, context, topic, "lead", data=data))
+        elif isinstance(event, ReplyReleased):
+            context = base | {
+                "reply_class": event.reply_class,
+                "reply_class_name": REPLY_CLASS_NAMES.get(event.reply_class, event.reply_class),
+                "reply_text": case["reply_text"] or "",
+                "role": "submitter",
+            }
+            reply_data = data | {"reply_class": event.reply_class}
+            for submitter in case["submitters"]:
+                recipient = Recipient(id=submitter["id"], name=submitter["name"])
+                notices.append(Notice(NoticeKind.reply, recipient, context, topic, "submitter", data=reply_data))
+        return notices
+
+    # -- intake --------------------------------------------------------------------------
+    async def _intake(self, envelope: Envelope) -> list[Notice]:
+        event = _upcast(envelope)
+        topic = envelope.aggregate_id
+        if isinstance(event, MatterReceived):
+            matter = event.matter
+            direction_name = "上报" if event.direction == "up" else "交办"
+            context = self.common() | {
+                "matter": {"title": matter.title, "kind_name": _kind_name(matter.kind), "lead_name": matter.lead.name},
+                "origin_name": self.place(event.origin.jurisdiction),
+                "direction_name": direction_name,
+                "reason": event.reason,
+            }
+            staff = Recipient(id="role:committee", name=f"{self.level_name}人大常委会工作人员")
+            data = {"matter_id": topic, "title": matter.title, "origin": event.origin.model_dump()}
+            return [
+                Notice(
+                    NoticeKind.escalation_received,
+                    staff,
+                    context,
+                    topic,
+                    "committee",
+                    subscribers_of=NoticeKind.escalation_received,
+                    data=data,
+                )
+            ]
+        if isinstance(event, OutcomeRecorded):
+            history = await self.stores["intake"].history(envelope.aggregate_id)
+            matter = matter_facts(history, envelope.sequence)
+            raised_by = matter.get("raised_by")
+            if not raised_by or matter.get("raised_in") != self.here:
+                return []  # fed back where it was raised, once, whichever level handled it
+            context = self.common() | {
+                "matter": matter,
+                "outcome": event.outcome.model_dump(mode="json"),
+                "handled_in_name": self.place(event.handled_in.jurisdiction),
+                "raiser_name": raised_by["name"],
+            }
+            data = {"matter_id": topic, "title": matter["title"], "raised_by": raised_by["name"]}
+            notices = []
+            contact = (raised_by.get("contact") or "").strip()
+            if EMAIL.match(contact):
+                raiser = Recipient(id=f"raiser:{topic}", name=raised_by["name"])
+                notices.append(
+                    Notice(
+                        NoticeKind.raiser_feedback,
+                        raiser,
+                        context | {"role": "raiser"},
+                        topic,
+                        "raiser",
+                        direct=(NoticeChannel.email, contact),
+                        data=data,
+                    )
+                )
+            collector = Recipient(id=matter["lead_id"], name=matter["lead_name"])
+            notices.append(
+                Notice(
+                    NoticeKind.raiser_feedback,
+                    collector,
+                    context | {"role": "collector"},
+                    topic,
+                    "collector",
+                    data=data,
+                )
+            )
+            return notices
+        return []
+
+    # -- evaluation ----------------------------------------------------------------------
+    async def _evaluation(self, envelope: Envelope) -> list[Notice]:
+        payload = evaluation_payload(envelope)
+        session = await self._session(envelope, payload)
+        topic = envelope.aggregate_id
+        data = {"session_id": topic, "title": session["title"], "event_type": envelope.event_type}
+        base = self.common() | {"session": session}
+        if envelope.event_type == SESSION_OPENED:
+            electorate = _people(payload.get("electorate") or payload.get("evaluators") or session.get("electorate"))
+            return [
+                Notice(NoticeKind.evaluation_invitation, person, base, topic, "evaluator", data=data)
+                for person in electorate
+            ]
+        results = []
+        for result in payload.get("results") or []:
+            subject = result.get("subject") or {}
+            results.append({**result, "subject": subject, "lines": result_lines(result)})
+        notices = []
+        for result in results:
+            unit = result["subject"].get("unit")
+            if isinstance(unit, dict) and unit.get("id"):
+                recipient = Recipient(id=str(unit["id"]), name=str(unit.get("name") or unit["id"]))
+                context = base | {"result": result}
+                notices.append(Notice(NoticeKind.evaluation_results, recipient, context, topic, "unit", data=data))
+        if reported_to_party_committee(payload, session.get("kind")) and results:
+            party = Recipient(id="party-committee", name="市委办公室")
+            notices.append(
+                Notice(
+                    NoticeKind.appraisal_results_cc,
+                    party,
+                    base | {"results": results},
+                    topic,
+                    "party_committee",
+                    subscribers_of=NoticeKind.appraisal_results_cc,
+                    data=data,
+                )
+            )
+        return notices
+
+    async def _session(self, envelope: Envelope, payload: dict[str, Any]) -> dict[str, Any]:
+        """The session's title, kind, subjects and closing time, from this event or earlier ones."""
+        facts: dict[str, Any] = {}
+        try:
+            history = await self.stores["evaluation"].history(envelope.aggregate_id)
+        except Exception:  # a session whose history cannot be read still gets its notices
+            history = []
+        for earlier in history:
+            if earlier.sequence > envelope.sequence:
+                break
+            try:
+                values = evaluation_payload(earlier)
+            except (UnknownEventType, ValueError):
+                values = dict(earlier.payload)
+            for name in ("title", "name", "kind", "subjects", "closes_at", "electorate"):
+                if values.get(name) not in (None, [], ""):
+                    facts[name] = values[name]
+        for name in ("title", "name", "kind", "subjects", "closes_at"):
+            if payload.get(name) not in (None, [], ""):
+                facts[name] = payload[name]
+        kind = facts.get("kind")
+        return {
+            "title": facts.get("title") or facts.get("name") or "测评",
+            "kind": kind,
+            "kind_name": SESSION_KIND_NAMES.get(str(kind), "测评"),
+            "subjects": [s for s in facts.get("subjects") or [] if isinstance(s, dict)],
+            "closes_at": facts.get("closes_at"),
+            "electorate": facts.get("electorate"),
+        }

@@ -1,5 +1,6 @@
-"""Evaluation and tracking on one NATS server, talking only through events: a closed case rated
-unsatisfactory in a 满意度测评 is reopened for re-handling in tracking."""
+"""Evaluation, tracking and notify on one NATS server, talking only through events: a closed case
+rated unsatisfactory in a 满意度测评 is reopened for re-handling in tracking, and its lead unit
+gets the 重新办理 notice."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from contracts.envelope import SHANGHAI
 from contracts.evaluation import CastBallots, Choice, DraftSession, SessionKind, SubjectRef, UnitRef
 from contracts.tracking import CaseStatus, GiveFeedback, Rating, SubmitReply
 from services.evaluation.app import EvaluationService
+from services.notify.app import NotifyService
+from services.notify.projections import inbox
+from services.notify.settings import NotifySettings
 from services.runtime.auth import Principal, Role
 from services.runtime.nats_server import EmbeddedNats
 from services.runtime.settings import Settings
@@ -39,11 +43,14 @@ async def levels(tmp_path):
     settings = Settings(jurisdiction=WENLING, nats_url=server.url, data_dir=tmp_path / "data", reopen_below_rate=0.6)
     tracking = TrackingService(settings, clock=clock)
     evaluation = EvaluationService(settings, clock=clock, status_ttl_s=0.0)
+    notify = NotifyService(NotifySettings(jurisdiction=WENLING, nats_url=server.url, data_dir=tmp_path / "data"))
     try:
         await tracking.start(sweep=False)
         await evaluation.start(close_by_time=False)
-        yield tracking, evaluation, clock
+        await notify.start(sweep=False)
+        yield tracking, evaluation, notify
     finally:
+        await notify.stop()
         await evaluation.stop()
         await tracking.stop()
         server.stop()
@@ -63,7 +70,7 @@ async def closed_case(tracking) -> Case:
 
 
 async def test_a_case_rated_unsatisfactory_is_reopened_in_tracking(levels):
-    tracking, evaluation, _ = levels
+    tracking, evaluation, notify = levels
     poor, good = await closed_case(tracking), await closed_case(tracking)
     unit_ref = UnitRef(id=LEAD.id, name=LEAD.name)
     electorate = [f"deputy-{i:02d}" for i in range(1, 6)]
@@ -103,3 +110,10 @@ async def test_a_case_rated_unsatisfactory_is_reopened_in_tracking(levels):
     assert (await tracking.handlers.store.load(Case, good.id)).status == CaseStatus.closed  # 100 %: left alone
     reopened_once = [e for e in history if e.event_type == "tracking.CaseReopened"]
     assert len(reopened_once) == 1
+
+    async def rehandling_notice():
+        notices = await inbox(notify.engine, [LEAD.id])
+        return [n for n in notices if n["kind"] == "rehandling" and n["topic_id"] == poor.id]
+
+    [notice] = await eventually(rehandling_notice)
+    assert "重新办理" in notice["subject"] + notice["body"]

@@ -23,6 +23,9 @@ from contracts.tracking import AssignCase, Unit
 from services.intake.app import IntakeService
 from services.intake.domain import Matter
 from services.intake.handlers import derived_id
+from services.notify.app import NotifyService
+from services.notify.projections import inbox
+from services.notify.settings import NotifySettings
 from services.runtime.auth import Principal, Role
 from services.runtime.cli import main
 from services.runtime.nats_server import EmbeddedNats
@@ -61,7 +64,10 @@ async def system(tmp_path):
         tracking = TrackingService(Settings(jurisdiction=TAIZHOU, nats_url=server.url, data_dir=tmp_path / "data"))
         await tracking.start(sweep=False)
         running.append(tracking)
-        yield intake, tracking
+        notify = NotifyService(NotifySettings(jurisdiction=TAIZHOU, nats_url=server.url, data_dir=tmp_path / "data"))
+        await notify.start(sweep=False)
+        running.append(notify)
+        yield intake, tracking, notify
     finally:
         for service in reversed(running):
             await service.stop()
@@ -69,7 +75,7 @@ async def system(tmp_path):
 
 
 async def test_an_escalated_problem_is_one_trace_across_levels_and_services(system, spans, tmp_path, capsys):
-    intake, tracking = system
+    intake, tracking, notify = system
     spans.clear()
     problem = MatterData(
         kind=MatterKind.problem,
@@ -103,7 +109,12 @@ async def test_an_escalated_problem_is_one_trace_across_levels_and_services(syst
     await eventually(case_opened)
     lead = Unit(id="unit-land", name="台州市自然资源和规划局")
     await tracking.handlers.assign(AssignCase(case_id=at_taizhou, lead_unit=lead, committee="财经工委"), staff(TAIZHOU))
-    for service in (*intake.values(), tracking):
+
+    async def notice_sent():
+        return [n for n in await inbox(notify.engine, [lead.id]) if n["kind"] == "assignment"]
+
+    await eventually(notice_sent)  # the 交办通知 to the lead unit
+    for service in (*intake.values(), tracking, notify):
         await service.wait_idle()
 
     finished = list(spans.get_finished_spans())
@@ -113,6 +124,7 @@ async def test_an_escalated_problem_is_one_trace_across_levels_and_services(syst
     for code in (ZEGUO, WENLING, TAIZHOU):
         assert ("intake", code) in seen, (code, sorted(seen, key=str))
     assert ("tracking", TAIZHOU) in seen
+    assert ("notify", TAIZHOU) in seen
     names = {s.name for s in ours}
     assert "tracking case command" in names  # the assignment, asked for later, continues the journey
     assert any(name.startswith("receive duban.x.") for name in names)  # hand-overs between levels
@@ -128,3 +140,4 @@ async def test_an_escalated_problem_is_one_trace_across_levels_and_services(syst
     for code in (ZEGUO, WENLING, TAIZHOU):
         assert f"intake     {code}" in tree, tree
     assert f"tracking   {TAIZHOU}" in tree
+    assert f"notify     {TAIZHOU}" in tree

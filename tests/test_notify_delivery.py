@@ -4,6 +4,7 @@ every signature. The receivers count what reached them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
@@ -15,8 +16,8 @@ from contracts import subjects
 from services.notify import projections
 from services.notify.domain import Delivery
 from services.notify.texts import zh_date
+from services.runtime.cli import main
 from services.runtime.deadletters import ATTEMPTS, ERROR, ORIGINAL_STREAM, ORIGINAL_SUBJECT, get_dead_letter
-from services.runtime.replay import replay_subject
 from tests.support.notify import (
     HOUSING,
     MARKET,
@@ -88,7 +89,7 @@ async def test_a_webhook_failing_three_times_then_succeeding_gets_the_notice_onc
     assert delivery.status == n.DeliveryStatus.delivered and delivery.attempts == 4
 
 
-async def test_a_webhook_that_keeps_failing_ends_in_the_dead_letter_stream_and_a_replay_delivers_it_once(level):
+async def test_a_webhook_that_keeps_failing_ends_in_the_dead_letter_stream_and_a_replay_delivers_it_once(level, capsys):
     market = level.receiver.endpoint("market")
     market.always_fail = True
     market.status = 500
@@ -111,13 +112,19 @@ async def test_a_webhook_that_keeps_failing_ends_in_the_dead_letter_stream_and_a
     assert letter.headers[ATTEMPTS] == str(level.notify_settings.delivery_attempts)
     assert letter.headers[ERROR] == "webhook answered HTTP 500"
 
-    # the receiver is fixed; an operator replays the dead letter (what `duban dead-letters replay`
-    # asks the service for): the notice arrives once, and the dead letter is gone
+    # an operator sees it with `duban dead-letters list` (the command line, in its own thread and loop)
+    url = level.notify_settings.nats_url
+    listing = ["dead-letters", "list", "--jurisdiction", WENLING, "--nats", url, "--context", "notify", "--json"]
+    assert await asyncio.to_thread(main, listing) == 0
+    [listed] = [x for x in json.loads(capsys.readouterr().out) if x["sequence"] == letter.seq]
+    assert listed["error"] == "webhook answered HTTP 500" and listed["consumer"] == "notify_send"
+
+    # the receiver is fixed; `duban dead-letters replay` asks the service to handle it again: the
+    # notice arrives once, and the dead letter is gone
     market.always_fail = False
-    answer = await level.notify.nc.request(
-        replay_subject(WENLING, "notify"), json.dumps({"sequence": letter.seq}).encode(), timeout=10
-    )
-    assert json.loads(answer.data)["ok"] is True, answer.data
+    replay = ["dead-letters", "replay", str(letter.seq), "--jurisdiction", WENLING, "--nats", url]
+    assert await asyncio.to_thread(main, replay) == 0, capsys.readouterr()
+    assert json.loads(capsys.readouterr().out)["ok"] is True
 
     async def accepted():
         return market.accepted

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import httpx
+import uvicorn
 from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from services.runtime.cli import main
 from services.runtime.consumer import DurableWorker
 from services.runtime.deadletters import discard_dead_letter, list_dead_letters
 from services.runtime.eventstore import EventStore
+from services.runtime.http import health_router
 from services.runtime.metrics import Watched, metrics_router, status
 from services.runtime.replay import ReplayResponder, replay_subject
 from services.runtime.settings import Settings
@@ -25,7 +29,13 @@ from tests.support.sample import Counter, Incremented, counter_projector
 HERE = "331081"
 
 
-async def test_a_stopped_projection_shows_its_lag_which_returns_to_zero_after_it_resumes(nc, unique, engine):
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_a_stopped_projection_shows_its_lag_which_returns_to_zero_after_it_resumes(nc, unique, engine, capsys):
     store = EventStore(nc, context=unique, jurisdiction=HERE)
     await store.ensure_streams()
     projector = counter_projector(nc, engine, context=unique, jurisdiction=HERE)
@@ -39,10 +49,21 @@ async def test_a_stopped_projection_shows_its_lag_which_returns_to_zero_after_it
         checkpoints={projector.durable: lambda: _position(engine, projector)},
     )
     app = FastAPI()
+    app.include_router(health_router())
     app.include_router(metrics_router(lambda: nc.jetstream(), lambda: watched))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ops") as http:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    serving = asyncio.create_task(server.serve())
+    async with asyncio.timeout(10):
+        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
+            await asyncio.sleep(0.05)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
         lagging = await status(nc.jetstream(), watched)
         assert lagging["consumers"][0]["lag"] == 30 and lagging["consumers"][0]["checkpoint"] == 0
+        # what an operator runs: `duban status` (the command line, in its own thread and loop)
+        assert await asyncio.to_thread(main, ["status", "--url", f"http://127.0.0.1:{port}", "--json"]) == 0
+        [row] = json.loads(capsys.readouterr().out)
+        assert row["healthy"] and row["consumers"][0]["lag"] == 30
         text = (await http.get("/metrics")).text
         assert f'duban_consumer_lag{{consumer="{projector.durable}",stream="{projector.stream}"}} 30.0' in text
         assert f'duban_stream_messages{{stream="{projector.stream}"}} 30.0' in text
@@ -54,6 +75,10 @@ async def test_a_stopped_projection_shows_its_lag_which_returns_to_zero_after_it
             f'duban_consumer_lag{{consumer="{projector.durable}",stream="{projector.stream}"}} 0.0'
             in (await http.get("/metrics")).text
         )
+        assert await asyncio.to_thread(main, ["status", "--url", f"http://127.0.0.1:{port}"]) == 0
+        assert f"consumer {projector.durable}" in capsys.readouterr().out
+    server.should_exit = True
+    await serving
     await projector.close()
 
 

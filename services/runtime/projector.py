@@ -379,8 +379,10 @@ class Projector(PullConsumer):
 
     @contextmanager
     def _process_spans(self, msgs: list[Msg]) -> Iterator[None]:
-        """One consumer span per message, a child of the span that appended it (through the
-        trace context in its headers), covering the transaction that applied it."""
+        """One consumer span per message the projection applies, a child of the span that
+        appended it (through the trace context in its headers), covering the transaction that
+        applied it. Messages the projection skips unread get none: they are not delivered to it
+        in any sense an operator follows, and spans are the largest cost of tracing."""
         if not isinstance(trace.get_tracer_provider(), SdkTracerProvider):
             yield  # tracing is off: not even the headers are parsed
             return
@@ -391,14 +393,13 @@ class Projector(PullConsumer):
                 kind=SpanKind.CONSUMER,
                 attributes={
                     **self.span_attributes(msg),
-                    "messaging.nats.stream.sequence": msg.metadata.sequence.stream,
                     "messaging.batch.message_count": len(msgs),
                     "duban.projection": self.projection.name,
                     "duban.aggregate.id": msg.subject.rsplit(".", 1)[-1],
-                    "duban.event_types": (msg.headers or {}).get(EVENT_TYPES_HEADER, ""),
                 },
             )
             for msg in msgs
+            if self._wanted(msg)
         ]
         try:
             yield

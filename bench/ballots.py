@@ -3,9 +3,14 @@
 A real evaluation service (``duban serve evaluation``, its own process, tracing and span files
 on as ``duban up`` runs it) on an embedded nats-server with ``sync_interval: always``; a session
 of 10 subjects and 500 evaluators; every evaluator sends one ballot sheet scoring all 10
-subjects, ``CONCURRENCY`` sheets in flight at a time (the hall's terminals); timed from the first
-sheet to the last answer. Then the session is closed and the published results must count every
-ballot exactly once (500 valid ballots per subject), or the run fails.
+subjects from one of ``CONCURRENCY`` terminals (the hall's ballot terminals, each its own HTTP
+connection, sending its next sheet when the last is answered); timed from the first sheet to the
+last answer. Then the session is closed and the published results must count every ballot exactly
+once (500 valid ballots per subject), or the run fails.
+
+A terminal lets its idle connection go after ``KEEPALIVE_S``, before the server's keep-alive
+timeout (uvicorn's 5 s): a client that keeps it as long as the server may send a sheet on a
+connection the server is closing at that moment and get a reset instead of an answer.
 
 ``ballots_per_s`` counts ballots (sheets × subjects); ``ballot_p99_ms`` is the 99th percentile of
 a sheet's answer time as its terminal sees it.
@@ -32,6 +37,7 @@ import httpx
 EVALUATORS = 500
 SUBJECTS = 10
 CONCURRENCY = 50
+KEEPALIVE_S = 2.0
 HERE = "331081"
 
 
@@ -91,7 +97,7 @@ async def ballots(
             "opens_at": (now - timedelta(minutes=1)).isoformat(),
             "closes_at": (now + timedelta(hours=1)).isoformat(),
         }
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        limits = httpx.Limits(keepalive_expiry=KEEPALIVE_S)  # staff: idle while the hall votes
         async with httpx.AsyncClient(base_url=url, timeout=60.0, limits=limits, trust_env=False) as http:
             created = await http.post("/sessions", json=session, headers=staff)
             created.raise_for_status()
@@ -99,24 +105,43 @@ async def ballots(
             (await http.post(f"/sessions/{session_id}/open", headers=staff)).raise_for_status()
             tokens = {e: "Bearer " + issue_token(e, ["evaluator"], HERE, secret=secret) for e in electorate}
             options = ("satisfied", "basically_satisfied", "dissatisfied")
-            gate = asyncio.Semaphore(concurrency)
+            sheets = {
+                e: json.dumps(
+                    {"choices": [{"subject_id": f"p{s}", "option": options[(i + s) % 3]} for s in range(subjects)]}
+                )
+                for i, e in enumerate(electorate)
+            }
+            waiting = list(reversed(electorate))
             latencies: list[float] = []
 
-            async def vote(i: int, evaluator: str) -> None:
-                body = {"choices": [{"subject_id": f"p{s}", "option": options[(i + s) % 3]} for s in range(subjects)]}
-                async with gate:
+            async def terminal(own: httpx.AsyncClient) -> None:
+                while waiting:
+                    evaluator = waiting.pop()
+                    headers = {"Authorization": tokens[evaluator], "Content-Type": "application/json"}
                     started = time.perf_counter()
-                    answer = await http.post(
-                        f"/sessions/{session_id}/ballots", json=body, headers={"Authorization": tokens[evaluator]}
+                    answer = await own.post(
+                        f"/sessions/{session_id}/ballots", content=sheets[evaluator], headers=headers
                     )
                     latencies.append(time.perf_counter() - started)
-                if answer.status_code != 200:
-                    raise RuntimeError(f"sheet of {evaluator} refused: {answer.status_code} {answer.text}")
+                    if answer.status_code != 200:
+                        raise RuntimeError(f"sheet of {evaluator} refused: {answer.status_code} {answer.text}")
 
-            print(f"ballots: {evaluators} sheets x {subjects} subjects, {concurrency} in flight", file=sys.stderr)
-            started = time.perf_counter()
-            await asyncio.gather(*(vote(i, e) for i, e in enumerate(electorate)))
-            seconds = time.perf_counter() - started
+            # The terminals are on and connected before the hall votes: clients (each builds an SSL
+            # context, tens of ms of the client's loop) and connections are made before the clock runs.
+            one = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_S)
+            terminals = [
+                httpx.AsyncClient(base_url=url, timeout=60.0, limits=one, trust_env=False) for _ in range(concurrency)
+            ]
+            try:
+                for own in terminals:
+                    (await own.get("/healthz")).raise_for_status()
+                print(f"ballots: {evaluators} sheets x {subjects} subjects, {concurrency} terminals", file=sys.stderr)
+                started = time.perf_counter()
+                await asyncio.gather(*(terminal(own) for own in terminals))
+                seconds = time.perf_counter() - started
+            finally:
+                for own in terminals:
+                    await own.aclose()
 
             closed = await http.post(f"/sessions/{session_id}/close", headers=staff)
             closed.raise_for_status()

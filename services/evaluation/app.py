@@ -4,12 +4,13 @@ hall terminals, the closing of sessions by time, and the HTTP API."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
 
 from faststream.nats import NatsBroker
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from contracts import subjects
 from services.runtime import service as runtime_service
@@ -42,6 +43,7 @@ class EvaluationService(ServiceBase):
         self.clock = clock
         self.status_ttl_s = status_ttl_s
         self.engine = make_engine(settings.sqlalchemy_url(CONTEXT))
+        self._stopping = asyncio.Event()
 
     async def start(self, *, close_by_time: bool = True) -> None:
         self.nc = await connect(self.settings, CONTEXT)
@@ -72,32 +74,53 @@ class EvaluationService(ServiceBase):
             ]
         )
         if close_by_time:
+            self._stopping.clear()
             self.run_task(self._close_by_time, "close-by-time")
         log.info("evaluation started", extra={"jurisdiction": self.here})
 
     async def close_due(self) -> int:
-        """Close (and publish) every open session whose closing time has passed; how many."""
+        """Close (and publish) every open session whose closing time has passed, and publish the
+        results of any closed session that has none (a stop or crash between the close and the
+        publication left it so); how many sessions were handled."""
         now = self.handlers.clock()
-        query = select(sessions.c.id).where(sessions.c.status == "opened", sessions.c.closes_at <= now)
+        due_or_unpublished = or_(
+            and_(sessions.c.status == "opened", sessions.c.closes_at <= now), sessions.c.status == "closed"
+        )
         async with self.engine.connect() as conn:
-            due = [row.id for row in await conn.execute(query)]
-        for session_id in due:
+            found = [
+                (row.id, row.status)
+                for row in await conn.execute(select(sessions.c.id, sessions.c.status).where(due_or_unpublished))
+            ]
+        for session_id, status in found:
             try:
-                await self.handlers.close(session_id)
-                log.info("session closed by time", extra={"session_id": session_id})
+                if status == "opened":
+                    await self.handlers.close(session_id)
+                    log.info("session closed by time", extra={"session_id": session_id})
+                else:
+                    # possibly closed by staff a moment ago, their publication still to come: the
+                    # same grace as after any close, so a sheet checked before it is counted
+                    await asyncio.sleep(self.handlers.status_ttl_s * 2)
+                    await self.handlers.publish(session_id)
+                    log.info("results of a closed session published", extra={"session_id": session_id})
             except Exception:
                 log.exception("closing a session by time failed", extra={"session_id": session_id})
-        return len(due)
+        return len(found)
 
     async def _close_by_time(self) -> None:
-        while True:
+        """Every ``session_check_interval_s`` until stopped; a close in hand is finished (its
+        results published) before the loop ends. Should a process die between a close and its
+        publication, the next check, here or in the next process, publishes the results."""
+        while not self._stopping.is_set():
             try:
                 await self.close_due()
             except Exception:
                 log.exception("close-by-time check failed")
-            await asyncio.sleep(self.settings.session_check_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.session_check_interval_s)
 
     async def stop(self) -> None:
+        # The runtime waits for its tasks to end before cancelling them: this one ends when told.
+        self._stopping.set()
         await super().stop()
         await self.engine.dispose()
 

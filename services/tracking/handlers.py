@@ -297,7 +297,13 @@ class TrackingHandlers:
 
     async def reopen_after_evaluation(self, case_id: str, reason: str, envelope: Envelope) -> Case | None:
         """Supervision reopened by an evaluation's result (测评不满意): once per result event,
-        and only for a case that was answered (one still being handled stays as it is)."""
+        and only for a case that was answered (one still being handled stays as it is). "Once"
+        holds for a delivery of the same result at any time: the case's history is asked whether
+        this result already reopened it, since a redelivery after the case was re-handled and
+        closed again (a dead letter replayed, past the stream's de-duplication window) would
+        otherwise find it closed and reopen it a second time."""
+        if any(e.causation_id == envelope.event_id for e in await self.store.history(case_id)):
+            return None
         now = self.clock()
         deadline = self.deadline(now, self.rules.rehandling)
 

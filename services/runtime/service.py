@@ -44,6 +44,7 @@ class ServiceBase:
         self.streams: list[str] = []
         self._tasks: list[asyncio.Task] = []
         self._replays: ReplayResponder | None = None
+        self._loops: list[asyncio.Task] = []
 
     async def run_workers(self, workers: Sequence[PullConsumer]) -> None:
         """Prepare each worker (its durable consumer) and keep it running in a task; answer
@@ -64,7 +65,8 @@ class ServiceBase:
         await self._replays.start()
 
     def run_task(self, run: Callable[[], Awaitable[None]], name: str) -> None:
-        self._tasks.append(asyncio.create_task(run(), name=f"{self.context}-{name}"))
+        """A periodic loop of the service (a sweep); cancelled at once when the service stops."""
+        self._loops.append(asyncio.create_task(run(), name=f"{self.context}-{name}"))
 
     async def _keep_running(self, worker: PullConsumer) -> None:
         """A worker that fails is logged and restarted, never silently gone."""
@@ -108,6 +110,12 @@ class ServiceBase:
         )
 
     async def stop(self) -> None:
+        for loop in self._loops:
+            loop.cancel()
+        for loop in self._loops:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await loop
+        self._loops.clear()
         if self._replays is not None:
             with contextlib.suppress(Exception):
                 await self._replays.stop()
@@ -170,7 +178,10 @@ async def serve(
             await start()
             started.append(stop)
         api = operated(build_api(), service)
-        server = uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_config=None, access_log=False))
+        # Keep-alive well above clients' (5 s in httpx): a request sent on a connection the server
+        # is closing gets a reset, and a ballot terminal could not tell whether it was taken.
+        config = uvicorn.Config(api, host=host, port=port, log_config=None, access_log=False, timeout_keep_alive=75)
+        server = uvicorn.Server(config)
         log.info(
             "serving", extra={"service": service.context, "jurisdiction": service.here, "url": f"http://{host}:{port}"}
         )

@@ -4,7 +4,6 @@ gets the 重新办理 notice."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 
 import pytest
@@ -23,17 +22,9 @@ from services.tracking.app import TrackingService
 from services.tracking.domain import Case
 from tests.support.clock import ManualClock
 from tests.support.tracking import DEPUTIES, LEAD, STAFF, WENLING, assignment, deputy, routed, unit
+from tests.support.waiting import eventually
 
 START = datetime(2026, 12, 1, 9, 0, tzinfo=SHANGHAI)
-
-
-async def eventually(check, timeout: float = 30.0):
-    async with asyncio.timeout(timeout):
-        while True:
-            result = await check()
-            if result:
-                return result
-            await asyncio.sleep(0.05)
 
 
 @pytest.fixture

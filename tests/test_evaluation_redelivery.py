@@ -20,18 +20,10 @@ from services.tracking.app import TrackingService
 from services.tracking.domain import Case
 from tests.support.clock import ManualClock
 from tests.support.tracking import DEPUTIES, LEAD, STAFF, WENLING, assignment, deputy, routed, unit
+from tests.support.waiting import eventually
 
 START = datetime(2026, 12, 1, 9, 0, tzinfo=SHANGHAI)
 WINDOW_S = 1.0  # the streams' de-duplication window here (600 s by default)
-
-
-async def eventually(check, timeout: float = 30.0):
-    async with asyncio.timeout(timeout):
-        while True:
-            result = await check()
-            if result:
-                return result
-            await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager

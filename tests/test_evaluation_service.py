@@ -19,6 +19,7 @@ from services.runtime.commands import execute
 from services.runtime.nats_server import EmbeddedNats
 from services.runtime.settings import Settings
 from tests.support.clock import ManualClock
+from tests.support.waiting import eventually
 
 HERE = "331081"
 OPENS = datetime(2026, 12, 10, 9, 0, tzinfo=SHANGHAI)
@@ -28,15 +29,6 @@ CHECK_S = 0.1
 
 def voter(sub: str) -> Principal:
     return Principal(sub=sub, name=sub, roles=[Role.evaluator], jurisdiction=HERE)
-
-
-async def eventually(check, timeout: float = 30.0):
-    async with asyncio.timeout(timeout):
-        while True:
-            result = await check()
-            if result:
-                return result
-            await asyncio.sleep(0.05)
 
 
 async def published(service, session_id: str) -> Session | None:

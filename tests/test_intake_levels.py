@@ -3,8 +3,6 @@ outcome comes back down, every level keeping its own record of the whole path.""
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
 
@@ -30,6 +28,7 @@ from services.runtime.aggregate import NotAllowed
 from services.runtime.auth import Principal, Role, issue_token
 from services.runtime.nats_server import EmbeddedNats
 from services.runtime.settings import Settings
+from tests.support.waiting import eventually
 
 TAIZHOU, WENLING, ZEGUO = "331000", "331081", "331081100"
 
@@ -40,15 +39,6 @@ def staff(code: str) -> Principal:
 
 def station(code: str) -> Principal:
     return Principal(sub=f"station-{code}", name="泽国镇代表联络站", roles=[Role.liaison_station], jurisdiction=code)
-
-
-async def eventually(check, timeout: float = 30.0):
-    async with asyncio.timeout(timeout):
-        while True:
-            result = await check()
-            if result:
-                return result
-            await asyncio.sleep(0.05)
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ id; ``duban trace`` prints that tree with every level in it."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from contracts.intake import (
@@ -33,21 +31,13 @@ from services.runtime.settings import Settings
 from services.runtime.tracefile import FileSpanExporter
 from services.tracking.app import TrackingService
 from services.tracking.domain import Case
+from tests.support.waiting import eventually
 
 TAIZHOU, WENLING, ZEGUO = "331000", "331081", "331081100"
 
 
 def staff(code: str) -> Principal:
     return Principal(sub=f"committee-{code}", name="工委", roles=[Role.committee], jurisdiction=code)
-
-
-async def eventually(check, timeout: float = 30.0):
-    async with asyncio.timeout(timeout):
-        while True:
-            result = await check()
-            if result:
-                return result
-            await asyncio.sleep(0.05)
 
 
 @pytest.fixture

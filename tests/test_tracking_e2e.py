@@ -4,8 +4,6 @@ handled and closed, and the outcome reaches intake at Wenling and, through it, t
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
 
@@ -32,21 +30,13 @@ from services.tracking.api import create_api
 from services.tracking.app import TrackingService
 from services.tracking.domain import Case
 from tests.support.tracking import LEAD
+from tests.support.waiting import eventually
 
 WENLING, ZEGUO = "331081", "331081100"
 
 
 def staff(code: str) -> Principal:
     return Principal(sub=f"committee-{code}", name="工委", roles=[Role.committee], jurisdiction=code)
-
-
-async def eventually(check, timeout: float = 30.0):
-    async with asyncio.timeout(timeout):
-        while True:
-            result = await check()
-            if result:
-                return result
-            await asyncio.sleep(0.05)
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ from services.runtime.settings import Settings
 from services.tracking.app import TrackingService
 from services.tracking.domain import Case
 from tests.support.clock import ManualClock
+from tests.support.waiting import eventually
 
 WEBHOOK_SECRET = "test-webhook-secret-不要外传"
 
@@ -204,16 +205,6 @@ async def start_notify(settings: NotifySettings, **kwargs: Any) -> NotifyService
     service = NotifyService(settings, **kwargs)
     await service.start(sweep=False)
     return service
-
-
-async def eventually(check, timeout: float = 20.0, interval: float = 0.05):
-    """Poll ``check`` (async) until it returns something truthy."""
-    async with asyncio.timeout(timeout):
-        while True:
-            result = await check()
-            if result:
-                return result
-            await asyncio.sleep(interval)
 
 
 def staff(code: str) -> Principal:

@@ -1,0 +1,15 @@
+"""Waiting for what other services do asynchronously (they talk only through events)."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+async def eventually(check, timeout: float = 30.0, interval: float = 0.05):
+    """Poll ``check`` (async) until it returns something truthy, and return that; fail after ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = await check()
+            if result:
+                return result
+            await asyncio.sleep(interval)

@@ -18,14 +18,12 @@ from contracts.intake import ID_PATTERN
 from services.runtime.aggregate import DomainError, NotAllowed
 from services.runtime.auth import Principal
 from services.runtime.http import (
-    BodySizeLimit,
     Provided,
     body_model,
-    health_router,
-    install_error_handlers,
     principal_from_request,
     provided,
     refusals,
+    service_app,
 )
 from services.runtime.settings import Settings
 
@@ -124,9 +122,4 @@ def build_router(
 
 
 def create_api(settings: Settings, *, handlers: Provided[EvaluationHandlers], engine: Provided[AsyncEngine]) -> FastAPI:
-    api = FastAPI(title=f"{TITLE}（{settings.jurisdiction}）", version="1")
-    install_error_handlers(api)
-    api.add_middleware(BodySizeLimit, max_bytes=1_000_000)
-    api.include_router(health_router())
-    api.include_router(build_router(settings, handlers=handlers, engine=engine))
-    return api
+    return service_app(TITLE, settings, build_router(settings, handlers=handlers, engine=engine))

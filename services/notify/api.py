@@ -35,14 +35,12 @@ from contracts.notify import (
 from services.runtime.aggregate import DomainError, NotAllowed
 from services.runtime.auth import Principal, Role
 from services.runtime.http import (
-    BodySizeLimit,
     Provided,
     body_model,
-    health_router,
-    install_error_handlers,
     principal_from_request,
     provided,
     refusals,
+    service_app,
 )
 from services.runtime.settings import Settings
 
@@ -314,10 +312,8 @@ def public_router(
 
 def create_api(settings: Settings, *, handlers: Provided[NotifyHandlers], engine: Provided[AsyncEngine]) -> FastAPI:
     """The whole notify app of one level."""
-    api = FastAPI(title=f"{TITLE}（{settings.jurisdiction}）", version="1")
-    install_error_handlers(api)
-    api.add_middleware(BodySizeLimit, max_bytes=200_000)
-    api.include_router(health_router())
-    api.include_router(public_router(settings, handlers=handlers, engine=engine))
-    api.include_router(build_router(settings, handlers=handlers, engine=engine))
-    return api
+    routers = (
+        public_router(settings, handlers=handlers, engine=engine),
+        build_router(settings, handlers=handlers, engine=engine),
+    )
+    return service_app(TITLE, settings, *routers, max_body=200_000)

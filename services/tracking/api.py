@@ -39,14 +39,12 @@ from contracts.tracking import (
 from services.runtime.aggregate import DomainError
 from services.runtime.auth import Principal
 from services.runtime.http import (
-    BodySizeLimit,
     Provided,
     body_model,
-    health_router,
-    install_error_handlers,
     principal_from_request,
     provided,
     refusals,
+    service_app,
 )
 from services.runtime.settings import Settings
 
@@ -256,10 +254,4 @@ class WorkPlanLoaded(BaseModel):
 
 
 def create_api(settings: Settings, *, handlers: Provided[TrackingHandlers], engine: Provided[AsyncEngine]) -> FastAPI:
-    """The whole tracking app of one level."""
-    api = FastAPI(title=f"{TITLE}（{settings.jurisdiction}）", version="1")
-    install_error_handlers(api)
-    api.add_middleware(BodySizeLimit, max_bytes=1_000_000)
-    api.include_router(health_router())
-    api.include_router(build_router(settings, handlers=handlers, engine=engine))
-    return api
+    return service_app(TITLE, settings, build_router(settings, handlers=handlers, engine=engine))

@@ -63,7 +63,7 @@ from contracts.intake import (
 from contracts.jurisdictions import UnknownJurisdiction, default_registry
 from services.runtime.db import UtcDateTime, connected
 from services.runtime.documents import DocumentProjection
-from services.runtime.history import HistoryProjection, history_table
+from services.runtime.history import HistoryProjection, history_table, short
 from services.runtime.projector import handles
 
 __all__ = [
@@ -84,7 +84,6 @@ __all__ = [
 SUBMITTER_SEPARATOR = "、"
 PROBLEM_KINDS = (MatterKind.problem, MatterKind.demand)  # 问题清单
 SUGGESTION_KINDS = (MatterKind.suggestion,)  # 建议清单
-_SUMMARY_REASON_CHARS = 60
 
 
 # -- tables ------------------------------------------------------------------------------------
@@ -285,13 +284,8 @@ def _place(code: str) -> str:
         return code
 
 
-def _short(text: str | None) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= _SUMMARY_REASON_CHARS else text[: _SUMMARY_REASON_CHARS - 1] + "…"
-
-
 def _with_reason(summary: str, reason: str | None) -> str:
-    return f"{summary}：{_short(reason)}" if reason else summary
+    return f"{summary}：{short(reason)}" if reason else summary
 
 
 class MatterHistoryProjection(HistoryProjection):

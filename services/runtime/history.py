@@ -20,6 +20,15 @@ from contracts.events import upcast
 from .db import UtcDateTime
 from .projector import Projection
 
+#: Free text (a reason, a reply) is cut to this many characters in a history summary.
+SUMMARY_TEXT_CHARS = 60
+
+
+def short(text: str | None, limit: int = SUMMARY_TEXT_CHARS) -> str:
+    """Free text for a one-line history summary: whitespace folded, cut with … past ``limit``."""
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 def history_table(name: str, metadata: MetaData, key: str) -> Table:
     """The table of a history: ``key`` names the aggregate's id column (``matter_id``, ``case_id``)."""

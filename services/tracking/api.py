@@ -20,6 +20,7 @@ from contracts.envelope import SHANGHAI
 from contracts.events import Command
 from contracts.intake import ID_PATTERN
 from contracts.tracking import (
+    STATUS_NAMES,
     AssignCase,
     CaseStatus,
     CloseCase,
@@ -49,7 +50,7 @@ from services.runtime.http import (
 from services.runtime.settings import Settings
 
 from . import projections
-from .domain import STATUS_ZH, Case
+from .domain import Case
 from .handlers import TrackingHandlers
 from .workplan import load_workplan
 
@@ -80,11 +81,30 @@ CASE_COMMANDS: dict[str, tuple[type[Command], str, str]] = {
 def case_view(case: Case) -> dict[str, Any]:
     """A case as the event store has it (the state after its last event)."""
     view = case.model_dump(mode="json", exclude={"draft", "fired"})
-    view["status_name"] = STATUS_ZH.get(case.status) if case.status else None
+    view["status_name"] = STATUS_NAMES.get(case.status) if case.status else None
     if case.deadline is not None:
         view["due_at_shanghai"] = case.deadline.due_at.astimezone(SHANGHAI).isoformat()
     view["supervised"] = case.supervised
     return view
+
+
+class ListFilters:
+    """The filters the 督办清单 and 成果清单 share."""
+
+    def __init__(
+        self,
+        year: int | None = Query(default=None, ge=2000, le=2100),
+        unit: str | None = Query(default=None, max_length=200, description="主办单位编号或名称"),
+        committee: str | None = Query(default=None, max_length=100),
+        key: bool | None = Query(default=None, description="仅重点督办件"),
+        limit: int = Query(default=500, ge=1, le=5000),
+        offset: int = Query(default=0, ge=0),
+    ) -> None:
+        self.limit, self.offset = limit, offset
+        self.args = {"year": year, "unit": unit, "committee": committee, "key": key, "limit": limit, "offset": offset}
+
+    def page(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"items": rows, "limit": self.limit, "offset": self.offset}
 
 
 def build_router(
@@ -151,51 +171,15 @@ def build_router(
         return {"case": case_view(case), "row": row, "history": history, "version": case.version}
 
     @router.get("/lists/supervision", tags=["lists"], summary="督办清单")
-    async def supervision(
-        year: int | None = Query(default=None, ge=2000, le=2100),
-        unit: str | None = Query(default=None, max_length=200),
-        committee: str | None = Query(default=None, max_length=100),
-        key: bool | None = None,
-        limit: int = Query(default=500, ge=1, le=5000),
-        offset: int = Query(default=0, ge=0),
-        principal: Principal = Depends(caller),
-    ) -> dict[str, Any]:
+    async def supervision(filters: ListFilters = Depends(), principal: Principal = Depends(caller)) -> dict[str, Any]:
         """Under supervision, overdue first; a year's list carries open commitments of earlier years."""
-        rows = await projections.supervision_list(
-            get_engine(),
-            jurisdiction=here,
-            now=now(),
-            year=year,
-            unit=unit,
-            committee=committee,
-            key=key,
-            limit=limit,
-            offset=offset,
-        )
-        return {"items": rows, "limit": limit, "offset": offset}
+        rows = await projections.supervision_list(get_engine(), jurisdiction=here, now=now(), **filters.args)
+        return filters.page(rows)
 
     @router.get("/lists/results", tags=["lists"], summary="成果清单")
-    async def results(
-        year: int | None = Query(default=None, ge=2000, le=2100),
-        unit: str | None = Query(default=None, max_length=200),
-        committee: str | None = Query(default=None, max_length=100),
-        key: bool | None = None,
-        limit: int = Query(default=500, ge=1, le=5000),
-        offset: int = Query(default=0, ge=0),
-        principal: Principal = Depends(caller),
-    ) -> dict[str, Any]:
-        rows = await projections.results_list(
-            get_engine(),
-            jurisdiction=here,
-            now=now(),
-            year=year,
-            unit=unit,
-            committee=committee,
-            key=key,
-            limit=limit,
-            offset=offset,
-        )
-        return {"items": rows, "limit": limit, "offset": offset}
+    async def results(filters: ListFilters = Depends(), principal: Principal = Depends(caller)) -> dict[str, Any]:
+        rows = await projections.results_list(get_engine(), jurisdiction=here, now=now(), **filters.args)
+        return filters.page(rows)
 
     @router.get("/units/workload", tags=["lists"], summary="承办单位工作量与按时办结率")
     async def workload(principal: Principal = Depends(caller)) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from datetime import date, datetime
 
 from contracts.intake import Submitter
 from contracts.tracking import (
+    STATUS_NAMES,
     CaseAssigned,
     CaseClosed,
     CaseEscalatedToLeader,
@@ -47,15 +48,6 @@ from services.runtime.aggregate import Aggregate, DomainError, NotAllowed, appli
 
 #: States in which the units are handling the case (and its deadline runs).
 HANDLING = (CaseStatus.assigned, CaseStatus.rehandling)
-STATUS_ZH = {
-    CaseStatus.opened: "待交办",
-    CaseStatus.assigned: "办理中",
-    CaseStatus.returned: "已退回",
-    CaseStatus.in_review: "答复待审核",
-    CaseStatus.replied: "已答复",
-    CaseStatus.rehandling: "重新办理",
-    CaseStatus.closed: "已办结",
-}
 
 
 class Case(Aggregate):
@@ -98,9 +90,9 @@ class Case(Aggregate):
         if not self.exists:
             raise DomainError(f"办理件 {self.id} 不存在", field="case_id", code="not_found")
         if self.status not in allowed:
-            names = "、".join(STATUS_ZH[s] for s in allowed)
+            names = "、".join(STATUS_NAMES[s] for s in allowed)
             raise DomainError(
-                f"办理件当前状态为「{STATUS_ZH[self.status]}」，不能{action}（仅限：{names}）",
+                f"办理件当前状态为「{STATUS_NAMES[self.status]}」，不能{action}（仅限：{names}）",
                 field="case_id",
                 code="invalid_transition",
             )

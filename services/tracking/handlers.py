@@ -463,9 +463,3 @@ class TrackingHandlers:
     async def _run(self, case_id: str, principal: Principal, decide, role: Role) -> Case:
         case, _ = await execute(self.store, Case, case_id, decide, actor=principal.actor(role))
         return case
-
-
-def check_reply_classes(classes: Sequence[str]) -> tuple[str, ...]:
-    if not classes or len(set(classes)) != len(classes):
-        raise DomainError("答复类别配置无效", code="invalid_configuration")
-    return tuple(classes)

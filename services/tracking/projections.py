@@ -71,7 +71,7 @@ from contracts.tracking import (
 )
 from services.runtime.db import UtcDateTime, connected
 from services.runtime.documents import DocumentProjection
-from services.runtime.history import HistoryProjection, history_table
+from services.runtime.history import HistoryProjection, history_table, short
 from services.runtime.projector import handles
 
 SEPARATOR = "、"
@@ -343,11 +343,6 @@ class CaseListProjection(DocumentProjection):
 # -- the history of each case ------------------------------------------------------------------
 
 
-def _short(text: str | None, limit: int = 60) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 class CaseHistoryProjection(HistoryProjection):
     """A row per case event, in the order it happened, with who did it and what it means."""
 
@@ -374,11 +369,11 @@ class CaseHistoryProjection(HistoryProjection):
     @handles(CaseReturned)
     def returned(self, event: CaseReturned, envelope: Envelope) -> str:
         suggested = f"，建议交 {event.suggested_unit}" if event.suggested_unit else ""
-        return f"{event.unit.name}退回：{_short(event.reason)}{suggested}"
+        return f"{event.unit.name}退回：{short(event.reason)}{suggested}"
 
     @handles(ExtensionRequested)
     def extension_requested(self, event: ExtensionRequested, envelope: Envelope) -> str:
-        return f"{event.unit.name}申请延期至 {event.until.isoformat()}：{_short(event.reason)}"
+        return f"{event.unit.name}申请延期至 {event.until.isoformat()}：{short(event.reason)}"
 
     @handles(ExtensionGranted)
     def extension_granted(self, event: ExtensionGranted, envelope: Envelope) -> str:
@@ -386,16 +381,16 @@ class CaseHistoryProjection(HistoryProjection):
 
     @handles(ExtensionRefused)
     def extension_refused(self, event: ExtensionRefused, envelope: Envelope) -> str:
-        return f"不同意延期：{_short(event.reason)}"
+        return f"不同意延期：{short(event.reason)}"
 
     @handles(ProgressReported)
     def progress(self, event: ProgressReported, envelope: Envelope) -> str:
         percent = f"（{event.percent}%）" if event.percent is not None else ""
-        return f"{event.unit.name}报送进展{percent}：{_short(event.text)}"
+        return f"{event.unit.name}报送进展{percent}：{short(event.text)}"
 
     @handles(CoUnitInputGiven)
     def co_unit_input(self, event: CoUnitInputGiven, envelope: Envelope) -> str:
-        return f"协办单位 {event.unit.name} 提出意见：{_short(event.text)}"
+        return f"协办单位 {event.unit.name} 提出意见：{short(event.text)}"
 
     @handles(Countersigned)
     def countersigned(self, event: Countersigned, envelope: Envelope) -> str:
@@ -405,11 +400,11 @@ class CaseHistoryProjection(HistoryProjection):
     def reply_submitted(self, event: ReplySubmitted, envelope: Envelope) -> str:
         which = "第一次答复" if event.round == 1 else f"第{event.round}轮答复（重新办理）"
         late = "" if event.on_time else "，已超期"
-        return f"{event.unit.name}{which}，{event.reply_class}类{late}：{_short(event.text)}"
+        return f"{event.unit.name}{which}，{event.reply_class}类{late}：{short(event.text)}"
 
     @handles(ReplySentBack)
     def reply_sent_back(self, event: ReplySentBack, envelope: Envelope) -> str:
-        return f"答复审核退回修改：{_short(event.comment)}"
+        return f"答复审核退回修改：{short(event.comment)}"
 
     @handles(ReplyReleased)
     def reply_released(self, event: ReplyReleased, envelope: Envelope) -> str:
@@ -419,12 +414,12 @@ class CaseHistoryProjection(HistoryProjection):
     @handles(FeedbackGiven)
     def feedback(self, event: FeedbackGiven, envelope: Envelope) -> str:
         paper = "（纸质反馈代录）" if event.on_paper else ""
-        comment = f"：{_short(event.comment)}" if event.comment else ""
+        comment = f"：{short(event.comment)}" if event.comment else ""
         return f"{event.submitter.name}反馈{RATING_NAMES[event.rating]}{paper}{comment}"
 
     @handles(CaseReopened)
     def reopened(self, event: CaseReopened, envelope: Envelope) -> str:
-        return f"重新办理（第{event.round}轮），期限至 {event.deadline.due_on.isoformat()}：{_short(event.reason)}"
+        return f"重新办理（第{event.round}轮），期限至 {event.deadline.due_on.isoformat()}：{short(event.reason)}"
 
     @handles(CaseClosed)
     def closed(self, event: CaseClosed, envelope: Envelope) -> str:
@@ -433,7 +428,7 @@ class CaseHistoryProjection(HistoryProjection):
 
     @handles(CommitmentDelivered)
     def delivered(self, event: CommitmentDelivered, envelope: Envelope) -> str:
-        return f"承诺事项 {event.commitment_id} 已落实：{_short(event.note)}"
+        return f"承诺事项 {event.commitment_id} 已落实：{short(event.note)}"
 
     @handles(CommitmentsCarriedOver)
     def carried_over(self, event: CommitmentsCarriedOver, envelope: Envelope) -> str:

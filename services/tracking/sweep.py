@@ -19,7 +19,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.envelope import SHANGHAI
-from contracts.tracking import Deadline, Threshold
+from contracts.tracking import Deadline
 
 from .handlers import TrackingHandlers
 from .projections import HANDLING, sweep_candidates
@@ -82,6 +82,3 @@ class Sweeper:
 
     def stop(self) -> None:
         self._stopping.set()
-
-
-__all__ = ["SweepReport", "Sweeper", "Threshold"]

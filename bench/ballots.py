@@ -96,6 +96,15 @@ class Terminal:
         await self.writer.wait_closed()
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux ``/proc``; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _start_service(workdir: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
     """``duban serve evaluation`` as its own process, its output in the work dir."""
     command = ["serve", "evaluation", "--jurisdiction", HERE, "--port", str(port)]
@@ -163,9 +172,11 @@ async def ballots(
             terminals = [await Terminal.connect(port) for _ in range(concurrency)]
             try:
                 print(f"ballots: {evaluators} sheets x {subjects} subjects, {concurrency} terminals", file=sys.stderr)
+                cpu_before = _cpu_seconds(process.pid)
                 started = time.perf_counter()
                 await asyncio.gather(*(terminal(own) for own in terminals))
                 seconds = time.perf_counter() - started
+                cpu_after = _cpu_seconds(process.pid)
             finally:
                 for own in terminals:
                     await own.close()
@@ -184,6 +195,9 @@ async def ballots(
             "ballot_p50_ms": round(latencies[len(latencies) // 2] * 1000, 1),
             "ballot_p99_ms": round(p99 * 1000, 1),
             "ballot_concurrency": concurrency,
+            "ballot_service_cpu_ms": (
+                round((cpu_after - cpu_before) * 1000 / evaluators, 2) if cpu_before is not None else None
+            ),
         }
     finally:
         process.terminate()

@@ -180,6 +180,9 @@ class BallotSheet(Aggregate):
 
     context = "evaluation"
     aggregate_type = "ballot_sheet"
+    #: A sheet has a commit per ballot sent (one, or a few when subjects are scored one by one):
+    #: loading it is one direct get per commit, no snapshot to read or write in a hall's burst.
+    snapshots = False
 
     choices: dict[str, str] = {}
     on_paper: bool = False
@@ -207,6 +210,7 @@ class Turnout(Aggregate):
 
     context = "evaluation"
     aggregate_type = "turnout"
+    snapshots = False  # like a sheet: one commit per ballot sent
 
     subject_ids: list[str] = []
 

@@ -67,6 +67,7 @@ class EvaluationHandlers:
         self.clock = clock
         self.status_ttl_s = status_ttl_s
         self._sessions: dict[str, tuple[float, Session]] = {}
+        self._loading: dict[str, asyncio.Future[Session]] = {}
 
     # -- who may do what ---------------------------------------------------------------
     def _in_scope(self, principal: Principal) -> None:
@@ -168,11 +169,18 @@ class EvaluationHandlers:
         return session
 
     async def session(self, session_id: str) -> Session:
-        """The session, from memory if read within ``status_ttl_s`` (see the module docstring)."""
+        """The session, from memory if read within ``status_ttl_s`` (see the module docstring).
+
+        The sheets that arrive together when the hall starts voting (or the cache expires) wait
+        for one load of the session rather than each loading it."""
         cached = self._sessions.get(session_id)
         if cached is not None and time.monotonic() - cached[0] < self.status_ttl_s:
             return cached[1]
-        session = await self.store.load(Session, session_id)
+        loading = self._loading.get(session_id)
+        if loading is None:
+            loading = self._loading[session_id] = asyncio.ensure_future(self.store.load(Session, session_id))
+            loading.add_done_callback(lambda _: self._loading.pop(session_id, None))
+        session = await asyncio.shield(loading)
         self._sessions[session_id] = (time.monotonic(), session)
         return session
 

@@ -50,6 +50,7 @@ from contracts.jurisdictions import JurisdictionRegistry
 from services.runtime.aggregate import DomainError
 from services.runtime.auth import Principal
 from services.runtime.http import (
+    HTTP_TELEMETRY,
     BodySizeLimit,
     Provided,
     body_model,
@@ -444,6 +445,7 @@ def create_api(
     app = FastAPI(
         title=TITLE,
         version="1",
+        telemetry=HTTP_TELEMETRY,
         description=(
             f"事项受理（{settings.jurisdiction}）：提交、审查（立案、不予立案、转类、并案）、本级办理、"
             "上报、交下级、办理结果，以及问题清单、建议清单和活动。所有接口（/healthz 除外）需要 Bearer 令牌。"

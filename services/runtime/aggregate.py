@@ -56,6 +56,9 @@ class Aggregate(BaseModel):
     aggregate_type: ClassVar[str]
     #: Bump when the state's shape changes: stored snapshots of other versions are ignored.
     snapshot_version: ClassVar[int] = 1
+    #: Keep a snapshot after each append (see eventstore.py). An aggregate of one or two commits
+    #: (a ballot sheet) turns it off: its last commit, one direct get, is all a load needs.
+    snapshots: ClassVar[bool] = True
     _appliers: ClassVar[dict[type[Event], Callable[[Any, Any], None]]] = {}
 
     id: str

@@ -357,6 +357,8 @@ class EventStore:
         ``wait=False`` (what ``append`` and ``load`` use) sends it without waiting for the
         server's acknowledgement: a core publish to the key's subject, which the bucket's stream
         stores like a ``put``; ``wait=True`` is ``kv.put``, acknowledged."""
+        if not aggregate.snapshots:
+            return
         key = self.snapshot_key(type(aggregate), aggregate.id)
         value = b'{"v":%d,"state":%s}' % (aggregate.snapshot_version, aggregate.model_dump_json().encode())
         try:
@@ -369,7 +371,10 @@ class EventStore:
 
     async def load(self, cls: type[A], aggregate_id: str) -> A:
         """The aggregate's current state and version; a new, empty one if it has no events."""
-        snapshot, last = await asyncio.gather(self._snapshot(cls, aggregate_id), self._last_commit(aggregate_id))
+        if cls.snapshots:
+            snapshot, last = await asyncio.gather(self._snapshot(cls, aggregate_id), self._last_commit(aggregate_id))
+        else:
+            snapshot, last = None, await self._last_commit(aggregate_id)
         if last is None:
             return cls(id=aggregate_id)
         if snapshot is not None and snapshot.version == last.seq:

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.telemetry import TelemetryConfig
 from pydantic import BaseModel, ConfigDict, create_model
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,6 +30,7 @@ from .eventstore import ConcurrencyError, StoreUnavailable
 from .settings import Settings
 
 __all__ = [
+    "HTTP_TELEMETRY",
     "BodySizeLimit",
     "error_body",
     "field_of",
@@ -324,10 +326,26 @@ def refusals(not_found: str) -> dict[int | str, dict[str, Any]]:
     }
 
 
+#: Paths that probes poll: no span for them.
+UNTRACED_PATHS = frozenset({"/healthz", "/metrics", "/status"})
+
+#: FastAPI's own OpenTelemetry, on when a tracer provider is installed (``duban serve`` does): one
+#: server span per request, named by its route and joined to the trace of a caller's
+#: ``traceparent``. No spans for dependencies, endpoint and serialisation (they would triple the
+#: spans of a ballot burst and say nothing an operator needs), no OpenTelemetry metrics
+#: (``/metrics`` is Prometheus) and no OpenTelemetry logs (they would carry refused input).
+HTTP_TELEMETRY: TelemetryConfig = {
+    "operation_spans": False,
+    "metrics": False,
+    "logs": False,
+    "exclude": lambda scope: scope.get("path") in UNTRACED_PATHS,
+}
+
+
 def service_app(title: str, settings: Settings, *routers: APIRouter, max_body: int = 1_000_000) -> FastAPI:
-    """A service's FastAPI app of one level: its routers, typed Chinese errors, a body limit and
-    ``/healthz`` (``service.operated`` adds ``/metrics``, ``/status`` and HTTP spans when served)."""
-    api = FastAPI(title=f"{title}（{settings.jurisdiction}）", version="1")
+    """A service's FastAPI app of one level: its routers, typed Chinese errors, a body limit,
+    ``/healthz`` and a span per request (``service.operated`` adds ``/metrics`` and ``/status``)."""
+    api = FastAPI(title=f"{title}（{settings.jurisdiction}）", version="1", telemetry=HTTP_TELEMETRY)
     install_error_handlers(api)
     api.add_middleware(BodySizeLimit, max_bytes=max_body)
     api.include_router(health_router())

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.evaluation import CastBallots, DraftSession
@@ -34,6 +35,14 @@ from .handlers import STAFF, EvaluationHandlers
 TITLE = "duban evaluation 测评"
 SessionId = Path(pattern=ID_PATTERN, description="测评编号")
 SheetBody = body_model(CastBallots, "session_id")
+
+
+class SheetAccepted(BaseModel):
+    """A ballot sheet taken: the subjects scored, never the choices (see the module docstring)."""
+
+    session_id: str
+    accepted: list[str] = Field(description="已投票的测评对象")
+    on_paper: bool = Field(description="是否为工委代录的纸质票")
 
 
 def session_view(session: Session, *, staff: bool) -> dict[str, Any]:
@@ -84,11 +93,13 @@ def build_router(
         return session_view(await get_handlers().publish(session_id, principal), staff=True)
 
     @router.post("/sessions/{session_id}/ballots", tags=["ballots"], summary="投票（或工委代录纸质票）")
-    async def cast(body: SheetBody, session_id: str = SessionId, principal: Principal = Depends(caller)) -> dict:  # type: ignore[valid-type]
+    async def cast(  # type: ignore[valid-type]
+        body: SheetBody, session_id: str = SessionId, principal: Principal = Depends(caller)
+    ) -> SheetAccepted:
         """One ballot sheet: ``choices`` of one or more subjects. Each evaluator scores each
         subject once; staff entering a paper ballot give ``evaluator_id``."""
         command = CastBallots.model_validate({**body.model_dump(), "session_id": session_id})
-        return await get_handlers().cast(command, principal)
+        return SheetAccepted.model_validate(await get_handlers().cast(command, principal))
 
     @router.get("/sessions", tags=["sessions"], summary="测评列表（参评人员只看到自己的）")
     async def list_sessions(principal: Principal = Depends(caller)) -> dict[str, Any]:
@@ -105,7 +116,7 @@ def build_router(
     async def detail(session_id: str = SessionId, principal: Principal = Depends(caller)) -> dict[str, Any]:
         session = await get_handlers().store.load(Session, session_id)
         staff = principal.has(*STAFF)
-        if not session.exists or (not staff and principal.id not in session.electorate):
+        if not session.exists or (not staff and not session.in_electorate(principal.id)):
             raise DomainError(f"测评 {session_id} 不存在", field="session_id", code="not_found")
         view = session_view(session, staff=staff)
         return {"session": view, "results": view.pop("results")}

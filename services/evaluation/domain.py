@@ -23,6 +23,8 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
+from pydantic import PrivateAttr
+
 from contracts.evaluation import (
     KIND_NAMES,
     OPTION_NAMES,
@@ -77,6 +79,13 @@ class Session(Aggregate):
     report_to_party_committee: bool = False
     results: list[SubjectResult] | None = None
     voters: int | None = None
+    #: The electorate as a set, made at the first check (a congress session's roster has hundreds).
+    _electors: frozenset[str] | None = PrivateAttr(default=None)
+
+    def in_electorate(self, evaluator_id: str) -> bool:
+        if self._electors is None:
+            self._electors = frozenset(self.electorate)
+        return evaluator_id in self._electors
 
     def _require(self, *allowed: str, action: str) -> None:
         if not self.exists:
@@ -130,7 +139,7 @@ class Session(Aggregate):
             raise DomainError("测评尚未开始", field="session_id", code="not_open")
         if self.status in ("closed", "published") or now >= self.closes_at:
             raise DomainError("测评已结束，不再接受投票", field="session_id", code="closed")
-        if evaluator_id not in self.electorate:
+        if not self.in_electorate(evaluator_id):
             raise DomainError("您不在本次测评的参评人员名单中", field="evaluator_id", code="not_in_electorate")
         subjects = {s.id for s in self.subjects}
         options = OPTIONS[self.kind]
@@ -154,6 +163,7 @@ class Session(Aggregate):
         self.title = event.title
         self.subjects = list(event.subjects)
         self.electorate = list(event.electorate)
+        self._electors = None
         self.opens_at = event.opens_at
         self.closes_at = event.closes_at
         self.secret = event.secret

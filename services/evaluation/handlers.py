@@ -87,7 +87,7 @@ class EvaluationHandlers:
             roster = self.rosters.get(command.roster)
             if roster is None:
                 raise DomainError(f"没有名册 {command.roster}", field="roster", code="unknown_roster")
-            electorate += [m for m in roster["members"] if m not in electorate]
+            electorate += roster["members"]
         report = command.report_to_party_committee
         drafted = SessionDrafted(
             kind=command.kind,

@@ -69,7 +69,7 @@ from contracts.events import Event, upcast
 
 from .aggregate import Aggregate
 from .settings import Settings
-from .telemetry import current_trace_context, inject_headers, tracer
+from .telemetry import current_trace_context, tracer
 
 log = logging.getLogger("duban.eventstore")
 
@@ -246,14 +246,13 @@ class EventStore:
                 )
                 for i, (event_id, event) in enumerate(zip(ids, events, strict=True))
             ]
-            headers = inject_headers(
-                {
-                    "Nats-Msg-Id": ids[0],
-                    "Nats-Expected-Last-Subject-Sequence": str(expected),
-                    PREVIOUS_SEQUENCE_HEADER: str(expected),
-                    EVENT_TYPES_HEADER: ",".join(e.event_type for e in events),
-                }
-            )
+            headers = {
+                "Nats-Msg-Id": ids[0],
+                "Nats-Expected-Last-Subject-Sequence": str(expected),
+                PREVIOUS_SEQUENCE_HEADER: str(expected),
+                EVENT_TYPES_HEADER: ",".join(e.event_type for e in events),
+                **carrier,  # the trace context, as the envelopes carry it
+            }
             commit = await self._publish(subject, encode_commit(envelopes), headers, ids[0], expected, aggregate.id)
             span.set_attribute("messaging.nats.stream.sequence", commit.version)
             if commit.duplicate:

@@ -1,0 +1,226 @@
+"""``ballots_per_s`` and ``ballot_p99_ms``: a congress hall's burst of ballots over HTTP.
+
+A real evaluation service (``duban serve evaluation``, its own process, tracing and span files
+on as ``duban up`` runs it) on an embedded nats-server with ``sync_interval: always``; a session
+of 10 subjects and 500 evaluators; every evaluator sends one ballot sheet scoring all 10
+subjects from one of ``CONCURRENCY`` terminals (the hall's ballot terminals, each its own HTTP
+connection, sending its next sheet when the last is answered); timed from the first sheet to the
+last answer. Then the session is closed and the published results must count every ballot exactly
+once (500 valid ballots per subject), or the run fails.
+
+A terminal lets its idle connection go after ``KEEPALIVE_S``, before the server's keep-alive
+timeout (uvicorn's 5 s): a client that keeps it as long as the server may send a sheet on a
+connection the server is closing at that moment and get a reset instead of an answer.
+
+``ballots_per_s`` counts ballots (sheets × subjects); ``ballot_p99_ms`` is the 99th percentile of
+a sheet's answer time as its terminal sees it.
+
+Run alone: ``python -m bench.ballots [--evaluators N] [--subjects N] [--concurrency N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+EVALUATORS = 500
+SUBJECTS = 10
+CONCURRENCY = 50
+KEEPALIVE_S = 2.0
+HERE = "331081"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=url, timeout=2.0) as http:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"evaluation service exited with {process.returncode}")
+            try:
+                if (await http.get("/healthz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+    raise TimeoutError("evaluation service did not become healthy")
+
+
+class Terminal:
+    """A hall's ballot terminal: one keep-alive HTTP/1.1 connection sending one sheet at a time.
+
+    A few lines over asyncio streams rather than httpx: in the hall the terminals are devices of
+    their own, while here they share the service's two cores, and httpx spends about as much CPU
+    per request as the service does (about 4 ms), which would be measured as the service's latency.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, port: int) -> Terminal:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def post(self, path: str, body: bytes, authorization: str) -> tuple[int, bytes]:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {authorization}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        status_line = await self.reader.readline()
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        return int(status_line.split()[1]), await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux ``/proc``; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _start_service(workdir: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
+    """``duban serve evaluation`` as its own process, its output in the work dir."""
+    command = ["serve", "evaluation", "--jurisdiction", HERE, "--port", str(port)]
+    with open(workdir / "evaluation.log", "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.runtime.cli", *command], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+async def ballots(
+    workdir: Path, *, evaluators: int = EVALUATORS, subjects: int = SUBJECTS, concurrency: int = CONCURRENCY
+) -> dict:
+    from services.runtime.auth import issue_token
+    from services.runtime.nats_server import EmbeddedNats
+    from services.runtime.settings import Settings
+
+    secret = Settings().jwt_secret
+    server = EmbeddedNats(workdir / "nats").start()
+    port = _free_port()
+    env = {**os.environ, "DUBAN_NATS_URL": server.url, "DUBAN_DATA_DIR": str(workdir / "data")}
+    process = _start_service(workdir, port, env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_healthy(url, process)
+        staff = {"Authorization": "Bearer " + issue_token("committee-1", ["committee"], HERE, secret=secret)}
+        electorate = [f"deputy-{i:04d}" for i in range(evaluators)]
+        now = datetime.now(UTC)
+        session = {
+            "kind": "satisfaction",
+            "title": "民生实事项目满意度测评（压力测试）",
+            "subjects": [{"kind": "project", "id": f"p{i}", "title": f"民生实事项目{i}"} for i in range(subjects)],
+            "electorate": electorate,
+            "opens_at": (now - timedelta(minutes=1)).isoformat(),
+            "closes_at": (now + timedelta(hours=1)).isoformat(),
+        }
+        limits = httpx.Limits(keepalive_expiry=KEEPALIVE_S)  # staff: idle while the hall votes
+        async with httpx.AsyncClient(base_url=url, timeout=60.0, limits=limits, trust_env=False) as http:
+            created = await http.post("/sessions", json=session, headers=staff)
+            created.raise_for_status()
+            session_id = created.json()["id"]
+            (await http.post(f"/sessions/{session_id}/open", headers=staff)).raise_for_status()
+            tokens = {e: "Bearer " + issue_token(e, ["evaluator"], HERE, secret=secret) for e in electorate}
+            options = ("satisfied", "basically_satisfied", "dissatisfied")
+            sheets = {
+                e: json.dumps(
+                    {"choices": [{"subject_id": f"p{s}", "option": options[(i + s) % 3]} for s in range(subjects)]}
+                )
+                for i, e in enumerate(electorate)
+            }
+            waiting = list(reversed(electorate))
+            latencies: list[float] = []
+            global TL; TL = []
+
+            async def terminal(own: Terminal) -> None:
+                while waiting:
+                    evaluator = waiting.pop()
+                    started = time.perf_counter()
+                    status, body = await own.post(
+                        f"/sessions/{session_id}/ballots", sheets[evaluator].encode(), tokens[evaluator]
+                    )
+                    latencies.append(time.perf_counter() - started); TL.append((started, time.perf_counter() - started))
+                    if status != 200:
+                        raise RuntimeError(f"sheet of {evaluator} refused: {status} {body.decode()}")
+
+            # The terminals are on and connected before the hall votes.
+            terminals = [await Terminal.connect(port) for _ in range(concurrency)]
+            try:
+                print(f"ballots: {evaluators} sheets x {subjects} subjects, {concurrency} terminals", file=sys.stderr)
+                cpu_before = _cpu_seconds(process.pid)
+                started = time.perf_counter()
+                await asyncio.gather(*(terminal(own) for own in terminals))
+                seconds = time.perf_counter() - started
+                cpu_after = _cpu_seconds(process.pid)
+            finally:
+                for own in terminals:
+                    await own.close()
+
+            closed = await http.post(f"/sessions/{session_id}/close", headers=staff)
+            closed.raise_for_status()
+            detail = (await http.get(f"/sessions/{session_id}", headers=staff)).json()
+            valid = [r["valid"] for r in detail["results"] or []]
+            if valid != [evaluators] * subjects:
+                raise RuntimeError(f"results do not count every ballot exactly once: {valid}")
+        latencies.sort()
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        return {
+            "ballots_per_s": round(evaluators * subjects / seconds, 1),
+            "ballot_sheets_per_s": round(evaluators / seconds, 1),
+            "ballot_p50_ms": round(latencies[len(latencies) // 2] * 1000, 1),
+            "ballot_p99_ms": round(p99 * 1000, 1),
+            "ballot_concurrency": concurrency,
+            "ballot_service_cpu_ms": (
+                round((cpu_after - cpu_before) * 1000 / evaluators, 2) if cpu_before is not None else None
+            ),
+        }
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.ballots", description=__doc__.splitlines()[0])
+    parser.add_argument("--evaluators", type=int, default=EVALUATORS)
+    parser.add_argument("--subjects", type=int, default=SUBJECTS)
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="duban-bench-ballots-") as tmp:
+        report = asyncio.run(
+            ballots(Path(tmp), evaluators=args.evaluators, subjects=args.subjects, concurrency=args.concurrency)
+        )
+    print(json.dumps(report)); t0=min(t for t,_ in TL); print('wall0', time.time() - (time.perf_counter() - t0)); json.dump([(t-t0,l) for t,l in TL], open('/tmp/tl.json','w'))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,21 +1,21 @@
 """``ballots_per_s`` and ``ballot_p99_ms``: a congress hall's burst of ballots over HTTP.
 
-A real evaluation service (``duban serve evaluation``, its own process, tracing and span files
-on as ``duban up`` runs it) on an embedded nats-server with ``sync_interval: always``; a session
-of 10 subjects and 500 evaluators; every evaluator sends one ballot sheet scoring all 10
-subjects from one of ``CONCURRENCY`` terminals (the hall's ballot terminals, each its own HTTP
-connection, sending its next sheet when the last is answered); timed from the first sheet to the
-last answer. Then the session is closed and the published results must count every ballot exactly
-once (500 valid ballots per subject), or the run fails.
-
-A terminal lets its idle connection go after ``KEEPALIVE_S``, before the server's keep-alive
-timeout (uvicorn's 5 s): a client that keeps it as long as the server may send a sheet on a
-connection the server is closing at that moment and get a reset instead of an answer.
+A real evaluation service (``duban serve evaluation``, tracing and span files on as ``duban up``
+runs it, answering HTTP in ``HTTP_WORKERS`` processes: ``DUBAN_HTTP_WORKERS``, one per core, as
+a level sets it for a session's evaluations, see ``services/runtime/http_workers.py``) on an
+embedded nats-server with ``sync_interval: always``; a session of 10 subjects and 500 evaluators;
+every evaluator sends one ballot sheet scoring all 10 subjects from one of ``CONCURRENCY``
+terminals (the hall's ballot terminals, each its own keep-alive HTTP connection, sending its next
+sheet when the last is answered); timed from the first sheet to the last answer. Then the session
+is closed and the published results must count every ballot exactly once (500 valid ballots per
+subject), or the run fails.
 
 ``ballots_per_s`` counts ballots (sheets × subjects); ``ballot_p99_ms`` is the 99th percentile of
-a sheet's answer time as its terminal sees it.
+a sheet's answer time as its terminal sees it; ``ballot_service_cpu_ms`` is the CPU time the
+service's processes spent per sheet during the burst (Linux only).
 
-Run alone: ``python -m bench.ballots [--evaluators N] [--subjects N] [--concurrency N]``.
+Run alone: ``python -m bench.ballots [--evaluators N] [--subjects N] [--concurrency N]
+[--http-workers N]``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ import httpx
 EVALUATORS = 500
 SUBJECTS = 10
 CONCURRENCY = 50
+HTTP_WORKERS = 2
+#: The staff client lets its idle connection go well before the server would (75 s).
 KEEPALIVE_S = 2.0
 HERE = "331081"
 
@@ -97,12 +99,19 @@ class Terminal:
 
 
 def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process so far (Linux ``/proc``; None elsewhere)."""
+    """User + system CPU time so far of a process and its children (its HTTP helpers), from
+    Linux's ``/proc``; None elsewhere."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        children = [
+            int(child)
+            for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()
+        ]
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(_cpu_seconds(child) or 0.0 for child in children)
 
 
 def _start_service(workdir: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
@@ -115,7 +124,12 @@ def _start_service(workdir: Path, port: int, env: dict[str, str]) -> subprocess.
 
 
 async def ballots(
-    workdir: Path, *, evaluators: int = EVALUATORS, subjects: int = SUBJECTS, concurrency: int = CONCURRENCY
+    workdir: Path,
+    *,
+    evaluators: int = EVALUATORS,
+    subjects: int = SUBJECTS,
+    concurrency: int = CONCURRENCY,
+    http_workers: int = HTTP_WORKERS,
 ) -> dict:
     from services.runtime.auth import issue_token
     from services.runtime.nats_server import EmbeddedNats
@@ -125,6 +139,7 @@ async def ballots(
     server = EmbeddedNats(workdir / "nats").start()
     port = _free_port()
     env = {**os.environ, "DUBAN_NATS_URL": server.url, "DUBAN_DATA_DIR": str(workdir / "data")}
+    env["DUBAN_HTTP_WORKERS"] = str(http_workers)
     process = _start_service(workdir, port, env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -171,7 +186,11 @@ async def ballots(
             # The terminals are on and connected before the hall votes.
             terminals = [await Terminal.connect(port) for _ in range(concurrency)]
             try:
-                print(f"ballots: {evaluators} sheets x {subjects} subjects, {concurrency} terminals", file=sys.stderr)
+                print(
+                    f"ballots: {evaluators} sheets x {subjects} subjects, {concurrency} terminals, "
+                    f"{http_workers} HTTP worker(s)",
+                    file=sys.stderr,
+                )
                 cpu_before = _cpu_seconds(process.pid)
                 started = time.perf_counter()
                 await asyncio.gather(*(terminal(own) for own in terminals))
@@ -195,6 +214,7 @@ async def ballots(
             "ballot_p50_ms": round(latencies[len(latencies) // 2] * 1000, 1),
             "ballot_p99_ms": round(p99 * 1000, 1),
             "ballot_concurrency": concurrency,
+            "ballot_http_workers": http_workers,
             "ballot_service_cpu_ms": (
                 round((cpu_after - cpu_before) * 1000 / evaluators, 2) if cpu_before is not None else None
             ),
@@ -213,10 +233,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--evaluators", type=int, default=EVALUATORS)
     parser.add_argument("--subjects", type=int, default=SUBJECTS)
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
+    parser.add_argument("--http-workers", type=int, default=HTTP_WORKERS)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="duban-bench-ballots-") as tmp:
         report = asyncio.run(
-            ballots(Path(tmp), evaluators=args.evaluators, subjects=args.subjects, concurrency=args.concurrency)
+            ballots(
+                Path(tmp),
+                evaluators=args.evaluators,
+                subjects=args.subjects,
+                concurrency=args.concurrency,
+                http_workers=args.http_workers,
+            )
         )
     print(json.dumps(report))
 

@@ -22,6 +22,7 @@ from nats.aio.client import Client as NATS
 from contracts import subjects
 
 from .consumer import DurableWorker
+from .http_workers import Helpers, exit_with_parent, helper_command, listening_socket, report_ready
 from .metrics import Watched, metrics_router
 from .projector import Projector, read_position
 from .pull import PullConsumer
@@ -40,6 +41,9 @@ class ServiceBase:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.here = settings.jurisdiction
+        #: False in a helper process that answers HTTP only (``http_workers.py``): its workers and
+        #: loops are not run, the first process runs them.
+        self.background = settings.http_worker == 0
         self.nc: NATS | None = None
         self.workers: list[PullConsumer] = []
         self.streams: list[str] = []
@@ -49,7 +53,10 @@ class ServiceBase:
 
     async def run_workers(self, workers: Sequence[PullConsumer]) -> None:
         """Prepare each worker (its durable consumer) and keep it running in a task; answer
-        operators' replay requests for the dead letters of the durable workers (``replay.py``)."""
+        operators' replay requests for the dead letters of the durable workers (``replay.py``).
+        In a helper process (``background`` False) nothing is run."""
+        if not self.background:
+            return
         for worker in workers:
             await worker.prepare()
             self.workers.append(worker)
@@ -65,8 +72,11 @@ class ServiceBase:
         )
         await self._replays.start()
 
-    def run_task(self, run: Callable[[], Awaitable[None]], name: str) -> None:
-        """A periodic loop of the service (a sweep); cancelled at once when the service stops."""
+    def run_task(self, run: Callable[[], Awaitable[None]], name: str, *, helper: bool = False) -> None:
+        """A periodic loop of the service (a sweep); cancelled at once when the service stops.
+        In a helper process (``background`` False) it is run only if it is the ``helper``'s own."""
+        if not self.background and not helper:
+            return
         self._loops.append(asyncio.create_task(run(), name=f"{self.context}-{name}"))
 
     async def _keep_running(self, worker: PullConsumer) -> None:
@@ -164,21 +174,32 @@ async def serve(
     """Run ``service`` and its HTTP app until SIGINT/SIGTERM. ``also`` are (start, stop) pairs of
     other parts (a FastStream broker for a NATS command subject), started after the service and
     stopped before it. Finished spans go to ``<data dir>/traces`` for ``duban trace`` (and over
-    OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set)."""
+    OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set). With ``DUBAN_HTTP_WORKERS`` above 1, this
+    process starts helpers that answer HTTP on the same port (``http_workers.py``)."""
     settings = service.settings
+    worker = settings.http_worker
     trace_dir = settings.data_dir / "traces" if settings.trace_files else None
-    setup_tracing(service.context, settings.jurisdiction, trace_dir=trace_dir)
+    setup_tracing(service.context, settings.jurisdiction, trace_dir=trace_dir, worker=worker)
     await service.start()
     started = []
+    helpers: Helpers | None = None
     try:
-        for start, stop in also:
-            await start()
-            started.append(stop)
+        if service.background:
+            for start, stop in also:
+                await start()
+                started.append(stop)
         api = operated(build_api(), service)
         # Keep-alive well above clients' (5 s in httpx): a request sent on a connection the server
         # is closing gets a reset, and a ballot terminal could not tell whether it was taken.
         config = uvicorn.Config(api, host=host, port=port, log_config=None, access_log=False, timeout_keep_alive=75)
         server = uvicorn.Server(config)
+        sockets = [listening_socket(host, port)] if settings.http_workers > 1 else None
+        if sockets and worker == 0:
+            helpers = Helpers(helper_command(), settings.http_workers)
+            await helpers.start()
+        elif worker:
+            service.run_task(lambda: exit_with_parent(server), "exit-with-parent", helper=True)
+            service.run_task(lambda: report_ready(server), "report-ready", helper=True)
         # What start-up built (modules, apps, connections) lives as long as the process: moved out
         # of the collector's reach, a full collection no longer walks it (up to ~100 ms each
         # under a burst of requests, a pause every request in flight waits out).
@@ -189,10 +210,19 @@ async def serve(
         gc.freeze()
         gc.set_threshold(10_000, 20, 20)
         log.info(
-            "serving", extra={"service": service.context, "jurisdiction": service.here, "url": f"http://{host}:{port}"}
+            "serving",
+            extra={
+                "service": service.context,
+                "jurisdiction": service.here,
+                "url": f"http://{host}:{port}",
+                "http_worker": worker,
+                "http_workers": settings.http_workers,
+            },
         )
-        await server.serve()
+        await server.serve(sockets=sockets)
     finally:
+        if helpers is not None:
+            await helpers.stop()
         for stop in reversed(started):
             await stop()
         await service.stop()

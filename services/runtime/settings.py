@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     rosters_file: Path | None = None
     session_check_interval_s: float = Field(default=5.0, gt=0)
 
+    #: Processes answering this service's HTTP on one port (``http_workers.py``): the first runs
+    #: the whole service, the others (``http_worker`` 1..N-1, set by the first) answer HTTP only.
+    http_workers: int = Field(default=1, ge=1, le=64)
+    http_worker: int = Field(default=0, ge=0)
+
     #: Write finished spans to ``<data_dir>/traces`` for ``duban trace`` (the embedded default has
     #: no collector; production also sets OTEL_EXPORTER_OTLP_ENDPOINT).
     trace_files: bool = True

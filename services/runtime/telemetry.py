@@ -29,12 +29,14 @@ def setup_tracing(
     *,
     processors: list[SpanProcessor] | None = None,
     trace_dir: Path | None = None,
+    worker: int = 0,
 ) -> TracerProvider:
     """Install a tracer provider for this process.
 
     Exports over OTLP/HTTP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set; writes finished spans to
     ``trace_dir`` (``tracefile.py``: what ``duban trace`` reads on the embedded default) when
-    given; ``processors`` adds others (tests pass an in-memory exporter).
+    given (a file per process: ``worker`` is its index among the service's HTTP processes);
+    ``processors`` adds others (tests pass an in-memory exporter).
     """
     provider = TracerProvider(
         resource=Resource.create(
@@ -52,7 +54,8 @@ def setup_tracing(
     if trace_dir is not None:
         from .tracefile import FileSpanExporter, trace_file
 
-        provider.add_span_processor(BatchSpanProcessor(FileSpanExporter(trace_file(trace_dir, service, jurisdiction))))
+        exporter = FileSpanExporter(trace_file(trace_dir, service, jurisdiction, worker))
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     for processor in processors or ():
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)

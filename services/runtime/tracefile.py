@@ -85,8 +85,10 @@ class FileSpanExporter(SpanExporter):
         pass
 
 
-def trace_file(directory: Path, service: str, jurisdiction: str) -> Path:
-    return directory / f"{service}-{jurisdiction}.jsonl"
+def trace_file(directory: Path, service: str, jurisdiction: str, worker: int = 0) -> Path:
+    """One file per process: a service's HTTP helpers (``http_workers.py``) write their own."""
+    suffix = f"-{worker}" if worker else ""
+    return directory / f"{service}-{jurisdiction}{suffix}.jsonl"
 
 
 # -- reading back ------------------------------------------------------------------------------

@@ -41,6 +41,10 @@ HTTP_BASE = {"intake": 8100, "tracking": 8200, "evaluation": 8300, "notify": 840
 NATS_IMAGE = "nats:2.15.1"
 POSTGRES_IMAGE = "postgres:16"
 
+#: Services answering HTTP in more than one process (services/runtime/http_workers.py): a
+#: congress hall's ballots arrive in a burst, one process per core of the container answers them.
+HTTP_WORKERS = {"evaluation": {"DUBAN_HTTP_WORKERS": "2"}}
+
 
 @dataclass
 class County:
@@ -347,6 +351,7 @@ def compose(topology: Topology) -> str:
                     "DUBAN_DATA_DIR": "/data",
                     "DUBAN_JWT_PUBLIC_KEY": "${DUBAN_JWT_PUBLIC_KEY:?the identity provider's RS256 public key (PEM)}",
                     "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector:4318",
+                    **HTTP_WORKERS.get(service, {}),
                 },
                 "volumes": [f"{name}:/data"],
                 "ports": [f"{HTTP_BASE[service] + index}:8000"],

@@ -5,6 +5,7 @@ ballot burst needs (``services/runtime/http_workers.py``). Real processes on a r
   requests on the one port (each writes the spans of what it answered to its own trace file);
 - sheets cast over many connections, so through both processes, are each counted exactly once,
   and a second sheet of an evaluator is refused whichever process it reaches;
+- ``/status`` lists the service's projections whichever process answers it;
 - a helper killed with SIGKILL is restarted; SIGTERM to the first process stops both (exit 0);
 - a helper whose first process is killed stops by itself, leaving nothing on the port.
 """
@@ -165,6 +166,11 @@ def test_two_http_workers_answer_on_one_port_and_count_every_sheet_once(served):
     first, helper = traces / f"evaluation-{WENLING}.jsonl", traces / f"evaluation-{WENLING}-1.jsonl"
     wait_for(lambda: server_spans(first) and server_spans(helper), 20, "server spans from both processes")
     print(f"requests answered: first process {server_spans(first)}, helper {server_spans(helper)}")
+
+    # /status, whichever process answers it (a new connection each time), lists the projections.
+    for _ in range(6):
+        consumers = {c["consumer"] for c in httpx.get(f"{url}/status", timeout=10).json()["consumers"]}
+        assert {"proj_evaluation_sessions", "proj_evaluation_turnout"} <= consumers, consumers
 
     # A helper killed is restarted, and serves again.
     os.kill(helpers[0], signal.SIGKILL)

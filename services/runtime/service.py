@@ -54,8 +54,10 @@ class ServiceBase:
     async def run_workers(self, workers: Sequence[PullConsumer]) -> None:
         """Prepare each worker (its durable consumer) and keep it running in a task; answer
         operators' replay requests for the dead letters of the durable workers (``replay.py``).
-        In a helper process (``background`` False) nothing is run."""
+        In a helper process (``background`` False) nothing is run: the workers are only known, so
+        that its ``/status`` reports them (read from the server) as the first process does."""
         if not self.background:
+            self.workers.extend(workers)
             return
         for worker in workers:
             await worker.prepare()

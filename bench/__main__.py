@@ -142,9 +142,8 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     if not args.core_only:
         # The services' scenarios, each on servers of its own (after the core's server is gone).
-        with tempfile.TemporaryDirectory(prefix="duban-bench-ballots-") as tmp:
-            progress("ballots: a hall's burst over HTTP against `duban serve evaluation`")
-            report |= asyncio.run(ballots.ballots(Path(tmp)))
+        progress("ballots: a hall's burst over HTTP against `duban serve evaluation`")
+        report |= ballots.in_fresh_process()
         progress("traced_vs_untraced: intake and tracking end to end, tracing off and on, alternating")
         report |= traced.measure(matters=traced.MATTERS // (5 if args.quick else 1), rounds=sizes.consume_rounds)
     report |= {

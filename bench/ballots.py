@@ -228,6 +228,15 @@ async def ballots(
         server.stop()
 
 
+def in_fresh_process() -> dict:
+    """``python -m bench.ballots`` in a process of its own, its report: the terminals must not
+    share a heap with an earlier benchmark's (whose collections would pause them mid-burst)."""
+    root = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "-m", "bench.ballots"]
+    done = subprocess.run(command, cwd=root, stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ballots", description=__doc__.splitlines()[0])
     parser.add_argument("--evaluators", type=int, default=EVALUATORS)

@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import pytest
 from services.runtime.auth import issue_token
 from services.runtime.nats_server import EmbeddedNats, free_port
 from services.runtime.settings import Settings
+from tests.support.processes import alive, children, healthz, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -35,38 +35,6 @@ ROOT = Path(__file__).resolve().parent.parent
 WENLING = "331081"
 DUBAN = (sys.executable, "-m", "services.runtime.cli")
 EVALUATORS = 40
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
-    except OSError:
-        return []
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "zombie" in status.read_text())
-
-
-def healthz(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def wait_for(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-    return result
 
 
 def server_spans(trace_file: Path) -> int:

@@ -30,6 +30,7 @@ from services.runtime.auth import issue_token
 from services.runtime.nats_server import EmbeddedNats, free_port
 from services.runtime.settings import Settings
 from services.runtime.up import PORT_OFFSETS, Demo, discover_services
+from tests.support.processes import alive, healthz, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -37,34 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 TAIZHOU, WENLING, ZEGUO = "331000", "331081", "331081100"
 LEVELS = (TAIZHOU, WENLING, ZEGUO)
 DUBAN = (sys.executable, "-m", "services.runtime.cli")
-
-
-def wait_for(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-
-
-def healthz(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie left for its parent to reap is gone for our purpose
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
 
 
 def processes_mentioning(text: str) -> list[int]:

@@ -15,6 +15,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from contracts import subjects
 from services.runtime.cli import main
 from services.runtime.consumer import DurableWorker
 from services.runtime.deadletters import discard_dead_letter, list_dead_letters
@@ -178,7 +179,7 @@ def test_duban_dead_letters_lists_shows_and_discards_from_the_command_line(nats_
         try:
             js = nc.jetstream()
             await ensure_deadletter_stream(js, "331081100")
-            return await dead_letter(
+            sequence = await dead_letter(
                 js,
                 jurisdiction="331081100",
                 context="notify",
@@ -189,8 +190,14 @@ def test_duban_dead_letters_lists_shows_and_discards_from_the_command_line(nats_
                 data=b'{"notice": 1}',
                 headers={},
                 attempts=5,
-                error=ConnectionError("HTTP 500 from https://example.invalid/hook"),
+                # Chinese, quotes and a backslash: stored as an ASCII header, read back as written
+                error=ConnectionError('推送失败："HTTP 500" from https://example.invalid/hook\\x'),
             )
+            # NATS headers are ASCII: a non-ASCII value would come back from a stream get as an
+            # email.header.Header object, not text
+            raw = await js.get_msg(subjects.deadletter_stream("331081100"), seq=sequence)
+            assert isinstance(raw.headers["Duban-Error"], str) and raw.headers["Duban-Error"].isascii()
+            return sequence
         finally:
             await nc.close()
 
@@ -198,7 +205,10 @@ def test_duban_dead_letters_lists_shows_and_discards_from_the_command_line(nats_
     assert main(["dead-letters", "list", "--jurisdiction", "331081100", "--nats", nats_url, "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     mine = next(letter for letter in listed if letter["sequence"] == sequence)
-    assert mine["consumer"] == "webhook_sender" and mine["attempts"] == 5 and "HTTP 500" in mine["error"]
+    assert mine["consumer"] == "webhook_sender" and mine["attempts"] == 5
+    assert mine["error"] == 'ConnectionError: 推送失败："HTTP 500" from https://example.invalid/hook\\x'
+    assert main(["dead-letters", "list", "--jurisdiction", "331081100", "--nats", nats_url]) == 0
+    assert "推送失败" in capsys.readouterr().out  # the table an operator reads
     assert main(["dead-letters", "show", str(sequence), "--jurisdiction", "331081100", "--nats", nats_url]) == 0
     assert json.loads(capsys.readouterr().out)["data"] == '{"notice": 1}'
     assert main(["dead-letters", "discard", str(sequence), "--jurisdiction", "331081100", "--nats", nats_url]) == 0

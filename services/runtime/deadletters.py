@@ -7,6 +7,7 @@ why it failed and put it back on its way.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -78,7 +79,7 @@ async def dead_letter(
             CONSUMER: consumer,
             ATTEMPTS: str(attempts),
             # header values are one line; the full text stays readable in the log
-            ERROR: " ".join(error_text.split())[:2000],
+            ERROR: ascii_header(" ".join(error_text.split())[:2000]),
         }
     )
     ack = await js.publish(subjects.deadletter_subject(jurisdiction, context, consumer), data, headers=copied)
@@ -87,6 +88,21 @@ async def dead_letter(
         extra={"subject": subject, "stream": stream, "seq": sequence, "consumer": consumer, "error": error_text},
     )
     return ack.seq
+
+
+def ascii_header(text: str) -> str:
+    """``text`` as an ASCII header value (JSON string escapes): errors are often Chinese, and
+    nats-py reads a non-ASCII header value back as an ``email.header.Header``, not as text."""
+    return json.dumps(text)[1:-1]
+
+
+def text_of_header(value: object) -> str:
+    """The text :func:`ascii_header` wrote (a value written otherwise is returned as it is)."""
+    value = str(value)
+    try:
+        return json.loads(f'"{value}"')
+    except ValueError:
+        return value
 
 
 # -- what operators do with them (``duban dead-letters``) ----------------------------------------
@@ -135,7 +151,7 @@ def _letter(msg) -> DeadLetter:
         original_stream=headers.get(ORIGINAL_STREAM, ""),
         original_sequence=int(headers.get(ORIGINAL_SEQUENCE, "0")),
         attempts=int(headers.get(ATTEMPTS, "0")),
-        error=headers.get(ERROR, ""),
+        error=text_of_header(headers.get(ERROR, "")),
         dead_lettered_at=str(msg.time) if getattr(msg, "time", None) else headers.get("Nats-Time-Stamp"),
         headers=headers,
         data=msg.data or b"",

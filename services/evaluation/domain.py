@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -41,13 +40,12 @@ from contracts.evaluation import (
     TurnoutRecorded,
 )
 from services.runtime.aggregate import Aggregate, DomainError, applies
+from services.runtime.ids import id_deriver
 
-_IDS = uuid.UUID("7d3f9b2e-5a41-4c8e-b0d6-2f9e1a6c4b85")  # namespace of evaluation's derived ids
 STATUS_NAMES = {"drafted": "草拟", "opened": "测评中", "closed": "已结束", "published": "结果已公布"}
 
 
-def derived_id(*parts: str) -> str:
-    return uuid.uuid5(_IDS, "|".join(parts)).hex
+derived_id = id_deriver("7d3f9b2e-5a41-4c8e-b0d6-2f9e1a6c4b85")  # namespace of evaluation's derived ids
 
 
 def sheet_id(session_id: str, evaluator_id: str, *, secret: bool, key: bytes) -> str:

@@ -35,17 +35,14 @@ from services.runtime.aggregate import DomainError, NotAllowed
 from services.runtime.auth import Principal, Role
 from services.runtime.commands import execute
 from services.runtime.eventstore import EventStore
+from services.runtime.ids import id_deriver
 
 from .domain import Activity, Matter, RegistrationBook
 
 SUBMITTERS = (Role.deputy, Role.liaison_station, Role.committee, Role.system, Role.admin)
 REVIEWERS = (Role.committee, Role.admin)
-_IDS = uuid.UUID("6c1e6f0e-8a51-4f57-9d7e-4b1f0b5a0d11")  # namespace of duban's derived ids
-
-
-def derived_id(*parts: str) -> str:
-    """A stable id from its parts: a retried command or a redelivered message maps to the same id."""
-    return uuid.uuid5(_IDS, "|".join(parts)).hex
+#: A stable id from its parts: a retried command or a redelivered message maps to the same id.
+derived_id = id_deriver("6c1e6f0e-8a51-4f57-9d7e-4b1f0b5a0d11")  # namespace of intake's derived ids
 
 
 class IntakeHandlers:

@@ -35,6 +35,7 @@ from services.runtime.aggregate import DomainError, NotAllowed
 from services.runtime.auth import Principal, Role, issue_token
 from services.runtime.commands import execute
 from services.runtime.eventstore import ConcurrencyError, EventStore
+from services.runtime.ids import id_deriver
 from services.runtime.telemetry import current_trace_context, inject_headers
 
 from . import projections
@@ -48,12 +49,8 @@ log = logging.getLogger("duban.notify")
 
 STAFF = (Role.committee, Role.admin)
 OPERATORS = (Role.operator, Role.admin)
-_IDS = uuid.UUID("3f2b6d0a-7c1e-4e8b-a9d5-2c7f1e0b9a44")  # namespace of notify's derived ids
-
-
-def derived_id(*parts: str) -> str:
-    """A stable id from its parts: the same event, recipient and channel always give the same delivery."""
-    return uuid.uuid5(_IDS, "|".join(parts)).hex
+#: A stable id from its parts: the same event, recipient and channel always give the same delivery.
+derived_id = id_deriver("3f2b6d0a-7c1e-4e8b-a9d5-2c7f1e0b9a44")  # namespace of notify's derived ids
 
 
 def delivery_id(source_event_id: str, recipient_id: str, channel: n.NoticeChannel | str) -> str:

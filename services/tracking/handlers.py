@@ -50,6 +50,7 @@ from services.runtime.aggregate import DomainError, NotAllowed
 from services.runtime.auth import Principal, Role
 from services.runtime.commands import execute
 from services.runtime.eventstore import EventStore
+from services.runtime.ids import id_deriver
 
 from .deadlines import (
     DeadlinePolicy,
@@ -67,12 +68,8 @@ from .workplan import WorkPlan
 log = logging.getLogger("duban.tracking")
 
 STAFF = (Role.committee, Role.admin)
-_IDS = uuid.UUID("0b3c7a44-3f0e-4c55-9d0f-61a2b7f0e6a3")  # namespace of tracking's derived ids
-
-
-def derived_id(*parts: str) -> str:
-    """A stable id from its parts: a redelivered message or a second sweeper maps to the same id."""
-    return uuid.uuid5(_IDS, "|".join(parts)).hex
+#: A stable id from its parts: a redelivered message or a second sweeper maps to the same id.
+derived_id = id_deriver("0b3c7a44-3f0e-4c55-9d0f-61a2b7f0e6a3")  # namespace of tracking's derived ids
 
 
 @dataclass

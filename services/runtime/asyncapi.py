@@ -51,7 +51,7 @@ DEADLETTER_HEADERS: dict[str, Any] = {
         "Duban-Original-Seq": {**_STRING, "description": "its sequence in that stream"},
         "Duban-Consumer": {**_STRING, "description": "durable consumer that failed to handle it"},
         "Duban-Attempts": {**_STRING, "description": "number of deliveries before it was dead-lettered"},
-        "Duban-Error": {**_STRING, "description": "the last error, on one line"},
+        "Duban-Error": {**_STRING, "description": "the last error, one line, ASCII (JSON string escapes)"},
         "traceparent": {**_STRING, "description": "W3C trace context, copied from the original"},
     },
     "required": ["Nats-Msg-Id", "Duban-Original-Subject", "Duban-Consumer", "Duban-Error"],

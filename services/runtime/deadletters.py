@@ -29,7 +29,9 @@ ORIGINAL_SEQUENCE = "Duban-Original-Seq"
 CONSUMER = "Duban-Consumer"
 ATTEMPTS = "Duban-Attempts"
 ERROR = "Duban-Error"
-NO_MESSAGE_FOUND = 10057  # JetStream's error code for deleting a message that is not there
+#: JetStream's error codes for deleting a message that is not there: 10057 inside the stream's
+#: range, 10043 ("sequence N not found") below its first sequence (the oldest was deleted already).
+NOT_THERE = frozenset({10057, 10043})
 _NOT_COPIED = {
     "Nats-Msg-Id",
     "Nats-Expected-Stream",
@@ -195,6 +197,6 @@ async def discard_dead_letter(js: JetStreamContext, jurisdiction: str, sequence:
     except NotFoundError:
         return False
     except APIError as err:
-        if err.err_code == NO_MESSAGE_FOUND:
+        if err.err_code in NOT_THERE:
             return False
         raise

@@ -26,7 +26,7 @@ from contracts.envelope import EVENT_TYPES_HEADER, SHANGHAI, decode_commit, utcn
 from contracts.events import Event
 from contracts.jurisdictions import JurisdictionRegistry, Level, default_registry
 from services.runtime import service as runtime_service
-from services.runtime.consumer import carrying
+from services.runtime.consumer import DurableWorker, carrying
 from services.runtime.db import make_engine
 from services.runtime.eventstore import EventStore
 from services.runtime.levels import connect, ensure_level_streams
@@ -37,7 +37,7 @@ from services.runtime.settings import Settings
 from . import projections as p
 from .api import create_api
 from .channels import EmailChannel, WebhookChannel
-from .dispatch import REQUESTS, Dispatcher, DispatchWorker, StoppableWorker
+from .dispatch import REQUESTS, Dispatcher, DispatchWorker
 from .domain import previous_month
 from .handlers import NotifyHandlers
 from .notices import EVALUATION_TYPES, INTAKE_TYPES, TRACKING_TYPES, NoticePlanner
@@ -152,7 +152,7 @@ class NotifyService(ServiceBase):
         await directory.catch_up()
 
         self.listeners = [
-            StoppableWorker(
+            DurableWorker(
                 self.nc,
                 stream=self.sources[context].stream,
                 durable=f"notify_{context}_events",
@@ -174,6 +174,7 @@ class NotifyService(ServiceBase):
             retry_base_s=settings.retry_base_s,
             retry_max_s=settings.retry_max_s,
             ack_wait_s=settings.send_ack_wait_s,
+            concurrency=8,
             jurisdiction=self.here,
             context=CONTEXT,
             span_name=f"send {subjects.event_subject_template(CONTEXT)}",
@@ -208,7 +209,7 @@ class NotifyService(ServiceBase):
 
         return handle
 
-    def _effect(self, durable: str, verb: str, event: type[Event], effect) -> StoppableWorker:
+    def _effect(self, durable: str, verb: str, event: type[Event], effect) -> DurableWorker:
         """A durable worker on this level's NOTIFY stream doing ``effect`` for each ``event``
         (idempotent effects: publishing with a derived ``Nats-Msg-Id``, an idempotency key)."""
 
@@ -217,7 +218,7 @@ class NotifyService(ServiceBase):
                 if envelope.event_type == event.event_type:
                     await effect(envelope)
 
-        return StoppableWorker(
+        return DurableWorker(
             self.nc,
             stream=self.store.stream,
             durable=durable,

@@ -28,22 +28,18 @@ settled, so a crash between the two repeats both rather than losing the operator
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable
 from datetime import datetime
 
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from contracts.envelope import EVENT_TYPES_HEADER
 from contracts.notify import DeliveryPlanned, DeliveryReplayed, NoticeChannel
 from services.runtime.commands import execute
 from services.runtime.consumer import DurableWorker
 from services.runtime.eventstore import EventStore
-from services.runtime.telemetry import extract_context, tracer
 
 from .channels import PermanentFailure, SendError, TransientFailure, UncertainOutcome
 from .domain import Delivery, SendDecision
@@ -174,122 +170,31 @@ class Dispatcher:
             await self._record(delivery_id, lambda d: d.dead_lettered(reason, seq))
 
 
-class StoppableWorker(DurableWorker):
-    """A durable worker that gives the messages of its batch back (nak) when it is cancelled
-    mid-batch, so a restarted service gets them at once instead of after the ack wait. (A killed
-    process cannot do this: its messages come back when the ack wait runs out.)"""
+class DispatchWorker(DurableWorker):
+    """The durable worker on this level's send requests: a batch's sends side by side (each is a
+    different delivery, guarded by its own aggregate, and a slow mail server should not hold the
+    rest), notify's backoff, and a request given up settled on its delivery."""
 
-    async def step(self, timeout: float = 0.5) -> int:
-        msgs = await self.fetch(self.batch, timeout)
-        for index, msg in enumerate(msgs):
-            try:
-                await self._one(msg)
-            except asyncio.CancelledError:
-                for left in msgs[index:]:
-                    with contextlib.suppress(Exception):
-                        await asyncio.shield(left.nak())
-                raise
-        return len(msgs)
-
-
-class DispatchWorker(StoppableWorker):
-    """The durable worker on this level's send requests, with notify's backoff and settling."""
-
-    def __init__(
-        self,
-        *args,
-        dispatcher: Dispatcher,
-        retry_base_s: float,
-        retry_max_s: float,
-        ack_wait_s: float = 90.0,
-        concurrency: int = 8,
-        **kwargs,
-    ) -> None:
+    def __init__(self, *args, dispatcher: Dispatcher, retry_base_s: float, retry_max_s: float, **kwargs) -> None:
         super().__init__(*args, handle=dispatcher.handle, **kwargs)
         self.dispatcher = dispatcher
-        self.concurrency = concurrency
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
-        self.ack_wait_s = ack_wait_s
-
-    async def prepare(self) -> None:
-        """The durable worker's consumer, with notify's ack wait: a request a dead sender held
-        comes back after it (and finds its attempt in doubt)."""
-        await self.bind(
-            ConsumerConfig(
-                durable_name=self.durable,
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=self.ack_wait_s,
-                max_deliver=self.settings.max_deliver + 1,
-                max_ack_pending=self.batch * 2,
-            )
-        )
-
-    async def step(self, timeout: float = 0.5) -> int:
-        """A batch's sends run side by side (at most ``concurrency`` at once): each is a different
-        delivery, guarded by its own aggregate, and a slow mail server should not hold the rest."""
-        msgs = await self.fetch(self.batch, timeout)
-        if not msgs:
-            return 0
-        gate = asyncio.Semaphore(self.concurrency)
-        done: set[int] = set()
-
-        async def one(index: int, msg: Msg) -> None:
-            async with gate:
-                await self._one(msg)
-                done.add(index)
-
-        try:
-            await asyncio.gather(*(one(i, m) for i, m in enumerate(msgs)))
-        except asyncio.CancelledError:
-            for index, left in enumerate(msgs):
-                if index not in done:
-                    with contextlib.suppress(Exception):
-                        await asyncio.shield(left.nak())
-            raise
-        return len(msgs)
 
     def backoff(self, delivered: int) -> float:
         return min(self.retry_base_s * 2 ** (delivered - 1), self.retry_max_s)
 
-    async def _one(self, msg: Msg) -> None:
-        if self.wants is not None and not self.wants(msg):
-            await msg.ack()
-            return
-        delivered = msg.metadata.num_delivered
-        with tracer().start_as_current_span(
-            self.span_name,
-            context=extract_context(msg.headers),
-            kind=SpanKind.CONSUMER,
-            attributes={**self.span_attributes(msg), "messaging.message.delivery_count": delivered},
-        ) as span:
-            try:
-                await self.handle(msg)
-            except Settle as settled:
-                span.set_status(Status(StatusCode.ERROR, settled.how))
-                await self._dead_letter_and_settle(
-                    msg, delivered, settled.how, settled.reason, settled.attempt, settled.error
-                )
-                return
-            except Exception as err:
-                span.record_exception(err)
-                span.set_status(Status(StatusCode.ERROR, type(err).__name__))
-                if delivered >= self.settings.max_deliver:
-                    reason = str(err) if isinstance(err, SendError) else f"{type(err).__name__}: {err}"
-                    await self._dead_letter_and_settle(msg, delivered, "dead", reason, 0, reason)
-                    return
-                log.warning(
-                    "send failed, will retry",
-                    extra={"consumer": self.durable, "attempt": delivered, "error": repr(err)},
-                )
-                await msg.nak(delay=self.backoff(delivered))
-                return
-        await msg.ack()
+    def final(self, err: Exception) -> bool:
+        return isinstance(err, Settle)  # in doubt, or refused for good: never retried
 
-    async def _dead_letter_and_settle(
-        self, msg: Msg, delivered: int, how: str, reason: str, attempt: int, error: str
-    ) -> None:
+    async def give_up(self, msg: Msg, delivered: int, err: Exception) -> None:
+        """The dead letter first, then the delivery settled (a crash in between repeats both
+        rather than losing the operator's view), then the ack."""
+        if isinstance(err, Settle):
+            how, reason, attempt, error = err.how, err.reason, err.attempt, err.error
+        else:
+            reason = str(err) if isinstance(err, SendError) else f"{type(err).__name__}: {err}"
+            how, attempt, error = "dead", 0, reason
         await self.dead_letter(msg, sequence=msg.metadata.sequence.stream, attempts=delivered, error=error)
         await self.dispatcher.settle(msg, how, reason, attempt)
         await msg.ack()

@@ -5,11 +5,18 @@ stable event ids): the outbox relay and the inbox of each level. Read models use
 which is exactly-once through its checkpoint. A message whose handler fails is naked with a
 growing delay; on its ``max_deliver``-th failure it goes to the dead-letter stream with its error
 and is acknowledged, so the messages behind it keep flowing.
+
+A worker with other needs overrides the hooks rather than the loop: ``backoff`` (the delay before
+a failed message comes again), ``final`` (a failure not worth retrying) and ``give_up`` (what is
+done after the last attempt: by default the dead letter and the ack); ``concurrency`` lets the
+messages of a batch run side by side and ``ack_wait_s`` sets how long a message held by a dead
+process waits before it is delivered again (notify's sender uses all of them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -57,6 +64,8 @@ class DurableWorker(PullConsumer):
         settings: Settings | None = None,
         batch: int = 100,
         wants: Callable[[Msg], bool] | None = None,
+        concurrency: int = 1,
+        ack_wait_s: float = 60.0,
     ) -> None:
         super().__init__(
             nc,
@@ -73,6 +82,8 @@ class DurableWorker(PullConsumer):
         #: Messages this worker has nothing to do with are acknowledged without a span or a call
         #: (most of a stream is events another context must not react to).
         self.wants = wants
+        self.concurrency = concurrency
+        self.ack_wait_s = ack_wait_s
 
     async def prepare(self) -> None:
         await self.bind(
@@ -80,17 +91,52 @@ class DurableWorker(PullConsumer):
                 durable_name=self.durable,
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
-                ack_wait=60,
+                ack_wait=self.ack_wait_s,
                 max_deliver=self.settings.max_deliver + 1,  # our own count decides; the server's is a backstop
                 max_ack_pending=self.batch * 2,
             )
         )
 
     async def step(self, timeout: float = 0.5) -> int:
+        """One batch: its messages one after another, or up to ``concurrency`` side by side (each
+        must then be independent of the others). Cancelled mid-batch (the service stopping), the
+        messages not handled yet are given back (nak), so a restarted service gets them at once
+        rather than after the ack wait (a killed process cannot: they come back after it)."""
         msgs = await self.fetch(self.batch, timeout)
-        for msg in msgs:
-            await self._one(msg)
+        done: set[int] = set()
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(index: int, msg: Msg) -> None:
+            async with gate:
+                await self._one(msg)
+                done.add(index)
+
+        try:
+            if self.concurrency == 1:
+                for index, msg in enumerate(msgs):
+                    await one(index, msg)
+            else:
+                await asyncio.gather(*(one(index, msg) for index, msg in enumerate(msgs)))
+        except asyncio.CancelledError:
+            for index, left in enumerate(msgs):
+                if index not in done:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(left.nak())
+            raise
         return len(msgs)
+
+    def backoff(self, delivered: int) -> float:
+        """Seconds before a message that failed its ``delivered``-th time comes again."""
+        return min(0.2 * 2 ** (delivered - 1), 30.0)
+
+    def final(self, err: Exception) -> bool:
+        """Whether a failure is not worth retrying (``give_up`` at once); none by default."""
+        return False
+
+    async def give_up(self, msg: Msg, delivered: int, err: Exception) -> None:
+        """After the last attempt: the message goes to the dead letters, then it is acknowledged."""
+        await self.dead_letter(msg, sequence=msg.metadata.sequence.stream, attempts=delivered, error=err)
+        await msg.ack()
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Handle everything waiting now (tests, one-shot runs)."""
@@ -117,14 +163,13 @@ class DurableWorker(PullConsumer):
             except Exception as err:
                 span.record_exception(err)
                 span.set_status(Status(StatusCode.ERROR, type(err).__name__))
-                if delivered >= self.settings.max_deliver:
-                    await self.dead_letter(msg, sequence=msg.metadata.sequence.stream, attempts=delivered, error=err)
-                    await msg.ack()
+                if self.final(err) or delivered >= self.settings.max_deliver:
+                    await self.give_up(msg, delivered, err)
                     return
                 log.warning(
                     "handler failed, will retry",
                     extra={"consumer": self.durable, "attempt": delivered, "error": repr(err)},
                 )
-                await msg.nak(delay=min(0.2 * 2 ** (delivered - 1), 30.0))
+                await msg.nak(delay=self.backoff(delivered))
                 return
         await msg.ack()

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from contracts import integration as x
 from contracts.envelope import Envelope
+from contracts.evaluation import OPTION_NAMES
 from contracts.events import UnknownEventType, upcast
 from contracts.intake import (
     ActivityRecorded,
@@ -783,16 +784,6 @@ def evaluation_payload(envelope: Envelope) -> dict[str, Any]:
         return upcast(envelope.event_type, envelope.schema_version, envelope.payload).model_dump(mode="json")
     except UnknownEventType:
         return dict(envelope.payload)
-
-
-OPTION_NAMES = {
-    "satisfied": "满意",
-    "basically_satisfied": "基本满意",
-    "dissatisfied": "不满意",
-    "feasible": "可行",
-    "basically_feasible": "基本可行",
-    "infeasible": "不可行",
-}
 
 
 def _percent(value: float) -> str:

@@ -15,7 +15,8 @@ from services.runtime import service as runtime_service
 from services.runtime.consumer import DurableWorker, carrying
 from services.runtime.db import make_engine
 from services.runtime.eventstore import EventStore
-from services.runtime.levels import connect, ensure_level_streams, inbox_prefix
+from services.runtime.levels import connect, ensure_level_streams
+from services.runtime.nats_commands import command_broker, documented_broker
 from services.runtime.projector import Projector
 from services.runtime.service import ServiceBase
 from services.runtime.settings import Settings
@@ -111,16 +112,13 @@ class IntakeService(ServiceBase):
 
 def asyncapi_broker() -> NatsBroker:
     """Intake's FastStream broker as documentation: the command subject other systems call."""
-    broker = NatsBroker()
-    register_command_subscriber(broker, lambda: None, Settings(jurisdiction="331000"))
-    return broker
+    return documented_broker(register_command_subscriber)
 
 
 async def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run one level's intake until SIGINT/SIGTERM: workers, the NATS command subject and HTTP."""
     service = IntakeService(settings)
-    broker = NatsBroker(settings.nats_url, inbox_prefix=inbox_prefix(settings.jurisdiction, CONTEXT))
-    register_command_subscriber(broker, lambda: service.handlers, settings)
+    broker = command_broker(settings, CONTEXT, register_command_subscriber, lambda: service.handlers)
     await runtime_service.serve(
         service,
         lambda: create_api(settings, handlers=lambda: service.handlers, engine=service.engine),

@@ -10,18 +10,37 @@ with its input.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from faststream.nats import NatsMessage
+from faststream.nats import NatsBroker, NatsMessage
 
 from .aggregate import DomainError
 from .auth import NotAuthenticated, Principal, decode_token
 from .eventstore import ConcurrencyError, StoreUnavailable
 from .http import NOT_FOUND_CODES, validation_errors
+from .levels import inbox_prefix
 from .settings import Settings
 
 log = logging.getLogger("duban.commands.nats")
+
+#: A service's ``register_command_subscriber(broker, handlers, settings)``.
+Register = Callable[[NatsBroker, Callable[[], Any], Settings], None]
+
+
+def command_broker(settings: Settings, context: str, register: Register, handlers: Callable[[], Any]) -> NatsBroker:
+    """The FastStream broker answering a service's command subject at its level, with the
+    service's own reply prefix (``levels.inbox_prefix``); started and stopped by ``serve``."""
+    broker = NatsBroker(settings.nats_url, inbox_prefix=inbox_prefix(settings.jurisdiction, context))
+    register(broker, handlers, settings)
+    return broker
+
+
+def documented_broker(register: Register) -> NatsBroker:
+    """A service's command subscriber on an unconnected broker, for the AsyncAPI document."""
+    broker = NatsBroker()
+    register(broker, lambda: None, Settings(jurisdiction="331000"))
+    return broker
 
 
 def refusal(status: int, code: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:

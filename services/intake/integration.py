@@ -20,12 +20,11 @@ import logging
 from nats.aio.msg import Msg
 
 from contracts import integration as x
-from contracts import subjects
-from contracts.envelope import Envelope, decode_commit, encode_commit
+from contracts.envelope import Envelope, decode_commit
 from contracts.events import Event, upcast
 from contracts.intake import Hop, MatterEscalated, MatterReceived, MatterSentDown, OutcomeRecorded
 from contracts.tracking import CaseClosed
-from services.runtime.telemetry import current_trace_context, inject_headers
+from services.runtime.levels import send_to_level
 
 from .domain import Matter
 from .handlers import IntakeHandlers, derived_id
@@ -82,25 +81,15 @@ class IntakeIntegration:
         return []
 
     async def _publish(self, source: Envelope, to: str, kind: str, message: Event) -> None:
-        event_id = derived_id(source.event_id, kind)
-        envelope = Envelope(
-            event_id=event_id,
-            event_type=message.event_type,
-            schema_version=message.schema_version,
+        await send_to_level(
+            self.js,
+            here=self.here,
+            to=to,
+            kind=kind,
+            message=message,
+            source=source,
+            event_id=derived_id(source.event_id, kind),
             aggregate_type="matter",
-            aggregate_id=source.aggregate_id,
-            sequence=source.sequence,
-            jurisdiction=self.here,
-            occurred_at=source.occurred_at,
-            actor=source.actor,
-            correlation_id=source.correlation_id,
-            causation_id=source.event_id,
-            trace_context=current_trace_context(),
-            payload=message.model_dump(mode="json"),
-        )
-        headers = inject_headers({"Nats-Msg-Id": event_id, "Duban-Event-Types": message.event_type})
-        await self.js.publish(
-            subjects.integration_subject(to, self.here, kind), encode_commit([envelope]), headers=headers
         )
         log.info("integration event sent", extra={"to": to, "kind": kind, "matter_id": source.aggregate_id})
 

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts import integration as x
 from contracts import notify as n
 from contracts import subjects
-from contracts.envelope import SHANGHAI, Actor, Envelope, encode_commit, utcnow
+from contracts.envelope import SHANGHAI, Actor, Envelope, utcnow
 from contracts.intake import Channel, MatterData, MatterKind, RaisedBy, Submitter, SubmitterKind
 from contracts.jurisdictions import JurisdictionRegistry
 from services.runtime.aggregate import DomainError, NotAllowed
@@ -36,7 +36,7 @@ from services.runtime.auth import Principal, Role, issue_token
 from services.runtime.commands import execute
 from services.runtime.eventstore import ConcurrencyError, EventStore
 from services.runtime.ids import id_deriver
-from services.runtime.telemetry import current_trace_context, inject_headers
+from services.runtime.levels import send_to_level
 
 from . import projections
 from .domain import Delivery, DirectoryEntry, Disclosure, MonthlySummary, PublicComment
@@ -450,25 +450,16 @@ class NotifyHandlers:
             typical_cases=compiled.typical_cases,
             compiled_on=compiled.compiled_on,
         )
-        event_id = derived_id(envelope.event_id, x.KIND_MONTHLY_SUMMARY)
-        out = Envelope(
-            event_id=event_id,
-            event_type=message.event_type,
-            schema_version=message.schema_version,
+        await send_to_level(
+            self.js,
+            here=self.here,
+            to=compiled.report_to,
+            kind=x.KIND_MONTHLY_SUMMARY,
+            message=message,
+            source=envelope,
+            event_id=derived_id(envelope.event_id, x.KIND_MONTHLY_SUMMARY),
             aggregate_type=MonthlySummary.aggregate_type,
-            aggregate_id=envelope.aggregate_id,
-            sequence=envelope.sequence,
-            jurisdiction=self.here,
-            occurred_at=envelope.occurred_at,
-            actor=envelope.actor,
-            correlation_id=envelope.correlation_id,
-            causation_id=envelope.event_id,
-            trace_context=current_trace_context(),
-            payload=message.model_dump(mode="json"),
         )
-        headers = inject_headers({"Nats-Msg-Id": event_id, "Duban-Event-Types": message.event_type})
-        subject = subjects.integration_subject(compiled.report_to, self.here, x.KIND_MONTHLY_SUMMARY)
-        await self.js.publish(subject, encode_commit([out]), headers=headers)
         log.info("monthly summary reported", extra={"month": compiled.month, "revision": compiled.revision})
 
 

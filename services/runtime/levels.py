@@ -33,10 +33,13 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts import subjects
+from contracts.envelope import Envelope, encode_commit
+from contracts.events import Event
 from contracts.jurisdictions import JurisdictionRegistry
 
 from .eventstore import ensure_stream
 from .settings import Settings
+from .telemetry import current_trace_context, inject_headers
 
 #: The services of a level, each with a NATS user of its own in ``deploy/``.
 SERVICES = subjects.CONTEXTS
@@ -132,6 +135,40 @@ async def ensure_level_streams(
 
 
 # -- connecting as a level's service ------------------------------------------------------------
+async def send_to_level(
+    js: JetStreamContext,
+    *,
+    here: str,
+    to: str,
+    kind: str,
+    message: Event,
+    source: Envelope,
+    event_id: str,
+    aggregate_type: str,
+) -> None:
+    """Append ``message`` to this level's OUTBOX for level ``to``: an envelope caused by
+    ``source`` (its aggregate, sequence, time, actor and correlation carried over), in the current
+    trace. ``event_id`` is derived from the source by the caller, so a repeat is de-duplicated
+    (``Nats-Msg-Id``) and the receiver sees it once."""
+    envelope = Envelope(
+        event_id=event_id,
+        event_type=message.event_type,
+        schema_version=message.schema_version,
+        aggregate_type=aggregate_type,
+        aggregate_id=source.aggregate_id,
+        sequence=source.sequence,
+        jurisdiction=here,
+        occurred_at=source.occurred_at,
+        actor=source.actor,
+        correlation_id=source.correlation_id,
+        causation_id=source.event_id,
+        trace_context=current_trace_context(),
+        payload=message.model_dump(mode="json"),
+    )
+    headers = inject_headers({"Nats-Msg-Id": event_id, "Duban-Event-Types": message.event_type})
+    await js.publish(subjects.integration_subject(to, here, kind), encode_commit([envelope]), headers=headers)
+
+
 def inbox_prefix(code: str, service: str) -> str:
     """The reply subjects of one service of one level: ``_INBOX_<code>_<service>``."""
     return f"_INBOX_{subjects._token(code, 'jurisdiction')}_{subjects._token(service, 'service')}"

@@ -10,7 +10,7 @@ import pytest
 
 from contracts.envelope import SHANGHAI
 from contracts.evaluation import CastBallots, Choice, DraftSession, SessionKind, SubjectRef, UnitRef
-from contracts.tracking import CaseStatus, GiveFeedback, Rating, SubmitReply
+from contracts.tracking import CaseStatus
 from services.evaluation.app import EvaluationService
 from services.notify.app import NotifyService
 from services.notify.projections import inbox
@@ -21,7 +21,7 @@ from services.runtime.settings import Settings
 from services.tracking.app import TrackingService
 from services.tracking.domain import Case
 from tests.support.clock import ManualClock
-from tests.support.tracking import DEPUTIES, LEAD, STAFF, WENLING, assignment, deputy, routed, unit
+from tests.support.tracking import LEAD, STAFF, WENLING, closed_case
 from tests.support.waiting import eventually
 
 START = datetime(2026, 12, 1, 9, 0, tzinfo=SHANGHAI)
@@ -45,19 +45,6 @@ async def levels(tmp_path):
         await evaluation.stop()
         await tracking.stop()
         server.stop()
-
-
-async def closed_case(tracking) -> Case:
-    event, envelope = routed()
-    case = await tracking.handlers.open_case(event, envelope)
-    await tracking.handlers.assign(assignment(case.id), STAFF)
-    await tracking.handlers.reply(SubmitReply(case_id=case.id, reply_class="A", text="已完成改造"), unit(LEAD))
-    for submitter in DEPUTIES:
-        case = await tracking.handlers.feedback(
-            GiveFeedback(case_id=case.id, rating=Rating.satisfied), deputy(submitter)
-        )
-    assert case.status == CaseStatus.closed
-    return case
 
 
 async def test_a_case_rated_unsatisfactory_is_reopened_in_tracking(levels):

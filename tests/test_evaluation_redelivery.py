@@ -19,7 +19,7 @@ from services.runtime.settings import Settings
 from services.tracking.app import TrackingService
 from services.tracking.domain import Case
 from tests.support.clock import ManualClock
-from tests.support.tracking import DEPUTIES, LEAD, STAFF, WENLING, assignment, deputy, routed, unit
+from tests.support.tracking import DEPUTIES, LEAD, STAFF, WENLING, closed_case, deputy, unit
 from tests.support.waiting import eventually
 
 START = datetime(2026, 12, 1, 9, 0, tzinfo=SHANGHAI)
@@ -56,19 +56,6 @@ async def rehandled(tracking, case_id: str) -> Case:
         case = await tracking.handlers.feedback(
             GiveFeedback(case_id=case_id, rating=Rating.satisfied), deputy(submitter)
         )
-    return case
-
-
-async def closed_case(tracking) -> Case:
-    event, envelope = routed()
-    case = await tracking.handlers.open_case(event, envelope)
-    await tracking.handlers.assign(assignment(case.id), STAFF)
-    await tracking.handlers.reply(SubmitReply(case_id=case.id, reply_class="A", text="已完成改造"), unit(LEAD))
-    for submitter in DEPUTIES:
-        case = await tracking.handlers.feedback(
-            GiveFeedback(case_id=case.id, rating=Rating.satisfied), deputy(submitter)
-        )
-    assert case.status == CaseStatus.closed
     return case
 
 

@@ -1,11 +1,13 @@
-"""Tracking test helpers: principals, a routed matter's envelope, the case read models."""
+"""Tracking test helpers: principals, a routed matter's envelope, a case handled to its close, the
+case read models."""
 
 from __future__ import annotations
 
 from contracts.envelope import Actor, Envelope, new_id, utcnow
 from contracts.intake import MatterKind, MatterRouted, Submitter
-from contracts.tracking import AssignCase, Unit
+from contracts.tracking import AssignCase, CaseStatus, GiveFeedback, Rating, SubmitReply, Unit
 from services.runtime.auth import Principal, Role
+from services.tracking.domain import Case
 
 WENLING = "331081"
 STAFF = Principal(sub="committee-1", name="代表工委", roles=[Role.committee], jurisdiction=WENLING)
@@ -47,3 +49,18 @@ def routed(matter_id: str | None = None, *, kind=MatterKind.suggestion, submitte
 def assignment(case_id: str, **overrides) -> AssignCase:
     values = {"case_id": case_id, "lead_unit": LEAD, "co_units": [], "committee": "农业农村工委"} | overrides
     return AssignCase(**values)
+
+
+async def closed_case(tracking) -> Case:
+    """A case of a running ``TrackingService`` opened, assigned, replied (A) and closed by its
+    submitters' satisfied feedback."""
+    event, envelope = routed()
+    case = await tracking.handlers.open_case(event, envelope)
+    await tracking.handlers.assign(assignment(case.id), STAFF)
+    await tracking.handlers.reply(SubmitReply(case_id=case.id, reply_class="A", text="已完成改造"), unit(LEAD))
+    for submitter in DEPUTIES:
+        case = await tracking.handlers.feedback(
+            GiveFeedback(case_id=case.id, rating=Rating.satisfied), deputy(submitter)
+        )
+    assert case.status == CaseStatus.closed
+    return case

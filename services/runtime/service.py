@@ -18,10 +18,12 @@ from collections.abc import Awaitable, Callable, Sequence
 import uvicorn
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
+from sqlalchemy import text
 
 from contracts import subjects
 
 from .consumer import DurableWorker
+from .http import UnavailableWhileDisconnected, readiness_router
 from .http_workers import Helpers, exit_with_parent, helper_command, listening_socket, report_ready
 from .metrics import Watched, metrics_router
 from .projector import Projector, read_position
@@ -82,7 +84,9 @@ class ServiceBase:
         self._loops.append(asyncio.create_task(run(), name=f"{self.context}-{name}"))
 
     async def _keep_running(self, worker: PullConsumer) -> None:
-        """A worker that fails is logged and restarted, never silently gone."""
+        """A worker that fails is logged and restarted, never silently gone. It is prepared again
+        first (its consumer bound anew; a projector's positioned from its checkpoint, so what it
+        had fetched and not acknowledged comes again at once), retrying while NATS is away."""
         while True:
             try:
                 await worker.run()
@@ -91,7 +95,17 @@ class ServiceBase:
                 raise
             except Exception:
                 log.exception("worker failed, restarting", extra={"worker": worker.durable})
-                await asyncio.sleep(1.0)
+            delay = 1.0
+            while True:
+                await asyncio.sleep(delay)
+                try:
+                    await worker.prepare()
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as err:
+                    log.warning("worker not prepared, retrying", extra={"worker": worker.durable, "error": repr(err)})
+                    delay = min(delay * 2, 10.0)
 
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """Wait until every worker has handled everything waiting now (tests, demos)."""
@@ -104,6 +118,36 @@ class ServiceBase:
                     if info.num_pending == 0 and info.num_ack_pending == 0:
                         break
                     await asyncio.sleep(0.05)
+
+    def connected(self) -> bool:
+        """Whether this process's NATS connection is up (a service that has not connected yet
+        counts as up: its start-up fails loudly on its own)."""
+        return self.nc is None or self.nc.is_connected
+
+    async def readiness(self) -> list[dict[str, str]]:
+        """Why this service cannot do its work now (empty: ready): NATS disconnected, JetStream
+        not answering, its database not answering. Each check waits at most two seconds."""
+        reasons = []
+        if self.nc is None:
+            reasons.append({"code": "starting", "message": "服务正在启动"})
+        elif not self.nc.is_connected:
+            reasons.append({"code": "nats_disconnected", "message": "未连接消息总线（NATS），正在重连"})
+        else:
+            try:
+                async with asyncio.timeout(2.0):
+                    await self.nc.jetstream().account_info()
+            except Exception as err:
+                log.warning("jetstream not ready", extra={"error": repr(err)})
+                reasons.append({"code": "jetstream_unavailable", "message": "消息总线的 JetStream 暂不可用"})
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            try:
+                async with asyncio.timeout(2.0), engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+            except Exception as err:
+                log.warning("database not ready", extra={"error": repr(err)})
+                reasons.append({"code": "database_unavailable", "message": "读模型数据库暂不可用"})
+        return reasons
 
     def watched(self) -> Watched:
         """What ``/metrics`` and ``/status`` read from the server for this process."""
@@ -154,14 +198,17 @@ class ServiceBase:
 
 
 def operated(api: FastAPI, service: ServiceBase) -> FastAPI:
-    """Add what operators poll to a service's app: ``/metrics`` and ``/status`` (its spans are
-    FastAPI's own, ``http.HTTP_TELEMETRY``)."""
+    """Add what operators and load balancers poll to a service's app: ``/readyz``, ``/metrics``
+    and ``/status`` (its spans are FastAPI's own, ``http.HTTP_TELEMETRY``), and answer 503 at
+    once while NATS is away."""
+    api.include_router(readiness_router(service.readiness))
     api.include_router(
         metrics_router(
             lambda: service.nc.jetstream() if service.nc is not None else None,
             lambda: service.watched() if service.nc is not None else None,
         )
     )
+    api.add_middleware(UnavailableWhileDisconnected, connected=service.connected)
     return api
 
 

@@ -32,6 +32,7 @@ from services.runtime.nats_server import EmbeddedNats
 from services.runtime.projector import read_position
 from services.runtime.settings import Settings
 from tests.support.sample import Counter, Incremented, Poisoned, counter_projector, counter_rows
+from tests.support.waiting import eventually
 
 HERE = "331081"
 SOURCE_HEADER = "Nats-Stream-Source"
@@ -72,9 +73,11 @@ async def sourced_inbox(js) -> str:
     await js.add_stream(StreamConfig(name="OUT", subjects=["duban.x.>"], allow_direct=True))
     await js.add_stream(StreamConfig(name="IN", subjects=[], sources=[StreamSource(name="OUT")], allow_direct=True))
     await js.publish("duban.x.331081.331081100.handed_over", b'{"matter": 1}', headers={"Nats-Msg-Id": "m-1"})
-    async with asyncio.timeout(10):
-        while (await js.stream_info("IN")).state.messages == 0:
-            await asyncio.sleep(0.05)
+
+    async def arrived() -> bool:
+        return (await js.stream_info("IN")).state.messages > 0
+
+    await eventually(arrived, 10)
     return "IN"
 
 
@@ -172,9 +175,11 @@ async def test_a_projection_waits_on_a_poison_event_until_its_dead_letter_is_sto
         await asyncio.sleep(3)
         assert await read_position(engine, "counters") == 1  # the Opened before it, nothing past it
         await ensure_deadletter_stream(own_nc.jetstream(), HERE)
-        async with asyncio.timeout(20):
-            while await read_position(engine, "counters") < 4:
-                await asyncio.sleep(0.1)
+
+        async def past_it() -> bool:
+            return await read_position(engine, "counters") == 4
+
+        await eventually(past_it, 20)
     finally:
         projector.stop()
         await running

@@ -3,8 +3,9 @@
 They answer "where is my suggestion?", "is anything stuck?" and "why did this notice not go
 out?" without any other tool: ``trace`` reads the span files of the embedded default
 (``tracefile.py``), ``status`` asks every service process listed in ``.duban/run.json`` (or the
-URLs given) for ``/readyz`` (can it work: NATS, JetStream, its database) and ``/status``, and ``dead-letters`` reads the level's dead-letter
-stream on NATS and asks the owning service to replay one (``replay.py``).
+URLs given) for ``/readyz`` (can it work: NATS, JetStream, its database) and ``/status``, and
+``dead-letters`` reads the level's dead-letter stream on NATS and asks the owning service to
+replay one (``replay.py``).
 """
 
 from __future__ import annotations

@@ -133,3 +133,25 @@ def test_while_nats_is_away_calls_answer_503_and_after_it_returns_they_work_agai
         intake.close()
         tracking.close()
         server.stop()
+
+
+def test_a_service_started_before_its_nats_server_waits_for_it_and_then_serves(tmp_path):
+    server = EmbeddedNats(tmp_path / "nats")
+    server.write_config()  # its ports are chosen now; it is started later
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = serve("intake", port, server, tmp_path / "data")
+    try:
+        time.sleep(3)  # a few failed connection attempts
+        assert process.poll() is None, "intake gave up while NATS was not there yet"
+        server.start()
+        wait_for(lambda: healthz(url), 30, "intake serving once NATS is there")
+        wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200, 10, "intake ready")
+        assert process.poll() is None
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        server.stop()

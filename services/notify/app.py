@@ -191,6 +191,7 @@ class NotifyService(ServiceBase):
         )
         await self.run_workers([*self.projectors, *self.listeners, self.sender, self.relay, self.comments])
         if sweep:
+            self._stopping.clear()  # a start tried again after a failed one (NATS not back yet)
             self.run_task(self._sweep_forever, "summary-sweep")
         log.info("notify started", extra={"jurisdiction": self.here, "channels": sorted(self.senders)})
 

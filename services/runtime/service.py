@@ -31,6 +31,7 @@ from .pull import PullConsumer
 from .replay import ReplayResponder
 from .settings import Settings
 from .telemetry import setup_tracing
+from .unavailable import unavailable
 
 log = logging.getLogger("duban.service")
 
@@ -197,6 +198,25 @@ class ServiceBase:
             await self.nc.close()
 
 
+async def start_when_available(service: ServiceBase, *, max_wait_s: float = 10.0) -> None:
+    """``service.start()``, tried again while NATS is not there yet or JetStream is still
+    recovering (a service started beside, or restarted while, a nats-server that is restarting),
+    waiting up to ``max_wait_s`` between tries; any other failure ends the process as before."""
+    delay = 0.5
+    while True:
+        try:
+            await service.start()
+            return
+        except Exception as err:
+            if not (unavailable(err) or isinstance(err, OSError)):
+                raise
+            log.warning("nats not available at start, retrying", extra={"error": repr(err), "retry_in_s": delay})
+        with contextlib.suppress(Exception):
+            await service.stop()  # what the failed start had opened
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_wait_s)
+
+
 def operated(api: FastAPI, service: ServiceBase) -> FastAPI:
     """Add what operators and load balancers poll to a service's app: ``/readyz``, ``/metrics``
     and ``/status`` (its spans are FastAPI's own, ``http.HTTP_TELEMETRY``), and answer 503 at
@@ -229,7 +249,7 @@ async def serve(
     worker = settings.http_worker
     trace_dir = settings.data_dir / "traces" if settings.trace_files else None
     setup_tracing(service.context, settings.jurisdiction, trace_dir=trace_dir, worker=worker)
-    await service.start()
+    await start_when_available(service)
     started = []
     helpers: Helpers | None = None
     try:

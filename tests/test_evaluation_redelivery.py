@@ -120,7 +120,7 @@ async def test_a_result_delivered_again_after_the_case_was_rehandled_does_not_re
         await asyncio.sleep(WINDOW_S * 1.5)  # the stream no longer recognises the reopening's event id
         msg = await published_message(evaluation, session_id)
         for _ in range(2):
-            await tracking.evaluations.on_event(msg)
+            await tracking.evaluations.handle(msg)
         case = await tracking.handlers.store.load(Case, case.id)
         assert case.status == CaseStatus.closed and case.round == 2
         assert reopenings(await tracking.handlers.store.history(case.id)) == 1
@@ -131,7 +131,7 @@ async def test_a_result_delivered_twice_at_once_reopens_the_case_once(tmp_path):
         case = await closed_case(tracking)
         session_id = await rated_unsatisfactory(evaluation, case)
         msg = await published_message(evaluation, session_id)
-        await asyncio.gather(*(tracking.evaluations.on_event(msg) for _ in range(3)))
+        await asyncio.gather(*(tracking.evaluations.handle(msg) for _ in range(3)))
         await tracking.wait_idle()
         case = await tracking.handlers.store.load(Case, case.id)
         assert case.status == CaseStatus.rehandling and case.round == 2

@@ -12,13 +12,12 @@ from datetime import datetime
 from faststream.nats import NatsBroker
 from sqlalchemy import and_, or_, select
 
-from contracts import subjects
 from services.runtime import service as runtime_service
+from services.runtime import sources
 from services.runtime.db import make_engine
 from services.runtime.eventstore import EventStore
 from services.runtime.levels import connect
 from services.runtime.nats_commands import command_broker, documented_broker
-from services.runtime.projector import Projector
 from services.runtime.service import ServiceBase
 from services.runtime.settings import Settings
 
@@ -59,20 +58,9 @@ class EvaluationService(ServiceBase):
             status_ttl_s=self.status_ttl_s,
             **extra,
         )
+        own = sources.events(CONTEXT, self.here)
         await self.run_workers(
-            [
-                Projector(
-                    self.nc,
-                    projection,
-                    self.engine,
-                    stream=self.store.stream,
-                    filter_subjects=[subjects.event_wildcard(CONTEXT, self.here)],
-                    jurisdiction=self.here,
-                    context=CONTEXT,
-                    settings=self.settings,
-                )
-                for projection in (SessionProjection(), TurnoutProjection())
-            ]
+            [self.projector(projection, own) for projection in (SessionProjection(), TurnoutProjection())]
         )
         if close_by_time:
             self._stopping.clear()

@@ -37,10 +37,11 @@ from services.runtime.commands import execute
 from services.runtime.eventstore import ConcurrencyError, EventStore
 from services.runtime.ids import id_deriver
 from services.runtime.levels import send_to_level
+from services.runtime.reactions import Reactions, reacts_to
 
 from . import projections
 from .domain import Delivery, DirectoryEntry, Disclosure, MonthlySummary, PublicComment
-from .notices import Notice
+from .notices import EVALUATION_TYPES, INTAKE_TYPES, TRACKING_TYPES, Notice, NoticePlanner
 from .settings import NotifySettings
 from .summary import children_cases, level_rows
 from .texts import Templates
@@ -475,3 +476,40 @@ def reader_ids(principal: Principal) -> list[str]:
 def _directory_key(recipient_id: str) -> str:
     """Directory entries are aggregates: ids such as ``role:committee`` are hashed into a subject token."""
     return derived_id("recipient", recipient_id)
+
+
+# -- reactions --------------------------------------------------------------------------------
+class PlannedNotices(Reactions):
+    """Intake's, tracking's and evaluation's events at this level: the notices each calls for,
+    planned (each notice its own deliveries, their own aggregates: planned side by side)."""
+
+    def __init__(self, planner: NoticePlanner, handlers: NotifyHandlers) -> None:
+        self.planner = planner
+        self.handlers = handlers
+
+    @reacts_to(*INTAKE_TYPES, *TRACKING_TYPES, *EVALUATION_TYPES)
+    async def plan(self, event: object, envelope: Envelope) -> None:
+        notices = await self.planner.notices_for(envelope)
+        await asyncio.gather(*(self.handlers.plan(notice, envelope) for notice in notices))
+
+
+class SummaryRelay(Reactions):
+    """A compiled monthly summary goes up to the level above."""
+
+    def __init__(self, handlers: NotifyHandlers) -> None:
+        self.handlers = handlers
+
+    @reacts_to(n.MonthlySummaryCompiled)
+    async def relay(self, event: n.MonthlySummaryCompiled, envelope: Envelope) -> None:
+        await self.handlers.relay_summary(envelope)
+
+
+class CommentForwarding(Reactions):
+    """A public comment on a disclosure goes to intake as a matter."""
+
+    def __init__(self, handlers: NotifyHandlers) -> None:
+        self.handlers = handlers
+
+    @reacts_to(n.PublicCommentReceived)
+    async def forward(self, event: n.PublicCommentReceived, envelope: Envelope) -> None:
+        await self.handlers.forward_comment(envelope)

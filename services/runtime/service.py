@@ -14,11 +14,13 @@ import contextlib
 import gc
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import subjects
 
@@ -26,10 +28,12 @@ from .consumer import DurableWorker
 from .http import UnavailableWhileDisconnected, readiness_router
 from .http_workers import Helpers, exit_with_parent, helper_command, listening_socket, report_ready
 from .metrics import Watched, metrics_router
-from .projector import Projector, read_position
+from .projector import Projection, Projector, read_position
 from .pull import PullConsumer
+from .reactions import Reactions
 from .replay import ReplayResponder
 from .settings import Settings
+from .sources import Source
 from .telemetry import setup_tracing
 from .unavailable import unavailable
 
@@ -40,6 +44,7 @@ class ServiceBase:
     """The running parts of one service of one level."""
 
     context: str
+    engine: AsyncEngine
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -53,6 +58,39 @@ class ServiceBase:
         self._tasks: list[asyncio.Task] = []
         self._replays: ReplayResponder | None = None
         self._loops: list[asyncio.Task] = []
+
+    # -- what a service runs, declared in its app.py ------------------------------------------
+    def projector(self, projection: Projection, source: Source, *, engine: AsyncEngine | None = None) -> Projector:
+        """A projector of ``projection`` over ``source`` into the service's database."""
+        return Projector(
+            self.nc,
+            projection,
+            engine or self.engine,
+            stream=source.stream,
+            filter_subjects=list(source.filter_subjects),
+            jurisdiction=self.here,
+            context=self.context,
+            settings=self.settings,
+        )
+
+    def reactor(
+        self, reactions: Reactions, source: Source, *, durable: str, verb: str, **options: Any
+    ) -> DurableWorker:
+        """A durable worker running ``reactions`` on ``source`` (``reactions.py``); ``options``
+        are the worker's (``concurrency``, ``ack_wait_s``, ``settings``, ...)."""
+        return DurableWorker(
+            self.nc,
+            stream=source.stream,
+            durable=durable,
+            handle=reactions.handle,
+            wants=reactions.wants,
+            jurisdiction=self.here,
+            context=self.context,
+            span_name=f"{verb} {source.span_subject}",
+            filter_subjects=list(source.filter_subjects),
+            settings=options.pop("settings", self.settings),
+            **options,
+        )
 
     async def run_workers(self, workers: Sequence[PullConsumer]) -> None:
         """Prepare each worker (its durable consumer) and keep it running in a task; answer

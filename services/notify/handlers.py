@@ -37,6 +37,7 @@ from services.runtime.commands import execute
 from services.runtime.eventstore import ConcurrencyError, EventStore
 from services.runtime.ids import id_deriver
 from services.runtime.levels import send_to_level
+from services.runtime.metrics import DELIVERIES
 from services.runtime.reactions import Reactions, reacts_to
 
 from . import projections
@@ -220,6 +221,8 @@ class NotifyHandlers:
                 new = not commit.duplicate
             except ConcurrencyError:
                 new = False
+            if new and channel == n.NoticeChannel.inbox:
+                DELIVERIES.labels(channel.value, "sent").inc()  # in the inbox by being stored
             requested += channel != n.NoticeChannel.inbox and new
         return requested
 

@@ -74,6 +74,7 @@ from contracts.envelope import (
 from contracts.events import Event, upcast
 
 from .aggregate import Aggregate
+from .metrics import EVENTS_APPENDED
 from .settings import Settings
 from .telemetry import current_trace_context, tracer
 
@@ -291,6 +292,9 @@ class EventStore:
             span.set_attribute("messaging.nats.stream.sequence", commit.version)
             if commit.duplicate:
                 span.set_attribute("duban.duplicate", True)
+            else:
+                for event in events:
+                    EVENTS_APPENDED.labels(self.context, self.jurisdiction, event.event_type).inc()
         if aggregate.sequence == 0 and not aggregate.journey:
             aggregate.journey = dict(carrier)
         for event in events:

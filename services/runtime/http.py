@@ -422,10 +422,16 @@ HTTP_TELEMETRY: TelemetryConfig = {
 }
 
 
-def service_app(title: str, settings: Settings, *routers: APIRouter, max_body: int = 1_000_000) -> FastAPI:
+def service_app(
+    title: str, settings: Settings, *routers: APIRouter, max_body: int = 1_000_000, description: str = ""
+) -> FastAPI:
     """A service's FastAPI app of one level: its routers, typed Chinese errors, a body limit,
-    ``/healthz`` and a span per request (``service.operated`` adds ``/metrics`` and ``/status``)."""
-    api = FastAPI(title=f"{title}（{settings.jurisdiction}）", version="1", telemetry=HTTP_TELEMETRY)
+    ``/healthz`` and a span per request (``service.operated`` adds ``/readyz``, ``/metrics`` and
+    ``/status``)."""
+    api = FastAPI(
+        title=f"{title}（{settings.jurisdiction}）", version="1", telemetry=HTTP_TELEMETRY, description=description
+    )
+    api.state.settings = settings
     install_error_handlers(api)
     api.add_middleware(BodySizeLimit, max_bytes=max_body)
     api.include_router(health_router())

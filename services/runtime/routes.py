@@ -56,11 +56,13 @@ class CommandRoute:
     creates: bool = False
     #: The descriptions of the path's ids, for OpenAPI.
     ids: dict[str, str] = field(default_factory=dict)
+    #: The command's name (the route's name, and its NATS subject's last token): by default the
+    #: path's last part (``reply``, ``send-down``).
+    name: str = ""
 
-    @property
-    def name(self) -> str:
-        """The command's name: the path's last part (``reply``, ``send-down``; ``matters`` → ``submit``)."""
-        return self.path.rstrip("/").rsplit("/", 1)[-1]
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.path.rstrip("/").rsplit("/", 1)[-1])
 
     @property
     def path_fields(self) -> list[str]:
@@ -105,6 +107,13 @@ def add_command_routes(
         )
 
 
+async def run(route: CommandRoute, handlers: Any, command: Command, principal: Principal, key: str | None) -> Any:
+    """Run one command through the handlers' method (checks of roles and scope are theirs);
+    what HTTP and NATS command subjects both do."""
+    extra = {"idempotency_key": key} if route.creates else {}
+    return await getattr(handlers, route.method)(command, principal, **extra)
+
+
 def _endpoint(
     route: CommandRoute,
     handlers: Callable[[], Any],
@@ -134,8 +143,8 @@ def _endpoint(
         command = route.model.model_validate({**(body.model_dump() if body else {}), **given})
         if check is not None and (errors := check(command)):
             raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors])
-        extra = {"idempotency_key": key} if route.creates else {}
-        return view(await getattr(handlers(), route.method)(command, principal, **extra))
+        shown = view(await run(route, handlers(), command, principal, key))
+        return await shown if inspect.isawaitable(shown) else shown
 
     endpoint.__signature__ = inspect.Signature(parameters, return_annotation=Any)  # type: ignore[attr-defined]
     endpoint.__name__ = route.name.replace("-", "_")
@@ -143,10 +152,11 @@ def _endpoint(
 
 
 __all__ = [
-    "ID_PATTERN",
     "IDEMPOTENCY_KEY_MAX",
+    "ID_PATTERN",
     "CommandRoute",
     "IdempotencyKey",
     "add_command_routes",
     "body_model",
+    "run",
 ]

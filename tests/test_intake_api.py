@@ -433,7 +433,7 @@ async def test_activities_are_recorded_and_listed(client, nc, store, read_engine
         "deputies": [{"id": "deputy-1", "name": "王代表"}],
     }
     assert (await client.post("/activities", json=activity, headers=DEPUTY)).status_code == 403
-    keyed = {**STATION, "Idempotency-Key": "活动-2023-04-12"}
+    keyed = {**STATION, "Idempotency-Key": "activity-2023-04-12"}
     recorded = await client.post("/activities", json=activity, headers=keyed)
     assert recorded.status_code == 201, recorded.text
     retried = await client.post("/activities", json=activity, headers=keyed)  # a retry: recorded once

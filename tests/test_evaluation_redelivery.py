@@ -10,7 +10,17 @@ import contextlib
 from datetime import datetime, timedelta
 
 from contracts.envelope import SHANGHAI
-from contracts.evaluation import CastBallots, Choice, DraftSession, ResultsPublished, SessionKind, SubjectRef, UnitRef
+from contracts.evaluation import (
+    CastBallots,
+    Choice,
+    CloseSession,
+    DraftSession,
+    OpenSession,
+    ResultsPublished,
+    SessionKind,
+    SubjectRef,
+    UnitRef,
+)
 from contracts.tracking import CaseStatus, GiveFeedback, Rating, SubmitReply
 from services.evaluation.app import EvaluationService
 from services.runtime.auth import Principal, Role
@@ -75,14 +85,14 @@ async def rated_unsatisfactory(evaluation, case: Case) -> str:
         ),
         STAFF,
     )
-    await evaluation.handlers.open(session.id, STAFF)
+    await evaluation.handlers.open(OpenSession(session_id=session.id), STAFF)
     for i, who in enumerate(electorate):
         voter = Principal(sub=who, name=who, roles=[Role.evaluator], jurisdiction=WENLING)
         option = "dissatisfied" if i < 3 else "satisfied"
         await evaluation.handlers.cast(
             CastBallots(session_id=session.id, choices=[Choice(subject_id=case.id, option=option)]), voter
         )
-    await evaluation.handlers.close(session.id, STAFF)
+    await evaluation.handlers.close(CloseSession(session_id=session.id), STAFF)
     return session.id
 
 

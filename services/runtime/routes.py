@@ -59,6 +59,8 @@ class CommandRoute:
     #: The command's name (the route's name, and its NATS subject's last token): by default the
     #: path's last part (``reply``, ``send-down``).
     name: str = ""
+    #: The answer's model, when it has one (documented in OpenAPI and serialised by it).
+    answer: type[BaseModel] | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -104,6 +106,7 @@ def add_command_routes(
             tags=list(route.tags),
             name=route.name,
             description=route.model.__doc__,
+            response_model=route.answer,
         )
 
 

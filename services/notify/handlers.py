@@ -226,24 +226,28 @@ class NotifyHandlers:
             requested += channel != n.NoticeChannel.inbox and new
         return requested
 
-    async def replay(self, the_id: str, principal: Principal) -> Delivery:
+    async def replay(self, command: n.ReplayDelivery, principal: Principal) -> Delivery:
         """An operator puts an in-doubt or dead-lettered delivery back on its way: the sender sends
         it once more when it reads the ``DeliveryReplayed`` commit."""
         self._in_scope(principal)
         if not principal.has(*OPERATORS, *STAFF):
             raise NotAllowed("仅运维人员或工委工作人员可以重发通知")
         delivery, _ = await execute(
-            self.store, Delivery, the_id, lambda d: d.replay(principal.id), actor=principal.actor(Role.operator)
+            self.store,
+            Delivery,
+            command.delivery_id,
+            lambda d: d.replay(principal.id),
+            actor=principal.actor(Role.operator),
         )
-        log.info("delivery replay requested", extra={"delivery_id": the_id, "by": principal.id})
+        log.info("delivery replay requested", extra={"delivery_id": command.delivery_id, "by": principal.id})
         return delivery
 
-    async def mark_read(self, the_id: str, principal: Principal) -> Delivery:
+    async def mark_read(self, command: n.MarkRead, principal: Principal) -> Delivery:
         self._in_scope(principal)
         delivery, _ = await execute(
             self.store,
             Delivery,
-            the_id,
+            command.delivery_id,
             lambda d: d.read(principal.id, set(reader_ids(principal))),
             actor=principal.actor(),
         )
@@ -409,8 +413,9 @@ class NotifyHandlers:
         )
         return summary
 
-    async def remove_typical_case(self, month: str, case_id: str, principal: Principal) -> MonthlySummary:
+    async def remove_typical_case(self, command: n.RemoveTypicalCase, principal: Principal) -> MonthlySummary:
         self._staff(principal, "删除典型案例")
+        month, case_id = command.month, command.case_id
         summary, _ = await execute(
             self.store,
             MonthlySummary,
@@ -419,6 +424,11 @@ class NotifyHandlers:
             actor=principal.actor(Role.committee),
         )
         return summary
+
+    async def report_summary(self, command: n.ReportSummary, principal: Principal) -> MonthlySummary:
+        """Staff compile and report ``month`` now rather than on the report day."""
+        self._staff(principal, "报送汇总表")
+        return await self.compile_summary(command.month, actor=principal.actor(Role.committee))
 
     async def compile_summary(self, month: str, *, actor: Actor | None = None) -> MonthlySummary:
         """Compile this level's summary of ``month`` (its own figures and its lower levels' reports);

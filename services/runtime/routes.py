@@ -23,7 +23,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Path
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from contracts.events import Command
 
@@ -44,7 +44,7 @@ IdempotencyKey: Any = Header(
 
 @dataclass(frozen=True)
 class CommandRoute:
-    """One command of a service's HTTP API (``POST path``)."""
+    """One command of a service's HTTP API (``POST path``, or ``DELETE``)."""
 
     path: str
     model: type[Command]
@@ -61,6 +61,10 @@ class CommandRoute:
     name: str = ""
     #: The answer's model, when it has one (documented in OpenAPI and serialised by it).
     answer: type[BaseModel] | None = None
+    #: How this row's answer is shown, when not as the table's (``add_command_routes(view=)``).
+    view: Callable[[Any], Any] | None = None
+    #: The HTTP method (``DELETE`` for a command that removes something).
+    verb: str = "POST"
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -99,8 +103,8 @@ def add_command_routes(
     for route in routes:
         router.add_api_route(
             route.path,
-            _endpoint(route, handlers, caller, view, check),
-            methods=["POST"],
+            _endpoint(route, handlers, caller, route.view or view, check),
+            methods=[route.verb],
             status_code=route.status_code,
             summary=route.summary,
             tags=list(route.tags),
@@ -143,7 +147,12 @@ def _endpoint(
         body: BaseModel | None = given.pop("body", None)
         principal = given.pop("principal")
         key = given.pop("idempotency_key", None) or None
-        command = route.model.model_validate({**(body.model_dump() if body else {}), **given})
+        try:
+            command = route.model.model_validate({**(body.model_dump() if body else {}), **given})
+        except ValidationError as err:  # what the path gave breaks a rule of the command's model
+            raise RequestValidationError(
+                [{**e, "loc": ("path", *e["loc"])} for e in err.errors(include_input=False, include_url=False)]
+            ) from None
         if check is not None and (errors := check(command)):
             raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors])
         shown = view(await run(route, handlers(), command, principal, key))

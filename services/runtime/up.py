@@ -531,7 +531,7 @@ class Demo:
                 return found
             if time.monotonic() > deadline:
                 raise TimeoutError(f"waited {self.timeout:.0f}s for {what}")
-            time.sleep(0.3)
+            pause(0.3)
 
     def submit(self, code: str, key: str, matter: dict[str, Any], role: str = "liaison_station") -> str:
         body = {"matter": {"channel": "liaison_station", "raised_in": code, **matter}}

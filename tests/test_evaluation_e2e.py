@@ -24,9 +24,9 @@ from services.evaluation.app import EvaluationService
 from services.notify.app import NotifyService
 from services.notify.projections import inbox
 from services.notify.settings import NotifySettings
-from services.runtime.auth import Principal, Role
-from services.runtime.nats_server import EmbeddedNats
+from services.runtime.http.auth import Principal, Role
 from services.runtime.settings import Settings
+from services.runtime.tools.nats_server import EmbeddedNats
 from services.tracking.app import TrackingService
 from services.tracking.domain import Case
 from tests.support.clock import ManualClock

@@ -23,9 +23,9 @@ from contracts.evaluation import (
 )
 from contracts.tracking import CaseStatus, GiveFeedback, Rating, SubmitReply
 from services.evaluation.app import EvaluationService
-from services.runtime.auth import Principal, Role
-from services.runtime.nats_server import EmbeddedNats
+from services.runtime.http.auth import Principal, Role
 from services.runtime.settings import Settings
+from services.runtime.tools.nats_server import EmbeddedNats
 from services.tracking.app import TrackingService
 from services.tracking.domain import Case
 from tests.support.clock import ManualClock

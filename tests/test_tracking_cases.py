@@ -25,9 +25,9 @@ from contracts.tracking import (
     ReviewReply,
     SubmitReply,
 )
-from services.runtime.aggregate import DomainError, NotAllowed
-from services.runtime.eventstore import EventStore
-from services.runtime.projector import Projector
+from services.runtime.es.aggregate import DomainError, NotAllowed
+from services.runtime.es.eventstore import EventStore
+from services.runtime.read.projector import Projector
 from services.tracking.deadlines import DeadlinePolicy, Span, SpanUnit
 from services.tracking.domain import Case
 from services.tracking.handlers import TrackingConfig, TrackingHandlers

@@ -23,11 +23,11 @@ from contracts import subjects
 from contracts.envelope import SHANGHAI, utcnow
 from contracts.jurisdictions import JurisdictionRegistry, Level, default_registry
 from services.runtime import service as runtime_service
-from services.runtime import sources
-from services.runtime.consumer import carrying
-from services.runtime.db import make_engine
-from services.runtime.eventstore import EventStore
-from services.runtime.levels import connect, ensure_level_streams
+from services.runtime.bus import sources
+from services.runtime.bus.consumer import carrying
+from services.runtime.bus.levels import connect, ensure_level_streams
+from services.runtime.es.eventstore import EventStore
+from services.runtime.read.db import make_engine
 from services.runtime.service import ServiceBase
 from services.runtime.settings import Settings
 

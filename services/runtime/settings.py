@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     rosters_file: Path | None = None
     session_check_interval_s: float = Field(default=5.0, gt=0)
 
-    #: Processes answering this service's HTTP on one port (``http_workers.py``): the first runs
+    #: Processes answering this service's HTTP on one port (``http/workers.py``): the first runs
     #: the whole service, the others (``http_worker`` 1..N-1, set by the first) answer HTTP only.
     http_workers: int = Field(default=1, ge=1, le=64)
     http_worker: int = Field(default=0, ge=0)

@@ -12,10 +12,10 @@ import logging
 
 from contracts.jurisdictions import JurisdictionRegistry, default_registry
 from services.runtime import service as runtime_service
-from services.runtime import sources
-from services.runtime.db import make_engine
-from services.runtime.eventstore import EventStore
-from services.runtime.levels import connect
+from services.runtime.bus import sources
+from services.runtime.bus.levels import connect
+from services.runtime.es.eventstore import EventStore
+from services.runtime.read.db import make_engine
 from services.runtime.service import ServiceBase
 from services.runtime.settings import Settings
 

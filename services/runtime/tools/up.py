@@ -43,13 +43,13 @@ import nats
 
 from contracts import subjects
 from contracts.jurisdictions import default_registry
+from services.runtime.bus.deadletters import ensure_deadletter_stream
+from services.runtime.es.eventstore import EventStore
+from services.runtime.http.auth import Role, issue_token
+from services.runtime.settings import Settings
 
-from .auth import Role, issue_token
 from .children import die_with_parent, pause, wait_exit
-from .deadletters import ensure_deadletter_stream
-from .eventstore import EventStore
 from .nats_server import EmbeddedNats
-from .settings import Settings
 
 log = logging.getLogger("duban.up")
 LIVELIHOOD = "livelihood_project"
@@ -59,7 +59,7 @@ DEFAULT_LEVELS = ("331000", "331081", "331081100")
 #: Every service there may be, with its port offset from ``--http-port-base`` (+ the level's index).
 PORT_OFFSETS = {"intake": 0, "tracking": 100, "evaluation": 200, "notify": 300}
 #: How a service process is started: ``duban serve`` with this Python.
-SERVE = (sys.executable, "-m", "services.runtime.cli", "serve")
+SERVE = (sys.executable, "-m", "services.runtime.tools.cli", "serve")
 #: How long a stopping service may take to drain before its process group is killed.
 STOP_GRACE_S = 20.0
 #: A process that lived less than this was a quick death: the next restart waits longer.

@@ -28,7 +28,7 @@ from services.runtime.bus.pull import PullConsumer
 from services.runtime.bus.reactions import Reactions
 from services.runtime.bus.replay import ReplayResponder
 from services.runtime.bus.sources import Source
-from services.runtime.bus.unavailable import unavailable
+from services.runtime.es.unavailable import unavailable
 from services.runtime.http.app import UnavailableWhileDisconnected, readiness_router
 from services.runtime.http.workers import Helpers, exit_with_parent, helper_command, listening_socket, report_ready
 from services.runtime.observe.metrics import Watched, metrics_router

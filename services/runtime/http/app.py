@@ -26,9 +26,9 @@ from fastapi.telemetry import TelemetryConfig
 from pydantic import BaseModel, ConfigDict, create_model
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.runtime.bus.unavailable import BUS_ERRORS, DATABASE_ERRORS, bus_unavailable
 from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.es.eventstore import ConcurrencyError, StoreUnavailable
+from services.runtime.es.unavailable import BUS_ERRORS, DATABASE_ERRORS, bus_unavailable
 from services.runtime.settings import Settings
 
 from .auth import NotAuthenticated, Principal, decode_token
@@ -191,7 +191,7 @@ async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _bus_or_database_error(request: Request, exc: Exception) -> JSONResponse:
-    """NATS, JetStream or the database away (``bus/unavailable.py``): 503; any other error of theirs
+    """NATS, JetStream or the database away (``es/unavailable.py``): 503; any other error of theirs
     is ours to fix: 500, without its text."""
     if isinstance(exc, DATABASE_ERRORS):
         return unavailable_response("数据库暂时不可用，请稍后重试")

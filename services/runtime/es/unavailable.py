@@ -19,7 +19,7 @@ import nats.errors
 import nats.js.errors
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from services.runtime.es.eventstore import StoreUnavailable
+from .eventstore import StoreUnavailable
 
 #: JetStream's API error codes that mean "not now" rather than "no": 10008 JetStream temporarily
 #: unavailable, 10023 insufficient resources, 10039 JetStream not enabled (a server still

@@ -33,8 +33,9 @@ import pytest
 from contracts import subjects
 from services.runtime.http.auth import issue_token
 from services.runtime.settings import Settings
+from services.runtime.tools.demo import Demo
 from services.runtime.tools.nats_server import EmbeddedNats, free_port
-from services.runtime.tools.up import PORT_OFFSETS, Demo, discover_services
+from services.runtime.tools.up import PORT_OFFSETS, discover_services
 from tests.support.processes import alive, healthz, wait_for
 
 pytestmark = pytest.mark.slow

@@ -54,6 +54,7 @@ class NotifyService(ServiceBase):
     """Everything one level's notify runs; ``start()`` then ``stop()``."""
 
     context = CONTEXT
+    settings_class = NotifySettings
     settings: NotifySettings
 
     def __init__(
@@ -222,9 +223,8 @@ async def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000
     """Run one level's notify until SIGINT/SIGTERM: read models, listeners, the sender, the
     summary sweep and HTTP. ``duban serve`` gives the runtime's settings; notify's own (SMTP,
     webhook key, directory file…) come from the same environment."""
-    if not isinstance(settings, NotifySettings):
-        settings = NotifySettings(**{**settings.model_dump(exclude_unset=True)})
     service = NotifyService(settings)
+    settings = service.settings
     await runtime_service.serve(
         service,
         lambda: create_api(settings, handlers=lambda: service.handlers, engine=service.engine),

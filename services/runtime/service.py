@@ -14,7 +14,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import uvicorn
 from fastapi import FastAPI
@@ -44,9 +44,12 @@ class ServiceBase:
 
     context: str
     engine: AsyncEngine
+    #: The service's own settings class (``services/<name>/settings.py``), on the common base.
+    settings_class: ClassVar[type[Settings]] = Settings
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        self.settings = settings.as_(self.settings_class)
+        settings = self.settings
         self.here = settings.jurisdiction
         #: False in a helper process that answers HTTP only (``http/workers.py``): its workers and
         #: loops are not run, the first process runs them.

@@ -95,7 +95,8 @@ async def opened(handlers, clock, **kwargs) -> Session:
     return await handlers.open(OpenSession(session_id=session.id), STAFF)
 
 
-async def test_twenty_concurrent_ballots_of_one_evaluator_for_one_subject_are_taken_once(handlers, clock):
+async def test_twenty_concurrent_ballots_of_one_evaluator_for_one_subject_are_taken_once(nc, handlers, clock):
+    """On the real server (``nc``): the race is decided by JetStream's version check."""
     session = await opened(handlers, clock)
     voter = evaluator("deputy-01")
     options = ["satisfied", "dissatisfied", "basically_satisfied", "satisfied"] * 5

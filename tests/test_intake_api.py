@@ -22,10 +22,10 @@ from contracts.jurisdictions import default_registry
 from services.intake.api import create_api
 from services.intake.commands_nats import register_command_subscriber
 from services.intake.handlers import IntakeHandlers
-from services.runtime.es.eventstore import EventStore
 from services.runtime.http.auth import issue_token
 from services.runtime.read.db import make_engine
 from services.runtime.settings import Settings
+from tests.support.stores import event_store, stored_messages
 
 HERE = "331081100"  # 泽国镇
 SETTINGS = Settings(jurisdiction=HERE)
@@ -57,10 +57,9 @@ def submission(title: str = "关于泽国镇工业园区道路破损的问题", 
 
 
 @pytest.fixture
-async def store(nc, unique):
-    store = EventStore(nc, context=unique, jurisdiction=HERE)
-    await store.ensure_streams()
-    return store
+async def store(request, unique):
+    async for store in event_store(request, context=unique, jurisdiction=HERE):
+        yield store
 
 
 @pytest.fixture
@@ -114,10 +113,6 @@ async def broker(nats_url, handlers, store):
     await broker.stop()
 
 
-async def stored(nc, store) -> int:
-    return (await nc.jetstream().stream_info(store.stream)).state.messages
-
-
 async def request(nc, store, command: str, body, headers: dict[str, str] | None = None) -> dict:
     data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
     subject = f"duban.cmd.{store.context}.{HERE}.{command}"
@@ -142,7 +137,7 @@ async def test_a_submission_retried_over_http_with_its_key_is_one_matter(client,
     assert first.json()["id"] == again.json()["id"]
     assert first.json()["status"] == "submitted" and first.json()["status_name"] == "待审查"
     assert "possible_duplicates" in first.json()
-    assert await stored(nc, store) == 1
+    assert await stored_messages(store) == 1
 
 
 async def test_a_key_reused_for_another_submission_is_refused(client, nc, store, unique):
@@ -151,7 +146,7 @@ async def test_a_key_reused_for_another_submission_is_refused(client, nc, store,
     other = await client.post("/matters", json=submission("另一件事"), headers=headers)
     assert other.status_code == 409
     assert other.json()["detail"]["code"] == "idempotency_key_reused"
-    assert await stored(nc, store) == 1
+    assert await stored_messages(store) == 1
 
 
 async def test_a_submission_retried_over_nats_with_its_key_is_one_matter(broker, nc, store, unique):
@@ -160,7 +155,7 @@ async def test_a_submission_retried_over_nats_with_its_key_is_one_matter(broker,
     again = await request(nc, store, "submit", submission(), headers)
     assert first["ok"] is True and again["ok"] is True, first
     assert first["matter"]["id"] == again["matter"]["id"]
-    assert await stored(nc, store) == 1
+    assert await stored_messages(store) == 1
     registered = await request(nc, store, "register", {"matter_id": first["matter"]["id"]}, STAFF)
     assert registered["ok"] is True and registered["matter"]["registration_no"].startswith("泽国问〔")
 
@@ -170,7 +165,7 @@ async def test_the_same_key_over_http_and_nats_is_the_same_matter(client, broker
     over_http = await client.post("/matters", json=submission(), headers=headers)
     over_nats = await request(nc, store, "submit", submission(), headers)
     assert over_http.json()["id"] == over_nats["matter"]["id"]
-    assert await stored(nc, store) == 1
+    assert await stored_messages(store) == 1
 
 
 # -- who may do what ------------------------------------------------------------------------------
@@ -186,7 +181,7 @@ async def test_without_a_token_nothing_is_read_or_done(client, nc, store):
         assert response.status_code == 401
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
         assert response.json()["detail"]["code"] == "not_authenticated"
-    assert await stored(nc, store) == 0
+    assert await stored_messages(store) == 0
 
 
 async def test_health_needs_no_token(client):
@@ -196,7 +191,7 @@ async def test_health_needs_no_token(client):
 
 async def test_another_townships_principal_is_refused(client, nc, store):
     submitted = await client.post("/matters", json=submission(), headers=DEPUTY)
-    before = await stored(nc, store)
+    before = await stored_messages(store)
     matter_id = submitted.json()["id"]
     for response in (
         await client.post("/matters", json=submission(), headers=ELSEWHERE),
@@ -206,16 +201,16 @@ async def test_another_townships_principal_is_refused(client, nc, store):
     ):
         assert response.status_code == 403, response.text
         assert response.json()["detail"]["code"] == "forbidden"
-    assert await stored(nc, store) == before
+    assert await stored_messages(store) == before
 
 
 async def test_a_deputy_cannot_register(client, nc, store):
     matter_id = (await client.post("/matters", json=submission(), headers=DEPUTY)).json()["id"]
-    before = await stored(nc, store)
+    before = await stored_messages(store)
     response = await client.post(f"/matters/{matter_id}/register", headers=DEPUTY)
     assert response.status_code == 403
     assert response.json()["detail"]["message"] == "仅工委工作人员可以审查、并案、交办或上报"
-    assert await stored(nc, store) == before
+    assert await stored_messages(store) == before
 
 
 async def test_over_nats_a_missing_or_foreign_token_and_an_unknown_command_are_answered(broker, nc, store):
@@ -227,7 +222,7 @@ async def test_over_nats_a_missing_or_foreign_token_and_an_unknown_command_are_a
     assert (foreign["status"], foreign["error"]["code"]) == (403, "forbidden")
     assert (unknown["status"], unknown["error"]["code"]) == (404, "unknown_command")
     assert deputy_registers["status"] == 403
-    assert await stored(nc, store) == 0
+    assert await stored_messages(store) == 0
 
 
 # -- typed refusals -------------------------------------------------------------------------------
@@ -255,7 +250,7 @@ async def test_bad_input_is_422_naming_the_field_without_echoing_it(client, nc, 
     merge_into_a_bad_id = await client.post("/matters/abc/merge", json={"into": "a.b>"}, headers=STAFF)
     assert merge_into_a_bad_id.status_code == 422 and _fields(merge_into_a_bad_id) == {"into"}
     assert (await client.post("/matters/a.b/register", headers=STAFF)).status_code == 422
-    assert await stored(nc, store) == 0
+    assert await stored_messages(store) == 0
 
 
 async def test_over_nats_bad_input_is_an_error_reply_naming_the_field(broker, nc, store):
@@ -264,7 +259,7 @@ async def test_over_nats_bad_input_is_an_error_reply_naming_the_field(broker, nc
     assert "长长长长" not in json.dumps(reply, ensure_ascii=False)
     not_json = await request(nc, store, "submit", b"{not json", {**DEPUTY, "content-type": "application/json"})
     assert (not_json["status"], not_json["error"]["code"]) == (422, "invalid")
-    assert await stored(nc, store) == 0
+    assert await stored_messages(store) == 0
 
 
 async def test_refused_input_never_reaches_the_log(client, broker, nc, store, caplog):
@@ -282,12 +277,12 @@ async def test_registering_twice_is_409_and_changes_nothing(client, nc, store):
     first = await client.post(f"/matters/{matter_id}/register", headers=STAFF)
     assert first.status_code == 200, first.text
     assert first.json()["registration_no"].startswith("泽国问〔")
-    before = await stored(nc, store)
+    before = await stored_messages(store)
     again = await client.post(f"/matters/{matter_id}/register", headers=STAFF)
     assert again.status_code == 409
     assert again.json()["detail"]["code"] == "invalid_transition"
     assert again.json()["detail"]["field"] == "matter_id"
-    assert await stored(nc, store) == before
+    assert await stored_messages(store) == before
 
 
 async def test_a_missing_matter_is_404(client, nc, store):
@@ -298,7 +293,7 @@ async def test_a_missing_matter_is_404(client, nc, store):
     ):
         assert response.status_code == 404
         assert response.json()["detail"]["code"] == "not_found"
-    assert await stored(nc, store) == 0
+    assert await stored_messages(store) == 0
 
 
 # -- malformed input, generated -------------------------------------------------------------------
@@ -332,28 +327,28 @@ malformed = json_values | wrong_types
 @FEW
 @given(body=malformed)
 async def test_any_malformed_submission_over_http_is_4xx_and_stores_nothing(client, nc, store, body):
-    before = await stored(nc, store)
+    before = await stored_messages(store)
     response = await client.post("/matters", json=body, headers=DEPUTY)
     assert 400 <= response.status_code < 500
-    assert await stored(nc, store) == before
+    assert await stored_messages(store) == before
 
 
 @FEW
 @given(data=st.binary(max_size=200))
 async def test_any_bytes_posted_as_json_are_4xx_and_store_nothing(client, nc, store, data):
-    before = await stored(nc, store)
+    before = await stored_messages(store)
     response = await client.post("/matters", content=data, headers={**DEPUTY, "Content-Type": "application/json"})
     assert 400 <= response.status_code < 500
-    assert await stored(nc, store) == before
+    assert await stored_messages(store) == before
 
 
 @FEW
 @given(body=malformed | st.binary(max_size=200))
 async def test_any_malformed_submission_over_nats_is_an_error_reply_and_stores_nothing(broker, nc, store, body):
-    before = await stored(nc, store)
+    before = await stored_messages(store)
     reply = await request(nc, store, "submit", body, DEPUTY)
     assert reply["ok"] is False and 400 <= reply["status"] < 500
-    assert await stored(nc, store) == before
+    assert await stored_messages(store) == before
 
 
 # -- reads ----------------------------------------------------------------------------------------

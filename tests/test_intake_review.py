@@ -56,7 +56,8 @@ def handlers(store):
     return IntakeHandlers(store, default_registry())
 
 
-async def test_registration_numbers_stay_unique_and_gapless_when_50_race(store):
+async def test_registration_numbers_stay_unique_and_gapless_when_50_race(nc, store):
+    """On the real server (``nc``): the race is decided by JetStream's version check."""
     # two handler objects, as two processes: their locks do not see each other
     first, second = IntakeHandlers(store, default_registry()), IntakeHandlers(store, default_registry())
     matters = [await first.submit(suggestion(f"建议{i}"), DEPUTY) for i in range(50)]

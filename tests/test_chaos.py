@@ -382,9 +382,9 @@ class Run:
     """What one run of the scenario did and left behind."""
 
     plan: Plan
-    staff: Staff
-    ledger: Ledger
-    startup_s: float
+    staff: Staff | None = None
+    ledger: Ledger = field(default_factory=Ledger)
+    startup_s: float = 0.0
     duration_s: float = 0.0
     revisions: dict[str, int] = field(default_factory=dict)
     matters: dict[str, list[dict]] = field(default_factory=dict)  # code → every matter row there
@@ -399,16 +399,16 @@ class Run:
     rereads: int = 0
 
 
-def play(system: System, plan: Plan, faults: list[Fault] | None) -> Run:
-    """Start the system, play the plan (with the faults, if any), read back what it left."""
+def play(system: System, plan: Plan, faults: list[Fault] | None, run: Run) -> None:
+    """Start the system, play the plan (with the faults, if any), read back what it left into
+    ``run`` (which keeps what was done so far when a step fails)."""
     began = time.monotonic()
     system.start()
-    ledger = Ledger()
-    client = PatientClient(system, ledger)
-    staff = Staff(client, system)
-    run = Run(plan, staff, ledger, startup_s=system.startup_s or 0.0)
+    run.startup_s = system.startup_s or 0.0
+    client = PatientClient(system, run.ledger)
+    staff = run.staff = Staff(client, system)
     chaos = Chaos(system, faults or [], staff.probes)
-    ledger.listeners.append(chaos.step)
+    run.ledger.listeners.append(chaos.step)
     chaos.start()
     try:
         scenario(staff, plan, chaos if faults is not None else None, run)
@@ -422,7 +422,6 @@ def play(system: System, plan: Plan, faults: list[Fault] | None) -> Run:
         run.faults, run.recoveries = chaos.done, chaos.recoveries
         run.retries, run.rereads = client.retries, client.rereads
         run.duration_s = time.monotonic() - began
-    return run
 
 
 def scenario(staff: Staff, plan: Plan, chaos: Chaos | None, run: Run) -> None:
@@ -635,8 +634,8 @@ def outcome_of(run: Run) -> dict:
     }
 
 
-def report(title: str, run: Run) -> None:
-    """The run's figures in the test output (``-s``)."""
+def report(title: str, run: Run, system: System) -> None:
+    """The run's figures in the test output (``-s``), and what the services logged as errors."""
     plan, entries = run.plan, run.ledger.entries
     escalations = sum(len(m.path) - 1 for m in plan.matters)
     outcomes = sum(1 for m in plan.matters if not m.still_open)
@@ -653,6 +652,8 @@ def report(title: str, run: Run) -> None:
         levels = recovery.by_level()
         shown = ", ".join(f"{NAMES[c]} {'never' if levels[c] is None else f'{levels[c]:.2f}s'}" for c in LEVELS)
         print(f"   normal answers again after [{recovery.cause}]: {shown}")
+    for name, lines in system.errors().items():
+        print(f"   {name} logged {len(lines)} error(s); first: {lines[0][:300]}")
 
 
 # -- the tests ---------------------------------------------------------------------------------------
@@ -663,12 +664,12 @@ def plan() -> Plan:
 
 @pytest.fixture(scope="module")
 def calm_run(plan, tmp_path_factory) -> Run:
-    system = System(tmp_path_factory.mktemp("chaos-calm"))
+    system, run = System(tmp_path_factory.mktemp("chaos-calm")), Run(plan)
     try:
-        run = play(system, plan, faults=None)
+        play(system, plan, None, run)
     finally:
         system.stop()
-    report("fault-free run", run)
+        report("fault-free run", run, system)
     return run
 
 
@@ -678,17 +679,12 @@ def test_the_fault_free_run_accounts_for_every_matter_and_step(calm_run):
 
 def test_with_the_bus_and_services_killed_nothing_is_lost_and_the_figures_are_the_same(plan, calm_run, tmp_path):
     faults = draw_faults(SEED, len(calm_run.ledger.entries))
-    system = System(tmp_path / "faulty")
-    run = None
+    system, run = System(tmp_path / "faulty"), Run(plan)
     try:
-        run = play(system, plan, faults)
+        play(system, plan, faults, run)
     finally:
-        errors = system.errors()
         system.stop()
-        if run is not None:
-            report("faulty run", run)
-        for name, lines in errors.items():
-            print(f"   {name} logged {len(lines)} error(s), the first: {lines[0][:400]}")
+        report("faulty run", run, system)
     assert len(run.faults) == len(faults) + 1  # the drawn faults and the INBOX one
     check_run(run)
     assert outcome_of(run) == outcome_of(calm_run)

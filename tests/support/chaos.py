@@ -190,10 +190,21 @@ class Served:
         return "\n".join(text.splitlines()[-lines:])
 
     def errors(self) -> list[str]:
-        """The lines this process logged at level error (its log is JSON lines)."""
+        """What this process logged as errors: its JSON lines at level error, and the last line
+        (the exception) of each traceback printed outside them (uvicorn's "Exception in ASGI
+        application")."""
         if not self.log_path.exists():
             return []
-        return [line for line in self.log_path.read_text(errors="replace").splitlines() if '"level": "error"' in line]
+        found, in_traceback = [], False
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if '"level": "error"' in line:
+                found.append(line)
+            elif line.startswith("Traceback"):
+                in_traceback = True
+            elif in_traceback and line and not line[0].isspace() and not line.startswith(("During", "The above")):
+                found.append(line)
+                in_traceback = False
+        return found
 
 
 class System:

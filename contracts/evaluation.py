@@ -185,6 +185,27 @@ class DraftSession(Command):
         return self
 
 
+@command("evaluation.OpenSession")
+class OpenSession(Command):
+    """开始测评: evaluators may cast their sheets from now until the session closes."""
+
+    session_id: str = Field(pattern=ID_PATTERN)
+
+
+@command("evaluation.CloseSession")
+class CloseSession(Command):
+    """结束测评 and publish the results (staff; sessions also close by time)."""
+
+    session_id: str = Field(pattern=ID_PATTERN)
+
+
+@command("evaluation.PublishResults")
+class PublishResults(Command):
+    """公布结果 of a closed session whose results are not published yet (once)."""
+
+    session_id: str = Field(pattern=ID_PATTERN)
+
+
 @command("evaluation.CastBallots")
 class CastBallots(Command):
     """One evaluator's ballot sheet (one or more subjects). Staff entering a paper ballot name

@@ -376,6 +376,33 @@ class SubmitPublicComment(Command):
     content: str = Field(min_length=1, max_length=5000)
 
 
+@command("notify.MarkRead")
+class MarkRead(Command):
+    """标记已读: a notice of the caller's inbox."""
+
+    delivery_id: str = Field(pattern=ID_PATTERN)
+
+
+@command("notify.ReplayDelivery")
+class ReplayDelivery(Command):
+    """重发: a delivery settled in doubt or dead-lettered is sent once more (after checking it did not arrive)."""
+
+    delivery_id: str = Field(pattern=ID_PATTERN)
+
+
+@command("notify.ReportSummary")
+class ReportSummary(Command):
+    """立即汇总并报送: compile this level's summary of ``month`` now and report it to the level above."""
+
+    month: str = Field(pattern=MONTH_PATTERN)
+
+
+@command("notify.RemoveTypicalCase")
+class RemoveTypicalCase(Command):
+    month: str = Field(pattern=MONTH_PATTERN)
+    case_id: str = Field(pattern=ID_PATTERN)
+
+
 @command("notify.AddTypicalCase")
 class AddTypicalCase(Command):
     month: str = Field(pattern=MONTH_PATTERN)

@@ -14,7 +14,16 @@ import pytest
 from sqlalchemy import select
 
 from contracts.envelope import SHANGHAI
-from contracts.evaluation import CastBallots, Choice, DraftSession, SessionKind, SubjectRef, UnitRef
+from contracts.evaluation import (
+    CastBallots,
+    Choice,
+    CloseSession,
+    DraftSession,
+    OpenSession,
+    SessionKind,
+    SubjectRef,
+    UnitRef,
+)
 from services.evaluation.api import create_api
 from services.evaluation.domain import BallotSheet, Session
 from services.evaluation.handlers import EvaluationHandlers
@@ -84,7 +93,7 @@ async def drafted(handlers, *, secret=False, kind=SessionKind.satisfaction, elec
 async def opened(handlers, clock, **kwargs) -> Session:
     session = await drafted(handlers, **kwargs)
     clock.set(OPENS + timedelta(minutes=1))
-    return await handlers.open(session.id, STAFF)
+    return await handlers.open(OpenSession(session_id=session.id), STAFF)
 
 
 async def stored(nc, store) -> int:
@@ -115,7 +124,7 @@ async def test_ballots_outside_the_electorate_before_opening_and_after_closing_a
         await handlers.cast(sheet(session.id, ("case-1", "satisfied")), evaluator("deputy-01"))
     assert refused.value.code == "not_open"
     clock.set(OPENS + timedelta(minutes=1))
-    await handlers.open(session.id, STAFF)
+    await handlers.open(OpenSession(session_id=session.id), STAFF)
     before = await stored(nc, store)
     for command, who, code in (
         (sheet(session.id, ("case-1", "satisfied")), evaluator("deputy-99"), "not_in_electorate"),
@@ -149,7 +158,7 @@ async def test_results_counts_rates_turnout_and_quorum_match_a_scripted_session_
             await handlers.cast(sheet(session.id, *pairs, evaluator_id=who), STAFF)
         else:
             await handlers.cast(sheet(session.id, *pairs), evaluator(who))
-    published = await handlers.close(session.id, STAFF)
+    published = await handlers.close(CloseSession(session_id=session.id), STAFF)
     assert published.status == "published"
     history = await handlers.store.history(session.id)
     results = history[-1].payload

@@ -9,7 +9,16 @@ from datetime import datetime, timedelta
 import pytest
 
 from contracts.envelope import SHANGHAI
-from contracts.evaluation import CastBallots, Choice, DraftSession, SessionKind, SubjectRef, UnitRef
+from contracts.evaluation import (
+    CastBallots,
+    Choice,
+    CloseSession,
+    DraftSession,
+    OpenSession,
+    SessionKind,
+    SubjectRef,
+    UnitRef,
+)
 from contracts.tracking import CaseStatus
 from services.evaluation.app import EvaluationService
 from services.notify.app import NotifyService
@@ -66,7 +75,7 @@ async def test_a_case_rated_unsatisfactory_is_reopened_in_tracking(levels):
         ),
         STAFF,
     )
-    await evaluation.handlers.open(session.id, STAFF)
+    await evaluation.handlers.open(OpenSession(session_id=session.id), STAFF)
     for i, who in enumerate(electorate):
         voter = Principal(sub=who, name=who, roles=[Role.evaluator], jurisdiction=WENLING)
         choices = [
@@ -74,7 +83,7 @@ async def test_a_case_rated_unsatisfactory_is_reopened_in_tracking(levels):
             Choice(subject_id=good.id, option="satisfied"),
         ]
         await evaluation.handlers.cast(CastBallots(session_id=session.id, choices=choices), voter)
-    await evaluation.handlers.close(session.id, STAFF)
+    await evaluation.handlers.close(CloseSession(session_id=session.id), STAFF)
 
     async def reopened():
         case = await tracking.handlers.store.load(Case, poor.id)

@@ -10,7 +10,17 @@ import contextlib
 from datetime import datetime, timedelta
 
 from contracts.envelope import SHANGHAI
-from contracts.evaluation import CastBallots, Choice, DraftSession, ResultsPublished, SessionKind, SubjectRef, UnitRef
+from contracts.evaluation import (
+    CastBallots,
+    Choice,
+    CloseSession,
+    DraftSession,
+    OpenSession,
+    ResultsPublished,
+    SessionKind,
+    SubjectRef,
+    UnitRef,
+)
 from contracts.tracking import CaseStatus, GiveFeedback, Rating, SubmitReply
 from services.evaluation.app import EvaluationService
 from services.runtime.auth import Principal, Role
@@ -75,14 +85,14 @@ async def rated_unsatisfactory(evaluation, case: Case) -> str:
         ),
         STAFF,
     )
-    await evaluation.handlers.open(session.id, STAFF)
+    await evaluation.handlers.open(OpenSession(session_id=session.id), STAFF)
     for i, who in enumerate(electorate):
         voter = Principal(sub=who, name=who, roles=[Role.evaluator], jurisdiction=WENLING)
         option = "dissatisfied" if i < 3 else "satisfied"
         await evaluation.handlers.cast(
             CastBallots(session_id=session.id, choices=[Choice(subject_id=case.id, option=option)]), voter
         )
-    await evaluation.handlers.close(session.id, STAFF)
+    await evaluation.handlers.close(CloseSession(session_id=session.id), STAFF)
     return session.id
 
 
@@ -120,7 +130,7 @@ async def test_a_result_delivered_again_after_the_case_was_rehandled_does_not_re
         await asyncio.sleep(WINDOW_S * 1.5)  # the stream no longer recognises the reopening's event id
         msg = await published_message(evaluation, session_id)
         for _ in range(2):
-            await tracking.evaluations.on_event(msg)
+            await tracking.evaluations.handle(msg)
         case = await tracking.handlers.store.load(Case, case.id)
         assert case.status == CaseStatus.closed and case.round == 2
         assert reopenings(await tracking.handlers.store.history(case.id)) == 1
@@ -131,7 +141,7 @@ async def test_a_result_delivered_twice_at_once_reopens_the_case_once(tmp_path):
         case = await closed_case(tracking)
         session_id = await rated_unsatisfactory(evaluation, case)
         msg = await published_message(evaluation, session_id)
-        await asyncio.gather(*(tracking.evaluations.on_event(msg) for _ in range(3)))
+        await asyncio.gather(*(tracking.evaluations.handle(msg) for _ in range(3)))
         await tracking.wait_idle()
         case = await tracking.handlers.store.load(Case, case.id)
         assert case.status == CaseStatus.rehandling and case.round == 2

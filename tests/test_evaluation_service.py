@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from contracts.envelope import SHANGHAI
-from contracts.evaluation import CastBallots, Choice, DraftSession, SessionKind, SubjectRef
+from contracts.evaluation import CastBallots, Choice, DraftSession, OpenSession, SessionKind, SubjectRef
 from services.evaluation.app import EvaluationService
 from services.evaluation.domain import Session
 from services.runtime.aggregate import DomainError
@@ -66,7 +66,7 @@ async def test_a_session_past_its_closing_time_is_closed_and_published_by_the_se
         ),
         STAFF,
     )
-    await handlers.open(session.id, STAFF)
+    await handlers.open(OpenSession(session_id=session.id), STAFF)
     for who, option in (("deputy-01", "feasible"), ("deputy-02", "infeasible")):
         await handlers.cast(
             CastBallots(session_id=session.id, choices=[Choice(subject_id="wi-1", option=option)]), voter(who)
@@ -111,7 +111,7 @@ async def test_a_session_closed_but_not_published_is_published_by_the_next_check
         ),
         STAFF,
     )
-    await handlers.open(session.id, STAFF)
+    await handlers.open(OpenSession(session_id=session.id), STAFF)
     await handlers.cast(
         CastBallots(session_id=session.id, choices=[Choice(subject_id="p1", option="satisfied")]), voter("deputy-01")
     )

@@ -1,23 +1,50 @@
-"""The event store against a real nats-server: versions, concurrency, de-duplication, loading."""
+"""The event store's contract, run against both stores: the JetStream one on a real nats-server
+and the in-memory one (versions, concurrency, de-duplication, loading); then what only the
+JetStream store has (snapshots, streams that refuse deletes).
+
+Whatever passes here for the in-memory store holds on the server, which is what lets domain and
+handler tests run on it without one.
+"""
 
 from __future__ import annotations
 
 import asyncio
 
+import nats
 import pytest
 from nats.js.errors import APIError
 
 from contracts.envelope import new_id
 from services.runtime.commands import execute
 from services.runtime.eventstore import ConcurrencyError, EventStore
+from services.runtime.memory import InMemoryEventStore
 from tests.support.sample import Counter, Incremented, Opened
 
 
+@pytest.fixture(params=["jetstream", "memory"])
+async def store(request, unique):
+    if request.param == "memory":
+        yield InMemoryEventStore(context=unique, jurisdiction="331081")
+        return
+    nc = await nats.connect(request.getfixturevalue("nats_url"))  # the server only for this half
+    store = EventStore(nc, context=unique, jurisdiction="331081")
+    await store.ensure_streams()
+    yield store
+    await nc.close()
+
+
 @pytest.fixture
-async def store(nc, unique):
+async def jetstream_store(nc, unique):
     store = EventStore(nc, context=unique, jurisdiction="331081")
     await store.ensure_streams()
     return store
+
+
+async def stored_messages(store) -> int:
+    """How many messages (commits) the store's stream holds."""
+    if isinstance(store, InMemoryEventStore):
+        return store.streams.messages(store.stream)
+    return (await store.js.stream_info(store.stream)).state.messages
 
 
 async def test_an_aggregate_loads_back_exactly_what_was_appended(store):
@@ -79,8 +106,7 @@ async def test_an_event_appended_twice_with_the_same_id_is_stored_once(store):
     # the same append again, as after a lost acknowledgement: same id, same expected version
     retry = await store.append(before, [Incremented(by=5)], event_ids=[event_id])
     assert retry.version == first.version and retry.duplicate
-    info = await store.js.stream_info(store.stream)
-    assert info.state.messages == 2
+    assert await stored_messages(store) == 2
     loaded = await store.load(Counter, counter.id)
     assert loaded.total == 5 and loaded.sequence == 2
 
@@ -100,13 +126,14 @@ async def test_a_retry_after_another_writer_moved_on_is_still_recognised(store):
 async def test_the_events_of_one_command_are_one_atomic_message(store):
     counter = Counter(id=new_id())
     commit = await store.append(counter, [Opened(title="x"), Incremented(by=1), Incremented(by=2)])
-    info = await store.js.stream_info(store.stream)
-    assert info.state.messages == 1
+    assert await stored_messages(store) == 1
     assert [e.sequence for e in commit.envelopes] == [1, 2, 3]
     assert (await store.load(Counter, counter.id)).total == 3
 
 
-async def test_loading_without_snapshots_walks_back_the_commits(store):
+# -- the JetStream store only ------------------------------------------------------------------
+async def test_loading_without_snapshots_walks_back_the_commits(jetstream_store):
+    store = jetstream_store
     counter = Counter(id=new_id())
     await store.append(counter, counter.open("no snapshot"))
     for _ in range(5):
@@ -117,7 +144,8 @@ async def test_loading_without_snapshots_walks_back_the_commits(store):
     assert (loaded.total, loaded.version, loaded.sequence) == (10, counter.version, 6)
 
 
-async def test_a_stale_snapshot_is_completed_from_the_stream(store):
+async def test_a_stale_snapshot_is_completed_from_the_stream(jetstream_store):
+    store = jetstream_store
     counter = Counter(id=new_id())
     await store.append(counter, counter.open("stale"))
     stale = Counter.model_validate(counter.model_dump())
@@ -128,7 +156,8 @@ async def test_a_stale_snapshot_is_completed_from_the_stream(store):
     assert (loaded.total, loaded.version) == (8, counter.version)
 
 
-async def test_streams_deny_delete_and_purge_and_ensure_is_idempotent(store):
+async def test_streams_deny_delete_and_purge_and_ensure_is_idempotent(jetstream_store):
+    store = jetstream_store
     await store.ensure_streams()
     counter = Counter(id=new_id())
     await store.append(counter, counter.open("kept"))

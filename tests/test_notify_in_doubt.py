@@ -10,6 +10,7 @@ import pytest
 
 from contracts import notify as n
 from contracts import subjects
+from contracts.notify import ReplayDelivery
 from services.notify import projections
 from services.notify.domain import Delivery
 from services.runtime.deadletters import ERROR, ORIGINAL_SUBJECT
@@ -81,7 +82,7 @@ async def test_a_send_cut_off_by_a_restart_is_not_sent_again_but_left_in_doubt_f
 
                 # the operator checked with the unit: it did not arrive; replay sends it once more
                 smtp.delay_s = 0
-                await level.notify.handlers.replay(delivery_id, operator(WENLING))
+                await level.notify.handlers.replay(ReplayDelivery(delivery_id=delivery_id), operator(WENLING))
                 await eventually(lambda: _status(level, delivery_id, n.DeliveryStatus.delivered))
                 assert len(smtp.to("water@wl.example.cn")) == received + 1
             finally:

@@ -26,7 +26,6 @@ from contracts.intake import (
     Submitter,
 )
 from contracts.jurisdictions import default_registry
-from contracts.notify import AddTypicalCase
 from contracts.tracking import AssignCase, GiveFeedback, RecordGroupActivity, SubmitReply, Unit
 from services.intake.handlers import IntakeHandlers
 from services.notify.api import create_api
@@ -186,10 +185,23 @@ async def test_the_monthly_summary_of_two_counties_has_the_exact_numbers_and_tai
     await yuhuan.activity("contact", "2026-09-05", 7)
     await yuhuan.escalate(await yuhuan.matter("港区集疏运"))
     await yuhuan.handle(await yuhuan.matter("渔港码头维修"), "A")
-    await notifies[WENLING].handlers.add_typical_case(
-        AddTypicalCase(month="2026-09", title="泽国镇园区道路三天修复", text="代表牵线，交通局三天修复。"),
-        staff(WENLING),
+    wenling_api = create_api(
+        notifies[WENLING].settings, handlers=notifies[WENLING].handlers, engine=notifies[WENLING].engine
     )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=wenling_api), base_url="http://notify") as http:
+        typical = "/summaries/2026-09/typical-cases"
+        added = await http.post(
+            typical,
+            json={"title": "泽国镇园区道路三天修复", "text": "代表牵线，交通局三天修复。"},
+            headers=token(WENLING),
+        )
+        assert added.status_code == 200, added.text
+        mistaken = await http.post(typical, json={"title": "重复录入"}, headers=token(WENLING))
+        [_, wrong] = mistaken.json()["typical_cases"]
+        removed = await http.delete(f"{typical}/{wrong['id']}", headers=token(WENLING))
+        assert [c["title"] for c in removed.json()["typical_cases"]] == ["泽国镇园区道路三天修复"]
+        bad = await http.post("/summaries/2026-13/typical-cases", json={"title": "x"}, headers=token(WENLING))
+        assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "month"
     await _idle(counties, notifies)
 
     # nothing is reported before the report day

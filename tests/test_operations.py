@@ -20,7 +20,7 @@ from services.runtime.cli import main
 from services.runtime.consumer import DurableWorker
 from services.runtime.deadletters import discard_dead_letter, list_dead_letters
 from services.runtime.eventstore import EventStore
-from services.runtime.http import health_router
+from services.runtime.http import health_router, readiness_router
 from services.runtime.metrics import Watched, metrics_router, status
 from services.runtime.replay import ReplayResponder, replay_subject
 from services.runtime.settings import Settings
@@ -51,6 +51,7 @@ async def test_a_stopped_projection_shows_its_lag_which_returns_to_zero_after_it
     )
     app = FastAPI()
     app.include_router(health_router())
+    app.include_router(readiness_router(_ready))
     app.include_router(metrics_router(lambda: nc.jetstream(), lambda: watched))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
@@ -81,6 +82,10 @@ async def test_a_stopped_projection_shows_its_lag_which_returns_to_zero_after_it
     server.should_exit = True
     await serving
     await projector.close()
+
+
+async def _ready() -> list:
+    return []
 
 
 async def _position(engine, projector):

@@ -7,6 +7,11 @@
   escalated over HTTP from 泽国镇 to 温岭市 to 台州市 visible at each level with its path, a
   service killed with SIGKILL restarted and then handling what was published while it was down,
   and Ctrl-C leaving no process behind.
+- ``duban up`` and its own nats-server (one service of one level, to stay light): a nats-server
+  killed with SIGKILL is restarted on the same port and store while the services keep running;
+  an exception inside ``duban up`` still stops every child, and the next start on the same ports
+  works; ``duban up`` killed with SIGKILL takes its children with it (the kernel's parent-death
+  signal).
 """
 
 from __future__ import annotations
@@ -41,15 +46,17 @@ DUBAN = (sys.executable, "-m", "services.runtime.cli")
 
 
 def processes_mentioning(text: str) -> list[int]:
-    """Processes whose command line mentions ``text`` (the data directory of one run)."""
+    """Processes whose command line or environment mentions ``text`` (the data directory of one
+    run: nats-server has it in its arguments, the services in ``DUBAN_DATA_DIR``)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            command = b" ".join((entry / name).read_bytes() for name in ("cmdline", "environ"))
         except OSError:
             continue
+        command = command.replace(b"\0", b" ").decode(errors="replace")
         if text in command and int(entry.name) != os.getpid() and alive(int(entry.name)):
             found.append(int(entry.name))
     return found
@@ -172,30 +179,57 @@ def test_sigterm_drains_a_served_intake_and_nothing_it_acknowledged_is_lost(tmp_
 
 # -- duban up ---------------------------------------------------------------------------------------
 class Up:
-    def __init__(self, data_dir: Path, base: int) -> None:
+    """One ``duban up`` (``launcher`` runs the CLI: ``duban`` itself, or a wrapper around it)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        base: int,
+        *options: str,
+        nats_port: int = 0,
+        launcher: tuple[str, ...] = DUBAN,
+        output: str = "up.log",
+    ) -> None:
         self.data_dir, self.base = data_dir, base
-        self.output = data_dir.parent / "up.log"
+        self.output = data_dir.parent / output
+        command = [*launcher, "up", *options, "--data-dir", str(data_dir), "--nats-port", str(nats_port)]
         with open(self.output, "wb") as out:
             self.process = subprocess.Popen(
-                [
-                    *DUBAN,
-                    "up",
-                    "--demo",
-                    "--data-dir",
-                    str(data_dir),
-                    "--nats-port",
-                    "0",
-                    "--http-port-base",
-                    f"{base}",
-                ],
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
+                [*command, "--http-port-base", f"{base}"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
             )
 
     @property
     def run_file(self) -> dict:
         return json.loads((self.data_dir / "run.json").read_text())
+
+    def wait_ready(self, timeout: float = 90) -> dict:
+        """run.json once every service answers /healthz (an AssertionError with the log if it stops);
+        a run file left by an earlier run (its pid) does not count."""
+
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                return True
+            if not (self.data_dir / "run.json").exists():
+                return False
+            info = self.run_file
+            return info["pid"] == self.process.pid and info["ready"]
+
+        wait_for(ready, timeout, "duban up to be ready")
+        assert self.process.poll() is None, self.log()
+        return self.run_file
+
+    def pids(self) -> list[int]:
+        """Its children as run.json lists them: the nats-server and every service."""
+        info = self.run_file
+        return [info["nats"]["pid"], *(p["pid"] for p in info["processes"].values())]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
 
     def log(self) -> str:
         return self.output.read_text(errors="replace")
@@ -211,7 +245,7 @@ class Up:
 def up(tmp_path_factory):
     present, _ = discover_services()
     data_dir = tmp_path_factory.mktemp("up") / ".duban"
-    system = Up(data_dir, free_port_block(len(LEVELS)))
+    system = Up(data_dir, free_port_block(len(LEVELS)), "--demo")
     started = time.monotonic()
     try:
         wait_for(
@@ -227,12 +261,7 @@ def up(tmp_path_factory):
         print(f"duban up: {len(present) * len(LEVELS)} processes healthy and the demo loaded in {took:.1f}s")
         yield system
     finally:
-        if system.process.poll() is None:
-            system.process.send_signal(signal.SIGINT)
-            try:
-                system.process.wait(60)
-            except subprocess.TimeoutExpired:
-                system.process.kill()
+        system.stop()
 
 
 def test_every_service_of_every_level_is_its_own_process_and_answers_healthz(up):
@@ -380,7 +409,7 @@ def test_a_service_killed_with_sigkill_is_restarted_and_handles_what_was_publish
 
 
 def test_ctrl_c_stops_every_process_and_leaves_none_behind(up):
-    """Last in this module: stops the system the tests above used."""
+    """Last of the tests on the ``up`` fixture: stops the system they used."""
     info = up.run_file
     pids = [p["pid"] for p in info["processes"].values()]
     assert processes_mentioning(str(up.data_dir))  # the services and nats-server, running
@@ -389,3 +418,141 @@ def test_ctrl_c_stops_every_process_and_leaves_none_behind(up):
     assert "duban: stopped" in up.log()
     assert [pid for pid in pids if alive(pid)] == []
     assert processes_mentioning(str(up.data_dir)) == []
+
+
+# -- duban up, its nats-server and its children ----------------------------------------------------
+#: One service of one level: enough to see what duban up does with its children, and light.
+LIGHT = ("--services", "intake", "--levels", WENLING)
+
+#: ``duban up`` with an exception injected once it is ready, and another one when it waits for a
+#: service to stop (no hook in the product: the wrapper replaces ``Runner.supervise_once`` and
+#: ``ServiceProcess.wait_stopped``, then runs the CLI as ``duban`` does).
+FAILING_UP = """
+import sys
+from services.runtime import cli, up
+
+supervise_once = up.Runner.supervise_once
+calls = []
+
+def failing(self):
+    supervise_once(self)
+    if self.ready:
+        calls.append(self)
+        if len(calls) == 3:
+            raise RuntimeError("injected into duban up")
+
+def failing_to_wait(self, deadline):
+    raise RuntimeError("injected into stopping")
+
+up.Runner.supervise_once = failing
+up.ServiceProcess.wait_stopped = failing_to_wait
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def submit_matter(system: Up, title: str) -> httpx.Response:
+    return httpx.post(
+        f"{system.url(WENLING, 'intake')}/matters",
+        json={
+            "matter": {
+                "kind": "problem",
+                "title": title,
+                "content": "企业反映的问题",
+                "lead": {"id": "deputy-1", "name": "王代表"},
+                "channel": "liaison_station",
+                "raised_in": WENLING,
+            }
+        },
+        # retried while a restarted nats-server comes back: taken once
+        headers={**system.headers(WENLING, "liaison_station"), "Idempotency-Key": title.encode().hex()[:64]},
+        timeout=10,
+    )
+
+
+def stored_matters(url: str) -> int:
+    async def count() -> int:
+        nc = await nats.connect(url)
+        try:
+            return (await nc.jetstream().stream_info(subjects.event_stream("intake", WENLING))).state.messages
+        finally:
+            await nc.close()
+
+    return asyncio.run(count())
+
+
+def test_a_nats_server_killed_with_sigkill_is_restarted_on_the_same_port_and_store(tmp_path):
+    system = Up(tmp_path / ".duban", free_port_block(1), *LIGHT)
+    try:
+        info = system.wait_ready()
+        before, service = info["nats"], info["processes"][f"intake-{WENLING}"]
+        assert before["restarts"] == 0 and before["url"] == info["nats_url"] and before["last_restart"] is None
+        assert submit_matter(system, "重启前提交的问题").status_code == 201
+
+        started = time.monotonic()
+        os.kill(before["pid"], signal.SIGKILL)
+        after = wait_for(lambda: (n := system.run_file["nats"])["pid"] != before["pid"] and n, 20, "a new nats-server")
+        wait_for(lambda: "duban: nats-server is back" in system.log(), 20, "nats-server back")
+        print(f"nats-server killed, restarted and answering in {time.monotonic() - started:.1f}s")
+
+        assert after["restarts"] == 1 and after["last_restart"]
+        assert (after["url"], after["monitor"]) == (before["url"], before["monitor"])  # the same ports
+        assert system.run_file["nats_url"] == info["nats_url"]
+        assert alive(after["pid"])
+        assert "duban: nats-server exited (signal SIGKILL) after" in system.log()
+        assert f"restarting on {before['url']} with its store {system.data_dir / 'nats'}" in system.log()
+        assert f"(see {before['log']})" in system.log()
+        assert stored_matters(after["url"]) == 1  # the same store: what was acknowledged before is there
+        # the services were not restarted: they reconnect by themselves and work again
+        back = time.monotonic()
+        wait_for(lambda: submit_matter(system, "重启后提交的问题").status_code == 201, 10, "intake working again")
+        print(f"intake took a submission {time.monotonic() - back:.1f}s after nats-server was back")
+        assert stored_matters(after["url"]) == 2
+        assert system.run_file["processes"][f"intake-{WENLING}"] == service and alive(service["pid"])
+    finally:
+        system.stop()
+    assert system.process.returncode == 0, system.log()
+    assert processes_mentioning(str(system.data_dir)) == []
+
+
+def test_an_exception_inside_duban_up_leaves_no_child_behind_and_the_next_start_works(tmp_path):
+    data_dir, base, nats_port = tmp_path / ".duban", free_port_block(1), free_port()
+    failing = Up(data_dir, base, *LIGHT, nats_port=nats_port, launcher=(sys.executable, "-c", FAILING_UP))
+    try:
+        code = failing.process.wait(120)
+    finally:
+        failing.stop()
+    assert code == 1, failing.log()
+    assert "RuntimeError: injected into duban up" in failing.log()
+    assert f"duban: stopping intake of {WENLING} failed: RuntimeError: injected into stopping" in failing.log()
+    assert "duban: stopped" in failing.log()  # and the nats-server was stopped all the same
+    children = failing.pids()
+    assert len(children) == 2 and all(children)
+    wait_for(lambda: not any(alive(pid) for pid in children), 5, "the children to be gone")
+    assert processes_mentioning(str(data_dir)) == []
+
+    again = Up(data_dir, base, *LIGHT, nats_port=nats_port, output="up-again.log")
+    try:
+        info = again.wait_ready()
+        assert info["nats_url"] == f"nats://127.0.0.1:{nats_port}"
+        assert submit_matter(again, "再次启动后提交的问题").status_code == 201
+    finally:
+        again.stop()
+    assert again.process.returncode == 0, again.log()
+
+
+def test_the_children_of_a_duban_up_killed_with_sigkill_exit_by_themselves(tmp_path):
+    system = Up(tmp_path / ".duban", free_port_block(1), *LIGHT)
+    try:
+        system.wait_ready()
+        children = system.pids()
+        system.process.kill()  # no cleanup runs: the kernel signals the children
+        system.process.wait()
+        killed = time.monotonic()
+        wait_for(lambda: not any(alive(pid) for pid in children), 10, "the children to exit")
+        print(f"children gone {time.monotonic() - killed:.1f}s after duban up was killed")
+        assert processes_mentioning(str(system.data_dir)) == []
+        nats_log = Path(system.run_file["nats"]["log"]).read_text(errors="replace")
+        assert 'Trapped "terminated" signal' in nats_log  # SIGTERM: JetStream flushed and shut down
+    finally:
+        for pid in processes_mentioning(str(system.data_dir)):
+            os.kill(pid, signal.SIGKILL)

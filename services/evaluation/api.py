@@ -10,31 +10,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Path
+from fastapi import APIRouter, Depends, FastAPI, Path
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.evaluation import CastBallots, DraftSession
+from contracts.evaluation import CastBallots, CloseSession, DraftSession, OpenSession, PublishResults
 from contracts.intake import ID_PATTERN
 from services.runtime.aggregate import DomainError, NotAllowed
 from services.runtime.auth import Principal
 from services.runtime.http import (
     Provided,
-    body_model,
     principal_from_request,
     provided,
     refusals,
     service_app,
 )
+from services.runtime.routes import CommandRoute, add_command_routes
 from services.runtime.settings import Settings
 
 from . import projections
-from .domain import STATUS_NAMES, Session, derived_id
+from .domain import STATUS_NAMES, Session
 from .handlers import STAFF, EvaluationHandlers
 
 TITLE = "duban evaluation 测评"
-SessionId = Path(pattern=ID_PATTERN, description="测评编号")
-SheetBody = body_model(CastBallots, "session_id")
 
 
 class SheetAccepted(BaseModel):
@@ -43,6 +41,37 @@ class SheetAccepted(BaseModel):
     session_id: str
     accepted: list[str] = Field(description="已投票的测评对象")
     on_paper: bool = Field(description="是否为工委代录的纸质票")
+
+
+SessionId = Path(pattern=ID_PATTERN, description="测评编号")
+SESSION_ID = {"session_id": "测评编号"}
+#: What staff do with a session; what evaluators do (a sheet each).
+SESSION_COMMANDS = [
+    CommandRoute("/sessions", DraftSession, "draft", "创建测评", ("sessions",), 201, creates=True),
+    CommandRoute("/sessions/{session_id}/open", OpenSession, "open", "开始测评", ("sessions",), ids=SESSION_ID),
+    CommandRoute(
+        "/sessions/{session_id}/close", CloseSession, "close", "结束测评并公布结果", ("sessions",), ids=SESSION_ID
+    ),
+    CommandRoute(
+        "/sessions/{session_id}/publish",
+        PublishResults,
+        "publish",
+        "公布结果（结束后未公布时）",
+        ("sessions",),
+        ids=SESSION_ID,
+    ),
+]
+BALLOT_COMMANDS = [
+    CommandRoute(
+        "/sessions/{session_id}/ballots",
+        CastBallots,
+        "cast",
+        "投票（或工委代录纸质票）",
+        ("ballots",),
+        ids=SESSION_ID,
+        answer=SheetAccepted,
+    ),
+]
 
 
 def session_view(session: Session, *, staff: bool) -> dict[str, Any]:
@@ -65,41 +94,10 @@ def build_router(
         if not principal.has(*STAFF):
             raise NotAllowed("仅工委工作人员可以查看")
 
-    @router.post("/sessions", status_code=201, tags=["sessions"], summary="创建测评")
-    async def draft(
-        body: DraftSession,
-        idempotency_key: str | None = Header(default=None, alias="Idempotency-Key", max_length=200),
-        principal: Principal = Depends(caller),
-    ) -> dict[str, Any]:
-        """A retry with the same ``Idempotency-Key`` returns the session created the first time."""
-        handlers = get_handlers()
-        session_id = derived_id("draft", here, principal.id, idempotency_key) if idempotency_key else None
-        if session_id is not None:
-            existing = await handlers.store.load(Session, session_id)
-            if existing.exists:
-                return session_view(existing, staff=True)
-        return session_view(await handlers.draft(body, principal, session_id), staff=True)
-
-    @router.post("/sessions/{session_id}/open", tags=["sessions"], summary="开始测评")
-    async def open_session(session_id: str = SessionId, principal: Principal = Depends(caller)) -> dict[str, Any]:
-        return session_view(await get_handlers().open(session_id, principal), staff=True)
-
-    @router.post("/sessions/{session_id}/close", tags=["sessions"], summary="结束测评并公布结果")
-    async def close_session(session_id: str = SessionId, principal: Principal = Depends(caller)) -> dict[str, Any]:
-        return session_view(await get_handlers().close(session_id, principal), staff=True)
-
-    @router.post("/sessions/{session_id}/publish", tags=["sessions"], summary="公布结果（结束后未公布时）")
-    async def publish(session_id: str = SessionId, principal: Principal = Depends(caller)) -> dict[str, Any]:
-        return session_view(await get_handlers().publish(session_id, principal), staff=True)
-
-    @router.post("/sessions/{session_id}/ballots", tags=["ballots"], summary="投票（或工委代录纸质票）")
-    async def cast(  # type: ignore[valid-type]
-        body: SheetBody, session_id: str = SessionId, principal: Principal = Depends(caller)
-    ) -> SheetAccepted:
-        """One ballot sheet: ``choices`` of one or more subjects. Each evaluator scores each
-        subject once; staff entering a paper ballot give ``evaluator_id``."""
-        command = CastBallots.model_validate({**body.model_dump(), "session_id": session_id})
-        return SheetAccepted.model_validate(await get_handlers().cast(command, principal))
+    add_command_routes(
+        router, SESSION_COMMANDS, handlers=get_handlers, caller=caller, view=lambda s: session_view(s, staff=True)
+    )
+    add_command_routes(router, BALLOT_COMMANDS, handlers=get_handlers, caller=caller, view=lambda sheet: sheet)
 
     @router.get("/sessions", tags=["sessions"], summary="测评列表（参评人员只看到自己的）")
     async def list_sessions(principal: Principal = Depends(caller)) -> dict[str, Any]:

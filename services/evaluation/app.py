@@ -12,13 +12,13 @@ from datetime import datetime
 from faststream.nats import NatsBroker
 from sqlalchemy import and_, or_, select
 
-from contracts import subjects
+from contracts.evaluation import CloseSession, PublishResults
 from services.runtime import service as runtime_service
+from services.runtime import sources
 from services.runtime.db import make_engine
 from services.runtime.eventstore import EventStore
 from services.runtime.levels import connect
 from services.runtime.nats_commands import command_broker, documented_broker
-from services.runtime.projector import Projector
 from services.runtime.service import ServiceBase
 from services.runtime.settings import Settings
 
@@ -59,20 +59,9 @@ class EvaluationService(ServiceBase):
             status_ttl_s=self.status_ttl_s,
             **extra,
         )
+        own = sources.events(CONTEXT, self.here)
         await self.run_workers(
-            [
-                Projector(
-                    self.nc,
-                    projection,
-                    self.engine,
-                    stream=self.store.stream,
-                    filter_subjects=[subjects.event_wildcard(CONTEXT, self.here)],
-                    jurisdiction=self.here,
-                    context=CONTEXT,
-                    settings=self.settings,
-                )
-                for projection in (SessionProjection(), TurnoutProjection())
-            ]
+            [self.projector(projection, own) for projection in (SessionProjection(), TurnoutProjection())]
         )
         if close_by_time:
             self._stopping.clear()
@@ -95,13 +84,13 @@ class EvaluationService(ServiceBase):
         for session_id, status in found:
             try:
                 if status == "opened":
-                    await self.handlers.close(session_id)
+                    await self.handlers.close(CloseSession(session_id=session_id))
                     log.info("session closed by time", extra={"session_id": session_id})
                 else:
                     # possibly closed by staff a moment ago, their publication still to come: the
                     # same grace as after any close, so a sheet checked before it is counted
                     await asyncio.sleep(self.handlers.status_ttl_s * 2)
-                    await self.handlers.publish(session_id)
+                    await self.handlers.publish(PublishResults(session_id=session_id))
                     log.info("results of a closed session published", extra={"session_id": session_id})
             except Exception:
                 log.exception("closing a session by time failed", extra={"session_id": session_id})

@@ -18,10 +18,19 @@ from datetime import datetime
 from pathlib import Path
 
 from contracts.envelope import Actor, utcnow
-from contracts.evaluation import CastBallots, DraftSession, ResultsPublished, SessionDrafted, SessionKind
+from contracts.evaluation import (
+    CastBallots,
+    CloseSession,
+    DraftSession,
+    OpenSession,
+    PublishResults,
+    ResultsPublished,
+    SessionDrafted,
+    SessionKind,
+)
 from services.runtime.aggregate import DomainError, NotAllowed
 from services.runtime.auth import Principal, Role
-from services.runtime.commands import execute
+from services.runtime.commands import create_once, execute
 from services.runtime.eventstore import EventStore
 
 from .domain import BallotSheet, Session, Turnout, derived_id, sheet_id, tally, turnout_id
@@ -80,7 +89,8 @@ class EvaluationHandlers:
             raise NotAllowed(f"仅工委工作人员可以{action}")
 
     # -- sessions ----------------------------------------------------------------------
-    async def draft(self, command: DraftSession, principal: Principal, session_id: str | None = None) -> Session:
+    async def draft(self, command: DraftSession, principal: Principal, idempotency_key: str | None = None) -> Session:
+        """A new session; a retry with the same idempotency key returns the one made the first time."""
         self._staff(principal, "创建测评")
         electorate = list(command.electorate)
         if command.roster is not None:
@@ -101,36 +111,37 @@ class EvaluationHandlers:
             quorum=command.quorum,
             report_to_party_committee=command.kind == SessionKind.performance if report is None else report,
         )
-        session, _ = await execute(
-            self.store,
-            Session,
-            session_id or derived_id("session", str(time.time_ns())),
-            lambda s: s.draft(drafted),
-            actor=principal.actor(Role.committee),
+        key = idempotency_key
+        session_id = (
+            derived_id("draft", self.here, principal.id, key) if key else derived_id("session", str(time.time_ns()))
+        )
+        session, _ = await create_once(
+            self.store, Session, session_id, lambda s: s.draft(drafted), actor=principal.actor(Role.committee)
         )
         return session
 
-    async def open(self, session_id: str, principal: Principal) -> Session:
+    async def open(self, command: OpenSession, principal: Principal) -> Session:
         self._staff(principal, "开始测评")
         now = self.clock()
-        return await self._session_command(session_id, lambda s: s.open(now), principal.actor(Role.committee))
+        return await self._session_command(command.session_id, lambda s: s.open(now), principal.actor(Role.committee))
 
-    async def close(self, session_id: str, principal: Principal | None = None) -> Session:
+    async def close(self, command: CloseSession, principal: Principal | None = None) -> Session:
         """Close (by staff, or by time when ``principal`` is None) and publish the results."""
         if principal is not None:
             self._staff(principal, "结束测评")
         actor = principal.actor(Role.committee) if principal is not None else None
         by = "staff" if principal is not None else "time"
-        await self._session_command(session_id, lambda s: s.close(by), actor)
+        await self._session_command(command.session_id, lambda s: s.close(by), actor)
         # Sheets checked against a session status read before the close (at most status_ttl_s
         # old, in any process) are appended by now: count after that, so none is left out.
         await asyncio.sleep(self.status_ttl_s * 2)
-        return await self.publish(session_id, principal)
+        return await self.publish(PublishResults(session_id=command.session_id), principal)
 
-    async def publish(self, session_id: str, principal: Principal | None = None) -> Session:
+    async def publish(self, command: PublishResults, principal: Principal | None = None) -> Session:
         """Count every evaluator's sheet and publish the results (once)."""
         if principal is not None:
             self._staff(principal, "公布测评结果")
+        session_id = command.session_id
         session = await self.store.load(Session, session_id)
         if session.status == "published":
             return session

@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.datastructures import UploadFile
@@ -50,17 +47,14 @@ from contracts.jurisdictions import JurisdictionRegistry
 from services.runtime.aggregate import DomainError
 from services.runtime.auth import Principal
 from services.runtime.http import (
-    HTTP_TELEMETRY,
-    BodySizeLimit,
     Provided,
-    body_model,
     error_body,
-    health_router,
-    install_error_handlers,
     principal_from_request,
     provided,
     refusals,
+    service_app,
 )
+from services.runtime.routes import ID_PATTERN, CommandRoute, IdempotencyKey, add_command_routes
 from services.runtime.settings import Settings
 
 from . import imports
@@ -71,30 +65,31 @@ log = logging.getLogger("duban.intake.api")
 
 TITLE = "duban intake 事项受理"
 #: An aggregate id as subjects and KV keys take it (``contracts.envelope.Envelope.aggregate_id``).
-ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-IDEMPOTENCY_KEY_MAX = 200
 
 
 # -- commands, shared with the NATS command subject -----------------------------------------
-@dataclass(frozen=True)
-class CommandSpec:
-    """A command name of the API (``/matters/{id}/<name>``, ``duban.cmd.intake.<j>.<name>``)."""
-
-    model: type[Command]
-    method: str
-
-
-COMMANDS: dict[str, CommandSpec] = {
-    "submit": CommandSpec(SubmitMatter, "submit"),
-    "register": CommandSpec(RegisterMatter, "register"),
-    "reject": CommandSpec(RejectMatter, "reject"),
-    "convert": CommandSpec(ConvertMatter, "convert"),
-    "merge": CommandSpec(MergeMatter, "merge"),
-    "route": CommandSpec(RouteMatter, "route"),
-    "escalate": CommandSpec(EscalateMatter, "escalate"),
-    "send-down": CommandSpec(SendDownMatter, "send_down"),
-    "outcome": CommandSpec(RecordOutcome, "record_outcome"),
-}
+MATTER_ID = {"matter_id": "事项编号"}
+#: Every command of intake: ``POST <path>`` over HTTP, ``duban.cmd.intake.<j>.<name>`` over NATS.
+COMMANDS = [
+    CommandRoute("/matters", SubmitMatter, "submit", "提交事项", ("matters",), 201, creates=True, name="submit"),
+    CommandRoute("/matters/{matter_id}/register", RegisterMatter, "register", "立案", ("review",), ids=MATTER_ID),
+    CommandRoute("/matters/{matter_id}/reject", RejectMatter, "reject", "不予立案", ("review",), ids=MATTER_ID),
+    CommandRoute("/matters/{matter_id}/convert", ConvertMatter, "convert", "转换类别", ("review",), ids=MATTER_ID),
+    CommandRoute("/matters/{matter_id}/merge", MergeMatter, "merge", "并案", ("review",), ids=MATTER_ID),
+    CommandRoute("/matters/{matter_id}/route", RouteMatter, "route", "本级办理", ("routing",), ids=MATTER_ID),
+    CommandRoute("/matters/{matter_id}/escalate", EscalateMatter, "escalate", "上报上级", ("routing",), ids=MATTER_ID),
+    CommandRoute(
+        "/matters/{matter_id}/send-down", SendDownMatter, "send_down", "交由下级办理", ("routing",), ids=MATTER_ID
+    ),
+    CommandRoute(
+        "/matters/{matter_id}/outcome", RecordOutcome, "record_outcome", "记录办理结果", ("routing",), ids=MATTER_ID
+    ),
+]
+COMMANDS_BY_NAME = {route.name: route for route in COMMANDS}
+#: Activities (走访、调研、座谈) of stations and committees.
+ACTIVITY_COMMANDS = [
+    CommandRoute("/activities", RecordActivity, "record_activity", "登记活动", ("activities",), 201, creates=True)
+]
 
 
 def input_errors(command: Command, registry: JurisdictionRegistry) -> list[dict[str, Any]]:
@@ -113,32 +108,6 @@ def input_errors(command: Command, registry: JurisdictionRegistry) -> list[dict[
     return errors
 
 
-async def run_command(
-    handlers: IntakeHandlers,
-    name: str,
-    command: Command,
-    principal: Principal,
-    idempotency_key: str | None = None,
-) -> Matter:
-    """Run one named command through the handlers (checks of roles and scope are theirs)."""
-    if name == "submit":
-        assert isinstance(command, SubmitMatter)
-        matter = await handlers.submit(command, principal, idempotency_key)
-        if idempotency_key and matter.data is not None and not _same_submission(matter, command):
-            raise DomainError(
-                "该 Idempotency-Key 已用于另一项内容不同的提交", field="Idempotency-Key", code="idempotency_key_reused"
-            )
-        return matter
-    return await getattr(handlers, COMMANDS[name].method)(command, principal)
-
-
-def _same_submission(matter: Matter, command: SubmitMatter) -> bool:
-    """A retry repeats what was submitted (its kind may have been converted since)."""
-    assert matter.data is not None
-    stored, sent = matter.data, command.matter
-    return (stored.title, stored.content, stored.lead) == (sent.title, sent.content, sent.lead)
-
-
 def matter_view(matter: Matter) -> dict[str, Any]:
     """A matter as the event store has it (the state after its last event)."""
     view = matter.model_dump(mode="json", exclude={"idempotency_key"})
@@ -147,25 +116,9 @@ def matter_view(matter: Matter) -> dict[str, Any]:
     return view
 
 
-# -- request bodies: the command without the matter id (it is in the path) ------------------
-RejectBody = body_model(RejectMatter)
-ConvertBody = body_model(ConvertMatter)
-MergeBody = body_model(MergeMatter)
-RouteBody = body_model(RouteMatter)
-EscalateBody = body_model(EscalateMatter)
-SendDownBody = body_model(SendDownMatter)
-OutcomeBody = body_model(RecordOutcome)
-
-
 REFUSALS = refusals("事项不存在")
 
 MatterId = Path(pattern=ID_PATTERN, description="事项编号")
-IdempotencyKey = Header(
-    default=None,
-    alias="Idempotency-Key",
-    max_length=IDEMPOTENCY_KEY_MAX,
-    description="重试时使用相同的值，事项只受理一次",
-)
 
 
 def _refuse_input(errors: list[dict[str, Any]], prefix: tuple[str, ...] = ("body",)) -> None:
@@ -200,26 +153,21 @@ def build_router(
             log.warning("duplicate check unavailable", extra={"error": type(err).__name__})
             return []
 
-    async def command(name: str, command: Command, principal: Principal, key: str | None = None) -> dict:
-        h = get_handlers()
-        _refuse_input(input_errors(command, h.registry))
-        return matter_view(await run_command(h, name, command, principal, key))
+    def check(command: Command) -> list[dict[str, Any]]:
+        return input_errors(command, get_handlers().registry)
 
-    def with_id(model: type[Command], matter_id: str, body: BaseModel | None = None) -> Command:
-        return model.model_validate({**(body.model_dump() if body else {}), "matter_id": matter_id})
-
-    # -- commands -------------------------------------------------------------------------
-    @router.post("/matters", status_code=201, tags=["matters"], summary="提交事项")
-    async def submit(
-        body: SubmitMatter,
-        idempotency_key: str | None = IdempotencyKey,
-        principal: Principal = Depends(caller),
-    ) -> dict[str, Any]:
-        """Raise a matter (议案、建议、提案、问题、企业诉求). A retry with the same
-        ``Idempotency-Key`` returns the same matter; the answer lists possible duplicates."""
-        view = await command("submit", body, principal, idempotency_key or None)
-        view["possible_duplicates"] = await duplicates_of(body.matter.title, body.matter.content, view["id"])
+    async def submitted(matter: Matter) -> dict[str, Any]:
+        """A submitted matter, with the possible duplicates the answer lists."""
+        view = matter_view(matter)
+        assert matter.data is not None
+        view["possible_duplicates"] = await duplicates_of(matter.data.title, matter.data.content, matter.id)
         return view
+
+    add_command_routes(router, COMMANDS[:1], handlers=get_handlers, caller=caller, view=submitted, check=check)
+    add_command_routes(router, COMMANDS[1:], handlers=get_handlers, caller=caller, view=matter_view, check=check)
+    add_command_routes(
+        router, ACTIVITY_COMMANDS, handlers=get_handlers, caller=caller, view=lambda a: a.model_dump(mode="json")
+    )
 
     @router.post("/matters/import", tags=["matters"], summary="批量导入事项（CSV / XLSX）", openapi_extra=_IMPORT_BODY)
     async def import_file(
@@ -242,43 +190,6 @@ def build_router(
             return await imports.import_matters(get_handlers(), principal, data, idempotency_key=idempotency_key)
         except imports.ImportRefused as err:
             return JSONResponse(error_body(err.code, err.message, "file"), err.status)
-
-    @router.post("/matters/{matter_id}/register", tags=["review"], summary="立案")
-    async def register(matter_id: str = MatterId, principal: Principal = Depends(caller)) -> dict[str, Any]:
-        return await command("register", with_id(RegisterMatter, matter_id), principal)
-
-    @router.post("/matters/{matter_id}/reject", tags=["review"], summary="不予立案")
-    async def reject(body: RejectBody, matter_id: str = MatterId, principal: Principal = Depends(caller)) -> dict:
-        return await command("reject", with_id(RejectMatter, matter_id, body), principal)
-
-    @router.post("/matters/{matter_id}/convert", tags=["review"], summary="转换类别")
-    async def convert(body: ConvertBody, matter_id: str = MatterId, principal: Principal = Depends(caller)) -> dict:
-        return await command("convert", with_id(ConvertMatter, matter_id, body), principal)
-
-    @router.post("/matters/{matter_id}/merge", tags=["review"], summary="并案")
-    async def merge(body: MergeBody, matter_id: str = MatterId, principal: Principal = Depends(caller)) -> dict:
-        return await command("merge", with_id(MergeMatter, matter_id, body), principal)
-
-    @router.post("/matters/{matter_id}/route", tags=["routing"], summary="本级办理")
-    async def route(body: RouteBody, matter_id: str = MatterId, principal: Principal = Depends(caller)) -> dict:
-        return await command("route", with_id(RouteMatter, matter_id, body), principal)
-
-    @router.post("/matters/{matter_id}/escalate", tags=["routing"], summary="上报上级")
-    async def escalate(body: EscalateBody, matter_id: str = MatterId, principal: Principal = Depends(caller)) -> dict:
-        return await command("escalate", with_id(EscalateMatter, matter_id, body), principal)
-
-    @router.post("/matters/{matter_id}/send-down", tags=["routing"], summary="交由下级办理")
-    async def send_down(body: SendDownBody, matter_id: str = MatterId, principal: Principal = Depends(caller)) -> dict:
-        return await command("send-down", with_id(SendDownMatter, matter_id, body), principal)
-
-    @router.post("/matters/{matter_id}/outcome", tags=["routing"], summary="记录办理结果")
-    async def outcome(body: OutcomeBody, matter_id: str = MatterId, principal: Principal = Depends(caller)) -> dict:
-        return await command("outcome", with_id(RecordOutcome, matter_id, body), principal)
-
-    @router.post("/activities", status_code=201, tags=["activities"], summary="登记活动")
-    async def record_activity(body: RecordActivity, principal: Principal = Depends(caller)) -> dict[str, Any]:
-        activity = await get_handlers().record_activity(body, principal)
-        return activity.model_dump(mode="json")
 
     # -- reads ----------------------------------------------------------------------------
     @router.get("/matters", tags=["matters"], summary="事项列表")
@@ -431,41 +342,22 @@ _IMPORT_BODY: dict[str, Any] = {
 
 
 # -- the app --------------------------------------------------------------------------------
-def create_api(
-    settings: Settings,
-    *,
-    handlers: Provided[IntakeHandlers],
-    engine: Provided[AsyncEngine],
-    health: Callable[[], Awaitable[bool]] | None = None,
-) -> FastAPI:
-    """The intake HTTP app of one level: the routes, typed errors, a body limit and ``/healthz``.
-
-    ``health`` (e.g. "is NATS connected") makes ``/healthz`` answer 503 when it says no.
-    """
-    app = FastAPI(
-        title=TITLE,
-        version="1",
-        telemetry=HTTP_TELEMETRY,
-        description=(
-            f"事项受理（{settings.jurisdiction}）：提交、审查（立案、不予立案、转类、并案）、本级办理、"
-            "上报、交下级、办理结果，以及问题清单、建议清单和活动。所有接口（/healthz 除外）需要 Bearer 令牌。"
-        ),
+def create_api(settings: Settings, *, handlers: Provided[IntakeHandlers], engine: Provided[AsyncEngine]) -> FastAPI:
+    """The intake HTTP app of one level."""
+    description = (
+        f"事项受理（{settings.jurisdiction}）：提交、审查（立案、不予立案、转类、并案）、本级办理、"
+        "上报、交下级、办理结果，以及问题清单、建议清单和活动。所有接口（/healthz、/readyz 除外）需要 Bearer 令牌。"
     )
-    app.state.settings = settings
-    install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=imports.MAX_BYTES + 1024 * 1024)
-    app.include_router(health_router(health))
-    app.include_router(build_router(settings, handlers=handlers, engine=engine))
-    return app
+    router = build_router(settings, handlers=handlers, engine=engine)
+    return service_app(TITLE, settings, router, max_body=imports.MAX_BYTES + 1024 * 1024, description=description)
 
 
 __all__ = [
     "COMMANDS",
     "TITLE",
-    "CommandSpec",
+    "CommandRoute",
     "build_router",
     "create_api",
     "input_errors",
     "matter_view",
-    "run_command",
 ]

@@ -7,24 +7,21 @@ import logging
 
 from faststream.nats import NatsBroker
 
-from contracts import integration as x
 from contracts import subjects
 from contracts.jurisdictions import JurisdictionRegistry, default_registry
-from contracts.tracking import CaseClosed
 from services.runtime import service as runtime_service
-from services.runtime.consumer import DurableWorker, carrying
+from services.runtime import sources
 from services.runtime.db import make_engine
 from services.runtime.eventstore import EventStore
 from services.runtime.levels import connect, ensure_level_streams
 from services.runtime.nats_commands import command_broker, documented_broker
-from services.runtime.projector import Projector
 from services.runtime.service import ServiceBase
 from services.runtime.settings import Settings
 
 from .api import create_api
 from .commands_nats import register_command_subscriber
 from .handlers import IntakeHandlers
-from .integration import RELAYED, IntakeIntegration
+from .integration import CaseOutcomes, Inbox, Relay
 from .projections import ActivityProjection, MatterHistoryProjection, MatterListProjection
 
 log = logging.getLogger("duban.intake")
@@ -52,57 +49,25 @@ class IntakeService(ServiceBase):
         await EventStore(self.nc, context=TRACKING, jurisdiction=self.here, settings=self.settings).ensure_streams()
         self.streams = [self.store.stream, subjects.outbox_stream(self.here), subjects.inbox_stream(self.here)]
         self.handlers = IntakeHandlers(self.store, self.registry)
-        self.integration = IntakeIntegration(self.handlers)
-        self.projectors = [
-            Projector(
-                self.nc,
-                projection,
-                self.engine,
-                stream=self.store.stream,
-                filter_subjects=[subjects.event_wildcard(self.context, self.here)],
-                jurisdiction=self.here,
-                context=self.context,
-                settings=self.settings,
-            )
-            for projection in (MatterListProjection(), MatterHistoryProjection(), ActivityProjection())
-        ]
-        self.relay = DurableWorker(
-            self.nc,
-            stream=self.store.stream,
-            durable="intake_outbox_relay",
-            handle=self.integration.relay,
-            wants=carrying(*RELAYED),
-            jurisdiction=self.here,
-            context=self.context,
-            span_name=f"relay {subjects.event_subject_template(self.context)}",
-            settings=self.settings,
+        own = sources.events(self.context, self.here)
+        await self.run_workers(
+            [
+                *(
+                    self.projector(projection, own)
+                    for projection in (MatterListProjection(), MatterHistoryProjection(), ActivityProjection())
+                ),
+                self.reactor(Relay(self.handlers), own, durable="intake_outbox_relay", verb="relay"),
+                self.reactor(
+                    Inbox(self.handlers), sources.inbox(self.here, *Inbox.KINDS), durable="intake_inbox", verb="receive"
+                ),
+                self.reactor(
+                    CaseOutcomes(self.handlers),
+                    sources.events(TRACKING, self.here),
+                    durable="intake_tracking_events",
+                    verb="record outcome",
+                ),
+            ]
         )
-        self.inbox = DurableWorker(
-            self.nc,
-            stream=subjects.inbox_stream(self.here),
-            durable="intake_inbox",
-            handle=self.integration.receive,
-            jurisdiction=self.here,
-            context=self.context,
-            span_name="receive duban.x.{to}.{from}.{kind}",
-            filter_subjects=[
-                f"duban.x.{self.here}.*.{kind}" for kind in (x.KIND_HANDED_OVER, x.KIND_TAKEN_IN, x.KIND_OUTCOME)
-            ],
-            settings=self.settings,
-        )
-        self.tracking = DurableWorker(
-            self.nc,
-            stream=subjects.event_stream(TRACKING, self.here),
-            durable="intake_tracking_events",
-            handle=self.integration.tracking_event,
-            wants=carrying(CaseClosed.event_type),
-            jurisdiction=self.here,
-            context=self.context,
-            span_name=f"record outcome {subjects.event_subject_template(TRACKING)}",
-            filter_subjects=[subjects.event_wildcard(TRACKING, self.here)],
-            settings=self.settings,
-        )
-        await self.run_workers([*self.projectors, self.relay, self.inbox, self.tracking])
         log.info("intake started", extra={"jurisdiction": self.here})
 
     async def stop(self) -> None:

@@ -21,9 +21,11 @@ from faststream.nats import NatsBroker, NatsMessage
 from pydantic import ValidationError
 
 from services.runtime.nats_commands import answer, authenticate, header, invalid, raw_body, refusal
+from services.runtime.routes import IDEMPOTENCY_KEY_MAX
+from services.runtime.routes import run as run_route
 from services.runtime.settings import Settings
 
-from .api import COMMANDS, IDEMPOTENCY_KEY_MAX, input_errors, matter_view, run_command
+from .api import COMMANDS_BY_NAME, input_errors, matter_view
 from .handlers import IntakeHandlers
 
 log = logging.getLogger("duban.intake.commands")
@@ -45,9 +47,9 @@ async def handle_command(
 ) -> dict[str, Any]:
     """Authenticate, validate and run one command; the reply, whatever happens."""
     name = subject.rsplit(".", 1)[-1]
-    spec = COMMANDS.get(name)
-    if spec is None:
-        return refusal(404, "unknown_command", f"未知的命令，可用：{'、'.join(COMMANDS)}", "subject")
+    route = COMMANDS_BY_NAME.get(name)
+    if route is None:
+        return refusal(404, "unknown_command", f"未知的命令，可用：{'、'.join(COMMANDS_BY_NAME)}", "subject")
     principal = authenticate(headers, settings, handlers.here)
     if isinstance(principal, dict):
         return principal
@@ -55,14 +57,14 @@ async def handle_command(
     if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
         return refusal(422, "invalid", f"Idempotency-Key 过长（最多 {IDEMPOTENCY_KEY_MAX} 个字符）", "Idempotency-Key")
     try:
-        command = spec.model.model_validate_json(body)
+        command = route.model.model_validate_json(body)
     except ValidationError as err:
         return invalid(err.errors(include_input=False, include_url=False))
     if errors := input_errors(command, handlers.registry):
         return invalid(errors)
 
     async def run() -> dict[str, Any]:
-        matter = await run_command(handlers, name, command, principal, key)
+        matter = await run_route(route, handlers, command, principal, key)
         return {"ok": True, "matter": matter_view(matter)}
 
     return await answer(run(), name)
@@ -87,7 +89,8 @@ def register_command_subscriber(
         title=f"{context} commands",
         description=(
             "Commands of other systems, request/reply: subject duban.cmd.intake.<jurisdiction>.<command> "
-            f"with <command> one of {', '.join(COMMANDS)}; body the command as JSON (contracts/schemas/commands); "
+            f"with <command> one of {', '.join(COMMANDS_BY_NAME)}; "
+            "body the command as JSON (contracts/schemas/commands); "
             "headers Authorization: Bearer <jwt> and Idempotency-Key. Reply: {ok: true, matter} or "
             "{ok: false, status, error: {code, message, field}}."
         ),

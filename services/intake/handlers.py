@@ -19,6 +19,7 @@ from contracts.intake import (
     ConvertMatter,
     EscalateMatter,
     Hop,
+    MatterData,
     MergeMatter,
     Outcome,
     RecordActivity,
@@ -33,7 +34,7 @@ from contracts.jurisdictions import JurisdictionRegistry
 from contracts.tracking import CaseClosed
 from services.runtime.aggregate import DomainError, NotAllowed
 from services.runtime.auth import Principal, Role
-from services.runtime.commands import execute
+from services.runtime.commands import create_once, execute
 from services.runtime.eventstore import EventStore
 from services.runtime.ids import id_deriver
 
@@ -84,24 +85,19 @@ class IntakeHandlers:
             activity = await self.store.load(Activity, command.matter.activity_id)
             if not activity.exists:
                 raise DomainError("活动不存在", field="matter.activity_id", code="not_found")
-        if idempotency_key:
-            matter_id = derived_id(self.here, principal.id, idempotency_key)
-        else:
-            matter_id = uuid.uuid4().hex
-
-        def decide(matter: Matter):
-            if matter.exists:
-                return []  # the same submission again
-            return matter.submit(command.matter, idempotency_key=idempotency_key)
-
-        matter, _ = await execute(
+        matter_id = derived_id(self.here, principal.id, idempotency_key) if idempotency_key else uuid.uuid4().hex
+        matter, _ = await create_once(
             self.store,
             Matter,
             matter_id,
-            decide,
+            lambda m: m.submit(command.matter, idempotency_key=idempotency_key),
             actor=principal.actor(Role.liaison_station, Role.deputy, Role.committee, Role.system),
             event_ids=lambda n: [derived_id(matter_id, "submitted", str(i)) for i in range(n)],
         )
+        if idempotency_key and matter.data is not None and not _same_submission(matter.data, command.matter):
+            raise DomainError(
+                "该 Idempotency-Key 已用于另一项内容不同的提交", field="Idempotency-Key", code="idempotency_key_reused"
+            )
         return matter
 
     # -- 2. reviewed -------------------------------------------------------------------
@@ -177,17 +173,24 @@ class IntakeHandlers:
         return await self._run(command.matter_id, principal, lambda m: m.record_outcome(outcome, here))
 
     # -- activities --------------------------------------------------------------------
-    async def record_activity(self, command: RecordActivity, principal: Principal) -> Activity:
+    async def record_activity(
+        self, command: RecordActivity, principal: Principal, idempotency_key: str | None = None
+    ) -> Activity:
+        """An activity of a liaison station or committee (visits, research, meetings); a retry
+        with the same idempotency key records it once."""
         self._in_scope(principal)
         if not principal.has(Role.liaison_station, Role.committee, Role.admin):
             raise NotAllowed("仅联络站或工委可以登记活动")
         event = ActivityRecorded(**command.model_dump())
-        activity, _ = await execute(
+        key = idempotency_key
+        the_id = derived_id(self.here, principal.id, "activity", key) if key else uuid.uuid4().hex
+        activity, _ = await create_once(
             self.store,
             Activity,
-            uuid.uuid4().hex,
+            the_id,
             lambda a: a.record(event),
             actor=principal.actor(Role.liaison_station),
+            event_ids=lambda n: [derived_id(the_id, "recorded", str(i)) for i in range(n)],
         )
         return activity
 
@@ -256,3 +259,8 @@ class IntakeHandlers:
     async def _run(self, matter_id: str, principal: Principal, decide) -> Matter:
         matter, _ = await execute(self.store, Matter, matter_id, decide, actor=principal.actor(Role.committee))
         return matter
+
+
+def _same_submission(stored: MatterData, sent: MatterData) -> bool:
+    """A retry repeats what was submitted (its kind may have been converted since)."""
+    return (stored.title, stored.content, stored.lead) == (sent.title, sent.content, sent.lead)

@@ -25,10 +25,14 @@ from contracts.notify import (
     MONTH_PATTERN,
     AddTypicalCase,
     DeliveryStatus,
+    MarkRead,
     NoticeChannel,
     NoticeKind,
     RecipientEntry,
     ReleaseDisclosure,
+    RemoveTypicalCase,
+    ReplayDelivery,
+    ReportSummary,
     SubmitPublicComment,
     WithdrawDisclosure,
 )
@@ -36,12 +40,12 @@ from services.runtime.aggregate import DomainError, NotAllowed
 from services.runtime.auth import Principal, Role
 from services.runtime.http import (
     Provided,
-    body_model,
     principal_from_request,
     provided,
     refusals,
     service_app,
 )
+from services.runtime.routes import CommandRoute, add_command_routes
 from services.runtime.settings import Settings
 
 from . import lists, projections, summary
@@ -56,8 +60,83 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 DeliveryId = Path(pattern=ID_PATTERN, description="发送记录编号")
 CaseId = Path(pattern=ID_PATTERN, description="办理件编号")
 Month = Path(pattern=MONTH_PATTERN, description="月份，如 2026-09")
-WithdrawBody = body_model(WithdrawDisclosure, "case_id")
-TypicalCaseBody = body_model(AddTypicalCase, "month")
+MONTH = {"month": "月份，如 2026-09"}
+
+
+def _typical_cases(state: MonthlySummary) -> dict[str, Any]:
+    return {"month": state.month, "typical_cases": [c.model_dump(mode="json") for c in state.typical_cases]}
+
+
+#: Notify's commands: the inbox, deliveries, the monthly summary, disclosures.
+COMMANDS = [
+    CommandRoute(
+        "/inbox/{delivery_id}/read",
+        MarkRead,
+        "mark_read",
+        "标记已读",
+        ("inbox",),
+        ids={"delivery_id": "发送记录编号"},
+        view=lambda d: {"id": d.id, "read_by": d.read_by},
+    ),
+    CommandRoute(
+        "/deliveries/{delivery_id}/replay",
+        ReplayDelivery,
+        "replay",
+        "重发（结果不明或已转死信的通知）",
+        ("deliveries",),
+        ids={"delivery_id": "发送记录编号"},
+        view=lambda d: {"id": d.id, "replay": "requested"},
+    ),
+    CommandRoute(
+        "/summaries/{month}/report",
+        ReportSummary,
+        "report_summary",
+        "立即汇总并报送上级",
+        ("summary",),
+        ids=MONTH,
+        view=lambda s: {
+            "month": s.month,
+            "revision": s.revision,
+            "figures": s.figures.model_dump() if s.figures else None,
+        },
+    ),
+    CommandRoute(
+        "/summaries/{month}/typical-cases",
+        AddTypicalCase,
+        "add_typical_case",
+        "添加典型案例",
+        ("summary",),
+        ids=MONTH,
+        view=_typical_cases,
+    ),
+    CommandRoute(
+        "/summaries/{month}/typical-cases/{case_id}",
+        RemoveTypicalCase,
+        "remove_typical_case",
+        "删除典型案例",
+        ("summary",),
+        ids={**MONTH, "case_id": "典型案例编号"},
+        view=_typical_cases,
+        verb="DELETE",
+    ),
+    CommandRoute(
+        "/disclosures",
+        ReleaseDisclosure,
+        "release",
+        "发布公示（已办结的重点件）",
+        ("disclosure",),
+        view=lambda d: {"id": d.id, "released": d.released, "text": d.text.model_dump()},
+    ),
+    CommandRoute(
+        "/disclosures/{case_id}/withdraw",
+        WithdrawDisclosure,
+        "withdraw",
+        "撤回公示",
+        ("disclosure",),
+        ids={"case_id": "办理件编号"},
+        view=lambda d: {"id": d.id, "released": d.released},
+    ),
+]
 
 
 def _require(principal: Principal, roles: tuple[Role, ...], what: str) -> None:
@@ -108,11 +187,6 @@ def build_router(settings: Settings, *, handlers: Provided[NotifyHandlers], engi
         rows = await projections.inbox(get_engine(), reader_ids(principal), unread=unread, limit=limit, offset=offset)
         return {"items": [_delivery_view(r) for r in rows], "limit": limit, "offset": offset}
 
-    @router.post("/inbox/{delivery_id}/read", tags=["inbox"], summary="标记已读")
-    async def mark_read(delivery_id: str = DeliveryId, principal: Principal = Depends(caller)) -> dict[str, Any]:
-        delivery = await get_handlers().mark_read(delivery_id, principal)
-        return {"id": delivery.id, "read_by": delivery.read_by}
-
     # -- deliveries (operators) -----------------------------------------------------------
     @router.get("/deliveries", tags=["deliveries"], summary="通知发送记录")
     async def deliveries(
@@ -149,12 +223,6 @@ def build_router(settings: Settings, *, handlers: Provided[NotifyHandlers], engi
             for e in await h.store.history(delivery_id)
         ]
         return {"delivery": delivery.model_dump(mode="json"), "history": history}
-
-    @router.post("/deliveries/{delivery_id}/replay", tags=["deliveries"], summary="重发（结果不明或已转死信的通知）")
-    async def replay(delivery_id: str = DeliveryId, principal: Principal = Depends(caller)) -> dict[str, Any]:
-        """Sends the notice again: for one settled in doubt, only after checking it did not arrive."""
-        delivery = await get_handlers().replay(delivery_id, principal)
-        return {"id": delivery.id, "replay": "requested"}
 
     # -- the directory --------------------------------------------------------------------
     @router.get("/directory", tags=["directory"], summary="通讯录")
@@ -228,42 +296,7 @@ def build_router(settings: Settings, *, handlers: Provided[NotifyHandlers], engi
             return _file(content, XLSX, f"{view['name']}{month}情况汇总表.xlsx")
         return view
 
-    @router.post("/summaries/{month}/report", tags=["summary"], summary="立即汇总并报送上级")
-    async def report_now(month: str = Month, principal: Principal = Depends(caller)) -> dict[str, Any]:
-        h = get_handlers()
-        h._staff(principal, "报送汇总表")
-        compiled = await h.compile_summary(month, actor=principal.actor(Role.committee))
-        return {
-            "month": month,
-            "revision": compiled.revision,
-            "figures": compiled.figures.model_dump() if compiled.figures else None,
-        }
-
-    @router.post("/summaries/{month}/typical-cases", tags=["summary"], summary="添加典型案例")
-    async def typical_case(body: TypicalCaseBody, month: str = Month, principal: Principal = Depends(caller)):
-        command = AddTypicalCase.model_validate({**body.model_dump(), "month": month})
-        summary_state = await get_handlers().add_typical_case(command, principal)
-        return {"month": month, "typical_cases": [c.model_dump(mode="json") for c in summary_state.typical_cases]}
-
-    @router.delete("/summaries/{month}/typical-cases/{case_id}", tags=["summary"], summary="删除典型案例")
-    async def remove_typical_case(
-        month: str = Month, case_id: str = Path(pattern=ID_PATTERN), principal: Principal = Depends(caller)
-    ) -> dict[str, Any]:
-        summary_state = await get_handlers().remove_typical_case(month, case_id, principal)
-        return {"month": month, "typical_cases": [c.model_dump(mode="json") for c in summary_state.typical_cases]}
-
-    # -- disclosure (staff) ---------------------------------------------------------------
-    @router.post("/disclosures", tags=["disclosure"], summary="发布公示（已办结的重点件）")
-    async def release(body: ReleaseDisclosure, principal: Principal = Depends(caller)) -> dict[str, Any]:
-        disclosure = await get_handlers().release(body, principal)
-        return {"id": disclosure.id, "released": disclosure.released, "text": disclosure.text.model_dump()}
-
-    @router.post("/disclosures/{case_id}/withdraw", tags=["disclosure"], summary="撤回公示")
-    async def withdraw(body: WithdrawBody, case_id: str = CaseId, principal: Principal = Depends(caller)):
-        command = WithdrawDisclosure.model_validate({**body.model_dump(), "case_id": case_id})
-        disclosure = await get_handlers().withdraw(command, principal)
-        return {"id": disclosure.id, "released": disclosure.released}
-
+    add_command_routes(router, COMMANDS, handlers=get_handlers, caller=caller, view=lambda state: state)
     return router
 
 

@@ -17,20 +17,17 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from nats.aio.msg import Msg
-
 from contracts import integration as x
 from contracts import notify as n
 from contracts import subjects
-from contracts.envelope import EVENT_TYPES_HEADER, SHANGHAI, decode_commit, utcnow
-from contracts.events import Event
+from contracts.envelope import SHANGHAI, utcnow
 from contracts.jurisdictions import JurisdictionRegistry, Level, default_registry
 from services.runtime import service as runtime_service
-from services.runtime.consumer import DurableWorker, carrying
+from services.runtime import sources
+from services.runtime.consumer import carrying
 from services.runtime.db import make_engine
 from services.runtime.eventstore import EventStore
 from services.runtime.levels import connect, ensure_level_streams
-from services.runtime.projector import Projector
 from services.runtime.service import ServiceBase
 from services.runtime.settings import Settings
 
@@ -39,15 +36,16 @@ from .api import create_api
 from .channels import EmailChannel, WebhookChannel
 from .dispatch import REQUESTS, Dispatcher, DispatchWorker
 from .domain import previous_month
-from .handlers import NotifyHandlers
-from .notices import EVALUATION_TYPES, INTAKE_TYPES, TRACKING_TYPES, NoticePlanner
+from .handlers import CommentForwarding, NotifyHandlers, PlannedNotices, SummaryRelay
+from .notices import NoticePlanner
 from .settings import NotifySettings
 from .texts import Templates
 
 log = logging.getLogger("duban.notify")
 
 CONTEXT = "notify"
-SOURCES = {"intake": INTAKE_TYPES, "tracking": TRACKING_TYPES, "evaluation": EVALUATION_TYPES}
+#: The contexts of this level whose events call for notices.
+SOURCES = ("intake", "tracking", "evaluation")
 #: The day of the next month each level reports its summary by, unless configured.
 REPORT_DAY = {Level.TOWNSHIP: 5, Level.COUNTY: 10}
 
@@ -111,37 +109,24 @@ class NotifyService(ServiceBase):
         # Leases are real time, whatever the business clock says (tests move that one by hand).
         self.dispatcher = Dispatcher(self.store, self.senders, lease_s=settings.send_lease_s, clock=utcnow)
 
-        own = subjects.event_wildcard(CONTEXT, self.here)
-        intake, tracking, evaluation = (
-            (self.sources[c].stream, subjects.event_wildcard(c, self.here))
-            for c in ("intake", "tracking", "evaluation")
-        )
-        inbox_filter = f"duban.x.{self.here}.*.{x.KIND_MONTHLY_SUMMARY}"
-        placed = [
-            (p.DirectoryProjection(), self.store.stream, own),
-            (p.DeliveryProjection(), self.store.stream, own),
-            (p.SummaryProjection(), self.store.stream, own),
-            (p.DisclosureProjection(), self.store.stream, own),
-            (p.CommentProjection(), self.store.stream, own),
-            (p.MatterProjection(), *intake),
-            (p.ActivityProjection(), *intake),
-            (p.CaseProjection(), *tracking),
-            (p.GroupActivityProjection(), *tracking),
-            (p.EvaluationProjection(), *evaluation),
-            (p.ReportedSummaryProjection(), subjects.inbox_stream(self.here), inbox_filter),
-        ]
+        own, intake, tracking, evaluation = (sources.events(c, self.here) for c in (CONTEXT, *SOURCES))
         self.projectors = [
-            Projector(
-                self.nc,
-                projection,
-                self.engine,
-                stream=stream,
-                filter_subjects=[subject],
-                jurisdiction=self.here,
-                context=CONTEXT,
-                settings=settings,
-            )
-            for projection, stream, subject in placed
+            *(
+                self.projector(projection, own)
+                for projection in (
+                    p.DirectoryProjection(),
+                    p.DeliveryProjection(),
+                    p.SummaryProjection(),
+                    p.DisclosureProjection(),
+                    p.CommentProjection(),
+                )
+            ),
+            self.projector(p.MatterProjection(), intake),
+            self.projector(p.ActivityProjection(), intake),
+            self.projector(p.CaseProjection(), tracking),
+            self.projector(p.GroupActivityProjection(), tracking),
+            self.projector(p.EvaluationProjection(), evaluation),
+            self.projector(p.ReportedSummaryProjection(), sources.inbox(self.here, x.KIND_MONTHLY_SUMMARY)),
         ]
         # The directory first: notices planned from the first event already find their recipients.
         directory = self.projectors[0]
@@ -151,20 +136,10 @@ class NotifyService(ServiceBase):
             log.info("directory file applied", extra={"recorded": loaded, "file": str(settings.directory_file)})
         await directory.catch_up()
 
+        noticed = PlannedNotices(self.planner, self.handlers)
         self.listeners = [
-            DurableWorker(
-                self.nc,
-                stream=self.sources[context].stream,
-                durable=f"notify_{context}_events",
-                handle=self._listener(types),
-                wants=carrying(*types),
-                jurisdiction=self.here,
-                context=CONTEXT,
-                span_name=f"plan notices {subjects.event_subject_template(context)}",
-                filter_subjects=[subjects.event_wildcard(context, self.here)],
-                settings=settings,
-            )
-            for context, types in SOURCES.items()
+            self.reactor(noticed, sources.events(c, self.here), durable=f"notify_{c}_events", verb="plan notices")
+            for c in SOURCES
         ]
         self.sender = DispatchWorker(
             self.nc,
@@ -177,59 +152,21 @@ class NotifyService(ServiceBase):
             concurrency=8,
             jurisdiction=self.here,
             context=CONTEXT,
-            span_name=f"send {subjects.event_subject_template(CONTEXT)}",
-            filter_subjects=[own],
+            span_name=f"send {own.span_subject}",
+            filter_subjects=list(own.filter_subjects),
             wants=carrying(*REQUESTS),
             settings=settings.model_copy(update={"max_deliver": settings.delivery_attempts}),
             batch=20,
         )
-        self.relay = self._effect(
-            "notify_summary_relay", "relay", n.MonthlySummaryCompiled, self.handlers.relay_summary
-        )
-        self.comments = self._effect(
-            "notify_public_comments", "forward comment", n.PublicCommentReceived, self.handlers.forward_comment
+        self.relay = self.reactor(SummaryRelay(self.handlers), own, durable="notify_summary_relay", verb="relay")
+        self.comments = self.reactor(
+            CommentForwarding(self.handlers), own, durable="notify_public_comments", verb="forward comment"
         )
         await self.run_workers([*self.projectors, *self.listeners, self.sender, self.relay, self.comments])
         if sweep:
+            self._stopping.clear()  # a start tried again after a failed one (NATS not back yet)
             self.run_task(self._sweep_forever, "summary-sweep")
         log.info("notify started", extra={"jurisdiction": self.here, "channels": sorted(self.senders)})
-
-    # -- listeners ---------------------------------------------------------------------
-    def _listener(self, types: set[str]):
-        async def handle(msg: Msg) -> None:
-            """One commit of a producer's stream: plan the notices of the events it holds."""
-            header = (msg.headers or {}).get(EVENT_TYPES_HEADER)
-            if header is not None and not types.intersection(header.split(",")):
-                return
-            for envelope in decode_commit(msg.data):
-                if envelope.event_type in types:
-                    notices = await self.planner.notices_for(envelope)
-                    # each notice is its own deliveries (own aggregates): planned side by side
-                    await asyncio.gather(*(self.handlers.plan(notice, envelope) for notice in notices))
-
-        return handle
-
-    def _effect(self, durable: str, verb: str, event: type[Event], effect) -> DurableWorker:
-        """A durable worker on this level's NOTIFY stream doing ``effect`` for each ``event``
-        (idempotent effects: publishing with a derived ``Nats-Msg-Id``, an idempotency key)."""
-
-        async def handle(msg: Msg) -> None:
-            for envelope in decode_commit(msg.data):
-                if envelope.event_type == event.event_type:
-                    await effect(envelope)
-
-        return DurableWorker(
-            self.nc,
-            stream=self.store.stream,
-            durable=durable,
-            handle=handle,
-            wants=carrying(event.event_type),
-            jurisdiction=self.here,
-            context=CONTEXT,
-            span_name=f"{verb} {subjects.event_subject_template(CONTEXT)}",
-            filter_subjects=[subjects.event_wildcard(CONTEXT, self.here)],
-            settings=self.settings,
-        )
 
     # -- the monthly summary sweep -----------------------------------------------------
     def report_day(self) -> int | None:

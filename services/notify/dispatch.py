@@ -40,6 +40,7 @@ from contracts.notify import DeliveryPlanned, DeliveryReplayed, NoticeChannel
 from services.runtime.commands import execute
 from services.runtime.consumer import DurableWorker
 from services.runtime.eventstore import EventStore
+from services.runtime.metrics import DELIVERIES
 
 from .channels import PermanentFailure, SendError, TransientFailure, UncertainOutcome
 from .domain import Delivery, SendDecision
@@ -131,25 +132,31 @@ class Dispatcher:
         assert delivery.planned is not None
         sender = self.senders.get(delivery.planned.channel)
         attempt = decision.attempt
+        channel = delivery.planned.channel.value
         try:
             if sender is None:
-                raise PermanentFailure(f"channel {delivery.planned.channel.value} is off at this level")
+                raise PermanentFailure(f"channel {channel} is off at this level")
             detail = await sender.send(delivery_id, delivery.planned)  # type: ignore[attr-defined]
         except TransientFailure as err:
+            DELIVERIES.labels(channel, "retry").inc()
             error = str(err)
             await self._record(delivery_id, lambda d: d.failed(attempt, error, False))
             raise
         except PermanentFailure as err:
+            DELIVERIES.labels(channel, "failed").inc()
             error = str(err)
             await self._record(delivery_id, lambda d: d.failed(attempt, error, True))
             raise Settle("dead", error, attempt) from None
         except UncertainOutcome as err:
+            DELIVERIES.labels(channel, "in_doubt").inc()
             error = f"in doubt: {err}; not resent (at most once): check with the recipient, then replay"
             raise Settle("in_doubt", f"发送过程中断，无法确定是否已送达（{err}）", attempt, error) from None
         except Exception as err:  # anything unforeseen while sending: it may have gone out
+            DELIVERIES.labels(channel, "in_doubt").inc()
             error = f"in doubt: unexpected {type(err).__name__} while sending; not resent (at most once)"
             reason = f"发送时出现意外错误，无法确定是否已送达（{type(err).__name__}）"
             raise Settle("in_doubt", reason, attempt, error) from None
+        DELIVERIES.labels(channel, "sent").inc()
         await self._record(delivery_id, lambda d: d.delivered(attempt, detail))
         log.info(
             "notice delivered",

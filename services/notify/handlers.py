@@ -37,10 +37,12 @@ from services.runtime.commands import execute
 from services.runtime.eventstore import ConcurrencyError, EventStore
 from services.runtime.ids import id_deriver
 from services.runtime.levels import send_to_level
+from services.runtime.metrics import DELIVERIES
+from services.runtime.reactions import Reactions, reacts_to
 
 from . import projections
 from .domain import Delivery, DirectoryEntry, Disclosure, MonthlySummary, PublicComment
-from .notices import Notice
+from .notices import EVALUATION_TYPES, INTAKE_TYPES, TRACKING_TYPES, Notice, NoticePlanner
 from .settings import NotifySettings
 from .summary import children_cases, level_rows
 from .texts import Templates
@@ -219,27 +221,33 @@ class NotifyHandlers:
                 new = not commit.duplicate
             except ConcurrencyError:
                 new = False
+            if new and channel == n.NoticeChannel.inbox:
+                DELIVERIES.labels(channel.value, "sent").inc()  # in the inbox by being stored
             requested += channel != n.NoticeChannel.inbox and new
         return requested
 
-    async def replay(self, the_id: str, principal: Principal) -> Delivery:
+    async def replay(self, command: n.ReplayDelivery, principal: Principal) -> Delivery:
         """An operator puts an in-doubt or dead-lettered delivery back on its way: the sender sends
         it once more when it reads the ``DeliveryReplayed`` commit."""
         self._in_scope(principal)
         if not principal.has(*OPERATORS, *STAFF):
             raise NotAllowed("仅运维人员或工委工作人员可以重发通知")
         delivery, _ = await execute(
-            self.store, Delivery, the_id, lambda d: d.replay(principal.id), actor=principal.actor(Role.operator)
+            self.store,
+            Delivery,
+            command.delivery_id,
+            lambda d: d.replay(principal.id),
+            actor=principal.actor(Role.operator),
         )
-        log.info("delivery replay requested", extra={"delivery_id": the_id, "by": principal.id})
+        log.info("delivery replay requested", extra={"delivery_id": command.delivery_id, "by": principal.id})
         return delivery
 
-    async def mark_read(self, the_id: str, principal: Principal) -> Delivery:
+    async def mark_read(self, command: n.MarkRead, principal: Principal) -> Delivery:
         self._in_scope(principal)
         delivery, _ = await execute(
             self.store,
             Delivery,
-            the_id,
+            command.delivery_id,
             lambda d: d.read(principal.id, set(reader_ids(principal))),
             actor=principal.actor(),
         )
@@ -405,8 +413,9 @@ class NotifyHandlers:
         )
         return summary
 
-    async def remove_typical_case(self, month: str, case_id: str, principal: Principal) -> MonthlySummary:
+    async def remove_typical_case(self, command: n.RemoveTypicalCase, principal: Principal) -> MonthlySummary:
         self._staff(principal, "删除典型案例")
+        month, case_id = command.month, command.case_id
         summary, _ = await execute(
             self.store,
             MonthlySummary,
@@ -415,6 +424,11 @@ class NotifyHandlers:
             actor=principal.actor(Role.committee),
         )
         return summary
+
+    async def report_summary(self, command: n.ReportSummary, principal: Principal) -> MonthlySummary:
+        """Staff compile and report ``month`` now rather than on the report day."""
+        self._staff(principal, "报送汇总表")
+        return await self.compile_summary(command.month, actor=principal.actor(Role.committee))
 
     async def compile_summary(self, month: str, *, actor: Actor | None = None) -> MonthlySummary:
         """Compile this level's summary of ``month`` (its own figures and its lower levels' reports);
@@ -475,3 +489,40 @@ def reader_ids(principal: Principal) -> list[str]:
 def _directory_key(recipient_id: str) -> str:
     """Directory entries are aggregates: ids such as ``role:committee`` are hashed into a subject token."""
     return derived_id("recipient", recipient_id)
+
+
+# -- reactions --------------------------------------------------------------------------------
+class PlannedNotices(Reactions):
+    """Intake's, tracking's and evaluation's events at this level: the notices each calls for,
+    planned (each notice its own deliveries, their own aggregates: planned side by side)."""
+
+    def __init__(self, planner: NoticePlanner, handlers: NotifyHandlers) -> None:
+        self.planner = planner
+        self.handlers = handlers
+
+    @reacts_to(*INTAKE_TYPES, *TRACKING_TYPES, *EVALUATION_TYPES)
+    async def plan(self, event: object, envelope: Envelope) -> None:
+        notices = await self.planner.notices_for(envelope)
+        await asyncio.gather(*(self.handlers.plan(notice, envelope) for notice in notices))
+
+
+class SummaryRelay(Reactions):
+    """A compiled monthly summary goes up to the level above."""
+
+    def __init__(self, handlers: NotifyHandlers) -> None:
+        self.handlers = handlers
+
+    @reacts_to(n.MonthlySummaryCompiled)
+    async def relay(self, event: n.MonthlySummaryCompiled, envelope: Envelope) -> None:
+        await self.handlers.relay_summary(envelope)
+
+
+class CommentForwarding(Reactions):
+    """A public comment on a disclosure goes to intake as a matter."""
+
+    def __init__(self, handlers: NotifyHandlers) -> None:
+        self.handlers = handlers
+
+    @reacts_to(n.PublicCommentReceived)
+    async def forward(self, event: n.PublicCommentReceived, envelope: Envelope) -> None:
+        await self.handlers.forward_comment(envelope)

@@ -41,7 +41,8 @@ COMMIT_HEADERS: dict[str, Any] = {
     "required": ["Nats-Msg-Id", EVENT_TYPES_HEADER, PREVIOUS_SEQUENCE_HEADER],
 }
 
-#: The headers of a dead letter: the original ones (without JetStream's publish expectations) plus these.
+#: The headers of a dead letter: the original ones (its ``Nats-*`` headers renamed
+#: ``Duban-Original-Nats-*``, which JetStream would refuse or act on) plus these.
 DEADLETTER_HEADERS: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -53,6 +54,11 @@ DEADLETTER_HEADERS: dict[str, Any] = {
         "Duban-Attempts": {**_STRING, "description": "number of deliveries before it was dead-lettered"},
         "Duban-Error": {**_STRING, "description": "the last error, one line, ASCII (JSON string escapes)"},
         "traceparent": {**_STRING, "description": "W3C trace context, copied from the original"},
+        "Duban-Original-Nats-Msg-Id": {**_STRING, "description": "the original's Nats-Msg-Id, if it had one"},
+        "Duban-Original-Nats-Stream-Source": {
+            **_STRING,
+            "description": "the original's Nats-Stream-Source, when it came into an INBOX by sourcing",
+        },
     },
     "required": ["Nats-Msg-Id", "Duban-Original-Subject", "Duban-Consumer", "Duban-Error"],
 }

@@ -5,7 +5,8 @@ arguments and returning the exit code, registered in :func:`build_parser`::
 
     duban contracts export [--out DIR]   write JSON Schemas and the AsyncAPI document
     duban contracts check  [--out DIR]   exit 1 when the committed files differ from the code
-    duban up [--data-dir DIR] [--demo]   the whole system on this machine (embedded NATS)
+    duban up [--data-dir DIR] [--levels CODES] [--services NAMES] [--demo]
+                                         the whole system on this machine (embedded NATS)
     duban serve SERVICE --jurisdiction CODE [--settings FILE]   one service of one level
 """
 
@@ -76,7 +77,17 @@ def _up(args: argparse.Namespace) -> int:
         levels=tuple(args.levels.split(",")) if args.levels else up.DEFAULT_LEVELS,
         http_base=args.http_port_base,
         demo=args.demo,
+        services=args.services,
     )
+
+
+def _service_list(text: str) -> list[str]:
+    """``--services``: comma-separated names among :data:`SERVICES`."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SERVICES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated names among {','.join(SERVICES)}")
+    return names
 
 
 def _add_up(subparsers: argparse._SubParsersAction) -> None:
@@ -96,6 +107,12 @@ def _add_up(subparsers: argparse._SubParsersAction) -> None:
         help="intake at PORT + level index, tracking at PORT+100 + …, evaluation +200, notify +300 (default 8100)",
     )
     up.add_argument("--levels", help="comma-separated codes (default 331000,331081,331081100)")
+    up.add_argument(
+        "--services",
+        type=_service_list,
+        metavar="NAMES",
+        help="comma-separated services to run, among intake,tracking,evaluation,notify (default: every one installed)",
+    )
     up.add_argument("--demo", action="store_true", help="also load a demo built from the seeds (idempotent)")
     up.set_defaults(func=_up)
 

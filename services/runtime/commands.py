@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from contracts.envelope import SYSTEM_ACTOR, Actor
 from contracts.events import Event
@@ -67,3 +67,23 @@ async def execute(
                     raise
                 log.info("concurrency conflict, retrying", extra={"aggregate_id": aggregate_id, "attempt": attempt + 1})
     raise AssertionError("unreachable")
+
+
+async def create_once(
+    store: EventStore,
+    cls: type[A],
+    aggregate_id: str,
+    create: Callable[[A], Sequence[Event]],
+    **options: Any,
+) -> tuple[A, bool]:
+    """Create the aggregate ``aggregate_id`` with ``create`` unless it exists already: how every
+    command that creates is made idempotent. A caller with an ``Idempotency-Key`` derives the id
+    from the key and whose it is (``routes.py``), so a retry finds what the first request created
+    and appends nothing. Returns the aggregate and whether this call created it. ``options`` are
+    :func:`execute`'s (``actor``, ``event_ids``, ...)."""
+
+    def decide(aggregate: A) -> Sequence[Event]:
+        return [] if aggregate.exists else create(aggregate)
+
+    aggregate, commit = await execute(store, cls, aggregate_id, decide, **options)
+    return aggregate, commit is not None and not commit.duplicate

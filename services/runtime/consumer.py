@@ -6,6 +6,14 @@ which is exactly-once through its checkpoint. A message whose handler fails is n
 growing delay; on its ``max_deliver``-th failure it goes to the dead-letter stream with its error
 and is acknowledged, so the messages behind it keep flowing.
 
+A message is never settled unless it was handled or its dead letter is stored: if the dead-letter
+publish fails too, the message is naked and comes again later, and the failure is logged and
+counted (``duban_messages_handled{outcome="unsettled"}``). Hence the server's own
+``max_deliver`` is unlimited: a limit there would drop a message that was never handed on. And
+an outage is not the message's fault: while NATS or the database is away (``unavailable.py``)
+the handler is tried again in place, the message held with "in progress", no attempt used up, and
+a message is never dead-lettered for an outage, however long it lasts.
+
 A worker with other needs overrides the hooks rather than the loop: ``backoff`` (the delay before
 a failed message comes again), ``final`` (a failure not worth retrying) and ``give_up`` (what is
 done after the last attempt: by default the dead letter and the ack); ``concurrency`` lets the
@@ -18,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client as NATS
@@ -27,9 +36,11 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from contracts.envelope import EVENT_TYPES_HEADER
 
+from .metrics import HANDLER_SECONDS, MESSAGES_HANDLED
 from .pull import PullConsumer
 from .settings import Settings
 from .telemetry import extract_context, tracer
+from .unavailable import unavailable
 
 log = logging.getLogger("duban.consumer")
 
@@ -66,6 +77,7 @@ class DurableWorker(PullConsumer):
         wants: Callable[[Msg], bool] | None = None,
         concurrency: int = 1,
         ack_wait_s: float = 60.0,
+        hold_s: float = 60.0,
     ) -> None:
         super().__init__(
             nc,
@@ -84,6 +96,9 @@ class DurableWorker(PullConsumer):
         self.wants = wants
         self.concurrency = concurrency
         self.ack_wait_s = ack_wait_s
+        #: How long a message is held and tried again in place while NATS or the database is
+        #: away, before it is given back (nak) to come again later.
+        self.hold_s = hold_s
 
     async def prepare(self) -> None:
         await self.bind(
@@ -92,7 +107,9 @@ class DurableWorker(PullConsumer):
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
                 ack_wait=self.ack_wait_s,
-                max_deliver=self.settings.max_deliver + 1,  # our own count decides; the server's is a backstop
+                # Our own count decides when a message is dead-lettered; a limit on the server
+                # would drop one whose dead letter could not be stored (see the docstring).
+                max_deliver=-1,
                 max_ack_pending=self.batch * 2,
             )
         )
@@ -152,6 +169,7 @@ class DurableWorker(PullConsumer):
             await msg.ack()
             return
         delivered = msg.metadata.num_delivered
+        started = time.perf_counter()
         with tracer().start_as_current_span(
             self.span_name,
             context=extract_context(msg.headers),
@@ -159,17 +177,71 @@ class DurableWorker(PullConsumer):
             attributes={**self.span_attributes(msg), "messaging.message.delivery_count": delivered},
         ) as span:
             try:
-                await self.handle(msg)
+                await self._handle_while_unavailable(msg)
             except Exception as err:
                 span.record_exception(err)
                 span.set_status(Status(StatusCode.ERROR, type(err).__name__))
-                if self.final(err) or delivered >= self.settings.max_deliver:
-                    await self.give_up(msg, delivered, err)
-                    return
-                log.warning(
-                    "handler failed, will retry",
-                    extra={"consumer": self.durable, "attempt": delivered, "error": repr(err)},
-                )
-                await msg.nak(delay=self.backoff(delivered))
+                HANDLER_SECONDS.labels(self.durable).observe(time.perf_counter() - started)
+                await self._failed(msg, delivered, err)
                 return
+        HANDLER_SECONDS.labels(self.durable).observe(time.perf_counter() - started)
+        MESSAGES_HANDLED.labels(self.durable, "ok").inc()
         await msg.ack()
+
+    async def _handle_while_unavailable(self, msg: Msg) -> None:
+        """The handler, tried again in place while NATS or the database is away (for at most
+        ``hold_s``), the message kept from redelivery with "in progress"."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.hold_s
+        delay = 0.2
+        while True:
+            try:
+                await self.handle(msg)
+                return
+            except Exception as err:
+                if not unavailable(err) or loop.time() + delay > deadline:
+                    raise
+                log.warning(
+                    "bus or store unavailable, holding the message",
+                    extra={"consumer": self.durable, "subject": msg.subject, "error": repr(err)},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                with contextlib.suppress(Exception):  # the server may still be away
+                    await msg.in_progress()
+
+    async def _failed(self, msg: Msg, delivered: int, err: Exception) -> None:
+        """After a failed attempt: give up (dead letter, then ack) on the last one or a ``final``
+        failure, else nak with backoff. An outage never gives up; a dead letter that could not be
+        stored leaves the message unsettled, to come again."""
+        if not unavailable(err) and (self.final(err) or delivered >= self.settings.max_deliver):
+            try:
+                await self.give_up(msg, delivered, err)
+            except Exception as settle_err:
+                MESSAGES_HANDLED.labels(self.durable, "unsettled").inc()
+                log.error(
+                    "message not dead-lettered, kept for redelivery",
+                    extra={
+                        "consumer": self.durable,
+                        "subject": msg.subject,
+                        "attempt": delivered,
+                        "error": repr(err),
+                        "dead_letter_error": repr(settle_err),
+                    },
+                )
+                await self._nak(msg, self.backoff(delivered))
+                return
+            MESSAGES_HANDLED.labels(self.durable, "dead_letter").inc()
+            return
+        MESSAGES_HANDLED.labels(self.durable, "retry").inc()
+        log.warning(
+            "handler failed, will retry",
+            extra={"consumer": self.durable, "attempt": delivered, "error": repr(err)},
+        )
+        await self._nak(msg, self.backoff(delivered))
+
+    async def _nak(self, msg: Msg, delay: float) -> None:
+        try:
+            await msg.nak(delay=delay)
+        except Exception as err:  # the server is away: the message comes again after the ack wait
+            log.warning("nak not sent", extra={"consumer": self.durable, "subject": msg.subject, "error": repr(err)})

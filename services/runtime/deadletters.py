@@ -32,12 +32,13 @@ ERROR = "Duban-Error"
 #: JetStream's error codes for deleting a message that is not there: 10057 inside the stream's
 #: range, 10043 ("sequence N not found") below its first sequence (the oldest was deleted already).
 NOT_THERE = frozenset({10057, 10043})
-_NOT_COPIED = {
-    "Nats-Msg-Id",
-    "Nats-Expected-Stream",
-    "Nats-Expected-Last-Subject-Sequence",
-    "Nats-Expected-Last-Sequence",
-}
+#: What a dead letter keeps of the original's ``Nats-*`` headers, under a name of duban's own.
+#: None of them is copied as it is: JetStream gives them meaning on a new message and refuses
+#: some outright (a message that came into the INBOX by sourcing carries ``Nats-Stream-Source``,
+#: and publishing it again is refused with 10227 "message stream source header is not allowed";
+#: ``Nats-Expected-*`` would check the dead-letter stream's sequences, ``Nats-Msg-Id`` would
+#: de-duplicate against the original, ``Nats-TTL``/``Nats-Rollup`` would expire or purge).
+ORIGINAL_PREFIX = "Duban-Original-"
 
 
 def stream_config(jurisdiction: str, replicas: int = 1) -> StreamConfig:
@@ -69,8 +70,9 @@ async def dead_letter(
     attempts: int,
     error: BaseException | str,
 ) -> int:
-    """Store a failed message in the dead-letter stream; once only, however often it is called."""
-    copied = {k: v for k, v in (headers or {}).items() if k not in _NOT_COPIED}
+    """Store a failed message in the dead-letter stream; once only, however often it is called.
+    Raises when JetStream did not store it: the caller must then keep the original unsettled."""
+    copied = dead_letter_headers(headers)
     error_text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     copied.update(
         {
@@ -90,6 +92,18 @@ async def dead_letter(
         extra={"subject": subject, "stream": stream, "seq": sequence, "consumer": consumer, "error": error_text},
     )
     return ack.seq
+
+
+def dead_letter_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The original's headers as a new message may carry them: duban's own and the trace context
+    as they are, every ``Nats-*`` header renamed ``Duban-Original-Nats-*`` (kept for operators)."""
+    copied = {}
+    for name, value in (headers or {}).items():
+        if name.lower().startswith("nats-"):
+            copied[ORIGINAL_PREFIX + name] = value
+        else:
+            copied[name] = value
+    return copied
 
 
 def ascii_header(text: str) -> str:

@@ -18,6 +18,12 @@ state is there; otherwise the commits after the snapshot are walked back by sequ
 are a cache: losing them (memory storage, a server restart) only makes the next load walk back;
 a stale one cannot cause a lost update because appends check the version.
 
+The bucket stays in memory on purpose: a cache that a restart empties can never be older than
+the stream it caches, and it costs no disk write per append. So a server restart removes the
+bucket itself, not just its keys: a load that cannot read a snapshot for any reason (the bucket
+gone, the server away) walks the stream instead, and the bucket is created again in the
+background (at most every few seconds), so snapshots come back without restarting the service.
+
 So an append costs one acknowledged publish: the snapshot after it is written fire-and-forget, as
 a core NATS publish to the key's subject in the bucket (``$KV.<bucket>.<key>``, which the
 bucket's stream stores just as it stores a ``kv.put``), not as a second round trip. Should the
@@ -50,7 +56,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType, StreamConfig
 from nats.js.client import KV_PRE_TEMPLATE
-from nats.js.errors import APIError, BadRequestError, KeyNotFoundError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, KeyDeletedError, KeyNotFoundError, NotFoundError
 from opentelemetry.trace import SpanKind
 
 from contracts import subjects
@@ -68,6 +74,7 @@ from contracts.envelope import (
 from contracts.events import Event, upcast
 
 from .aggregate import Aggregate
+from .metrics import EVENTS_APPENDED
 from .settings import Settings
 from .telemetry import current_trace_context, tracer
 
@@ -77,6 +84,8 @@ A = TypeVar("A", bound=Aggregate)
 
 WRONG_LAST_SEQUENCE = 10071
 STREAM_NAME_IN_USE = 10058
+#: How often, at most, a service tries to make a missing snapshot bucket again.
+SNAPSHOT_RETRY_S = 2.0
 
 
 class ConcurrencyError(Exception):
@@ -145,6 +154,8 @@ class EventStore:
         self.publish_timeout = publish_timeout
         self.retry_for = retry_for
         self._kv = None
+        self._recreating: asyncio.Task | None = None
+        self._recreate_after = 0.0
         #: The subject prefix of the snapshot bucket's keys, as nats-py's KeyValue builds it.
         self._snapshot_prefix = KV_PRE_TEMPLATE.format(bucket=self.bucket)
         self._span_name = f"publish {subjects.event_subject_template(context)}"
@@ -166,6 +177,10 @@ class EventStore:
     async def ensure_streams(self) -> None:
         """Create (or update) the event stream and the snapshot bucket. Idempotent."""
         await ensure_stream(self.js, self.stream_config())
+        await self.ensure_snapshot_bucket()
+
+    async def ensure_snapshot_bucket(self) -> None:
+        """Create the snapshot bucket if it is not there (a server restart empties memory storage)."""
         self._kv = await self.js.create_key_value(
             KeyValueConfig(
                 bucket=self.bucket,
@@ -181,6 +196,26 @@ class EventStore:
         if self._kv is None:
             self._kv = await self.js.key_value(self.bucket)
         return self._kv
+
+    def _snapshots_failed(self, err: BaseException) -> None:
+        """A snapshot could not be read: the load walks the stream, and the bucket is made again
+        in the background (once at a time, at most every ``SNAPSHOT_RETRY_S``)."""
+        now = time.monotonic()
+        if self._recreating is not None or now < self._recreate_after:
+            return
+        self._recreate_after = now + SNAPSHOT_RETRY_S
+        log.warning("snapshots unavailable, loading from the stream", extra={"bucket": self.bucket, "error": repr(err)})
+
+        async def recreate() -> None:
+            try:
+                await self.ensure_snapshot_bucket()
+                log.info("snapshot bucket ensured", extra={"bucket": self.bucket})
+            except Exception as again:  # the server is still away: the next failed read tries again
+                log.warning("snapshot bucket not ensured", extra={"bucket": self.bucket, "error": repr(again)})
+            finally:
+                self._recreating = None
+
+        self._recreating = asyncio.get_running_loop().create_task(recreate())
 
     # -- append ----------------------------------------------------------------------------
     async def append(
@@ -257,6 +292,9 @@ class EventStore:
             span.set_attribute("messaging.nats.stream.sequence", commit.version)
             if commit.duplicate:
                 span.set_attribute("duban.duplicate", True)
+            else:
+                for event in events:
+                    EVENTS_APPENDED.labels(self.context, self.jurisdiction, event.event_type).inc()
         if aggregate.sequence == 0 and not aggregate.journey:
             aggregate.journey = dict(carrier)
         for event in events:
@@ -336,10 +374,12 @@ class EventStore:
         return f"{self.context}.{cls.aggregate_type}.{aggregate_id}"
 
     async def _snapshot(self, cls: type[A], aggregate_id: str) -> A | None:
-        kv = await self._snapshots()
         try:
-            entry = await kv.get(self.snapshot_key(cls, aggregate_id))
-        except (KeyNotFoundError, NotFoundError):
+            entry = await (await self._snapshots()).get(self.snapshot_key(cls, aggregate_id))
+        except (KeyNotFoundError, KeyDeletedError):
+            return None
+        except Exception as err:  # the bucket or the server is away: walk the stream instead
+            self._snapshots_failed(err)
             return None
         try:
             data = json.loads(entry.value)

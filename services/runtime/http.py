@@ -13,9 +13,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+import nats.js.errors
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -28,6 +30,9 @@ from .aggregate import DomainError, NotAllowed
 from .auth import NotAuthenticated, Principal, decode_token
 from .eventstore import ConcurrencyError, StoreUnavailable
 from .settings import Settings
+from .unavailable import BUS_ERRORS, DATABASE_ERRORS, bus_unavailable
+
+log = logging.getLogger("duban.http")
 
 __all__ = [
     "HTTP_TELEMETRY",
@@ -37,6 +42,7 @@ __all__ = [
     "health_router",
     "install_error_handlers",
     "principal_from_request",
+    "readiness_router",
     "validation_errors",
     "zh_reason",
 ]
@@ -167,10 +173,31 @@ async def _concurrency_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("conflict", "数据已被他人修改，请刷新后重试"), status_code=409)
 
 
-async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+#: Seconds a client is asked to wait when NATS or the database is away (a restarted nats-server
+#: is back and reconnected to within a few seconds).
+RETRY_AFTER_S = 5
+
+
+def unavailable_response(message: str = "事件存储暂时不可用，请稍后重试") -> JSONResponse:
+    """503 with ``Retry-After``: nothing was done, the same request may be sent again."""
     return JSONResponse(
-        error_body("unavailable", "事件存储暂时不可用，请稍后重试"), status_code=503, headers={"Retry-After": "5"}
+        error_body("unavailable", message), status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)}
     )
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return unavailable_response()
+
+
+async def _bus_or_database_error(request: Request, exc: Exception) -> JSONResponse:
+    """NATS, JetStream or the database away (``unavailable.py``): 503; any other error of theirs
+    is ours to fix: 500, without its text."""
+    if isinstance(exc, DATABASE_ERRORS):
+        return unavailable_response("数据库暂时不可用，请稍后重试")
+    if bus_unavailable(exc):
+        return unavailable_response("消息总线（NATS）暂时不可用，请稍后重试")
+    log.error("request failed", exc_info=exc, extra={"path": request.url.path})
+    return JSONResponse(error_body("internal", "内部错误，请稍后重试"), status_code=500)
 
 
 async def _not_authenticated(request: Request, exc: Exception) -> JSONResponse:
@@ -188,11 +215,15 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     """DomainError → its status (403 for NotAllowed, 404 for "not found", else 409);
-    ConcurrencyError → 409 ``conflict``; StoreUnavailable → 503; NotAuthenticated → 401;
-    invalid input → 422 naming the field, without echoing the input."""
+    ConcurrencyError → 409 ``conflict``; StoreUnavailable, NATS or the database away → 503 with
+    ``Retry-After``; NotAuthenticated → 401; invalid input → 422 naming the field, without
+    echoing the input."""
     app.add_exception_handler(DomainError, _domain_error)  # NotAllowed is a DomainError (status 403)
     app.add_exception_handler(ConcurrencyError, _concurrency_error)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
+    for error in (*BUS_ERRORS, *DATABASE_ERRORS, nats.js.errors.APIError):
+        if error is not StoreUnavailable:
+            app.add_exception_handler(error, _bus_or_database_error)
     app.add_exception_handler(NotAuthenticated, _not_authenticated)
     app.add_exception_handler(RequestValidationError, _invalid_request)
 
@@ -258,12 +289,17 @@ async def _no_receive() -> Message:  # pragma: no cover - a JSONResponse never r
 
 
 # -- health --------------------------------------------------------------------------------
+#: Why a service is not ready: ``{"code": ..., "message": <Chinese>}`` each.
+Readiness = Callable[[], Awaitable[list[dict[str, str]]]]
+
+
 def health_router(check: Callable[[], Awaitable[bool]] | None = None) -> APIRouter:
-    """``GET /healthz`` without authentication: 200 ``{"status": "ok"}``, or 503 when ``check``
-    (e.g. "is NATS connected") says no or fails."""
+    """``GET /healthz`` without authentication, for liveness (is the process serving HTTP?):
+    200 ``{"status": "ok"}``, or 503 when ``check`` says no or fails. Whether the service can
+    do its work (NATS, JetStream, its database) is ``/readyz`` (:func:`readiness_router`)."""
     router = APIRouter(tags=["health"])
 
-    @router.get("/healthz", summary="健康检查")
+    @router.get("/healthz", summary="存活检查")
     async def healthz() -> JSONResponse:
         healthy = True
         if check is not None:
@@ -276,6 +312,50 @@ def health_router(check: Callable[[], Awaitable[bool]] | None = None) -> APIRout
         return JSONResponse({"status": "unavailable"}, status_code=503)
 
     return router
+
+
+def readiness_router(check: Readiness) -> APIRouter:
+    """``GET /readyz`` without authentication, for load balancers and ``duban status``: 200
+    ``{"status": "ready"}`` when the service can work, else 503 with ``Retry-After`` and the
+    reasons (``{"status": "unavailable", "reasons": [{"code", "message"}]}``)."""
+    router = APIRouter(tags=["health"])
+
+    @router.get("/readyz", summary="就绪检查（消息总线、数据库）")
+    async def readyz() -> JSONResponse:
+        try:
+            reasons = await check()
+        except Exception as err:
+            reasons = [{"code": "check_failed", "message": f"就绪检查失败：{type(err).__name__}"}]
+        if not reasons:
+            return JSONResponse({"status": "ready"})
+        return JSONResponse(
+            {"status": "unavailable", "reasons": reasons},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+
+    return router
+
+
+#: Paths answered even while NATS is away: probes, and the documentation.
+ALWAYS_ANSWERED = frozenset({"/healthz", "/readyz", "/metrics", "/status", "/docs", "/redoc", "/openapi.json"})
+
+
+class UnavailableWhileDisconnected:
+    """ASGI middleware: while the service's NATS connection is down, every API call is answered
+    503 with ``Retry-After`` at once (rather than after the seconds a request to a server that is
+    away takes to time out); probes and documentation are still answered."""
+
+    def __init__(self, app: ASGIApp, connected: Callable[[], bool]) -> None:
+        self.app = app
+        self.connected = connected
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("path") not in ALWAYS_ANSWERED and not self.connected():
+            response = unavailable_response("消息总线（NATS）暂时不可用，请稍后重试")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 # -- shared by the services' APIs ------------------------------------------------------------
@@ -327,7 +407,7 @@ def refusals(not_found: str) -> dict[int | str, dict[str, Any]]:
 
 
 #: Paths that probes poll: no span for them.
-UNTRACED_PATHS = frozenset({"/healthz", "/metrics", "/status"})
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/status"})
 
 #: FastAPI's own OpenTelemetry, on when a tracer provider is installed (``duban serve`` does): one
 #: server span per request, named by its route and joined to the trace of a caller's
@@ -342,10 +422,16 @@ HTTP_TELEMETRY: TelemetryConfig = {
 }
 
 
-def service_app(title: str, settings: Settings, *routers: APIRouter, max_body: int = 1_000_000) -> FastAPI:
+def service_app(
+    title: str, settings: Settings, *routers: APIRouter, max_body: int = 1_000_000, description: str = ""
+) -> FastAPI:
     """A service's FastAPI app of one level: its routers, typed Chinese errors, a body limit,
-    ``/healthz`` and a span per request (``service.operated`` adds ``/metrics`` and ``/status``)."""
-    api = FastAPI(title=f"{title}（{settings.jurisdiction}）", version="1", telemetry=HTTP_TELEMETRY)
+    ``/healthz`` and a span per request (``service.operated`` adds ``/readyz``, ``/metrics`` and
+    ``/status``)."""
+    api = FastAPI(
+        title=f"{title}（{settings.jurisdiction}）", version="1", telemetry=HTTP_TELEMETRY, description=description
+    )
+    api.state.settings = settings
     install_error_handlers(api)
     api.add_middleware(BodySizeLimit, max_bytes=max_body)
     api.include_router(health_router())

@@ -23,6 +23,7 @@ fetched events of other levels included.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import nats
@@ -40,6 +41,8 @@ from contracts.jurisdictions import JurisdictionRegistry
 from .eventstore import ensure_stream
 from .settings import Settings
 from .telemetry import current_trace_context, inject_headers
+
+log = logging.getLogger("duban.levels")
 
 #: The services of a level, each with a NATS user of its own in ``deploy/``.
 SERVICES = subjects.CONTEXTS
@@ -174,17 +177,38 @@ def inbox_prefix(code: str, service: str) -> str:
     return f"_INBOX_{subjects._token(code, 'jurisdiction')}_{subjects._token(service, 'service')}"
 
 
+def connection_options(settings: Settings, service: str) -> dict[str, Any]:
+    """How every connection of a service process behaves when NATS goes away: it reconnects for
+    ever, every half second (a restarted server is back within a second or two, and nothing a
+    service does can wait longer than it must), and says so in one log line each time instead of
+    nats-py's tracebacks. Shared by the service's own connection and its FastStream brokers."""
+    name = f"duban-{service}-{settings.jurisdiction}"
+
+    async def error(err: Exception) -> None:
+        log.warning("nats connection error", extra={"connection": name, "error": repr(err)})
+
+    async def disconnected() -> None:
+        log.warning("nats disconnected, reconnecting", extra={"connection": name})
+
+    async def reconnected() -> None:
+        log.warning("nats reconnected", extra={"connection": name})
+
+    return {
+        "name": name,
+        "inbox_prefix": inbox_prefix(settings.jurisdiction, service),
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.5,
+        "error_cb": error,
+        "disconnected_cb": disconnected,
+        "reconnected_cb": reconnected,
+    }
+
+
 async def connect(settings: Settings, service: str, **options: Any) -> NATS:
     """Connect one service of one level to its NATS: user and password from ``DUBAN_NATS_URL``
     (``nats://user:password@host:port``), replies on the service's own inbox prefix (the only
     one its user may subscribe to in ``deploy/``), reconnecting for ever."""
-    return await nats.connect(
-        settings.nats_url,
-        name=f"duban-{service}-{settings.jurisdiction}",
-        inbox_prefix=inbox_prefix(settings.jurisdiction, service),
-        max_reconnect_attempts=-1,
-        **options,
-    )
+    return await nats.connect(settings.nats_url, **{**connection_options(settings, service), **options})
 
 
 # -- permissions --------------------------------------------------------------------------------

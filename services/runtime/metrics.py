@@ -32,7 +32,8 @@ EVENTS_APPENDED = Counter(
 )
 MESSAGES_HANDLED = Counter(
     "duban_messages_handled",
-    "Messages handled by a projector or a durable worker, by outcome (ok, retry, dead_letter)",
+    "Messages handled by a projector or a durable worker, by outcome (ok, retry, dead_letter, unsettled: its "
+    "dead letter could not be stored, so it is kept for redelivery)",
     ["consumer", "outcome"],
     registry=REGISTRY,
 )
@@ -45,7 +46,7 @@ HANDLER_SECONDS = Histogram(
 )
 DELIVERIES = Counter(
     "duban_deliveries",
-    "Notices delivered by channel and outcome (sent, retry, failed)",
+    "Notices by channel and outcome (sent, retry, failed, in_doubt)",
     ["channel", "outcome"],
     registry=REGISTRY,
 )

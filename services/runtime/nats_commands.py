@@ -19,7 +19,7 @@ from .aggregate import DomainError
 from .auth import NotAuthenticated, Principal, decode_token
 from .eventstore import ConcurrencyError, StoreUnavailable
 from .http import NOT_FOUND_CODES, validation_errors
-from .levels import inbox_prefix
+from .levels import connection_options
 from .settings import Settings
 
 log = logging.getLogger("duban.commands.nats")
@@ -31,7 +31,8 @@ Register = Callable[[NatsBroker, Callable[[], Any], Settings], None]
 def command_broker(settings: Settings, context: str, register: Register, handlers: Callable[[], Any]) -> NatsBroker:
     """The FastStream broker answering a service's command subject at its level, with the
     service's own reply prefix (``levels.inbox_prefix``); started and stopped by ``serve``."""
-    broker = NatsBroker(settings.nats_url, inbox_prefix=inbox_prefix(settings.jurisdiction, context))
+    options = connection_options(settings, context)  # its user's reply prefix, reconnecting for ever
+    broker = NatsBroker(settings.nats_url, **{**options, "name": f"{options['name']}-commands"})
     register(broker, handlers, settings)
     return broker
 

@@ -19,6 +19,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .children import die_with_parent, pause, wait_exit
+
 log = logging.getLogger("duban.nats_server")
 
 
@@ -48,6 +50,9 @@ class NatsProcess:
     monitor_port: int
     process: subprocess.Popen | None
     env: dict[str, str] | None = None
+    #: Sent to the process when the one that launched it dies (Linux), e.g. SIGTERM so that a
+    #: launcher killed with SIGKILL does not leave its nats-server holding the ports; None: it lives on.
+    parent_death_signal: int | None = None
 
     @property
     def config_path(self) -> Path:
@@ -73,8 +78,9 @@ class NatsProcess:
 
     def launch(self) -> None:
         """Start the process without waiting (the nodes of a cluster must all be launched before
-        any of them is healthy)."""
+        any of them is healthy). Again after the process died: the same ports and store."""
         self.write_config()
+        self._close_log()
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [nats_server_binary(), "-c", str(self.config_path)],
@@ -82,6 +88,7 @@ class NatsProcess:
             stderr=subprocess.STDOUT,
             env=self.env,
             start_new_session=True,
+            preexec_fn=die_with_parent(self.parent_death_signal) if self.parent_death_signal else None,
         )
 
     def wait_healthy(self, timeout: float) -> None:
@@ -96,7 +103,7 @@ class NatsProcess:
                         return
             except OSError:
                 pass
-            time.sleep(0.05)
+            pause(0.05)
         raise TimeoutError(f"nats-server not healthy after {timeout}s: {self.log_tail()}")
 
     def log_tail(self, lines: int = 20) -> str:
@@ -108,9 +115,7 @@ class NatsProcess:
         """Stop cleanly (SIGTERM lets JetStream flush); SIGKILL if it does not exit in time."""
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
+            if not wait_exit(self.process, timeout):
                 self.process.kill()
                 self.process.wait()
         self._close_log()
@@ -143,6 +148,7 @@ class EmbeddedNats(NatsProcess):
     monitor_port: int = 0
     host: str = "127.0.0.1"
     extra_config: str = ""
+    parent_death_signal: int | None = None
     process: subprocess.Popen | None = field(default=None, init=False)
 
     @property

@@ -3,8 +3,9 @@
 They answer "where is my suggestion?", "is anything stuck?" and "why did this notice not go
 out?" without any other tool: ``trace`` reads the span files of the embedded default
 (``tracefile.py``), ``status`` asks every service process listed in ``.duban/run.json`` (or the
-URLs given) for ``/healthz`` and ``/status``, and ``dead-letters`` reads the level's dead-letter
-stream on NATS and asks the owning service to replay one (``replay.py``).
+URLs given) for ``/readyz`` (can it work: NATS, JetStream, its database) and ``/status``, and
+``dead-letters`` reads the level's dead-letter stream on NATS and asks the owning service to
+replay one (``replay.py``).
 """
 
 from __future__ import annotations
@@ -60,11 +61,15 @@ async def _collect(targets: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
 
     async def one(level: str, service: str, url: str) -> dict[str, Any]:
         row: dict[str, Any] = {"level": level, "service": service, "url": url}
-        async with httpx.AsyncClient(base_url=url, timeout=3.0) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=5.0) as http:
             try:
-                row["healthy"] = (await http.get("/healthz")).status_code == 200
+                ready = await http.get("/readyz")
+                row["healthy"] = ready.status_code == 200
+                if not row["healthy"]:
+                    row["reasons"] = ready.json().get("reasons", []) if ready.status_code == 503 else []
+                    row["error"] = "; ".join(r["message"] for r in row["reasons"]) or f"HTTP {ready.status_code}"
                 row.update((await http.get("/status")).json())
-            except httpx.HTTPError as err:
+            except (httpx.HTTPError, ValueError) as err:
                 row.update(healthy=False, error=f"{type(err).__name__}: {err}")
         return row
 
@@ -97,7 +102,7 @@ def _status(args: argparse.Namespace) -> int:
 def _status_text(rows: list[dict[str, Any]]) -> str:
     lines = []
     for row in rows:
-        health = "up" if row.get("healthy") else f"DOWN {row.get('error', '')}".rstrip()
+        health = "ready" if row.get("healthy") else f"NOT READY {row.get('error', '')}".rstrip()
         dead = {k: v for k, v in (row.get("dead_letters") or {}).items() if v}
         lines.append(f"{row['level']:<10} {row['service']:<11} {health}  {row['url']}")
         for s in row.get("streams") or []:

@@ -17,7 +17,10 @@ from the database and apply strictly in order. One projector process per project
 A message whose handler fails is retried in place (the batch is re-applied one message at a
 time, each in its own transaction); after ``max_deliver`` attempts it goes to the dead-letter
 stream with its error and the projection moves past it, so later events keep flowing. A failing
-database is not a poison message: that is retried until the database is back.
+database is not a poison message: that is retried until the database is back. Nor does the
+projection ever move past an event it neither applied nor stored as a dead letter: if the
+dead-letter publish fails (the server away, or refusing it), the event is held and tried again,
+applying it and then dead-lettering it, until one of the two succeeds.
 
 Acknowledgement is ``AckPolicy.ALL``: one ack after each commit covers its batch.
 
@@ -50,9 +53,11 @@ raw consumer).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -76,6 +81,7 @@ from contracts.envelope import EVENT_TYPES_HEADER, Envelope, decode_commits
 from contracts.events import Event, upcast
 
 from .db import checkpoints, runtime_metadata
+from .metrics import HANDLER_SECONDS, MESSAGES_HANDLED
 from .pull import PullConsumer
 from .settings import Settings
 from .telemetry import extract_context, tracer
@@ -299,6 +305,7 @@ class Projector(PullConsumer):
                 raise TimeoutError(f"projection {self.projection.name} did not catch up in {timeout}s")
 
     async def handle_batch(self, msgs: list[Msg]) -> None:
+        started = time.perf_counter()
         fresh = [m for m in msgs if _stream_sequence(m) > self.position]
         delay = 0.5
         while fresh:
@@ -321,6 +328,8 @@ class Projector(PullConsumer):
                 break
         # AckPolicy.ALL: one ack, after the commit, covers the whole batch.
         await msgs[-1].ack()
+        HANDLER_SECONDS.labels(self.durable).observe(time.perf_counter() - started)
+        MESSAGES_HANDLED.labels(self.durable, "ok").inc(len(fresh))
 
     async def _apply_in_one_transaction(self, msgs: list[Msg]) -> None:
         # The pause ends after ``_apply_and_commit`` has returned, so after its envelopes, rows and
@@ -353,18 +362,37 @@ class Projector(PullConsumer):
             except Exception as err:
                 attempts += 1
                 if attempts >= self.settings.max_deliver:
-                    await self._dead_letter(msg, attempts, err)
-                    return
-                await msg.in_progress()
+                    if await self._dead_letter(msg, attempts, err):
+                        return
+                    attempts -= 1  # held: the next failure tries the dead letter again
+                with contextlib.suppress(Exception):  # the server may be away
+                    await msg.in_progress()
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                delay = min(delay * 2, 5.0)
 
-    async def _dead_letter(self, msg: Msg, attempts: int, error: BaseException) -> None:
+    async def _dead_letter(self, msg: Msg, attempts: int, error: BaseException) -> bool:
+        """Set a poison event aside and move past it; False (nothing moved) if the dead letter
+        could not be stored."""
         seq = msg.metadata.sequence.stream
-        await self.dead_letter(msg, sequence=seq, attempts=attempts, error=error)
+        try:
+            await self.dead_letter(msg, sequence=seq, attempts=attempts, error=error)
+        except Exception as err:
+            MESSAGES_HANDLED.labels(self.durable, "unsettled").inc()
+            log.error(
+                "event not dead-lettered, the projection waits on it",
+                extra={
+                    "projection": self.projection.name,
+                    "seq": seq,
+                    "error": repr(error),
+                    "dead_letter_error": repr(err),
+                },
+            )
+            return False
+        MESSAGES_HANDLED.labels(self.durable, "dead_letter").inc()
         async with self.sessions() as session, session.begin():
             await self._save_position(session, seq)
         self.position = seq
+        return True
 
     def _wanted(self, msg: Msg) -> bool:
         types = (msg.headers or {}).get(EVENT_TYPES_HEADER)

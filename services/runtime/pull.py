@@ -3,6 +3,15 @@
 Binding (with its subject filters and the dead-letter stream beside it), fetching in batches
 (an empty fetch is not an error), running until stopped, letting go of the subscription, and
 sending a message that kept failing to the dead-letter stream.
+
+What survives a restart of the nats-server, and why nothing more is needed: the streams (events,
+OUTBOX, INBOX, dead letters) and the durable consumers are file storage, so a restarted server
+has them as they were, with each consumer's acknowledged floor; the client reconnects by itself
+(``levels.connection_options``) and the subscription's next fetch goes to the same consumer.
+Should a consumer be missing all the same (an operator removed it), its worker fails, and the
+service prepares it again before running it (``ServiceBase._keep_running``): ``bind`` creates
+the consumer and the dead-letter stream if they are not there. The one thing a service keeps in
+memory storage, the snapshot bucket, is made again by the event store (``eventstore.py``).
 """
 
 from __future__ import annotations

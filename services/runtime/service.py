@@ -14,21 +14,28 @@ import contextlib
 import gc
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import subjects
 
 from .consumer import DurableWorker
+from .http import UnavailableWhileDisconnected, readiness_router
 from .http_workers import Helpers, exit_with_parent, helper_command, listening_socket, report_ready
 from .metrics import Watched, metrics_router
-from .projector import Projector, read_position
+from .projector import Projection, Projector, read_position
 from .pull import PullConsumer
+from .reactions import Reactions
 from .replay import ReplayResponder
 from .settings import Settings
+from .sources import Source
 from .telemetry import setup_tracing
+from .unavailable import unavailable
 
 log = logging.getLogger("duban.service")
 
@@ -37,6 +44,7 @@ class ServiceBase:
     """The running parts of one service of one level."""
 
     context: str
+    engine: AsyncEngine
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -50,6 +58,39 @@ class ServiceBase:
         self._tasks: list[asyncio.Task] = []
         self._replays: ReplayResponder | None = None
         self._loops: list[asyncio.Task] = []
+
+    # -- what a service runs, declared in its app.py ------------------------------------------
+    def projector(self, projection: Projection, source: Source, *, engine: AsyncEngine | None = None) -> Projector:
+        """A projector of ``projection`` over ``source`` into the service's database."""
+        return Projector(
+            self.nc,
+            projection,
+            engine or self.engine,
+            stream=source.stream,
+            filter_subjects=list(source.filter_subjects),
+            jurisdiction=self.here,
+            context=self.context,
+            settings=self.settings,
+        )
+
+    def reactor(
+        self, reactions: Reactions, source: Source, *, durable: str, verb: str, **options: Any
+    ) -> DurableWorker:
+        """A durable worker running ``reactions`` on ``source`` (``reactions.py``); ``options``
+        are the worker's (``concurrency``, ``ack_wait_s``, ``settings``, ...)."""
+        return DurableWorker(
+            self.nc,
+            stream=source.stream,
+            durable=durable,
+            handle=reactions.handle,
+            wants=reactions.wants,
+            jurisdiction=self.here,
+            context=self.context,
+            span_name=f"{verb} {source.span_subject}",
+            filter_subjects=list(source.filter_subjects),
+            settings=options.pop("settings", self.settings),
+            **options,
+        )
 
     async def run_workers(self, workers: Sequence[PullConsumer]) -> None:
         """Prepare each worker (its durable consumer) and keep it running in a task; answer
@@ -82,7 +123,9 @@ class ServiceBase:
         self._loops.append(asyncio.create_task(run(), name=f"{self.context}-{name}"))
 
     async def _keep_running(self, worker: PullConsumer) -> None:
-        """A worker that fails is logged and restarted, never silently gone."""
+        """A worker that fails is logged and restarted, never silently gone. It is prepared again
+        first (its consumer bound anew; a projector's positioned from its checkpoint, so what it
+        had fetched and not acknowledged comes again at once), retrying while NATS is away."""
         while True:
             try:
                 await worker.run()
@@ -91,7 +134,17 @@ class ServiceBase:
                 raise
             except Exception:
                 log.exception("worker failed, restarting", extra={"worker": worker.durable})
-                await asyncio.sleep(1.0)
+            delay = 1.0
+            while True:
+                await asyncio.sleep(delay)
+                try:
+                    await worker.prepare()
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as err:
+                    log.warning("worker not prepared, retrying", extra={"worker": worker.durable, "error": repr(err)})
+                    delay = min(delay * 2, 10.0)
 
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """Wait until every worker has handled everything waiting now (tests, demos)."""
@@ -104,6 +157,36 @@ class ServiceBase:
                     if info.num_pending == 0 and info.num_ack_pending == 0:
                         break
                     await asyncio.sleep(0.05)
+
+    def connected(self) -> bool:
+        """Whether this process's NATS connection is up (a service that has not connected yet
+        counts as up: its start-up fails loudly on its own)."""
+        return self.nc is None or self.nc.is_connected
+
+    async def readiness(self) -> list[dict[str, str]]:
+        """Why this service cannot do its work now (empty: ready): NATS disconnected, JetStream
+        not answering, its database not answering. Each check waits at most two seconds."""
+        reasons = []
+        if self.nc is None:
+            reasons.append({"code": "starting", "message": "服务正在启动"})
+        elif not self.nc.is_connected:
+            reasons.append({"code": "nats_disconnected", "message": "未连接消息总线（NATS），正在重连"})
+        else:
+            try:
+                async with asyncio.timeout(2.0):
+                    await self.nc.jetstream().account_info()
+            except Exception as err:
+                log.warning("jetstream not ready", extra={"error": repr(err)})
+                reasons.append({"code": "jetstream_unavailable", "message": "消息总线的 JetStream 暂不可用"})
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            try:
+                async with asyncio.timeout(2.0), engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+            except Exception as err:
+                log.warning("database not ready", extra={"error": repr(err)})
+                reasons.append({"code": "database_unavailable", "message": "读模型数据库暂不可用"})
+        return reasons
 
     def watched(self) -> Watched:
         """What ``/metrics`` and ``/status`` read from the server for this process."""
@@ -153,15 +236,37 @@ class ServiceBase:
             await self.nc.close()
 
 
+async def start_when_available(service: ServiceBase, *, max_wait_s: float = 10.0) -> None:
+    """``service.start()``, tried again while NATS is not there yet or JetStream is still
+    recovering (a service started beside, or restarted while, a nats-server that is restarting),
+    waiting up to ``max_wait_s`` between tries; any other failure ends the process as before."""
+    delay = 0.5
+    while True:
+        try:
+            await service.start()
+            return
+        except Exception as err:
+            if not (unavailable(err) or isinstance(err, OSError)):
+                raise
+            log.warning("nats not available at start, retrying", extra={"error": repr(err), "retry_in_s": delay})
+        with contextlib.suppress(Exception):
+            await service.stop()  # what the failed start had opened
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_wait_s)
+
+
 def operated(api: FastAPI, service: ServiceBase) -> FastAPI:
-    """Add what operators poll to a service's app: ``/metrics`` and ``/status`` (its spans are
-    FastAPI's own, ``http.HTTP_TELEMETRY``)."""
+    """Add what operators and load balancers poll to a service's app: ``/readyz``, ``/metrics``
+    and ``/status`` (its spans are FastAPI's own, ``http.HTTP_TELEMETRY``), and answer 503 at
+    once while NATS is away."""
+    api.include_router(readiness_router(service.readiness))
     api.include_router(
         metrics_router(
             lambda: service.nc.jetstream() if service.nc is not None else None,
             lambda: service.watched() if service.nc is not None else None,
         )
     )
+    api.add_middleware(UnavailableWhileDisconnected, connected=service.connected)
     return api
 
 
@@ -182,7 +287,7 @@ async def serve(
     worker = settings.http_worker
     trace_dir = settings.data_dir / "traces" if settings.trace_files else None
     setup_tracing(service.context, settings.jurisdiction, trace_dir=trace_dir, worker=worker)
-    await service.start()
+    await start_when_available(service)
     started = []
     helpers: Helpers | None = None
     try:

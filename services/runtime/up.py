@@ -2,13 +2,21 @@
 
 Starts the embedded nats-server (JetStream in ``.duban/nats``, ``sync_interval: always``),
 creates the streams of every level, and runs every service that exists (``services.<name>.app``
-imports and has ``serve``) for every level as its own process (``duban serve``), each in a
-process group of its own so that stopping it stops whatever it started. A process that dies is
-restarted and reported (after repeated quick deaths it waits longer before the next start).
-``.duban/run.json`` lists every service's base URL, the NATS URL, the processes and development
-tokens per role and level; ``"ready": true`` once every ``/healthz`` has answered. Ctrl-C
-(SIGINT) or SIGTERM stops the services (SIGTERM to each group, SIGKILL after a grace period),
-then NATS. Data persists in ``.duban/`` across runs.
+imports and has ``serve``; ``--services`` picks some) for every level as its own process
+(``duban serve``), each in a process group of its own so that stopping it stops whatever it
+started. A process that dies is restarted and reported (after repeated quick deaths it waits
+longer before the next start); so is the nats-server, on the same store and the same ports, so
+that the services, which keep running meanwhile, reconnect to the URL they were given.
+``.duban/run.json`` lists every service's base URL, the NATS URL, the processes, the nats-server
+(``"nats"``: pid, restarts, last restart) and development tokens per role and level;
+``"ready": true`` once every ``/healthz`` has answered.
+
+No child outlives ``duban up``. Ctrl-C (SIGINT), SIGTERM or an exception stops the services
+(SIGTERM to each group, SIGKILL after a grace period), then NATS, each on its own so that one
+failing to stop does not keep the others running. Killed with SIGKILL, ``duban up`` runs no
+cleanup: there the kernel signals the children (Linux, :func:`~.children.die_with_parent`).
+Waits go through :mod:`.children`, which survive a clock shifted by libfaketime. Data persists
+in ``.duban/`` across runs.
 
 ``--demo`` loads a demo built from the seeds through the services' HTTP APIs (see :class:`Demo`).
 """
@@ -26,6 +34,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,6 +45,7 @@ from contracts import subjects
 from contracts.jurisdictions import default_registry
 
 from .auth import Role, issue_token
+from .children import die_with_parent, pause, wait_exit
 from .deadletters import ensure_deadletter_stream
 from .eventstore import EventStore
 from .nats_server import EmbeddedNats
@@ -71,42 +81,39 @@ def discover_services() -> tuple[list[str], dict[str, str]]:
         if callable(getattr(module, "serve", None)):
             present.append(name)
         else:
-            absent[name] = "services.{name}.app has no serve()"
+            absent[name] = f"services.{name}.app has no serve()"
     return present, absent
 
 
 class Supervised:
-    """One service process of one level, restarted when it dies."""
+    """One child process, restarted when it dies; after repeated quick deaths it waits longer."""
 
-    def __init__(self, service: str, code: str, port: int, env: dict[str, str], logs: Path) -> None:
-        self.service, self.code, self.port, self.env, self.logs = service, code, port, env, logs
+    #: Who it is in the reports ("intake of 331081", "nats-server").
+    what = "a child"
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
         self.process: subprocess.Popen | None = None
         self.restarts = 0
         self.started_at = 0.0
         self.quick_deaths = 0
         self.restart_at: float | None = None
-
-    @property
-    def name(self) -> str:
-        return f"{self.service}-{self.code}"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        self.last_restart: str | None = None
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
+    @property
+    def where(self) -> str:
+        """Said after "restarting" when it dies (where it comes back)."""
+        return ""
+
+    def launch(self) -> subprocess.Popen:
+        raise NotImplementedError
+
     def start(self) -> None:
-        with open(self.logs / f"{self.name}.log", "ab") as log_file:
-            self.process = subprocess.Popen(
-                [*SERVE, self.service, "--jurisdiction", self.code, "--port", str(self.port)],
-                env=self.env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: Ctrl-C reaches us only, we stop it
-            )
+        self.process = self.launch()
         self.started_at = time.monotonic()
         self.restart_at = None
 
@@ -120,16 +127,16 @@ class Supervised:
             self.quick_deaths = self.quick_deaths + 1 if lived < QUICK_DEATH_S else 0
             delay = min(30.0, 0.5 * 2 ** max(0, self.quick_deaths - 1)) if self.quick_deaths else 0.0
             self.restart_at = now + delay
-            code = self.process.returncode
             print(
-                f"duban: {self.service} of {self.code} exited ({_exit_reason(code)}) after {lived:.0f}s, "
-                f"restarting{f' in {delay:.1f}s' if delay else ''} (see {self.logs / (self.name + '.log')})",
+                f"duban: {self.what} exited ({_exit_reason(self.process.returncode)}) after {lived:.0f}s, "
+                f"restarting{self.where}{f' in {delay:.1f}s' if delay else ''} (see {self.log_path})",
                 flush=True,
             )
             self._kill_group()  # whatever it started goes with it
         if now < self.restart_at:
             return False
         self.restarts += 1
+        self.last_restart = datetime.now(UTC).isoformat(timespec="seconds")
         self.start()
         return True
 
@@ -142,17 +149,97 @@ class Supervised:
         if self.process is None:
             return
         try:
-            self.process.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"duban: {self.name} did not stop in time, killing it", flush=True)
-        self._kill_group()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(5)
+            if not wait_exit(self.process, max(0.1, deadline - time.monotonic())):
+                print(f"duban: {self.what} did not stop in time, killing it", flush=True)
+        finally:
+            self._kill_group()  # whatever it started goes with it, also when waiting failed
+        wait_exit(self.process, 5)
 
     def _kill_group(self) -> None:
         if self.process is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGKILL)
+
+
+class ServiceProcess(Supervised):
+    """One service of one level (``duban serve``), in a process group of its own."""
+
+    def __init__(self, service: str, code: str, port: int, env: dict[str, str], logs: Path) -> None:
+        super().__init__(logs / f"{service}-{code}.log")
+        self.service, self.code, self.port, self.env = service, code, port, env
+        self.what = f"{service} of {code}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.service}-{self.code}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def launch(self) -> subprocess.Popen:
+        with open(self.log_path, "ab") as log_file:
+            return subprocess.Popen(
+                [*SERVE, self.service, "--jurisdiction", self.code, "--port", str(self.port)],
+                env=self.env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: Ctrl-C reaches us only, we stop it
+                # SIGKILL, not SIGTERM, when duban up dies without stopping it: nobody is left to
+                # kill a service whose drain hangs (its nats-server goes at the same moment, and a
+                # service still connecting keeps a SIGTERM until it serves), and a kill loses
+                # nothing acknowledged (events are on the stream, checkpoints commit with their
+                # batch), while it frees the port for the next duban up at once.
+                preexec_fn=die_with_parent(signal.SIGKILL),
+            )
+
+
+class NatsServerProcess(Supervised):
+    """duban up's own nats-server: restarted on the same store and the same client and monitor
+    ports, so the services reconnect to the URL they were given."""
+
+    what = "nats-server"
+
+    def __init__(self, server: EmbeddedNats) -> None:
+        super().__init__(server.log_path)
+        self.server = server
+        self.back = True  # answering since its last (re)start
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def monitor(self) -> str:
+        return f"http://{self.server.host}:{self.server.monitor_port}"
+
+    @property
+    def where(self) -> str:
+        return f" on {self.url} with its store {self.server.store_dir}"
+
+    def start(self) -> None:
+        """The first start waits until JetStream is up; a restart does not hold up the services'
+        supervision (:meth:`answering` reports when it is back)."""
+        if self.process is None:
+            self.server.start()
+            self.process, self.started_at = self.server.process, time.monotonic()
+        else:
+            super().start()
+            self.back = False
+
+    def launch(self) -> subprocess.Popen:
+        self.server.launch()
+        return self.server.process
+
+    def answering(self) -> bool:
+        """True once after a restart, when its monitor says JetStream is up again."""
+        if self.back or not healthy(self.monitor):
+            return False
+        self.back = True
+        return True
+
+    def stop(self) -> None:
+        self.server.stop()  # SIGTERM lets JetStream flush; SIGKILL if it does not exit in time
 
 
 def _exit_reason(code: int | None) -> str:
@@ -194,19 +281,14 @@ def healthy(url: str) -> bool:
 
 
 class Runner:
-    """The supervised processes of one ``duban up`` and its run file."""
+    """The supervised processes of one ``duban up`` (its nats-server and the services) and its
+    run file."""
 
     def __init__(self, data_dir: Path, server: EmbeddedNats, levels: tuple[str, ...], services: list[str], base: int):
-        self.data_dir, self.server, self.levels, self.services = data_dir, server, levels, services
+        self.data_dir, self.server, self.levels, self.services, self.base = data_dir, server, levels, services, base
         self.registry = default_registry()
-        env = {**os.environ, "DUBAN_NATS_URL": server.url, "DUBAN_DATA_DIR": str(data_dir)}
-        env.pop("DUBAN_DATABASE_URL", None)  # each service of each level has its own SQLite here
-        env.pop("DATABASE_URL", None)
-        self.children = [
-            Supervised(service, code, base + PORT_OFFSETS[service] + index, env, data_dir / "logs")
-            for service in services
-            for index, code in enumerate(levels)
-        ]
+        self.nats = NatsServerProcess(server)
+        self.children: list[ServiceProcess] = []
         self.ready = False
         self.run_file = data_dir / "run.json"
 
@@ -217,7 +299,15 @@ class Runner:
         info = {
             "ready": self.ready,
             "nats_url": self.server.url,
-            "nats_monitor": f"http://127.0.0.1:{self.server.monitor_port}",
+            "nats_monitor": self.nats.monitor,
+            "nats": {
+                "pid": self.nats.pid,
+                "restarts": self.nats.restarts,
+                "url": self.nats.url,
+                "monitor": self.nats.monitor,
+                "last_restart": self.nats.last_restart,
+                "log": str(self.nats.log_path),
+            },
             "data_dir": str(self.data_dir),
             "levels": {code: self.registry.get(code).name for code in self.levels},
             "services": services,
@@ -232,24 +322,43 @@ class Runner:
         temporary.replace(self.run_file)
 
     def start(self) -> None:
-        for child in self.children:
-            child.start()
+        """NATS first (JetStream up, the streams of every level there), then every service."""
+        self.nats.start()
+        asyncio.run(_prepare_streams(self.server.url, self.levels))
+        env = {**os.environ, "DUBAN_NATS_URL": self.server.url, "DUBAN_DATA_DIR": str(self.data_dir)}
+        env.pop("DUBAN_DATABASE_URL", None)  # each service of each level has its own SQLite here
+        env.pop("DATABASE_URL", None)
+        logs = self.data_dir / "logs"
+        for service in self.services:
+            for index, code in enumerate(self.levels):
+                port = self.base + PORT_OFFSETS[service] + index
+                self.children.append(ServiceProcess(service, code, port, env, logs))
+                self.children[-1].start()
         self.write_run_file()
 
     def supervise_once(self) -> None:
-        if any([child.check() for child in self.children]):
+        """One look at every child: restart the dead (NATS too; the services meanwhile reconnect
+        by themselves), report NATS back, and note when everything first answers."""
+        if any([child.check() for child in [self.nats, *self.children]]):
             self.write_run_file()
+        if self.nats.answering():
+            print(f"duban: nats-server is back on {self.nats.url} (restart {self.nats.restarts})", flush=True)
         if not self.ready and all(healthy(child.url) for child in self.children):
             self.ready = True
             self.write_run_file()
             self.print_guide()
 
     def stop(self) -> None:
-        for child in self.children:
-            child.terminate()
-        deadline = time.monotonic() + STOP_GRACE_S
-        for child in self.children:
-            child.wait_stopped(deadline)
+        """Stop every child, whatever fails on the way: the services (SIGTERM to each group,
+        SIGKILL after the grace period), then NATS."""
+        try:
+            for child in self.children:
+                _reporting(f"stopping {child.what}", child.terminate)
+            deadline = time.monotonic() + STOP_GRACE_S
+            for child in self.children:
+                _reporting(f"stopping {child.what}", lambda child=child: child.wait_stopped(deadline))
+        finally:
+            _reporting("stopping nats-server", self.nats.stop)
 
     def print_guide(self) -> None:
         print(f"duban: ready — NATS (JetStream) at {self.server.url}, data in {self.data_dir}", flush=True)
@@ -267,6 +376,26 @@ class Runner:
         )
 
 
+def _reporting(what: str, action: Callable[[], object]) -> None:
+    """Do ``action``; an exception is reported and whatever comes next still happens (stopping)."""
+    try:
+        action()
+    except Exception as err:
+        print(f"duban: {what} failed: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+
+
+def choose_services(wanted: Sequence[str] | None) -> tuple[list[str], dict[str, str]]:
+    """The services to run (``wanted``, default every one present) and why each wanted one that
+    is absent is absent."""
+    present, absent = discover_services()
+    if wanted is None:
+        return present, absent
+    unknown = sorted(set(wanted) - set(PORT_OFFSETS))
+    if unknown:
+        raise ValueError(f"unknown service(s) {', '.join(unknown)}: choose from {', '.join(PORT_OFFSETS)}")
+    return [name for name in present if name in wanted], {n: why for n, why in absent.items() if n in wanted}
+
+
 def run(
     data_dir: Path,
     port: int = 4222,
@@ -274,16 +403,17 @@ def run(
     *,
     http_base: int = 8100,
     demo: bool = False,
+    services: Sequence[str] | None = None,
 ) -> int:
     registry = default_registry()
     for code in levels:
         registry.get(code)  # unknown codes fail here, with the code in the message
     data_dir = data_dir.resolve()
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
-    services, absent = discover_services()
+    chosen, absent = choose_services(services)
     for name, why in absent.items():
         print(f"duban: {name} is not running: {why}")
-    if not services:
+    if not chosen:
         print("duban: no service to run", file=sys.stderr)
         return 1
     stop = {"now": False}
@@ -293,14 +423,14 @@ def run(
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    server = EmbeddedNats(data_dir / "nats", port=port).start()
-    runner = Runner(data_dir, server, levels, services, http_base)
+    # SIGTERM, so that JetStream flushes, should duban up die without stopping it (SIGKILL)
+    server = EmbeddedNats(data_dir / "nats", port=port, parent_death_signal=signal.SIGTERM)
+    runner = Runner(data_dir, server, levels, chosen, http_base)
     started = time.monotonic()
     try:
-        asyncio.run(_prepare_streams(server.url, levels))
         runner.start()
         print(
-            f"duban: starting {len(runner.children)} processes ({', '.join(services)} × {len(levels)} levels)",
+            f"duban: starting {len(runner.children)} processes ({', '.join(chosen)} × {len(levels)} levels)",
             flush=True,
         )
         demo_loaded = not demo
@@ -313,11 +443,10 @@ def run(
                     Demo(json.loads(runner.run_file.read_text()), say=lambda line: print(line, flush=True)).load()
                 except Exception as err:  # the system keeps running; the demo said where it stopped
                     print(f"duban: the demo stopped: {type(err).__name__}: {err}", flush=True)
-            time.sleep(0.2)
-    finally:
+            pause(0.2)
+    finally:  # also after an exception anywhere above: no child outlives duban up
         print("duban: stopping", flush=True)
         runner.stop()
-        server.stop()
         print("duban: stopped", flush=True)
     return 0
 
@@ -402,7 +531,7 @@ class Demo:
                 return found
             if time.monotonic() > deadline:
                 raise TimeoutError(f"waited {self.timeout:.0f}s for {what}")
-            time.sleep(0.3)
+            pause(0.3)
 
     def submit(self, code: str, key: str, matter: dict[str, Any], role: str = "liaison_station") -> str:
         body = {"matter": {"channel": "liaison_station", "raised_in": code, **matter}}
@@ -546,7 +675,7 @@ class Demo:
     def evaluation(self) -> None:
         url = self.url(self.COUNTY, "evaluation")
         if url is None:
-            self.say("demo: the evaluation service is not running yet; no evaluation session (it joins when it lands)")
+            self.say("demo: the evaluation service is not running; no evaluation session")
             return
         paths = self.http.get(f"{url}/openapi.json").json().get("paths", {})
         if "/sessions" not in paths:

@@ -17,7 +17,6 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.envelope import SHANGHAI
-from contracts.events import Command
 from contracts.intake import ID_PATTERN
 from contracts.tracking import (
     STATUS_NAMES,
@@ -39,14 +38,8 @@ from contracts.tracking import (
 )
 from services.runtime.aggregate import DomainError
 from services.runtime.auth import Principal
-from services.runtime.http import (
-    Provided,
-    body_model,
-    principal_from_request,
-    provided,
-    refusals,
-    service_app,
-)
+from services.runtime.http import Provided, principal_from_request, provided, refusals, service_app
+from services.runtime.routes import CommandRoute, add_command_routes
 from services.runtime.settings import Settings
 
 from . import projections
@@ -57,25 +50,46 @@ from .workplan import load_workplan
 log = logging.getLogger("duban.tracking.api")
 
 TITLE = "duban tracking 督办"
-MilestoneBody = body_model(RecordMilestoneProgress, "item_id")
-GroupActivityBody = body_model(RecordGroupActivity, "group_id")
 CaseId = Path(pattern=ID_PATTERN, description="办理件编号（即事项编号）")
+CASE_ID = {"case_id": "办理件编号（即事项编号）"}
 
-#: Route name → (command, handler method, summary). One POST ``/cases/{case_id}/<name>`` each.
-CASE_COMMANDS: dict[str, tuple[type[Command], str, str]] = {
-    "assign": (AssignCase, "assign", "交办（或退回后重新交办）"),
-    "return": (ReturnCase, "return_case", "退回（主办单位）"),
-    "extension": (RequestExtension, "request_extension", "申请延期（主办单位）"),
-    "extension-decision": (DecideExtension, "decide_extension", "审批延期"),
-    "progress": (ReportProgress, "report_progress", "报送办理进展"),
-    "co-unit-input": (GiveCoUnitInput, "co_unit_input", "协办意见与会签（协办单位）"),
-    "reply": (SubmitReply, "reply", "答复（主办单位）"),
-    "review": (ReviewReply, "review", "审核答复"),
-    "feedback": (GiveFeedback, "feedback", "反馈满意度（提出人，或工委代录纸质反馈）"),
-    "close": (CloseCase, "close", "办结"),
-    "reopen": (ReopenCase, "reopen", "重新办理"),
-    "deliver-commitment": (DeliverCommitment, "deliver_commitment", "承诺事项落实"),
-}
+#: One POST ``/cases/{case_id}/<name>`` per command of a case.
+CASE_COMMANDS = [
+    CommandRoute(f"/cases/{{case_id}}/{name}", model, method, summary, ("cases",), ids=CASE_ID)
+    for name, model, method, summary in (
+        ("assign", AssignCase, "assign", "交办（或退回后重新交办）"),
+        ("return", ReturnCase, "return_case", "退回（主办单位）"),
+        ("extension", RequestExtension, "request_extension", "申请延期（主办单位）"),
+        ("extension-decision", DecideExtension, "decide_extension", "审批延期"),
+        ("progress", ReportProgress, "report_progress", "报送办理进展"),
+        ("co-unit-input", GiveCoUnitInput, "co_unit_input", "协办意见与会签（协办单位）"),
+        ("reply", SubmitReply, "reply", "答复（主办单位）"),
+        ("review", ReviewReply, "review", "审核答复"),
+        ("feedback", GiveFeedback, "feedback", "反馈满意度（提出人，或工委代录纸质反馈）"),
+        ("close", CloseCase, "close", "办结"),
+        ("reopen", ReopenCase, "reopen", "重新办理"),
+        ("deliver-commitment", DeliverCommitment, "deliver_commitment", "承诺事项落实"),
+    )
+]
+#: The commands of the work plan's items and deputy groups.
+WORK_COMMANDS = [
+    CommandRoute(
+        "/work-items/{item_id}/progress",
+        RecordMilestoneProgress,
+        "record_milestone",
+        "报送形象进度",
+        ("work items",),
+        ids={"item_id": "工作项目编号"},
+    ),
+    CommandRoute(
+        "/deputy-groups/{group_id}/activities",
+        RecordGroupActivity,
+        "record_group_activity",
+        "登记小组活动",
+        ("work items",),
+        ids={"group_id": "代表小组编号"},
+    ),
+]
 
 
 def case_view(case: Case) -> dict[str, Any]:
@@ -116,23 +130,10 @@ def build_router(
     caller = principal_from_request(settings, jurisdiction=here)
     router = APIRouter(responses=refusals("办理件不存在"))
 
-    def add_case_command(name: str, model: type[Command], method: str, summary: str) -> None:
-        body_type = body_model(model, "case_id")
-
-        async def run(body, case_id: str = CaseId, principal: Principal = Depends(caller)) -> dict[str, Any]:
-            command = model.model_validate({**body.model_dump(), "case_id": case_id})
-            case = await getattr(get_handlers(), method)(command, principal)
-            return case_view(case)
-
-        # The body's model is made here, so FastAPI is given the annotations as objects.
-        run.__annotations__ = {"body": body_type, "case_id": str, "principal": Principal, "return": dict[str, Any]}
-        run.__doc__ = model.__doc__
-        router.add_api_route(
-            f"/cases/{{case_id}}/{name}", run, methods=["POST"], tags=["cases"], summary=summary, name=name
-        )
-
-    for name, (model, method, summary) in CASE_COMMANDS.items():
-        add_case_command(name, model, method, summary)
+    add_command_routes(router, CASE_COMMANDS, handlers=get_handlers, caller=caller, view=case_view)
+    add_command_routes(
+        router, WORK_COMMANDS, handlers=get_handlers, caller=caller, view=lambda item: item.model_dump(mode="json")
+    )
 
     def now():
         return get_handlers().clock()
@@ -194,31 +195,11 @@ def build_router(
         rows = await projections.list_work_items(get_engine(), jurisdiction=here, kind=kind, year=year)
         return {"items": rows}
 
-    @router.post("/work-items/{item_id}/progress", tags=["work items"], summary="报送形象进度")
-    async def milestone(
-        body: MilestoneBody,
-        item_id: str = Path(pattern=ID_PATTERN),
-        principal: Principal = Depends(caller),
-    ) -> dict[str, Any]:
-        command = RecordMilestoneProgress.model_validate({**body.model_dump(), "item_id": item_id})
-        item = await get_handlers().record_milestone(command, principal)
-        return item.model_dump(mode="json")
-
     @router.get("/deputy-groups", tags=["work items"], summary="代表小组（集中活动不足3次的标出）")
     async def deputy_groups(
         year: int | None = Query(default=None, ge=2000, le=2100), principal: Principal = Depends(caller)
     ) -> dict[str, Any]:
         return {"items": await projections.list_deputy_groups(get_engine(), jurisdiction=here, year=year)}
-
-    @router.post("/deputy-groups/{group_id}/activities", tags=["work items"], summary="登记小组活动")
-    async def group_activity(
-        body: GroupActivityBody,
-        group_id: str = Path(pattern=ID_PATTERN),
-        principal: Principal = Depends(caller),
-    ) -> dict[str, Any]:
-        command = RecordGroupActivity.model_validate({**body.model_dump(), "group_id": group_id})
-        group = await get_handlers().record_group_activity(command, principal)
-        return group.model_dump(mode="json")
 
     @router.post("/work-plan/load", tags=["work items"], summary="导入分组监督工作方案（温人大办〔2022〕20号）")
     async def load_plan(principal: Principal = Depends(caller)) -> WorkPlanLoaded:

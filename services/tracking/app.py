@@ -10,27 +10,19 @@ from __future__ import annotations
 
 import logging
 
-from nats.aio.msg import Msg
-
-from contracts import subjects
-from contracts.envelope import decode_commit
-from contracts.evaluation import ResultsPublished
-from contracts.events import upcast
-from contracts.intake import MatterRouted
 from contracts.jurisdictions import JurisdictionRegistry, default_registry
 from services.runtime import service as runtime_service
-from services.runtime.consumer import DurableWorker, carrying
+from services.runtime import sources
 from services.runtime.db import make_engine
 from services.runtime.eventstore import EventStore
 from services.runtime.levels import connect
-from services.runtime.projector import Projector
 from services.runtime.service import ServiceBase
 from services.runtime.settings import Settings
 
 from .api import create_api
 from .deadlines import DeadlinePolicy, WorkingCalendar
 from .evaluations import EvaluationResults
-from .handlers import TrackingConfig, TrackingHandlers
+from .handlers import RoutedMatters, TrackingConfig, TrackingHandlers
 from .projections import CaseHistoryProjection, CaseListProjection, DeputyGroupProjection, WorkItemProjection
 from .sweep import Sweeper
 
@@ -83,64 +75,36 @@ class TrackingService(ServiceBase):
         self.streams = [self.store.stream]
         self.handlers = TrackingHandlers(self.store, self.registry, self.config, **extra)
         self.evaluations = EvaluationResults(self.handlers, reopen_below_rate=self.settings.reopen_below_rate)
-        self.projectors = [
-            Projector(
-                self.nc,
-                projection,
-                self.engine,
-                stream=self.store.stream,
-                filter_subjects=[subjects.event_wildcard(CONTEXT, self.here)],
-                jurisdiction=self.here,
-                context=CONTEXT,
-                settings=self.settings,
-            )
-            for projection in (
-                CaseListProjection(),
-                CaseHistoryProjection(),
-                WorkItemProjection(),
-                DeputyGroupProjection(),
-            )
-        ]
-        listeners = [
-            DurableWorker(
-                self.nc,
-                stream=subjects.event_stream(other, self.here),
-                durable=durable,
-                handle=handle,
-                wants=carrying(wanted),
-                jurisdiction=self.here,
-                context=CONTEXT,
-                span_name=f"{name} {subjects.event_subject_template(other)}",
-                filter_subjects=[subjects.event_wildcard(other, self.here)],
-                settings=self.settings,
-            )
-            for other, durable, handle, name, wanted in (
-                (INTAKE, "tracking_intake_events", self.on_intake_event, "open case", MatterRouted.event_type),
-                (
-                    EVALUATION,
-                    "tracking_evaluation_results",
-                    self.evaluations.on_event,
-                    "reopen case",
-                    ResultsPublished.event_type,
-                ),
-            )
-        ]
+        own = sources.events(CONTEXT, self.here)
         self.sweeper = Sweeper(self.handlers, self.engine, interval_s=self.settings.sweep_interval_s)
-        await self.run_workers([*self.projectors, *listeners])
+        await self.run_workers(
+            [
+                *(
+                    self.projector(projection, own)
+                    for projection in (
+                        CaseListProjection(),
+                        CaseHistoryProjection(),
+                        WorkItemProjection(),
+                        DeputyGroupProjection(),
+                    )
+                ),
+                self.reactor(
+                    RoutedMatters(self.handlers),
+                    sources.events(INTAKE, self.here),
+                    durable="tracking_intake_events",
+                    verb="open case",
+                ),
+                self.reactor(
+                    self.evaluations,
+                    sources.events(EVALUATION, self.here),
+                    durable="tracking_evaluation_results",
+                    verb="reopen case",
+                ),
+            ]
+        )
         if sweep:
             self.run_task(self.sweeper.run, "sweep")
         log.info("tracking started", extra={"jurisdiction": self.here})
-
-    async def on_intake_event(self, msg: Msg) -> None:
-        """A commit of intake at this level: a routed matter opens its case here."""
-        types = (msg.headers or {}).get("Duban-Event-Types", "")
-        if MatterRouted.event_type not in types.split(","):
-            return
-        for envelope in decode_commit(msg.data):
-            if envelope.event_type == MatterRouted.event_type:
-                routed = upcast(envelope.event_type, envelope.schema_version, envelope.payload)
-                await self.handlers.open_case(routed, envelope)
-                log.info("case opened", extra={"matter_id": envelope.aggregate_id})
 
     async def stop(self) -> None:
         if hasattr(self, "sweeper"):

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import logging
 
-from nats.aio.msg import Msg
-
-from contracts.envelope import decode_commit
+from contracts.envelope import Envelope
 from contracts.evaluation import KIND_NAMES, ResultsPublished
-from contracts.events import upcast
+from services.runtime.reactions import Reactions, reacts_to
 
 from .handlers import TrackingHandlers
 
@@ -24,27 +22,21 @@ log = logging.getLogger("duban.tracking.evaluations")
 CASE_SUBJECTS = ("case", "matter")
 
 
-class EvaluationResults:
+class EvaluationResults(Reactions):
     def __init__(self, handlers: TrackingHandlers, *, reopen_below_rate: float) -> None:
         self.handlers = handlers
         self.reopen_below_rate = reopen_below_rate
 
-    async def on_event(self, msg: Msg) -> None:
-        types = (msg.headers or {}).get("Duban-Event-Types", "")
-        if ResultsPublished.event_type not in types.split(","):
-            return
-        for envelope in decode_commit(msg.data):
-            if envelope.event_type != ResultsPublished.event_type:
+    @reacts_to(ResultsPublished)
+    async def results_published(self, published: ResultsPublished, envelope: Envelope) -> None:
+        for result in published.results:
+            if result.subject.kind not in CASE_SUBJECTS or result.valid == 0:
                 continue
-            published = upcast(envelope.event_type, envelope.schema_version, envelope.payload)
-            for result in published.results:
-                if result.subject.kind not in CASE_SUBJECTS or result.valid == 0:
-                    continue
-                low = result.rate is not None and result.rate < self.reopen_below_rate
-                if not (low or result.dissatisfied_dominates):
-                    continue
-                rate = f"{result.rate:.0%}" if result.rate is not None else "—"
-                reason = f"{published.title}（{KIND_NAMES[published.kind]}）满意率 {rate}，重新督办"
-                case = await self.handlers.reopen_after_evaluation(result.subject.id, reason, envelope)
-                if case is not None:
-                    log.info("case reopened by evaluation", extra={"case_id": case.id, "rate": result.rate})
+            low = result.rate is not None and result.rate < self.reopen_below_rate
+            if not (low or result.dissatisfied_dominates):
+                continue
+            rate = f"{result.rate:.0%}" if result.rate is not None else "—"
+            reason = f"{published.title}（{KIND_NAMES[published.kind]}）满意率 {rate}，重新督办"
+            case = await self.handlers.reopen_after_evaluation(result.subject.id, reason, envelope)
+            if case is not None:
+                log.info("case reopened by evaluation", extra={"case_id": case.id, "rate": result.rate})

@@ -51,6 +51,7 @@ from services.runtime.auth import Principal, Role
 from services.runtime.commands import execute
 from services.runtime.eventstore import EventStore
 from services.runtime.ids import id_deriver
+from services.runtime.reactions import Reactions, reacts_to
 
 from .deadlines import (
     DeadlinePolicy,
@@ -460,3 +461,15 @@ class TrackingHandlers:
     async def _run(self, case_id: str, principal: Principal, decide, role: Role) -> Case:
         case, _ = await execute(self.store, Case, case_id, decide, actor=principal.actor(role))
         return case
+
+
+class RoutedMatters(Reactions):
+    """Intake's events at this level: a matter routed here (本级办理) opens its case."""
+
+    def __init__(self, handlers: TrackingHandlers) -> None:
+        self.handlers = handlers
+
+    @reacts_to(MatterRouted)
+    async def open_case(self, routed: MatterRouted, envelope: Envelope) -> None:
+        await self.handlers.open_case(routed, envelope)
+        log.info("case opened", extra={"matter_id": envelope.aggregate_id})

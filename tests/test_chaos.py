@@ -284,13 +284,8 @@ class Staff:
 
     def activity(self, code: str, body: dict) -> None:
         station = bearer(f"station-{code}", "liaison_station", code)
-
-        def recorded() -> bool:
-            self.system.settle([("intake", code)])
-            listed = self.client.read("intake", code, "/activities", self.committee(code))
-            return any(a["title"] == body["title"] for a in listed["items"])
-
-        self.client.command("activity", "intake", code, "/activities", body, station, event_type=None, done=recorded)
+        key = f"chaos-activity-{code}"
+        self.client.command("activity", "intake", code, "/activities", body, station, event_type=None, key=key)
 
     # tracking
     def case(self, code: str, case_id: str) -> dict | None:

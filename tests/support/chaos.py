@@ -41,7 +41,7 @@ from services.runtime.auth import issue_token
 from services.runtime.deadletters import list_dead_letters
 from services.runtime.nats_server import EmbeddedNats, free_port
 from services.runtime.settings import Settings
-from tests.support.processes import healthz, wait_for
+from tests.support.processes import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DUBAN = (sys.executable, "-m", "services.runtime.cli")
@@ -115,7 +115,7 @@ class Bus:
 
         async def question(js) -> bool:
             try:
-                msg = await js.get_msg(subjects.inbox_stream(to), last_by_subj=subject, direct=True)
+                msg = await js.get_last_msg(subjects.inbox_stream(to), subject, direct=True)
             except NotFoundError:
                 return False
             return any(e.aggregate_id == matter_id for e in decode_commit(msg.data))
@@ -153,13 +153,18 @@ class Served:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
-    def wait_healthy(self, timeout: float = 90) -> None:
-        def up() -> bool:
+    def wait_ready(self, timeout: float = 90) -> None:
+        """Until ``/readyz`` says it can work (NATS, JetStream, its database)."""
+
+        def ready() -> bool:
             if self.process is not None and self.process.poll() is not None:
                 raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
-            return healthz(self.url)
+            try:
+                return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
 
-        wait_for(up, timeout, f"{self.name} to answer /healthz")
+        wait_for(ready, timeout, f"{self.name} to answer /readyz")
 
     def kill(self) -> None:
         """SIGKILL, as a crash."""
@@ -234,7 +239,7 @@ class System:
         return env
 
     def start(self) -> None:
-        """The bus, then all 21 processes at once; ``startup_s`` is how long until all answered."""
+        """The bus, then all 21 processes at once; ``startup_s`` is how long until all were ready."""
         self.bus.start()
         env = self.env()
         began = time.monotonic()
@@ -244,7 +249,7 @@ class System:
                 served.launch()
                 self.served[(service, code)] = served
         for served in self.served.values():
-            served.wait_healthy()
+            served.wait_ready()
         self.startup_s = time.monotonic() - began
 
     def __getitem__(self, key: tuple[str, str]) -> Served:
@@ -255,7 +260,7 @@ class System:
         served = self.served[(service, code)]
         served.kill()
         served.launch()
-        served.wait_healthy()
+        served.wait_ready()
 
     def status(self, served: Served) -> dict | None:
         try:

@@ -33,6 +33,7 @@ from tests.support.chaos import (
     SERVICES,
     TAIZHOU,
     TOWNSHIPS,
+    Acknowledged,
     Chaos,
     Fault,
     Ledger,
@@ -200,19 +201,20 @@ def draw_plan(seed: int) -> Plan:
     return Plan(today.strftime("%Y-%m"), matters, activities, typical_cases, rng.choice(escalated))
 
 
-def draw_faults(seed: int, steps: int) -> list[Fault]:
-    """Three kills of the bus and one kill of an intake, a tracking and a notify process, at
-    seeded points spread over the fault-free run's ``steps`` acknowledged commands."""
+def draw_faults(seed: int, steps: list[Acknowledged]) -> list[Fault]:
+    """Three kills of the bus at seeded points spread over the fault-free run's acknowledged
+    commands (``steps``), and one kill each of an intake, a tracking and a notify process
+    mid-work: just as a seeded command of the fault-free run that went to that service is sent
+    again in the faulty run, the process it goes to is killed."""
     rng = random.Random(seed * 1009)
-    points = sorted(rng.sample(range(steps // 10, steps - steps // 20), 6))
-    targets: list[str | None] = [None, None, None, *SERVICES]
-    rng.shuffle(targets)
-    faults = []
-    for after, target in zip(points, targets, strict=True):
-        if target is None:
-            faults.append(Fault(after, rng.uniform(0, 0.3), pause_s=rng.uniform(0.5, 2.0)))
-        else:
-            faults.append(Fault(after, rng.uniform(0, 0.3), target=target, code=rng.choice(LEVELS)))
+    count = len(steps)
+    faults = [
+        Fault(after, rng.uniform(0, 0.3), pause_s=rng.uniform(0.5, 2.0))
+        for after in rng.sample(range(count // 10, count - count // 20), 3)
+    ]
+    for service in SERVICES:
+        number = rng.choice([n for n, step in enumerate(steps, 1) if step.service == service])
+        faults.append(Fault(number - 1, rng.uniform(0, 0.05), target=service, code=steps[number - 1].code))
     return faults
 
 
@@ -389,9 +391,16 @@ class Run:
     lists: dict[tuple[str, str], dict] = field(default_factory=dict)
     dead_letters: dict[str, list[dict]] = field(default_factory=dict)
     faults: list[str] = field(default_factory=list)
+    phases: list[tuple[str, float]] = field(default_factory=list)  # (what, seconds it took)
     recoveries: list[Recovery] = field(default_factory=list)
     retries: int = 0
     rereads: int = 0
+    _phase_began: float = field(default_factory=time.monotonic)
+
+    def phase(self, what: str) -> None:
+        now = time.monotonic()
+        self.phases.append((what, now - self._phase_began))
+        self._phase_began = now
 
 
 def play(system: System, plan: Plan, faults: list[Fault] | None, run: Run) -> None:
@@ -400,6 +409,7 @@ def play(system: System, plan: Plan, faults: list[Fault] | None, run: Run) -> No
     began = time.monotonic()
     system.start()
     run.startup_s = system.startup_s or 0.0
+    run.phase("21 processes started")
     client = PatientClient(system, run.ledger)
     staff = run.staff = Staff(client, system)
     chaos = Chaos(system, faults or [], staff.probes)
@@ -409,7 +419,9 @@ def play(system: System, plan: Plan, faults: list[Fault] | None, run: Run) -> No
         scenario(staff, plan, chaos if faults is not None else None, run)
         chaos.finish()
         system.settle()
+        run.phase("remaining faults, settled")
         read_back(system, staff, run)
+        run.phase("read back")
     finally:
         chaos.stop()
         chaos.join(120)
@@ -426,6 +438,7 @@ def scenario(staff: Staff, plan: Plan, chaos: Chaos | None, run: Run) -> None:
     for code, body in plan.typical_cases:
         staff.typical_case(code, month, body)
 
+    run.phase("activities and typical cases")
     # townships: raise, handle their own, escalate the rest
     townships = [m for m in plan.matters if m.code in LEVELS[3:]]
     for m in townships:
@@ -442,6 +455,7 @@ def scenario(staff: Staff, plan: Plan, chaos: Chaos | None, run: Run) -> None:
         else:
             staff.escalate(m.code, here)
 
+    run.phase("townships raise, handle, escalate")
     # counties: take in, raise their own, handle or escalate on to 台州市
     for m in townships:
         if m.handled_at != m.code:
@@ -461,6 +475,7 @@ def scenario(staff: Staff, plan: Plan, chaos: Chaos | None, run: Run) -> None:
         else:
             staff.escalate(county, here)
 
+    run.phase("counties take in, raise, handle, escalate")
     # 台州市
     for m in plan.matters:
         if m.handled_at == TAIZHOU and m.code != TAIZHOU:
@@ -474,6 +489,7 @@ def scenario(staff: Staff, plan: Plan, chaos: Chaos | None, run: Run) -> None:
             staff.route(m, TAIZHOU, here)
             handled.append((m, TAIZHOU, here))
 
+    run.phase("台州市 takes in, raises, routes")
     # every case handled where it was routed: assigned, answered, fed back until it closes
     for m, code, case_id in handled:
         staff.opened(code, case_id)
@@ -486,6 +502,7 @@ def scenario(staff: Staff, plan: Plan, chaos: Chaos | None, run: Run) -> None:
             for deputy in m.submitters:
                 staff.feedback(m, code, case_id, deputy)
 
+    run.phase("cases assigned, answered, fed back")
     # the outcome comes back down to where each matter was raised
     for m in plan.matters:
         if not m.still_open:
@@ -496,6 +513,7 @@ def scenario(staff: Staff, plan: Plan, chaos: Chaos | None, run: Run) -> None:
                 f"the outcome of {m.title} at {m.code}",
             )
 
+    run.phase("outcomes back to where raised")
     # the monthly summary, up the levels: townships to their county, counties to 台州市
     staff.client.system.settle()
     for code in LEVELS[3:]:
@@ -504,6 +522,7 @@ def scenario(staff: Staff, plan: Plan, chaos: Chaos | None, run: Run) -> None:
     for code in COUNTIES:
         run.revisions[code] = staff.report(code, month)
         staff.reported(code, month, run.revisions[code])
+    run.phase("summaries reported up")
 
 
 def _escalated(staff: Staff, m: Raised, matter_id: str) -> str:
@@ -641,6 +660,7 @@ def report(title: str, run: Run, system: System) -> None:
         f"acknowledged commands {len(entries)} ({sum(e.found_on_reread for e in entries)} found stored on re-read), "
         f"client retries {run.retries}, state re-reads {run.rereads}"
     )
+    print("   phases: " + ", ".join(f"{what} {seconds:.1f}s" for what, seconds in run.phases))
     for fault in run.faults:
         print(f"   fault: {fault}")
     for recovery in run.recoveries:
@@ -673,7 +693,7 @@ def test_the_fault_free_run_accounts_for_every_matter_and_step(calm_run):
 
 
 def test_with_the_bus_and_services_killed_nothing_is_lost_and_the_figures_are_the_same(plan, calm_run, tmp_path):
-    faults = draw_faults(SEED, len(calm_run.ledger.entries))
+    faults = draw_faults(SEED, calm_run.ledger.entries)
     system, run = System(tmp_path / "faulty"), Run(plan)
     try:
         play(system, plan, faults, run)

@@ -355,10 +355,12 @@ class PatientClient:
         self.http.close()
 
     def _wait(self, attempt: int, answer: httpx.Response | None = None) -> None:
+        """Backoff from 0.2 s up to 2 s; a ``Retry-After`` is taken up to that cap (the services
+        say 5 s while they are back within about 1 s of the bus)."""
         self.retries += 1
         delay = min(2.0, 0.2 * 1.5**attempt)
         if answer is not None and answer.headers.get("Retry-After", "").isdigit():
-            delay = max(delay, min(float(answer.headers["Retry-After"]), 5.0))
+            delay = max(delay, min(float(answer.headers["Retry-After"]), 2.0))
         time.sleep(delay)
 
     def read(self, service: str, code: str, path: str, headers: dict, params: dict | None = None) -> Any:

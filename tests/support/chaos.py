@@ -269,29 +269,33 @@ class System:
             return None
         return answer.json() if answer.status_code == 200 else None
 
-    def idle(self, keys: list[tuple[str, str]] | None = None) -> bool:
-        """Whether every consumer of these services (all by default) has nothing pending or
-        un-acknowledged, as each service's ``/status`` reads it from the server."""
+    def read_models_caught_up(self, keys: list[tuple[str, str]] | None = None) -> bool:
+        """Whether every read model of these services (all by default) has applied every event of
+        its stream: its projector has nothing left to be delivered, and its checkpoint (from the
+        service's ``/status``) has reached the last event delivered to it (from the server). A
+        delivered event whose acknowledgement was lost with a killed nats-server counts as
+        applied when the checkpoint covers it (the server hands it out again only after the
+        consumer's ack wait, and the projector then skips it)."""
+        projectors = []
         for key in keys or list(self.served):
             status = self.status(self.served[key])
             if not status or not status.get("ready"):
                 return False
-            for consumer in status.get("consumers") or []:
-                if consumer.get("lag") != 0 or consumer.get("ack_pending") != 0:
+            projectors += [c for c in status.get("consumers") or [] if c.get("checkpoint") is not None]
+
+        async def question(js) -> bool:
+            for projector in projectors:
+                info = await js.consumer_info(projector["stream"], projector["consumer"])
+                if info.num_pending or (info.delivered.stream_seq or 0) > projector["checkpoint"]:
                     return False
-        return True
+            return True
+
+        return self.bus.ask(question)
 
     def settle(self, keys: list[tuple[str, str]] | None = None, timeout: float = 120) -> None:
-        """Wait until :meth:`idle` holds twice, half a second apart (a message in flight between
-        a source and an INBOX shows in no consumer yet)."""
-
-        def twice() -> bool:
-            if not self.idle(keys):
-                return False
-            time.sleep(0.5)
-            return self.idle(keys)
-
-        wait_for(twice, timeout, "every consumer to be idle")
+        """Wait until :meth:`read_models_caught_up` (what the services do between levels, the
+        scenario waits for where it shows: a matter taken in above, a case opened, an outcome)."""
+        wait_for(lambda: self.read_models_caught_up(keys), timeout, "every read model to catch up")
 
     def errors(self) -> dict[str, list[str]]:
         return {s.name: found for s in self.served.values() if (found := s.errors())}

@@ -516,12 +516,11 @@ def scenario(staff: Staff, plan: Plan, chaos: Chaos | None, run: Run) -> None:
     run.phase("outcomes back to where raised")
     # the monthly summary, up the levels: townships to their county, counties to 台州市
     staff.client.system.settle()
-    for code in LEVELS[3:]:
-        run.revisions[code] = staff.report(code, month)
-        staff.reported(code, month, run.revisions[code])
-    for code in COUNTIES:
-        run.revisions[code] = staff.report(code, month)
-        staff.reported(code, month, run.revisions[code])
+    for wave in (LEVELS[3:], COUNTIES):
+        for code in wave:
+            run.revisions[code] = staff.report(code, month)
+        for code in wave:
+            staff.reported(code, month, run.revisions[code])
     run.phase("summaries reported up")
 
 

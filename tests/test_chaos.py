@@ -272,7 +272,8 @@ class Staff:
 
     def route(self, m: Raised, code: str, matter_id: str) -> None:
         body = {"committee": m.committee}
-        self._matter_step("route", code, matter_id, body, "intake.MatterRouted", lambda m: m["status"] != "registered")
+        routed = lambda m: m["status"] in ("routed", "closed")  # noqa: E731
+        self._matter_step("route", code, matter_id, body, "intake.MatterRouted", routed)
 
     def arrived(self, m: Raised, code: str) -> str:
         """The id the level above gave ``m`` (its record here learns it when it is taken in there)."""

@@ -3,10 +3,10 @@ the services of seven levels as real processes, a patient client as staff are, a
 
 - :class:`Bus`: the nats-server on a temporary store; :meth:`Bus.crash` kills it with SIGKILL and
   starts it again on the same store and ports (``EmbeddedNats.write_config`` keeps the ports it
-  chose the first time);
+  chose the first time); and what it holds (an INBOX's last hand-over, the dead letters);
 - :class:`Served`: one ``duban serve SERVICE --jurisdiction CODE`` process, as operators run it;
 - :class:`System`: the bus and every service of every level, each with its own SQLite under one
-  data directory, and what the bus holds (an INBOX's messages, the dead letters);
+  data directory, and whether their read models have caught up;
 - :class:`PatientClient`: HTTP as staff use it: 503 and broken connections are retried with
   backoff; a step whose outcome could not be known is re-read before it is repeated, so a retry
   never fails a step that was in fact stored; every acknowledged command goes into the

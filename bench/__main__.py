@@ -29,7 +29,7 @@ from pathlib import Path
 import nats
 
 from contracts import subjects
-from services.runtime.nats_server import EmbeddedNats
+from services.runtime.tools.nats_server import EmbeddedNats
 
 from . import ballots, traced
 from .common import CONTEXT, JURISDICTION, Sizes, elapsed, progress, ratio

@@ -2,7 +2,7 @@
 
 A real evaluation service (``duban serve evaluation``, tracing and span files on as ``duban up``
 runs it, answering HTTP in ``HTTP_WORKERS`` processes: ``DUBAN_HTTP_WORKERS``, one per core, as
-a level sets it for a session's evaluations, see ``services/runtime/http_workers.py``) on an
+a level sets it for a session's evaluations, see ``services/runtime/http/workers.py``) on an
 embedded nats-server with ``sync_interval: always``; a session of 10 subjects and 500 evaluators;
 every evaluator sends one ballot sheet scoring all 10 subjects from one of ``CONCURRENCY``
 terminals (the hall's ballot terminals, each its own keep-alive HTTP connection, sending its next
@@ -119,7 +119,10 @@ def _start_service(workdir: Path, port: int, env: dict[str, str]) -> subprocess.
     command = ["serve", "evaluation", "--jurisdiction", HERE, "--port", str(port)]
     with open(workdir / "evaluation.log", "wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "services.runtime.cli", *command], env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "services.runtime.tools.cli", *command],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
 
@@ -131,9 +134,9 @@ async def ballots(
     concurrency: int = CONCURRENCY,
     http_workers: int = HTTP_WORKERS,
 ) -> dict:
-    from services.runtime.auth import issue_token
-    from services.runtime.nats_server import EmbeddedNats
+    from services.runtime.http.auth import issue_token
     from services.runtime.settings import Settings
+    from services.runtime.tools.nats_server import EmbeddedNats
 
     secret = Settings().jwt_secret
     server = EmbeddedNats(workdir / "nats").start()

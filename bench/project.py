@@ -9,8 +9,8 @@ from nats.aio.client import Client as NATS
 from sqlalchemy import func, select
 
 from contracts import subjects
-from services.runtime.db import make_engine
-from services.runtime.projector import Projector, read_position
+from services.runtime.read.db import make_engine
+from services.runtime.read.projector import Projector, read_position
 from services.runtime.settings import Settings
 from tests.support.sample import CounterProjection, counters
 

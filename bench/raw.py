@@ -20,7 +20,7 @@ from nats.aio.client import Client as NATS
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
 from contracts.envelope import PREVIOUS_SEQUENCE_HEADER, new_id
-from services.runtime.eventstore import EventStore
+from services.runtime.es.eventstore import EventStore
 
 from .common import JURISDICTION, Sizes, progress, rate
 

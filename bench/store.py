@@ -10,7 +10,7 @@ from nats.aio.client import Client as NATS
 
 from contracts import subjects
 from contracts.envelope import new_id
-from services.runtime.eventstore import EventStore
+from services.runtime.es.eventstore import EventStore
 from tests.support.sample import Counter
 
 from .common import CONTEXT, JURISDICTION, Sizes, progress, rate

@@ -35,10 +35,10 @@ async def scenario(mode: str, matters: int, workdir: Path) -> float:
     """Matters per second through intake and tracking, in this process, tracing ``mode``."""
     from contracts.intake import Channel, MatterData, MatterKind, RegisterMatter, RouteMatter, SubmitMatter, Submitter
     from services.intake.app import IntakeService
-    from services.runtime.auth import Principal, Role
-    from services.runtime.nats_server import EmbeddedNats
+    from services.runtime.http.auth import Principal, Role
+    from services.runtime.observe.telemetry import setup_tracing
     from services.runtime.settings import Settings
-    from services.runtime.telemetry import setup_tracing
+    from services.runtime.tools.nats_server import EmbeddedNats
     from services.tracking.app import TrackingService
 
     here = "331081"

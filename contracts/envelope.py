@@ -2,7 +2,7 @@
 
 A *commit* is the list of events one command produced for one aggregate. It is stored as one
 JetStream message (a JSON array of envelopes) so that the events of a command are atomic:
-see ``services.runtime.eventstore`` for why.
+see ``services.runtime.es.eventstore`` for why.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import uuid
 import nats
 import pytest
 
-from services.runtime.db import make_engine
+from services.runtime.read.db import make_engine
 from tests.support.nats import start_nats
 from tests.support.postgres import create_database, start_postgres
 
@@ -85,7 +85,7 @@ def spans():
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from services.runtime.telemetry import setup_tracing
+    from services.runtime.observe.telemetry import setup_tracing
 
     exporter = InMemorySpanExporter()
     if isinstance(trace.get_tracer_provider(), TracerProvider):

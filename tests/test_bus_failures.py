@@ -24,13 +24,13 @@ from nats.js.errors import APIError
 
 from contracts import subjects
 from contracts.envelope import new_id
-from services.runtime.consumer import DurableWorker
-from services.runtime.deadletters import ensure_deadletter_stream, list_dead_letters
-from services.runtime.eventstore import EventStore
-from services.runtime.metrics import sample
-from services.runtime.nats_server import EmbeddedNats
-from services.runtime.projector import read_position
+from services.runtime.bus.consumer import DurableWorker
+from services.runtime.bus.deadletters import ensure_deadletter_stream, list_dead_letters
+from services.runtime.es.eventstore import EventStore
+from services.runtime.observe.metrics import sample
+from services.runtime.read.projector import read_position
 from services.runtime.settings import Settings
+from services.runtime.tools.nats_server import EmbeddedNats
 from tests.support.sample import Counter, Incremented, Poisoned, counter_projector, counter_rows
 from tests.support.waiting import eventually
 
@@ -155,7 +155,7 @@ async def test_a_message_whose_dead_letter_cannot_be_stored_stays_pending_and_is
 
 
 async def test_a_projection_waits_on_a_poison_event_until_its_dead_letter_is_stored(own_nc, tmp_path):
-    from services.runtime.db import make_engine
+    from services.runtime.read.db import make_engine
 
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'projection.sqlite3'}")
     store = EventStore(own_nc, context="sample", jurisdiction=HERE)

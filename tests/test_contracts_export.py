@@ -15,8 +15,8 @@ from faststream.nats import NatsBroker
 from contracts.envelope import Envelope
 from contracts.events import Event, UnknownEventType, event, event_types, upcast, upcaster
 from contracts.subjects import CONTEXTS
-from services.runtime import schema_export
-from services.runtime.cli import main
+from services.runtime.tools import schema_export
+from services.runtime.tools.cli import main
 
 FIX = "run `duban contracts export` and commit contracts/schemas/"
 

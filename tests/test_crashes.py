@@ -15,10 +15,10 @@ import nats
 import pytest
 
 from contracts.envelope import new_id
-from services.runtime.db import make_engine
-from services.runtime.eventstore import EventStore, StoreUnavailable
-from services.runtime.nats_server import EmbeddedNats
-from services.runtime.projector import read_position
+from services.runtime.es.eventstore import EventStore, StoreUnavailable
+from services.runtime.read.db import make_engine
+from services.runtime.read.projector import read_position
+from services.runtime.tools.nats_server import EmbeddedNats
 from tests.support.sample import Counter, counter_projector, counter_rows
 
 pytestmark = pytest.mark.slow

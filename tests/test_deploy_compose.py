@@ -24,10 +24,10 @@ from sqlalchemy.engine import make_url
 from contracts.intake import Channel, MatterData, MatterKind, SubmitMatter, Submitter
 from services.intake import projections
 from services.intake.app import IntakeService
-from services.runtime.auth import Principal, Role
-from services.runtime.levels import service_permissions
-from services.runtime.nats_server import EmbeddedNats, nats_server_binary
+from services.runtime.bus.levels import service_permissions
+from services.runtime.http.auth import Principal, Role
 from services.runtime.settings import Settings
+from services.runtime.tools.nats_server import EmbeddedNats, nats_server_binary
 from tests.support.deploy import DEPLOY, generate
 
 COMPOSE = DEPLOY / "compose.yaml"

@@ -25,8 +25,8 @@ from contracts.intake import Channel, EscalateMatter, MatterData, MatterKind, Re
 from services.intake.app import IntakeService
 from services.intake.domain import Matter
 from services.intake.handlers import derived_id
-from services.runtime.auth import Principal, Role
-from services.runtime.levels import inbox_prefix
+from services.runtime.bus.levels import inbox_prefix
+from services.runtime.http.auth import Principal, Role
 from services.runtime.settings import Settings
 from services.tracking.app import TrackingService
 from tests.support.deploy import boot, cut, generate, restore

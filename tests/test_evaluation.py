@@ -28,10 +28,10 @@ from services.evaluation.api import create_api
 from services.evaluation.domain import BallotSheet, Session
 from services.evaluation.handlers import EvaluationHandlers
 from services.evaluation.projections import SessionProjection, TurnoutProjection, sessions, turnout
-from services.runtime.aggregate import DomainError
-from services.runtime.auth import Principal, Role, issue_token
-from services.runtime.eventstore import EventStore
-from services.runtime.projector import Projector
+from services.runtime.es.aggregate import DomainError
+from services.runtime.es.eventstore import EventStore
+from services.runtime.http.auth import Principal, Role, issue_token
+from services.runtime.read.projector import Projector
 from services.runtime.settings import Settings
 from tests.support.clock import ManualClock
 

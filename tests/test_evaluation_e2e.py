@@ -24,11 +24,11 @@ from services.evaluation.app import EvaluationService
 from services.notify.app import NotifyService
 from services.notify.projections import inbox
 from services.notify.settings import NotifySettings
-from services.runtime.auth import Principal, Role
-from services.runtime.nats_server import EmbeddedNats
-from services.runtime.settings import Settings
+from services.runtime.http.auth import Principal, Role
+from services.runtime.tools.nats_server import EmbeddedNats
 from services.tracking.app import TrackingService
 from services.tracking.domain import Case
+from services.tracking.settings import TrackingSettings
 from tests.support.clock import ManualClock
 from tests.support.tracking import LEAD, STAFF, WENLING, closed_case
 from tests.support.waiting import eventually
@@ -40,7 +40,9 @@ START = datetime(2026, 12, 1, 9, 0, tzinfo=SHANGHAI)
 async def levels(tmp_path):
     server = EmbeddedNats(tmp_path / "nats").start()
     clock = ManualClock(START)
-    settings = Settings(jurisdiction=WENLING, nats_url=server.url, data_dir=tmp_path / "data", reopen_below_rate=0.6)
+    settings = TrackingSettings(
+        jurisdiction=WENLING, nats_url=server.url, data_dir=tmp_path / "data", reopen_below_rate=0.6
+    )
     tracking = TrackingService(settings, clock=clock)
     evaluation = EvaluationService(settings, clock=clock, status_ttl_s=0.0)
     notify = NotifyService(NotifySettings(jurisdiction=WENLING, nats_url=server.url, data_dir=tmp_path / "data"))

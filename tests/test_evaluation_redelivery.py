@@ -23,11 +23,11 @@ from contracts.evaluation import (
 )
 from contracts.tracking import CaseStatus, GiveFeedback, Rating, SubmitReply
 from services.evaluation.app import EvaluationService
-from services.runtime.auth import Principal, Role
-from services.runtime.nats_server import EmbeddedNats
-from services.runtime.settings import Settings
+from services.runtime.http.auth import Principal, Role
+from services.runtime.tools.nats_server import EmbeddedNats
 from services.tracking.app import TrackingService
 from services.tracking.domain import Case
+from services.tracking.settings import TrackingSettings
 from tests.support.clock import ManualClock
 from tests.support.tracking import DEPUTIES, LEAD, STAFF, WENLING, closed_case, deputy, unit
 from tests.support.waiting import eventually
@@ -40,7 +40,7 @@ WINDOW_S = 1.0  # the streams' de-duplication window here (600 s by default)
 async def running(tmp_path):
     server = EmbeddedNats(tmp_path / "nats").start()
     clock = ManualClock(START)
-    settings = Settings(
+    settings = TrackingSettings(
         jurisdiction=WENLING,
         nats_url=server.url,
         data_dir=tmp_path / "data",

@@ -13,11 +13,11 @@ from contracts.envelope import SHANGHAI
 from contracts.evaluation import CastBallots, Choice, DraftSession, OpenSession, SessionKind, SubjectRef
 from services.evaluation.app import EvaluationService
 from services.evaluation.domain import Session
-from services.runtime.aggregate import DomainError
-from services.runtime.auth import Principal, Role
-from services.runtime.commands import execute
-from services.runtime.nats_server import EmbeddedNats
-from services.runtime.settings import Settings
+from services.evaluation.settings import EvaluationSettings
+from services.runtime.es.aggregate import DomainError
+from services.runtime.es.commands import execute
+from services.runtime.http.auth import Principal, Role
+from services.runtime.tools.nats_server import EmbeddedNats
 from tests.support.clock import ManualClock
 from tests.support.waiting import eventually
 
@@ -40,7 +40,7 @@ async def published(service, session_id: str) -> Session | None:
 async def service(tmp_path):
     server = EmbeddedNats(tmp_path / "nats").start()
     clock = ManualClock(OPENS)
-    settings = Settings(
+    settings = EvaluationSettings(
         jurisdiction=HERE, nats_url=server.url, data_dir=tmp_path / "data", session_check_interval_s=CHECK_S
     )
     service = EvaluationService(settings, clock=clock, status_ttl_s=0.0)

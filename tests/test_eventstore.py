@@ -15,9 +15,9 @@ import pytest
 from nats.js.errors import APIError
 
 from contracts.envelope import new_id
-from services.runtime.commands import execute
-from services.runtime.eventstore import ConcurrencyError, EventStore
-from services.runtime.memory import InMemoryEventStore
+from services.runtime.es.commands import execute
+from services.runtime.es.eventstore import ConcurrencyError, EventStore
+from services.runtime.es.memory import InMemoryEventStore
 from tests.support.sample import Counter, Incremented, Opened
 
 

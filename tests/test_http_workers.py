@@ -1,5 +1,5 @@
 """``DUBAN_HTTP_WORKERS``: a service answering HTTP in more than one process, as a congress hall's
-ballot burst needs (``services/runtime/http_workers.py``). Real processes on a real nats-server:
+ballot burst needs (``services/runtime/http/workers.py``). Real processes on a real nats-server:
 
 - ``duban serve evaluation`` with two workers starts one helper, and both processes answer
   requests on the one port (each writes the spans of what it answered to its own trace file);
@@ -24,16 +24,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.runtime.auth import issue_token
-from services.runtime.nats_server import EmbeddedNats, free_port
+from services.runtime.http.auth import issue_token
 from services.runtime.settings import Settings
+from services.runtime.tools.nats_server import EmbeddedNats, free_port
 from tests.support.processes import alive, children, healthz, wait_for
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 WENLING = "331081"
-DUBAN = (sys.executable, "-m", "services.runtime.cli")
+DUBAN = (sys.executable, "-m", "services.runtime.tools.cli")
 EVALUATORS = 40
 
 

@@ -22,9 +22,9 @@ from contracts.jurisdictions import default_registry
 from services.intake.api import create_api
 from services.intake.commands_nats import register_command_subscriber
 from services.intake.handlers import IntakeHandlers
-from services.runtime.auth import issue_token
-from services.runtime.db import make_engine
-from services.runtime.eventstore import EventStore
+from services.runtime.es.eventstore import EventStore
+from services.runtime.http.auth import issue_token
+from services.runtime.read.db import make_engine
 from services.runtime.settings import Settings
 
 HERE = "331081100"  # 泽国镇
@@ -78,7 +78,7 @@ async def read_engine(tmp_path):
 @pytest.fixture
 async def projectors(nc, store, read_engine):
     from services.intake.projections import MatterHistoryProjection, MatterListProjection
-    from services.runtime.projector import Projector
+    from services.runtime.read.projector import Projector
 
     found = [
         Projector(
@@ -421,7 +421,7 @@ async def test_a_similar_matter_is_shown_as_a_possible_duplicate(client, nc, sto
 
 async def test_activities_are_recorded_and_listed(client, nc, store, read_engine):
     from services.intake.projections import ActivityProjection
-    from services.runtime.projector import Projector
+    from services.runtime.read.projector import Projector
 
     activity = {
         "kind": "themed",

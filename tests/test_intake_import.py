@@ -19,8 +19,8 @@ from services.intake import imports
 from services.intake.api import create_api
 from services.intake.domain import Matter
 from services.intake.handlers import IntakeHandlers
-from services.runtime.auth import issue_token
-from services.runtime.eventstore import EventStore
+from services.runtime.es.eventstore import EventStore
+from services.runtime.http.auth import issue_token
 from services.runtime.settings import Settings
 
 HERE = "331081100"  # 泽国镇

@@ -24,10 +24,10 @@ from services.intake.api import create_api
 from services.intake.app import IntakeService
 from services.intake.domain import Matter
 from services.intake.handlers import derived_id
-from services.runtime.aggregate import NotAllowed
-from services.runtime.auth import Principal, Role, issue_token
-from services.runtime.nats_server import EmbeddedNats
+from services.runtime.es.aggregate import NotAllowed
+from services.runtime.http.auth import Principal, Role, issue_token
 from services.runtime.settings import Settings
+from services.runtime.tools.nats_server import EmbeddedNats
 from tests.support.waiting import eventually
 
 TAIZHOU, WENLING, ZEGUO = "331000", "331081", "331081100"

@@ -38,8 +38,8 @@ from services.intake.projections import (
     suggestion_list,
 )
 from services.intake.similarity import ngrams, possible_duplicates, similarity
-from services.runtime.eventstore import EventStore
-from services.runtime.projector import Projector
+from services.runtime.es.eventstore import EventStore
+from services.runtime.read.projector import Projector
 from services.runtime.settings import Settings
 
 JURISDICTION = "331081"  # 温岭市

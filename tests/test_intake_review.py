@@ -22,9 +22,9 @@ from contracts.intake import (
 from contracts.jurisdictions import default_registry
 from services.intake.domain import Matter, RegistrationBook
 from services.intake.handlers import IntakeHandlers
-from services.runtime.aggregate import DomainError, NotAllowed
-from services.runtime.auth import Principal, Role
-from services.runtime.eventstore import EventStore
+from services.runtime.es.aggregate import DomainError, NotAllowed
+from services.runtime.es.eventstore import EventStore
+from services.runtime.http.auth import Principal, Role
 
 WENLING = "331081"
 STAFF = Principal(sub="committee-1", name="代表工委", roles=[Role.committee], jurisdiction=WENLING)

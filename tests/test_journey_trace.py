@@ -24,11 +24,11 @@ from services.intake.handlers import derived_id
 from services.notify.app import NotifyService
 from services.notify.projections import inbox
 from services.notify.settings import NotifySettings
-from services.runtime.auth import Principal, Role
-from services.runtime.cli import main
-from services.runtime.nats_server import EmbeddedNats
+from services.runtime.http.auth import Principal, Role
+from services.runtime.observe.tracefile import FileSpanExporter
 from services.runtime.settings import Settings
-from services.runtime.tracefile import FileSpanExporter
+from services.runtime.tools.cli import main
+from services.runtime.tools.nats_server import EmbeddedNats
 from services.tracking.app import TrackingService
 from services.tracking.domain import Case
 from tests.support.waiting import eventually

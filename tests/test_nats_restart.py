@@ -22,9 +22,9 @@ import nats
 import pytest
 
 from contracts import subjects
-from services.runtime.auth import issue_token
-from services.runtime.nats_server import EmbeddedNats, free_port
+from services.runtime.http.auth import issue_token
 from services.runtime.settings import Settings
+from services.runtime.tools.nats_server import EmbeddedNats, free_port
 from tests.support.processes import healthz, wait_for
 
 pytestmark = pytest.mark.slow
@@ -36,7 +36,7 @@ WENLING = "331081"
 def serve(service: str, port: int, server: EmbeddedNats, data_dir: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_") and k not in {"NATS_URL", "DATABASE_URL"}}
     env.update(DUBAN_NATS_URL=server.url, DUBAN_DATA_DIR=str(data_dir), DUBAN_TRACE_FILES="false")
-    command = [sys.executable, "-m", "services.runtime.cli", "serve", service, "--jurisdiction", WENLING]
+    command = [sys.executable, "-m", "services.runtime.tools.cli", "serve", service, "--jurisdiction", WENLING]
     return subprocess.Popen(
         [*command, "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

@@ -16,8 +16,8 @@ from contracts import subjects
 from services.notify import projections
 from services.notify.domain import Delivery
 from services.notify.texts import zh_date
-from services.runtime.cli import main
-from services.runtime.deadletters import ATTEMPTS, ERROR, ORIGINAL_STREAM, ORIGINAL_SUBJECT, get_dead_letter
+from services.runtime.bus.deadletters import ATTEMPTS, ERROR, ORIGINAL_STREAM, ORIGINAL_SUBJECT, get_dead_letter
+from services.runtime.tools.cli import main
 from tests.support.notify import (
     HOUSING,
     MARKET,

@@ -13,7 +13,7 @@ from services.intake.commands_nats import register_command_subscriber
 from services.intake.domain import Matter
 from services.notify import projections
 from services.notify.api import create_api
-from services.runtime.auth import issue_token
+from services.runtime.http.auth import issue_token
 from tests.support.notify import WATER, WENLING, eventually, wenling_level
 
 FIRST, SECOND, ORDINARY, OPEN = "农村饮水安全一户一表改造", "山区道路安全防护", "社区停车位规划", "老旧小区加装电梯"

@@ -17,8 +17,8 @@ from contracts.evaluation import ResultsPublished, SessionDrafted, SessionKind, 
 from contracts.events import Event
 from contracts.notify import RecipientEntry
 from services.notify import projections
-from services.runtime.aggregate import Aggregate
-from services.runtime.eventstore import EventStore
+from services.runtime.es.aggregate import Aggregate
+from services.runtime.es.eventstore import EventStore
 from tests.support.notify import (
     WATER,
     WENLING,

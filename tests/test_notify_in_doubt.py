@@ -13,8 +13,8 @@ from contracts import subjects
 from contracts.notify import ReplayDelivery
 from services.notify import projections
 from services.notify.domain import Delivery
-from services.runtime.deadletters import ERROR, ORIGINAL_SUBJECT
-from services.runtime.nats_server import EmbeddedNats
+from services.runtime.bus.deadletters import ERROR, ORIGINAL_SUBJECT
+from services.runtime.tools.nats_server import EmbeddedNats
 from tests.support.notify import (
     HOUSING,
     WATER,

@@ -47,9 +47,9 @@ from contracts.tracking import (
 from services.notify import lists
 from services.notify.projections import ActivityProjection, CaseProjection, GroupActivityProjection, MatterProjection
 from services.notify.summary import own_figures
-from services.runtime.aggregate import Aggregate
-from services.runtime.eventstore import EventStore
-from services.runtime.projector import Projector
+from services.runtime.es.aggregate import Aggregate
+from services.runtime.es.eventstore import EventStore
+from services.runtime.read.projector import Projector
 from services.runtime.settings import Settings
 from tests.support.clock import ManualClock
 

@@ -26,7 +26,7 @@ from contracts.tracking import AssignCase, GiveFeedback, SubmitReply
 from services.intake.app import IntakeService
 from services.notify import projections
 from services.notify.api import create_api
-from services.runtime.auth import Principal, Role, issue_token
+from services.runtime.http.auth import Principal, Role, issue_token
 from services.runtime.settings import Settings
 from tests.support.notify import (
     HOUSING,

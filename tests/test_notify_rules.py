@@ -29,7 +29,7 @@ from contracts.notify import (
 from services.notify.channels import sign, verify_signature
 from services.notify.domain import Delivery, DirectoryEntry, month_bounds, previous_month
 from services.notify.texts import Templates, zh_date
-from services.runtime.aggregate import DomainError, NotAllowed
+from services.runtime.es.aggregate import DomainError, NotAllowed
 
 DATA = Path(__file__).parent.parent / "services" / "notify" / "data"
 

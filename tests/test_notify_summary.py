@@ -30,10 +30,10 @@ from contracts.tracking import AssignCase, GiveFeedback, RecordGroupActivity, Su
 from services.intake.handlers import IntakeHandlers
 from services.notify.api import create_api
 from services.notify.summary import COLUMNS
-from services.runtime.auth import Principal, Role, issue_token
-from services.runtime.eventstore import EventStore
-from services.runtime.nats_server import EmbeddedNats
+from services.runtime.es.eventstore import EventStore
+from services.runtime.http.auth import Principal, Role, issue_token
 from services.runtime.settings import Settings
+from services.runtime.tools.nats_server import EmbeddedNats
 from services.tracking.app import TrackingService
 from services.tracking.workplan import load_workplan
 from tests.support.clock import ManualClock

@@ -16,15 +16,15 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from contracts import subjects
-from services.runtime.cli import main
-from services.runtime.consumer import DurableWorker
-from services.runtime.deadletters import discard_dead_letter, list_dead_letters
-from services.runtime.eventstore import EventStore
-from services.runtime.http import health_router, readiness_router
-from services.runtime.metrics import Watched, metrics_router, status
-from services.runtime.replay import ReplayResponder, replay_subject
+from services.runtime.bus.consumer import DurableWorker
+from services.runtime.bus.deadletters import discard_dead_letter, list_dead_letters
+from services.runtime.bus.replay import ReplayResponder, replay_subject
+from services.runtime.es.eventstore import EventStore
+from services.runtime.http.app import health_router, readiness_router
+from services.runtime.observe.metrics import Watched, metrics_router, status
+from services.runtime.observe.tracefile import FileSpanExporter, journey, read_spans, render
 from services.runtime.settings import Settings
-from services.runtime.tracefile import FileSpanExporter, journey, read_spans, render
+from services.runtime.tools.cli import main
 from tests.support.sample import Counter, Incremented, counter_projector
 
 HERE = "331081"
@@ -89,7 +89,7 @@ async def _ready() -> list:
 
 
 async def _position(engine, projector):
-    from services.runtime.projector import read_position
+    from services.runtime.read.projector import read_position
 
     return await read_position(engine, projector.projection.name)
 
@@ -176,8 +176,8 @@ def test_the_journey_of_a_matter_is_read_back_from_the_span_files_as_one_tree(tm
 def test_duban_dead_letters_lists_shows_and_discards_from_the_command_line(nats_url, capsys):
     import nats as nats_client
 
-    from services.runtime.cli import main
-    from services.runtime.deadletters import dead_letter, ensure_deadletter_stream
+    from services.runtime.bus.deadletters import dead_letter, ensure_deadletter_stream
+    from services.runtime.tools.cli import main
 
     async def store_one() -> int:
         nc = await nats_client.connect(nats_url)

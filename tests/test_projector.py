@@ -9,9 +9,9 @@ import pytest
 
 from contracts import subjects
 from contracts.envelope import decode_commit, new_id
-from services.runtime.deadletters import ATTEMPTS, ERROR, ORIGINAL_SEQUENCE, ORIGINAL_SUBJECT, text_of_header
-from services.runtime.eventstore import EventStore
-from services.runtime.projector import Projector, read_position
+from services.runtime.bus.deadletters import ATTEMPTS, ERROR, ORIGINAL_SEQUENCE, ORIGINAL_SUBJECT, text_of_header
+from services.runtime.es.eventstore import EventStore
+from services.runtime.read.projector import Projector, read_position
 from tests.support.sample import Counter, CounterProjection, Incremented, Poisoned, counter_projector, counter_rows
 
 JURISDICTION = "331081"
@@ -144,7 +144,7 @@ async def test_a_poison_message_is_dead_lettered_and_later_events_flow(nc, store
 def test_cyclic_gc_is_paused_while_batches_are_applied_and_comes_back_after():
     import gc
 
-    from services.runtime.projector import gc_paused
+    from services.runtime.read.projector import gc_paused
 
     assert gc.isenabled()
     with gc_paused():

@@ -11,9 +11,9 @@ from opentelemetry.trace import SpanKind
 
 from contracts import subjects
 from contracts.envelope import new_id
-from services.runtime.eventstore import EventStore
-from services.runtime.logs import setup_logging
-from services.runtime.telemetry import tracer
+from services.runtime.es.eventstore import EventStore
+from services.runtime.observe.logs import setup_logging
+from services.runtime.observe.telemetry import tracer
 from tests.support.sample import Counter, counter_projector
 
 JURISDICTION = "331081"

@@ -25,10 +25,10 @@ from contracts.tracking import (
     ReviewReply,
     SubmitReply,
 )
-from services.runtime.aggregate import DomainError, NotAllowed
-from services.runtime.eventstore import EventStore
-from services.runtime.projector import Projector
-from services.tracking.deadlines import DeadlinePolicy, Span, SpanUnit
+from services.runtime.es.aggregate import DomainError, NotAllowed
+from services.runtime.es.eventstore import EventStore
+from services.runtime.read.projector import Projector
+from services.tracking.deadlines import DeadlinePolicy, SpanUnit
 from services.tracking.domain import Case
 from services.tracking.handlers import TrackingConfig, TrackingHandlers
 from services.tracking.projections import (
@@ -398,7 +398,3 @@ async def test_an_extension_is_a_new_deadline_whose_thresholds_fire_again(handle
         e.payload["deadline"]["due_on"] for e in await store.history(case.id) if e.event_type == "tracking.CaseUrged"
     ]
     assert urged == ["2026-12-24", "2027-01-31"]
-
-
-def test_spans_describe_themselves_in_chinese():
-    assert Span(amount=3, unit=SpanUnit.months).describe() == "3个月"

@@ -23,9 +23,9 @@ from contracts.tracking import CaseStatus
 from services.intake.app import IntakeService
 from services.intake.domain import Matter
 from services.intake.handlers import derived_id
-from services.runtime.auth import Principal, Role, issue_token
-from services.runtime.nats_server import EmbeddedNats
+from services.runtime.http.auth import Principal, Role, issue_token
 from services.runtime.settings import Settings
+from services.runtime.tools.nats_server import EmbeddedNats
 from services.tracking.api import create_api
 from services.tracking.app import TrackingService
 from services.tracking.domain import Case

@@ -10,11 +10,11 @@ import pytest
 
 from contracts.jurisdictions import default_registry
 from contracts.tracking import RecordGroupActivity, RecordMilestoneProgress
-from services.runtime.aggregate import DomainError, NotAllowed
-from services.runtime.auth import Principal, Role
-from services.runtime.db import make_engine
-from services.runtime.eventstore import EventStore
-from services.runtime.projector import Projector
+from services.runtime.es.aggregate import DomainError, NotAllowed
+from services.runtime.es.eventstore import EventStore
+from services.runtime.http.auth import Principal, Role
+from services.runtime.read.db import make_engine
+from services.runtime.read.projector import Projector
 from services.tracking.handlers import TrackingHandlers
 from services.tracking.projections import (
     DeputyGroupProjection,

@@ -31,10 +31,11 @@ import nats
 import pytest
 
 from contracts import subjects
-from services.runtime.auth import issue_token
-from services.runtime.nats_server import EmbeddedNats, free_port
+from services.runtime.http.auth import issue_token
 from services.runtime.settings import Settings
-from services.runtime.up import PORT_OFFSETS, Demo, discover_services
+from services.runtime.tools.demo import Demo
+from services.runtime.tools.nats_server import EmbeddedNats, free_port
+from services.runtime.tools.up import PORT_OFFSETS, discover_services
 from tests.support.processes import alive, healthz, wait_for
 
 pytestmark = pytest.mark.slow
@@ -42,7 +43,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 TAIZHOU, WENLING, ZEGUO = "331000", "331081", "331081100"
 LEVELS = (TAIZHOU, WENLING, ZEGUO)
-DUBAN = (sys.executable, "-m", "services.runtime.cli")
+DUBAN = (sys.executable, "-m", "services.runtime.tools.cli")
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -429,7 +430,7 @@ LIGHT = ("--services", "intake", "--levels", WENLING)
 #: ``ServiceProcess.wait_stopped``, then runs the CLI as ``duban`` does).
 FAILING_UP = """
 import sys
-from services.runtime import cli, up
+from services.runtime.tools import cli, up
 
 supervise_once = up.Runner.supervise_once
 calls = []

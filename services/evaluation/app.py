@@ -14,11 +14,11 @@ from sqlalchemy import and_, or_, select
 
 from contracts.evaluation import CloseSession, PublishResults
 from services.runtime import service as runtime_service
-from services.runtime import sources
-from services.runtime.db import make_engine
-from services.runtime.eventstore import EventStore
-from services.runtime.levels import connect
-from services.runtime.nats_commands import command_broker, documented_broker
+from services.runtime.bus import sources
+from services.runtime.bus.levels import connect
+from services.runtime.bus.nats_commands import command_broker, documented_broker
+from services.runtime.es.eventstore import EventStore
+from services.runtime.read.db import make_engine
 from services.runtime.service import ServiceBase
 from services.runtime.settings import Settings
 
@@ -26,6 +26,7 @@ from .api import create_api
 from .commands_nats import register_command_subscriber
 from .handlers import EvaluationHandlers, load_rosters
 from .projections import SessionProjection, TurnoutProjection, sessions
+from .settings import EvaluationSettings
 
 log = logging.getLogger("duban.evaluation")
 
@@ -36,6 +37,8 @@ class EvaluationService(ServiceBase):
     """Everything one level's evaluation runs; ``start()`` then ``stop()``."""
 
     context = CONTEXT
+    settings_class = EvaluationSettings
+    settings: EvaluationSettings
 
     def __init__(
         self, settings: Settings, *, clock: Callable[[], datetime] | None = None, status_ttl_s: float = 1.0
@@ -123,6 +126,7 @@ def asyncapi_broker() -> NatsBroker:
 async def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run one level's evaluation until SIGINT/SIGTERM: read models, the ballot subject, HTTP."""
     service = EvaluationService(settings)
+    settings = service.settings
     broker = command_broker(settings, CONTEXT, register_command_subscriber, lambda: service.handlers)
     await runtime_service.serve(
         service,

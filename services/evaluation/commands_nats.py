@@ -4,7 +4,7 @@
 The body is a ballot sheet (``contracts/schemas/commands/evaluation.CastBallots.json``), the header
 ``Authorization: Bearer <jwt>`` the evaluator's (or, for a paper ballot, the staff member's)
 token. The reply is ``{"ok": true, "accepted": [subject ids]}`` or a refusal with the reason
-(``services/runtime/nats_commands.py``): a second ballot for a subject, a ballot outside the
+(``services/runtime/bus/nats_commands.py``): a second ballot for a subject, a ballot outside the
 window or from outside the electorate are refused, never silently dropped.
 """
 
@@ -17,7 +17,7 @@ from faststream.nats import NatsBroker, NatsMessage
 from pydantic import ValidationError
 
 from contracts.evaluation import CastBallots
-from services.runtime.nats_commands import answer, authenticate, invalid, raw_body, refusal
+from services.runtime.bus.nats_commands import answer, authenticate, invalid, raw_body, refusal
 from services.runtime.settings import Settings
 
 from .handlers import EvaluationHandlers

@@ -39,8 +39,8 @@ from contracts.evaluation import (
     SubjectResult,
     TurnoutRecorded,
 )
-from services.runtime.aggregate import Aggregate, DomainError, applies
-from services.runtime.ids import id_deriver
+from services.runtime.es.aggregate import Aggregate, DomainError, applies
+from services.runtime.es.ids import id_deriver
 
 STATUS_NAMES = {"drafted": "草拟", "opened": "测评中", "closed": "已结束", "published": "结果已公布"}
 

@@ -28,10 +28,10 @@ from contracts.evaluation import (
     SessionDrafted,
     SessionKind,
 )
-from services.runtime.aggregate import DomainError, NotAllowed
-from services.runtime.auth import Principal, Role
-from services.runtime.commands import create_once, execute
-from services.runtime.eventstore import EventStore
+from services.runtime.es.aggregate import DomainError, NotAllowed
+from services.runtime.es.commands import create_once, execute
+from services.runtime.es.eventstore import EventStore
+from services.runtime.http.auth import Principal, Role
 
 from .domain import BallotSheet, Session, Turnout, derived_id, sheet_id, tally, turnout_id
 

@@ -25,9 +25,9 @@ from contracts.evaluation import (
     SessionOpened,
     TurnoutRecorded,
 )
-from services.runtime.db import UtcDateTime, connected
-from services.runtime.documents import DocumentProjection
-from services.runtime.projector import handles
+from services.runtime.read.db import UtcDateTime, connected
+from services.runtime.read.documents import DocumentProjection
+from services.runtime.read.projector import handles
 
 from .domain import STATUS_NAMES
 

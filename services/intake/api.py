@@ -44,9 +44,8 @@ from contracts.intake import (
     SubmitMatter,
 )
 from contracts.jurisdictions import JurisdictionRegistry
-from services.runtime.aggregate import DomainError
-from services.runtime.auth import Principal
-from services.runtime.http import (
+from services.runtime.es.aggregate import DomainError
+from services.runtime.http.app import (
     Provided,
     error_body,
     principal_from_request,
@@ -54,7 +53,8 @@ from services.runtime.http import (
     refusals,
     service_app,
 )
-from services.runtime.routes import ID_PATTERN, CommandRoute, IdempotencyKey, add_command_routes
+from services.runtime.http.auth import Principal
+from services.runtime.http.routes import ID_PATTERN, CommandRoute, IdempotencyKey, add_command_routes
 from services.runtime.settings import Settings
 
 from . import imports

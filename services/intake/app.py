@@ -10,11 +10,11 @@ from faststream.nats import NatsBroker
 from contracts import subjects
 from contracts.jurisdictions import JurisdictionRegistry, default_registry
 from services.runtime import service as runtime_service
-from services.runtime import sources
-from services.runtime.db import make_engine
-from services.runtime.eventstore import EventStore
-from services.runtime.levels import connect, ensure_level_streams
-from services.runtime.nats_commands import command_broker, documented_broker
+from services.runtime.bus import sources
+from services.runtime.bus.levels import connect, ensure_level_streams
+from services.runtime.bus.nats_commands import command_broker, documented_broker
+from services.runtime.es.eventstore import EventStore
+from services.runtime.read.db import make_engine
 from services.runtime.service import ServiceBase
 from services.runtime.settings import Settings
 

@@ -20,9 +20,9 @@ from typing import Any
 from faststream.nats import NatsBroker, NatsMessage
 from pydantic import ValidationError
 
-from services.runtime.nats_commands import answer, authenticate, header, invalid, raw_body, refusal
-from services.runtime.routes import IDEMPOTENCY_KEY_MAX
-from services.runtime.routes import run as run_route
+from services.runtime.bus.nats_commands import answer, authenticate, header, invalid, raw_body, refusal
+from services.runtime.http.routes import IDEMPOTENCY_KEY_MAX
+from services.runtime.http.routes import run as run_route
 from services.runtime.settings import Settings
 
 from .api import COMMANDS_BY_NAME, input_errors, matter_view

@@ -32,7 +32,7 @@ from contracts.intake import (
     Submitter,
 )
 from contracts.jurisdictions import JurisdictionRegistry
-from services.runtime.aggregate import Aggregate, DomainError, applies
+from services.runtime.es.aggregate import Aggregate, DomainError, applies
 
 #: States from which a matter can still be reviewed, merged or sent on.
 OPEN_FOR_REVIEW = (MatterStatus.submitted, MatterStatus.registered)

@@ -32,11 +32,11 @@ from contracts.intake import (
 )
 from contracts.jurisdictions import JurisdictionRegistry
 from contracts.tracking import CaseClosed
-from services.runtime.aggregate import DomainError, NotAllowed
-from services.runtime.auth import Principal, Role
-from services.runtime.commands import create_once, execute
-from services.runtime.eventstore import EventStore
-from services.runtime.ids import id_deriver
+from services.runtime.es.aggregate import DomainError, NotAllowed
+from services.runtime.es.commands import create_once, execute
+from services.runtime.es.eventstore import EventStore
+from services.runtime.es.ids import id_deriver
+from services.runtime.http.auth import Principal, Role
 
 from .domain import Activity, Matter, RegistrationBook
 

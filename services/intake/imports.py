@@ -41,10 +41,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from contracts.intake import KIND_NAMES, Channel, MatterKind, SubmitMatter
-from services.runtime.aggregate import DomainError, NotAllowed
-from services.runtime.auth import Principal
-from services.runtime.eventstore import ConcurrencyError, StoreUnavailable
-from services.runtime.http import zh_reason
+from services.runtime.es.aggregate import DomainError, NotAllowed
+from services.runtime.es.eventstore import ConcurrencyError, StoreUnavailable
+from services.runtime.http.app import zh_reason
+from services.runtime.http.auth import Principal
 
 from .handlers import SUBMITTERS, IntakeHandlers
 

@@ -23,8 +23,8 @@ from contracts.envelope import Envelope
 from contracts.events import Event
 from contracts.intake import Hop, MatterEscalated, MatterReceived, MatterSentDown, OutcomeRecorded
 from contracts.tracking import CaseClosed
-from services.runtime.levels import send_to_level
-from services.runtime.reactions import Reactions, reacts_to
+from services.runtime.bus.levels import send_to_level
+from services.runtime.bus.reactions import Reactions, reacts_to
 
 from .domain import Matter
 from .handlers import IntakeHandlers, derived_id

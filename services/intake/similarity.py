@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.runtime.db import connected
+from services.runtime.read.db import connected
 
 from .domain import OPEN_FOR_REVIEW
 from .projections import matters

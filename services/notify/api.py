@@ -36,16 +36,16 @@ from contracts.notify import (
     SubmitPublicComment,
     WithdrawDisclosure,
 )
-from services.runtime.aggregate import DomainError, NotAllowed
-from services.runtime.auth import Principal, Role
-from services.runtime.http import (
+from services.runtime.es.aggregate import DomainError, NotAllowed
+from services.runtime.http.app import (
     Provided,
     principal_from_request,
     provided,
     refusals,
     service_app,
 )
-from services.runtime.routes import CommandRoute, add_command_routes
+from services.runtime.http.auth import Principal, Role
+from services.runtime.http.routes import CommandRoute, add_command_routes
 from services.runtime.settings import Settings
 
 from . import lists, projections, summary

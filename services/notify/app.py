@@ -23,11 +23,11 @@ from contracts import subjects
 from contracts.envelope import SHANGHAI, utcnow
 from contracts.jurisdictions import JurisdictionRegistry, Level, default_registry
 from services.runtime import service as runtime_service
-from services.runtime import sources
-from services.runtime.consumer import carrying
-from services.runtime.db import make_engine
-from services.runtime.eventstore import EventStore
-from services.runtime.levels import connect, ensure_level_streams
+from services.runtime.bus import sources
+from services.runtime.bus.consumer import carrying
+from services.runtime.bus.levels import connect, ensure_level_streams
+from services.runtime.es.eventstore import EventStore
+from services.runtime.read.db import make_engine
 from services.runtime.service import ServiceBase
 from services.runtime.settings import Settings
 
@@ -54,6 +54,7 @@ class NotifyService(ServiceBase):
     """Everything one level's notify runs; ``start()`` then ``stop()``."""
 
     context = CONTEXT
+    settings_class = NotifySettings
     settings: NotifySettings
 
     def __init__(
@@ -222,9 +223,8 @@ async def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000
     """Run one level's notify until SIGINT/SIGTERM: read models, listeners, the sender, the
     summary sweep and HTTP. ``duban serve`` gives the runtime's settings; notify's own (SMTP,
     webhook key, directory file…) come from the same environment."""
-    if not isinstance(settings, NotifySettings):
-        settings = NotifySettings(**{**settings.model_dump(exclude_unset=True)})
     service = NotifyService(settings)
+    settings = service.settings
     await runtime_service.serve(
         service,
         lambda: create_api(settings, handlers=lambda: service.handlers, engine=service.engine),

@@ -16,7 +16,7 @@ an operator's replay (``DeliveryReplayed``) is another. For each, the delivery d
    sending). Operators see both in ``GET /deliveries?status=in_doubt`` and in the dead letters;
    after checking with the recipient they replay: ``POST /deliveries/{id}/replay`` (appends
    ``DeliveryReplayed``) or ``duban dead-letters replay`` (which hands the dead letter to this
-   worker's handler, ``services/runtime/replay.py``): either sends it once more.
+   worker's handler, ``services/runtime/bus/replay.py``): either sends it once more.
 
 A transient failure is retried with exponential backoff (``retry_base_s`` doubling, at most
 ``retry_max_s``) until ``delivery_attempts``; then, or at once for a permanent refusal, the
@@ -37,10 +37,10 @@ from nats.aio.msg import Msg
 
 from contracts.envelope import EVENT_TYPES_HEADER
 from contracts.notify import DeliveryPlanned, DeliveryReplayed, NoticeChannel
-from services.runtime.commands import execute
-from services.runtime.consumer import DurableWorker
-from services.runtime.eventstore import EventStore
-from services.runtime.metrics import DELIVERIES
+from services.runtime.bus.consumer import DurableWorker
+from services.runtime.es.commands import execute
+from services.runtime.es.eventstore import EventStore
+from services.runtime.observe.metrics import DELIVERIES
 
 from .channels import PermanentFailure, SendError, TransientFailure, UncertainOutcome
 from .domain import Delivery, SendDecision
@@ -85,7 +85,7 @@ class Dispatcher:
     async def handle(self, msg: Msg) -> None:
         """One commit of the NOTIFY stream: a delivery planned or replayed is sent; anything else
         is not the sender's. A message without JetStream metadata is an operator's replay of
-        its dead letter (``services/runtime/replay.py``): that sends a settled delivery again."""
+        its dead letter (``services/runtime/bus/replay.py``): that sends a settled delivery again."""
         types = (msg.headers or {}).get(EVENT_TYPES_HEADER)
         if types is not None and not REQUESTS.intersection(types.split(",")):
             return

@@ -43,7 +43,7 @@ from contracts.notify import (
     TypicalCaseAdded,
     TypicalCaseRemoved,
 )
-from services.runtime.aggregate import Aggregate, DomainError, NotAllowed, applies
+from services.runtime.es.aggregate import Aggregate, DomainError, NotAllowed, applies
 
 CONTEXT = "notify"
 SETTLED = (DeliveryStatus.in_doubt, DeliveryStatus.dead_lettered)

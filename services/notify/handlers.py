@@ -31,14 +31,14 @@ from contracts import subjects
 from contracts.envelope import SHANGHAI, Actor, Envelope, utcnow
 from contracts.intake import Channel, MatterData, MatterKind, RaisedBy, Submitter, SubmitterKind
 from contracts.jurisdictions import JurisdictionRegistry
-from services.runtime.aggregate import DomainError, NotAllowed
-from services.runtime.auth import Principal, Role, issue_token
-from services.runtime.commands import execute
-from services.runtime.eventstore import ConcurrencyError, EventStore
-from services.runtime.ids import id_deriver
-from services.runtime.levels import send_to_level
-from services.runtime.metrics import DELIVERIES
-from services.runtime.reactions import Reactions, reacts_to
+from services.runtime.bus.levels import send_to_level
+from services.runtime.bus.reactions import Reactions, reacts_to
+from services.runtime.es.aggregate import DomainError, NotAllowed
+from services.runtime.es.commands import execute
+from services.runtime.es.eventstore import ConcurrencyError, EventStore
+from services.runtime.es.ids import id_deriver
+from services.runtime.http.auth import Principal, Role, issue_token
+from services.runtime.observe.metrics import DELIVERIES
 
 from . import projections
 from .domain import Delivery, DirectoryEntry, Disclosure, MonthlySummary, PublicComment

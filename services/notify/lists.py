@@ -33,7 +33,7 @@ from contracts.envelope import SHANGHAI
 from contracts.intake import KIND_NAMES, STATUS_NAMES, MatterKind, MatterStatus
 from contracts.tracking import RATING_NAMES, THRESHOLD_NAMES, CaseStatus, Rating, Threshold
 from contracts.tracking import STATUS_NAMES as CASE_STATUS_NAMES
-from services.runtime.db import connected
+from services.runtime.read.db import connected
 
 from .projections import cases, matters
 

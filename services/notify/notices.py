@@ -46,7 +46,7 @@ from contracts.tracking import (
     ReplyReleased,
     Threshold,
 )
-from services.runtime.eventstore import EventStore
+from services.runtime.es.eventstore import EventStore
 
 from .projections import evaluation_payload, result_lines
 

@@ -92,9 +92,9 @@ from contracts.tracking import (
     ReplyReleased,
     ReplySubmitted,
 )
-from services.runtime.db import UtcDateTime, connected
-from services.runtime.documents import DocumentProjection
-from services.runtime.projector import Projection, handles, upsert
+from services.runtime.read.db import UtcDateTime, connected
+from services.runtime.read.documents import DocumentProjection
+from services.runtime.read.projector import Projection, handles, upsert
 
 SEPARATOR = "、"
 RESULTS_EVENT = "evaluation.ResultsPublished"

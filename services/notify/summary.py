@@ -42,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from contracts.envelope import SHANGHAI
 from contracts.jurisdictions import JurisdictionRegistry, Level
 from contracts.notify import SummaryFigures, SummaryRow, TypicalCase
-from services.runtime.db import connected
+from services.runtime.read.db import connected
 
 from .domain import month_bounds
 from .projections import activities, cases, group_activities, matters, reported, summaries

@@ -14,7 +14,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import uvicorn
 from fastapi import FastAPI
@@ -23,19 +23,18 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import subjects
-
-from .consumer import DurableWorker
-from .http import UnavailableWhileDisconnected, readiness_router
-from .http_workers import Helpers, exit_with_parent, helper_command, listening_socket, report_ready
-from .metrics import Watched, metrics_router
-from .projector import Projection, Projector, read_position
-from .pull import PullConsumer
-from .reactions import Reactions
-from .replay import ReplayResponder
-from .settings import Settings
-from .sources import Source
-from .telemetry import setup_tracing
-from .unavailable import unavailable
+from services.runtime.bus.consumer import DurableWorker
+from services.runtime.bus.pull import PullConsumer
+from services.runtime.bus.reactions import Reactions
+from services.runtime.bus.replay import ReplayResponder
+from services.runtime.bus.sources import Source
+from services.runtime.es.unavailable import unavailable
+from services.runtime.http.app import UnavailableWhileDisconnected, readiness_router
+from services.runtime.http.workers import Helpers, exit_with_parent, helper_command, listening_socket, report_ready
+from services.runtime.observe.metrics import Watched, metrics_router
+from services.runtime.observe.telemetry import setup_tracing
+from services.runtime.read.projector import Projection, Projector, read_position
+from services.runtime.settings import Settings
 
 log = logging.getLogger("duban.service")
 
@@ -45,11 +44,14 @@ class ServiceBase:
 
     context: str
     engine: AsyncEngine
+    #: The service's own settings class (``services/<name>/settings.py``), on the common base.
+    settings_class: ClassVar[type[Settings]] = Settings
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        self.settings = settings.as_(self.settings_class)
+        settings = self.settings
         self.here = settings.jurisdiction
-        #: False in a helper process that answers HTTP only (``http_workers.py``): its workers and
+        #: False in a helper process that answers HTTP only (``http/workers.py``): its workers and
         #: loops are not run, the first process runs them.
         self.background = settings.http_worker == 0
         self.nc: NATS | None = None
@@ -94,7 +96,7 @@ class ServiceBase:
 
     async def run_workers(self, workers: Sequence[PullConsumer]) -> None:
         """Prepare each worker (its durable consumer) and keep it running in a task; answer
-        operators' replay requests for the dead letters of the durable workers (``replay.py``).
+        operators' replay requests for the dead letters of the durable workers (``bus/replay.py``).
         In a helper process (``background`` False) nothing is run: the workers are only known, so
         that its ``/status`` reports them (read from the server) as the first process does."""
         if not self.background:
@@ -282,7 +284,7 @@ async def serve(
     other parts (a FastStream broker for a NATS command subject), started after the service and
     stopped before it. Finished spans go to ``<data dir>/traces`` for ``duban trace`` (and over
     OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set). With ``DUBAN_HTTP_WORKERS`` above 1, this
-    process starts helpers that answer HTTP on the same port (``http_workers.py``)."""
+    process starts helpers that answer HTTP on the same port (``http/workers.py``)."""
     settings = service.settings
     worker = settings.http_worker
     trace_dir = settings.data_dir / "traces" if settings.trace_files else None

@@ -1,11 +1,20 @@
-"""One settings object for every service, read from the environment (prefix ``DUBAN_``)."""
+"""The settings every service shares, read from the environment (prefix ``DUBAN_``).
+
+Each service extends them with its own (``services/<name>/settings.py``: tracking's deadlines and
+reply classes, evaluation's ballot key, notify's channels), on this common base, so one
+environment or settings file configures a whole level; ``ServiceBase`` turns the base settings it
+is given into its service's own (:meth:`Settings.as_`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+S = TypeVar("S", bound="Settings")
 
 
 class Settings(BaseSettings):
@@ -29,25 +38,7 @@ class Settings(BaseSettings):
     #: Bounded retries of a command that lost an optimistic-concurrency race.
     command_retries: int = Field(default=5, ge=0)
 
-    #: Tracking: the deadline policy (YAML, see services/tracking/deadlines.py; defaults when unset),
-    #: a folder of holiday schedules for the years chinese-calendar does not know, the reply
-    #: classes (A/B/C; some places add D), whether replies are reviewed before release, and how
-    #: often the urging sweep runs.
-    deadlines_file: Path | None = None
-    holidays_dir: Path | None = None
-    reply_classes: list[str] = Field(default_factory=lambda: ["A", "B", "C"], min_length=1)
-    review_replies: bool = False
-    sweep_interval_s: float = Field(default=60.0, gt=0)
-    #: A case evaluated below this satisfaction rate (or with 不满意 dominating) is reopened.
-    reopen_below_rate: float = Field(default=0.6, ge=0, le=1)
-
-    #: Evaluation: the key of secret ballot sheets' ids (keep it out of the event log; change it
-    #: only between sessions), extra roster files, how often sessions are closed by time.
-    ballot_secret: str = "duban-development-ballot-key-change-me"
-    rosters_file: Path | None = None
-    session_check_interval_s: float = Field(default=5.0, gt=0)
-
-    #: Processes answering this service's HTTP on one port (``http_workers.py``): the first runs
+    #: Processes answering this service's HTTP on one port (``http/workers.py``): the first runs
     #: the whole service, the others (``http_worker`` 1..N-1, set by the first) answer HTTP only.
     http_workers: int = Field(default=1, ge=1, le=64)
     http_worker: int = Field(default=0, ge=0)
@@ -59,6 +50,13 @@ class Settings(BaseSettings):
     #: HS256 secret of the embedded default's development tokens; production sets a public key.
     jwt_secret: str = "duban-development-secret-change-me"
     jwt_public_key: str | None = None
+
+    def as_(self, cls: type[S]) -> S:
+        """These settings as ``cls`` (a service's own settings class): what was set here is kept,
+        the service's own fields come from the environment or their defaults."""
+        if isinstance(self, cls):
+            return self
+        return cls(**self.model_dump(exclude_unset=True))
 
     def sqlalchemy_url(self, service: str) -> str:
         """The service's database: ``DATABASE_URL`` if given, else a SQLite file in the data dir."""

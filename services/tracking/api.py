@@ -36,10 +36,10 @@ from contracts.tracking import (
     ReviewReply,
     SubmitReply,
 )
-from services.runtime.aggregate import DomainError
-from services.runtime.auth import Principal
-from services.runtime.http import Provided, principal_from_request, provided, refusals, service_app
-from services.runtime.routes import CommandRoute, add_command_routes
+from services.runtime.es.aggregate import DomainError
+from services.runtime.http.app import Provided, principal_from_request, provided, refusals, service_app
+from services.runtime.http.auth import Principal
+from services.runtime.http.routes import CommandRoute, add_command_routes
 from services.runtime.settings import Settings
 
 from . import projections

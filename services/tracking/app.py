@@ -12,10 +12,10 @@ import logging
 
 from contracts.jurisdictions import JurisdictionRegistry, default_registry
 from services.runtime import service as runtime_service
-from services.runtime import sources
-from services.runtime.db import make_engine
-from services.runtime.eventstore import EventStore
-from services.runtime.levels import connect
+from services.runtime.bus import sources
+from services.runtime.bus.levels import connect
+from services.runtime.es.eventstore import EventStore
+from services.runtime.read.db import make_engine
 from services.runtime.service import ServiceBase
 from services.runtime.settings import Settings
 
@@ -24,6 +24,7 @@ from .deadlines import DeadlinePolicy, WorkingCalendar
 from .evaluations import EvaluationResults
 from .handlers import RoutedMatters, TrackingConfig, TrackingHandlers
 from .projections import CaseHistoryProjection, CaseListProjection, DeputyGroupProjection, WorkItemProjection
+from .settings import TrackingSettings
 from .sweep import Sweeper
 
 log = logging.getLogger("duban.tracking")
@@ -33,7 +34,7 @@ INTAKE = "intake"
 EVALUATION = "evaluation"
 
 
-def config_from(settings: Settings) -> TrackingConfig:
+def config_from(settings: TrackingSettings) -> TrackingConfig:
     """The deployment's tracking configuration from its settings (files named there are read now)."""
     policy = DeadlinePolicy.load(settings.deadlines_file) if settings.deadlines_file else DeadlinePolicy()
     return TrackingConfig(
@@ -48,6 +49,8 @@ class TrackingService(ServiceBase):
     """Everything one level's tracking runs; ``start()`` then ``stop()``."""
 
     context = CONTEXT
+    settings_class = TrackingSettings
+    settings: TrackingSettings
 
     def __init__(
         self,
@@ -60,7 +63,7 @@ class TrackingService(ServiceBase):
         super().__init__(settings)
         self.registry = registry or default_registry()
         self.registry.get(settings.jurisdiction)
-        self.config = config or config_from(settings)
+        self.config = config or config_from(self.settings)
         self.clock = clock
         self.engine = make_engine(settings.sqlalchemy_url(CONTEXT))
 
@@ -116,6 +119,7 @@ class TrackingService(ServiceBase):
 async def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run one level's tracking until SIGINT/SIGTERM: read models, listeners, the sweep and HTTP."""
     service = TrackingService(settings)
+    settings = service.settings
     await runtime_service.serve(
         service,
         lambda: create_api(settings, handlers=lambda: service.handlers, engine=service.engine),

@@ -44,7 +44,7 @@ from contracts.tracking import (
     Unit,
     WorkItemRegistered,
 )
-from services.runtime.aggregate import Aggregate, DomainError, NotAllowed, applies
+from services.runtime.es.aggregate import Aggregate, DomainError, NotAllowed, applies
 
 #: States in which the units are handling the case (and its deadline runs).
 HANDLING = (CaseStatus.assigned, CaseStatus.rehandling)

@@ -13,7 +13,7 @@ import logging
 
 from contracts.envelope import Envelope
 from contracts.evaluation import KIND_NAMES, ResultsPublished
-from services.runtime.reactions import Reactions, reacts_to
+from services.runtime.bus.reactions import Reactions, reacts_to
 
 from .handlers import TrackingHandlers
 

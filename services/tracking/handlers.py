@@ -46,12 +46,12 @@ from contracts.tracking import (
     Threshold,
     WorkItemRegistered,
 )
-from services.runtime.aggregate import DomainError, NotAllowed
-from services.runtime.auth import Principal, Role
-from services.runtime.commands import execute
-from services.runtime.eventstore import EventStore
-from services.runtime.ids import id_deriver
-from services.runtime.reactions import Reactions, reacts_to
+from services.runtime.bus.reactions import Reactions, reacts_to
+from services.runtime.es.aggregate import DomainError, NotAllowed
+from services.runtime.es.commands import execute
+from services.runtime.es.eventstore import EventStore
+from services.runtime.es.ids import id_deriver
+from services.runtime.http.auth import Principal, Role
 
 from .deadlines import (
     DeadlinePolicy,

@@ -69,10 +69,10 @@ from contracts.tracking import (
     ReplySubmitted,
     WorkItemRegistered,
 )
-from services.runtime.db import UtcDateTime, connected
-from services.runtime.documents import DocumentProjection
-from services.runtime.history import HistoryProjection, history_table, short
-from services.runtime.projector import handles
+from services.runtime.read.db import UtcDateTime, connected
+from services.runtime.read.documents import DocumentProjection
+from services.runtime.read.history import HistoryProjection, history_table, short
+from services.runtime.read.projector import handles
 
 SEPARATOR = "、"
 HANDLING = (CaseStatus.assigned.value, CaseStatus.rehandling.value)

@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.runtime.nats_server import ConfiguredNats, free_port
+from services.runtime.tools.nats_server import ConfiguredNats, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from services.runtime.nats_server import EmbeddedNats
+from services.runtime.tools.nats_server import EmbeddedNats
 from tests.support.postgres import docker_unavailable_reason
 
 

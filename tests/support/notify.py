@@ -35,9 +35,9 @@ from contracts.tracking import AssignCase, GiveCoUnitInput, GiveFeedback, Submit
 from services.intake.app import IntakeService
 from services.notify.app import NotifyService
 from services.notify.settings import NotifySettings
-from services.runtime.auth import Principal, Role
-from services.runtime.nats_server import EmbeddedNats, free_port
+from services.runtime.http.auth import Principal, Role
 from services.runtime.settings import Settings
+from services.runtime.tools.nats_server import EmbeddedNats, free_port
 from services.tracking.app import TrackingService
 from services.tracking.domain import Case
 from tests.support.clock import ManualClock

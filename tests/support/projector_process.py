@@ -10,8 +10,8 @@ import sys
 
 import nats
 
-from services.runtime.db import make_engine
-from services.runtime.logs import setup_logging
+from services.runtime.observe.logs import setup_logging
+from services.runtime.read.db import make_engine
 from tests.support.sample import counter_projector
 
 

@@ -6,9 +6,9 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, select
 
 from contracts import subjects
 from contracts.events import Event, event
-from services.runtime.aggregate import Aggregate, DomainError, applies
-from services.runtime.documents import DocumentProjection
-from services.runtime.projector import Projector, handles
+from services.runtime.es.aggregate import Aggregate, DomainError, applies
+from services.runtime.read.documents import DocumentProjection
+from services.runtime.read.projector import Projector, handles
 from services.runtime.settings import Settings
 
 

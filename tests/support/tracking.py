@@ -6,7 +6,7 @@ from __future__ import annotations
 from contracts.envelope import Actor, Envelope, new_id, utcnow
 from contracts.intake import MatterKind, MatterRouted, Submitter
 from contracts.tracking import AssignCase, CaseStatus, GiveFeedback, Rating, SubmitReply, Unit
-from services.runtime.auth import Principal, Role
+from services.runtime.http.auth import Principal, Role
 from services.tracking.domain import Case
 
 WENLING = "331081"

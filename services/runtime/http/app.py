@@ -1,7 +1,7 @@
 """What every service's HTTP API shares: the caller's identity, typed errors, limits, health.
 
 - :func:`principal_from_request` makes the dependency that turns ``Authorization: Bearer <jwt>``
-  into a :class:`~services.runtime.auth.Principal` (401 with ``WWW-Authenticate`` otherwise) and,
+  into a :class:`~services.runtime.http.auth.Principal` (401 with ``WWW-Authenticate`` otherwise) and,
   when given a jurisdiction, refuses principals of any other one (403).
 - :func:`install_error_handlers` gives every refusal one shape,
   ``{"detail": {"code", "message", "field"}}`` with the message in Chinese as the domain raised it,
@@ -26,11 +26,12 @@ from fastapi.telemetry import TelemetryConfig
 from pydantic import BaseModel, ConfigDict, create_model
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .aggregate import DomainError, NotAllowed
+from services.runtime.es.aggregate import DomainError, NotAllowed
+from services.runtime.es.eventstore import ConcurrencyError, StoreUnavailable
+from services.runtime.es.unavailable import BUS_ERRORS, DATABASE_ERRORS, bus_unavailable
+from services.runtime.settings import Settings
+
 from .auth import NotAuthenticated, Principal, decode_token
-from .eventstore import ConcurrencyError, StoreUnavailable
-from .settings import Settings
-from .unavailable import BUS_ERRORS, DATABASE_ERRORS, bus_unavailable
 
 log = logging.getLogger("duban.http")
 
@@ -190,7 +191,7 @@ async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _bus_or_database_error(request: Request, exc: Exception) -> JSONResponse:
-    """NATS, JetStream or the database away (``unavailable.py``): 503; any other error of theirs
+    """NATS, JetStream or the database away (``es/unavailable.py``): 503; any other error of theirs
     is ours to fix: 500, without its text."""
     if isinstance(exc, DATABASE_ERRORS):
         return unavailable_response("数据库暂时不可用，请稍后重试")

@@ -35,12 +35,12 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from contracts.envelope import EVENT_TYPES_HEADER
+from services.runtime.es.unavailable import unavailable
+from services.runtime.observe.metrics import HANDLER_SECONDS, MESSAGES_HANDLED
+from services.runtime.observe.telemetry import extract_context, tracer
+from services.runtime.settings import Settings
 
-from .metrics import HANDLER_SECONDS, MESSAGES_HANDLED
 from .pull import PullConsumer
-from .settings import Settings
-from .telemetry import extract_context, tracer
-from .unavailable import unavailable
 
 log = logging.getLogger("duban.consumer")
 

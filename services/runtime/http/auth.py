@@ -14,8 +14,7 @@ import jwt
 from pydantic import BaseModel, Field, ValidationError
 
 from contracts.envelope import Actor
-
-from .settings import Settings
+from services.runtime.settings import Settings
 
 
 class Role(StrEnum):

@@ -8,10 +8,10 @@ from typing import Any, TypeVar
 
 from contracts.envelope import SYSTEM_ACTOR, Actor
 from contracts.events import Event
+from services.runtime.observe.telemetry import continue_journey
 
 from .aggregate import Aggregate
 from .eventstore import Commit, ConcurrencyError, EventStore
-from .telemetry import continue_journey
 
 log = logging.getLogger("duban.commands")
 
@@ -78,7 +78,7 @@ async def create_once(
 ) -> tuple[A, bool]:
     """Create the aggregate ``aggregate_id`` with ``create`` unless it exists already: how every
     command that creates is made idempotent. A caller with an ``Idempotency-Key`` derives the id
-    from the key and whose it is (``routes.py``), so a retry finds what the first request created
+    from the key and whose it is (``http/routes.py``), so a retry finds what the first request created
     and appends nothing. Returns the aggregate and whether this call created it. ``options`` are
     :func:`execute`'s (``actor``, ``event_ids``, ...)."""
 

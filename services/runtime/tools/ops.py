@@ -2,10 +2,10 @@
 
 They answer "where is my suggestion?", "is anything stuck?" and "why did this notice not go
 out?" without any other tool: ``trace`` reads the span files of the embedded default
-(``tracefile.py``), ``status`` asks every service process listed in ``.duban/run.json`` (or the
+(``observe/tracefile.py``), ``status`` asks every service process listed in ``.duban/run.json`` (or the
 URLs given) for ``/readyz`` (can it work: NATS, JetStream, its database) and ``/status``, and
 ``dead-letters`` reads the level's dead-letter stream on NATS and asks the owning service to
-replay one (``replay.py``).
+replay one (``bus/replay.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .settings import Settings
+from services.runtime.settings import Settings
 
 
 def _run_file(data_dir: Path) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def _run_file(data_dir: Path) -> dict[str, Any]:
 
 
 def _trace(args: argparse.Namespace) -> int:
-    from .tracefile import journey, read_spans, render
+    from services.runtime.observe.tracefile import journey, read_spans, render
 
     directory = args.data_dir / "traces"
     if not directory.is_dir():
@@ -133,8 +133,8 @@ def _nats_url(args: argparse.Namespace) -> str:
 async def _dead_letters(args: argparse.Namespace) -> int:
     import nats
 
-    from .deadletters import discard_dead_letter, get_dead_letter, list_dead_letters
-    from .replay import replay_subject
+    from services.runtime.bus.deadletters import discard_dead_letter, get_dead_letter, list_dead_letters
+    from services.runtime.bus.replay import replay_subject
 
     nc = await nats.connect(_nats_url(args), name="duban-ops")
     try:

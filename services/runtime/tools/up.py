@@ -18,7 +18,8 @@ cleanup: there the kernel signals the children (Linux, :func:`~.children.die_wit
 Waits go through :mod:`.children`, which survive a clock shifted by libfaketime. Data persists
 in ``.duban/`` across runs.
 
-``--demo`` loads a demo built from the seeds through the services' HTTP APIs (see :class:`Demo`).
+``--demo`` loads a demo built from the seeds through the services' HTTP APIs (``demo.py``, its
+data in ``data/demo.json``).
 """
 
 from __future__ import annotations
@@ -35,31 +36,30 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import nats
 
 from contracts import subjects
 from contracts.jurisdictions import default_registry
+from services.runtime.bus.deadletters import ensure_deadletter_stream
+from services.runtime.es.eventstore import EventStore
+from services.runtime.http.auth import Role, issue_token
+from services.runtime.settings import Settings
 
-from .auth import Role, issue_token
 from .children import die_with_parent, pause, wait_exit
-from .deadletters import ensure_deadletter_stream
-from .eventstore import EventStore
+from .demo import Demo
 from .nats_server import EmbeddedNats
-from .settings import Settings
 
 log = logging.getLogger("duban.up")
-LIVELIHOOD = "livelihood_project"
 
 #: The levels ``duban up`` runs by default: 台州市, 温岭市 and one Wenling township (泽国镇).
 DEFAULT_LEVELS = ("331000", "331081", "331081100")
 #: Every service there may be, with its port offset from ``--http-port-base`` (+ the level's index).
 PORT_OFFSETS = {"intake": 0, "tracking": 100, "evaluation": 200, "notify": 300}
 #: How a service process is started: ``duban serve`` with this Python.
-SERVE = (sys.executable, "-m", "services.runtime.cli", "serve")
+SERVE = (sys.executable, "-m", "services.runtime.tools.cli", "serve")
 #: How long a stopping service may take to drain before its process group is killed.
 STOP_GRACE_S = 20.0
 #: A process that lived less than this was a quick death: the next restart waits longer.
@@ -452,258 +452,3 @@ def run(
 
 
 # -- the demo ---------------------------------------------------------------------------------------
-#: Matters raised at 台州市, 温岭市 and 泽国镇: (kind, 案由, content, lead submitter), after the
-#: enterprise problems of seed 003 and the business-environment suggestions of seed 001.
-DEMO_MATTERS = (
-    [
-        (
-            "proposal",
-            "关于优化全市营商环境审批流程的建议",
-            "企业开办、工程建设审批环节多，建议推行并联审批。",
-            "周委员",
-        ),
-        ("suggestion", "关于加快市域铁路站点配套建设的建议", "市域铁路部分站点公交接驳不足，群众出行不便。", "吴代表"),
-    ],
-    [
-        (
-            "suggestion",
-            "关于解决东部新区企业用电容量不足的建议",
-            "多家制造企业扩产受限于用电容量，建议加快扩容。",
-            "王代表",
-        ),
-        ("problem", "箬横镇农产品冷链物流设施缺乏", "西瓜等特色农产品缺少冷链仓储，损耗大。", "李代表"),
-    ],
-    [
-        ("problem", "泽国镇工业园区道路破损影响企业运输", "园区主干道多处破损，货车通行困难。", "陈代表"),
-        ("problem", "泽国镇小微企业园停车位不足", "园区职工车辆无处停放，占道停车影响通行安全。", "张代表"),
-    ],
-)
-
-
-class Demo:
-    """A living system for a new user, built from the seeds, through the HTTP APIs only.
-
-    - at every level, matters raised by deputies and liaison stations (seed 003's enterprise
-      problems, seed 001's business-environment suggestions), registered;
-    - a township problem escalated from 泽国镇 to 温岭市 and on to 台州市 (逐级上报), registered at
-      each level, visible at each with its path;
-    - a 温岭市 matter routed there (本级办理) and assigned in tracking to its lead unit (交办);
-    - seed 004's work plan loaded into 温岭市's tracking (deputy groups, work items, projects);
-    - an evaluation session when the evaluation service runs (a note otherwise).
-
-    Idempotent: submissions carry an ``Idempotency-Key``, and every later step looks at the state
-    first, so running ``duban up --demo`` again adds nothing.
-    """
-
-    TOWNSHIP, COUNTY, PREFECTURE = "331081100", "331081", "331000"
-
-    def __init__(self, run_info: dict[str, Any], *, say=print, timeout: float = 60.0) -> None:
-        import httpx
-
-        self.info = run_info
-        self.say = say
-        self.timeout = timeout
-        self.http = httpx.Client(timeout=30.0)
-
-    # -- plumbing
-    def url(self, code: str, service: str) -> str | None:
-        return self.info["services"].get(code, {}).get(service)
-
-    def headers(self, code: str, role: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.info['tokens'][code][role]}"}
-
-    def call(self, method: str, code: str, service: str, path: str, role: str, **kwargs: Any) -> Any:
-        url = self.url(code, service)
-        headers = {**self.headers(code, role), **kwargs.pop("headers", {})}
-        answer = self.http.request(method, f"{url}{path}", headers=headers, **kwargs)
-        if answer.status_code >= 400:
-            raise RuntimeError(f"{method} {service}@{code}{path}: {answer.status_code} {answer.text[:300]}")
-        return answer.json()
-
-    def matter(self, code: str, matter_id: str) -> dict[str, Any]:
-        return self.call("GET", code, "intake", f"/matters/{matter_id}", "committee")["matter"]
-
-    def wait(self, what: str, check) -> Any:
-        deadline = time.monotonic() + self.timeout
-        while True:
-            found = check()
-            if found:
-                return found
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"waited {self.timeout:.0f}s for {what}")
-            pause(0.3)
-
-    def submit(self, code: str, key: str, matter: dict[str, Any], role: str = "liaison_station") -> str:
-        body = {"matter": {"channel": "liaison_station", "raised_in": code, **matter}}
-        answer = self.call("POST", code, "intake", "/matters", role, json=body, headers={"Idempotency-Key": key})
-        return answer["id"]
-
-    def register(self, code: str, matter_id: str) -> None:
-        if self.matter(code, matter_id)["status"] == "submitted":
-            self.call("POST", code, "intake", f"/matters/{matter_id}/register", "committee")
-
-    # -- the story
-    def load(self) -> None:
-        if self.url(self.COUNTY, "intake") is None:
-            self.say("demo: needs intake at 331081; skipped")
-            return
-        self.say("demo: loading matters, an escalation across three levels, seed 004's work plan …")
-        self.matters_per_level()
-        self.escalation()
-        self.routed_and_assigned()
-        self.work_plan()
-        self.evaluation()
-        self.say("demo: loaded (run it again any time: nothing is added twice)")
-
-    def matters_per_level(self) -> None:
-        raised = {self.PREFECTURE: DEMO_MATTERS[0], self.COUNTY: DEMO_MATTERS[1], self.TOWNSHIP: DEMO_MATTERS[2]}
-        for code, items in raised.items():
-            if self.url(code, "intake") is None:
-                continue
-            for number, (kind, title, content, lead) in enumerate(items, 1):
-                matter_id = self.submit(
-                    code,
-                    f"demo-{code}-{number}",
-                    {
-                        "kind": kind,
-                        "title": title,
-                        "content": content,
-                        "lead": {"id": f"deputy-{code}-{number}", "name": lead},
-                    },
-                )
-                if number == 1:
-                    self.register(code, matter_id)
-            self.say(f"demo: {len(items)} matters at {code} {self.info['levels'].get(code, '')}")
-
-    def escalation(self) -> None:
-        """A township problem that only the city can solve, up two levels."""
-        if any(self.url(code, "intake") is None for code in (self.TOWNSHIP, self.COUNTY, self.PREFECTURE)):
-            self.say("demo: escalation needs intake at all three levels; skipped")
-            return
-        matter_id = self.submit(
-            self.TOWNSHIP,
-            "demo-escalation",
-            {
-                "kind": "problem",
-                "title": "泽国镇企业反映跨区域货运通道拥堵",
-                "content": "泽国至市区的货运通道高峰拥堵严重，需市级统筹交通组织和道路改造。",
-                "lead": {"id": "deputy-zeguo-1", "name": "陈代表"},
-                "raised_by": {"name": "温岭某泵业有限公司"},
-            },
-        )
-        current_code, current_id = self.TOWNSHIP, matter_id
-        for upper in (self.COUNTY, self.PREFECTURE):
-            self.register(current_code, current_id)
-            if self.matter(current_code, current_id)["status"] == "registered":
-                self.call(
-                    "POST",
-                    current_code,
-                    "intake",
-                    f"/matters/{current_id}/escalate",
-                    "committee",
-                    json={"reason": "超出本级事权，需上级统筹"},
-                )
-            forwarded = self.wait(
-                f"the escalated matter at {upper}",
-                lambda c=current_code, i=current_id: self.matter(c, i).get("forwarded_matter_id"),
-            )
-            self.wait(f"the matter's record at {upper}", lambda u=upper, f=forwarded: self._exists(u, f))
-            current_code, current_id = upper, forwarded
-        self.register(current_code, current_id)
-        self.say(f"demo: 泽国镇 matter {matter_id} escalated to 温岭市 and on to 台州市 ({current_id})")
-
-    def _exists(self, code: str, matter_id: str) -> bool:
-        try:
-            self.matter(code, matter_id)
-            return True
-        except RuntimeError:
-            return False
-
-    def routed_and_assigned(self) -> None:
-        if self.url(self.COUNTY, "tracking") is None:
-            self.say("demo: tracking is not running; no case assigned")
-            return
-        matter_id = self.submit(
-            self.COUNTY,
-            "demo-routed",
-            {
-                "kind": "suggestion",
-                "title": "关于加强温岭市城区内涝治理的建议",
-                "content": "城区部分路段逢雨必涝，建议加快排水管网改造。",
-                "lead": {"id": "deputy-wenling-9", "name": "林代表"},
-            },
-            role="deputy",
-        )
-        self.register(self.COUNTY, matter_id)
-        if self.matter(self.COUNTY, matter_id)["status"] == "registered":
-            self.call(
-                "POST",
-                self.COUNTY,
-                "intake",
-                f"/matters/{matter_id}/route",
-                "committee",
-                json={"committee": "城建环资工委"},
-            )
-
-        def case() -> dict[str, Any] | None:
-            try:
-                return self.call("GET", self.COUNTY, "tracking", f"/cases/{matter_id}", "committee")
-            except RuntimeError:
-                return None
-
-        found = self.wait("the case opened in tracking", case)
-        status = (found.get("case") or found).get("status")
-        if status == "opened":
-            self.call(
-                "POST",
-                self.COUNTY,
-                "tracking",
-                f"/cases/{matter_id}/assign",
-                "committee",
-                json={"lead_unit": {"id": "unit-water", "name": "温岭市农业农村和水利局"}, "committee": "城建环资工委"},
-            )
-        self.say(f"demo: 温岭市 matter {matter_id} routed and assigned to 温岭市农业农村和水利局")
-
-    def work_plan(self) -> None:
-        if self.url(self.COUNTY, "tracking") is None:
-            return
-        loaded = self.call("POST", self.COUNTY, "tracking", "/work-plan/load", "committee")
-        self.say(
-            f"demo: seed 004's work plan at 温岭市 ({loaded['items']} new work items, {loaded['groups']} new groups)"
-        )
-
-    def evaluation(self) -> None:
-        url = self.url(self.COUNTY, "evaluation")
-        if url is None:
-            self.say("demo: the evaluation service is not running; no evaluation session")
-            return
-        paths = self.http.get(f"{url}/openapi.json").json().get("paths", {})
-        if "/sessions" not in paths:
-            self.say("demo: the evaluation service has no POST /sessions; no evaluation session")
-            return
-        now = datetime.now(UTC)
-        projects = self.wait(
-            "the livelihood projects in tracking's read model",
-            lambda: self.call("GET", self.COUNTY, "tracking", f"/work-items?kind={LIVELIHOOD}", "committee")["items"],
-        )
-        subjects = [{"kind": "work_item", "id": item["id"], "title": item["title"][:300]} for item in projects[:10]]
-        body = {
-            "title": "2022年民生实事项目建设情况满意度测评（演示）",
-            "kind": "satisfaction",
-            "subjects": subjects,
-            "roster": "wenling-17-session-demo",
-            "opens_at": now.isoformat(),
-            "closes_at": (now + timedelta(days=7)).isoformat(),
-        }
-        answer = self.http.post(
-            f"{url}/sessions",
-            json=body,
-            headers={**self.headers(self.COUNTY, "committee"), "Idempotency-Key": "demo-evaluation-1"},
-        )
-        if answer.status_code >= 400:
-            self.say(f"demo: evaluation session not created ({answer.status_code}: {answer.text[:200]})")
-            return
-        session = answer.json()
-        if session["status"] == "drafted":
-            self.http.post(f"{url}/sessions/{session['id']}/open", headers=self.headers(self.COUNTY, "committee"))
-            self.say("demo: an evaluation session at 温岭市")

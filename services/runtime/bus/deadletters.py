@@ -18,8 +18,7 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import APIError, NotFoundError
 
 from contracts import subjects
-
-from .eventstore import ensure_stream
+from services.runtime.es.eventstore import ensure_stream
 
 log = logging.getLogger("duban.deadletters")
 

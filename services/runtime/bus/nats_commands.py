@@ -15,12 +15,13 @@ from typing import Any
 
 from faststream.nats import NatsBroker, NatsMessage
 
-from .aggregate import DomainError
-from .auth import NotAuthenticated, Principal, decode_token
-from .eventstore import ConcurrencyError, StoreUnavailable
-from .http import NOT_FOUND_CODES, validation_errors
+from services.runtime.es.aggregate import DomainError
+from services.runtime.es.eventstore import ConcurrencyError, StoreUnavailable
+from services.runtime.http.app import NOT_FOUND_CODES, validation_errors
+from services.runtime.http.auth import NotAuthenticated, Principal, decode_token
+from services.runtime.settings import Settings
+
 from .levels import connection_options
-from .settings import Settings
 
 log = logging.getLogger("duban.commands.nats")
 

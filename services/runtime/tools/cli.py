@@ -209,8 +209,8 @@ def _serve(args: argparse.Namespace) -> int:
     import importlib
     import os
 
-    from .logs import setup_logging
-    from .settings import Settings
+    from services.runtime.observe.logs import setup_logging
+    from services.runtime.settings import Settings
 
     setup_logging()
     if args.settings:

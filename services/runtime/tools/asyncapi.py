@@ -3,7 +3,7 @@
 The event store, the outbox and the dead-letter stream publish with nats-py directly, so no
 FastStream publisher exists for them at run time. This broker declares them (never connected)
 so that the generated AsyncAPI document shows every subject duban writes to, next to the
-subscribers and publishers of the services (see ``services.runtime.schema_export``).
+subscribers and publishers of the services (see ``services.runtime.tools.schema_export``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ DEADLETTER_SUBJECT_TEMPLATE = "duban.dlq.{jurisdiction}.{context}.{consumer}"
 
 _STRING = {"type": "string"}
 
-#: The headers of a stored commit (set by ``services.runtime.eventstore``).
+#: The headers of a stored commit (set by ``services.runtime.es.eventstore``).
 COMMIT_HEADERS: dict[str, Any] = {
     "type": "object",
     "properties": {

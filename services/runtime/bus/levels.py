@@ -37,10 +37,9 @@ from contracts import subjects
 from contracts.envelope import Envelope, encode_commit
 from contracts.events import Event
 from contracts.jurisdictions import JurisdictionRegistry
-
-from .eventstore import ensure_stream
-from .settings import Settings
-from .telemetry import current_trace_context, inject_headers
+from services.runtime.es.eventstore import ensure_stream
+from services.runtime.observe.telemetry import current_trace_context, inject_headers
+from services.runtime.settings import Settings
 
 log = logging.getLogger("duban.levels")
 

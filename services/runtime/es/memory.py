@@ -24,11 +24,11 @@ from typing import TypeVar
 from contracts import subjects
 from contracts.envelope import SYSTEM_ACTOR, Actor, Envelope, new_id, utcnow
 from contracts.events import Event, upcast
+from services.runtime.observe.telemetry import current_trace_context
+from services.runtime.settings import Settings
 
 from .aggregate import Aggregate
 from .eventstore import Commit, ConcurrencyError
-from .settings import Settings
-from .telemetry import current_trace_context
 
 A = TypeVar("A", bound=Aggregate)
 

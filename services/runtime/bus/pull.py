@@ -11,7 +11,7 @@ has them as they were, with each consumer's acknowledged floor; the client recon
 Should a consumer be missing all the same (an operator removed it), its worker fails, and the
 service prepares it again before running it (``ServiceBase._keep_running``): ``bind`` creates
 the consumer and the dead-letter stream if they are not there. The one thing a service keeps in
-memory storage, the snapshot bucket, is made again by the event store (``eventstore.py``).
+memory storage, the snapshot bucket, is made again by the event store (``es/eventstore.py``).
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import ConsumerConfig
 
+from services.runtime.settings import Settings
+
 from .deadletters import dead_letter, ensure_deadletter_stream
-from .settings import Settings
 
 
 class PullConsumer:

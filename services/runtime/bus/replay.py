@@ -23,8 +23,9 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from services.runtime.observe.telemetry import extract_context, tracer
+
 from .deadletters import discard_dead_letter, get_dead_letter
-from .telemetry import extract_context, tracer
 
 log = logging.getLogger("duban.replay")
 

@@ -79,12 +79,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from contracts import subjects
 from contracts.envelope import EVENT_TYPES_HEADER, Envelope, decode_commits
 from contracts.events import Event, upcast
+from services.runtime.bus.pull import PullConsumer
+from services.runtime.observe.metrics import HANDLER_SECONDS, MESSAGES_HANDLED
+from services.runtime.observe.telemetry import extract_context, tracer
+from services.runtime.settings import Settings
 
 from .db import checkpoints, runtime_metadata
-from .metrics import HANDLER_SECONDS, MESSAGES_HANDLED
-from .pull import PullConsumer
-from .settings import Settings
-from .telemetry import extract_context, tracer
 
 log = logging.getLogger("duban.projector")
 

@@ -86,7 +86,7 @@ class FileSpanExporter(SpanExporter):
 
 
 def trace_file(directory: Path, service: str, jurisdiction: str, worker: int = 0) -> Path:
-    """One file per process: a service's HTTP helpers (``http_workers.py``) write their own."""
+    """One file per process: a service's HTTP helpers (``http/workers.py``) write their own."""
     suffix = f"-{worker}" if worker else ""
     return directory / f"{service}-{jurisdiction}{suffix}.jsonl"
 

@@ -72,11 +72,11 @@ from contracts.envelope import (
     utcnow,
 )
 from contracts.events import Event, upcast
+from services.runtime.observe.metrics import EVENTS_APPENDED
+from services.runtime.observe.telemetry import current_trace_context, tracer
+from services.runtime.settings import Settings
 
 from .aggregate import Aggregate
-from .metrics import EVENTS_APPENDED
-from .settings import Settings
-from .telemetry import current_trace_context, tracer
 
 log = logging.getLogger("duban.eventstore")
 

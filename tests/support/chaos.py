@@ -37,14 +37,14 @@ from nats.js.errors import NotFoundError
 
 from contracts import integration, subjects
 from contracts.envelope import decode_commit
-from services.runtime.auth import issue_token
-from services.runtime.deadletters import list_dead_letters
-from services.runtime.nats_server import EmbeddedNats, free_port
+from services.runtime.bus.deadletters import list_dead_letters
+from services.runtime.http.auth import issue_token
 from services.runtime.settings import Settings
+from services.runtime.tools.nats_server import EmbeddedNats, free_port
 from tests.support.processes import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-DUBAN = (sys.executable, "-m", "services.runtime.cli")
+DUBAN = (sys.executable, "-m", "services.runtime.tools.cli")
 SERVICES = ("intake", "tracking", "notify")
 
 TAIZHOU, WENLING, LINHAI = "331000", "331081", "331082"

@@ -29,11 +29,11 @@ from services.evaluation.domain import BallotSheet, Session
 from services.evaluation.handlers import EvaluationHandlers
 from services.evaluation.projections import SessionProjection, TurnoutProjection, sessions, turnout
 from services.runtime.es.aggregate import DomainError
-from services.runtime.es.eventstore import EventStore
 from services.runtime.http.auth import Principal, Role, issue_token
 from services.runtime.read.projector import Projector
 from services.runtime.settings import Settings
 from tests.support.clock import ManualClock
+from tests.support.stores import event_store, stored_messages
 
 HERE = "331081"
 STAFF = Principal(sub="committee-1", name="代表工委", roles=[Role.committee], jurisdiction=HERE)
@@ -65,10 +65,9 @@ def clock():
 
 
 @pytest.fixture
-async def store(nc, unique, clock):
-    store = EventStore(nc, context=unique, jurisdiction=HERE, clock=clock)
-    await store.ensure_streams()
-    return store
+async def store(request, unique, clock):
+    async for store in event_store(request, context=unique, jurisdiction=HERE, clock=clock):
+        yield store
 
 
 @pytest.fixture
@@ -96,10 +95,6 @@ async def opened(handlers, clock, **kwargs) -> Session:
     return await handlers.open(OpenSession(session_id=session.id), STAFF)
 
 
-async def stored(nc, store) -> int:
-    return (await nc.jetstream().stream_info(store.stream)).state.messages
-
-
 async def test_twenty_concurrent_ballots_of_one_evaluator_for_one_subject_are_taken_once(handlers, clock):
     session = await opened(handlers, clock)
     voter = evaluator("deputy-01")
@@ -116,16 +111,16 @@ async def test_twenty_concurrent_ballots_of_one_evaluator_for_one_subject_are_ta
 
 
 async def test_ballots_outside_the_electorate_before_opening_and_after_closing_are_refused_and_append_nothing(
-    nc, store, handlers, clock
+    store, handlers, clock
 ):
     session = await drafted(handlers)
-    before = await stored(nc, store)
+    before = await stored_messages(store)
     with pytest.raises(DomainError) as refused:
         await handlers.cast(sheet(session.id, ("case-1", "satisfied")), evaluator("deputy-01"))
     assert refused.value.code == "not_open"
     clock.set(OPENS + timedelta(minutes=1))
     await handlers.open(OpenSession(session_id=session.id), STAFF)
-    before = await stored(nc, store)
+    before = await stored_messages(store)
     for command, who, code in (
         (sheet(session.id, ("case-1", "satisfied")), evaluator("deputy-99"), "not_in_electorate"),
         (sheet(session.id, ("case-9", "satisfied")), evaluator("deputy-01"), "unknown_subject"),
@@ -138,7 +133,7 @@ async def test_ballots_outside_the_electorate_before_opening_and_after_closing_a
     with pytest.raises(DomainError) as refused:
         await handlers.cast(sheet(session.id, ("case-1", "satisfied")), evaluator("deputy-01"))
     assert refused.value.code == "closed" and "已结束" in refused.value.message
-    assert await stored(nc, store) == before
+    assert await stored_messages(store) == before
 
 
 async def test_results_counts_rates_turnout_and_quorum_match_a_scripted_session_with_paper_ballots(handlers, clock):

@@ -19,6 +19,7 @@ from services.runtime.es.commands import execute
 from services.runtime.es.eventstore import ConcurrencyError, EventStore
 from services.runtime.es.memory import InMemoryEventStore
 from tests.support.sample import Counter, Incremented, Opened
+from tests.support.stores import stored_messages
 
 
 @pytest.fixture(params=["jetstream", "memory"])
@@ -38,13 +39,6 @@ async def jetstream_store(nc, unique):
     store = EventStore(nc, context=unique, jurisdiction="331081")
     await store.ensure_streams()
     return store
-
-
-async def stored_messages(store) -> int:
-    """How many messages (commits) the store's stream holds."""
-    if isinstance(store, InMemoryEventStore):
-        return store.streams.messages(store.stream)
-    return (await store.js.stream_info(store.stream)).state.messages
 
 
 async def test_an_aggregate_loads_back_exactly_what_was_appended(store):

@@ -23,8 +23,8 @@ from contracts.jurisdictions import default_registry
 from services.intake.domain import Matter, RegistrationBook
 from services.intake.handlers import IntakeHandlers
 from services.runtime.es.aggregate import DomainError, NotAllowed
-from services.runtime.es.eventstore import EventStore
 from services.runtime.http.auth import Principal, Role
+from tests.support.stores import event_store, stored_messages
 
 WENLING = "331081"
 STAFF = Principal(sub="committee-1", name="代表工委", roles=[Role.committee], jurisdiction=WENLING)
@@ -46,10 +46,9 @@ def suggestion(title: str, lead: str = "deputy-1", co: tuple[str, ...] = ()) -> 
 
 
 @pytest.fixture
-async def store(nc, unique):
-    store = EventStore(nc, context=unique, jurisdiction=WENLING)
-    await store.ensure_streams()
-    return store
+async def store(request, unique):
+    async for store in event_store(request, context=unique, jurisdiction=WENLING):
+        yield store
 
 
 @pytest.fixture
@@ -116,14 +115,14 @@ async def test_review_transitions_and_who_may_do_them(handlers, store):
     rejected = await handlers.submit(suggestion("不予立案的建议"), DEPUTY)
     done = await handlers.reject(RejectMatter(matter_id=rejected.id, reason="不属于本级职权"), STAFF)
     assert done.status == MatterStatus.not_registered
-    before = (await store.js.stream_info(store.stream)).state.messages
+    before = await stored_messages(store)
     with pytest.raises(DomainError):
         await handlers.register(RegisterMatter(matter_id=rejected.id), STAFF)
-    assert (await store.js.stream_info(store.stream)).state.messages == before
+    assert await stored_messages(store) == before
 
 
 async def test_a_retried_submission_with_the_same_key_is_taken_once(handlers, store):
     first = await handlers.submit(suggestion("幂等提交"), DEPUTY, idempotency_key="abc")
     again = await handlers.submit(suggestion("幂等提交"), DEPUTY, idempotency_key="abc")
     assert first.id == again.id
-    assert (await store.js.stream_info(store.stream)).state.messages == 1
+    assert await stored_messages(store) == 1

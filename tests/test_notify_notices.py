@@ -187,3 +187,30 @@ async def test_a_matter_escalated_from_a_township_is_announced_to_the_receiving_
         assert [n["id"] for n in staff_inbox["items"]] == [notices[0]["id"]]  # any committee member reads it
     finally:
         await zeguo.stop()
+
+
+async def test_metrics_count_appends_handled_messages_and_deliveries_where_the_work_happens(level):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from services.runtime.service import operated
+
+    case_id = await level.routed_suggestion()
+    await level.assign(case_id, co_units=[])
+    await level.idle()
+    api = operated(
+        create_api(level.notify_settings, handlers=level.notify.handlers, engine=level.notify.engine), level.notify
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://notify") as http:
+        text = (await http.get("/metrics")).text
+    samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+    def total(name: str, **labels: str) -> float:
+        return sum(s.value for s in samples if s.name == name and labels.items() <= s.labels.items())
+
+    assert total("duban_events_appended_total", context="intake", event_type="intake.MatterRouted") >= 1
+    assert total("duban_events_appended_total", context="tracking", event_type="tracking.CaseAssigned") >= 1
+    assert total("duban_events_appended_total", context="notify", event_type="notify.DeliveryPlanned") >= 1
+    assert total("duban_messages_handled_total", consumer="tracking_intake_events", outcome="ok") >= 1  # a reaction
+    assert total("duban_messages_handled_total", consumer="proj_notify_deliveries", outcome="ok") >= 1  # a projection
+    assert total("duban_handler_seconds_count", consumer="tracking_intake_events") >= 1
+    assert total("duban_deliveries_total", channel="inbox", outcome="sent") >= 1

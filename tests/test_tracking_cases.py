@@ -26,7 +26,6 @@ from contracts.tracking import (
     SubmitReply,
 )
 from services.runtime.es.aggregate import DomainError, NotAllowed
-from services.runtime.es.eventstore import EventStore
 from services.runtime.read.projector import Projector
 from services.tracking.deadlines import DeadlinePolicy, SpanUnit
 from services.tracking.domain import Case
@@ -40,6 +39,7 @@ from services.tracking.projections import (
 )
 from services.tracking.sweep import Sweeper
 from tests.support.clock import ManualClock
+from tests.support.stores import event_store
 from tests.support.tracking import CO, DEPUTIES, LEAD, OTHER, STAFF, WENLING, assignment, deputy, routed, unit
 
 ASSIGNED = datetime(2026, 9, 24, 10, 0, tzinfo=SHANGHAI)
@@ -51,10 +51,10 @@ def clock():
 
 
 @pytest.fixture
-async def store(nc, unique, clock):
-    store = EventStore(nc, context=unique, jurisdiction=WENLING, clock=clock)  # events stamped by the clock
-    await store.ensure_streams()
-    return store
+async def store(request, unique, clock):
+    # events stamped by the clock; in memory unless the test reads the stream
+    async for store in event_store(request, context=unique, jurisdiction=WENLING, clock=clock):
+        yield store
 
 
 @pytest.fixture

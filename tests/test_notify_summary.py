@@ -190,12 +190,12 @@ async def test_the_monthly_summary_of_two_counties_has_the_exact_numbers_and_tai
     )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=wenling_api), base_url="http://notify") as http:
         typical = "/summaries/2026-09/typical-cases"
-        added = await http.post(
-            typical,
-            json={"title": "泽国镇园区道路三天修复", "text": "代表牵线，交通局三天修复。"},
-            headers=token(WENLING),
-        )
+        case = {"title": "泽国镇园区道路三天修复", "text": "代表牵线，交通局三天修复。"}
+        keyed = {**token(WENLING), "Idempotency-Key": "typical-1"}
+        added = await http.post(typical, json=case, headers=keyed)
         assert added.status_code == 200, added.text
+        again = await http.post(typical, json=case, headers=keyed)  # a retry: added once
+        assert again.json() == added.json() and added.json()["month"] == "2026-09"
         mistaken = await http.post(typical, json={"title": "重复录入"}, headers=token(WENLING))
         [_, wrong] = mistaken.json()["typical_cases"]
         removed = await http.delete(f"{typical}/{wrong['id']}", headers=token(WENLING))

@@ -64,7 +64,8 @@ MONTH = {"month": "月份，如 2026-09"}
 
 
 def _typical_cases(state: MonthlySummary) -> dict[str, Any]:
-    return {"month": state.month, "typical_cases": [c.model_dump(mode="json") for c in state.typical_cases]}
+    month = state.id.removeprefix(MonthlySummary.id_for(""))  # known before the month is compiled
+    return {"month": month, "typical_cases": [c.model_dump(mode="json") for c in state.typical_cases]}
 
 
 #: Notify's commands: the inbox, deliveries, the monthly summary, disclosures.
@@ -107,6 +108,7 @@ COMMANDS = [
         "添加典型案例",
         ("summary",),
         ids=MONTH,
+        creates=True,
         view=_typical_cases,
     ),
     CommandRoute(

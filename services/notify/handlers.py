@@ -395,10 +395,14 @@ class NotifyHandlers:
         log.info("public comment forwarded", extra={"comment_id": envelope.aggregate_id, "matter_id": matter_id})
 
     # -- the monthly summary -----------------------------------------------------------
-    async def add_typical_case(self, command: n.AddTypicalCase, principal: Principal) -> MonthlySummary:
+    async def add_typical_case(
+        self, command: n.AddTypicalCase, principal: Principal, idempotency_key: str | None = None
+    ) -> MonthlySummary:
+        """A typical case (典型案例) of the month; a retry with the same idempotency key adds it once."""
         self._staff(principal, "报送典型案例")
+        key = idempotency_key
         case = n.TypicalCase(
-            id=uuid.uuid4().hex,
+            id=derived_id("typical-case", command.month, principal.id, key) if key else uuid.uuid4().hex,
             title=command.title,
             text=command.text,
             jurisdiction=self.here,

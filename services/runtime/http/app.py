@@ -174,9 +174,9 @@ async def _concurrency_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("conflict", "数据已被他人修改，请刷新后重试"), status_code=409)
 
 
-#: Seconds a client is asked to wait when NATS or the database is away (a restarted nats-server
-#: is back and reconnected to within a few seconds).
-RETRY_AFTER_S = 5
+#: Seconds a client is asked to wait when NATS or the database is away (the services answer
+#: again within one to two seconds of a restarted nats-server being back: tests/test_chaos.py).
+RETRY_AFTER_S = 2
 
 
 def unavailable_response(message: str = "事件存储暂时不可用，请稍后重试") -> JSONResponse:

@@ -30,6 +30,13 @@ class CaseStatus(StrEnum):
     closed = "closed"  # 已办结
 
 
+def under_supervision(status: CaseStatus | str | None, open_commitments: int | None) -> bool:
+    """督办清单's rule, the one place it is written: a case is on the supervision list while it
+    is not closed, and after it closed while commitments of its answer are still to deliver
+    (跨年度跟踪). Tracking's cases and every list of them ask this."""
+    return status is not None and (status != CaseStatus.closed or bool(open_commitments))
+
+
 STATUS_NAMES = {
     CaseStatus.opened: "待交办",
     CaseStatus.assigned: "办理中",

@@ -197,7 +197,7 @@ async def test_another_townships_principal_is_refused(client, nc, store):
         await client.post("/matters", json=submission(), headers=ELSEWHERE),
         await client.get("/matters", headers=ELSEWHERE),
         await client.get(f"/matters/{matter_id}", headers=ELSEWHERE),
-        await client.get("/lists/problems", headers=ELSEWHERE),
+        await client.get("/activities", headers=ELSEWHERE),
     ):
         assert response.status_code == 403, response.text
         assert response.json()["detail"]["code"] == "forbidden"
@@ -396,10 +396,8 @@ async def test_the_lists_show_the_submitted_matters(client, nc, store, projector
     assert [m["id"] for m in by_kind.json()["items"]] == [suggestion]
     found = await client.get("/matters", params={"q": "公交"}, headers=DEPUTY)
     assert [m["id"] for m in found.json()["items"]] == [suggestion]
-    problems = await client.get("/lists/problems", headers=DEPUTY)
+    problems = await client.get("/matters", params={"kind": ["problem", "demand"]}, headers=DEPUTY)
     assert [m["id"] for m in problems.json()["items"]] == [problem]
-    suggestions = await client.get("/lists/suggestions", headers=DEPUTY)
-    assert [m["id"] for m in suggestions.json()["items"]] == [suggestion]
     bad_filter = await client.get("/matters", params={"kind": "nonsense", "limit": 0}, headers=DEPUTY)
     assert bad_filter.status_code == 422 and _fields(bad_filter) == {"kind.0", "limit"}
 

@@ -155,7 +155,7 @@ async def test_over_http_a_township_reads_only_its_own_matters(levels):
         station(WENLING),
     )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(apps[WENLING]), base_url="http://wenling") as wenling:
-        for path in ("/matters", f"/matters/{wenling_matter.id}", "/lists/problems"):
+        for path in ("/matters", f"/matters/{wenling_matter.id}", "/activities"):
             response = await wenling.get(path, headers={"Authorization": f"Bearer {token}"})
             assert response.status_code == 403, path
     async with httpx.AsyncClient(transport=httpx.ASGITransport(apps[ZEGUO]), base_url="http://zeguo") as zeguo:

@@ -217,6 +217,12 @@ async def test_the_four_lists_filter_by_level_jurisdiction_unit_committee_and_pe
     assert await titles(engine, "suggestions", since=date(2026, 10, 1), until=date(2026, 10, 31)) == ["加强非遗保护"]
     assert await titles(engine, "supervision") == ["园区道路破损"]
     assert await titles(engine, "supervision", unit=ECON.id) == []
+    assert await titles(engine, "supervision", key=True) == ["园区道路破损"]  # 重点督办件
+    assert await titles(engine, "supervision", key=False) == []
+    assert await titles(engine, "supervision", year=2026) == ["园区道路破损"]
+    assert await titles(engine, "supervision", year=2025) == []  # opened after that year's list
+    assert await titles(engine, "results", year=2026) == ["企业用电扩容"]
+    assert await titles(engine, "results", year=2027) == []
     assert await titles(engine, "results") == ["企业用电扩容"]
     assert await titles(engine, "results", since=date(2026, 9, 21)) == []
     assert await titles(engine, "results", level="township") == []

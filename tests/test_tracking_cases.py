@@ -25,6 +25,9 @@ from contracts.tracking import (
     ReviewReply,
     SubmitReply,
 )
+from services.notify import lists
+from services.notify.projections import CaseProjection as NotifyCases
+from services.notify.projections import MatterProjection as NotifyMatters
 from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.read.projector import Projector
 from services.tracking.deadlines import DeadlinePolicy, SpanUnit
@@ -34,8 +37,7 @@ from services.tracking.projections import (
     CaseHistoryProjection,
     CaseListProjection,
     case_history,
-    results_list,
-    supervision_list,
+    list_cases,
 )
 from services.tracking.sweep import Sweeper
 from tests.support.clock import ManualClock
@@ -77,7 +79,9 @@ async def read_models(nc, store, engine):
             context=store.context,
             settings=store.settings,
         )
-        for projection in (CaseListProjection(), CaseHistoryProjection())
+        # and notify's, whose 督办清单 and 成果清单 are the lists of these cases (its matters stay
+        # empty here: no intake stream)
+        for projection in (CaseListProjection(), CaseHistoryProjection(), NotifyCases(), NotifyMatters())
     ]
     for projector in projectors:
         await projector.prepare()
@@ -89,6 +93,11 @@ async def read_models(nc, store, engine):
     yield engine, catch_up
     for projector in projectors:
         await projector.close()
+
+
+async def listed(engine, name: str, **filters) -> list[dict]:
+    """A row per case of notify's list ``name`` (the one place the lists are defined)."""
+    return await lists.list_rows(engine, name, lists.Filters(**filters), lambda code: code or "")
 
 
 async def opened(handlers, **kwargs) -> Case:
@@ -133,7 +142,7 @@ async def test_a_deadline_running_into_2027_without_a_schedule_carries_the_warni
     assert case.deadline.warnings == ["2027年法定节假日安排未载入，期限仅按周末计算，请核对"]
     assert "2027" in caplog.text
     await catch_up()
-    rows = await supervision_list(engine, jurisdiction=WENLING, now=clock())
+    rows = await list_cases(engine, jurisdiction=WENLING, now=clock())
     assert rows[0]["deadline_warnings"] == case.deadline.warnings  # shown on the case
     history = await case_history(engine, case.id)
     assert "2027年法定节假日安排未载入" in history[-1]["summary_zh"]
@@ -320,19 +329,21 @@ async def test_an_open_b_commitment_goes_onto_next_years_supervision_list_then_t
     assert (await sweeper.sweep_once(clock())).carried_over == 1
     await catch_up()
     assert (await sweeper.sweep_once(clock())).carried_over == 0  # once
-    on_2027 = await supervision_list(engine, jurisdiction=WENLING, now=clock(), year=2027)
+    on_2027 = await listed(engine, "supervision", year=2027)
     assert [row["id"] for row in on_2027] == [case.id]
     assert on_2027[0]["open_commitments"] == 1
-    assert await results_list(engine, jurisdiction=WENLING, now=clock()) == []
+    assert await listed(engine, "supervision", year=2026) == []  # closed in 2026, carried over to 2027
+    assert await listed(engine, "results") == []
 
     clock.set(datetime(2027, 10, 8, 9, 0))
     await handlers.deliver_commitment(
         DeliverCommitment(case_id=case.id, commitment_id="c1", note="20个村全部完成"), unit(LEAD)
     )
     await catch_up()
-    assert await supervision_list(engine, jurisdiction=WENLING, now=clock(), year=2027) == []
-    results = await results_list(engine, jurisdiction=WENLING, now=clock(), year=2027)
+    assert await listed(engine, "supervision", year=2027) == []
+    results = await listed(engine, "results", year=2027)
     assert [row["id"] for row in results] == [case.id]
+    assert await listed(engine, "results", year=2026) == []
 
 
 # -- the sweep -------------------------------------------------------------------------------------
@@ -361,8 +372,8 @@ async def test_ten_sweeps_and_two_sweepers_at_once_fire_exactly_one_overdue_even
     assert types.count(("tracking.CaseUrged", "overdue")) == 0
     assert types.count(("tracking.CaseUrged", "due_soon")) == 0  # due soon from 2027-01-14
 
-    rows = await supervision_list(engine, jurisdiction=WENLING, now=clock())
-    assert [row["overdue"] for row in rows] == [True, True, True, False]  # overdue first
+    rows = await listed(engine, "supervision")
+    assert [row["due_at"] < clock() for row in rows] == [True, True, True, False]  # overdue first
 
 
 async def test_an_overdue_key_item_is_escalated_to_its_leader_once(handlers, store, clock, read_models):

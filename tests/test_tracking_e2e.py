@@ -137,8 +137,8 @@ async def test_a_routed_matter_opens_a_case_and_the_closed_case_is_its_outcome_d
         await tracking.wait_idle()
         detail = (await http.get(f"/cases/{case.id}", headers=committee)).json()
         assert [h["event_type"] for h in detail["history"]][-1] == "tracking.CaseClosed"
-        results = (await http.get("/lists/results", headers=committee)).json()["items"]
-        assert [r["id"] for r in results] == [case.id]
+        closed_cases = (await http.get("/cases", params={"status": "closed"}, headers=committee)).json()["items"]
+        assert [r["id"] for r in closed_cases] == [case.id]
         workload = (await http.get("/units/workload", headers=committee)).json()["items"]
         assert workload == [
             {

@@ -202,24 +202,6 @@ def build_router(
         rows = await projections.list_matters(get_engine(), jurisdiction=here, kind=kind, status=status, **filters.args)
         return _page(rows, filters)
 
-    @router.get("/lists/problems", tags=["lists"], summary="问题清单")
-    async def problem_list(
-        status: list[MatterStatus] | None = Query(default=None),
-        filters: _Filters = Depends(),
-        principal: Principal = Depends(caller),
-    ) -> dict[str, Any]:
-        rows = await projections.problem_list(get_engine(), jurisdiction=here, status=status, **filters.args)
-        return _page(rows, filters)
-
-    @router.get("/lists/suggestions", tags=["lists"], summary="建议清单")
-    async def suggestion_list(
-        status: list[MatterStatus] | None = Query(default=None),
-        filters: _Filters = Depends(),
-        principal: Principal = Depends(caller),
-    ) -> dict[str, Any]:
-        rows = await projections.suggestion_list(get_engine(), jurisdiction=here, status=status, **filters.args)
-        return _page(rows, filters)
-
     @router.get("/matters/{matter_id}", tags=["matters"], summary="事项详情与全部经过")
     async def matter_detail(matter_id: str = MatterId, principal: Principal = Depends(caller)) -> dict[str, Any]:
         """The matter and every event of it (who, when, what), oldest first. ``source`` says

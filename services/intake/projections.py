@@ -49,7 +49,6 @@ from contracts.intake import (
     MatterData,
     MatterEscalated,
     MatterForwarded,
-    MatterKind,
     MatterMerged,
     MatterNotRegistered,
     MatterReceived,
@@ -77,13 +76,9 @@ __all__ = [
     "matter_history",
     "matters",
     "metadatas",
-    "problem_list",
-    "suggestion_list",
 ]
 
 SUBMITTER_SEPARATOR = "、"
-PROBLEM_KINDS = (MatterKind.problem, MatterKind.demand)  # 问题清单
-SUGGESTION_KINDS = (MatterKind.suggestion,)  # 建议清单
 
 
 # -- tables ------------------------------------------------------------------------------------
@@ -480,17 +475,6 @@ async def list_matters(
     query = query.order_by(matters.c.submitted_at.desc(), matters.c.id.desc()).limit(limit).offset(offset)
     async with connected(conn) as db:
         return [dict(row._mapping) for row in await db.execute(query)]
-
-
-async def problem_list(conn: AsyncEngine | AsyncConnection, **filters: Any) -> list[dict[str, Any]]:
-    """问题清单: problems and enterprises' demands (问题、企业诉求); ``filters`` as :func:`list_matters`
-    takes them (all but ``kind``)."""
-    return await list_matters(conn, kind=PROBLEM_KINDS, **filters)
-
-
-async def suggestion_list(conn: AsyncEngine | AsyncConnection, **filters: Any) -> list[dict[str, Any]]:
-    """建议清单: deputies' suggestions (代表建议); ``filters`` as :func:`list_matters` takes them."""
-    return await list_matters(conn, kind=SUGGESTION_KINDS, **filters)
 
 
 async def get_matter(conn: AsyncEngine | AsyncConnection, matter_id: str) -> dict[str, Any] | None:

@@ -56,6 +56,8 @@ log = logging.getLogger("duban.notify.api")
 
 TITLE = "duban notify 通知、清单与公示"
 READERS = (*STAFF, Role.leader, Role.operator)
+#: The four lists are the congress's: its staff, leaders and deputies (and liaison stations) read them.
+LIST_READERS = (*READERS, Role.deputy, Role.liaison_station)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 DeliveryId = Path(pattern=ID_PATTERN, description="发送记录编号")
 CaseId = Path(pattern=ID_PATTERN, description="办理件编号")
@@ -259,12 +261,22 @@ def build_router(settings: Settings, *, handlers: Provided[NotifyHandlers], engi
         committee: str | None = Query(default=None, max_length=100),
         since: date | None = Query(default=None, description="起始日（含）"),
         until: date | None = Query(default=None, description="截止日（含）"),
+        key: bool | None = Query(default=None, description="仅重点督办件"),
+        year: int | None = Query(default=None, ge=2000, le=2100, description="年度清单（督办清单含跨年度承诺事项）"),
         principal: Principal = Depends(caller),
     ) -> Any:
-        """问题清单 ``problems``, 建议清单 ``suggestions``, 督办清单 ``supervision``, 成果清单 ``results``."""
-        _require(principal, READERS, "查看清单")
+        """问题清单 ``problems``, 建议清单 ``suggestions``, 督办清单 ``supervision``, 成果清单 ``results``:
+        the one place each list is served, as JSON or exported (``format=csv|xlsx``)."""
+        _require(principal, LIST_READERS, "查看清单")
         filters = lists.Filters(
-            level=level, jurisdiction=jurisdiction, unit=unit, committee=committee, since=since, until=until
+            level=level,
+            jurisdiction=jurisdiction,
+            unit=unit,
+            committee=committee,
+            since=since,
+            until=until,
+            key=key,
+            year=year,
         )
         rows = await lists.list_rows(get_engine(), name, filters, place)
         title = f"{place(here)}{lists.LISTS[name].title}"

@@ -1,7 +1,10 @@
 """四张清单 (seed 001 四(三)): 问题清单, 建议清单, 督办清单, 成果清单, as rows and as files.
 
-Built from notify's own projections of this level's intake and tracking streams (never by asking
-those services). Every list takes the same filters:
+Notify owns the four lists: they are defined here once, served at ``/lists/{name}`` and exported
+from there (JSON, CSV, XLSX); intake and tracking serve their records, not lists. Built from
+notify's own projections of this level's intake and tracking streams (never by asking those
+services); who is on the 督办清单 is ``contracts.tracking.under_supervision``. Every list takes the
+same filters:
 
 - ``level``: the level where the matter was raised (township / county / prefecture);
 - ``jurisdiction``: where it was raised, that jurisdiction or any below it (a county's code
@@ -9,7 +12,8 @@ those services). Every list takes the same filters:
 - ``unit``: the lead unit or a co-unit, by id or name;
 - ``committee``: the responsible committee (责任工委);
 - ``since`` / ``until``: the period, whole days in Asia/Shanghai, both included, on the date the
-  list is about (raised for 问题/建议清单, assigned for 督办清单, delivered for 成果清单).
+  list is about (raised for 问题/建议清单, assigned for 督办清单, delivered for 成果清单);
+- ``key``: 重点督办件 only; ``year``: a year's 督办清单 or 成果清单 (see :class:`Filters`).
 
 Each list exports as CSV (UTF-8 with a byte-order mark, which Excel needs to read Chinese) and
 as XLSX (openpyxl), with Chinese headers.
@@ -26,7 +30,7 @@ from typing import Any
 
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.envelope import SHANGHAI
@@ -50,6 +54,12 @@ class Filters:
     committee: str | None = None
     since: date | None = None
     until: date | None = None
+    #: 重点督办件 only (or only the others).
+    key: bool | None = None
+    #: The year's list: the 督办清单 of a year carries what is still open from earlier years and
+    #: the closed cases whose commitments were carried over into it (跨年度跟踪), not what was
+    #: opened later; the 成果清单 of a year, what was delivered in it.
+    year: int | None = None
 
 
 def _start(day: date) -> datetime:
@@ -80,6 +90,8 @@ def _where(query: Select, filters: Filters, when) -> Select:
         query = query.where(when >= _start(filters.since))
     if filters.until:
         query = query.where(when < _end(filters.until))
+    if filters.key is not None:
+        query = query.where(cases.c.key == filters.key)
     return query
 
 
@@ -149,16 +161,33 @@ def _matter_list(kinds: tuple[str, ...]) -> Callable[[Filters], Select]:
 
 
 def _supervision(filters: Filters) -> Select:
+    """督办清单: the cases ``under_supervision`` says (the ``supervised`` column), earliest
+    deadline first (so what is overdue leads), those not assigned yet last."""
     joined = cases.outerjoin(matters, matters.c.id == cases.c.matter_id)
     base = select(cases, *(c.label(f"m_{c.name}") for c in matters.columns)).select_from(joined)
-    base = base.where(or_(cases.c.status != CaseStatus.closed.value, cases.c.open_commitments > 0))
-    return _where(base, filters, cases.c.assigned_at).order_by(cases.c.due_at, cases.c.id)
+    base = base.where(cases.c.supervised)
+    if filters.year is not None:
+        still_open = cases.c.status != CaseStatus.closed.value
+        base = base.where(
+            or_(
+                and_(still_open, cases.c.year <= filters.year),
+                and_(cases.c.open_commitments > 0, cases.c.list_year == filters.year),
+            )
+        )
+    base = _where(base, filters, cases.c.assigned_at)
+    return base.order_by(cases.c.due_at.is_(None), cases.c.due_at, cases.c.id)
 
 
 def _results(filters: Filters) -> Select:
+    """成果清单: closed with everything promised delivered, in the order delivered."""
     joined = cases.outerjoin(matters, matters.c.id == cases.c.matter_id)
     base = select(cases, *(c.label(f"m_{c.name}") for c in matters.columns)).select_from(joined)
     base = base.where(cases.c.delivered_at.is_not(None))
+    if filters.year is not None:
+        base = base.where(
+            cases.c.delivered_at >= _start(date(filters.year, 1, 1)),
+            cases.c.delivered_at < _end(date(filters.year, 12, 31)),
+        )
     return _where(base, filters, cases.c.delivered_at).order_by(cases.c.delivered_at, cases.c.id)
 
 

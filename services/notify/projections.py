@@ -86,11 +86,13 @@ from contracts.tracking import (
     CaseStatus,
     CaseUrged,
     CommitmentDelivered,
+    CommitmentsCarriedOver,
     ExtensionGranted,
     FeedbackGiven,
     GroupActivityRecorded,
     ReplyReleased,
     ReplySubmitted,
+    under_supervision,
 )
 from services.runtime.read.db import UtcDateTime, connected
 from services.runtime.read.documents import DocumentProjection
@@ -283,6 +285,9 @@ cases = Table(
     Column("summary", Text, doc="办理落实情况摘要 (the closed case's)"),
     Column("feedback", JSON, doc="{submitter name: rating} of the current round"),
     Column("open_commitments", Integer, default=0),
+    Column("supervised", Boolean, default=True, doc="on the 督办清单 (contracts.tracking.under_supervision)"),
+    Column("year", Integer, doc="the year it was opened"),
+    Column("list_year", Integer, doc="the latest year whose lists carry it (跨年度跟踪)"),
     Column("opened_at", UtcDateTime),
     Column("assigned_at", UtcDateTime),
     Column("closed_at", UtcDateTime),
@@ -641,6 +646,7 @@ class CaseProjection(DocumentProjection):
     """One row per case of this level, for 督办清单, 成果清单, problems solved and disclosures."""
 
     name = "notify_cases"
+    version = 2  # supervised, year and list_year
     metadata = cases_md
     table = cases
 
@@ -648,6 +654,7 @@ class CaseProjection(DocumentProjection):
     def _stamp(doc, envelope: Envelope) -> None:
         doc["jurisdiction"] = doc["jurisdiction"] or envelope.jurisdiction
         doc["updated_at"] = envelope.occurred_at
+        doc["supervised"] = under_supervision(doc["status"], doc["open_commitments"])
 
     @handles(CaseOpened)
     def opened(self, doc, event: CaseOpened, envelope: Envelope) -> None:
@@ -665,6 +672,8 @@ class CaseProjection(DocumentProjection):
             urgings=0,
             feedback={},
             open_commitments=0,
+            year=event.year,
+            list_year=event.year,
             opened_at=envelope.occurred_at,
         )
         self._stamp(doc, envelope)
@@ -744,6 +753,11 @@ class CaseProjection(DocumentProjection):
         doc["open_commitments"] = max((doc["open_commitments"] or 0) - 1, 0)
         if doc["open_commitments"] == 0 and doc["status"] == CaseStatus.closed.value:
             doc["delivered_at"] = envelope.occurred_at
+        self._stamp(doc, envelope)
+
+    @handles(CommitmentsCarriedOver)
+    def carried_over(self, doc, event: CommitmentsCarriedOver, envelope: Envelope) -> None:
+        doc["list_year"] = event.year
         self._stamp(doc, envelope)
 
     @handles(CaseUrged)

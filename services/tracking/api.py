@@ -1,4 +1,4 @@
-"""Tracking's HTTP API (督办): cases for units, committees and leaders; lists and work items.
+"""Tracking's HTTP API (督办): cases for units, committees and leaders; work items (the four lists are notify's).
 
 Every route but ``/healthz`` needs a bearer token of a principal of this deployment's
 jurisdiction; the handlers check the roles (only committee staff assign, review and close; only
@@ -102,25 +102,6 @@ def case_view(case: Case) -> dict[str, Any]:
     return view
 
 
-class ListFilters:
-    """The filters the 督办清单 and 成果清单 share."""
-
-    def __init__(
-        self,
-        year: int | None = Query(default=None, ge=2000, le=2100),
-        unit: str | None = Query(default=None, max_length=200, description="主办单位编号或名称"),
-        committee: str | None = Query(default=None, max_length=100),
-        key: bool | None = Query(default=None, description="仅重点督办件"),
-        limit: int = Query(default=500, ge=1, le=5000),
-        offset: int = Query(default=0, ge=0),
-    ) -> None:
-        self.limit, self.offset = limit, offset
-        self.args = {"year": year, "unit": unit, "committee": committee, "key": key, "limit": limit, "offset": offset}
-
-    def page(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"items": rows, "limit": self.limit, "offset": self.offset}
-
-
 def build_router(
     settings: Settings, *, handlers: Provided[TrackingHandlers], engine: Provided[AsyncEngine]
 ) -> APIRouter:
@@ -170,17 +151,6 @@ def build_router(
         row = await projections.get_case(get_engine(), case_id, now())
         history = await projections.case_history(get_engine(), case_id)
         return {"case": case_view(case), "row": row, "history": history, "version": case.version}
-
-    @router.get("/lists/supervision", tags=["lists"], summary="督办清单")
-    async def supervision(filters: ListFilters = Depends(), principal: Principal = Depends(caller)) -> dict[str, Any]:
-        """Under supervision, overdue first; a year's list carries open commitments of earlier years."""
-        rows = await projections.supervision_list(get_engine(), jurisdiction=here, now=now(), **filters.args)
-        return filters.page(rows)
-
-    @router.get("/lists/results", tags=["lists"], summary="成果清单")
-    async def results(filters: ListFilters = Depends(), principal: Principal = Depends(caller)) -> dict[str, Any]:
-        rows = await projections.results_list(get_engine(), jurisdiction=here, now=now(), **filters.args)
-        return filters.page(rows)
 
     @router.get("/units/workload", tags=["lists"], summary="承办单位工作量与按时办结率")
     async def workload(principal: Principal = Depends(caller)) -> dict[str, Any]:

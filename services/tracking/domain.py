@@ -43,6 +43,7 @@ from contracts.tracking import (
     Threshold,
     Unit,
     WorkItemRegistered,
+    under_supervision,
 )
 from services.runtime.es.aggregate import Aggregate, DomainError, NotAllowed, applies
 
@@ -123,8 +124,8 @@ class Case(Aggregate):
 
     @property
     def supervised(self) -> bool:
-        """On the 督办清单: not closed yet, or closed with commitments still to deliver."""
-        return self.exists and (self.status != CaseStatus.closed or bool(self.open_commitments))
+        """On the 督办清单 (``contracts.tracking.under_supervision``)."""
+        return self.exists and under_supervision(self.status, len(self.open_commitments))
 
     # -- 4. assigned -------------------------------------------------------------------
     def open(self, event: CaseOpened) -> list[CaseOpened]:

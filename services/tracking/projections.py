@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from contracts.envelope import SHANGHAI, Envelope
+from contracts.envelope import Envelope
 from contracts.intake import KIND_NAMES, MatterKind
 from contracts.tracking import (
     GROUP_ACTIVITY_NAMES,
@@ -544,73 +544,6 @@ def _filters(query, *, jurisdiction: str, unit: str | None, committee: str | Non
     if key is not None:
         query = query.where(cases.c.key == key)
     return query
-
-
-async def supervision_list(
-    conn: AsyncEngine | AsyncConnection,
-    *,
-    jurisdiction: str,
-    now: datetime,
-    year: int | None = None,
-    unit: str | None = None,
-    committee: str | None = None,
-    key: bool | None = None,
-    limit: int = 500,
-    offset: int = 0,
-) -> list[dict[str, Any]]:
-    """督办清单: cases under supervision (not closed, or closed with commitments still open),
-    overdue first, then by deadline. ``year``: the list of that year, which carries the open
-    commitments of earlier years (跨年度跟踪) but not what was opened later."""
-    supervised = or_(cases.c.status != CaseStatus.closed.value, cases.c.open_commitments > 0)
-    query = _filters(
-        select(cases).where(supervised), jurisdiction=jurisdiction, unit=unit, committee=committee, key=key
-    )
-    if year is not None:
-        still_open = cases.c.status != CaseStatus.closed.value
-        query = query.where(
-            or_(
-                and_(still_open, cases.c.year <= year),
-                and_(cases.c.open_commitments > 0, cases.c.list_year == year),
-            )
-        )
-    overdue_first = case((_overdue(now), 0), else_=1)
-    query = query.order_by(overdue_first, cases.c.due_at.is_(None), cases.c.due_at, cases.c.id).limit(limit)
-    async with connected(conn) as db:
-        return [_decorate(dict(row._mapping), now) for row in await db.execute(query.offset(offset))]
-
-
-async def results_list(
-    conn: AsyncEngine | AsyncConnection,
-    *,
-    jurisdiction: str,
-    now: datetime,
-    year: int | None = None,
-    unit: str | None = None,
-    committee: str | None = None,
-    key: bool | None = None,
-    limit: int = 500,
-    offset: int = 0,
-) -> list[dict[str, Any]]:
-    """成果清单: cases closed with everything they promised delivered, latest first; ``year``
-    is the year it was delivered (Asia/Shanghai)."""
-    query = _filters(
-        select(cases).where(cases.c.delivered_at.is_not(None)),
-        jurisdiction=jurisdiction,
-        unit=unit,
-        committee=committee,
-        key=key,
-    )
-    rows = []
-    async with connected(conn) as db:
-        for row in await db.execute(query.order_by(cases.c.delivered_at.desc(), cases.c.id)):
-            item = _decorate(dict(row._mapping), now)
-            if year is None or _shanghai_year(item["delivered_at"]) == year:
-                rows.append(item)
-    return rows[offset : offset + limit]
-
-
-def _shanghai_year(instant: datetime) -> int:
-    return instant.astimezone(SHANGHAI).year
 
 
 async def list_cases(

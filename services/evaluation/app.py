@@ -16,7 +16,7 @@ from contracts.evaluation import CloseSession, PublishResults
 from services.runtime import service as runtime_service
 from services.runtime.bus import sources
 from services.runtime.bus.levels import connect
-from services.runtime.bus.nats_commands import command_broker, documented_broker
+from services.runtime.bus.nats_commands import documented_broker
 from services.runtime.es.eventstore import EventStore
 from services.runtime.read.db import make_engine
 from services.runtime.service import ServiceBase
@@ -115,7 +115,6 @@ class EvaluationService(ServiceBase):
         # The runtime waits for its tasks to end before cancelling them: this one ends when told.
         self._stopping.set()
         await super().stop()
-        await self.engine.dispose()
 
 
 def asyncapi_broker() -> NatsBroker:
@@ -125,13 +124,6 @@ def asyncapi_broker() -> NatsBroker:
 
 async def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run one level's evaluation until SIGINT/SIGTERM: read models, the ballot subject, HTTP."""
-    service = EvaluationService(settings)
-    settings = service.settings
-    broker = command_broker(settings, CONTEXT, register_command_subscriber, lambda: service.handlers)
-    await runtime_service.serve(
-        service,
-        lambda: create_api(settings, handlers=lambda: service.handlers, engine=service.engine),
-        host=host,
-        port=port,
-        also=[(broker.start, broker.stop)],
+    await runtime_service.serve_service(
+        EvaluationService(settings), create_api, host=host, port=port, commands=register_command_subscriber
     )

@@ -12,7 +12,7 @@ from contracts.jurisdictions import JurisdictionRegistry, default_registry
 from services.runtime import service as runtime_service
 from services.runtime.bus import sources
 from services.runtime.bus.levels import connect, ensure_level_streams
-from services.runtime.bus.nats_commands import command_broker, documented_broker
+from services.runtime.bus.nats_commands import documented_broker
 from services.runtime.es.eventstore import EventStore
 from services.runtime.read.db import make_engine
 from services.runtime.service import ServiceBase
@@ -70,10 +70,6 @@ class IntakeService(ServiceBase):
         )
         log.info("intake started", extra={"jurisdiction": self.here})
 
-    async def stop(self) -> None:
-        await super().stop()
-        await self.engine.dispose()
-
 
 def asyncapi_broker() -> NatsBroker:
     """Intake's FastStream broker as documentation: the command subject other systems call."""
@@ -82,12 +78,6 @@ def asyncapi_broker() -> NatsBroker:
 
 async def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run one level's intake until SIGINT/SIGTERM: workers, the NATS command subject and HTTP."""
-    service = IntakeService(settings)
-    broker = command_broker(settings, CONTEXT, register_command_subscriber, lambda: service.handlers)
-    await runtime_service.serve(
-        service,
-        lambda: create_api(settings, handlers=lambda: service.handlers, engine=service.engine),
-        host=host,
-        port=port,
-        also=[(broker.start, broker.stop)],
+    await runtime_service.serve_service(
+        IntakeService(settings), create_api, host=host, port=port, commands=register_command_subscriber
     )

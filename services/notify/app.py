@@ -203,7 +203,6 @@ class NotifyService(ServiceBase):
         webhook = getattr(self, "senders", {}).get(n.NoticeChannel.webhook)
         if webhook is not None:
             await webhook.close()
-        await self.engine.dispose()
 
     async def halt(self) -> None:
         """Stop at once, as a crash would, without finishing the batch in hand (fault tests): a
@@ -223,11 +222,4 @@ async def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000
     """Run one level's notify until SIGINT/SIGTERM: read models, listeners, the sender, the
     summary sweep and HTTP. ``duban serve`` gives the runtime's settings; notify's own (SMTP,
     webhook key, directory file…) come from the same environment."""
-    service = NotifyService(settings)
-    settings = service.settings
-    await runtime_service.serve(
-        service,
-        lambda: create_api(settings, handlers=lambda: service.handlers, engine=service.engine),
-        host=host,
-        port=port,
-    )
+    await runtime_service.serve_service(NotifyService(settings), create_api, host=host, port=port)

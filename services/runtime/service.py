@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import subjects
 from services.runtime.bus.consumer import DurableWorker
+from services.runtime.bus.nats_commands import Register, command_broker
 from services.runtime.bus.pull import PullConsumer
 from services.runtime.bus.reactions import Reactions
 from services.runtime.bus.replay import ReplayResponder
@@ -236,6 +237,9 @@ class ServiceBase:
         self.workers.clear()
         if self.nc is not None:
             await self.nc.close()
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            await engine.dispose()
 
 
 async def start_when_available(service: ServiceBase, *, max_wait_s: float = 10.0) -> None:
@@ -270,6 +274,30 @@ def operated(api: FastAPI, service: ServiceBase) -> FastAPI:
     )
     api.add_middleware(UnavailableWhileDisconnected, connected=service.connected)
     return api
+
+
+async def serve_service(
+    service: ServiceBase,
+    create_api: Callable[..., FastAPI],
+    *,
+    host: str,
+    port: int,
+    commands: Register | None = None,
+) -> None:
+    """What every service's ``serve`` does: run ``service`` with the HTTP app
+    ``create_api(settings, handlers=..., engine=...)`` builds and, for a service that has one, its
+    NATS command subject (``commands``, the service's ``register_command_subscriber``)."""
+    also = []
+    if commands is not None:
+        broker = command_broker(service.settings, service.context, commands, lambda: service.handlers)
+        also.append((broker.start, broker.stop))
+    await serve(
+        service,
+        lambda: create_api(service.settings, handlers=lambda: service.handlers, engine=service.engine),
+        host=host,
+        port=port,
+        also=also,
+    )
 
 
 async def serve(

@@ -113,16 +113,8 @@ class TrackingService(ServiceBase):
         if hasattr(self, "sweeper"):
             self.sweeper.stop()
         await super().stop()
-        await self.engine.dispose()
 
 
 async def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run one level's tracking until SIGINT/SIGTERM: read models, listeners, the sweep and HTTP."""
-    service = TrackingService(settings)
-    settings = service.settings
-    await runtime_service.serve(
-        service,
-        lambda: create_api(settings, handlers=lambda: service.handlers, engine=service.engine),
-        host=host,
-        port=port,
-    )
+    await runtime_service.serve_service(TrackingService(settings), create_api, host=host, port=port)

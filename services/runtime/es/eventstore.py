@@ -263,24 +263,9 @@ class EventStore:
         ) as span:
             now = self.clock()
             carrier = current_trace_context()
-            envelopes = [
-                Envelope(
-                    event_id=event_id,
-                    event_type=event.event_type,
-                    schema_version=event.schema_version,
-                    aggregate_type=aggregate.aggregate_type,
-                    aggregate_id=aggregate.id,
-                    sequence=aggregate.sequence + i + 1,
-                    jurisdiction=self.jurisdiction,
-                    occurred_at=now,
-                    actor=actor,
-                    correlation_id=correlation_id,
-                    causation_id=causation_id,
-                    trace_context=carrier,
-                    payload=event.model_dump(mode="json"),
-                )
-                for i, (event_id, event) in enumerate(zip(ids, events, strict=True))
-            ]
+            envelopes = envelopes_of(
+                aggregate, events, ids, self.jurisdiction, now, actor, correlation_id, causation_id, carrier
+            )
             headers = {
                 "Nats-Msg-Id": ids[0],
                 "Nats-Expected-Last-Subject-Sequence": str(expected),
@@ -447,6 +432,39 @@ class EventStore:
         if last is None:
             return []
         return [e for commit in await self._walk_back(last, stop_at=0) for e in commit.envelopes]
+
+
+def envelopes_of(
+    aggregate: Aggregate,
+    events: Sequence[Event],
+    ids: Sequence[str],
+    jurisdiction: str,
+    now: datetime,
+    actor: Actor,
+    correlation_id: str,
+    causation_id: str | None,
+    trace_context: dict[str, str],
+) -> list[Envelope]:
+    """The envelopes of one commit of ``aggregate``: numbered after its events so far, stamped
+    ``now``, with who, why and the trace context (what both event stores store)."""
+    return [
+        Envelope(
+            event_id=event_id,
+            event_type=event.event_type,
+            schema_version=event.schema_version,
+            aggregate_type=aggregate.aggregate_type,
+            aggregate_id=aggregate.id,
+            sequence=aggregate.sequence + i + 1,
+            jurisdiction=jurisdiction,
+            occurred_at=now,
+            actor=actor,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            trace_context=trace_context,
+            payload=event.model_dump(mode="json"),
+        )
+        for i, (event_id, event) in enumerate(zip(ids, events, strict=True))
+    ]
 
 
 def _stored(msg) -> StoredCommit:

@@ -28,7 +28,7 @@ from services.runtime.observe.telemetry import current_trace_context
 from services.runtime.settings import Settings
 
 from .aggregate import Aggregate
-from .eventstore import Commit, ConcurrencyError
+from .eventstore import Commit, ConcurrencyError, envelopes_of
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -124,24 +124,9 @@ class InMemoryEventStore:
         if seen is not None and now - seen.stored_at <= timedelta(seconds=self.settings.duplicate_window_s):
             return self._applied(aggregate, events, Commit(seen.seq, seen.envelopes, duplicate=True))
         carrier = current_trace_context()
-        envelopes = [
-            Envelope(
-                event_id=event_id,
-                event_type=event.event_type,
-                schema_version=event.schema_version,
-                aggregate_type=aggregate.aggregate_type,
-                aggregate_id=aggregate.id,
-                sequence=aggregate.sequence + i + 1,
-                jurisdiction=self.jurisdiction,
-                occurred_at=now,
-                actor=actor,
-                correlation_id=correlation_id or ids[0],
-                causation_id=causation_id,
-                trace_context=carrier,
-                payload=event.model_dump(mode="json"),
-            )
-            for i, (event_id, event) in enumerate(zip(ids, events, strict=True))
-        ]
+        envelopes = envelopes_of(
+            aggregate, events, ids, self.jurisdiction, now, actor, correlation_id or ids[0], causation_id, carrier
+        )
         stored = _Stored(len(stream.messages) + 1, subject, expected, ids[0], now, envelopes)
         stream.messages.append(stored)
         stream.last_by_subject[subject] = stored.seq

@@ -20,10 +20,14 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/duban up --demo $(ARGS)
 
+# The suite runs in one worker per core (pytest-xdist), each test file in one worker: most tests
+# wait on servers and processes, so two files at once take about two thirds of the time.
+TEST_WORKERS ?= auto
+
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)

@@ -33,7 +33,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    Text,
     or_,
     select,
 )
@@ -46,7 +45,6 @@ from contracts.intake import (
     ActivityRecorded,
     MatterAbsorbed,
     MatterConverted,
-    MatterData,
     MatterEscalated,
     MatterForwarded,
     MatterMerged,
@@ -55,7 +53,6 @@ from contracts.intake import (
     MatterRegistered,
     MatterRouted,
     MatterSentDown,
-    MatterStatus,
     MatterSubmitted,
     OutcomeRecorded,
 )
@@ -64,6 +61,8 @@ from services.runtime.read.db import UtcDateTime, connected
 from services.runtime.read.documents import DocumentProjection
 from services.runtime.read.history import HistoryProjection, history_table, short
 from services.runtime.read.projector import handles
+from services.runtime.read.records import SEPARATOR as SUBMITTER_SEPARATOR
+from services.runtime.read.records import MatterRecords, matter_table
 
 __all__ = [
     "ActivityProjection",
@@ -78,8 +77,6 @@ __all__ = [
     "metadatas",
 ]
 
-SUBMITTER_SEPARATOR = "、"
-
 
 # -- tables ------------------------------------------------------------------------------------
 
@@ -89,46 +86,7 @@ activities_metadata = MetaData()
 #: Every intake read model's schema, one ``MetaData`` per projection (see the module docstring).
 metadatas = (matters_metadata, history_metadata, activities_metadata)
 
-matters = Table(
-    "intake_matters",
-    matters_metadata,
-    Column("id", String(64), primary_key=True),
-    Column("jurisdiction", String(9), doc="the level that holds this record of the matter"),
-    Column("kind", String(16), doc="MatterKind"),
-    Column("title", String(200), doc="案由"),
-    Column("content", Text),
-    Column("lead_name", String(100)),
-    Column("lead_id", String(64)),
-    Column("submitter_ids", JSON, doc="lead, co-signers and those of absorbed matters, in order"),
-    Column("submitter_names", Text, doc="the same, names joined with 、"),
-    Column("channel", String(32)),
-    Column("category", String(50)),
-    Column("raised_in", String(9)),
-    Column("activity_id", String(64)),
-    Column("raised_by_name", String(200), doc="the enterprise or resident to feed back to"),
-    Column("attachments", JSON, doc="[{name, ref}]"),
-    Column("status", String(16), doc="MatterStatus"),
-    Column("registration_no", String(64)),
-    Column("registration_year", Integer),
-    Column("merged_into", String(64)),
-    Column("absorbed_ids", JSON, doc="matters merged into this one"),
-    Column("origin_jurisdiction", String(9), doc="received from (MatterReceived)"),
-    Column("origin_matter_id", String(64)),
-    Column("direction", String(4), doc="up | down, for a received matter"),
-    Column("sent_to", String(9), doc="escalated or sent down to"),
-    Column("forwarded_matter_id", String(64), doc="its id at the level it was sent to"),
-    Column("outcome_summary", Text),
-    Column("outcome_class", String(8)),
-    Column("outcome_unit", String(200)),
-    Column("handled_in_jurisdiction", String(9)),
-    Column("closed_at", UtcDateTime),
-    Column("submitted_at", UtcDateTime),
-    Column("updated_at", UtcDateTime),
-    Column("version", Integer, doc="sequence of the last event applied"),
-    Index("ix_intake_matters_jurisdiction_submitted", "jurisdiction", "submitted_at"),
-    Index("ix_intake_matters_jurisdiction_status", "jurisdiction", "status"),
-    Index("ix_intake_matters_jurisdiction_kind", "jurisdiction", "kind"),
-)
+matters = matter_table("intake_matters", matters_metadata)
 
 history = history_table("intake_matter_history", history_metadata, "matter_id")
 
@@ -154,118 +112,14 @@ activities = Table(
 # -- the matter list ---------------------------------------------------------------------------
 
 
-class MatterListProjection(DocumentProjection):
-    """One row per matter, changed by each event as ``domain.Matter`` changes its state."""
+class MatterListProjection(MatterRecords):
+    """One row per matter, changed by each event as ``domain.Matter`` changes its state (the
+    runtime's matter records, which notify keeps too)."""
 
     name = "intake_matters"
+    version = 2  # the shared matter records
     metadata = matters_metadata
     table = matters
-
-    @staticmethod
-    def _stamp(doc: dict[str, Any], envelope: Envelope) -> None:
-        doc["jurisdiction"] = doc["jurisdiction"] or envelope.jurisdiction
-        doc["updated_at"] = envelope.occurred_at
-        doc["version"] = envelope.sequence
-
-    @staticmethod
-    def _take(doc: dict[str, Any], data: MatterData, envelope: Envelope) -> None:
-        submitters = [data.lead, *data.co_signers]
-        doc.update(
-            kind=data.kind.value,
-            title=data.title,
-            content=data.content,
-            lead_name=data.lead.name,
-            lead_id=data.lead.id,
-            submitter_ids=[s.id for s in submitters],
-            submitter_names=SUBMITTER_SEPARATOR.join(s.name for s in submitters),
-            channel=data.channel.value,
-            category=data.category,
-            raised_in=data.raised_in,
-            activity_id=data.activity_id,
-            raised_by_name=data.raised_by.name if data.raised_by else None,
-            attachments=[a.model_dump(mode="json") for a in data.attachments],
-            status=MatterStatus.submitted.value,
-            absorbed_ids=[],
-            submitted_at=envelope.occurred_at,
-        )
-
-    @handles(MatterSubmitted)
-    def submitted(self, doc, event: MatterSubmitted, envelope: Envelope) -> None:
-        self._take(doc, event.matter, envelope)
-        self._stamp(doc, envelope)
-
-    @handles(MatterReceived)
-    def received(self, doc, event: MatterReceived, envelope: Envelope) -> None:
-        self._take(doc, event.matter, envelope)
-        doc.update(
-            origin_jurisdiction=event.origin.jurisdiction,
-            origin_matter_id=event.origin.matter_id,
-            direction=event.direction,
-        )
-        self._stamp(doc, envelope)
-
-    @handles(MatterRegistered)
-    def registered(self, doc, event: MatterRegistered, envelope: Envelope) -> None:
-        doc.update(
-            status=MatterStatus.registered.value, registration_no=event.registration_no, registration_year=event.year
-        )
-        self._stamp(doc, envelope)
-
-    @handles(MatterNotRegistered)
-    def not_registered(self, doc, event: MatterNotRegistered, envelope: Envelope) -> None:
-        doc["status"] = MatterStatus.not_registered.value
-        self._stamp(doc, envelope)
-
-    @handles(MatterConverted)
-    def converted(self, doc, event: MatterConverted, envelope: Envelope) -> None:
-        doc["kind"] = event.to_kind.value
-        self._stamp(doc, envelope)
-
-    @handles(MatterMerged)
-    def merged(self, doc, event: MatterMerged, envelope: Envelope) -> None:
-        doc.update(status=MatterStatus.merged.value, merged_into=event.into)
-        self._stamp(doc, envelope)
-
-    @handles(MatterAbsorbed)
-    def absorbed(self, doc, event: MatterAbsorbed, envelope: Envelope) -> None:
-        doc["absorbed_ids"] = [*(doc["absorbed_ids"] or []), event.merged]
-        doc["submitter_ids"] = [*(doc["submitter_ids"] or []), *(s.id for s in event.submitters)]
-        names = [doc["submitter_names"]] if doc["submitter_names"] else []
-        doc["submitter_names"] = SUBMITTER_SEPARATOR.join([*names, *(s.name for s in event.submitters)])
-        self._stamp(doc, envelope)
-
-    @handles(MatterRouted)
-    def routed(self, doc, event: MatterRouted, envelope: Envelope) -> None:
-        doc["status"] = MatterStatus.routed.value
-        self._stamp(doc, envelope)
-
-    @handles(MatterEscalated)
-    def escalated(self, doc, event: MatterEscalated, envelope: Envelope) -> None:
-        doc.update(status=MatterStatus.escalated.value, sent_to=event.to)
-        self._stamp(doc, envelope)
-
-    @handles(MatterSentDown)
-    def sent_down(self, doc, event: MatterSentDown, envelope: Envelope) -> None:
-        doc.update(status=MatterStatus.sent_down.value, sent_to=event.to)
-        self._stamp(doc, envelope)
-
-    @handles(MatterForwarded)
-    def forwarded(self, doc, event: MatterForwarded, envelope: Envelope) -> None:
-        doc["forwarded_matter_id"] = event.to.matter_id
-        self._stamp(doc, envelope)
-
-    @handles(OutcomeRecorded)
-    def outcome_recorded(self, doc, event: OutcomeRecorded, envelope: Envelope) -> None:
-        outcome = event.outcome
-        doc.update(
-            status=MatterStatus.closed.value,
-            outcome_summary=outcome.summary,
-            outcome_class=outcome.reply_class,
-            outcome_unit=outcome.unit,
-            handled_in_jurisdiction=event.handled_in.jurisdiction,
-            closed_at=outcome.closed_at or envelope.occurred_at,
-        )
-        self._stamp(doc, envelope)
 
 
 # -- the history of each matter ----------------------------------------------------------------

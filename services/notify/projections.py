@@ -41,21 +41,7 @@ from contracts.evaluation import OPTION_NAMES
 from contracts.events import UnknownEventType, upcast
 from contracts.intake import (
     ActivityRecorded,
-    MatterAbsorbed,
-    MatterConverted,
-    MatterData,
-    MatterEscalated,
-    MatterMerged,
-    MatterNotRegistered,
-    MatterReceived,
-    MatterRegistered,
-    MatterRouted,
-    MatterSentDown,
-    MatterStatus,
-    MatterSubmitted,
-    OutcomeRecorded,
 )
-from contracts.jurisdictions import UnknownJurisdiction, default_registry
 from contracts.notify import (
     DeliveryAttempted,
     DeliveryDeadLettered,
@@ -97,23 +83,14 @@ from contracts.tracking import (
 from services.runtime.read.db import UtcDateTime, connected
 from services.runtime.read.documents import DocumentProjection
 from services.runtime.read.projector import Projection, handles, upsert
+from services.runtime.read.records import SEPARATOR, MatterRecords, matter_table
 
-SEPARATOR = "、"
 RESULTS_EVENT = "evaluation.ResultsPublished"
 
 
 def bars(values: list[str]) -> str:
     """``["a", "b"]`` → ``"|a|b|"``: a text column a ``LIKE '%|a|%'`` finds a member of, on any database."""
     return "|" + "|".join(values) + "|" if values else ""
-
-
-def level_of(code: str | None) -> str | None:
-    if not code:
-        return None
-    try:
-        return default_registry().get(code).level.value
-    except UnknownJurisdiction:
-        return "township" if len(code) == 9 else None
 
 
 # -- tables ------------------------------------------------------------------------------------
@@ -211,39 +188,7 @@ comments = Table(
     Column("matter_id", String(64)),
 )
 
-matters = Table(
-    "notify_matters",
-    matters_md,
-    Column("id", String(64), primary_key=True),
-    Column("jurisdiction", String(9)),
-    Column("kind", String(16)),
-    Column("title", String(200)),
-    Column("content", Text),
-    Column("lead_id", String(64)),
-    Column("lead_name", String(100)),
-    Column("leads", JSON, doc="领衔者: the lead and the leads of matters merged into it"),
-    Column("submitter_names", Text),
-    Column("channel", String(32)),
-    Column("category", String(50)),
-    Column("raised_in", String(9)),
-    Column("raised_level", String(16)),
-    Column("raised_by_name", String(200)),
-    Column("raised_by_contact", String(200)),
-    Column("collected", Boolean, default=False, doc="raised at this level (not received from another)"),
-    Column("origin_jurisdiction", String(9)),
-    Column("status", String(16)),
-    Column("registration_no", String(64)),
-    Column("committee", String(100)),
-    Column("escalated_to", String(9)),
-    Column("escalated_at", UtcDateTime),
-    Column("outcome_summary", Text),
-    Column("outcome_class", String(8)),
-    Column("outcome_unit", String(200)),
-    Column("closed_at", UtcDateTime),
-    Column("submitted_at", UtcDateTime),
-    Column("updated_at", UtcDateTime),
-    Index("ix_notify_matters_kind_submitted", "kind", "submitted_at"),
-)
+matters = matter_table("notify_matters", matters_md)
 
 activities = Table(
     "notify_activities",
@@ -528,97 +473,14 @@ class CommentProjection(DocumentProjection):
 # -- INTAKE stream -----------------------------------------------------------------------------
 
 
-class MatterProjection(DocumentProjection):
-    """One row per matter of this level, as the lists and the monthly summary need it."""
+class MatterProjection(MatterRecords):
+    """One row per matter of this level, as the lists and the monthly summary need it (the
+    runtime's matter records, which intake keeps too)."""
 
     name = "notify_matters"
+    version = 2  # the shared matter records
     metadata = matters_md
     table = matters
-
-    @staticmethod
-    def _take(doc, data: MatterData, envelope: Envelope, *, collected: bool) -> None:
-        submitters = [data.lead, *data.co_signers]
-        doc.update(
-            jurisdiction=envelope.jurisdiction,
-            kind=data.kind.value,
-            title=data.title,
-            content=data.content,
-            lead_id=data.lead.id,
-            lead_name=data.lead.name,
-            leads=[data.lead.name],
-            submitter_names=SEPARATOR.join(s.name for s in submitters),
-            channel=data.channel.value,
-            category=data.category,
-            raised_in=data.raised_in,
-            raised_level=level_of(data.raised_in),
-            raised_by_name=data.raised_by.name if data.raised_by else None,
-            raised_by_contact=data.raised_by.contact if data.raised_by else None,
-            collected=collected,
-            status=MatterStatus.submitted.value,
-            submitted_at=envelope.occurred_at,
-            updated_at=envelope.occurred_at,
-        )
-
-    @handles(MatterSubmitted)
-    def submitted(self, doc, event: MatterSubmitted, envelope: Envelope) -> None:
-        self._take(doc, event.matter, envelope, collected=True)
-
-    @handles(MatterReceived)
-    def received(self, doc, event: MatterReceived, envelope: Envelope) -> None:
-        self._take(doc, event.matter, envelope, collected=False)
-        doc["origin_jurisdiction"] = event.origin.jurisdiction
-
-    def _status(self, doc, status: MatterStatus, envelope: Envelope, **values: Any) -> None:
-        doc.update(status=status.value, updated_at=envelope.occurred_at, **values)
-
-    @handles(MatterRegistered)
-    def registered(self, doc, event: MatterRegistered, envelope: Envelope) -> None:
-        self._status(doc, MatterStatus.registered, envelope, registration_no=event.registration_no)
-
-    @handles(MatterNotRegistered)
-    def not_registered(self, doc, event: MatterNotRegistered, envelope: Envelope) -> None:
-        self._status(doc, MatterStatus.not_registered, envelope)
-
-    @handles(MatterConverted)
-    def converted(self, doc, event: MatterConverted, envelope: Envelope) -> None:
-        doc.update(kind=event.to_kind.value, updated_at=envelope.occurred_at)
-
-    @handles(MatterMerged)
-    def merged(self, doc, event: MatterMerged, envelope: Envelope) -> None:
-        self._status(doc, MatterStatus.merged, envelope)
-
-    @handles(MatterAbsorbed)
-    def absorbed(self, doc, event: MatterAbsorbed, envelope: Envelope) -> None:
-        if event.submitters:
-            doc["leads"] = [*(doc["leads"] or []), event.submitters[0].name]
-            names = [doc["submitter_names"]] if doc["submitter_names"] else []
-            doc["submitter_names"] = SEPARATOR.join([*names, *(s.name for s in event.submitters)])
-        doc["updated_at"] = envelope.occurred_at
-
-    @handles(MatterRouted)
-    def routed(self, doc, event: MatterRouted, envelope: Envelope) -> None:
-        self._status(doc, MatterStatus.routed, envelope, committee=event.committee)
-
-    @handles(MatterEscalated)
-    def escalated(self, doc, event: MatterEscalated, envelope: Envelope) -> None:
-        self._status(doc, MatterStatus.escalated, envelope, escalated_to=event.to, escalated_at=envelope.occurred_at)
-
-    @handles(MatterSentDown)
-    def sent_down(self, doc, event: MatterSentDown, envelope: Envelope) -> None:
-        self._status(doc, MatterStatus.sent_down, envelope)
-
-    @handles(OutcomeRecorded)
-    def outcome(self, doc, event: OutcomeRecorded, envelope: Envelope) -> None:
-        outcome = event.outcome
-        self._status(
-            doc,
-            MatterStatus.closed,
-            envelope,
-            outcome_summary=outcome.summary,
-            outcome_class=outcome.reply_class,
-            outcome_unit=outcome.unit,
-            closed_at=outcome.closed_at or envelope.occurred_at,
-        )
 
 
 class ActivityProjection(DocumentProjection):

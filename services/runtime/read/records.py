@@ -1,0 +1,225 @@
+"""Records of matters and cases as the services that read them keep them: one row per matter of a
+level (from intake's events), one row per case (from tracking's events).
+
+Several services read the same events the same way: intake lists its matters from a row per
+matter and notify builds the four lists and the monthly summary from the same rows; tracking's
+case list and notify's lists read a row per case. The projection is written once, here, over the
+public events of ``contracts`` (never a service's code); each service runs it into a table of
+its own database under a name of its own (``matter_table("intake_matters", metadata)``), by
+subclassing :class:`MatterRecords` or :class:`CaseRecords` with its ``name``, ``metadata`` and
+``table``, and may add handlers for what only it keeps. Queries are the services' own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Column, Index, Integer, MetaData, String, Table, Text
+
+from contracts.envelope import Envelope
+from contracts.intake import (
+    MatterAbsorbed,
+    MatterConverted,
+    MatterData,
+    MatterEscalated,
+    MatterForwarded,
+    MatterMerged,
+    MatterNotRegistered,
+    MatterReceived,
+    MatterRegistered,
+    MatterRouted,
+    MatterSentDown,
+    MatterStatus,
+    MatterSubmitted,
+    OutcomeRecorded,
+)
+from contracts.jurisdictions import UnknownJurisdiction, default_registry
+
+from .db import UtcDateTime
+from .documents import DocumentProjection
+from .projector import handles
+
+#: Names joined in one column (submitters, co-units).
+SEPARATOR = "、"
+
+
+def level_of(code: str | None) -> str | None:
+    """The level of a jurisdiction code (prefecture, county, township), if the registry knows it."""
+    if not code:
+        return None
+    try:
+        return default_registry().get(code).level.value
+    except UnknownJurisdiction:
+        return None
+
+
+# -- matters -----------------------------------------------------------------------------------
+
+
+def matter_table(name: str, metadata: MetaData) -> Table:
+    """The table of a row per matter, named ``name`` in ``metadata``."""
+    return Table(
+        name,
+        metadata,
+        Column("id", String(64), primary_key=True),
+        Column("jurisdiction", String(9), doc="the level that holds this record of the matter"),
+        Column("kind", String(16), doc="MatterKind"),
+        Column("title", String(200), doc="案由"),
+        Column("content", Text),
+        Column("lead_name", String(100)),
+        Column("lead_id", String(64)),
+        Column("leads", JSON, doc="领衔者: the lead and the leads of matters merged into it"),
+        Column("submitter_ids", JSON, doc="lead, co-signers and those of absorbed matters, in order"),
+        Column("submitter_names", Text, doc="the same, names joined with 、"),
+        Column("channel", String(32)),
+        Column("category", String(50)),
+        Column("raised_in", String(9)),
+        Column("raised_level", String(16), doc="prefecture | county | township"),
+        Column("activity_id", String(64)),
+        Column("raised_by_name", String(200), doc="the enterprise or resident to feed back to"),
+        Column("raised_by_contact", String(200)),
+        Column("attachments", JSON, doc="[{name, ref}]"),
+        Column("collected", Boolean, default=False, doc="raised at this level (not received from another)"),
+        Column("status", String(16), doc="MatterStatus"),
+        Column("registration_no", String(64)),
+        Column("registration_year", Integer),
+        Column("committee", String(100), doc="the committee it was routed to (本级办理)"),
+        Column("merged_into", String(64)),
+        Column("absorbed_ids", JSON, doc="matters merged into this one"),
+        Column("origin_jurisdiction", String(9), doc="received from (MatterReceived)"),
+        Column("origin_matter_id", String(64)),
+        Column("direction", String(4), doc="up | down, for a received matter"),
+        Column("sent_to", String(9), doc="escalated or sent down to"),
+        Column("escalated_to", String(9)),
+        Column("escalated_at", UtcDateTime),
+        Column("forwarded_matter_id", String(64), doc="its id at the level it was sent to"),
+        Column("outcome_summary", Text),
+        Column("outcome_class", String(8)),
+        Column("outcome_unit", String(200)),
+        Column("handled_in_jurisdiction", String(9)),
+        Column("closed_at", UtcDateTime),
+        Column("submitted_at", UtcDateTime),
+        Column("updated_at", UtcDateTime),
+        Column("version", Integer, doc="sequence of the last event applied"),
+        Index(f"ix_{name}_jurisdiction_submitted", "jurisdiction", "submitted_at"),
+        Index(f"ix_{name}_jurisdiction_status", "jurisdiction", "status"),
+        Index(f"ix_{name}_kind_submitted", "kind", "submitted_at"),
+    )
+
+
+class MatterRecords(DocumentProjection):
+    """One row per matter, changed by each event as the matter itself changes."""
+
+    @staticmethod
+    def _stamp(doc: dict[str, Any], envelope: Envelope, **values: Any) -> None:
+        doc.update(values)
+        doc["jurisdiction"] = doc["jurisdiction"] or envelope.jurisdiction
+        doc["updated_at"] = envelope.occurred_at
+        doc["version"] = envelope.sequence
+
+    @staticmethod
+    def _take(doc: dict[str, Any], data: MatterData, envelope: Envelope, *, collected: bool) -> None:
+        submitters = [data.lead, *data.co_signers]
+        doc.update(
+            kind=data.kind.value,
+            title=data.title,
+            content=data.content,
+            lead_name=data.lead.name,
+            lead_id=data.lead.id,
+            leads=[data.lead.name],
+            submitter_ids=[s.id for s in submitters],
+            submitter_names=SEPARATOR.join(s.name for s in submitters),
+            channel=data.channel.value,
+            category=data.category,
+            raised_in=data.raised_in,
+            raised_level=level_of(data.raised_in),
+            activity_id=data.activity_id,
+            raised_by_name=data.raised_by.name if data.raised_by else None,
+            raised_by_contact=data.raised_by.contact if data.raised_by else None,
+            attachments=[a.model_dump(mode="json") for a in data.attachments],
+            collected=collected,
+            status=MatterStatus.submitted.value,
+            absorbed_ids=[],
+            submitted_at=envelope.occurred_at,
+        )
+
+    @handles(MatterSubmitted)
+    def submitted(self, doc, event: MatterSubmitted, envelope: Envelope) -> None:
+        self._take(doc, event.matter, envelope, collected=True)
+        self._stamp(doc, envelope)
+
+    @handles(MatterReceived)
+    def received(self, doc, event: MatterReceived, envelope: Envelope) -> None:
+        self._take(doc, event.matter, envelope, collected=False)
+        self._stamp(
+            doc,
+            envelope,
+            origin_jurisdiction=event.origin.jurisdiction,
+            origin_matter_id=event.origin.matter_id,
+            direction=event.direction,
+        )
+
+    @handles(MatterRegistered)
+    def registered(self, doc, event: MatterRegistered, envelope: Envelope) -> None:
+        status = MatterStatus.registered.value
+        self._stamp(doc, envelope, status=status, registration_no=event.registration_no, registration_year=event.year)
+
+    @handles(MatterNotRegistered)
+    def not_registered(self, doc, event: MatterNotRegistered, envelope: Envelope) -> None:
+        self._stamp(doc, envelope, status=MatterStatus.not_registered.value)
+
+    @handles(MatterConverted)
+    def converted(self, doc, event: MatterConverted, envelope: Envelope) -> None:
+        self._stamp(doc, envelope, kind=event.to_kind.value)
+
+    @handles(MatterMerged)
+    def merged(self, doc, event: MatterMerged, envelope: Envelope) -> None:
+        self._stamp(doc, envelope, status=MatterStatus.merged.value, merged_into=event.into)
+
+    @handles(MatterAbsorbed)
+    def absorbed(self, doc, event: MatterAbsorbed, envelope: Envelope) -> None:
+        names = [doc["submitter_names"]] if doc["submitter_names"] else []
+        self._stamp(
+            doc,
+            envelope,
+            absorbed_ids=[*(doc["absorbed_ids"] or []), event.merged],
+            submitter_ids=[*(doc["submitter_ids"] or []), *(s.id for s in event.submitters)],
+            submitter_names=SEPARATOR.join([*names, *(s.name for s in event.submitters)]),
+            leads=[*(doc["leads"] or []), *([event.submitters[0].name] if event.submitters else [])],
+        )
+
+    @handles(MatterRouted)
+    def routed(self, doc, event: MatterRouted, envelope: Envelope) -> None:
+        self._stamp(doc, envelope, status=MatterStatus.routed.value, committee=event.committee)
+
+    @handles(MatterEscalated)
+    def escalated(self, doc, event: MatterEscalated, envelope: Envelope) -> None:
+        status = MatterStatus.escalated.value
+        self._stamp(
+            doc, envelope, status=status, sent_to=event.to, escalated_to=event.to, escalated_at=envelope.occurred_at
+        )
+
+    @handles(MatterSentDown)
+    def sent_down(self, doc, event: MatterSentDown, envelope: Envelope) -> None:
+        self._stamp(doc, envelope, status=MatterStatus.sent_down.value, sent_to=event.to)
+
+    @handles(MatterForwarded)
+    def forwarded(self, doc, event: MatterForwarded, envelope: Envelope) -> None:
+        self._stamp(doc, envelope, forwarded_matter_id=event.to.matter_id)
+
+    @handles(OutcomeRecorded)
+    def outcome_recorded(self, doc, event: OutcomeRecorded, envelope: Envelope) -> None:
+        outcome = event.outcome
+        self._stamp(
+            doc,
+            envelope,
+            status=MatterStatus.closed.value,
+            outcome_summary=outcome.summary,
+            outcome_class=outcome.reply_class,
+            outcome_unit=outcome.unit,
+            handled_in_jurisdiction=event.handled_in.jurisdiction,
+            closed_at=outcome.closed_at or envelope.occurred_at,
+        )
+
+
+__all__ = ["SEPARATOR", "MatterRecords", "level_of", "matter_table"]

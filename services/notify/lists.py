@@ -80,7 +80,7 @@ def _where(query: Select, filters: Filters, when) -> Select:
             or_(
                 cases.c.lead_unit_id == filters.unit,
                 cases.c.lead_unit_name == filters.unit,
-                cases.c.co_unit_ids.contains(f"|{filters.unit}|", autoescape=True),
+                cases.c.co_unit_bars.contains(f"|{filters.unit}|", autoescape=True),
                 cases.c.co_unit_names.contains(filters.unit, autoescape=True),
             )
         )
@@ -251,7 +251,7 @@ LISTS: dict[str, ListSpec] = {
             *_CASE_COLUMNS,
             ("答复类别", lambda r: r["reply_class"] or ""),
             ("办理落实情况摘要", lambda r: r["summary"] or ""),
-            ("提出人意见", lambda r: _feedback(r["feedback"])),
+            ("提出人意见", lambda r: _feedback(r["feedback_names"])),
             ("办结日期", lambda r: _day(r["delivered_at"])),
         ],
         _results,

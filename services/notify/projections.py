@@ -64,33 +64,14 @@ from contracts.notify import (
     TypicalCaseRemoved,
 )
 from contracts.tracking import (
-    CaseAssigned,
-    CaseClosed,
-    CaseOpened,
-    CaseReopened,
-    CaseReturned,
-    CaseStatus,
-    CaseUrged,
-    CommitmentDelivered,
-    CommitmentsCarriedOver,
-    ExtensionGranted,
-    FeedbackGiven,
     GroupActivityRecorded,
-    ReplyReleased,
-    ReplySubmitted,
-    under_supervision,
 )
 from services.runtime.read.db import UtcDateTime, connected
 from services.runtime.read.documents import DocumentProjection
 from services.runtime.read.projector import Projection, handles, upsert
-from services.runtime.read.records import SEPARATOR, MatterRecords, matter_table
+from services.runtime.read.records import CaseRecords, MatterRecords, bars, case_table, matter_table
 
 RESULTS_EVENT = "evaluation.ResultsPublished"
-
-
-def bars(values: list[str]) -> str:
-    """``["a", "b"]`` → ``"|a|b|"``: a text column a ``LIKE '%|a|%'`` finds a member of, on any database."""
-    return "|" + "|".join(values) + "|" if values else ""
 
 
 # -- tables ------------------------------------------------------------------------------------
@@ -201,45 +182,7 @@ activities = Table(
     Column("deputies", Integer, default=0),
 )
 
-cases = Table(
-    "notify_cases",
-    cases_md,
-    Column("id", String(64), primary_key=True),
-    Column("jurisdiction", String(9)),
-    Column("matter_id", String(64)),
-    Column("kind", String(16)),
-    Column("title", String(200)),
-    Column("registration_no", String(64)),
-    Column("category", String(50)),
-    Column("submitter_names", Text),
-    Column("status", String(16)),
-    Column("committee", String(100)),
-    Column("leader", String(100)),
-    Column("key", Boolean, default=False),
-    Column("lead_unit_id", String(64)),
-    Column("lead_unit_name", String(200)),
-    Column("co_unit_ids", Text, doc="|id|…"),
-    Column("co_unit_names", Text),
-    Column("round", Integer, default=1),
-    Column("due_on", Date),
-    Column("due_at", UtcDateTime),
-    Column("last_threshold", String(16)),
-    Column("urgings", Integer, default=0),
-    Column("reply_class", String(8)),
-    Column("reply_text", Text),
-    Column("summary", Text, doc="办理落实情况摘要 (the closed case's)"),
-    Column("feedback", JSON, doc="{submitter name: rating} of the current round"),
-    Column("open_commitments", Integer, default=0),
-    Column("supervised", Boolean, default=True, doc="on the 督办清单 (contracts.tracking.under_supervision)"),
-    Column("year", Integer, doc="the year it was opened"),
-    Column("list_year", Integer, doc="the latest year whose lists carry it (跨年度跟踪)"),
-    Column("opened_at", UtcDateTime),
-    Column("assigned_at", UtcDateTime),
-    Column("closed_at", UtcDateTime),
-    Column("delivered_at", UtcDateTime),
-    Column("updated_at", UtcDateTime),
-    Index("ix_notify_cases_status", "status"),
-)
+cases = case_table("notify_cases", cases_md)
 
 group_activities = Table(
     "notify_group_activities",
@@ -504,128 +447,14 @@ class ActivityProjection(DocumentProjection):
 # -- TRACKING stream ---------------------------------------------------------------------------
 
 
-class CaseProjection(DocumentProjection):
-    """One row per case of this level, for 督办清单, 成果清单, problems solved and disclosures."""
+class CaseProjection(CaseRecords):
+    """One row per case of this level, for 督办清单, 成果清单, problems solved and disclosures (the
+    runtime's case records, which tracking keeps too)."""
 
     name = "notify_cases"
-    version = 2  # supervised, year and list_year
+    version = 3  # the shared case records
     metadata = cases_md
     table = cases
-
-    @staticmethod
-    def _stamp(doc, envelope: Envelope) -> None:
-        doc["jurisdiction"] = doc["jurisdiction"] or envelope.jurisdiction
-        doc["updated_at"] = envelope.occurred_at
-        doc["supervised"] = under_supervision(doc["status"], doc["open_commitments"])
-
-    @handles(CaseOpened)
-    def opened(self, doc, event: CaseOpened, envelope: Envelope) -> None:
-        doc.update(
-            matter_id=event.matter_id,
-            kind=event.kind.value,
-            title=event.title,
-            registration_no=event.registration_no,
-            category=event.category,
-            submitter_names=SEPARATOR.join(s.name for s in event.submitters),
-            status=CaseStatus.opened.value,
-            committee=event.committee,
-            key=False,
-            round=1,
-            urgings=0,
-            feedback={},
-            open_commitments=0,
-            year=event.year,
-            list_year=event.year,
-            opened_at=envelope.occurred_at,
-        )
-        self._stamp(doc, envelope)
-
-    @handles(CaseAssigned)
-    def assigned(self, doc, event: CaseAssigned, envelope: Envelope) -> None:
-        doc.update(
-            status=CaseStatus.assigned.value,
-            committee=event.committee,
-            leader=event.leader,
-            key=event.key,
-            lead_unit_id=event.lead_unit.id,
-            lead_unit_name=event.lead_unit.name,
-            co_unit_ids=bars([u.id for u in event.co_units]),
-            co_unit_names=SEPARATOR.join(u.name for u in event.co_units),
-            due_on=event.deadline.due_on,
-            due_at=event.deadline.due_at,
-            assigned_at=event.since,
-        )
-        self._stamp(doc, envelope)
-
-    @handles(CaseReturned)
-    def returned(self, doc, event: CaseReturned, envelope: Envelope) -> None:
-        doc["status"] = CaseStatus.returned.value
-        self._stamp(doc, envelope)
-
-    @handles(ExtensionGranted)
-    def extended(self, doc, event: ExtensionGranted, envelope: Envelope) -> None:
-        doc.update(due_on=event.deadline.due_on, due_at=event.deadline.due_at)
-        self._stamp(doc, envelope)
-
-    @handles(ReplySubmitted)
-    def reply_submitted(self, doc, event: ReplySubmitted, envelope: Envelope) -> None:
-        doc.update(status=CaseStatus.in_review.value, reply_text=event.text, reply_class=event.reply_class)
-        doc["open_commitments"] = len(event.commitments)
-        self._stamp(doc, envelope)
-
-    @handles(ReplyReleased)
-    def reply_released(self, doc, event: ReplyReleased, envelope: Envelope) -> None:
-        doc.update(status=CaseStatus.replied.value, reply_class=event.reply_class)
-        self._stamp(doc, envelope)
-
-    @handles(FeedbackGiven)
-    def feedback(self, doc, event: FeedbackGiven, envelope: Envelope) -> None:
-        doc["feedback"] = {**(doc["feedback"] or {}), event.submitter.name: event.rating.value}
-        self._stamp(doc, envelope)
-
-    @handles(CaseReopened)
-    def reopened(self, doc, event: CaseReopened, envelope: Envelope) -> None:
-        doc.update(
-            status=CaseStatus.rehandling.value,
-            round=event.round,
-            feedback={},
-            due_on=event.deadline.due_on,
-            due_at=event.deadline.due_at,
-            closed_at=None,
-            delivered_at=None,
-        )
-        self._stamp(doc, envelope)
-
-    @handles(CaseClosed)
-    def closed(self, doc, event: CaseClosed, envelope: Envelope) -> None:
-        doc.update(
-            status=CaseStatus.closed.value,
-            reply_class=event.reply_class,
-            summary=event.summary,
-            lead_unit_id=event.unit.id,
-            lead_unit_name=event.unit.name,
-            open_commitments=event.open_commitments,
-            closed_at=envelope.occurred_at,
-            delivered_at=envelope.occurred_at if not event.open_commitments else None,
-        )
-        self._stamp(doc, envelope)
-
-    @handles(CommitmentDelivered)
-    def commitment_delivered(self, doc, event: CommitmentDelivered, envelope: Envelope) -> None:
-        doc["open_commitments"] = max((doc["open_commitments"] or 0) - 1, 0)
-        if doc["open_commitments"] == 0 and doc["status"] == CaseStatus.closed.value:
-            doc["delivered_at"] = envelope.occurred_at
-        self._stamp(doc, envelope)
-
-    @handles(CommitmentsCarriedOver)
-    def carried_over(self, doc, event: CommitmentsCarriedOver, envelope: Envelope) -> None:
-        doc["list_year"] = event.year
-        self._stamp(doc, envelope)
-
-    @handles(CaseUrged)
-    def urged(self, doc, event: CaseUrged, envelope: Envelope) -> None:
-        doc.update(last_threshold=event.threshold.value, urgings=(doc["urgings"] or 0) + 1)
-        self._stamp(doc, envelope)
 
 
 class GroupActivityProjection(DocumentProjection):

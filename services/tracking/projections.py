@@ -20,10 +20,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    Boolean,
     Column,
-    Date,
-    Index,
     Integer,
     MetaData,
     String,
@@ -73,8 +70,8 @@ from services.runtime.read.db import UtcDateTime, connected
 from services.runtime.read.documents import DocumentProjection
 from services.runtime.read.history import HistoryProjection, history_table, short
 from services.runtime.read.projector import handles
+from services.runtime.read.records import SEPARATOR, CaseRecords, case_table
 
-SEPARATOR = "、"
 HANDLING = (CaseStatus.assigned.value, CaseStatus.rehandling.value)
 
 cases_metadata = MetaData()
@@ -83,55 +80,7 @@ items_metadata = MetaData()
 groups_metadata = MetaData()
 metadatas = (cases_metadata, history_metadata, items_metadata, groups_metadata)
 
-cases = Table(
-    "tracking_cases",
-    cases_metadata,
-    Column("id", String(64), primary_key=True),
-    Column("jurisdiction", String(9)),
-    Column("matter_id", String(64)),
-    Column("kind", String(16)),
-    Column("title", String(200), doc="案由"),
-    Column("registration_no", String(64)),
-    Column("category", String(50)),
-    Column("submitter_ids", JSON),
-    Column("submitter_names", Text),
-    Column("status", String(16), doc="CaseStatus"),
-    Column("committee", String(100)),
-    Column("leader", String(100)),
-    Column("key", Boolean, default=False, doc="重点督办件"),
-    Column("lead_unit_id", String(64)),
-    Column("lead_unit_name", String(200)),
-    Column("co_unit_ids", JSON),
-    Column("co_unit_names", Text),
-    Column("round", Integer, default=1),
-    Column("due_on", Date),
-    Column("due_at", UtcDateTime),
-    Column("deadline_rule", String(100)),
-    Column("deadline_warnings", JSON),
-    Column("fired", JSON, doc="thresholds fired, as threshold@deadline-key"),
-    Column("last_threshold", String(16)),
-    Column("escalated_to_leader", Boolean, default=False),
-    Column("pending_extension", Date),
-    Column("returns", Integer, default=0),
-    Column("reply_class", String(8)),
-    Column("reply_on_time", Boolean),
-    Column("summary", Text, doc="the released reply: 办理落实情况摘要"),
-    Column("feedback", JSON, doc="{submitter id: rating} of the current round"),
-    Column("commitments", JSON, doc="[{id, text, due_on, delivered}]"),
-    Column("open_commitments", Integer, default=0),
-    Column("year", Integer, doc="the year it was opened"),
-    Column("list_year", Integer, doc="the latest year whose lists carry it (跨年度跟踪)"),
-    Column("opened_at", UtcDateTime),
-    Column("assigned_at", UtcDateTime),
-    Column("replied_at", UtcDateTime),
-    Column("closed_at", UtcDateTime),
-    Column("delivered_at", UtcDateTime, doc="closed with every commitment delivered: on the 成果清单"),
-    Column("updated_at", UtcDateTime),
-    Column("version", Integer),
-    Index("ix_tracking_cases_jurisdiction_status", "jurisdiction", "status"),
-    Index("ix_tracking_cases_due_at", "due_at"),
-    Index("ix_tracking_cases_lead_unit", "lead_unit_id"),
-)
+cases = case_table("tracking_cases", cases_metadata)
 
 history = history_table("tracking_case_history", history_metadata, "case_id")
 
@@ -176,168 +125,14 @@ deputy_groups = Table(
 # -- the case list -----------------------------------------------------------------------------
 
 
-class CaseListProjection(DocumentProjection):
-    """One row per case, changed by each event as ``domain.Case`` changes its state."""
+class CaseListProjection(CaseRecords):
+    """One row per case, changed by each event as ``domain.Case`` changes its state (the runtime's
+    case records, which notify keeps too)."""
 
     name = "tracking_cases"
+    version = 2  # the shared case records
     metadata = cases_metadata
     table = cases
-    version = 1
-
-    @staticmethod
-    def _stamp(doc: dict[str, Any], envelope: Envelope) -> None:
-        doc["jurisdiction"] = doc["jurisdiction"] or envelope.jurisdiction
-        doc["updated_at"] = envelope.occurred_at
-        doc["version"] = envelope.sequence
-
-    @handles(CaseOpened)
-    def opened(self, doc, event: CaseOpened, envelope: Envelope) -> None:
-        doc.update(
-            matter_id=event.matter_id,
-            kind=event.kind.value,
-            title=event.title,
-            registration_no=event.registration_no,
-            category=event.category,
-            submitter_ids=[s.id for s in event.submitters],
-            submitter_names=SEPARATOR.join(s.name for s in event.submitters),
-            status=CaseStatus.opened.value,
-            committee=event.committee,
-            year=event.year,
-            list_year=event.year,
-            round=1,
-            fired=[],
-            feedback={},
-            commitments=[],
-            open_commitments=0,
-            returns=0,
-            key=False,
-            escalated_to_leader=False,
-            opened_at=envelope.occurred_at,
-        )
-        self._stamp(doc, envelope)
-
-    @handles(CaseAssigned)
-    def assigned(self, doc, event: CaseAssigned, envelope: Envelope) -> None:
-        doc.update(
-            status=CaseStatus.assigned.value,
-            committee=event.committee,
-            leader=event.leader,
-            key=event.key,
-            lead_unit_id=event.lead_unit.id,
-            lead_unit_name=event.lead_unit.name,
-            co_unit_ids=[u.id for u in event.co_units],
-            co_unit_names=SEPARATOR.join(u.name for u in event.co_units),
-            assigned_at=event.since,
-        )
-        self._deadline(doc, event.deadline)
-        self._stamp(doc, envelope)
-
-    @staticmethod
-    def _deadline(doc: dict[str, Any], deadline) -> None:
-        doc.update(
-            due_on=deadline.due_on,
-            due_at=deadline.due_at,
-            deadline_rule=deadline.rule,
-            deadline_warnings=list(deadline.warnings),
-        )
-
-    @handles(CaseReturned)
-    def returned(self, doc, event: CaseReturned, envelope: Envelope) -> None:
-        doc.update(status=CaseStatus.returned.value, returns=(doc["returns"] or 0) + 1)
-        self._stamp(doc, envelope)
-
-    @handles(ExtensionRequested)
-    def extension_requested(self, doc, event: ExtensionRequested, envelope: Envelope) -> None:
-        doc["pending_extension"] = event.until
-        self._stamp(doc, envelope)
-
-    @handles(ExtensionGranted)
-    def extension_granted(self, doc, event: ExtensionGranted, envelope: Envelope) -> None:
-        doc["pending_extension"] = None
-        self._deadline(doc, event.deadline)
-        self._stamp(doc, envelope)
-
-    @handles(ExtensionRefused)
-    def extension_refused(self, doc, event: ExtensionRefused, envelope: Envelope) -> None:
-        doc["pending_extension"] = None
-        self._stamp(doc, envelope)
-
-    @handles(ReplySubmitted)
-    def reply_submitted(self, doc, event: ReplySubmitted, envelope: Envelope) -> None:
-        doc.update(status=CaseStatus.in_review.value, replied_at=envelope.occurred_at, reply_on_time=event.on_time)
-        doc["summary"] = event.text
-        pending = [c.model_dump(mode="json") | {"delivered": False} for c in event.commitments]
-        doc["commitments"] = [*(doc["commitments"] or []), *(c | {"released": False} for c in pending)]
-        self._stamp(doc, envelope)
-
-    @handles(ReplySentBack)
-    def reply_sent_back(self, doc, event: ReplySentBack, envelope: Envelope) -> None:
-        doc["status"] = CaseStatus.assigned.value if (doc["round"] or 1) == 1 else CaseStatus.rehandling.value
-        doc["commitments"] = [c for c in doc["commitments"] or [] if c.get("released", True)]
-        self._stamp(doc, envelope)
-
-    @handles(ReplyReleased)
-    def reply_released(self, doc, event: ReplyReleased, envelope: Envelope) -> None:
-        commitments = [{k: v for k, v in c.items() if k != "released"} for c in doc["commitments"] or []]
-        doc.update(
-            status=CaseStatus.replied.value,
-            reply_class=event.reply_class,
-            commitments=commitments,
-            open_commitments=sum(1 for c in commitments if not c["delivered"]),
-        )
-        self._stamp(doc, envelope)
-
-    @handles(FeedbackGiven)
-    def feedback_given(self, doc, event: FeedbackGiven, envelope: Envelope) -> None:
-        doc["feedback"] = {**(doc["feedback"] or {}), event.submitter.id: event.rating.value}
-        self._stamp(doc, envelope)
-
-    @handles(CaseReopened)
-    def reopened(self, doc, event: CaseReopened, envelope: Envelope) -> None:
-        doc.update(
-            status=CaseStatus.rehandling.value,
-            round=event.round,
-            feedback={},
-            closed_at=None,
-            delivered_at=None,
-        )
-        self._deadline(doc, event.deadline)
-        self._stamp(doc, envelope)
-
-    @handles(CaseClosed)
-    def closed(self, doc, event: CaseClosed, envelope: Envelope) -> None:
-        doc.update(status=CaseStatus.closed.value, reply_class=event.reply_class, closed_at=envelope.occurred_at)
-        if not doc["open_commitments"]:
-            doc["delivered_at"] = envelope.occurred_at
-        self._stamp(doc, envelope)
-
-    @handles(CommitmentDelivered)
-    def commitment_delivered(self, doc, event: CommitmentDelivered, envelope: Envelope) -> None:
-        commitments = [
-            c | {"delivered": True, "note": event.note} if c["id"] == event.commitment_id else c
-            for c in doc["commitments"] or []
-        ]
-        doc["commitments"] = commitments
-        doc["open_commitments"] = sum(1 for c in commitments if not c["delivered"])
-        if doc["open_commitments"] == 0 and doc["status"] == CaseStatus.closed.value:
-            doc["delivered_at"] = envelope.occurred_at
-        self._stamp(doc, envelope)
-
-    @handles(CommitmentsCarriedOver)
-    def carried_over(self, doc, event: CommitmentsCarriedOver, envelope: Envelope) -> None:
-        doc["list_year"] = event.year
-        self._stamp(doc, envelope)
-
-    @handles(CaseUrged)
-    def urged(self, doc, event: CaseUrged, envelope: Envelope) -> None:
-        doc["fired"] = [*(doc["fired"] or []), f"{event.threshold.value}@{event.deadline.key}"]
-        doc["last_threshold"] = event.threshold.value
-        self._stamp(doc, envelope)
-
-    @handles(CaseEscalatedToLeader)
-    def escalated(self, doc, event: CaseEscalatedToLeader, envelope: Envelope) -> None:
-        doc["escalated_to_leader"] = True
-        self._stamp(doc, envelope)
 
 
 # -- the history of each case ------------------------------------------------------------------

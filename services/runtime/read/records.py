@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Column, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import JSON, Boolean, Column, Date, Index, Integer, MetaData, String, Table, Text
 
 from contracts.envelope import Envelope
 from contracts.intake import (
@@ -34,6 +34,26 @@ from contracts.intake import (
     OutcomeRecorded,
 )
 from contracts.jurisdictions import UnknownJurisdiction, default_registry
+from contracts.tracking import (
+    CaseAssigned,
+    CaseClosed,
+    CaseEscalatedToLeader,
+    CaseOpened,
+    CaseReopened,
+    CaseReturned,
+    CaseStatus,
+    CaseUrged,
+    CommitmentDelivered,
+    CommitmentsCarriedOver,
+    ExtensionGranted,
+    ExtensionRefused,
+    ExtensionRequested,
+    FeedbackGiven,
+    ReplyReleased,
+    ReplySentBack,
+    ReplySubmitted,
+    under_supervision,
+)
 
 from .db import UtcDateTime
 from .documents import DocumentProjection
@@ -222,4 +242,258 @@ class MatterRecords(DocumentProjection):
         )
 
 
-__all__ = ["SEPARATOR", "MatterRecords", "level_of", "matter_table"]
+# -- cases -------------------------------------------------------------------------------------
+
+
+def bars(values: list[str]) -> str:
+    """``["a", "b"]`` → ``"|a|b|"``: a text column a ``LIKE '%|a|%'`` finds a member of, on any database."""
+    return "|" + "|".join(values) + "|" if values else ""
+
+
+def case_table(name: str, metadata: MetaData) -> Table:
+    """The table of a row per case, named ``name`` in ``metadata``."""
+    return Table(
+        name,
+        metadata,
+        Column("id", String(64), primary_key=True),
+        Column("jurisdiction", String(9)),
+        Column("matter_id", String(64)),
+        Column("kind", String(16)),
+        Column("title", String(200), doc="案由"),
+        Column("registration_no", String(64)),
+        Column("category", String(50)),
+        Column("submitter_ids", JSON),
+        Column("submitter_names", Text),
+        Column("status", String(16), doc="CaseStatus"),
+        Column("committee", String(100)),
+        Column("leader", String(100)),
+        Column("key", Boolean, default=False, doc="重点督办件"),
+        Column("lead_unit_id", String(64)),
+        Column("lead_unit_name", String(200)),
+        Column("co_unit_ids", JSON),
+        Column("co_unit_bars", Text, doc="|id|…: a LIKE '%|id|%' finds a co-unit on any database"),
+        Column("co_unit_names", Text),
+        Column("round", Integer, default=1),
+        Column("due_on", Date),
+        Column("due_at", UtcDateTime),
+        Column("deadline_rule", String(100)),
+        Column("deadline_warnings", JSON),
+        Column("fired", JSON, doc="thresholds fired, as threshold@deadline-key"),
+        Column("last_threshold", String(16)),
+        Column("urgings", Integer, default=0),
+        Column("escalated_to_leader", Boolean, default=False),
+        Column("pending_extension", Date),
+        Column("returns", Integer, default=0),
+        Column("reply_class", String(8)),
+        Column("reply_on_time", Boolean),
+        Column("reply_text", Text, doc="the reply as the unit wrote it"),
+        Column("summary", Text, doc="办理落实情况摘要: the reply, then the closed case's summary"),
+        Column("feedback", JSON, doc="{submitter id: rating} of the current round"),
+        Column("feedback_names", JSON, doc="{submitter name: rating} of the current round"),
+        Column("commitments", JSON, doc="[{id, text, due_on, delivered}]"),
+        Column("open_commitments", Integer, default=0),
+        Column("supervised", Boolean, default=True, doc="on the 督办清单 (contracts.tracking.under_supervision)"),
+        Column("year", Integer, doc="the year it was opened"),
+        Column("list_year", Integer, doc="the latest year whose lists carry it (跨年度跟踪)"),
+        Column("opened_at", UtcDateTime),
+        Column("assigned_at", UtcDateTime),
+        Column("replied_at", UtcDateTime),
+        Column("closed_at", UtcDateTime),
+        Column("delivered_at", UtcDateTime, doc="closed with every commitment delivered: on the 成果清单"),
+        Column("updated_at", UtcDateTime),
+        Column("version", Integer),
+        Index(f"ix_{name}_jurisdiction_status", "jurisdiction", "status"),
+    )
+
+
+class CaseRecords(DocumentProjection):
+    """One row per case, changed by each event as the case itself changes."""
+
+    @staticmethod
+    def _stamp(doc: dict[str, Any], envelope: Envelope, **values: Any) -> None:
+        doc.update(values)
+        doc["jurisdiction"] = doc["jurisdiction"] or envelope.jurisdiction
+        doc["supervised"] = under_supervision(doc["status"], doc["open_commitments"])
+        doc["updated_at"] = envelope.occurred_at
+        doc["version"] = envelope.sequence
+
+    @staticmethod
+    def _deadline(doc: dict[str, Any], deadline) -> None:
+        doc.update(
+            due_on=deadline.due_on,
+            due_at=deadline.due_at,
+            deadline_rule=deadline.rule,
+            deadline_warnings=list(deadline.warnings),
+        )
+
+    @handles(CaseOpened)
+    def opened(self, doc, event: CaseOpened, envelope: Envelope) -> None:
+        self._stamp(
+            doc,
+            envelope,
+            matter_id=event.matter_id,
+            kind=event.kind.value,
+            title=event.title,
+            registration_no=event.registration_no,
+            category=event.category,
+            submitter_ids=[s.id for s in event.submitters],
+            submitter_names=SEPARATOR.join(s.name for s in event.submitters),
+            status=CaseStatus.opened.value,
+            committee=event.committee,
+            year=event.year,
+            list_year=event.year,
+            round=1,
+            fired=[],
+            urgings=0,
+            feedback={},
+            feedback_names={},
+            commitments=[],
+            open_commitments=0,
+            returns=0,
+            key=False,
+            escalated_to_leader=False,
+            opened_at=envelope.occurred_at,
+        )
+
+    @handles(CaseAssigned)
+    def assigned(self, doc, event: CaseAssigned, envelope: Envelope) -> None:
+        self._deadline(doc, event.deadline)
+        self._stamp(
+            doc,
+            envelope,
+            status=CaseStatus.assigned.value,
+            committee=event.committee,
+            leader=event.leader,
+            key=event.key,
+            lead_unit_id=event.lead_unit.id,
+            lead_unit_name=event.lead_unit.name,
+            co_unit_ids=[u.id for u in event.co_units],
+            co_unit_bars=bars([u.id for u in event.co_units]),
+            co_unit_names=SEPARATOR.join(u.name for u in event.co_units),
+            assigned_at=event.since,
+        )
+
+    @handles(CaseReturned)
+    def returned(self, doc, event: CaseReturned, envelope: Envelope) -> None:
+        self._stamp(doc, envelope, status=CaseStatus.returned.value, returns=(doc["returns"] or 0) + 1)
+
+    @handles(ExtensionRequested)
+    def extension_requested(self, doc, event: ExtensionRequested, envelope: Envelope) -> None:
+        self._stamp(doc, envelope, pending_extension=event.until)
+
+    @handles(ExtensionGranted)
+    def extension_granted(self, doc, event: ExtensionGranted, envelope: Envelope) -> None:
+        self._deadline(doc, event.deadline)
+        self._stamp(doc, envelope, pending_extension=None)
+
+    @handles(ExtensionRefused)
+    def extension_refused(self, doc, event: ExtensionRefused, envelope: Envelope) -> None:
+        self._stamp(doc, envelope, pending_extension=None)
+
+    @handles(ReplySubmitted)
+    def reply_submitted(self, doc, event: ReplySubmitted, envelope: Envelope) -> None:
+        pending = [c.model_dump(mode="json") | {"delivered": False} for c in event.commitments]
+        self._stamp(
+            doc,
+            envelope,
+            status=CaseStatus.in_review.value,
+            replied_at=envelope.occurred_at,
+            reply_on_time=event.on_time,
+            reply_class=event.reply_class,
+            reply_text=event.text,
+            summary=event.text,
+            commitments=[*(doc["commitments"] or []), *(c | {"released": False} for c in pending)],
+        )
+
+    @handles(ReplySentBack)
+    def reply_sent_back(self, doc, event: ReplySentBack, envelope: Envelope) -> None:
+        status = CaseStatus.assigned if (doc["round"] or 1) == 1 else CaseStatus.rehandling
+        kept = [c for c in doc["commitments"] or [] if c.get("released", True)]
+        self._stamp(doc, envelope, status=status.value, commitments=kept)
+
+    @handles(ReplyReleased)
+    def reply_released(self, doc, event: ReplyReleased, envelope: Envelope) -> None:
+        commitments = [{k: v for k, v in c.items() if k != "released"} for c in doc["commitments"] or []]
+        self._stamp(
+            doc,
+            envelope,
+            status=CaseStatus.replied.value,
+            reply_class=event.reply_class,
+            commitments=commitments,
+            open_commitments=sum(1 for c in commitments if not c["delivered"]),
+        )
+
+    @handles(FeedbackGiven)
+    def feedback_given(self, doc, event: FeedbackGiven, envelope: Envelope) -> None:
+        rating = event.rating.value
+        self._stamp(
+            doc,
+            envelope,
+            feedback={**(doc["feedback"] or {}), event.submitter.id: rating},
+            feedback_names={**(doc["feedback_names"] or {}), event.submitter.name: rating},
+        )
+
+    @handles(CaseReopened)
+    def reopened(self, doc, event: CaseReopened, envelope: Envelope) -> None:
+        self._deadline(doc, event.deadline)
+        self._stamp(
+            doc,
+            envelope,
+            status=CaseStatus.rehandling.value,
+            round=event.round,
+            feedback={},
+            feedback_names={},
+            closed_at=None,
+            delivered_at=None,
+        )
+
+    @handles(CaseClosed)
+    def closed(self, doc, event: CaseClosed, envelope: Envelope) -> None:
+        self._stamp(
+            doc,
+            envelope,
+            status=CaseStatus.closed.value,
+            reply_class=event.reply_class,
+            summary=event.summary,
+            lead_unit_id=event.unit.id,
+            lead_unit_name=event.unit.name,
+            closed_at=envelope.occurred_at,
+            delivered_at=envelope.occurred_at if not doc["open_commitments"] else None,
+        )
+
+    @handles(CommitmentDelivered)
+    def commitment_delivered(self, doc, event: CommitmentDelivered, envelope: Envelope) -> None:
+        commitments = [
+            c | {"delivered": True, "note": event.note} if c["id"] == event.commitment_id else c
+            for c in doc["commitments"] or []
+        ]
+        open_commitments = sum(1 for c in commitments if not c["delivered"])
+        delivered = open_commitments == 0 and doc["status"] == CaseStatus.closed.value
+        self._stamp(
+            doc,
+            envelope,
+            commitments=commitments,
+            open_commitments=open_commitments,
+            delivered_at=envelope.occurred_at if delivered else doc["delivered_at"],
+        )
+
+    @handles(CommitmentsCarriedOver)
+    def carried_over(self, doc, event: CommitmentsCarriedOver, envelope: Envelope) -> None:
+        self._stamp(doc, envelope, list_year=event.year)
+
+    @handles(CaseUrged)
+    def urged(self, doc, event: CaseUrged, envelope: Envelope) -> None:
+        self._stamp(
+            doc,
+            envelope,
+            fired=[*(doc["fired"] or []), f"{event.threshold.value}@{event.deadline.key}"],
+            last_threshold=event.threshold.value,
+            urgings=(doc["urgings"] or 0) + 1,
+        )
+
+    @handles(CaseEscalatedToLeader)
+    def escalated_to_leader(self, doc, event: CaseEscalatedToLeader, envelope: Envelope) -> None:
+        self._stamp(doc, envelope, escalated_to_leader=True)
+
+
+__all__ = ["SEPARATOR", "CaseRecords", "MatterRecords", "bars", "case_table", "level_of", "matter_table"]

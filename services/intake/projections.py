@@ -25,24 +25,16 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    Column,
-    Date,
-    Index,
-    Integer,
     MetaData,
-    String,
-    Table,
     or_,
     select,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.envelope import SHANGHAI, Envelope
 from contracts.intake import (
     ACTIVITY_KIND_NAMES,
     KIND_NAMES,
-    ActivityRecorded,
     MatterAbsorbed,
     MatterConverted,
     MatterEscalated,
@@ -57,12 +49,11 @@ from contracts.intake import (
     OutcomeRecorded,
 )
 from contracts.jurisdictions import UnknownJurisdiction, default_registry
-from services.runtime.read.db import UtcDateTime, connected
-from services.runtime.read.documents import DocumentProjection
+from services.runtime.read.db import connected
 from services.runtime.read.history import HistoryProjection, history_table, short
 from services.runtime.read.projector import handles
 from services.runtime.read.records import SEPARATOR as SUBMITTER_SEPARATOR
-from services.runtime.read.records import MatterRecords, matter_table
+from services.runtime.read.records import ActivityRecords, MatterRecords, activity_table, matter_table
 
 __all__ = [
     "ActivityProjection",
@@ -90,23 +81,7 @@ matters = matter_table("intake_matters", matters_metadata)
 
 history = history_table("intake_matter_history", history_metadata, "matter_id")
 
-activities = Table(
-    "intake_activities",
-    activities_metadata,
-    Column("id", String(64), primary_key=True),
-    Column("jurisdiction", String(9)),
-    Column("kind", String(16), doc="inspection | research | discussion | contact | themed"),
-    Column("title", String(200)),
-    Column("held_on", Date),
-    Column("place", String(200)),
-    Column("organiser", String(200)),
-    Column("organiser_kind", String(32)),
-    Column("deputy_ids", JSON),
-    Column("deputy_count", Integer, default=0),
-    Column("matters_collected", Integer, default=0),
-    Column("recorded_at", UtcDateTime),
-    Index("ix_intake_activities_jurisdiction_held_on", "jurisdiction", "held_on"),
-)
+activities = activity_table("intake_activities", activities_metadata)
 
 
 # -- the matter list ---------------------------------------------------------------------------
@@ -207,54 +182,13 @@ class MatterHistoryProjection(HistoryProjection):
 # -- activities --------------------------------------------------------------------------------
 
 
-class ActivityProjection(DocumentProjection):
-    """One row per activity; each matter submitted with its ``activity_id`` counts as collected there.
-
-    A matter may name its activity before the activity is recorded (entered later, or by another
-    system): the row then starts with the count alone and ``ActivityRecorded`` fills in the rest.
-    Matters received from another level are counted where they were collected, not here.
-    """
+class ActivityProjection(ActivityRecords):
+    """One row per activity of this level, with the matters collected there (the runtime's
+    activity records, which notify keeps too for the monthly summary)."""
 
     name = "intake_activities"
     metadata = activities_metadata
     table = activities
-
-    def key_of(self, envelope: Envelope) -> Any:
-        if envelope.event_type == MatterSubmitted.event_type:
-            return envelope.payload["matter"]["activity_id"]
-        return envelope.aggregate_id
-
-    async def apply_batch(self, session: AsyncSession, envelopes: list[Envelope]) -> None:
-        await super().apply_batch(
-            session,
-            [
-                e
-                for e in envelopes
-                if e.event_type != MatterSubmitted.event_type or e.payload.get("matter", {}).get("activity_id")
-            ],
-        )
-
-    @handles(ActivityRecorded)
-    def recorded(self, doc, event: ActivityRecorded, envelope: Envelope) -> None:
-        doc.update(
-            jurisdiction=envelope.jurisdiction,
-            kind=event.kind,
-            title=event.title,
-            held_on=event.held_on,
-            place=event.place,
-            organiser=event.organiser,
-            organiser_kind=event.organiser_kind,
-            deputy_ids=[d.id for d in event.deputies],
-            deputy_count=len(event.deputies),
-            matters_collected=doc["matters_collected"] or 0,
-            recorded_at=envelope.occurred_at,
-        )
-
-    @handles(MatterSubmitted)
-    def matter_collected(self, doc, event: MatterSubmitted, envelope: Envelope) -> None:
-        doc["jurisdiction"] = doc["jurisdiction"] or envelope.jurisdiction
-        doc["deputy_count"] = doc["deputy_count"] or 0
-        doc["matters_collected"] = (doc["matters_collected"] or 0) + 1
 
 
 # -- queries -----------------------------------------------------------------------------------

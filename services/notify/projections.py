@@ -39,9 +39,6 @@ from contracts import integration as x
 from contracts.envelope import Envelope
 from contracts.evaluation import OPTION_NAMES
 from contracts.events import UnknownEventType, upcast
-from contracts.intake import (
-    ActivityRecorded,
-)
 from contracts.notify import (
     DeliveryAttempted,
     DeliveryDeadLettered,
@@ -69,7 +66,15 @@ from contracts.tracking import (
 from services.runtime.read.db import UtcDateTime, connected
 from services.runtime.read.documents import DocumentProjection
 from services.runtime.read.projector import Projection, handles, upsert
-from services.runtime.read.records import CaseRecords, MatterRecords, bars, case_table, matter_table
+from services.runtime.read.records import (
+    ActivityRecords,
+    CaseRecords,
+    MatterRecords,
+    activity_table,
+    bars,
+    case_table,
+    matter_table,
+)
 
 RESULTS_EVENT = "evaluation.ResultsPublished"
 
@@ -171,16 +176,7 @@ comments = Table(
 
 matters = matter_table("notify_matters", matters_md)
 
-activities = Table(
-    "notify_activities",
-    activities_md,
-    Column("id", String(64), primary_key=True),
-    Column("jurisdiction", String(9)),
-    Column("kind", String(16)),
-    Column("title", String(200)),
-    Column("held_on", Date, index=True),
-    Column("deputies", Integer, default=0),
-)
+activities = activity_table("notify_activities", activities_md)
 
 cases = case_table("notify_cases", cases_md)
 
@@ -426,22 +422,14 @@ class MatterProjection(MatterRecords):
     table = matters
 
 
-class ActivityProjection(DocumentProjection):
-    """Activities held at this level (视察、调研、座谈、联系群众、主题活动), with the deputies there."""
+class ActivityProjection(ActivityRecords):
+    """Activities held at this level (视察、调研、座谈、联系群众、主题活动), with the deputies there (the
+    runtime's activity records, which intake keeps too)."""
 
     name = "notify_activities"
+    version = 2  # the shared activity records
     metadata = activities_md
     table = activities
-
-    @handles(ActivityRecorded)
-    def recorded(self, doc, event: ActivityRecorded, envelope: Envelope) -> None:
-        doc.update(
-            jurisdiction=envelope.jurisdiction,
-            kind=event.kind,
-            title=event.title,
-            held_on=event.held_on,
-            deputies=len(event.deputies),
-        )
 
 
 # -- TRACKING stream ---------------------------------------------------------------------------

@@ -84,7 +84,7 @@ async def own_figures(
     async with connected(conn) as db:
         held = (
             await db.execute(
-                select(func.count(), func.coalesce(func.sum(activities.c.deputies), 0)).where(
+                select(func.count(), func.coalesce(func.sum(activities.c.deputy_count), 0)).where(
                     activities.c.held_on >= first, activities.c.held_on <= last
                 )
             )

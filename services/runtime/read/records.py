@@ -3,7 +3,8 @@ level (from intake's events), one row per case (from tracking's events).
 
 Several services read the same events the same way: intake lists its matters from a row per
 matter and notify builds the four lists and the monthly summary from the same rows; tracking's
-case list and notify's lists read a row per case. The projection is written once, here, over the
+case list and notify's lists read a row per case; intake's activities and notify's summary a row
+per activity. The projection is written once, here, over the
 public events of ``contracts`` (never a service's code); each service runs it into a table of
 its own database under a name of its own (``matter_table("intake_matters", metadata)``), by
 subclassing :class:`MatterRecords` or :class:`CaseRecords` with its ``name``, ``metadata`` and
@@ -15,9 +16,11 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Column, Date, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import Envelope
 from contracts.intake import (
+    ActivityRecorded,
     MatterAbsorbed,
     MatterConverted,
     MatterData,
@@ -240,6 +243,76 @@ class MatterRecords(DocumentProjection):
             handled_in_jurisdiction=event.handled_in.jurisdiction,
             closed_at=outcome.closed_at or envelope.occurred_at,
         )
+
+
+# -- activities --------------------------------------------------------------------------------
+
+
+def activity_table(name: str, metadata: MetaData) -> Table:
+    """The table of a row per activity (视察、调研、座谈、联系群众、主题活动) of a level."""
+    return Table(
+        name,
+        metadata,
+        Column("id", String(64), primary_key=True),
+        Column("jurisdiction", String(9)),
+        Column("kind", String(16), doc="inspection | research | discussion | contact | themed"),
+        Column("title", String(200)),
+        Column("held_on", Date),
+        Column("place", String(200)),
+        Column("organiser", String(200)),
+        Column("organiser_kind", String(32)),
+        Column("deputy_ids", JSON),
+        Column("deputy_count", Integer, default=0),
+        Column("matters_collected", Integer, default=0),
+        Column("recorded_at", UtcDateTime),
+        Index(f"ix_{name}_jurisdiction_held_on", "jurisdiction", "held_on"),
+    )
+
+
+class ActivityRecords(DocumentProjection):
+    """One row per activity; each matter submitted with its ``activity_id`` counts as collected there.
+
+    A matter may name its activity before the activity is recorded (entered later, or by another
+    system): the row then starts with the count alone and ``ActivityRecorded`` fills in the rest.
+    Matters received from another level are counted where they were collected, not here.
+    """
+
+    def key_of(self, envelope: Envelope) -> Any:
+        if envelope.event_type == MatterSubmitted.event_type:
+            return envelope.payload["matter"]["activity_id"]
+        return envelope.aggregate_id
+
+    async def apply_batch(self, session: AsyncSession, envelopes: list[Envelope]) -> None:
+        await super().apply_batch(
+            session,
+            [
+                e
+                for e in envelopes
+                if e.event_type != MatterSubmitted.event_type or e.payload.get("matter", {}).get("activity_id")
+            ],
+        )
+
+    @handles(ActivityRecorded)
+    def recorded(self, doc, event: ActivityRecorded, envelope: Envelope) -> None:
+        doc.update(
+            jurisdiction=envelope.jurisdiction,
+            kind=event.kind,
+            title=event.title,
+            held_on=event.held_on,
+            place=event.place,
+            organiser=event.organiser,
+            organiser_kind=event.organiser_kind,
+            deputy_ids=[d.id for d in event.deputies],
+            deputy_count=len(event.deputies),
+            matters_collected=doc["matters_collected"] or 0,
+            recorded_at=envelope.occurred_at,
+        )
+
+    @handles(MatterSubmitted)
+    def matter_collected(self, doc, event: MatterSubmitted, envelope: Envelope) -> None:
+        doc["jurisdiction"] = doc["jurisdiction"] or envelope.jurisdiction
+        doc["deputy_count"] = doc["deputy_count"] or 0
+        doc["matters_collected"] = (doc["matters_collected"] or 0) + 1
 
 
 # -- cases -------------------------------------------------------------------------------------
@@ -496,4 +569,14 @@ class CaseRecords(DocumentProjection):
         self._stamp(doc, envelope, escalated_to_leader=True)
 
 
-__all__ = ["SEPARATOR", "CaseRecords", "MatterRecords", "bars", "case_table", "level_of", "matter_table"]
+__all__ = [
+    "SEPARATOR",
+    "ActivityRecords",
+    "CaseRecords",
+    "MatterRecords",
+    "activity_table",
+    "bars",
+    "case_table",
+    "level_of",
+    "matter_table",
+]

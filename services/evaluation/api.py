@@ -19,10 +19,8 @@ from contracts.intake import ID_PATTERN
 from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.http.app import (
     Provided,
-    principal_from_request,
-    provided,
-    refusals,
     service_app,
+    service_router,
 )
 from services.runtime.http.auth import Principal
 from services.runtime.http.routes import CommandRoute, add_command_routes
@@ -84,11 +82,9 @@ def session_view(session: Session, *, staff: bool) -> dict[str, Any]:
 def build_router(
     settings: Settings, *, handlers: Provided[EvaluationHandlers], engine: Provided[AsyncEngine]
 ) -> APIRouter:
-    here = settings.jurisdiction
-    get_handlers = provided(handlers)
-    get_engine = provided(engine)
-    caller = principal_from_request(settings, jurisdiction=here)
-    router = APIRouter(responses=refusals("测评不存在"))
+    here, get_handlers, get_engine, caller, router = service_router(
+        settings, handlers=handlers, engine=engine, not_found="测评不存在"
+    )
 
     def staff_only(principal: Principal) -> None:
         if not principal.has(*STAFF):

@@ -31,13 +31,12 @@ from contracts.evaluation import (
 from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.es.commands import create_once, execute
 from services.runtime.es.eventstore import EventStore
-from services.runtime.http.auth import Principal, Role
+from services.runtime.http.auth import STAFF, Guarded, Principal, Role
 
 from .domain import BallotSheet, Session, Turnout, derived_id, sheet_id, tally, turnout_id
 
 log = logging.getLogger("duban.evaluation")
 
-STAFF = (Role.committee, Role.admin)
 EVALUATORS = (Role.evaluator, Role.deputy)
 ROSTERS_FILE = Path(__file__).parent / "data" / "rosters.json"
 #: Concurrent sheet loads when results are counted.
@@ -57,8 +56,10 @@ def load_rosters(*files: Path | None) -> dict[str, dict]:
     return rosters
 
 
-class EvaluationHandlers:
+class EvaluationHandlers(Guarded):
     """The commands of one level's evaluation."""
+
+    guarded = "测评"
 
     def __init__(
         self,
@@ -79,15 +80,6 @@ class EvaluationHandlers:
         self._loading: dict[str, asyncio.Future[Session]] = {}
 
     # -- who may do what ---------------------------------------------------------------
-    def _in_scope(self, principal: Principal) -> None:
-        if principal.jurisdiction != self.here:
-            raise NotAllowed(f"无权操作 {self.here} 的测评", field="jurisdiction")
-
-    def _staff(self, principal: Principal, action: str) -> None:
-        self._in_scope(principal)
-        if not principal.has(*STAFF):
-            raise NotAllowed(f"仅工委工作人员可以{action}")
-
     # -- sessions ----------------------------------------------------------------------
     async def draft(self, command: DraftSession, principal: Principal, idempotency_key: str | None = None) -> Session:
         """A new session; a retry with the same idempotency key returns the one made the first time."""

@@ -48,10 +48,8 @@ from services.runtime.es.aggregate import DomainError
 from services.runtime.http.app import (
     Provided,
     error_body,
-    principal_from_request,
-    provided,
-    refusals,
     service_app,
+    service_router,
 )
 from services.runtime.http.auth import Principal
 from services.runtime.http.routes import ID_PATTERN, CommandRoute, IdempotencyKey, add_command_routes
@@ -116,8 +114,6 @@ def matter_view(matter: Matter) -> dict[str, Any]:
     return view
 
 
-REFUSALS = refusals("事项不存在")
-
 MatterId = Path(pattern=ID_PATTERN, description="事项编号")
 
 
@@ -137,11 +133,9 @@ def build_router(
     them (for an app built before NATS and the database are connected)."""
     from . import projections, similarity
 
-    here = settings.jurisdiction
-    get_handlers = provided(handlers)
-    get_engine = provided(engine)
-    caller = principal_from_request(settings, jurisdiction=here)
-    router = APIRouter(responses=REFUSALS)
+    here, get_handlers, get_engine, caller, router = service_router(
+        settings, handlers=handlers, engine=engine, not_found="事项不存在"
+    )
 
     async def duplicates_of(title: str, content: str, exclude_id: str) -> list[dict[str, Any]]:
         """Possible duplicates from the read model; a hint, so a failing check gives none."""

@@ -36,18 +36,19 @@ from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.es.commands import create_once, execute
 from services.runtime.es.eventstore import EventStore
 from services.runtime.es.ids import id_deriver
-from services.runtime.http.auth import Principal, Role
+from services.runtime.http.auth import Guarded, Principal, Role
 
 from .domain import Activity, Matter, RegistrationBook
 
 SUBMITTERS = (Role.deputy, Role.liaison_station, Role.committee, Role.system, Role.admin)
-REVIEWERS = (Role.committee, Role.admin)
 #: A stable id from its parts: a retried command or a redelivered message maps to the same id.
 derived_id = id_deriver("6c1e6f0e-8a51-4f57-9d7e-4b1f0b5a0d11")  # namespace of intake's derived ids
 
 
-class IntakeHandlers:
+class IntakeHandlers(Guarded):
     """The commands of one level's intake."""
+
+    guarded = "事项"
 
     def __init__(
         self,
@@ -63,14 +64,8 @@ class IntakeHandlers:
         self._books: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     # -- who may do what ---------------------------------------------------------------
-    def _in_scope(self, principal: Principal) -> None:
-        if principal.jurisdiction != self.here:
-            raise NotAllowed(f"无权操作 {self.here} 的事项", field="jurisdiction")
-
     def _reviewer(self, principal: Principal) -> None:
-        self._in_scope(principal)
-        if not principal.has(*REVIEWERS):
-            raise NotAllowed("仅工委工作人员可以审查、并案、交办或上报")
+        self._staff(principal, "审查、并案、交办或上报")
 
     # -- 1. submitted ------------------------------------------------------------------
     async def submit(self, command: SubmitMatter, principal: Principal, idempotency_key: str | None = None) -> Matter:

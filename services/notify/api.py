@@ -39,10 +39,9 @@ from contracts.notify import (
 from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.http.app import (
     Provided,
-    principal_from_request,
     provided,
-    refusals,
     service_app,
+    service_router,
 )
 from services.runtime.http.auth import Principal, Role
 from services.runtime.http.routes import CommandRoute, add_command_routes
@@ -167,11 +166,9 @@ def _delivery_view(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_router(settings: Settings, *, handlers: Provided[NotifyHandlers], engine: Provided[AsyncEngine]) -> APIRouter:
-    here = settings.jurisdiction
-    get_handlers = provided(handlers)
-    get_engine = provided(engine)
-    caller = principal_from_request(settings, jurisdiction=here)
-    router = APIRouter(responses=refusals("不存在"))
+    here, get_handlers, get_engine, caller, router = service_router(
+        settings, handlers=handlers, engine=engine, not_found="不存在"
+    )
 
     def place(code: str | None) -> str:
         try:

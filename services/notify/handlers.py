@@ -37,7 +37,7 @@ from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.es.commands import execute
 from services.runtime.es.eventstore import ConcurrencyError, EventStore
 from services.runtime.es.ids import id_deriver
-from services.runtime.http.auth import Principal, Role, issue_token
+from services.runtime.http.auth import STAFF, Guarded, Principal, Role, issue_token
 from services.runtime.observe.metrics import DELIVERIES
 
 from . import projections
@@ -49,7 +49,6 @@ from .texts import Templates
 
 log = logging.getLogger("duban.notify")
 
-STAFF = (Role.committee, Role.admin)
 OPERATORS = (Role.operator, Role.admin)
 #: A stable id from its parts: the same event, recipient and channel always give the same delivery.
 derived_id = id_deriver("3f2b6d0a-7c1e-4e8b-a9d5-2c7f1e0b9a44")  # namespace of notify's derived ids
@@ -96,8 +95,10 @@ class DirectoryCache:
         return sorted((e for e in entries.values() if kind in e.subscribe), key=lambda e: e.id)
 
 
-class NotifyHandlers:
+class NotifyHandlers(Guarded):
     """The commands of one level's notify."""
+
+    guarded = "数据"
 
     def __init__(
         self,
@@ -121,15 +122,6 @@ class NotifyHandlers:
         self.directory = DirectoryCache(engine, settings.directory_cache_s)
 
     # -- who may do what ---------------------------------------------------------------
-    def _in_scope(self, principal: Principal) -> None:
-        if principal.jurisdiction != self.here:
-            raise NotAllowed(f"无权访问 {self.here} 的数据", field="jurisdiction")
-
-    def _staff(self, principal: Principal, action: str) -> None:
-        self._in_scope(principal)
-        if not principal.has(*STAFF):
-            raise NotAllowed(f"仅工委工作人员可以{action}")
-
     def today(self) -> date:
         return self.clock().astimezone(SHANGHAI).date()
 

@@ -37,7 +37,7 @@ from contracts.tracking import (
     SubmitReply,
 )
 from services.runtime.es.aggregate import DomainError
-from services.runtime.http.app import Provided, principal_from_request, provided, refusals, service_app
+from services.runtime.http.app import Provided, service_app, service_router
 from services.runtime.http.auth import Principal
 from services.runtime.http.routes import CommandRoute, add_command_routes
 from services.runtime.settings import Settings
@@ -105,11 +105,9 @@ def case_view(case: Case) -> dict[str, Any]:
 def build_router(
     settings: Settings, *, handlers: Provided[TrackingHandlers], engine: Provided[AsyncEngine]
 ) -> APIRouter:
-    here = settings.jurisdiction
-    get_handlers = provided(handlers)
-    get_engine = provided(engine)
-    caller = principal_from_request(settings, jurisdiction=here)
-    router = APIRouter(responses=refusals("办理件不存在"))
+    here, get_handlers, get_engine, caller, router = service_router(
+        settings, handlers=handlers, engine=engine, not_found="办理件不存在"
+    )
 
     add_command_routes(router, CASE_COMMANDS, handlers=get_handlers, caller=caller, view=case_view)
     add_command_routes(

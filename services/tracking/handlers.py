@@ -51,7 +51,7 @@ from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.es.commands import execute
 from services.runtime.es.eventstore import EventStore
 from services.runtime.es.ids import id_deriver
-from services.runtime.http.auth import Principal, Role
+from services.runtime.http.auth import STAFF, Guarded, Principal, Role
 
 from .deadlines import (
     DeadlinePolicy,
@@ -68,7 +68,6 @@ from .workplan import WorkPlan
 
 log = logging.getLogger("duban.tracking")
 
-STAFF = (Role.committee, Role.admin)
 #: A stable id from its parts: a redelivered message or a second sweeper maps to the same id.
 derived_id = id_deriver("0b3c7a44-3f0e-4c55-9d0f-61a2b7f0e6a3")  # namespace of tracking's derived ids
 
@@ -85,8 +84,10 @@ class TrackingConfig:
     review_replies: bool = False
 
 
-class TrackingHandlers:
+class TrackingHandlers(Guarded):
     """The commands of one level's tracking."""
+
+    guarded = "办理件"
 
     def __init__(
         self,
@@ -104,15 +105,6 @@ class TrackingHandlers:
         self.rules: DeadlineRules = self.config.policy.rules_for(registry.get(self.here).level.value, self.here)
 
     # -- who may do what ---------------------------------------------------------------
-    def _in_scope(self, principal: Principal) -> None:
-        if principal.jurisdiction != self.here:
-            raise NotAllowed(f"无权操作 {self.here} 的办理件", field="jurisdiction")
-
-    def _staff(self, principal: Principal, action: str) -> None:
-        self._in_scope(principal)
-        if not principal.has(*STAFF):
-            raise NotAllowed(f"仅工委工作人员可以{action}")
-
     def _unit(self, principal: Principal) -> str:
         self._in_scope(principal)
         if not principal.has(Role.unit):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import nats.js.errors
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -395,6 +395,29 @@ class Refusal(BaseModel):
     """A refused request: ``code``, a message in Chinese and the field at fault."""
 
     detail: RefusalDetail
+
+
+class ServiceRouter(NamedTuple):
+    """What every service's router starts from: its level, its handlers and read-model engine (as
+    functions, for an app built before NATS and the database are connected), the dependency giving
+    the caller (of this level only) and the router, whose refusals say what was not found."""
+
+    here: str
+    handlers: Callable[[], Any]
+    engine: Callable[[], Any]
+    caller: Callable[..., Awaitable[Principal]]
+    router: APIRouter
+
+
+def service_router(settings: Settings, *, handlers: Any, engine: Any, not_found: str) -> ServiceRouter:
+    here = settings.jurisdiction
+    return ServiceRouter(
+        here,
+        provided(handlers),
+        provided(engine),
+        principal_from_request(settings, jurisdiction=here),
+        APIRouter(responses=refusals(not_found)),
+    )
 
 
 def refusals(not_found: str) -> dict[int | str, dict[str, Any]]:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import time
 from enum import StrEnum
+from typing import ClassVar
 
 import jwt
 from pydantic import BaseModel, Field, ValidationError
 
 from contracts.envelope import Actor
+from services.runtime.es.aggregate import NotAllowed
 from services.runtime.settings import Settings
 
 
@@ -71,3 +73,26 @@ def issue_token(
     claims = {"sub": principal_id, "name": name, "roles": roles, "jurisdiction": jurisdiction, "iat": now}
     claims["exp"] = now + ttl_s
     return jwt.encode(claims, secret, algorithm="HS256")
+
+
+#: Committee staff (工委 / 提案委 / 代表工委) and administrators: who registers, routes, assigns and reports.
+STAFF = (Role.committee, Role.admin)
+
+
+class Guarded:
+    """What every service's handlers share about who may act: they act for one level (``here``);
+    a principal of another level may touch none of its ``guarded`` records, and only ``STAFF`` do
+    the staff's work. Refusals are ``NotAllowed`` (HTTP 403) in Chinese, naming what was refused."""
+
+    here: str
+    #: What a principal of another level may not touch (事项, 办理件, 测评…), for the refusal.
+    guarded: ClassVar[str] = "数据"
+
+    def _in_scope(self, principal: Principal) -> None:
+        if principal.jurisdiction != self.here:
+            raise NotAllowed(f"无权操作 {self.here} 的{self.guarded}", field="jurisdiction")
+
+    def _staff(self, principal: Principal, action: str) -> None:
+        self._in_scope(principal)
+        if not principal.has(*STAFF):
+            raise NotAllowed(f"仅工委工作人员可以{action}")

@@ -419,6 +419,30 @@ def test_ctrl_c_stops_every_process_and_leaves_none_behind(up):
     assert "duban: stopped" in up.log()
     assert [pid for pid in pids if alive(pid)] == []
     assert processes_mentioning(str(up.data_dir)) == []
+    stopped = up.run_file
+    assert stopped["ready"] is False and stopped["stopped_at"]  # not read as a running system any more
+    assert f'open("{up.data_dir.resolve() / "run.json"}")' in up.log()  # the hint names this run's file
+
+
+def test_unknown_levels_and_an_unreachable_nats_are_said_in_one_line(tmp_path):
+    unknown = subprocess.run(
+        [*DUBAN, "up", "--levels", "331083100", "--data-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+    assert "331083100" in unknown.stderr and "DUBAN_JURISDICTIONS_FILES" in unknown.stderr
+    unreachable = subprocess.run(
+        [*DUBAN, "dead-letters", "list", "--jurisdiction", WENLING, "--nats", f"nats://127.0.0.1:{free_port()}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert unreachable.returncode == 1 and "Traceback" not in unreachable.stderr
+    assert "cannot reach NATS" in unreachable.stderr and len(unreachable.stderr.splitlines()) == 1
 
 
 # -- duban up, its nats-server and its children ----------------------------------------------------

@@ -69,10 +69,12 @@ def _add_contracts(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
+    from services.runtime.settings import Settings
+
     from . import up
 
     return up.run(
-        args.data_dir,
+        args.data_dir or Settings().data_dir,
         args.nats_port,
         levels=tuple(args.levels.split(",")) if args.levels else up.DEFAULT_LEVELS,
         http_base=args.http_port_base,
@@ -95,9 +97,13 @@ def _add_up(subparsers: argparse._SubParsersAction) -> None:
         "up",
         help="run the whole system on this machine (embedded NATS, every service of every level)",
         description="Start the embedded nats-server and every service that exists for each level, each its own "
-        "supervised process; write DATA_DIR/run.json; stop everything with Ctrl-C.",
+        "supervised process; write DATA_DIR/run.json; stop everything with Ctrl-C. Levels other than 台州市, its "
+        "counties and 温岭市's townships (other counties' townships) are given by JSON files named in "
+        "DUBAN_JURISDICTIONS_FILES (see contracts/jurisdictions.py).",
     )
-    up.add_argument("--data-dir", type=Path, default=Path(".duban"), help="where data persists (default .duban)")
+    up.add_argument(
+        "--data-dir", type=Path, default=None, help="where data persists (default: DUBAN_DATA_DIR, else .duban)"
+    )
     up.add_argument("--nats-port", type=int, default=4222, help="port of the embedded nats-server (default 4222)")
     up.add_argument(
         "--http-port-base",
@@ -106,7 +112,10 @@ def _add_up(subparsers: argparse._SubParsersAction) -> None:
         metavar="PORT",
         help="intake at PORT + level index, tracking at PORT+100 + …, evaluation +200, notify +300 (default 8100)",
     )
-    up.add_argument("--levels", help="comma-separated codes (default 331000,331081,331081100)")
+    up.add_argument(
+        "--levels",
+        help="comma-separated codes (default 331000,331081,331081100; others from DUBAN_JURISDICTIONS_FILES)",
+    )
     up.add_argument(
         "--services",
         type=_service_list,

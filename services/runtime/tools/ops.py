@@ -20,6 +20,11 @@ from typing import Any
 from services.runtime.settings import Settings
 
 
+def _data_dir(args: argparse.Namespace) -> Path:
+    """``--data-dir``, else ``DUBAN_DATA_DIR``, else ``.duban`` (where ``duban up`` keeps its run)."""
+    return args.data_dir or Settings().data_dir
+
+
 def _run_file(data_dir: Path) -> dict[str, Any]:
     path = data_dir / "run.json"
     try:
@@ -34,7 +39,7 @@ def _run_file(data_dir: Path) -> dict[str, Any]:
 def _trace(args: argparse.Namespace) -> int:
     from services.runtime.observe.tracefile import journey, read_spans, render
 
-    directory = args.data_dir / "traces"
+    directory = _data_dir(args) / "traces"
     if not directory.is_dir():
         print(f"no span files in {directory} (is the system running with DUBAN_TRACE_FILES on?)", file=sys.stderr)
         return 1
@@ -80,7 +85,7 @@ def _status(args: argparse.Namespace) -> int:
     if args.url:
         targets = [("?", "?", url) for url in args.url]
     else:
-        run = _run_file(args.data_dir)
+        run = _run_file(_data_dir(args))
         targets = [
             (level, service, url)
             for level, services in run.get("services", {}).items()
@@ -88,7 +93,8 @@ def _status(args: argparse.Namespace) -> int:
         ]
         if not targets:
             print(
-                f"no services in {args.data_dir / 'run.json'}: is `duban up` running? (or pass --url)", file=sys.stderr
+                f"no services in {_data_dir(args) / 'run.json'}: is `duban up` running? (--data-dir DIR, or --url)",
+                file=sys.stderr,
             )
             return 1
     rows = asyncio.run(_collect(targets))
@@ -127,7 +133,7 @@ def _n(value: Any) -> str:
 
 
 def _nats_url(args: argparse.Namespace) -> str:
-    return args.nats or _run_file(args.data_dir).get("nats_url") or Settings().nats_url
+    return args.nats or _run_file(_data_dir(args)).get("nats_url") or Settings().nats_url
 
 
 async def _dead_letters(args: argparse.Namespace) -> int:
@@ -136,7 +142,21 @@ async def _dead_letters(args: argparse.Namespace) -> int:
     from services.runtime.bus.deadletters import discard_dead_letter, get_dead_letter, list_dead_letters
     from services.runtime.bus.replay import replay_subject
 
-    nc = await nats.connect(_nats_url(args), name="duban-ops")
+    url = _nats_url(args)
+
+    async def quiet(err: Exception) -> None:  # one line below says what went wrong, not nats-py's tracebacks
+        pass
+
+    try:
+        nc = await nats.connect(
+            url, name="duban-ops", allow_reconnect=False, connect_timeout=3, max_reconnect_attempts=1, error_cb=quiet
+        )
+    except Exception as err:
+        print(
+            f"duban: cannot reach NATS at {url} ({type(err).__name__}): is `duban up` running? (--nats URL)",
+            file=sys.stderr,
+        )
+        return 1
     try:
         js = nc.jetstream()
         if args.action == "list":
@@ -182,7 +202,12 @@ async def _dead_letters(args: argparse.Namespace) -> int:
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``trace``, ``status`` and ``dead-letters`` on duban's command line."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", type=Path, default=Path(".duban"), help="the data dir of duban up (.duban)")
+    common.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="the data dir of duban up (default: DUBAN_DATA_DIR, else .duban)",
+    )
     common.add_argument("--json", action="store_true", help="machine-readable output")
 
     trace = subparsers.add_parser("trace", parents=[common], help="print the journey of a matter as a span tree")

@@ -292,7 +292,9 @@ class Runner:
         self.ready = False
         self.run_file = data_dir / "run.json"
 
-    def write_run_file(self) -> None:
+    def write_run_file(self, *, stopped: bool = False) -> None:
+        """``run.json``: where everything is while it runs; after a stop, ``"ready": false`` and
+        when it stopped (so ``duban status`` does not read a stopped run as a running one)."""
         services: dict[str, dict[str, str]] = {code: {} for code in self.levels}
         for child in self.children:
             services[child.code][child.service] = child.url
@@ -315,6 +317,7 @@ class Runner:
                 child.name: {"pid": child.pid, "restarts": child.restarts, "url": child.url} for child in self.children
             },
             "pid": os.getpid(),
+            "stopped_at": datetime.now(UTC).isoformat(timespec="seconds") if stopped else None,
             "tokens": dev_tokens(self.levels, Settings().jwt_secret),
         }
         temporary = self.run_file.with_suffix(".tmp")
@@ -365,12 +368,14 @@ class Runner:
         for code in self.levels:
             urls = "  ".join(f"{c.service} {c.url}/docs" for c in self.children if c.code == code)
             print(f"  {code} {self.registry.get(code).name}: {urls}")
+        # the try-it line names this run's file and the intake of its last level (the township by default)
+        code = self.levels[-1]
+        intake = next((c for c in self.children if c.code == code and c.service == "intake"), self.children[0])
         print(
             f'  tokens per role and level: {self.run_file} ("tokens" → code → role); logs in {self.data_dir / "logs"}\n'
-            '  try: TOKEN=$(python3 -c \'import json;print(json.load(open(".duban/run.json"))'
-            '["tokens"]["331081100"]["liaison_station"])\')\n'
-            '       curl -H "Authorization: Bearer $TOKEN" '
-            f"{self.children[0].url.rsplit(':', 1)[0]}:{self.children[len(self.levels) - 1].port}/matters\n"
+            f'  try: TOKEN=$(python3 -c \'import json;print(json.load(open("{self.run_file}"))'
+            f'["tokens"]["{intake.code}"]["liaison_station"])\')\n'
+            f'       curl -H "Authorization: Bearer $TOKEN" {intake.url}/matters\n'
             "  stop with Ctrl-C",
             flush=True,
         )
@@ -406,8 +411,15 @@ def run(
     services: Sequence[str] | None = None,
 ) -> int:
     registry = default_registry()
-    for code in levels:
-        registry.get(code)  # unknown codes fail here, with the code in the message
+    unknown = [code for code in levels if code not in registry]
+    if unknown:
+        print(
+            f"duban: unknown jurisdiction code(s) {', '.join(unknown)}: only 台州市, its counties and 温岭市's "
+            "townships are built in; other counties' townships come from JSON files named in "
+            "DUBAN_JURISDICTIONS_FILES (see contracts/jurisdictions.py)",
+            file=sys.stderr,
+        )
+        return 2
     data_dir = data_dir.resolve()
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     chosen, absent = choose_services(services)
@@ -447,6 +459,8 @@ def run(
     finally:  # also after an exception anywhere above: no child outlives duban up
         print("duban: stopping", flush=True)
         runner.stop()
+        runner.ready = False
+        _reporting("writing run.json", lambda: runner.write_run_file(stopped=True))
         print("duban: stopped", flush=True)
     return 0
 

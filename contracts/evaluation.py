@@ -10,9 +10,11 @@ rated unsatisfactory) and notify (results to the units, 抄报市委 for perform
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .events import Command, Event, command, event
 from .intake import ID_PATTERN
@@ -49,6 +51,10 @@ OPTION_NAMES = {
 }
 
 
+#: Every option of every kind (which ones a session takes is its kind's: ``OPTIONS``).
+Option = Literal["satisfied", "basically_satisfied", "dissatisfied", "feasible", "basically_feasible", "infeasible"]
+
+
 class UnitRef(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -72,7 +78,10 @@ class Choice(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     subject_id: str = Field(pattern=ID_PATTERN)
-    option: str = Field(min_length=1, max_length=32)
+    option: Option = Field(
+        description="满意度测评、履职评议、民主评议：satisfied 满意, basically_satisfied 基本满意, "
+        "dissatisfied 不满意；可行性测评：feasible 可行, basically_feasible 基本可行, infeasible 不可行"
+    )
 
 
 class SubjectResult(BaseModel):
@@ -166,23 +175,37 @@ class DraftSession(Command):
     title: str = Field(min_length=1, max_length=200)
     subjects: list[SubjectRef] = Field(min_length=1, max_length=500)
     electorate: list[str] = Field(default_factory=list, max_length=5000)
-    roster: str | None = Field(default=None, pattern=ID_PATTERN, description="a roster of services/evaluation/data")
+    roster: str | None = Field(
+        default=None, pattern=ID_PATTERN, description="a roster of services/evaluation/data", validate_default=True
+    )
     opens_at: AwareDatetime
     closes_at: AwareDatetime
     secret: bool = False
     quorum: float = Field(default=0.5, gt=0, le=1)
     report_to_party_committee: bool | None = Field(default=None, description="default: true for 履职评议")
 
-    @model_validator(mode="after")
-    def _window(self) -> DraftSession:
-        if self.closes_at <= self.opens_at:
+    @field_validator("closes_at")
+    @classmethod
+    def _window(cls, closes_at: datetime, info: ValidationInfo) -> datetime:
+        opens_at = info.data.get("opens_at")
+        if opens_at is not None and closes_at <= opens_at:
             raise ValueError("closes_at must be after opens_at")
-        ids = [s.id for s in self.subjects]
+        return closes_at
+
+    @field_validator("subjects")
+    @classmethod
+    def _distinct_subjects(cls, subjects: list[SubjectRef]) -> list[SubjectRef]:
+        ids = [s.id for s in subjects]
         if len(ids) != len(set(ids)):
             raise ValueError("a subject appears twice")
-        if not self.electorate and not self.roster:
+        return subjects
+
+    @field_validator("roster")
+    @classmethod
+    def _someone_votes(cls, roster: str | None, info: ValidationInfo) -> str | None:
+        if not info.data.get("electorate") and not roster:
             raise ValueError("an electorate or a roster is needed")
-        return self
+        return roster
 
 
 @command("evaluation.OpenSession")

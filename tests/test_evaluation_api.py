@@ -274,3 +274,36 @@ async def test_ballot_terminals_over_nats(http, terminals, nc, store, handlers):
     assert paper["ok"] is True and paper["on_paper"] is True
     session = await handlers.session(session_id)
     assert (await store.load(BallotSheet, handlers.sheet_id(session, "deputy-05"))).on_paper
+
+
+async def test_a_window_that_ends_before_it_opens_is_refused_naming_closes_at(http):
+    body = {
+        "kind": "satisfaction",
+        "title": "结束早于开始的测评",
+        "subjects": [{"kind": "case", "id": "case-1", "title": "某件"}],
+        "electorate": ["deputy-01"],
+        "opens_at": "2026-12-01T09:00:00+08:00",
+        "closes_at": "2026-12-01T08:00:00+08:00",
+    }
+    refused = await http.post("/sessions", json=body, headers=bearer(STAFF))
+    assert refused.status_code == 422
+    [error] = refused.json()["detail"]
+    assert (error["field"], error["message"]) == ("closes_at", "结束时间须晚于开始时间")
+    nobody = await http.post(
+        "/sessions", json={**body, "electorate": [], "closes_at": "2026-12-02T09:00:00+08:00"}, headers=bearer(STAFF)
+    )
+    [error] = nobody.json()["detail"]
+    assert (error["field"], error["message"]) == ("roster", "须给出参评人员名单或名册")
+
+
+async def test_ballot_options_are_listed_in_openapi(http):
+    schema = (await http.get("/openapi.json")).json()["components"]["schemas"]["Choice"]["properties"]["option"]
+    assert set(schema["enum"]) == {
+        "satisfied",
+        "basically_satisfied",
+        "dissatisfied",
+        "feasible",
+        "basically_feasible",
+        "infeasible",
+    }
+    assert "满意" in schema["description"]

@@ -245,7 +245,7 @@ async def test_bad_input_is_422_naming_the_field_without_echoing_it(client, nc, 
         response = await client.post("/matters", json=body, headers=DEPUTY)
         assert response.status_code == 422, response.text
         assert field in _fields(response)
-        assert all(set(e) == {"loc", "field", "type", "msg", "message"} for e in response.json()["detail"])
+        assert all(set(e) == {"loc", "field", "type", "message"} for e in response.json()["detail"])
         assert "长长长长" not in response.text and "泽国某机电" not in response.text
     merge_into_a_bad_id = await client.post("/matters/abc/merge", json={"into": "a.b>"}, headers=STAFF)
     assert merge_into_a_bad_id.status_code == 422 and _fields(merge_into_a_bad_id) == {"into"}
@@ -451,3 +451,24 @@ async def test_the_openapi_document_names_the_service(client):
     document = (await client.get("/openapi.json")).json()
     assert document["info"]["title"].startswith("duban intake 事项受理（")  # and the level, as every service
     assert "/matters/{matter_id}/send-down" in document["paths"]
+
+
+async def test_what_fastapi_answers_by_itself_is_chinese_too(client):
+    missing = await client.get("/no-such-thing", headers=STATION)
+    assert missing.status_code == 404
+    assert missing.json()["detail"]["code"] == "no_such_route" and "没有这个接口" in missing.json()["detail"]["message"]
+    wrong_method = await client.delete("/matters", headers=STATION)
+    assert wrong_method.status_code == 405 and "不支持" in wrong_method.json()["detail"]["message"]
+    broken = await client.post(
+        "/matters/import",
+        content=b"--xyz\r\nContent-Disposition: form-data; name=",
+        headers={**STATION, "Content-Type": "multipart/form-data; boundary=xyz"},
+    )
+    assert 400 <= broken.status_code < 500
+    assert all(ord(c) > 127 for c in broken.json()["detail"]["message"][:2]), broken.text  # Chinese first
+    not_json = await client.post(
+        "/matters", content=b"{not json", headers={**STATION, "Content-Type": "application/json"}
+    )
+    assert not_json.status_code == 422
+    assert [e["message"] for e in not_json.json()["detail"]] == ["不是有效的 JSON"]
+    assert all("msg" not in e for e in not_json.json()["detail"])  # no English beside the Chinese

@@ -238,3 +238,32 @@ async def test_who_may_not_submit_may_not_import(client, nc, store):
 async def test_a_request_without_a_file_is_422(client):
     response = await client.post("/matters/import", data={"other": "x"}, headers=STATION)
     assert response.status_code == 422 and response.json()["detail"]["field"] == "file"
+
+
+def _formula_sheet() -> bytes:
+    """An XLSX written by a program: a formula in 案由, its result never computed nor saved."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(HEADER)
+    row = list(GOOD[0])
+    row[HEADER.index("案由")] = '=CONCATENATE("园区","道路")'
+    sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "word"),
+    [
+        (_formula_sheet(), "list.xlsx", "公式"),
+        (as_csv([list(GOOD[0])]) + '"没有闭合的引号,内容\n'.encode(), "list.csv", "引号"),
+    ],
+)
+async def test_a_formula_without_its_result_or_an_open_quote_is_refused_for_what_it_is(
+    client, nc, store, data, name, word
+):
+    response = await upload(client, data, name)
+    assert response.status_code == 422, response.text
+    assert word in response.json()["detail"]["message"]
+    assert await stored(nc, store) == 0

@@ -173,15 +173,25 @@ def _xlsx_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
     if unpacked > MAX_UNPACKED_BYTES:
         raise ImportRefused("Excel 文件解压后过大，请拆分后上传", status=413, code="too_large")
     try:
+        # values as Excel last computed them, and the formulas beside them: a formula whose result
+        # was never saved (a file written by a program) reads as empty, which is not what it says
         workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        formulas = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False)
     except Exception:
         raise ImportRefused("无法读取 Excel 文件，请确认是 .xlsx 格式") from None
     try:
         if not workbook.worksheets:
             raise ImportRefused("Excel 文件没有工作表")
-        sheet = workbook.worksheets[0]
+        rows = workbook.worksheets[0].iter_rows(values_only=True)
+        written = formulas.worksheets[0].iter_rows(values_only=True)
         try:
-            for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+            for number, (values, as_written) in enumerate(zip(rows, written, strict=False), start=1):
+                for column, (value, formula) in enumerate(zip(values, as_written, strict=False), start=1):
+                    if value is None and isinstance(formula, str) and formula.startswith("="):
+                        raise ImportRefused(
+                            f"第 {number} 行第 {column} 列是公式，文件中没有它的计算结果：请在 Excel 中打开并保存，"
+                            "或将公式复制后“粘贴为数值”，再上传"
+                        )
                 yield number, [_cell(v) for v in values]
         except ImportRefused:
             raise
@@ -189,6 +199,7 @@ def _xlsx_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
             raise ImportRefused("无法读取 Excel 文件的第一个工作表") from None
     finally:
         workbook.close()
+        formulas.close()
 
 
 def _decode_text(data: bytes) -> str:
@@ -209,7 +220,9 @@ def _csv_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
     text = _decode_text(data)
     first_line = text.split("\n", 1)[0]
     delimiter = "\t" if first_line.count("\t") > first_line.count(",") else ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    # strict: a quote left open reads to the end of the file as one cell rather than as a row
+    # whose later cells are empty (then refused for the wrong reason)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     number = 0
     try:
         for number, values in enumerate(reader, start=1):

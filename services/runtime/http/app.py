@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.telemetry import TelemetryConfig
 from pydantic import BaseModel, ConfigDict, create_model
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.runtime.es.aggregate import DomainError, NotAllowed
@@ -116,6 +117,11 @@ _ZH_REASONS: dict[str, str] = {
 #: Messages of the contracts' own validators (never the input), in Chinese.
 _ZH_VALUE_ERRORS: dict[str, str] = {
     "a submitter appears twice": "领衔人与附议人重复（同一编号出现两次）",
+    "closes_at must be after opens_at": "结束时间须晚于开始时间",
+    "a subject appears twice": "测评对象重复（同一编号出现两次）",
+    "an electorate or a roster is needed": "须给出参评人员名单或名册",
+    "a subject appears twice on the sheet": "同一测评对象在一张票上出现两次",
+    "a name is empty, too long or contains |": "名称为空、过长或含有“|”",
 }
 
 
@@ -148,7 +154,8 @@ def field_of(loc: Sequence[Any]) -> str | None:
 
 def validation_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """FastAPI/pydantic errors without what would reflect the input back (``input``, ``ctx``,
-    ``url``), each with the field as a dotted path and a Chinese ``message``."""
+    ``url``) and without pydantic's English ``msg``: each with the field as a dotted path, the
+    error's ``type`` and a Chinese ``message``."""
     cleaned = []
     for error in errors:
         loc = list(error.get("loc", ()))
@@ -157,7 +164,6 @@ def validation_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any
                 "loc": loc,
                 "field": field_of(loc),
                 "type": str(error.get("type", "")),
-                "msg": str(error.get("msg", "")) if error.get("type") != "value_error" else "Value error",
                 "message": zh_reason(error),
             }
         )
@@ -201,6 +207,27 @@ async def _bus_or_database_error(request: Request, exc: Exception) -> JSONRespon
     return JSONResponse(error_body("internal", "内部错误，请稍后重试"), status_code=500)
 
 
+#: What FastAPI and Starlette answer by themselves (no route, a body that is not JSON…), in Chinese.
+_HTTP_REFUSALS: dict[int, tuple[str, str]] = {
+    400: ("bad_request", "请求内容无法解析（应为 JSON，或上传文件时为 multipart/form-data）"),
+    404: ("no_such_route", "没有这个接口"),
+    405: ("method_not_allowed", "该接口不支持此请求方法"),
+    406: ("not_acceptable", "无法按要求的格式答复"),
+    415: ("unsupported_media_type", "不支持的内容类型（应为 application/json）"),
+}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's and FastAPI's own refusals (English ``detail`` text) in duban's shape, in Chinese."""
+    assert isinstance(exc, StarletteHTTPException)
+    code, message = _HTTP_REFUSALS.get(exc.status_code, ("http_error", "请求无法处理"))
+    if exc.status_code == 404:
+        message = f"{message}：{request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"{message}：{request.method} {request.url.path}"
+    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
 async def _not_authenticated(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         error_body("not_authenticated", "未登录或登录已失效，请重新登录"),
@@ -227,6 +254,7 @@ def install_error_handlers(app: FastAPI) -> None:
             app.add_exception_handler(error, _bus_or_database_error)
     app.add_exception_handler(NotAuthenticated, _not_authenticated)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
 
 
 # -- limits --------------------------------------------------------------------------------

@@ -117,6 +117,11 @@ class MatterData(BaseModel):
     co_signers: list[Submitter] = Field(default_factory=list, max_length=200)
     channel: Channel
     raised_in: str = Field(pattern=JURISDICTION_CODE, description="the jurisdiction where it was raised")
+    raised_at: AwareDatetime | None = Field(
+        default=None,
+        description="提出日期: when it was raised, given for what is entered later (a paper list, an import); "
+        "the time of submission when not given. Travels with the matter to other levels.",
+    )
     category: str | None = Field(default=None, max_length=50)
     attachments: list[Attachment] = Field(default_factory=list, max_length=50)
     raised_by: RaisedBy | None = None

@@ -610,7 +610,7 @@ def check_run(run: Run) -> None:
 
 
 # -- comparing runs: ids, times and anything random dropped ---------------------------------------
-DATE_COLUMNS = {"序号", "提出日期", "交办日期", "办理期限", "办结日期"}
+DATE_COLUMNS = {"序号", "编号", "提出日期", "交办日期", "办理期限", "办结日期"}  # and the ids
 
 
 def normalised_list(answer: dict) -> list[tuple]:

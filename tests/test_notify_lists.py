@@ -74,7 +74,9 @@ def place(code: str | None) -> str:
     return default_registry().get(code).name if code else ""
 
 
-def data(kind: MatterKind, title: str, raised_in: str, raised_by: str | None = None) -> MatterData:
+def data(
+    kind: MatterKind, title: str, raised_in: str, raised_by: str | None = None, raised_at: datetime | None = None
+) -> MatterData:
     return MatterData(
         kind=kind,
         title=title,
@@ -82,6 +84,7 @@ def data(kind: MatterKind, title: str, raised_in: str, raised_by: str | None = N
         lead=WANG,
         channel=Channel.liaison_station,
         raised_in=raised_in,
+        raised_at=raised_at,
         raised_by=RaisedBy(name=raised_by) if raised_by else None,
     )
 
@@ -111,7 +114,13 @@ async def read_models(nc, unique, engine):
     await record(
         intake,
         m1,
-        MatterReceived(matter=data(MatterKind.problem, "园区道路破损", ZEGUO), origin=origin, direction="up"),
+        MatterReceived(
+            matter=data(
+                MatterKind.problem, "园区道路破损", ZEGUO, raised_at=datetime(2026, 8, 28, 10, tzinfo=SHANGHAI)
+            ),
+            origin=origin,
+            direction="up",
+        ),
     )
     await record(intake, m1, MatterRegistered(year=2026, number=1, registration_no="温岭问〔2026〕1号"))
     await record(
@@ -212,7 +221,9 @@ async def test_the_four_lists_filter_by_level_jurisdiction_unit_committee_and_pe
     assert await titles(engine, "problems", unit=ECON.name) == ["企业用电扩容"]
     assert await titles(engine, "problems", committee="经济工委") == ["企业用电扩容"]
     assert await titles(engine, "problems", since=date(2026, 9, 10)) == ["企业用电扩容"]
-    assert await titles(engine, "problems", until=date(2026, 9, 2)) == ["园区道路破损"]  # the whole last day
+    assert await titles(engine, "problems", until=date(2026, 8, 28)) == ["园区道路破损"]  # the whole last day
+    # raised at 泽国镇 on 8-28, received here on 9-02: the list says when it was raised
+    assert await titles(engine, "problems", until=date(2026, 8, 27)) == []
     assert await titles(engine, "suggestions") == ["增设公交线路", "加强非遗保护"]
     assert await titles(engine, "suggestions", since=date(2026, 10, 1), until=date(2026, 10, 31)) == ["加强非遗保护"]
     assert await titles(engine, "supervision") == ["园区道路破损"]
@@ -231,23 +242,27 @@ async def test_the_four_lists_filter_by_level_jurisdiction_unit_committee_and_pe
 async def test_lists_export_as_csv_and_xlsx_with_chinese_headers(engine, read_models):
     rows = await lists.list_rows(engine, "results", lists.Filters(), place)
     headers, values = lists.table("results", rows)
-    assert headers[:4] == ["序号", "登记号", "类别", "案由"] and "办理落实情况摘要" in headers
+    assert headers[:5] == ["序号", "编号", "登记号", "类别", "案由"] and "办理落实情况摘要" in headers
     assert values == [
         [
-            1, "", "企业诉求", "企业用电扩容", "王代表", "温岭市", ECON.name, "", "经济工委", "", "否",
-            "A", "已完成扩容，企业用电恢复正常。", "王代表：满意", "2026-09-20",
+            1, read_models["m2"], "", "企业诉求", "企业用电扩容", "王代表", "温岭市", ECON.name, "", "经济工委", "",
+            "否", "A", "已完成扩容，企业用电恢复正常。", "王代表：满意", "2026-09-20",
         ]
     ]  # fmt: skip
 
     content = lists.to_csv("supervision", await lists.list_rows(engine, "supervision", lists.Filters(), place))
     assert content.startswith("\ufeff".encode())  # Excel reads UTF-8 CSV with a BOM
     table = list(csv.reader(io.StringIO(content.decode("utf-8-sig"))))
-    assert table[0][:4] == ["序号", "登记号", "类别", "案由"] and table[0][-5:] == [
+    assert table[0][:5] == ["序号", "编号", "登记号", "类别", "案由"] and table[0][-5:] == [
         "交办日期", "办理期限", "状态", "催办情况", "未落实承诺事项",
     ]  # fmt: skip
     record = dict(zip(table[0], table[1], strict=True))
     assert record["案由"] == "园区道路破损" and record["提出地"] == "泽国镇" and record["协办单位"] == HOUSING.name
-    assert record["督办领导"] == "陈主任" and record["重点督办"] == "是" and record["办理期限"] == "2026-10-02"
+    assert record["牵头领导"] == "陈主任" and record["重点督办"] == "是" and record["办理期限"] == "2026-10-02"
+    assert record["编号"] == read_models["m1"]
+    headers, values = lists.table("problems", await lists.list_rows(engine, "problems", lists.Filters(), place))
+    raised = dict(zip(headers, values[0], strict=True))
+    assert (raised["案由"], raised["提出日期"]) == ("园区道路破损", "2026-08-28")
     assert record["状态"] == "办理中"
 
     problems = await lists.list_rows(engine, "problems", lists.Filters(), place)
@@ -256,8 +271,8 @@ async def test_lists_export_as_csv_and_xlsx_with_chinese_headers(engine, read_mo
     assert sheet.title == "问题清单"
     cells = [list(row) for row in sheet.iter_rows(values_only=True)]
     assert cells[0] == lists.table("problems", problems)[0]
-    assert [row[3] for row in cells[1:]] == ["园区道路破损", "企业用电扩容"]
-    assert cells[2][6] == "温岭某泵业有限公司" and cells[1][12] == WATER.name and cells[1][13] == "城建环资工委"
+    assert [row[4] for row in cells[1:]] == ["园区道路破损", "企业用电扩容"]
+    assert cells[2][7] == "温岭某泵业有限公司" and cells[1][13] == WATER.name and cells[1][14] == "城建环资工委"
 
 
 async def test_the_monthly_figures_come_from_the_same_read_models(engine, read_models):

@@ -83,12 +83,13 @@ async def test_the_inbox_lists_ones_own_notices_and_only_the_recipient_marks_the
         # the same case on the 督办清单, over HTTP, for staff and leaders only
         committee = headers(level, "committee-1", "committee")
         listed = (await http.get("/lists/supervision", headers=committee)).json()
-        assert listed["title"] == "温岭市督办清单" and [row[3] for row in listed["rows"]] == [TITLE]
+        assert listed["title"] == "温岭市督办清单" and [row[4] for row in listed["rows"]] == [TITLE]
+        assert listed["headers"][1] == "编号" and [row[1] for row in listed["rows"]] == [case_id]
         sheet = await http.get("/lists/supervision", params={"format": "xlsx", "unit": WATER.id}, headers=committee)
         assert sheet.status_code == 200 and sheet.headers["content-type"].startswith("application/vnd.openxml")
         assert "filename*=UTF-8''" in sheet.headers["content-disposition"]
         rows = list(load_workbook(io.BytesIO(sheet.content)).active.iter_rows(values_only=True))
-        assert rows[0][:4] == ("序号", "登记号", "类别", "案由") and rows[1][3] == TITLE
+        assert rows[0][:5] == ("序号", "编号", "登记号", "类别", "案由") and rows[1][4] == TITLE
         assert (await http.get("/lists/supervision", headers=water)).status_code == 403
 
 

@@ -324,6 +324,14 @@ async def test_an_open_b_commitment_goes_onto_next_years_supervision_list_then_t
     sweeper = Sweeper(handlers, engine)
     await catch_up()
     assert (await sweeper.sweep_once(clock())).carried_over == 0  # still 2026
+    # in December already, next year's list holds the commitment due then (no sweep needed), and
+    # this year's keeps it: it was under supervision in both
+    for year in (2026, 2027):
+        [row] = await listed(engine, "supervision", year=year)
+        assert row["id"] == case.id and row["commitment_due_on"] == date(2027, 11, 30)
+    assert await listed(engine, "supervision", year=2028) == []
+    [exported] = lists.table("supervision", await listed(engine, "supervision", year=2027))[1]
+    assert date(2027, 11, 30).isoformat() in exported  # 办理期限: the commitment's due date
 
     clock.set(datetime(2027, 1, 2, 9, 0))
     assert (await sweeper.sweep_once(clock())).carried_over == 1
@@ -332,7 +340,7 @@ async def test_an_open_b_commitment_goes_onto_next_years_supervision_list_then_t
     on_2027 = await listed(engine, "supervision", year=2027)
     assert [row["id"] for row in on_2027] == [case.id]
     assert on_2027[0]["open_commitments"] == 1
-    assert await listed(engine, "supervision", year=2026) == []  # closed in 2026, carried over to 2027
+    assert [row["id"] for row in await listed(engine, "supervision", year=2026)] == [case.id]  # still there
     assert await listed(engine, "results") == []
 
     clock.set(datetime(2027, 10, 8, 9, 0))

@@ -80,12 +80,18 @@ class IntakeHandlers(Guarded):
             activity = await self.store.load(Activity, command.matter.activity_id)
             if not activity.exists:
                 raise DomainError("活动不存在", field="matter.activity_id", code="not_found")
+        data = command.matter
+        now = self.clock()
+        if data.raised_at is None:
+            data = data.model_copy(update={"raised_at": now})
+        elif data.raised_at > now:
+            raise DomainError("提出日期不能晚于现在", field="matter.raised_at", code="raised_in_future")
         matter_id = derived_id(self.here, principal.id, idempotency_key) if idempotency_key else uuid.uuid4().hex
         matter, _ = await create_once(
             self.store,
             Matter,
             matter_id,
-            lambda m: m.submit(command.matter, idempotency_key=idempotency_key),
+            lambda m: m.submit(data, idempotency_key=idempotency_key),
             actor=principal.actor(Role.liaison_station, Role.deputy, Role.committee, Role.system),
             event_ids=lambda n: [derived_id(matter_id, "submitted", str(i)) for i in range(n)],
         )

@@ -92,7 +92,7 @@ class MatterListProjection(MatterRecords):
     runtime's matter records, which notify keeps too)."""
 
     name = "intake_matters"
-    version = 2  # the shared matter records
+    version = 3  # the shared matter records, with raised_at
     metadata = matters_metadata
     table = matters
 

@@ -155,7 +155,8 @@ def _matter_list(kinds: tuple[str, ...]) -> Callable[[Filters], Select]:
     def query(filters: Filters) -> Select:
         base = select(matters, *(c.label(f"c_{c.name}") for c in cases.columns)).select_from(_joined())
         base = base.where(matters.c.kind.in_(kinds))
-        return _where(base, filters, matters.c.submitted_at).order_by(matters.c.submitted_at, matters.c.id)
+        # when it was raised, wherever that was: a county's list shows its townships' dates
+        return _where(base, filters, matters.c.raised_at).order_by(matters.c.raised_at, matters.c.id)
 
     return query
 
@@ -167,11 +168,17 @@ def _supervision(filters: Filters) -> Select:
     base = select(cases, *(c.label(f"m_{c.name}") for c in matters.columns)).select_from(joined)
     base = base.where(cases.c.supervised)
     if filters.year is not None:
+        # a year's list: what is still being handled and was opened by then, and what closed by
+        # then with a commitment due that year or later (from the day it closed: no sweep needed)
         still_open = cases.c.status != CaseStatus.closed.value
         base = base.where(
             or_(
                 and_(still_open, cases.c.year <= filters.year),
-                and_(cases.c.open_commitments > 0, cases.c.list_year == filters.year),
+                and_(
+                    cases.c.open_commitments > 0,
+                    cases.c.closed_year <= filters.year,
+                    cases.c.commitments_through >= filters.year,
+                ),
             )
         )
     base = _where(base, filters, cases.c.assigned_at)
@@ -191,6 +198,14 @@ def _results(filters: Filters) -> Select:
     return _where(base, filters, cases.c.delivered_at).order_by(cases.c.delivered_at, cases.c.id)
 
 
+def _due(row: dict[str, Any]) -> date | None:
+    """办理期限 on the 督办清单: the reply's; for a closed case kept there by its commitments, the
+    due date of the earliest one still to deliver."""
+    if row["status"] == CaseStatus.closed.value and row["commitment_due_on"] is not None:
+        return row["commitment_due_on"]
+    return row["due_on"]
+
+
 def _threshold(value: str | None) -> str:
     try:
         return THRESHOLD_NAMES[Threshold(value)]
@@ -199,6 +214,7 @@ def _threshold(value: str | None) -> str:
 
 
 _MATTER_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
+    ("编号", lambda r: r["id"]),
     ("登记号", lambda r: r["registration_no"] or ""),
     ("类别", lambda r: _kind(r["kind"])),
     ("案由", lambda r: r["title"]),
@@ -208,7 +224,7 @@ _MATTER_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
     ("提出地", lambda r: r["raised_in_name"]),
     ("层级", lambda r: LEVEL_NAMES.get(r["raised_level"] or "", "")),
     ("分类", lambda r: r["category"] or ""),
-    ("提出日期", lambda r: _day(r["submitted_at"])),
+    ("提出日期", lambda r: _day(r["raised_at"])),
     ("状态", lambda r: _matter_status(r["status"])),
     ("主办单位", lambda r: r["c_lead_unit_name"] or r["outcome_unit"] or ""),
     ("责任工委", lambda r: r["c_committee"] or r["committee"] or ""),
@@ -216,6 +232,7 @@ _MATTER_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
 ]
 
 _CASE_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
+    ("编号", lambda r: r["id"]),
     ("登记号", lambda r: r["registration_no"] or ""),
     ("类别", lambda r: _kind(r["kind"])),
     ("案由", lambda r: r["title"]),
@@ -224,7 +241,7 @@ _CASE_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
     ("主办单位", lambda r: r["lead_unit_name"] or ""),
     ("协办单位", lambda r: r["co_unit_names"] or ""),
     ("责任工委", lambda r: r["committee"] or ""),
-    ("督办领导", lambda r: r["leader"] or ""),
+    ("牵头领导", lambda r: r["leader"] or ""),
     ("重点督办", lambda r: "是" if r["key"] else "否"),
 ]
 
@@ -237,7 +254,7 @@ LISTS: dict[str, ListSpec] = {
         [
             *_CASE_COLUMNS,
             ("交办日期", lambda r: _day(r["assigned_at"])),
-            ("办理期限", lambda r: _day(r["due_on"])),
+            ("办理期限", lambda r: _day(_due(r))),
             ("状态", lambda r: _case_status(r["status"])),
             ("催办情况", lambda r: _threshold(r["last_threshold"])),
             ("未落实承诺事项", lambda r: r["open_commitments"] or 0),

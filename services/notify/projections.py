@@ -417,7 +417,7 @@ class MatterProjection(MatterRecords):
     runtime's matter records, which intake keeps too)."""
 
     name = "notify_matters"
-    version = 2  # the shared matter records
+    version = 3  # the shared matter records, with raised_at
     metadata = matters_md
     table = matters
 
@@ -440,7 +440,7 @@ class CaseProjection(CaseRecords):
     runtime's case records, which tracking keeps too)."""
 
     name = "notify_cases"
-    version = 3  # the shared case records
+    version = 4  # the shared case records, with the commitments' due dates
     metadata = cases_md
     table = cases
 

@@ -130,7 +130,7 @@ class CaseListProjection(CaseRecords):
     case records, which notify keeps too)."""
 
     name = "tracking_cases"
-    version = 2  # the shared case records
+    version = 3  # the shared case records, with the commitments' due dates
     metadata = cases_metadata
     table = cases
 

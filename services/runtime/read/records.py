@@ -13,12 +13,13 @@ subclassing :class:`MatterRecords` or :class:`CaseRecords` with its ``name``, ``
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Column, Date, Index, Integer, MetaData, String, Table, Text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.envelope import Envelope
+from contracts.envelope import SHANGHAI, Envelope
 from contracts.intake import (
     ActivityRecorded,
     MatterAbsorbed,
@@ -121,10 +122,12 @@ def matter_table(name: str, metadata: MetaData) -> Table:
         Column("outcome_unit", String(200)),
         Column("handled_in_jurisdiction", String(9)),
         Column("closed_at", UtcDateTime),
-        Column("submitted_at", UtcDateTime),
+        Column("raised_at", UtcDateTime, doc="提出日期: when it was raised, wherever that was"),
+        Column("submitted_at", UtcDateTime, doc="when this level recorded it"),
         Column("updated_at", UtcDateTime),
         Column("version", Integer, doc="sequence of the last event applied"),
         Index(f"ix_{name}_jurisdiction_submitted", "jurisdiction", "submitted_at"),
+        Index(f"ix_{name}_kind_raised", "kind", "raised_at"),
         Index(f"ix_{name}_jurisdiction_status", "jurisdiction", "status"),
         Index(f"ix_{name}_kind_submitted", "kind", "submitted_at"),
     )
@@ -163,6 +166,7 @@ class MatterRecords(DocumentProjection):
             collected=collected,
             status=MatterStatus.submitted.value,
             absorbed_ids=[],
+            raised_at=data.raised_at or envelope.occurred_at,
             submitted_at=envelope.occurred_at,
         )
 
@@ -365,6 +369,9 @@ def case_table(name: str, metadata: MetaData) -> Table:
         Column("feedback_names", JSON, doc="{submitter name: rating} of the current round"),
         Column("commitments", JSON, doc="[{id, text, due_on, delivered}]"),
         Column("open_commitments", Integer, default=0),
+        Column("commitment_due_on", Date, doc="the earliest due date of a commitment still to deliver"),
+        Column("commitments_through", Integer, doc="the last year a commitment still to deliver is due in"),
+        Column("closed_year", Integer, doc="the year (Asia/Shanghai) it was last closed"),
         Column("supervised", Boolean, default=True, doc="on the 督办清单 (contracts.tracking.under_supervision)"),
         Column("year", Integer, doc="the year it was opened"),
         Column("list_year", Integer, doc="the latest year whose lists carry it (跨年度跟踪)"),
@@ -387,6 +394,13 @@ class CaseRecords(DocumentProjection):
         doc.update(values)
         doc["jurisdiction"] = doc["jurisdiction"] or envelope.jurisdiction
         doc["supervised"] = under_supervision(doc["status"], doc["open_commitments"])
+        due = sorted(
+            date.fromisoformat(c["due_on"])
+            for c in doc["commitments"] or []
+            if not c["delivered"] and c.get("released", True) and c.get("due_on")
+        )
+        doc["commitment_due_on"] = due[0] if due else None
+        doc["commitments_through"] = due[-1].year if due else None
         doc["updated_at"] = envelope.occurred_at
         doc["version"] = envelope.sequence
 
@@ -531,6 +545,7 @@ class CaseRecords(DocumentProjection):
             lead_unit_id=event.unit.id,
             lead_unit_name=event.unit.name,
             closed_at=envelope.occurred_at,
+            closed_year=envelope.occurred_at.astimezone(SHANGHAI).year,
             delivered_at=envelope.occurred_at if not doc["open_commitments"] else None,
         )
 

@@ -180,3 +180,21 @@ def test_months_and_dates_as_people_read_them():
     assert month_bounds("2026-12") == (date(2026, 12, 1), date(2026, 12, 31))
     assert previous_month(date(2026, 1, 10)) == "2025-12"
     assert zh_date("2026-10-02T16:30:00+00:00") == "2026年10月3日"  # 00:30 in Asia/Shanghai
+
+
+def test_the_assignment_notice_says_both_of_its_last_days_the_same_way(tmp_path):
+    """办理期限 is the last day of the reply; the return window ends at an instant (2026-10-04
+    08:00 in Asia/Shanghai is its 00:00 UTC): its last day is 10月4日 only if it ends after 00:00."""
+    context = {
+        "recipient": {"name": "交通局"},
+        "case": {"title": "道路", "registration_no": None, "due_on": "2026-12-24", "lead_unit": {"name": "交通局"}}
+        | _assigned(),
+        "role": "lead",
+        "level_name": "温岭市人大常委会",
+        "today": date(2026, 9, 24),
+    }
+    _, body = Templates().notice("assignment", context)
+    assert "办理期限：2026年12月24日（含当日）前" in body
+    assert "请于2026年10月4日（含当日）前说明理由申请退回" in body  # ends 10-04 08:00 Shanghai
+    ends_at_midnight = context | {"case": context["case"] | {"return_until": "2026-10-03T16:00:00+00:00"}}
+    assert "请于2026年10月3日（含当日）前说明理由申请退回" in Templates().notice("assignment", ends_at_midnight)[1]

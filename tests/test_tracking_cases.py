@@ -265,7 +265,7 @@ async def test_dissatisfied_feedback_reopens_with_one_month_and_the_second_reply
     assert case.status == CaseStatus.closed
     await catch_up()
     summaries = [row["summary_zh"] for row in await case_history(engine, case.id)]
-    assert any("第一次答复" in s for s in summaries)
+    assert any("第1轮答复" in s for s in summaries)
     assert any("李代表反馈不满意（纸质反馈代录）" in s for s in summaries)
     assert any("重新办理（第2轮）" in s for s in summaries)
     assert any("第2轮答复" in s for s in summaries)

@@ -10,7 +10,7 @@ sending a text with a hole in it. Dates are shown in Asia/Shanghai.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,16 @@ def zh_date(value: date | datetime | str | None) -> str:
     if isinstance(value, datetime):
         value = value.astimezone(SHANGHAI).date() if value.tzinfo else value.date()
     return f"{value.year}年{value.month}月{value.day}日"
+
+
+def last_day(value: datetime | str | None) -> date | None:
+    """The last day (Asia/Shanghai) before an instant that ends a window: a return allowed
+    "until 2026-12-08 00:00" is allowed on 12月7日 and no later."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return (value - timedelta(microseconds=1)).astimezone(SHANGHAI).date()
 
 
 def zh_datetime(value: datetime | str | None) -> str:
@@ -63,6 +73,7 @@ class Templates:
         for env in (self.text, self.html):
             env.filters["zh_date"] = zh_date
             env.filters["zh_datetime"] = zh_datetime
+            env.filters["last_day"] = last_day
         self.text.globals["m"] = self.text.get_template("_macros.j2").module
 
     def notice(self, kind: str, context: dict[str, Any]) -> tuple[str, str]:

@@ -193,7 +193,7 @@ class CaseHistoryProjection(HistoryProjection):
 
     @handles(ReplySubmitted)
     def reply_submitted(self, event: ReplySubmitted, envelope: Envelope) -> str:
-        which = "第一次答复" if event.round == 1 else f"第{event.round}轮答复（重新办理）"
+        which = "第1轮答复" if event.round == 1 else f"第{event.round}轮答复（重新办理）"
         late = "" if event.on_time else "，已超期"
         return f"{event.unit.name}{which}，{event.reply_class}类{late}：{short(event.text)}"
 

@@ -5,6 +5,7 @@ restart."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import httpx
@@ -215,3 +216,24 @@ async def test_metrics_count_appends_handled_messages_and_deliveries_where_the_w
     assert total("duban_messages_handled_total", consumer="proj_notify_deliveries", outcome="ok") >= 1  # a projection
     assert total("duban_handler_seconds_count", consumer="tracking_intake_events") >= 1
     assert total("duban_deliveries_total", channel="inbox", outcome="sent") >= 1
+
+
+async def test_a_report_includes_the_typical_case_added_just_before_it_was_asked_for(level):
+    from services.notify.domain import MonthlySummary
+
+    committee = headers(level, "committee-1", "committee")
+    month = level.notify.handlers.today().isoformat()[:7]
+    # the summaries' read model stopped: it lags as far behind as it may under load
+    [summaries] = [p for p in level.notify.projectors if p.projection.name == "notify_summaries"]
+    summaries.stop()
+    await asyncio.sleep(1.0)  # its fetch in hand ends
+    async with client(level) as http:
+        added = await http.post(
+            f"/summaries/{month}/typical-cases", json={"title": "代表牵线三天修复园区道路"}, headers=committee
+        )
+        assert added.status_code == 200, added.text
+        reported = await http.post(f"/summaries/{month}/report", headers=committee)  # at once, no wait
+        assert reported.status_code == 200, reported.text
+        assert reported.json()["revision"] == 1
+    summary = await level.notify.handlers.store.load(MonthlySummary, MonthlySummary.id_for(month))
+    assert [c.title for c in summary.reported_cases] == ["代表牵线三天修复园区道路"]

@@ -39,6 +39,7 @@ from services.runtime.es.eventstore import ConcurrencyError, EventStore
 from services.runtime.es.ids import id_deriver
 from services.runtime.http.auth import STAFF, Guarded, Principal, Role, issue_token
 from services.runtime.observe.metrics import DELIVERIES
+from services.runtime.read.projector import caught_up
 
 from . import projections
 from .domain import Delivery, DirectoryEntry, Disclosure, MonthlySummary, PublicComment
@@ -428,21 +429,36 @@ class NotifyHandlers(Guarded):
 
     async def compile_summary(self, month: str, *, actor: Actor | None = None) -> MonthlySummary:
         """Compile this level's summary of ``month`` (its own figures and its lower levels' reports);
-        a new revision is stored, and reported up, only when something changed."""
+        a new revision is stored, and reported up, only when something changed. It includes
+        everything accepted before it was asked for: the read models it counts are waited for
+        until they hold what their streams held then, and this level's own typical cases are the
+        summary's own state, not a read model."""
+        await caught_up(self.engine, self.store.js, self.summary_sources)
         parent = self.registry.parent_of(self.here)
         rows = await level_rows(self.engine, self.registry, self.here, month, tuple(self.settings.solved_classes))
-        reported = await projections.get_row(self.engine, projections.summaries, MonthlySummary.id_for(month))
-        own_cases = [n.TypicalCase.model_validate(c) for c in (reported or {}).get("typical_cases") or []]
-        cases = own_cases + await children_cases(self.engine, month)
+        from_below = await children_cases(self.engine, month)
         extra = {"actor": actor} if actor is not None else {}
         summary, _ = await execute(
             self.store,
             MonthlySummary,
             MonthlySummary.id_for(month),
-            lambda s: s.compile(month, rows, cases, parent.code if parent else None, self.today()),
+            lambda s: s.compile(
+                month, rows, [*s.typical_cases, *from_below], parent.code if parent else None, self.today()
+            ),
             **extra,
         )
         return summary
+
+    @property
+    def summary_sources(self) -> dict[str, str]:
+        """The read models a summary counts, each with the stream it reads."""
+        here = self.here
+        return {
+            "notify_matters": subjects.event_stream("intake", here),
+            "notify_activities": subjects.event_stream("intake", here),
+            "notify_cases": subjects.event_stream("tracking", here),
+            "notify_group_activities": subjects.event_stream("tracking", here),
+        }
 
     async def relay_summary(self, envelope: Envelope) -> None:
         """Publish a compiled summary to the level above, through this level's OUTBOX (idempotent:

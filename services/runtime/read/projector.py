@@ -470,3 +470,20 @@ async def read_position(engine: AsyncEngine, projection: str) -> int:
     async with engine.connect() as conn:
         value = await conn.scalar(select(checkpoints.c.position).where(checkpoints.c.projection == projection))
     return value or 0
+
+
+async def caught_up(
+    engine: AsyncEngine, js, projections: dict[str, str], *, timeout: float = 10.0, interval: float = 0.05
+) -> bool:
+    """Wait, bounded, until each projection (name → its stream) has applied everything its stream
+    held when this was called: what a request reads then includes all that was accepted before
+    it was asked for (read models lag their events). False if one did not catch up in time."""
+    targets = {name: (await js.stream_info(stream)).state.last_seq for name, stream in projections.items()}
+    deadline = asyncio.get_running_loop().time() + timeout
+    for name, target in targets.items():
+        while await read_position(engine, name) < target:
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning("read model behind its stream", extra={"projection": name, "target": target})
+                return False
+            await asyncio.sleep(interval)
+    return True

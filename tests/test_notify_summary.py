@@ -119,8 +119,8 @@ async def levels(tmp_path):
     nc = await nats.connect(server.url)
     services = []
     try:
-        counties = {code: County(code, nc, clock) for code in (ZEGUO, WENLING, YUHUAN)}
-        for code in (WENLING, YUHUAN):
+        counties = {code: County(code, nc, clock) for code in (ZEGUO, WENLING, YUHUAN, TAIZHOU)}
+        for code in (WENLING, YUHUAN, TAIZHOU):
             tracking = TrackingService(Settings(jurisdiction=code, nats_url=server.url, data_dir=tmp_path), clock=clock)
             await tracking.start(sweep=False)
             services.append(tracking)
@@ -185,6 +185,10 @@ async def test_the_monthly_summary_of_two_counties_has_the_exact_numbers_and_tai
     await yuhuan.activity("contact", "2026-09-05", 7)
     await yuhuan.escalate(await yuhuan.matter("港区集疏运"))
     await yuhuan.handle(await yuhuan.matter("渔港码头维修"), "A")
+    # 台州市 itself (市本级): one research visit (2 deputies), one matter raised and solved there
+    taizhou = counties[TAIZHOU]
+    await taizhou.activity("research", "2026-09-08", 2)
+    await taizhou.handle(await taizhou.matter("市级重点企业用地指标"), "A")
     wenling_api = create_api(
         notifies[WENLING].settings, handlers=notifies[WENLING].handlers, engine=notifies[WENLING].engine
     )
@@ -222,12 +226,15 @@ async def test_the_monthly_summary_of_two_counties_has_the_exact_numbers_and_tai
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://notify") as http:
         view = (await http.get("/summaries/2026-09", headers=token(TAIZHOU))).json()
         counties_of_taizhou = [j.code for j in default_registry().children_of(TAIZHOU)]
-        assert [row["jurisdiction"] for row in view["rows"]] == counties_of_taizhou  # one row per county
+        # 市本级 first, then one row per county
+        assert [row["jurisdiction"] for row in view["rows"]] == [TAIZHOU, *counties_of_taizhou]
+        assert view["rows"][0]["name"] == "台州市本级"
         rows = {row["jurisdiction"]: row for row in view["rows"]}
         figures = ("activities", "participations", "collected", "solved", "escalated")
+        assert [rows[TAIZHOU]["figures"][f] for f in figures] == [1, 2, 1, 1, 0]
         assert [rows[WENLING]["figures"][f] for f in figures] == [4, 15, 6, 1, 1]  # with 泽国镇's 2, 5, 3, 0, 0
         assert [rows[YUHUAN]["figures"][f] for f in figures] == [1, 7, 2, 1, 1]
-        assert [view["total"][f] for f in figures] == [5, 22, 8, 2, 2]
+        assert [view["total"][f] for f in figures] == [6, 24, 9, 3, 2]
         assert view["reported"] == 2 and not rows["331002"]["reported"]
         assert [c["title"] for c in rows[WENLING]["typical_cases"]] == ["泽国镇园区道路三天修复"]
 
@@ -239,13 +246,14 @@ async def test_the_monthly_summary_of_two_counties_has_the_exact_numbers_and_tai
         header_at = next(i for i, row in enumerate(table) if row[0] == "地区")
         assert table[header_at] == ["地区", *(label for _, label in COLUMNS)]
         assert table[0][0] == "三级人大万名代表助力“稳企助企、稳进提质”活动情况汇总表"
-        body = table[header_at + 1 : header_at + 1 + len(counties_of_taizhou)]
+        body = table[header_at + 1 : header_at + 2 + len(counties_of_taizhou)]
         by_name = {row[0]: row for row in body}
+        assert body[0][:6] == ["台州市本级", 1, 2, 1, 1, 0]
         assert by_name["温岭市"][1:6] == [4, 15, 6, 1, 1] and "泽国镇园区道路三天修复" in by_name["温岭市"][6]
         assert by_name["玉环市"][1:6] == [1, 7, 2, 1, 1]
         assert by_name["椒江区（未报送）"][1:6] == [0, 0, 0, 0, 0]
-        total = table[header_at + 1 + len(counties_of_taizhou)]
-        assert total[:6] == ["合计", 5, 22, 8, 2, 2]
+        total = table[header_at + 2 + len(counties_of_taizhou)]
+        assert total[:6] == ["合计", 6, 24, 9, 3, 2]
 
     # a late activity at 泽国镇: its new revision reaches 温岭市, whose new revision reaches 台州市
     clock.set(at("2026-10-12"))
@@ -260,4 +268,4 @@ async def test_the_monthly_summary_of_two_counties_has_the_exact_numbers_and_tai
     rows = {row["jurisdiction"]: row for row in view["rows"]}
     assert rows[WENLING]["revision"] == 2
     assert [rows[WENLING]["figures"][f] for f in figures] == [5, 19, 6, 1, 1]
-    assert [view["total"][f] for f in figures] == [6, 26, 8, 2, 2]
+    assert [view["total"][f] for f in figures] == [7, 28, 9, 3, 2]

@@ -173,8 +173,9 @@ async def level_view(
     month: str,
     solved_classes: tuple[str, ...] = ("A",),
 ) -> dict[str, Any]:
-    """The month as this level's staff see it: one row per lower level (reported or not) and, below
-    the prefecture, this level's own row; then the total. At Taizhou: one row per county."""
+    """The month as this level's staff see it (seed 003's 附件): this level's own work first (市本级
+    at 台州市, 本级 at a county), then one row per lower level (reported or not: 未报送), then the
+    total of them all."""
     reports = await reports_of(conn, month)
     rows = []
     for child in registry.children_of(here):
@@ -190,22 +191,22 @@ async def level_view(
                 "typical_cases": list(report["typical_cases"] or []) if report else [],
             }
         )
-    if registry.get(here).level != Level.PREFECTURE:
-        own = await own_figures(conn, registry, month, solved_classes)
-        async with connected(conn) as db:
-            stored = (await db.execute(select(summaries.c.typical_cases).where(summaries.c.month == month))).first()
-        rows.insert(
-            0,
-            {
-                "jurisdiction": here,
-                "name": f"{registry.get(here).name}本级",
-                "reported": True,
-                "revision": None,
-                "compiled_on": None,
-                "figures": own.model_dump(),
-                "typical_cases": list(stored[0] or []) if stored else [],
-            },
-        )
+    # this level's own work, first: every level has its row (市本级 at 台州市, 本级 at a county)
+    own = await own_figures(conn, registry, month, solved_classes)
+    async with connected(conn) as db:
+        stored = (await db.execute(select(summaries.c.typical_cases).where(summaries.c.month == month))).first()
+    rows.insert(
+        0,
+        {
+            "jurisdiction": here,
+            "name": f"{registry.get(here).name}本级",
+            "reported": True,
+            "revision": None,
+            "compiled_on": None,
+            "figures": own.model_dump(),
+            "typical_cases": list(stored[0] or []) if stored else [],
+        },
+    )
     total = SummaryFigures()
     for row in rows:
         total = total + SummaryFigures.model_validate(row["figures"])
@@ -215,7 +216,7 @@ async def level_view(
         "month": month,
         "rows": rows,
         "total": total.model_dump(),
-        "reported": sum(1 for row in rows if row["reported"]),
+        "reported": sum(1 for row in rows[1:] if row["reported"]),  # the lower levels that reported
     }
 
 

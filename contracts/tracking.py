@@ -124,6 +124,7 @@ class CaseOpened(Event):
     category: str | None = None
     committee: str | None = None
     year: int = Field(description="the Asia/Shanghai year it was opened: the year of its lists")
+    opened_on: date | None = Field(default=None, description="the Asia/Shanghai day it was opened")
 
 
 @event("tracking.CaseAssigned")
@@ -378,6 +379,11 @@ class AssignCase(_CaseCommand):
     leader: str | None = Field(default=None, max_length=100)
     key: bool = False
     review_reply: bool | None = Field(default=None, description="default: the deployment's setting")
+    assigned_on: date | None = Field(
+        default=None,
+        description="交办日期 of a paper 交办单 entered later: its deadlines run from that day; today when not "
+        "given. Not in the future, not before the case was opened.",
+    )
 
 
 @command("tracking.ReturnCase")

@@ -41,7 +41,7 @@ from services.tracking.projections import (
 )
 from services.tracking.sweep import Sweeper
 from tests.support.clock import ManualClock
-from tests.support.stores import event_store
+from tests.support.stores import event_store, stored_messages
 from tests.support.tracking import CO, DEPUTIES, LEAD, OTHER, STAFF, WENLING, assignment, deputy, routed, unit
 
 ASSIGNED = datetime(2026, 9, 24, 10, 0, tzinfo=SHANGHAI)
@@ -111,6 +111,20 @@ async def assigned(handlers, **overrides) -> Case:
 
 
 # -- deadlines -----------------------------------------------------------------------------------
+
+
+async def test_a_paper_assignment_entered_the_next_day_runs_from_its_own_date_and_no_other(handlers, store):
+    event, envelope = routed(when=datetime(2026, 9, 23, 10, 0, tzinfo=SHANGHAI))
+    case = await handlers.open_case(event, envelope)
+    before = await stored_messages(store)
+    for day, code in ((date(2026, 9, 25), "assigned_in_future"), (date(2026, 9, 22), "assigned_before_opened")):
+        with pytest.raises(DomainError) as refused:
+            await handlers.assign(assignment(case.id, assigned_on=day), STAFF)
+        assert (refused.value.code, refused.value.field) == (code, "assigned_on")
+    assert await stored_messages(store) == before
+    case = await handlers.assign(assignment(case.id, assigned_on=date(2026, 9, 23)), STAFF)  # entered on 9-24
+    assert case.deadline.due_on == date(2026, 12, 23)  # three months from the 交办单's date, not from today
+    assert case.since.astimezone(SHANGHAI).date() == date(2026, 9, 23)
 
 
 async def test_a_suggestion_assigned_on_24_september_is_due_on_24_december(handlers):

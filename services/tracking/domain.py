@@ -66,6 +66,7 @@ class Case(Aggregate):
     committee: str | None = None
     year: int | None = None
     list_year: int | None = None
+    opened_on: date | None = None
     lead_unit: Unit | None = None
     co_units: list[Unit] = []
     leader: str | None = None
@@ -389,6 +390,7 @@ class Case(Aggregate):
         self.submitters = list(event.submitters)
         self.committee = event.committee
         self.year = self.list_year = event.year
+        self.opened_on = event.opened_on
 
     @applies(CaseAssigned)
     def _assigned(self, event: CaseAssigned) -> None:

@@ -16,7 +16,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 
 from contracts.envelope import SHANGHAI, Envelope, utcnow
 from contracts.intake import MatterRouted
@@ -141,6 +141,7 @@ class TrackingHandlers(Guarded):
             category=routed.category,
             committee=routed.committee,
             year=year,
+            opened_on=envelope.occurred_at.astimezone(SHANGHAI).date(),
         )
         case, _ = await execute(
             self.store,
@@ -156,11 +157,24 @@ class TrackingHandlers(Guarded):
 
     # -- 4. assigned -------------------------------------------------------------------
     async def assign(self, command: AssignCase, principal: Principal) -> Case:
-        """交办, or reassignment after a return: the deadline runs from now by the case's kind."""
+        """交办, or reassignment after a return: the deadline runs from now by the case's kind, or
+        from the day of a paper 交办单 entered later (``assigned_on``)."""
         self._staff(principal, "交办")
         now = self.clock()
+        today = now.astimezone(SHANGHAI).date()
+        if command.assigned_on is not None:
+            if command.assigned_on > today:
+                raise DomainError("交办日期不能晚于今天", field="assigned_on", code="assigned_in_future")
+            if command.assigned_on < today:
+                now = datetime.combine(command.assigned_on, time(9, 0), tzinfo=SHANGHAI)
 
         def decide(case: Case):
+            if command.assigned_on is not None and case.opened_on and command.assigned_on < case.opened_on:
+                raise DomainError(
+                    f"交办日期不能早于本件受理日期（{case.opened_on.isoformat()}）",
+                    field="assigned_on",
+                    code="assigned_before_opened",
+                )
             span = self.rules.answer_for(case.kind or "suggestion")
             return case.assign(
                 lead_unit=command.lead_unit,

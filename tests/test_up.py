@@ -17,10 +17,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,47 +33,22 @@ from services.runtime.http.auth import issue_token
 from services.runtime.settings import Settings
 from services.runtime.tools.demo import Demo
 from services.runtime.tools.nats_server import EmbeddedNats, free_port
-from services.runtime.tools.up import PORT_OFFSETS, discover_services
-from tests.support.processes import alive, healthz, wait_for
+from services.runtime.tools.up import discover_services
+from tests.support.processes import (
+    DUBAN,
+    ROOT,
+    Up,
+    alive,
+    free_port_block,
+    healthz,
+    processes_mentioning,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
 TAIZHOU, WENLING, ZEGUO = "331000", "331081", "331081100"
 LEVELS = (TAIZHOU, WENLING, ZEGUO)
-DUBAN = (sys.executable, "-m", "services.runtime.tools.cli")
-
-
-def processes_mentioning(text: str) -> list[int]:
-    """Processes whose command line or environment mentions ``text`` (the data directory of one
-    run: nats-server has it in its arguments, the services in ``DUBAN_DATA_DIR``)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = b" ".join((entry / name).read_bytes() for name in ("cmdline", "environ"))
-        except OSError:
-            continue
-        command = command.replace(b"\0", b" ").decode(errors="replace")
-        if text in command and int(entry.name) != os.getpid() and alive(int(entry.name)):
-            found.append(int(entry.name))
-    return found
-
-
-def free_port_block(size: int) -> int:
-    """A base port whose next ``size`` ports are free (intake +0…, tracking +100…, …)."""
-    for _ in range(50):
-        base = 20000 + (free_port() % 30000)
-        ports = [base + offset + index for offset in PORT_OFFSETS.values() for index in range(size)]
-        try:
-            for port in ports:
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free block of ports")
 
 
 # -- duban serve ------------------------------------------------------------------------------------
@@ -179,67 +152,6 @@ def test_sigterm_drains_a_served_intake_and_nothing_it_acknowledged_is_lost(tmp_
 
 
 # -- duban up ---------------------------------------------------------------------------------------
-class Up:
-    """One ``duban up`` (``launcher`` runs the CLI: ``duban`` itself, or a wrapper around it)."""
-
-    def __init__(
-        self,
-        data_dir: Path,
-        base: int,
-        *options: str,
-        nats_port: int = 0,
-        launcher: tuple[str, ...] = DUBAN,
-        output: str = "up.log",
-    ) -> None:
-        self.data_dir, self.base = data_dir, base
-        self.output = data_dir.parent / output
-        command = [*launcher, "up", *options, "--data-dir", str(data_dir), "--nats-port", str(nats_port)]
-        with open(self.output, "wb") as out:
-            self.process = subprocess.Popen(
-                [*command, "--http-port-base", f"{base}"], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
-            )
-
-    @property
-    def run_file(self) -> dict:
-        return json.loads((self.data_dir / "run.json").read_text())
-
-    def wait_ready(self, timeout: float = 90) -> dict:
-        """run.json once every service answers /healthz (an AssertionError with the log if it stops);
-        a run file left by an earlier run (its pid) does not count."""
-
-        def ready() -> bool:
-            if self.process.poll() is not None:
-                return True
-            if not (self.data_dir / "run.json").exists():
-                return False
-            info = self.run_file
-            return info["pid"] == self.process.pid and info["ready"]
-
-        wait_for(ready, timeout, "duban up to be ready")
-        assert self.process.poll() is None, self.log()
-        return self.run_file
-
-    def pids(self) -> list[int]:
-        """Its children as run.json lists them: the nats-server and every service."""
-        info = self.run_file
-        return [info["nats"]["pid"], *(p["pid"] for p in info["processes"].values())]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-
-    def log(self) -> str:
-        return self.output.read_text(errors="replace")
-
-    def headers(self, code: str, role: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.run_file['tokens'][code][role]}"}
-
-    def url(self, code: str, service: str) -> str:
-        return self.run_file["services"][code][service]
 
 
 @pytest.fixture(scope="module")

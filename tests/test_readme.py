@@ -1,0 +1,47 @@
+"""The README's walkthrough, run as it is written, against ``duban up``: the contract with a new user.
+
+The ``sh`` block that starts with ``# walkthrough`` is taken from README.md and run with bash
+(``-e -o pipefail``: any refused step fails it) in a folder where ``duban up`` keeps its
+``.duban/run.json``, as a new user runs it beside ``make run``. It must end with the township's
+record of the matter closed and its outcome printed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import ROOT, Up, free_port_block, processes_mentioning
+
+pytestmark = pytest.mark.slow
+
+
+def walkthrough() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"```sh\n(# walkthrough\n.*?)```", readme, re.S)
+    assert found, "README.md has no ```sh block starting with # walkthrough"
+    return found.group(1)
+
+
+def test_the_readme_walkthrough_runs_as_written(tmp_path: Path):
+    assert shutil.which("curl"), "the walkthrough uses curl"
+    system = Up(tmp_path / ".duban", free_port_block(3), "--services", "intake,tracking")
+    try:
+        system.wait_ready()
+        done = subprocess.run(
+            ["bash", "-e", "-o", "pipefail", "-c", walkthrough()],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{system.log()}"
+        lines = done.stdout.strip().splitlines()
+        assert lines == ["closed", "园区主干道已修复，货车通行恢复正常。"], done.stdout
+    finally:
+        system.stop()
+    assert processes_mentioning(str(system.data_dir)) == []

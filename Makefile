@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test bench lint format clean
+.PHONY: run demo test browser bench lint format clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,15 @@ demo: $(STAMP)
 # wait on servers and processes, so two files at once take about two thirds of the time.
 TEST_WORKERS ?= auto
 
-test: $(STAMP)
+# The pages are tested in a real browser: Debian's chromium with a CJK font, installed here when
+# make runs as root and they are missing (Playwright cannot download its own browsers here).
+browser:
+	@if [ "$$(id -u)" = 0 ] && { ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -qi "noto sans cjk"; }; then \
+		echo "installing chromium and fonts-noto-cjk (apt)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
+	fi
+
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)

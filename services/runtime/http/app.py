@@ -15,16 +15,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 import nats.js.errors
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from fastapi.telemetry import TelemetryConfig
 from pydantic import BaseModel, ConfigDict, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.runtime.es.aggregate import DomainError, NotAllowed
@@ -380,7 +384,9 @@ class UnavailableWhileDisconnected:
         self.connected = connected
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("path") not in ALWAYS_ANSWERED and not self.connected():
+        path = scope.get("path", "")
+        answered = path in ALWAYS_ANSWERED or path.startswith("/static/")
+        if scope["type"] == "http" and not answered and not self.connected():
             response = unavailable_response("消息总线（NATS）暂时不可用，请稍后重试")
             await response(scope, receive, send)
             return
@@ -481,12 +487,41 @@ def service_app(
     ``/healthz`` and a span per request (``service.operated`` adds ``/readyz``, ``/metrics`` and
     ``/status``)."""
     api = FastAPI(
-        title=f"{title}（{settings.jurisdiction}）", version="1", telemetry=HTTP_TELEMETRY, description=description
+        title=f"{title}（{settings.jurisdiction}）",
+        version="1",
+        telemetry=HTTP_TELEMETRY,
+        description=description,
+        docs_url=None,  # served below from vendored files: government intranets have no CDN
+        redoc_url=None,
     )
     api.state.settings = settings
     install_error_handlers(api)
     api.add_middleware(BodySizeLimit, max_bytes=max_body)
     api.include_router(health_router())
+    api.include_router(docs_router(api))
     for router in routers:
         api.include_router(router)
     return api
+
+
+#: Swagger UI's files, vendored at a pinned version with their licence (``static/swagger-ui/VERSION``).
+SWAGGER_UI = Path(__file__).parent / "static" / "swagger-ui"
+
+
+def docs_router(api: FastAPI) -> APIRouter:
+    """``/docs``: Swagger UI from the service's own files (``/static/swagger-ui/…``), nothing loaded
+    from outside the machine."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/docs")
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=api.openapi_url or "/openapi.json",
+            title=f"{api.title} 接口文档",
+            swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/swagger-ui/favicon-32x32.png",
+        )
+
+    router.routes.append(Mount("/static/swagger-ui", StaticFiles(directory=SWAGGER_UI), name="swagger-ui"))
+    return router

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -263,6 +264,39 @@ class OutcomeRecorded(Event):
     reported_back: bool = False
 
 
+class FeedbackWay(StrEnum):
+    """How the outcome was told to whoever raised the problem (向市场主体反馈)."""
+
+    phone = "phone"  # 电话
+    visit = "visit"  # 上门走访
+    message = "message"  # 短信、微信
+    meeting = "meeting"  # 座谈会
+    link = "link"  # 扫码反映的回访链接
+
+
+FEEDBACK_WAY_NAMES = {
+    FeedbackWay.phone: "电话",
+    FeedbackWay.visit: "上门走访",
+    FeedbackWay.message: "短信、微信",
+    FeedbackWay.meeting: "座谈会",
+    FeedbackWay.link: "回访链接",
+}
+#: The raiser's satisfaction (None: not asked, or they would not say).
+RaiserRating = Literal["satisfied", "basically_satisfied", "dissatisfied"]
+RAISER_RATING_NAMES = {"satisfied": "满意", "basically_satisfied": "基本满意", "dissatisfied": "不满意"}
+
+
+@event("intake.RaiserFedBack")
+class RaiserFedBack(Event):
+    """向企业/群众反馈: the outcome was told to the enterprise or resident who raised the problem,
+    this way, on this day, and they said how satisfied they were."""
+
+    way: FeedbackWay
+    rating: RaiserRating | None = None
+    note: str | None = None
+    fed_back_on: date
+
+
 @event("intake.RegistrationNumberAssigned")
 class RegistrationNumberAssigned(Event):
     """The next registration number of a book (one per jurisdiction, kind and year) went to a matter."""
@@ -347,6 +381,20 @@ class SendDownMatter(Command):
 class RecordOutcome(Command):
     matter_id: str = Field(pattern=ID_PATTERN)
     outcome: Outcome
+
+
+@command("intake.FeedBackToRaiser")
+class FeedBackToRaiser(Command):
+    """向企业/群众反馈: record that the outcome was told to whoever raised the problem (by the deputy,
+    the station or the committee, whoever did it), how, and their satisfaction."""
+
+    matter_id: str = Field(pattern=ID_PATTERN)
+    way: FeedbackWay
+    rating: RaiserRating | None = Field(
+        default=None, description="satisfied 满意, basically_satisfied 基本满意, dissatisfied 不满意"
+    )
+    note: str | None = Field(default=None, max_length=2000)
+    fed_back_on: date | None = Field(default=None, description="the day it was done; today when not given")
 
 
 @command("intake.RecordActivity")

@@ -472,3 +472,38 @@ async def test_what_fastapi_answers_by_itself_is_chinese_too(client):
     assert not_json.status_code == 422
     assert [e["message"] for e in not_json.json()["detail"]] == ["不是有效的 JSON"]
     assert all("msg" not in e for e in not_json.json()["detail"])  # no English beside the Chinese
+
+
+async def test_the_raiser_is_fed_back_as_a_step_of_its_own_with_no_mail_server(client, store):
+    """向企业反馈: recorded by whoever did it (here the deputy who collected it), with the way and
+    the enterprise's satisfaction; no SMTP anywhere."""
+    matter_id = (await client.post("/matters", json=submission(), headers=DEPUTY)).json()["id"]
+    feedback = {"way": "phone", "rating": "satisfied", "note": "电话告知园区道路已修复，企业表示满意"}
+    early = await client.post(f"/matters/{matter_id}/raiser-feedback", json=feedback, headers=DEPUTY)
+    assert early.status_code == 409 and early.json()["detail"]["code"] == "invalid_transition"  # no outcome yet
+    assert (await client.post(f"/matters/{matter_id}/register", headers=STAFF)).status_code == 200
+    assert (await client.post(f"/matters/{matter_id}/route", json={}, headers=STAFF)).status_code == 200
+    outcome = {"outcome": {"summary": "园区道路已修复", "reply_class": "A", "unit": "泽国镇城建办"}}
+    assert (await client.post(f"/matters/{matter_id}/outcome", json=outcome, headers=STAFF)).status_code == 200
+    before = await stored_messages(store)
+    stranger = {"Authorization": f"Bearer {token('unit-1', ('unit',))}"}
+    refused = await client.post(f"/matters/{matter_id}/raiser-feedback", json=feedback, headers=stranger)
+    assert refused.status_code == 403
+    future = {**feedback, "fed_back_on": "2099-01-01"}
+    late = await client.post(f"/matters/{matter_id}/raiser-feedback", json=future, headers=DEPUTY)
+    assert late.status_code == 409 and late.json()["detail"]["field"] == "fed_back_on"
+    assert await stored_messages(store) == before
+    done = await client.post(f"/matters/{matter_id}/raiser-feedback", json=feedback, headers=DEPUTY)
+    assert done.status_code == 200, done.text
+    assert done.json()["raiser_fed_back"] == 1
+    detail = (await client.get(f"/matters/{matter_id}", headers=STAFF)).json()
+    assert (
+        "向反映主体反馈（电话" in detail["history"][-1]["summary_zh"] and "满意" in detail["history"][-1]["summary_zh"]
+    )
+    assert detail["matter"]["raiser_feedback_way"] == "phone" and detail["matter"]["raiser_rating"] == "satisfied"
+
+    nobody = (await client.post("/matters", json=submission("无反映主体的建议", raised_by=None), headers=DEPUTY)).json()
+    for step, body in (("register", None), ("route", {}), ("outcome", outcome)):
+        await client.post(f"/matters/{nobody['id']}/{step}", json=body, headers=STAFF)
+    no_raiser = await client.post(f"/matters/{nobody['id']}/raiser-feedback", json=feedback, headers=DEPUTY)
+    assert no_raiser.status_code == 409 and no_raiser.json()["detail"]["code"] == "no_raiser"

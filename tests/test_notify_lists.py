@@ -273,6 +273,7 @@ async def test_lists_export_as_csv_and_xlsx_with_chinese_headers(engine, read_mo
     assert cells[0] == lists.table("problems", problems)[0]
     assert [row[4] for row in cells[1:]] == ["园区道路破损", "企业用电扩容"]
     assert cells[2][7] == "温岭某泵业有限公司" and cells[1][13] == WATER.name and cells[1][14] == "城建环资工委"
+    assert cells[0][16] == "反馈企业（群众）" and (cells[1][16], cells[2][16]) == (None, "未反馈")  # none raised M1
 
 
 async def test_the_monthly_figures_come_from_the_same_read_models(engine, read_models):

@@ -32,6 +32,7 @@ from contracts.intake import (
     Channel,
     ConvertMatter,
     EscalateMatter,
+    FeedBackToRaiser,
     MatterKind,
     MatterStatus,
     MergeMatter,
@@ -81,6 +82,14 @@ COMMANDS = [
     ),
     CommandRoute(
         "/matters/{matter_id}/outcome", RecordOutcome, "record_outcome", "记录办理结果", ("routing",), ids=MATTER_ID
+    ),
+    CommandRoute(
+        "/matters/{matter_id}/raiser-feedback",
+        FeedBackToRaiser,
+        "feed_back_to_raiser",
+        "向反映主体反馈（企业、群众）",
+        ("routing",),
+        ids=MATTER_ID,
     ),
 ]
 COMMANDS_BY_NAME = {route.name: route for route in COMMANDS}

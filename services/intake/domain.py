@@ -11,6 +11,7 @@ from datetime import date
 from contracts.intake import (
     KIND_NAMES,
     ActivityRecorded,
+    FeedbackWay,
     Hop,
     MatterAbsorbed,
     MatterConverted,
@@ -28,6 +29,7 @@ from contracts.intake import (
     MatterSubmitted,
     Outcome,
     OutcomeRecorded,
+    RaiserFedBack,
     RegistrationNumberAssigned,
     Submitter,
 )
@@ -67,6 +69,8 @@ class Matter(Aggregate):
     outcome: Outcome | None = None
     handled_in: Hop | None = None
     idempotency_key: str | None = None
+    #: How many times the outcome was told to whoever raised the problem (向企业/群众反馈).
+    raiser_fed_back: int = 0
 
     # -- decisions ---------------------------------------------------------------------
     def _require(self, *allowed: MatterStatus, action: str) -> None:
@@ -180,6 +184,16 @@ class Matter(Aggregate):
         self._require(MatterStatus.escalated, MatterStatus.sent_down, action="接收办理结果")
         return [OutcomeRecorded(outcome=outcome, handled_in=handled_in, reported_back=True)]
 
+    def feed_back_to_raiser(
+        self, way: FeedbackWay, rating: str | None, note: str | None, on: date
+    ) -> list[RaiserFedBack]:
+        """向企业/群众反馈: only a problem raised by someone, once its outcome is known (at the
+        level it was raised, whoever handled it). Recorded again each time it is done."""
+        self._require(MatterStatus.closed, action="向反映主体反馈")
+        if self.data is None or self.data.raised_by is None:
+            raise DomainError("该事项没有记录反映主体（企业或群众）", field="matter_id", code="no_raiser")
+        return [RaiserFedBack(way=way, rating=rating, note=note, fed_back_on=on)]
+
     # -- state -------------------------------------------------------------------------
     @applies(MatterSubmitted)
     def _submitted(self, event: MatterSubmitted) -> None:
@@ -246,6 +260,10 @@ class Matter(Aggregate):
         self.status = MatterStatus.closed
         self.outcome = event.outcome
         self.handled_in = event.handled_in
+
+    @applies(RaiserFedBack)
+    def _raiser_fed_back(self, event: RaiserFedBack) -> None:
+        self.raiser_fed_back += 1
 
 
 class RegistrationBook(Aggregate):

@@ -18,6 +18,7 @@ from contracts.intake import (
     ActivityRecorded,
     ConvertMatter,
     EscalateMatter,
+    FeedBackToRaiser,
     Hop,
     MatterData,
     MergeMatter,
@@ -36,7 +37,7 @@ from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.es.commands import create_once, execute
 from services.runtime.es.eventstore import EventStore
 from services.runtime.es.ids import id_deriver
-from services.runtime.http.auth import Guarded, Principal, Role
+from services.runtime.http.auth import STAFF, Guarded, Principal, Role
 
 from .domain import Activity, Matter, RegistrationBook
 
@@ -172,6 +173,25 @@ class IntakeHandlers(Guarded):
             outcome = outcome.model_copy(update={"closed_at": self.clock()})
         here = Hop(jurisdiction=self.here, matter_id=command.matter_id)
         return await self._run(command.matter_id, principal, lambda m: m.record_outcome(outcome, here))
+
+    # -- 6. fed back to the raiser ---------------------------------------------------------
+    async def feed_back_to_raiser(self, command: FeedBackToRaiser, principal: Principal) -> Matter:
+        """向企业/群众反馈, recorded by whoever did it: the deputy, the station or the committee."""
+        self._in_scope(principal)
+        if not principal.has(Role.deputy, Role.liaison_station, *STAFF):
+            raise NotAllowed("仅代表、联络站或工委可以记录向反映主体的反馈")
+        today = self.clock().astimezone(SHANGHAI).date()
+        on = command.fed_back_on or today
+        if on > today:
+            raise DomainError("反馈日期不能晚于今天", field="fed_back_on", code="fed_back_in_future")
+        matter, _ = await execute(
+            self.store,
+            Matter,
+            command.matter_id,
+            lambda m: m.feed_back_to_raiser(command.way, command.rating, command.note, on),
+            actor=principal.actor(Role.deputy, Role.liaison_station, Role.committee),
+        )
+        return matter
 
     # -- activities --------------------------------------------------------------------
     async def record_activity(

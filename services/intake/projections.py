@@ -34,7 +34,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from contracts.envelope import SHANGHAI, Envelope
 from contracts.intake import (
     ACTIVITY_KIND_NAMES,
+    FEEDBACK_WAY_NAMES,
     KIND_NAMES,
+    RAISER_RATING_NAMES,
     MatterAbsorbed,
     MatterConverted,
     MatterEscalated,
@@ -47,6 +49,7 @@ from contracts.intake import (
     MatterSentDown,
     MatterSubmitted,
     OutcomeRecorded,
+    RaiserFedBack,
 )
 from contracts.jurisdictions import UnknownJurisdiction, default_registry
 from services.runtime.read.db import connected
@@ -92,7 +95,7 @@ class MatterListProjection(MatterRecords):
     runtime's matter records, which notify keeps too)."""
 
     name = "intake_matters"
-    version = 3  # the shared matter records, with raised_at
+    version = 4  # the shared matter records, with raised_at and the raiser fed back
     metadata = matters_metadata
     table = matters
 
@@ -177,6 +180,12 @@ class MatterHistoryProjection(HistoryProjection):
         if event.reported_back:
             return f"收到{_place(event.handled_in.jurisdiction)}的办理结果，已办结{tail}"
         return f"办结{tail}"
+
+    @handles(RaiserFedBack)
+    def raiser_fed_back(self, event: RaiserFedBack, envelope: Envelope) -> str:
+        rating = f"，{RAISER_RATING_NAMES[event.rating]}" if event.rating else ""
+        note = f"：{short(event.note)}" if event.note else ""
+        return f"向反映主体反馈（{FEEDBACK_WAY_NAMES[event.way]}，{event.fed_back_on.isoformat()}{rating}）{note}"
 
 
 # -- activities --------------------------------------------------------------------------------

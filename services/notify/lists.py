@@ -34,7 +34,15 @@ from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.envelope import SHANGHAI
-from contracts.intake import KIND_NAMES, STATUS_NAMES, MatterKind, MatterStatus
+from contracts.intake import (
+    FEEDBACK_WAY_NAMES,
+    KIND_NAMES,
+    RAISER_RATING_NAMES,
+    STATUS_NAMES,
+    FeedbackWay,
+    MatterKind,
+    MatterStatus,
+)
 from contracts.tracking import RATING_NAMES, THRESHOLD_NAMES, CaseStatus, Rating, Threshold
 from contracts.tracking import STATUS_NAMES as CASE_STATUS_NAMES
 from services.runtime.read.db import connected
@@ -198,6 +206,15 @@ def _results(filters: Filters) -> Select:
     return _where(base, filters, cases.c.delivered_at).order_by(cases.c.delivered_at, cases.c.id)
 
 
+def _raiser_feedback(row: dict[str, Any]) -> str:
+    """向企业/群众反馈 as the list shows it: the day, the way, the satisfaction."""
+    if not row["raiser_fed_back_on"]:
+        return "" if not row["raised_by_name"] else "未反馈"
+    way = FEEDBACK_WAY_NAMES.get(FeedbackWay(row["raiser_feedback_way"]), row["raiser_feedback_way"])
+    rating = RAISER_RATING_NAMES.get(row["raiser_rating"] or "", "")
+    return "，".join(part for part in (_day(row["raiser_fed_back_on"]), way, rating) if part)
+
+
 def _due(row: dict[str, Any]) -> date | None:
     """办理期限 on the 督办清单: the reply's; for a closed case kept there by its commitments, the
     due date of the earliest one still to deliver."""
@@ -229,6 +246,7 @@ _MATTER_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
     ("主办单位", lambda r: r["c_lead_unit_name"] or r["outcome_unit"] or ""),
     ("责任工委", lambda r: r["c_committee"] or r["committee"] or ""),
     ("办理结果", lambda r: r["outcome_summary"] or ""),
+    ("反馈企业（群众）", _raiser_feedback),
 ]
 
 _CASE_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [

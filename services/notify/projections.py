@@ -417,7 +417,7 @@ class MatterProjection(MatterRecords):
     runtime's matter records, which intake keeps too)."""
 
     name = "notify_matters"
-    version = 3  # the shared matter records, with raised_at
+    version = 4  # the shared matter records, with raised_at and the raiser fed back
     metadata = matters_md
     table = matters
 

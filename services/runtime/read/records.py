@@ -36,6 +36,7 @@ from contracts.intake import (
     MatterStatus,
     MatterSubmitted,
     OutcomeRecorded,
+    RaiserFedBack,
 )
 from contracts.jurisdictions import UnknownJurisdiction, default_registry
 from contracts.tracking import (
@@ -102,6 +103,9 @@ def matter_table(name: str, metadata: MetaData) -> Table:
         Column("activity_id", String(64)),
         Column("raised_by_name", String(200), doc="the enterprise or resident to feed back to"),
         Column("raised_by_contact", String(200)),
+        Column("raiser_fed_back_on", Date, doc="the last time the outcome was told to whoever raised it"),
+        Column("raiser_feedback_way", String(16), doc="FeedbackWay of that time"),
+        Column("raiser_rating", String(24), doc="their satisfaction, if they said"),
         Column("attachments", JSON, doc="[{name, ref}]"),
         Column("collected", Boolean, default=False, doc="raised at this level (not received from another)"),
         Column("status", String(16), doc="MatterStatus"),
@@ -233,6 +237,16 @@ class MatterRecords(DocumentProjection):
     @handles(MatterForwarded)
     def forwarded(self, doc, event: MatterForwarded, envelope: Envelope) -> None:
         self._stamp(doc, envelope, forwarded_matter_id=event.to.matter_id)
+
+    @handles(RaiserFedBack)
+    def raiser_fed_back(self, doc, event: RaiserFedBack, envelope: Envelope) -> None:
+        self._stamp(
+            doc,
+            envelope,
+            raiser_fed_back_on=event.fed_back_on,
+            raiser_feedback_way=event.way.value,
+            raiser_rating=event.rating,
+        )
 
     @handles(OutcomeRecorded)
     def outcome_recorded(self, doc, event: OutcomeRecorded, envelope: Envelope) -> None:

@@ -274,6 +274,7 @@ class SummaryRow(BaseModel):
     name: str
     figures: SummaryFigures
     revision: int | None = Field(default=None, description="the revision of the lower level's report used")
+    reported: bool = Field(default=True, description="false: a lower level that had not reported yet (未报送)")
 
 
 @event("notify.TypicalCaseAdded")
@@ -392,7 +393,10 @@ class ReplayDelivery(Command):
 
 @command("notify.ReportSummary")
 class ReportSummary(Command):
-    """立即汇总并报送: compile this level's summary of ``month`` now and report it to the level above."""
+    """立即汇总并报送: compile this level's summary of ``month`` now, rather than on its report day
+    (the 5th at a township, the 10th at a county), and report it to the level above. It holds
+    everything accepted before it was asked for. A lower level that has not reported yet is in it
+    as 未报送 with no figures; its report, when it comes, makes a new revision (sent up again)."""
 
     month: str = Field(pattern=MONTH_PATTERN)
 

@@ -26,9 +26,11 @@ from contracts.intake import (
     Submitter,
 )
 from contracts.jurisdictions import default_registry
+from contracts.notify import SummaryFigures
 from contracts.tracking import AssignCase, GiveFeedback, RecordGroupActivity, SubmitReply, Unit
 from services.intake.handlers import IntakeHandlers
 from services.notify.api import create_api
+from services.notify.domain import MonthlySummary
 from services.notify.summary import COLUMNS
 from services.runtime.es.eventstore import EventStore
 from services.runtime.http.auth import Principal, Role, issue_token
@@ -221,6 +223,12 @@ async def test_the_monthly_summary_of_two_counties_has_the_exact_numbers_and_tai
     assert await notifies[YUHUAN].sweep_once() == 1
     assert await notifies[WENLING].sweep_once() == 1  # nothing changed: no new revision
     await _idle(counties, notifies)
+    # 温岭市's report: its 本级, 泽国镇 as reported, and its other 15 townships 未报送
+    reported = await notifies[WENLING].handlers.store.load(MonthlySummary, MonthlySummary.id_for("2026-09"))
+    [own, *townships] = reported.rows
+    assert own.jurisdiction == WENLING and len(townships) == 16
+    assert {row.jurisdiction for row in townships if row.reported} == {ZEGUO}
+    assert all(row.figures == SummaryFigures() for row in townships if not row.reported)
 
     api = create_api(notifies[TAIZHOU].settings, handlers=notifies[TAIZHOU].handlers, engine=notifies[TAIZHOU].engine)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://notify") as http:

@@ -141,21 +141,25 @@ async def level_rows(
     month: str,
     solved_classes: tuple[str, ...] = ("A",),
 ) -> list[SummaryRow]:
-    """What this level reports: its own row, then one row per lower level that reported."""
+    """What this level reports: its own row, then one row per lower level (未报送 when it has not
+    reported yet)."""
     figures = await own_figures(conn, registry, month, solved_classes)
     own = SummaryRow(jurisdiction=here, name=registry.get(here).name, figures=figures)
     rows = [own]
-    children = {child.code for child in registry.children_of(here)}
-    for code, report in sorted((await reports_of(conn, month)).items()):
-        if code in children:
-            rows.append(
-                SummaryRow(
-                    jurisdiction=code,
-                    name=report["reporter_name"],
-                    figures=SummaryFigures.model_validate(report["figures"]),
-                    revision=report["revision"],
-                )
+    reports = await reports_of(conn, month)
+    for child in registry.children_of(here):
+        report = reports.get(child.code)
+        if report is None:  # not reported yet: shown as 未报送, its report makes a new revision
+            rows.append(SummaryRow(jurisdiction=child.code, name=child.name, figures=SummaryFigures(), reported=False))
+            continue
+        rows.append(
+            SummaryRow(
+                jurisdiction=child.code,
+                name=report["reporter_name"],
+                figures=SummaryFigures.model_validate(report["figures"]),
+                revision=report["revision"],
             )
+        )
     return rows
 
 

@@ -162,6 +162,17 @@ def test_the_journey_of_a_matter_is_read_back_from_the_span_files_as_one_tree(tm
         assert request.get_span_context().trace_id != carrier.trace_id
         with tracer.start_as_current_span("tracking case command", links=[trace.Link(carrier)]):
             pass
+
+    # a request that registered m-1 and, in the same request, wrote the shared registration book,
+    # whose own journey is linked to another matter's request: that other matter is not m-1's
+    with tracer.start_as_current_span("intake registration_book command") as book:
+        book_context = book.get_span_context()
+    with tracer.start_as_current_span("POST /matters/{matter_id}/register", links=[trace.Link(carrier)]):
+        with tracer.start_as_current_span("book again", links=[trace.Link(book_context)]):
+            pass
+    with tracer.start_as_current_span("POST /matters/m-2/register", links=[trace.Link(book_context)]):
+        with tracer.start_as_current_span("other matter", attributes={"duban.aggregate.id": "m-2"}):
+            pass
     provider.shutdown()
 
     roots = journey(read_spans(tmp_path), "m-1")
@@ -169,6 +180,7 @@ def test_the_journey_of_a_matter_is_read_back_from_the_span_files_as_one_tree(tm
     assert "unrelated" not in text
     assert "intake matter command" in text and "send duban.evt.intake" in text
     assert "tracking case command" in text  # linked to the journey's trace, so found from it
+    assert "other matter" not in text  # not followed through the shared book
     lines = text.splitlines()
     assert lines[0].startswith("trace ") and lines[1].strip().split()[2] == "POST"
 

@@ -120,7 +120,9 @@ def journey(spans: Iterable[dict[str, Any]], matter_id: str) -> list[Node]:
 
     A trace touches the matter when one of its spans names the matter (or its case) in an
     attribute; traces linked from or to such a trace are taken too, so a request that continued
-    the matter's journey (``telemetry.continue_journey``) is found from either side."""
+    the matter's journey (``telemetry.continue_journey``) is found from either side. Links are
+    followed one step only: a request that also registered the matter in a shared book (its own
+    journey, linked to the same request) would otherwise lead to every other matter of that book."""
     by_trace: dict[str, list[dict[str, Any]]] = defaultdict(list)
     linked: dict[str, set[str]] = defaultdict(set)
     wanted: set[str] = set()
@@ -132,12 +134,7 @@ def journey(spans: Iterable[dict[str, Any]], matter_id: str) -> list[Node]:
         attributes = span.get("attributes") or {}
         if any(attributes.get(name) == matter_id for name in MATTER_ATTRIBUTES):
             wanted.add(span["trace_id"])
-    pending = list(wanted)
-    while pending:
-        for other in linked.get(pending.pop(), ()):
-            if other not in wanted and other in by_trace:
-                wanted.add(other)
-                pending.append(other)
+    wanted |= {other for trace_id in wanted for other in linked.get(trace_id, ()) if other in by_trace}
     roots: list[Node] = []
     for trace_id in wanted:
         nodes = {s["span_id"]: Node(s) for s in by_trace[trace_id]}

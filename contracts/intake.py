@@ -156,6 +156,18 @@ class Outcome(BaseModel):
     closed_at: AwareDatetime | None = None
 
 
+class HandlingReply(BaseModel):
+    """The reply of the level that handles a matter (答复), as the levels it came from keep it, so
+    that its submitters can read it and give their feedback where they are."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    reply_class: str = Field(max_length=8)
+    text: str = Field(max_length=MAX_CONTENT)
+    unit: str | None = Field(default=None, max_length=200, description="主办单位")
+    round: int = Field(default=1, ge=1, description="1, or the round of re-handling (重新办理)")
+
+
 # -- events --------------------------------------------------------------------------------
 
 
@@ -297,6 +309,41 @@ class RaiserFedBack(Event):
     fed_back_on: date
 
 
+@event("intake.ReplyRecorded")
+class ReplyRecorded(Event):
+    """答复: the reply of the level that handles the matter (``handled_in``), recorded there when its
+    case's reply is released, and at each level the matter came from when it is reported back."""
+
+    reply: HandlingReply
+    handled_in: Hop
+    reported_back: bool = False
+
+
+@event("intake.SubmitterFeedbackGiven")
+class SubmitterFeedbackGiven(Event):
+    """A submitter's 满意 / 基本满意 / 不满意 on the reply, given at the level where they raised the
+    matter; it travels level by level to the one that handles it (``handled_in``)."""
+
+    submitter: Submitter
+    rating: RaiserRating
+    comment: str | None = None
+    round: int = 1
+    handled_in: Hop
+
+
+@event("intake.SubmitterFeedbackReceived")
+class SubmitterFeedbackReceived(Event):
+    """A submitter's feedback given at another level (``given_in``), arrived on its way to the level
+    that handles the matter: there, tracking takes it as the submitter's own feedback."""
+
+    submitter: Submitter
+    rating: RaiserRating
+    comment: str | None = None
+    round: int = 1
+    given_in: str = Field(pattern=JURISDICTION_CODE)
+    handled_in: Hop
+
+
 @event("intake.RegistrationNumberAssigned")
 class RegistrationNumberAssigned(Event):
     """The next registration number of a book (one per jurisdiction, kind and year) went to a matter."""
@@ -395,6 +442,16 @@ class FeedBackToRaiser(Command):
     )
     note: str | None = Field(default=None, max_length=2000)
     fed_back_on: date | None = Field(default=None, description="the day it was done; today when not given")
+
+
+@command("intake.GiveFeedbackOnReply")
+class GiveFeedbackOnReply(Command):
+    """反馈满意度 on the reply to a matter handled at another level, given by its submitter where
+    they raised it (a township deputy on the county's reply); it travels to the handling level."""
+
+    matter_id: str = Field(pattern=ID_PATTERN)
+    rating: RaiserRating = Field(description="satisfied 满意, basically_satisfied 基本满意, dissatisfied 不满意")
+    comment: str | None = Field(default=None, max_length=2000)
 
 
 @command("intake.RecordActivity")

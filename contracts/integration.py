@@ -12,7 +12,7 @@ from datetime import date
 from pydantic import Field
 
 from .events import Event, event
-from .intake import Hop, MatterData, Outcome
+from .intake import HandlingReply, Hop, MatterData, Outcome, Submitter
 from .notify import SummaryFigures, SummaryRow, TypicalCase
 
 
@@ -44,10 +44,36 @@ class OutcomeReportedBack(Event):
     outcome: Outcome
 
 
+@event("x.ReplyReportedBack")
+class ReplyReportedBack(Event):
+    """The reply of the level that handles a matter, reported back to the level it came from
+    (``origin``), so its submitters read it and give their feedback there."""
+
+    origin: Hop
+    handled_in: Hop
+    reply: HandlingReply
+
+
+@event("x.FeedbackForwarded")
+class FeedbackForwarded(Event):
+    """A submitter's feedback on the reply, on its way up to the level that handles the matter:
+    sent to the next level (``to``: the matter there), which takes it or passes it on."""
+
+    to: Hop
+    handled_in: Hop
+    given_in: str = Field(pattern=r"^\d{6}(\d{3})?$")
+    submitter: Submitter
+    rating: str = Field(pattern=r"^(satisfied|basically_satisfied|dissatisfied)$")
+    comment: str | None = None
+    round: int = 1
+
+
 #: Kinds (last subject token) of the integration subjects.
 KIND_HANDED_OVER = "matter-handed-over"
 KIND_TAKEN_IN = "matter-taken-in"
 KIND_OUTCOME = "outcome-reported-back"
+KIND_REPLY = "reply-reported-back"
+KIND_FEEDBACK = "feedback-forwarded"
 
 
 @event("x.MonthlySummaryReported")

@@ -33,6 +33,7 @@ from contracts.intake import (
     ConvertMatter,
     EscalateMatter,
     FeedBackToRaiser,
+    GiveFeedbackOnReply,
     MatterKind,
     MatterStatus,
     MergeMatter,
@@ -82,6 +83,14 @@ COMMANDS = [
     ),
     CommandRoute(
         "/matters/{matter_id}/outcome", RecordOutcome, "record_outcome", "记录办理结果", ("routing",), ids=MATTER_ID
+    ),
+    CommandRoute(
+        "/matters/{matter_id}/feedback",
+        GiveFeedbackOnReply,
+        "give_feedback_on_reply",
+        "反馈满意度（对上级的答复，由提出人在本级反馈）",
+        ("routing",),
+        ids=MATTER_ID,
     ),
     CommandRoute(
         "/matters/{matter_id}/raiser-feedback",

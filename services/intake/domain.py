@@ -12,6 +12,7 @@ from contracts.intake import (
     KIND_NAMES,
     ActivityRecorded,
     FeedbackWay,
+    HandlingReply,
     Hop,
     MatterAbsorbed,
     MatterConverted,
@@ -31,10 +32,13 @@ from contracts.intake import (
     OutcomeRecorded,
     RaiserFedBack,
     RegistrationNumberAssigned,
+    ReplyRecorded,
     Submitter,
+    SubmitterFeedbackGiven,
+    SubmitterFeedbackReceived,
 )
 from contracts.jurisdictions import JurisdictionRegistry
-from services.runtime.es.aggregate import Aggregate, DomainError, applies
+from services.runtime.es.aggregate import Aggregate, DomainError, NotAllowed, applies
 
 #: States from which a matter can still be reviewed, merged or sent on.
 OPEN_FOR_REVIEW = (MatterStatus.submitted, MatterStatus.registered)
@@ -71,6 +75,9 @@ class Matter(Aggregate):
     idempotency_key: str | None = None
     #: How many times the outcome was told to whoever raised the problem (向企业/群众反馈).
     raiser_fed_back: int = 0
+    #: The reply of the level that handles the matter (here, or reported back from there).
+    reply: HandlingReply | None = None
+    reply_from: Hop | None = None
 
     # -- decisions ---------------------------------------------------------------------
     def _require(self, *allowed: MatterStatus, action: str) -> None:
@@ -194,6 +201,56 @@ class Matter(Aggregate):
             raise DomainError("该事项没有记录反映主体（企业或群众）", field="matter_id", code="no_raiser")
         return [RaiserFedBack(way=way, rating=rating, note=note, fed_back_on=on)]
 
+    # -- replies down, feedback up (a submitter answers where they raised the matter) ----
+    def reply_released(self, reply: HandlingReply, here: Hop) -> list[ReplyRecorded]:
+        """This level's case released its reply: recorded on the matter, so the relay reports it
+        back to the levels it came from. A redelivery changes nothing."""
+        if self.reply == reply and self.reply_from == here:
+            return []
+        return [ReplyRecorded(reply=reply, handled_in=here)]
+
+    def reply_reported_back(self, reply: HandlingReply, handled_in: Hop) -> list[ReplyRecorded]:
+        if self.reply == reply and self.reply_from == handled_in:
+            return []  # redelivered
+        self._require(MatterStatus.escalated, MatterStatus.sent_down, action="接收答复")
+        return [ReplyRecorded(reply=reply, handled_in=handled_in, reported_back=True)]
+
+    def give_feedback_on_reply(
+        self, submitter_id: str, rating: str, comment: str | None
+    ) -> list[SubmitterFeedbackGiven]:
+        """A submitter's feedback on the reply of the level that handles the matter, given here."""
+        self._require(MatterStatus.escalated, MatterStatus.sent_down, action="反馈满意度")
+        if self.reply is None or self.reply_from is None:
+            raise DomainError("办理单位尚未答复，暂不能反馈满意度", field="matter_id", code="no_reply_yet")
+        submitter = next((s for s in self.submitters if s.id == submitter_id), None)
+        if submitter is None:
+            raise NotAllowed("只有本件的提出人可以反馈意见")
+        return [
+            SubmitterFeedbackGiven(
+                submitter=submitter,
+                rating=rating,
+                comment=comment,
+                round=self.reply.round,
+                handled_in=self.reply_from,
+            )
+        ]
+
+    def feedback_received(
+        self, submitter: Submitter, rating: str, comment: str | None, given_in: str, handled_in: Hop, round: int
+    ) -> list[SubmitterFeedbackReceived]:
+        if not self.exists:
+            raise DomainError(f"事项 {self.id} 不存在", field="matter_id", code="not_found")
+        return [
+            SubmitterFeedbackReceived(
+                submitter=submitter,
+                rating=rating,
+                comment=comment,
+                round=round,
+                given_in=given_in,
+                handled_in=handled_in,
+            )
+        ]
+
     # -- state -------------------------------------------------------------------------
     @applies(MatterSubmitted)
     def _submitted(self, event: MatterSubmitted) -> None:
@@ -264,6 +321,19 @@ class Matter(Aggregate):
     @applies(RaiserFedBack)
     def _raiser_fed_back(self, event: RaiserFedBack) -> None:
         self.raiser_fed_back += 1
+
+    @applies(ReplyRecorded)
+    def _reply(self, event: ReplyRecorded) -> None:
+        self.reply = event.reply
+        self.reply_from = event.handled_in
+
+    @applies(SubmitterFeedbackGiven)
+    def _feedback_given(self, event: SubmitterFeedbackGiven) -> None:
+        pass  # on the record; the relay sends it on its way
+
+    @applies(SubmitterFeedbackReceived)
+    def _feedback_received(self, event: SubmitterFeedbackReceived) -> None:
+        pass  # on the record; tracking (here) takes it, or the relay passes it on
 
 
 class RegistrationBook(Aggregate):

@@ -7,6 +7,7 @@ jurisdiction; only committee staff review, merge, route and escalate.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from contracts.intake import (
     ConvertMatter,
     EscalateMatter,
     FeedBackToRaiser,
+    GiveFeedbackOnReply,
+    HandlingReply,
     Hop,
     MatterData,
     MergeMatter,
@@ -32,7 +35,7 @@ from contracts.intake import (
     SubmitMatter,
 )
 from contracts.jurisdictions import JurisdictionRegistry
-from contracts.tracking import CaseClosed
+from contracts.tracking import CaseClosed, ReplyReleased, ReplySubmitted
 from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.es.commands import create_once, execute
 from services.runtime.es.eventstore import EventStore
@@ -44,6 +47,8 @@ from .domain import Activity, Matter, RegistrationBook
 SUBMITTERS = (Role.deputy, Role.liaison_station, Role.committee, Role.system, Role.admin)
 #: A stable id from its parts: a retried command or a redelivered message maps to the same id.
 derived_id = id_deriver("6c1e6f0e-8a51-4f57-9d7e-4b1f0b5a0d11")  # namespace of intake's derived ids
+
+log = logging.getLogger("duban.intake.handlers")
 
 
 class IntakeHandlers(Guarded):
@@ -57,11 +62,14 @@ class IntakeHandlers(Guarded):
         registry: JurisdictionRegistry,
         *,
         clock: Callable[[], datetime] = utcnow,
+        cases: EventStore | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.here = store.jurisdiction
         self.clock = clock
+        #: This level's tracking events, read (never written) for the text of a released reply.
+        self.cases = cases
         self._books: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     # -- who may do what ---------------------------------------------------------------
@@ -264,6 +272,80 @@ class IntakeHandlers(Guarded):
             event_ids=lambda n: [derived_id(envelope.event_id, "outcome", str(i)) for i in range(n)],
         )
         return matter
+
+    async def reply_released(self, released: ReplyReleased, envelope: Envelope) -> Matter | None:
+        """This level's tracking released its case's reply: recorded on the matter (its text and unit
+        from the case's own reply), so the relay reports it back to the levels it came from, where
+        its submitters read it and give their feedback."""
+        if self.cases is None:
+            log.warning("no tracking events to read the reply from", extra={"matter_id": envelope.aggregate_id})
+            return None
+        submitted = [
+            e for e in await self.cases.history(envelope.aggregate_id) if e.event_type == ReplySubmitted.event_type
+        ]
+        if not submitted:
+            return None
+        text = submitted[-1].payload
+        reply = HandlingReply(
+            reply_class=released.reply_class,
+            text=text["text"],
+            unit=(text.get("unit") or {}).get("name"),
+            round=released.round,
+        )
+        here = Hop(jurisdiction=self.here, matter_id=envelope.aggregate_id)
+        matter, _ = await execute(
+            self.store,
+            Matter,
+            envelope.aggregate_id,
+            lambda m: m.reply_released(reply, here) if m.exists else [],
+            actor=envelope.actor,
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.event_id,
+            event_ids=lambda n: [derived_id(envelope.event_id, "reply", str(i)) for i in range(n)],
+        )
+        return matter
+
+    async def reply_reported_back(self, message: x.ReplyReportedBack, envelope: Envelope) -> None:
+        await execute(
+            self.store,
+            Matter,
+            message.origin.matter_id,
+            lambda m: m.reply_reported_back(message.reply, message.handled_in),
+            actor=envelope.actor,
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.event_id,
+            event_ids=lambda n: [derived_id(envelope.event_id, "reply-back", str(i)) for i in range(n)],
+        )
+
+    async def give_feedback_on_reply(self, command: GiveFeedbackOnReply, principal: Principal) -> Matter:
+        """反馈满意度 given where the submitter raised the matter; it travels to the handling level."""
+        self._in_scope(principal)
+        if not principal.has(Role.deputy):
+            raise NotAllowed("只有本件的提出人可以反馈意见")
+        matter, _ = await execute(
+            self.store,
+            Matter,
+            command.matter_id,
+            lambda m: m.give_feedback_on_reply(principal.id, command.rating, command.comment),
+            actor=principal.actor(Role.deputy),
+        )
+        return matter
+
+    async def feedback_forwarded(self, message: x.FeedbackForwarded, envelope: Envelope) -> None:
+        """A submitter's feedback from a lower level: on the record of the matter here, where tracking
+        takes it (the matter handled here) or the relay passes it on (escalated further)."""
+        await execute(
+            self.store,
+            Matter,
+            message.to.matter_id,
+            lambda m: m.feedback_received(
+                message.submitter, message.rating, message.comment, message.given_in, message.handled_in, message.round
+            ),
+            actor=envelope.actor,
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.event_id,
+            event_ids=lambda n: [derived_id(envelope.event_id, "feedback", str(i)) for i in range(n)],
+        )
 
     async def outcome_reported_back(self, message: x.OutcomeReportedBack, envelope: Envelope) -> None:
         await execute(

@@ -8,7 +8,11 @@ source event, so a redelivery is stored once):
 - ``MatterReceived`` → ``x.MatterTakenIn`` back to the sender (its path learns our id);
 - ``OutcomeRecorded`` on a matter that came from another level → ``x.OutcomeReportedBack`` to it,
   which records it and, if its matter came from further away, passes it on: so a township sees
-  the outcome of what Taizhou handled.
+  the outcome of what Taizhou handled;
+- ``ReplyRecorded`` likewise → ``x.ReplyReportedBack``: the reply reaches where the matter was
+  raised, and its submitters give their feedback there;
+- ``SubmitterFeedbackGiven`` / ``SubmitterFeedbackReceived`` → ``x.FeedbackForwarded`` up to the
+  next level, until it reaches the level that handles the matter, whose tracking takes it.
 
 The inbox (:class:`Inbox`) reads this level's INBOX; :class:`CaseOutcomes` reads this level's
 TRACKING stream (a closed case is its matter's outcome). Their handlers are idempotent.
@@ -21,8 +25,17 @@ import logging
 from contracts import integration as x
 from contracts.envelope import Envelope
 from contracts.events import Event
-from contracts.intake import Hop, MatterEscalated, MatterReceived, MatterSentDown, OutcomeRecorded
-from contracts.tracking import CaseClosed
+from contracts.intake import (
+    Hop,
+    MatterEscalated,
+    MatterReceived,
+    MatterSentDown,
+    OutcomeRecorded,
+    ReplyRecorded,
+    SubmitterFeedbackGiven,
+    SubmitterFeedbackReceived,
+)
+from contracts.tracking import CaseClosed, ReplyReleased
 from services.runtime.bus.levels import send_to_level
 from services.runtime.bus.reactions import Reactions, reacts_to
 
@@ -58,6 +71,36 @@ class Relay(Reactions):
         message = x.MatterTakenIn(origin=event.origin, taken_in_as=here)
         await self._send(envelope, event.origin.jurisdiction, x.KIND_TAKEN_IN, message)
 
+    @reacts_to(ReplyRecorded)
+    async def reply_back(self, event: ReplyRecorded, envelope: Envelope) -> None:
+        """The handling level's reply goes down to where the matter came from (and on from there)."""
+        matter = await self.store.load(Matter, envelope.aggregate_id)
+        if matter.origin is None:
+            return  # raised here: its submitters give their feedback here, in tracking
+        message = x.ReplyReportedBack(origin=matter.origin, handled_in=event.handled_in, reply=event.reply)
+        await self._send(envelope, matter.origin.jurisdiction, x.KIND_REPLY, message)
+
+    @reacts_to(SubmitterFeedbackGiven, SubmitterFeedbackReceived)
+    async def feedback_up(self, event: SubmitterFeedbackGiven | SubmitterFeedbackReceived, envelope: Envelope) -> None:
+        """A submitter's feedback goes up, level by level, to the level that handles the matter."""
+        if event.handled_in.jurisdiction == self.here:
+            return  # it has arrived: tracking takes it here
+        matter = await self.store.load(Matter, envelope.aggregate_id)
+        if matter.forwarded_as is None:
+            log.error("feedback with nowhere to go", extra={"matter_id": envelope.aggregate_id})
+            return
+        given_in = event.given_in if isinstance(event, SubmitterFeedbackReceived) else self.here
+        message = x.FeedbackForwarded(
+            to=matter.forwarded_as,
+            handled_in=event.handled_in,
+            given_in=given_in,
+            submitter=event.submitter,
+            rating=event.rating,
+            comment=event.comment,
+            round=event.round,
+        )
+        await self._send(envelope, matter.forwarded_as.jurisdiction, x.KIND_FEEDBACK, message)
+
     @reacts_to(OutcomeRecorded)
     async def report_back(self, event: OutcomeRecorded, envelope: Envelope) -> None:
         matter = await self.store.load(Matter, envelope.aggregate_id)
@@ -83,7 +126,7 @@ class Relay(Reactions):
 class Inbox(Reactions):
     """What other levels addressed to this one (the INBOX)."""
 
-    KINDS = (x.KIND_HANDED_OVER, x.KIND_TAKEN_IN, x.KIND_OUTCOME)
+    KINDS = (x.KIND_HANDED_OVER, x.KIND_TAKEN_IN, x.KIND_OUTCOME, x.KIND_REPLY, x.KIND_FEEDBACK)
 
     def __init__(self, handlers: IntakeHandlers) -> None:
         self.handlers = handlers
@@ -100,6 +143,14 @@ class Inbox(Reactions):
     async def outcome_reported_back(self, message: x.OutcomeReportedBack, envelope: Envelope) -> None:
         await self.handlers.outcome_reported_back(message, envelope)
 
+    @reacts_to(x.ReplyReportedBack)
+    async def reply_reported_back(self, message: x.ReplyReportedBack, envelope: Envelope) -> None:
+        await self.handlers.reply_reported_back(message, envelope)
+
+    @reacts_to(x.FeedbackForwarded)
+    async def feedback_forwarded(self, message: x.FeedbackForwarded, envelope: Envelope) -> None:
+        await self.handlers.feedback_forwarded(message, envelope)
+
 
 class CaseOutcomes(Reactions):
     """This level's tracking: a closed case is its matter's outcome."""
@@ -110,3 +161,7 @@ class CaseOutcomes(Reactions):
     @reacts_to(CaseClosed)
     async def case_closed(self, closed: CaseClosed, envelope: Envelope) -> None:
         await self.handlers.case_closed(closed, envelope)
+
+    @reacts_to(ReplyReleased)
+    async def reply_released(self, released: ReplyReleased, envelope: Envelope) -> None:
+        await self.handlers.reply_released(released, envelope)

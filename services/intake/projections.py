@@ -50,6 +50,9 @@ from contracts.intake import (
     MatterSubmitted,
     OutcomeRecorded,
     RaiserFedBack,
+    ReplyRecorded,
+    SubmitterFeedbackGiven,
+    SubmitterFeedbackReceived,
 )
 from contracts.jurisdictions import UnknownJurisdiction, default_registry
 from services.runtime.read.db import connected
@@ -95,7 +98,7 @@ class MatterListProjection(MatterRecords):
     runtime's matter records, which notify keeps too)."""
 
     name = "intake_matters"
-    version = 4  # the shared matter records, with raised_at and the raiser fed back
+    version = 5  # the shared matter records, with raised_at, the raiser fed back and replies
     metadata = matters_metadata
     table = matters
 
@@ -119,6 +122,7 @@ class MatterHistoryProjection(HistoryProjection):
     """A row per matter event, in the order it happened, with who did it and what it means."""
 
     name = "intake_matter_history"
+    version = 2  # replies reported back, feedback travelling up, the raiser fed back
     metadata = history_metadata
     table = history
     key = "matter_id"
@@ -180,6 +184,24 @@ class MatterHistoryProjection(HistoryProjection):
         if event.reported_back:
             return f"收到{_place(event.handled_in.jurisdiction)}的办理结果，已办结{tail}"
         return f"办结{tail}"
+
+    @handles(ReplyRecorded)
+    def reply_recorded(self, event: ReplyRecorded, envelope: Envelope) -> str:
+        unit = f"，{event.reply.unit}" if event.reply.unit else ""
+        where = f"收到{_place(event.handled_in.jurisdiction)}的答复" if event.reported_back else "答复"
+        return f"{where}（第{event.reply.round}轮，{event.reply.reply_class}类{unit}）：{short(event.reply.text)}"
+
+    @handles(SubmitterFeedbackGiven)
+    def feedback_given(self, event: SubmitterFeedbackGiven, envelope: Envelope) -> str:
+        comment = f"：{short(event.comment)}" if event.comment else ""
+        rating = RAISER_RATING_NAMES[event.rating]
+        to = _place(event.handled_in.jurisdiction)
+        return f"{event.submitter.name}反馈{rating}（第{event.round}轮答复），转{to}{comment}"
+
+    @handles(SubmitterFeedbackReceived)
+    def feedback_received(self, event: SubmitterFeedbackReceived, envelope: Envelope) -> str:
+        rating = RAISER_RATING_NAMES[event.rating]
+        return f"收到{_place(event.given_in)}{event.submitter.name}的反馈：{rating}（第{event.round}轮答复）"
 
     @handles(RaiserFedBack)
     def raiser_fed_back(self, event: RaiserFedBack, envelope: Envelope) -> str:

@@ -417,7 +417,7 @@ class MatterProjection(MatterRecords):
     runtime's matter records, which intake keeps too)."""
 
     name = "notify_matters"
-    version = 4  # the shared matter records, with raised_at and the raiser fed back
+    version = 5  # the shared matter records, with raised_at, the raiser fed back and replies
     metadata = matters_md
     table = matters
 

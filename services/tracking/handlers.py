@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time
 
 from contracts.envelope import SHANGHAI, Envelope, utcnow
-from contracts.intake import MatterRouted
+from contracts.intake import MatterRouted, SubmitterFeedbackReceived
 from contracts.jurisdictions import JurisdictionRegistry
 from contracts.tracking import (
     AssignCase,
@@ -34,6 +34,7 @@ from contracts.tracking import (
     GiveFeedback,
     GroupActivityRecorded,
     MilestoneTarget,
+    Rating,
     RecordGroupActivity,
     RecordMilestoneProgress,
     ReopenCase,
@@ -287,6 +288,35 @@ class TrackingHandlers(Guarded):
             role,
         )
 
+    async def feedback_from_another_level(self, received: SubmitterFeedbackReceived, envelope: Envelope) -> None:
+        """A submitter's own feedback (not a paper form), given at the level where they raised the
+        matter and arrived through intake. Refused now (the case reopened or closed meanwhile), it
+        stays on the matter's record at both levels and is logged, not retried for ever."""
+        case_id = received.handled_in.matter_id
+        now = self.clock()
+        rehandling = self.deadline(now, self.rules.rehandling)
+        rating = Rating(received.rating)
+        try:
+            await execute(
+                self.store,
+                Case,
+                case_id,
+                lambda c: (
+                    c.give_feedback(received.submitter.id, rating, received.comment, False, rehandling, now)
+                    if c.exists
+                    else []
+                ),
+                actor=envelope.actor,
+                correlation_id=envelope.correlation_id,
+                causation_id=envelope.event_id,
+                event_ids=lambda n: [derived_id(envelope.event_id, "feedback", str(i)) for i in range(n)],
+            )
+        except DomainError as refused:
+            log.warning(
+                "feedback from another level not taken",
+                extra={"case_id": case_id, "given_in": received.given_in, "reason": refused.message},
+            )
+
     async def close(self, command: CloseCase, principal: Principal) -> Case:
         self._staff(principal, "办结")
         return await self._run(command.case_id, principal, lambda c: c.close(), Role.committee)
@@ -479,3 +509,9 @@ class RoutedMatters(Reactions):
     async def open_case(self, routed: MatterRouted, envelope: Envelope) -> None:
         await self.handlers.open_case(routed, envelope)
         log.info("case opened", extra={"matter_id": envelope.aggregate_id})
+
+    @reacts_to(SubmitterFeedbackReceived)
+    async def feedback_from_another_level(self, received: SubmitterFeedbackReceived, envelope: Envelope) -> None:
+        """A submitter's feedback given where they raised the matter, arrived here."""
+        if received.handled_in.jurisdiction == self.handlers.here:
+            await self.handlers.feedback_from_another_level(received, envelope)

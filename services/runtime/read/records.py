@@ -37,6 +37,9 @@ from contracts.intake import (
     MatterSubmitted,
     OutcomeRecorded,
     RaiserFedBack,
+    ReplyRecorded,
+    SubmitterFeedbackGiven,
+    SubmitterFeedbackReceived,
 )
 from contracts.jurisdictions import UnknownJurisdiction, default_registry
 from contracts.tracking import (
@@ -121,6 +124,11 @@ def matter_table(name: str, metadata: MetaData) -> Table:
         Column("escalated_to", String(9)),
         Column("escalated_at", UtcDateTime),
         Column("forwarded_matter_id", String(64), doc="its id at the level it was sent to"),
+        Column("reply_class", String(8), doc="the reply of the level that handles it (答复), here or reported back"),
+        Column("reply_text", Text),
+        Column("reply_unit", String(200)),
+        Column("reply_round", Integer),
+        Column("reply_from", String(9), doc="the level that replied"),
         Column("outcome_summary", Text),
         Column("outcome_class", String(8)),
         Column("outcome_unit", String(200)),
@@ -237,6 +245,27 @@ class MatterRecords(DocumentProjection):
     @handles(MatterForwarded)
     def forwarded(self, doc, event: MatterForwarded, envelope: Envelope) -> None:
         self._stamp(doc, envelope, forwarded_matter_id=event.to.matter_id)
+
+    @handles(ReplyRecorded)
+    def reply_recorded(self, doc, event: ReplyRecorded, envelope: Envelope) -> None:
+        reply = event.reply
+        self._stamp(
+            doc,
+            envelope,
+            reply_class=reply.reply_class,
+            reply_text=reply.text,
+            reply_unit=reply.unit,
+            reply_round=reply.round,
+            reply_from=event.handled_in.jurisdiction,
+        )
+
+    @handles(SubmitterFeedbackGiven)
+    def feedback_given(self, doc, event: SubmitterFeedbackGiven, envelope: Envelope) -> None:
+        self._stamp(doc, envelope)  # on the record (history); the row's version moves on
+
+    @handles(SubmitterFeedbackReceived)
+    def feedback_received(self, doc, event: SubmitterFeedbackReceived, envelope: Envelope) -> None:
+        self._stamp(doc, envelope)
 
     @handles(RaiserFedBack)
     def raiser_fed_back(self, doc, event: RaiserFedBack, envelope: Envelope) -> None:

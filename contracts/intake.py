@@ -66,6 +66,23 @@ class Submitter(BaseModel):
     kind: SubmitterKind = SubmitterKind.person
 
 
+class Participant(BaseModel):
+    """Someone listed at an activity: a deputy, of the congress of one level (人大代表: 全国、省、市、
+    县、乡镇), or someone else taking part (街道选民代表, a member of the public); 人次 counts the
+    deputies listed, whatever their level, and not the others."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    id: str | None = Field(default=None, max_length=64, description="principal id, for a deputy duban knows")
+    name: str = Field(min_length=1, max_length=100)
+    role: Literal["deputy", "voter_representative", "other"] = Field(
+        default="deputy", description="deputy 人大代表, voter_representative 街道选民代表, other 其他"
+    )
+    congress: Literal["national", "provincial", "prefecture", "county", "township"] | None = Field(
+        default=None, description="a deputy's congress: 全国、省、市、县（市、区）、乡镇"
+    )
+
+
 class RaisedBy(BaseModel):
     """The enterprise or resident a problem came from, to be fed back to (向市场主体反馈)."""
 
@@ -363,6 +380,7 @@ class ActivityRecorded(Event):
     organiser: str
     organiser_kind: str
     deputies: list[Submitter]
+    participants: list[Participant] = Field(default_factory=list)
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -462,7 +480,12 @@ class RecordActivity(Command):
     place: str = Field(min_length=1, max_length=200)
     organiser: str = Field(min_length=1, max_length=200)
     organiser_kind: str = Field(pattern=r"^(liaison_station|deputy_group|committee)$")
-    deputies: list[Submitter] = Field(default_factory=list, max_length=500)
+    deputies: list[Submitter] = Field(default_factory=list, max_length=500, description="deputies (level not told)")
+    participants: list[Participant] = Field(
+        default_factory=list,
+        max_length=500,
+        description="everyone listed, each a deputy of a congress level or a 街道选民代表 or other",
+    )
 
 
 ACTIVITY_KIND_NAMES = {

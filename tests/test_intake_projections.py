@@ -21,6 +21,7 @@ from contracts.intake import (
     MatterKind,
     MatterStatus,
     Outcome,
+    Participant,
     RaisedBy,
     Submitter,
 )
@@ -376,6 +377,36 @@ async def test_matters_collected_before_their_activity_is_recorded_still_count(n
 
     [row] = await list_activities(engine, JURISDICTION)
     assert (row["id"], row["matters_collected"], row["deputy_count"]) == (activity_id, 1, 1)
+
+
+async def test_participants_count_deputies_of_every_level_and_not_the_voter_representatives(nc, store, engine):
+    """人次 counts the deputies listed, of whatever congress, and not the 街道选民代表 beside them."""
+    activity = Activity(id=new_id())
+    await store.append(
+        activity,
+        activity.record(
+            ActivityRecorded(
+                kind="contact",
+                title="代表进站接待选民",
+                held_on=date(2026, 6, 3),
+                place="太平街道代表联络站",
+                organiser="太平街道代表联络站",
+                organiser_kind="liaison_station",
+                deputies=[],
+                participants=[
+                    Participant(id="d-zhang", name="张三", congress="county"),
+                    Participant(name="王五", congress="prefecture"),
+                    Participant(name="赵六", role="voter_representative"),
+                ],
+            )
+        ),
+    )
+    await project(nc, store, engine, ActivityProjection())
+
+    [row] = await list_activities(engine, JURISDICTION)
+    assert (row["deputy_count"], row["others_count"]) == (2, 1)
+    assert row["by_congress"] == {"county": 1, "prefecture": 1}
+    assert row["deputy_ids"] == ["d-zhang"]
 
 
 # -- possible duplicates -----------------------------------------------------------------------

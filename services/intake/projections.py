@@ -218,6 +218,7 @@ class ActivityProjection(ActivityRecords):
     activity records, which notify keeps too for the monthly summary)."""
 
     name = "intake_activities"
+    version = 2  # participants: deputies of each level apart from the others listed
     metadata = activities_metadata
     table = activities
 

@@ -427,7 +427,7 @@ class ActivityProjection(ActivityRecords):
     runtime's activity records, which intake keeps too)."""
 
     name = "notify_activities"
-    version = 2  # the shared activity records
+    version = 3  # the shared activity records, with participants
     metadata = activities_md
     table = activities
 

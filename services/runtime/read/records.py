@@ -309,7 +309,9 @@ def activity_table(name: str, metadata: MetaData) -> Table:
         Column("organiser", String(200)),
         Column("organiser_kind", String(32)),
         Column("deputy_ids", JSON),
-        Column("deputy_count", Integer, default=0),
+        Column("deputy_count", Integer, default=0, doc="人次: the deputies listed, of every level"),
+        Column("others_count", Integer, default=0, doc="others listed: 街道选民代表 and the public"),
+        Column("by_congress", JSON, doc="{congress level or 'unknown': deputies}"),
         Column("matters_collected", Integer, default=0),
         Column("recorded_at", UtcDateTime),
         Index(f"ix_{name}_jurisdiction_held_on", "jurisdiction", "held_on"),
@@ -349,8 +351,11 @@ class ActivityRecords(DocumentProjection):
             place=event.place,
             organiser=event.organiser,
             organiser_kind=event.organiser_kind,
-            deputy_ids=[d.id for d in event.deputies],
-            deputy_count=len(event.deputies),
+            deputy_ids=[d.id for d in event.deputies]
+            + [p.id for p in event.participants if p.role == "deputy" and p.id],
+            deputy_count=len(event.deputies) + sum(1 for p in event.participants if p.role == "deputy"),
+            others_count=sum(1 for p in event.participants if p.role != "deputy"),
+            by_congress=_by_congress(event),
             matters_collected=doc["matters_collected"] or 0,
             recorded_at=envelope.occurred_at,
         )
@@ -360,6 +365,17 @@ class ActivityRecords(DocumentProjection):
         doc["jurisdiction"] = doc["jurisdiction"] or envelope.jurisdiction
         doc["deputy_count"] = doc["deputy_count"] or 0
         doc["matters_collected"] = (doc["matters_collected"] or 0) + 1
+
+
+def _by_congress(event: ActivityRecorded) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    if event.deputies:
+        counts["unknown"] = len(event.deputies)
+    for participant in event.participants:
+        if participant.role == "deputy":
+            key = participant.congress or "unknown"
+            counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 # -- cases -------------------------------------------------------------------------------------

@@ -17,6 +17,9 @@ from services.runtime.read.db import make_engine
 from tests.support.nats import start_nats
 from tests.support.postgres import create_database, start_postgres
 
+#: every refusal any test provokes must be Chinese and in duban's shape
+pytest_plugins = ["tests.support.chinese_errors"]
+
 
 @pytest.fixture(scope="session")
 def nats_server():

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 from faststream.nats import NatsBroker
-from nats.errors import NoRespondersError
 
 from contracts.envelope import SHANGHAI
 from contracts.evaluation import DraftSession, SessionKind, SubjectRef, UnitRef
@@ -25,6 +24,7 @@ from services.runtime.http.auth import Principal, Role, issue_token
 from services.runtime.read.projector import Projector
 from services.runtime.settings import Settings
 from tests.support.clock import ManualClock
+from tests.support.commands import command_request
 from tests.support.stores import event_store, stored_messages
 
 HERE = "331081"
@@ -242,14 +242,7 @@ async def terminals(nats_url, handlers, store):
 
 
 async def request(nc, store, command: str, body, headers: dict[str, str] | None = None) -> dict:
-    subject = f"duban.cmd.{store.context}.{HERE}.{command}"
-    data = json.dumps(body, ensure_ascii=False).encode()
-    for _ in range(40):  # the broker's subscription reaches the server a moment after broker.start()
-        try:
-            return json.loads((await nc.request(subject, data, timeout=10, headers=headers)).data)
-        except NoRespondersError:
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"no responder on {subject}")
+    return await command_request(nc, store.context, HERE, command, body, headers)
 
 
 async def test_ballot_terminals_over_nats(http, terminals, nc, store, handlers):

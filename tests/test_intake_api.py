@@ -6,7 +6,6 @@ a 4xx (HTTP) or an error reply (NATS) naming the field, never with the input ech
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 
@@ -15,7 +14,6 @@ import pytest
 from faststream.nats import NatsBroker
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nats.errors import NoRespondersError
 
 from contracts import subjects
 from contracts.jurisdictions import default_registry
@@ -25,6 +23,7 @@ from services.intake.handlers import IntakeHandlers
 from services.runtime.http.auth import issue_token
 from services.runtime.read.db import make_engine
 from services.runtime.settings import Settings
+from tests.support.commands import command_request
 from tests.support.stores import event_store, stored_messages
 
 HERE = "331081100"  # 泽国镇
@@ -114,15 +113,7 @@ async def broker(nats_url, handlers, store):
 
 
 async def request(nc, store, command: str, body, headers: dict[str, str] | None = None) -> dict:
-    data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
-    subject = f"duban.cmd.{store.context}.{HERE}.{command}"
-    for _ in range(40):  # the broker's subscription reaches the server a moment after broker.start()
-        try:
-            reply = await nc.request(subject, data, timeout=10, headers=headers)
-            return json.loads(reply.data)
-        except NoRespondersError:
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"no responder on {subject}")
+    return await command_request(nc, store.context, HERE, command, body, headers)
 
 
 # -- retries are taken once -----------------------------------------------------------------------

@@ -120,10 +120,16 @@ class Session(Aggregate):
         self._require("opened", action="结束")
         return [SessionClosed(by=by)]
 
+    def check_publishable(self) -> None:
+        """Refuse publishing a session that does not exist or is not closed (before its sheets
+        are counted)."""
+        if self.status != "published":
+            self._require("closed", action="公布结果")
+
     def publish(self, results: ResultsPublished) -> list[ResultsPublished]:
         if self.status == "published":
             return []
-        self._require("closed", action="公布结果")
+        self.check_publishable()
         return [results]
 
     # -- ballots: the checks that need the session only --------------------------------

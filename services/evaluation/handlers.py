@@ -137,6 +137,7 @@ class EvaluationHandlers(Guarded):
         session = await self.store.load(Session, session_id)
         if session.status == "published":
             return session
+        session.check_publishable()
         results, voters = await self.results(session)
         published = ResultsPublished(
             kind=session.kind,

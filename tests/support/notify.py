@@ -40,6 +40,7 @@ from services.runtime.settings import Settings
 from services.runtime.tools.nats_server import EmbeddedNats, free_port
 from services.tracking.app import TrackingService
 from services.tracking.domain import Case
+from tests.support.chinese_errors import OUTSIDE
 from tests.support.clock import ManualClock
 from tests.support.waiting import eventually
 
@@ -158,11 +159,11 @@ class WebhookReceiver:
         fresh = timestamp.isdigit() and abs(time.time() - int(timestamp)) <= 300
         if not fresh or not hmac.compare_digest(expected_signature(self.secret, timestamp, body), signature):
             endpoint.bad_signatures += 1
-            return JSONResponse({"error": "bad signature"}, status_code=401)
+            return JSONResponse({"error": "bad signature"}, status_code=401, headers=OUTSIDE)
         if endpoint.delay_s:
             await asyncio.sleep(endpoint.delay_s)
         if endpoint.always_fail or endpoint.requests <= endpoint.fail_first:
-            return JSONResponse({"error": "not now"}, status_code=endpoint.status)
+            return JSONResponse({"error": "not now"}, status_code=endpoint.status, headers=OUTSIDE)
         document = json.loads(body)
         document["_delivery_header"] = request.headers.get("Duban-Delivery-Id")
         endpoint.accepted.append(document)

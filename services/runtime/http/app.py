@@ -328,7 +328,7 @@ Readiness = Callable[[], Awaitable[list[dict[str, str]]]]
 
 def health_router(check: Callable[[], Awaitable[bool]] | None = None) -> APIRouter:
     """``GET /healthz`` without authentication, for liveness (is the process serving HTTP?):
-    200 ``{"status": "ok"}``, or 503 when ``check`` says no or fails. Whether the service can
+    200 ``{"status": "ok"}``, or 503 with the reason when ``check`` says no or fails. Whether the service can
     do its work (NATS, JetStream, its database) is ``/readyz`` (:func:`readiness_router`)."""
     router = APIRouter(tags=["health"])
 
@@ -342,7 +342,10 @@ def health_router(check: Callable[[], Awaitable[bool]] | None = None) -> APIRout
                 healthy = False
         if healthy:
             return JSONResponse({"status": "ok"})
-        return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse(
+            {"status": "unavailable", "reasons": [{"code": "unhealthy", "message": "服务暂时不能工作"}]},
+            status_code=503,
+        )
 
     return router
 

@@ -8,7 +8,12 @@ need it skip with the reason only where none of these exists.
 
 from __future__ import annotations
 
+import os
 import uuid
+
+# The tests mint development tokens (HS256 with the development secret), as ``duban up``'s
+# scripts may: accepted only where development sign-in is on, as here and under ``duban up``.
+os.environ.setdefault("DUBAN_DEV_SIGNIN", "true")
 
 import nats
 import pytest

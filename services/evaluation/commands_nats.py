@@ -26,7 +26,7 @@ QUEUE = "evaluation-commands"
 
 
 async def handle_cast(handlers: EvaluationHandlers, settings: Settings, headers, body: bytes) -> dict[str, Any]:
-    principal = authenticate(headers, settings, handlers.here)
+    principal = await authenticate(headers, settings, handlers.here)
     if isinstance(principal, dict):
         return principal
     try:

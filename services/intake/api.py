@@ -22,7 +22,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from starlette.datastructures import UploadFile
 
 from contracts.envelope import Envelope
 from contracts.events import Command, upcast
@@ -55,6 +54,7 @@ from services.runtime.http.app import (
 )
 from services.runtime.http.auth import Principal
 from services.runtime.http.routes import ID_PATTERN, CommandRoute, IdempotencyKey, add_command_routes
+from services.runtime.http.spreadsheets import upload_body, uploaded_file
 from services.runtime.settings import Settings
 
 from . import imports
@@ -188,17 +188,8 @@ def build_router(
         principal: Principal = Depends(caller),
     ) -> Any:
         """Import a liaison station's list; see ``services/intake/imports.py`` for the columns."""
-        form = await request.form(max_files=1, max_fields=10)
         try:
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                return JSONResponse(
-                    error_body("missing_file", "请以 multipart/form-data 上传文件（字段名 file）", "file"), 422
-                )
-            data = await upload.read(imports.MAX_BYTES + 1)
-        finally:
-            await form.close()
-        try:
+            data, _ = await uploaded_file(request)
             return await imports.import_matters(get_handlers(), principal, data, idempotency_key=idempotency_key)
         except imports.ImportRefused as err:
             return JSONResponse(error_body(err.code, err.message, "file"), err.status)
@@ -312,27 +303,10 @@ def _fold(matter_id: str, envelopes: list[Envelope]) -> tuple[dict[str, Any], li
     return row, history
 
 
-_IMPORT_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "CSV（UTF-8 或 GBK）或 XLSX；列：类别、案由、内容、领衔人、领衔人编号、"
-                            "附议人、渠道、分类、反映主体、联系方式、活动编号",
-                        }
-                    },
-                    "required": ["file"],
-                }
-            }
-        },
-    }
-}
+_IMPORT_BODY = upload_body(
+    "CSV（UTF-8 或 GBK）或 XLSX；列：类别、案由、内容、领衔人、领衔人编号、"
+    "附议人、渠道、分类、反映主体、联系方式、活动编号"
+)
 
 
 # -- the app --------------------------------------------------------------------------------

@@ -493,6 +493,8 @@ def reader_ids(principal: Principal) -> list[str]:
     """The recipient ids whose inbox notices a principal reads: their own, their roles', and a
     leader's by name (assignments name leaders, not ids)."""
     ids = [principal.id, *(f"role:{role.value}" for role in principal.roles)]
+    if principal.unit:
+        ids.append(principal.unit)
     if principal.has(Role.leader) and principal.name:
         ids.append(f"leader:{principal.name}")
     return ids

@@ -47,8 +47,17 @@ class Settings(BaseSettings):
     #: no collector; production also sets OTEL_EXPORTER_OTLP_ENDPOINT).
     trace_files: bool = True
 
-    #: HS256 secret of the embedded default's development tokens; production sets a public key.
+    #: Where this level's directory publishes the keys of the tokens it issues (its
+    #: ``/.well-known/jwks.json``); their ``iss`` (default ``duban-directory:<jurisdiction>``)
+    #: and ``aud``.
+    jwks_url: str | None = None
+    token_issuer: str | None = None
+    token_audience: str = "duban"
+    #: Development: sign in by choosing a person, and accept HS256 tokens signed with
+    #: ``jwt_secret`` (``duban up`` sets it; production never does).
+    dev_signin: bool = False
     jwt_secret: str = "duban-development-secret-change-me"
+    #: RS256 public key (PEM) of another issuer whose tokens are accepted besides.
     jwt_public_key: str | None = None
 
     def as_(self, cls: type[S]) -> S:

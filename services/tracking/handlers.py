@@ -4,7 +4,8 @@ Who may do what lives here, with the commands: only committee staff (工委) ass
 extensions, review, close and reopen; only the units a case is assigned to report on it, and
 only its lead unit (主办) returns it, asks for more time and replies; only its co-units (协办)
 give input and countersign; only its submitters give feedback, or staff on their behalf from
-a paper form. A unit signs in with its unit id as the principal id.
+a paper form. A unit's staff member's token names their unit (``unit``); a development token of a unit
+names the unit itself as its subject.
 
 Deadlines are computed here from the deployment's policy (``deadlines.py``) and the injected
 clock, then handed to the pure domain.
@@ -110,7 +111,7 @@ class TrackingHandlers(Guarded):
         self._in_scope(principal)
         if not principal.has(Role.unit):
             raise NotAllowed("仅承办单位可以办理")
-        return principal.id
+        return principal.unit or principal.id
 
     # -- deadlines ---------------------------------------------------------------------
     def deadline(self, start: datetime, span: Span) -> Deadline:

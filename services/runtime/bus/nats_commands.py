@@ -18,7 +18,7 @@ from faststream.nats import NatsBroker, NatsMessage
 from services.runtime.es.aggregate import DomainError
 from services.runtime.es.eventstore import ConcurrencyError, StoreUnavailable
 from services.runtime.http.app import NOT_FOUND_CODES, validation_errors
-from services.runtime.http.auth import NotAuthenticated, Principal, decode_token
+from services.runtime.http.auth import NotAuthenticated, Principal, verifier_for
 from services.runtime.settings import Settings
 
 from .levels import connection_options
@@ -56,14 +56,14 @@ def header(headers: Mapping[str, str] | None, name: str) -> str | None:
     return None
 
 
-def authenticate(headers: Mapping[str, str] | None, settings: Settings, here: str) -> Principal | dict[str, Any]:
+async def authenticate(headers: Mapping[str, str] | None, settings: Settings, here: str) -> Principal | dict[str, Any]:
     """The principal of the request's bearer token, or the refusal to answer with."""
     authorization = header(headers, "Authorization") or ""
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return refusal(401, "not_authenticated", "缺少 Authorization: Bearer 令牌", "Authorization")
     try:
-        principal = decode_token(token.strip(), settings)
+        principal = await verifier_for(settings).verify(token.strip())
     except NotAuthenticated:
         return refusal(401, "not_authenticated", "令牌无效或已过期", "Authorization")
     if principal.jurisdiction != here:

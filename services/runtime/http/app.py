@@ -36,7 +36,7 @@ from services.runtime.es.eventstore import ConcurrencyError, StoreUnavailable
 from services.runtime.es.unavailable import BUS_ERRORS, DATABASE_ERRORS, bus_unavailable
 from services.runtime.settings import Settings
 
-from .auth import NotAuthenticated, Principal, decode_token
+from .auth import NotAuthenticated, Principal, verifier_for
 
 log = logging.getLogger("duban.http")
 
@@ -81,7 +81,7 @@ def principal_from_request(
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
             raise NotAuthenticated("missing bearer token")
-        found = decode_token(credentials.credentials, settings or request.app.state.settings)
+        found = await verifier_for(settings or request.app.state.settings).verify(credentials.credentials)
         if jurisdiction is not None and found.jurisdiction != jurisdiction:
             raise NotAllowed(f"无权访问 {jurisdiction} 的数据", field="jurisdiction")
         return found

@@ -1,15 +1,26 @@
 """Identities: bearer JWTs whose claims give the principal, name, roles and jurisdiction.
 
-HS256 with a configured secret on the embedded default (``DUBAN_JWT_SECRET``); RS256 with a
-configured public key in production (``DUBAN_JWT_PUBLIC_KEY``, PEM). Every command carries the
-actor it came from; handlers check roles and the jurisdiction scope.
+The level's directory issues them (``services/directory``): RS256, short-lived, with ``iss``
+(``duban-directory:<jurisdiction>``) and ``aud`` (``duban``), naming a person of its directory
+and the roles it gives them; every service verifies them against the directory's JWKS
+(``DUBAN_JWKS_URL``), cached, fetched again when a token names a key it does not know (a
+rotated key is picked up without a restart). A token of a person the directory has disabled
+is refused as soon as the service's projection of the directory knows it (``read/people.py``).
+
+Development only (``DUBAN_DEV_SIGNIN=true``, which ``duban up`` sets and production does not):
+HS256 tokens signed with ``DUBAN_JWT_SECRET`` are also accepted, as the tests and scripts mint
+them. ``DUBAN_JWT_PUBLIC_KEY`` (PEM) accepts RS256 tokens of one fixed key besides.
+Every command carries the actor it came from; handlers check roles and the jurisdiction scope.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import jwt
 from pydantic import BaseModel, Field, ValidationError
@@ -17,6 +28,8 @@ from pydantic import BaseModel, Field, ValidationError
 from contracts.envelope import Actor
 from services.runtime.es.aggregate import NotAllowed
 from services.runtime.settings import Settings
+
+log = logging.getLogger("duban.auth")
 
 
 class Role(StrEnum):
@@ -42,6 +55,9 @@ class Principal(BaseModel):
     name: str = Field(default="", max_length=128)
     roles: list[Role] = Field(min_length=1)
     jurisdiction: str = Field(pattern=r"^\d{6}(\d{3})?$")
+    #: The 承办单位 a unit's staff member acts for (the directory's org id); a development token
+    #: of a unit names the unit itself as its subject.
+    unit: str | None = Field(default=None, max_length=64)
 
     model_config = {"populate_by_name": True}
 
@@ -55,14 +71,97 @@ class Principal(BaseModel):
 
 
 def decode_token(token: str, settings: Settings) -> Principal:
-    try:
-        if settings.jwt_public_key:
-            claims = jwt.decode(token, settings.jwt_public_key, algorithms=["RS256"], options={"require": ["exp"]})
-        else:
-            claims = jwt.decode(token, settings.jwt_secret, algorithms=["HS256"], options={"require": ["exp"]})
-        return Principal.model_validate(claims)
-    except (jwt.PyJWTError, ValidationError) as err:
-        raise NotAuthenticated(f"invalid token: {type(err).__name__}") from None
+    """The principal of ``token``, with the keys this process knows now (no JWKS fetch): the
+    development secret, the fixed public key, or the JWKS keys already cached."""
+    return verifier_for(settings).verify_known(token)
+
+
+class TokenVerifier:
+    """Checks bearer tokens for one level's services (see the module docstring)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.issuer = settings.token_issuer or f"duban-directory:{settings.jurisdiction}"
+        self.jwks = None
+        if settings.jwks_url:
+            self.jwks = jwt.PyJWKClient(settings.jwks_url, lifespan=3600, cooldown_duration=1)
+        #: Whether a person is disabled in the directory (``read/people.DisabledPeople``), set by
+        #: the service that has the directory's projection.
+        self.disabled: Callable[[str], Awaitable[bool]] | None = None
+
+    def _claims(self, token: str, key: Any, algorithm: str, *, audience: bool) -> dict[str, Any]:
+        options: dict[str, Any] = {"require": ["exp", "iss", "aud"] if audience else ["exp"]}
+        if audience:
+            return jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=self.settings.token_audience,
+                issuer=self.issuer,
+                options=options,
+                leeway=5,
+            )
+        return jwt.decode(token, key, algorithms=[algorithm], options=options)
+
+    def verify_known(self, token: str, *, fetched: Any = None) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+            algorithm = header.get("alg")
+            if algorithm == "HS256" and self.settings.dev_signin and self.settings.jwt_secret:
+                claims = self._claims(token, self.settings.jwt_secret, "HS256", audience=False)
+            elif algorithm == "RS256" and self.jwks is not None and (fetched is not None or header.get("kid")):
+                key = fetched or self._cached_key(header.get("kid"))
+                if key is None:
+                    raise _UnknownKey
+                claims = self._claims(token, key, "RS256", audience=True)
+            elif algorithm == "RS256" and self.settings.jwt_public_key:
+                claims = self._claims(token, self.settings.jwt_public_key, "RS256", audience=False)
+            else:
+                raise NotAuthenticated(f"token algorithm {algorithm!r} not accepted here")
+            return Principal.model_validate(claims)
+        except (jwt.PyJWTError, ValidationError) as err:
+            raise NotAuthenticated(f"invalid token: {type(err).__name__}") from None
+
+    def _cached_key(self, kid: str | None) -> Any:
+        assert self.jwks is not None
+        if kid is None:
+            return None
+        keys = self.jwks.jwk_set_cache.get() if self.jwks.jwk_set_cache is not None else None
+        if keys is None:
+            return None
+        return next((k.key for k in keys.keys if k.key_id == kid), None)
+
+    async def verify(self, token: str) -> Principal:
+        """The principal of ``token``; fetches the JWKS (in a thread) when it names a key not
+        cached yet; refuses a disabled person."""
+        try:
+            principal = self.verify_known(token)
+        except _UnknownKey:
+            assert self.jwks is not None
+            try:
+                found = await asyncio.to_thread(self.jwks.get_signing_key_from_jwt, token)
+            except jwt.PyJWTError as err:
+                log.warning("token key not found", extra={"error": repr(err)})
+                raise NotAuthenticated("unknown signing key") from None
+            principal = self.verify_known(token, fetched=found.key)
+        if self.disabled is not None and await self.disabled(principal.id):
+            raise NotAuthenticated("person disabled in the directory")
+        return principal
+
+
+class _UnknownKey(NotAuthenticated):
+    """The token names a key not in the cached JWKS: fetch it (``TokenVerifier.verify``)."""
+
+
+_VERIFIERS: dict[int, TokenVerifier] = {}
+
+
+def verifier_for(settings: Settings) -> TokenVerifier:
+    """The one verifier of ``settings`` in this process (its JWKS cache shared by HTTP and NATS)."""
+    found = _VERIFIERS.get(id(settings))
+    if found is None or found.settings is not settings:
+        found = _VERIFIERS[id(settings)] = TokenVerifier(settings)
+    return found
 
 
 def issue_token(

@@ -176,7 +176,10 @@ class DraftSession(Command):
     subjects: list[SubjectRef] = Field(min_length=1, max_length=500)
     electorate: list[str] = Field(default_factory=list, max_length=5000)
     roster: str | None = Field(
-        default=None, pattern=ID_PATTERN, description="a roster of services/evaluation/data", validate_default=True
+        default=None,
+        pattern=ID_PATTERN,
+        description="a group of the level's directory (代表小组, 代表团: its enabled members), or a roster file's",
+        validate_default=True,
     )
     opens_at: AwareDatetime
     closes_at: AwareDatetime

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-CONTEXTS = ("intake", "tracking", "evaluation", "notify")
+CONTEXTS = ("intake", "tracking", "evaluation", "notify", "directory")
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 
 

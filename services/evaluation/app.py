@@ -18,6 +18,7 @@ from services.runtime.bus import sources
 from services.runtime.bus.levels import connect
 from services.runtime.bus.nats_commands import documented_broker
 from services.runtime.es.eventstore import EventStore
+from services.runtime.read import people
 from services.runtime.read.db import make_engine
 from services.runtime.service import ServiceBase
 from services.runtime.settings import Settings
@@ -60,16 +61,26 @@ class EvaluationService(ServiceBase):
             ballot_key=self.settings.ballot_secret.encode(),
             rosters=load_rosters(self.settings.rosters_file),
             status_ttl_s=self.status_ttl_s,
+            directory=self.group_members,
             **extra,
         )
         own = sources.events(CONTEXT, self.here)
         await self.run_workers(
-            [self.projector(projection, own) for projection in (SessionProjection(), TurnoutProjection())]
+            [
+                *(self.projector(projection, own) for projection in (SessionProjection(), TurnoutProjection())),
+                *await self.directory_projectors(),
+            ]
         )
         if close_by_time:
             self._stopping.clear()
             self.run_task(self._close_by_time, "close-by-time")
         log.info("evaluation started", extra={"jurisdiction": self.here})
+
+    async def group_members(self, org_id: str) -> list[str] | None:
+        """The enabled members of a group of this level's directory; None if it has no such group."""
+        if not any(o["id"] == org_id for o in await people.list_orgs(self.engine)):
+            return None
+        return [p["id"] for p in await people.members_of(self.engine, org_id)]
 
     async def close_due(self) -> int:
         """Close (and publish) every open session whose closing time has passed, and publish the

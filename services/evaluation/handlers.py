@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -69,8 +69,12 @@ class EvaluationHandlers(Guarded):
         rosters: dict[str, dict] | None = None,
         clock: Callable[[], datetime] = utcnow,
         status_ttl_s: float = 1.0,
+        directory: Callable[[str], Awaitable[list[str] | None]] | None = None,
     ) -> None:
         self.store = store
+        #: The enabled members of a group of the level's directory (a 代表小组, a 代表团), or
+        #: None when the directory has no such group (then ``rosters`` are asked).
+        self.directory = directory
         self.here = store.jurisdiction
         self.ballot_key = ballot_key
         self.rosters = rosters if rosters is not None else load_rosters()
@@ -86,10 +90,13 @@ class EvaluationHandlers(Guarded):
         self._staff(principal, "创建测评")
         electorate = list(command.electorate)
         if command.roster is not None:
-            roster = self.rosters.get(command.roster)
-            if roster is None:
-                raise DomainError(f"没有名册 {command.roster}", field="roster", code="unknown_roster")
-            electorate += roster["members"]
+            members = await self.directory(command.roster) if self.directory is not None else None
+            if members is None:
+                roster = self.rosters.get(command.roster)
+                if roster is None:
+                    raise DomainError(f"没有名册或代表小组 {command.roster}", field="roster", code="unknown_roster")
+                members = roster["members"]
+            electorate += members
         report = command.report_to_party_committee
         drafted = SessionDrafted(
             kind=command.kind,

@@ -57,6 +57,7 @@ class IntakeService(ServiceBase):
                     self.projector(projection, own)
                     for projection in (MatterListProjection(), MatterHistoryProjection(), ActivityProjection())
                 ),
+                *await self.directory_projectors(),
                 self.reactor(Relay(self.handlers), own, durable="intake_outbox_relay", verb="relay"),
                 self.reactor(
                     Inbox(self.handlers), sources.inbox(self.here, *Inbox.KINDS), durable="intake_inbox", verb="receive"

@@ -163,7 +163,16 @@ class NotifyService(ServiceBase):
         self.comments = self.reactor(
             CommentForwarding(self.handlers), own, durable="notify_public_comments", verb="forward comment"
         )
-        await self.run_workers([*self.projectors, *self.listeners, self.sender, self.relay, self.comments])
+        await self.run_workers(
+            [
+                *self.projectors,
+                *await self.directory_projectors(),
+                *self.listeners,
+                self.sender,
+                self.relay,
+                self.comments,
+            ]
+        )
         if sweep:
             self._stopping.clear()  # a start tried again after a failed one (NATS not back yet)
             self.run_task(self._sweep_forever, "summary-sweep")

@@ -23,21 +23,28 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import subjects
+from services.runtime.bus import sources
 from services.runtime.bus.consumer import DurableWorker
 from services.runtime.bus.nats_commands import Register, command_broker
 from services.runtime.bus.pull import PullConsumer
 from services.runtime.bus.reactions import Reactions
 from services.runtime.bus.replay import ReplayResponder
 from services.runtime.bus.sources import Source
+from services.runtime.es.eventstore import EventStore
 from services.runtime.es.unavailable import unavailable
 from services.runtime.http.app import UnavailableWhileDisconnected, readiness_router
+from services.runtime.http.auth import verifier_for
 from services.runtime.http.workers import Helpers, exit_with_parent, helper_command, listening_socket, report_ready
 from services.runtime.observe.metrics import Watched, metrics_router
 from services.runtime.observe.telemetry import setup_tracing
+from services.runtime.read.people import DisabledPeople, OrgProjection, PeopleProjection
 from services.runtime.read.projector import Projection, Projector, read_position
 from services.runtime.settings import Settings
 
 log = logging.getLogger("duban.service")
+
+#: The context whose events say who the level's people are (``services/directory``).
+DIRECTORY = "directory"
 
 
 class ServiceBase:
@@ -94,6 +101,18 @@ class ServiceBase:
             settings=options.pop("settings", self.settings),
             **options,
         )
+
+    async def directory_projectors(self) -> list[Projector]:
+        """Projectors of this level's directory (people, organisations) into the service's own
+        database (``read/people.py``), under names of this service; the directory's stream is
+        created here if the directory has not started yet."""
+        assert self.nc is not None
+        await EventStore(self.nc, context=DIRECTORY, jurisdiction=self.here, settings=self.settings).ensure_streams()
+        source = sources.events(DIRECTORY, self.here)
+        return [
+            self.projector(type(cls.__name__, (cls,), {"name": f"{self.context}_{cls.name}"})(), source)
+            for cls in (PeopleProjection, OrgProjection)
+        ]
 
     async def run_workers(self, workers: Sequence[PullConsumer]) -> None:
         """Prepare each worker (its durable consumer) and keep it running in a task; answer
@@ -273,6 +292,10 @@ def operated(api: FastAPI, service: ServiceBase) -> FastAPI:
         )
     )
     api.add_middleware(UnavailableWhileDisconnected, connected=service.connected)
+    engine = getattr(service, "engine", None)
+    if engine is not None:
+        # a token of a person the directory has disabled is refused from now on
+        verifier_for(service.settings).disabled = DisabledPeople(engine).contains
     return api
 
 

@@ -91,6 +91,7 @@ class TrackingService(ServiceBase):
                         DeputyGroupProjection(),
                     )
                 ),
+                *await self.directory_projectors(),
                 self.reactor(
                     RoutedMatters(self.handlers),
                     sources.events(INTAKE, self.here),

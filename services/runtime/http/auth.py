@@ -174,6 +174,18 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
+def dev_token(jurisdiction: str, role: str, secret: str | None = None) -> str:
+    """The development principal ``<role>-<jurisdiction>`` of one role (HS256, accepted only
+    where ``DUBAN_DEV_SIGNIN`` is on): what the demo loader and ``duban up --dev-tokens`` use."""
+    return issue_token(
+        f"{role}-{jurisdiction}",
+        [role],
+        jurisdiction,
+        name=f"{role}@{jurisdiction}",
+        secret=secret or Settings().jwt_secret,
+    )
+
+
 #: Committee staff (工委 / 提案委 / 代表工委) and administrators: who registers, routes, assigns and reports.
 STAFF = (Role.committee, Role.admin)
 

@@ -5,9 +5,11 @@ arguments and returning the exit code, registered in :func:`build_parser`::
 
     duban contracts export [--out DIR]   write JSON Schemas and the AsyncAPI document
     duban contracts check  [--out DIR]   exit 1 when the committed files differ from the code
-    duban up [--data-dir DIR] [--levels CODES] [--services NAMES] [--demo]
+    duban up [--data-dir DIR] [--levels CODES] [--services NAMES] [--demo] [--dev-tokens]
                                          the whole system on this machine (embedded NATS)
     duban serve SERVICE --jurisdiction CODE [--settings FILE]   one service of one level
+    duban token PERSON [--level CODE]    a development sign-in: a person's access token
+    duban keys rotate --level CODE       a new signing key for a level's tokens
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def _up(args: argparse.Namespace) -> int:
         http_base=args.http_port_base,
         demo=args.demo,
         services=args.services,
+        dev_tokens=args.dev_tokens,
     )
 
 
@@ -110,7 +113,8 @@ def _add_up(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=8100,
         metavar="PORT",
-        help="intake at PORT + level index, tracking at PORT+100 + …, evaluation +200, notify +300 (default 8100)",
+        help="intake at PORT + level index, tracking at PORT+100 + …, evaluation +200, notify +300, directory +400 "
+        "(default 8100)",
     )
     up.add_argument(
         "--levels",
@@ -120,14 +124,20 @@ def _add_up(subparsers: argparse._SubParsersAction) -> None:
         "--services",
         type=_service_list,
         metavar="NAMES",
-        help="comma-separated services to run, among intake,tracking,evaluation,notify (default: every one installed)",
+        help="comma-separated services to run, among intake,tracking,evaluation,notify,directory "
+        "(default: every one installed)",
     )
     up.add_argument("--demo", action="store_true", help="also load a demo built from the seeds (idempotent)")
+    up.add_argument(
+        "--dev-tokens",
+        action="store_true",
+        help="also write a development token per role and level into run.json (scripts; else: duban token)",
+    )
     up.set_defaults(func=_up)
 
 
 #: The services ``serve`` knows; one runs when ``services.<name>.app`` exists and has ``serve``.
-SERVICES = ("intake", "tracking", "evaluation", "notify")
+SERVICES = ("intake", "tracking", "evaluation", "notify", "directory")
 
 
 def settings_file_values(path: Path) -> dict[str, str]:
@@ -269,7 +279,7 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import ops
+    from . import ops, signin
 
     parser = argparse.ArgumentParser(prog="duban", description="督办: duban's command line")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -277,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_up(subparsers)
     _add_serve(subparsers)
     ops.add_commands(subparsers)
+    signin.add_commands(subparsers)
     return parser
 
 

@@ -52,7 +52,7 @@ __all__ = [
 #: Where the committed files live: ``contracts/schemas/`` of the repository.
 SCHEMAS_DIR = Path(contracts.__file__).parent / "schemas"
 #: Service packages whose ``app.asyncapi_broker()`` contributes to the AsyncAPI document.
-SERVICE_PACKAGES = ("intake", "tracking", "evaluation", "notify")
+SERVICE_PACKAGES = ("intake", "tracking", "evaluation", "notify", "directory")
 
 ENVELOPE_FILE = "envelope.json"
 ASYNCAPI_FILE = "asyncapi.json"

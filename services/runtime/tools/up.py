@@ -45,7 +45,7 @@ from contracts import subjects
 from contracts.jurisdictions import default_registry
 from services.runtime.bus.deadletters import ensure_deadletter_stream
 from services.runtime.es.eventstore import EventStore
-from services.runtime.http.auth import Role, issue_token
+from services.runtime.http.auth import Role, dev_token
 from services.runtime.settings import Settings
 
 from .children import die_with_parent, pause, wait_exit
@@ -57,7 +57,9 @@ log = logging.getLogger("duban.up")
 #: The levels ``duban up`` runs by default: 台州市, 温岭市 and one Wenling township (泽国镇).
 DEFAULT_LEVELS = ("331000", "331081", "331081100")
 #: Every service there may be, with its port offset from ``--http-port-base`` (+ the level's index).
-PORT_OFFSETS = {"intake": 0, "tracking": 100, "evaluation": 200, "notify": 300}
+PORT_OFFSETS = {"intake": 0, "tracking": 100, "evaluation": 200, "notify": 300, "directory": 400}
+#: The demo's people, loaded into each level's directory at start (``services/directory/data``).
+DIRECTORY_SEED = Path(__file__).resolve().parents[2] / "directory" / "data" / "demo_directory.json"
 #: How a service process is started: ``duban serve`` with this Python.
 SERVE = (sys.executable, "-m", "services.runtime.tools.cli", "serve")
 #: How long a stopping service may take to drain before its process group is killed.
@@ -250,15 +252,7 @@ def _exit_reason(code: int | None) -> str:
 
 def dev_tokens(levels: tuple[str, ...], secret: str) -> dict[str, dict[str, str]]:
     """One development principal per role and level (HS256 with the development secret)."""
-    return {
-        code: {
-            role.value: issue_token(
-                f"{role.value}-{code}", [role.value], code, name=f"{role.value}@{code}", secret=secret
-            )
-            for role in Role
-        }
-        for code in levels
-    }
+    return {code: {role.value: dev_token(code, role.value, secret) for role in Role} for code in levels}
 
 
 async def _prepare_streams(url: str, levels: tuple[str, ...]) -> None:
@@ -284,8 +278,19 @@ class Runner:
     """The supervised processes of one ``duban up`` (its nats-server and the services) and its
     run file."""
 
-    def __init__(self, data_dir: Path, server: EmbeddedNats, levels: tuple[str, ...], services: list[str], base: int):
+    def __init__(
+        self,
+        data_dir: Path,
+        server: EmbeddedNats,
+        levels: tuple[str, ...],
+        services: list[str],
+        base: int,
+        *,
+        with_tokens: bool = False,
+    ):
         self.data_dir, self.server, self.levels, self.services, self.base = data_dir, server, levels, services, base
+        #: Write a development token per role and level into run.json (``--dev-tokens``).
+        self.with_tokens = with_tokens
         self.registry = default_registry()
         self.nats = NatsServerProcess(server)
         self.children: list[ServiceProcess] = []
@@ -318,8 +323,9 @@ class Runner:
             },
             "pid": os.getpid(),
             "stopped_at": datetime.now(UTC).isoformat(timespec="seconds") if stopped else None,
-            "tokens": dev_tokens(self.levels, Settings().jwt_secret),
         }
+        if self.with_tokens:
+            info["tokens"] = dev_tokens(self.levels, Settings().jwt_secret)
         temporary = self.run_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(info, ensure_ascii=False, indent=2))
         temporary.replace(self.run_file)
@@ -328,14 +334,25 @@ class Runner:
         """NATS first (JetStream up, the streams of every level there), then every service."""
         self.nats.start()
         asyncio.run(_prepare_streams(self.server.url, self.levels))
-        env = {**os.environ, "DUBAN_NATS_URL": self.server.url, "DUBAN_DATA_DIR": str(self.data_dir)}
+        env = {
+            **os.environ,
+            "DUBAN_NATS_URL": self.server.url,
+            "DUBAN_DATA_DIR": str(self.data_dir),
+            # development sign-in: choose a person of the directory, or `duban token PERSON`
+            "DUBAN_DEV_SIGNIN": "true",
+            "DUBAN_SEED_FILE": str(DIRECTORY_SEED),
+        }
         env.pop("DUBAN_DATABASE_URL", None)  # each service of each level has its own SQLite here
         env.pop("DATABASE_URL", None)
         logs = self.data_dir / "logs"
         for service in self.services:
             for index, code in enumerate(self.levels):
                 port = self.base + PORT_OFFSETS[service] + index
-                self.children.append(ServiceProcess(service, code, port, env, logs))
+                level_env = dict(env)
+                if "directory" in self.services:
+                    directory = self.base + PORT_OFFSETS["directory"] + index
+                    level_env["DUBAN_JWKS_URL"] = f"http://127.0.0.1:{directory}/.well-known/jwks.json"
+                self.children.append(ServiceProcess(service, code, port, level_env, logs))
                 self.children[-1].start()
         self.write_run_file()
 
@@ -368,13 +385,14 @@ class Runner:
         for code in self.levels:
             urls = "  ".join(f"{c.service} {c.url}/docs" for c in self.children if c.code == code)
             print(f"  {code} {self.registry.get(code).name}: {urls}")
-        # the try-it line names this run's file and the intake of its last level (the township by default)
+        # the try-it line signs in as this run's deputy of its last level (the township by default)
         code = self.levels[-1]
         intake = next((c for c in self.children if c.code == code and c.service == "intake"), self.children[0])
         print(
-            f'  tokens per role and level: {self.run_file} ("tokens" → code → role); logs in {self.data_dir / "logs"}\n'
-            f'  try: TOKEN=$(python3 -c \'import json;print(json.load(open("{self.run_file}"))'
-            f'["tokens"]["{intake.code}"]["liaison_station"])\')\n'
+            f"  sign in as anyone of a level's directory (development sign-in): duban token PERSON --level CODE,\n"
+            f"  e.g. the deputy deputy-{code}; people: GET <directory>/auth/dev/people\n"
+            f"  logs in {self.data_dir / 'logs'}\n"
+            f"  try: TOKEN=$(DUBAN_DATA_DIR={self.data_dir} duban token deputy-{code} --level {code})\n"
             f'       curl -H "Authorization: Bearer $TOKEN" {intake.url}/matters\n'
             "  stop with Ctrl-C",
             flush=True,
@@ -409,6 +427,7 @@ def run(
     http_base: int = 8100,
     demo: bool = False,
     services: Sequence[str] | None = None,
+    dev_tokens: bool = False,
 ) -> int:
     registry = default_registry()
     unknown = [code for code in levels if code not in registry]
@@ -437,7 +456,7 @@ def run(
     signal.signal(signal.SIGTERM, request_stop)
     # SIGTERM, so that JetStream flushes, should duban up die without stopping it (SIGKILL)
     server = EmbeddedNats(data_dir / "nats", port=port, parent_death_signal=signal.SIGTERM)
-    runner = Runner(data_dir, server, levels, chosen, http_base)
+    runner = Runner(data_dir, server, levels, chosen, http_base, with_tokens=dev_tokens)
     started = time.monotonic()
     try:
         runner.start()

@@ -29,7 +29,9 @@ def walkthrough() -> str:
 
 def test_the_readme_walkthrough_runs_as_written(tmp_path: Path):
     assert shutil.which("curl"), "the walkthrough uses curl"
-    system = Up(tmp_path / ".duban", free_port_block(3), "--services", "intake,tracking")
+    # the folder of a clone: its .venv (where `duban token` is) beside duban up's .duban
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    system = Up(tmp_path / ".duban", free_port_block(3), "--services", "intake,tracking,directory")
     try:
         system.wait_ready()
         done = subprocess.run(

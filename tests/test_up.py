@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import httpx
+import jwt
 import nats
 import pytest
 
@@ -188,8 +189,38 @@ def test_every_service_of_every_level_is_its_own_process_and_answers_healthz(up)
     for name, process in info["processes"].items():
         assert alive(process["pid"]), name
         assert healthz(process["url"]), name
-    assert set(info["tokens"][ZEGUO]) >= {"deputy", "liaison_station", "committee", "unit", "leader"}
+    assert "tokens" not in info  # people sign in: duban token, or --dev-tokens for scripts
     assert info["nats_url"].startswith("nats://127.0.0.1:")
+
+
+def test_duban_token_signs_in_a_person_of_the_directory_whose_token_two_services_accept(up):
+    def token(person: str, level: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "services.runtime.tools.cli", "token", person, "--level", level],
+            env={**os.environ, "DUBAN_DATA_DIR": str(up.data_dir)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    def wait_enrolled() -> bool:
+        return token(f"unit-staff-{WENLING}", WENLING).returncode == 0
+
+    wait_for(wait_enrolled, 30, "the development people enrolled")
+    unit = token(f"unit-staff-{WENLING}", WENLING).stdout.strip()
+    claims = jwt.decode(unit, options={"verify_signature": False})
+    assert jwt.get_unverified_header(unit)["alg"] == "RS256"
+    assert claims["sub"] == f"unit-staff-{WENLING}" and claims["unit"] == f"unit-{WENLING}"
+    assert claims["roles"] == ["unit"] and claims["aud"] == "duban" and claims["exp"] - claims["iat"] <= 900
+    bearer = {"Authorization": f"Bearer {unit}"}
+    for service in ("intake", "tracking"):
+        assert httpx.get(f"{up.url(WENLING, service)}/readyz").status_code == 200
+        path = "/matters" if service == "intake" else "/cases"
+        assert httpx.get(f"{up.url(WENLING, service)}{path}", headers=bearer).status_code == 200, service
+        # the token of 温岭市's directory is not 台州市's
+        assert httpx.get(f"{up.url(TAIZHOU, service)}{path}", headers=bearer).status_code == 401, service
+    refused = token("nobody-here", WENLING)
+    assert refused.returncode == 1 and "不在本级名册中" in refused.stderr
 
 
 def test_the_demo_shows_matters_at_every_level_and_loading_it_again_adds_nothing(up):

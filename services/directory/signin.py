@@ -1,5 +1,6 @@
-"""Signing in: the government's identity provider (OpenID Connect, authorization code with PKCE,
-Authlib's client), the person found in the directory, and duban's own tokens for them.
+"""Signing in: the government's identity provider (OpenID Connect, authorization code with PKCE:
+Authlib's OAuth 2 parameters and PKCE, joserfc for the ID token), the person found in the
+directory, and duban's own tokens for them.
 
 1. ``begin`` sends the browser to the identity provider with a fresh ``state``, ``nonce`` and
    PKCE verifier (kept in ``directory_pending_signins`` for ten minutes).
@@ -26,9 +27,11 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from authlib.integrations.httpx_client import AsyncOAuth2Client
-from authlib.jose import JsonWebKey, JsonWebToken
-from authlib.jose.errors import JoseError
+from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from joserfc import jwt as jose_jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -145,26 +148,23 @@ class SignIn:
                 raise SignInRefused(message, status=503, code="unavailable") from None
         return self._provider
 
-    def _client(self, redirect_uri: str) -> AsyncOAuth2Client:
-        return AsyncOAuth2Client(
-            client_id=self.settings.oidc_client_id,
-            client_secret=self.settings.oidc_client_secret,
-            scope=self.settings.oidc_scope,
-            redirect_uri=redirect_uri,
-            code_challenge_method="S256",
-            timeout=10,
-        )
-
     async def begin(self, redirect_uri: str) -> str:
         """The identity provider's authorization URL to send the browser to."""
         if not self.configured():
             raise SignInRefused("未配置统一身份认证平台（DUBAN_OIDC_ISSUER）", status=404, code="not_found")
         provider = await self.provider()
         state, nonce, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(64)
-        async with self._client(redirect_uri) as client:
-            url, _ = client.create_authorization_url(
-                provider["authorization_endpoint"], state=state, nonce=nonce, code_verifier=verifier
-            )
+        url = prepare_grant_uri(
+            provider["authorization_endpoint"],
+            self.settings.oidc_client_id,
+            "code",
+            redirect_uri=redirect_uri,
+            scope=self.settings.oidc_scope,
+            state=state,
+            nonce=nonce,
+            code_challenge=create_s256_code_challenge(verifier),
+            code_challenge_method="S256",
+        )
         now = utcnow()
         async with self.engine.begin() as conn:
             await conn.execute(delete(pending_signins).where(pending_signins.c.created_at < now - PENDING_TTL))
@@ -182,10 +182,20 @@ class SignIn:
             raise SignInRefused("登录请求已失效，请重新登录", status=400, code="invalid_state")
         provider = await self.provider()
         try:
-            async with self._client(redirect_uri) as client:
-                token = await client.fetch_token(
-                    provider["token_endpoint"], code=code, code_verifier=pending.code_verifier
+            async with httpx.AsyncClient(timeout=10) as http:
+                answer = await http.post(
+                    provider["token_endpoint"],
+                    data={
+                        "grant_type": "authorization_code",
+                        "code": code,
+                        "redirect_uri": redirect_uri,
+                        "code_verifier": pending.code_verifier,
+                    },
+                    auth=(self.settings.oidc_client_id or "", self.settings.oidc_client_secret or ""),
+                    headers={"Accept": "application/json"},
                 )
+                answer.raise_for_status()
+                token = answer.json()
             claims = await self._id_claims(token.get("id_token"), provider, pending.nonce)
         except (httpx.HTTPError, JoseError, ValueError, KeyError) as err:
             log.warning("sign-in refused by the identity provider", extra={"error": repr(err)})
@@ -205,19 +215,16 @@ class SignIn:
         async with httpx.AsyncClient(timeout=10) as http:
             answer = await http.get(provider["jwks_uri"])
             answer.raise_for_status()
-        keys = JsonWebKey.import_key_set(answer.json())
-        claims = JsonWebToken(["RS256"]).decode(
-            id_token,
-            keys,
-            claims_options={
-                "iss": {"essential": True, "value": provider["issuer"]},
-                "aud": {"essential": True, "value": self.settings.oidc_client_id},
-                "exp": {"essential": True},
-                "nonce": {"essential": True, "value": nonce},
-            },
-        )
-        claims.validate(leeway=30)
-        return dict(claims)
+        decoded = jose_jwt.decode(id_token, KeySet.import_key_set(answer.json()), algorithms=["RS256"])
+        jose_jwt.JWTClaimsRegistry(
+            leeway=30,
+            iss={"essential": True, "value": provider["issuer"]},
+            aud={"essential": True, "value": self.settings.oidc_client_id},
+            exp={"essential": True},
+            sub={"essential": True},
+            nonce={"essential": True, "value": nonce},
+        ).validate(decoded.claims)
+        return dict(decoded.claims)
 
     # -- service accounts ---------------------------------------------------------------------
     def client_credentials(self, client_id: str, client_secret: str) -> dict[str, Any]:

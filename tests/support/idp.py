@@ -271,7 +271,9 @@ class IdentityProvider:
         self.app = self._make_app()
         self._server = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.issuer = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="test-idp", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="test-idp", daemon=True
+        )
         self._thread.start()
 
     # -- what tests use ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from services.runtime.http.auth import dev_token
 from services.runtime.tools.nats_server import free_port
 from services.runtime.tools.up import PORT_OFFSETS
 
@@ -149,7 +150,10 @@ class Up:
         return self.output.read_text(errors="replace")
 
     def headers(self, code: str, role: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.run_file['tokens'][code][role]}"}
+        """A development principal of ``role`` at ``code`` (HS256: duban up turns development
+        sign-in on), or the token run.json has for it when started with ``--dev-tokens``."""
+        token = self.run_file.get("tokens", {}).get(code, {}).get(role) or dev_token(code, role)
+        return {"Authorization": f"Bearer {token}"}
 
     def url(self, code: str, service: str) -> str:
         return self.run_file["services"][code][service]

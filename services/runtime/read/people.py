@@ -66,9 +66,15 @@ class PeopleProjection(DocumentProjection):
     def key_of(self, envelope: Envelope) -> Any:
         return envelope.payload.get("person", {}).get("id") or envelope.payload.get("person_id")
 
-    @handles(PersonEnrolled, PersonChanged)
-    def record(self, doc, event: PersonEnrolled | PersonChanged, envelope: Envelope) -> None:
-        person = event.person
+    @handles(PersonEnrolled)
+    def enrolled(self, doc, event: PersonEnrolled, envelope: Envelope) -> None:
+        self._record(doc, event.person, envelope)
+
+    @handles(PersonChanged)
+    def changed(self, doc, event: PersonChanged, envelope: Envelope) -> None:
+        self._record(doc, event.person, envelope)
+
+    def _record(self, doc, person, envelope: Envelope) -> None:
         doc.update(
             person.model_dump(mode="json", exclude={"extra_roles"}),
             roles=person.roles(),

@@ -27,6 +27,7 @@ from services.runtime.bus import sources
 from services.runtime.bus.consumer import carrying
 from services.runtime.bus.levels import connect, ensure_level_streams
 from services.runtime.es.eventstore import EventStore
+from services.runtime.read import people
 from services.runtime.read.db import make_engine
 from services.runtime.service import ServiceBase
 from services.runtime.settings import Settings
@@ -89,7 +90,9 @@ class NotifyService(ServiceBase):
         self.handlers = NotifyHandlers(
             self.store, self.engine, self.registry, settings, self.templates, clock=self.clock
         )
-        self.planner = NoticePlanner(self.here, self.registry, self.sources, self.clock)
+        self.planner = NoticePlanner(
+            self.here, self.registry, self.sources, self.clock, known_here=self.person_here
+        )
         self.senders: dict = {
             n.NoticeChannel.webhook: WebhookChannel(
                 secret=settings.webhook_secret, timeout_s=settings.webhook_timeout_s
@@ -177,6 +180,10 @@ class NotifyService(ServiceBase):
             self._stopping.clear()  # a start tried again after a failed one (NATS not back yet)
             self.run_task(self._sweep_forever, "summary-sweep")
         log.info("notify started", extra={"jurisdiction": self.here, "channels": sorted(self.senders)})
+
+    async def person_here(self, person_id: str) -> bool:
+        """Whether ``person_id`` is a person of this level's directory (they sign in here)."""
+        return await people.find_person(self.engine, person_id) is not None
 
     # -- the monthly summary sweep -----------------------------------------------------
     def report_day(self) -> int | None:

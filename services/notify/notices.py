@@ -8,7 +8,10 @@ tracking ``CaseUrged`` (due soon)      到期提醒 to the lead unit; for a key 
 tracking ``CaseUrged`` (overdue…)      催办 to the lead unit (and the leader when long overdue)
 tracking ``CaseEscalatedToLeader``     超期报领导督办 to the supervising leader of the key item
 tracking ``CaseReopened``              重新办理 to the lead unit
-tracking ``ReplyReleased``             答复通知 with the request for feedback, to every submitter
+tracking ``ReplyReleased``             答复通知 with the request for feedback, to every submitter who
+                                       raised it here or is a person of this level's directory
+intake ``ReplyRecorded`` (reported     答复通知 to the submitters of a matter raised here and handled
+back)                                  at a higher level: a deputy is told where he signs in
 intake ``MatterReceived``              上报/交办事项 to whoever receives escalations at this level
 intake ``OutcomeRecorded``             办理结果反馈 to the enterprise or resident who raised it (its
                                        e-mail contact) and to the deputy who collected it, asking them
@@ -28,13 +31,14 @@ A recipient gets at most one notice per event (duplicates within one event are d
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 from contracts.envelope import SHANGHAI, Envelope
 from contracts.events import UnknownEventType, upcast
-from contracts.intake import KIND_NAMES, MatterKind, MatterReceived, OutcomeRecorded
+from contracts.intake import KIND_NAMES, MatterKind, MatterReceived, OutcomeRecorded, ReplyRecorded
 from contracts.jurisdictions import JurisdictionRegistry, UnknownJurisdiction
 from contracts.notify import NoticeChannel, NoticeKind, Recipient
 from contracts.tracking import (
@@ -71,7 +75,7 @@ TRACKING_TYPES = {
     CaseReopened.event_type,
     ReplyReleased.event_type,
 }
-INTAKE_TYPES = {MatterReceived.event_type, OutcomeRecorded.event_type}
+INTAKE_TYPES = {MatterReceived.event_type, OutcomeRecorded.event_type, ReplyRecorded.event_type}
 EVALUATION_TYPES = {SESSION_OPENED, RESULTS_PUBLISHED}
 
 
@@ -174,6 +178,7 @@ def matter_facts(history: list[Envelope], upto: int) -> dict[str, Any]:
                 kind_name=_kind_name(data["kind"]),
                 lead_id=data["lead"]["id"],
                 lead_name=data["lead"]["name"],
+                submitters=[data["lead"], *data.get("co_signers", [])],
                 raised_in=data["raised_in"],
                 raised_by=data.get("raised_by"),
                 content=data.get("content"),
@@ -216,8 +221,18 @@ def reported_to_party_committee(payload: dict[str, Any], kind: str | None) -> bo
 class NoticePlanner:
     """Turns one stored event of this level into the notices it calls for."""
 
-    def __init__(self, here: str, registry: JurisdictionRegistry, stores: dict[str, EventStore], clock) -> None:
+    def __init__(
+        self,
+        here: str,
+        registry: JurisdictionRegistry,
+        stores: dict[str, EventStore],
+        clock,
+        *,
+        known_here: Callable[[str], Awaitable[bool]] | None = None,
+    ) -> None:
         self.here = here
+        #: Whether an id is a person of this level's directory (where they sign in).
+        self.known_here = known_here
         self.registry = registry
         self.stores = stores
         self.clock = clock
@@ -302,7 +317,11 @@ class NoticePlanner:
                 "role": "submitter",
             }
             reply_data = data | {"reply_class": event.reply_class}
+            matter = matter_facts(await self.stores["intake"].history(topic), envelope.sequence + 10**12)
+            raised_elsewhere = matter.get("raised_in") not in (None, self.here)
             for submitter in case["submitters"]:
+                if raised_elsewhere and not (self.known_here and await self.known_here(submitter["id"])):
+                    continue  # told where the matter was raised, when the reply reaches there
                 recipient = Recipient(id=submitter["id"], name=submitter["name"])
                 notices.append(Notice(NoticeKind.reply, recipient, context, topic, "submitter", data=reply_data))
         return notices
@@ -333,6 +352,8 @@ class NoticePlanner:
                     data=data,
                 )
             ]
+        if isinstance(event, ReplyRecorded):
+            return await self._reply_reported_back(event, envelope)
         if isinstance(event, OutcomeRecorded):
             history = await self.stores["intake"].history(envelope.aggregate_id)
             matter = matter_facts(history, envelope.sequence)
@@ -374,6 +395,42 @@ class NoticePlanner:
             )
             return notices
         return []
+
+    async def _reply_reported_back(self, event: ReplyRecorded, envelope: Envelope) -> list[Notice]:
+        """A higher level's reply reported back to where the matter was raised: its submitters
+        are told here, where they sign in and give their feedback."""
+        topic = envelope.aggregate_id
+        matter = matter_facts(await self.stores["intake"].history(topic), envelope.sequence)
+        if not event.reported_back or matter.get("raised_in") != self.here:
+            return []
+        reply = event.reply
+        case = {
+            "title": matter["title"],
+            "kind_name": matter["kind_name"],
+            "registration_no": matter.get("registration_no"),
+            "submitters": matter.get("submitters") or [],
+            "lead_unit": {"name": reply.unit or self.place(event.handled_in.jurisdiction)},
+            "committee": None,
+        }
+        context = self.common() | {
+            "case": case,
+            "reply_class": reply.reply_class,
+            "reply_class_name": REPLY_CLASS_NAMES.get(reply.reply_class, reply.reply_class),
+            "reply_text": reply.text,
+            "role": "submitter",
+        }
+        data = {"matter_id": topic, "title": matter["title"], "reply_class": reply.reply_class, "round": reply.round}
+        return [
+            Notice(
+                NoticeKind.reply,
+                Recipient(id=submitter["id"], name=submitter["name"]),
+                context,
+                topic,
+                "submitter",
+                data=data,
+            )
+            for submitter in case["submitters"]
+        ]
 
     # -- evaluation ----------------------------------------------------------------------
     async def _evaluation(self, envelope: Envelope) -> list[Notice]:

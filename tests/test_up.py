@@ -306,6 +306,95 @@ def test_a_township_matter_escalated_over_http_is_visible_at_each_level_with_its
     assert refused.status_code == 403
 
 
+def duban_token(up, person: str, level: str) -> dict[str, str]:
+    """The bearer header of a person of ``level``'s directory, signed in with ``duban token``."""
+    done = subprocess.run(
+        [sys.executable, "-m", "services.runtime.tools.cli", "token", person, "--level", level],
+        env={**os.environ, "DUBAN_DATA_DIR": str(up.data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    return {"Authorization": f"Bearer {done.stdout.strip()}"}
+
+
+def test_a_county_reply_reaches_the_township_deputy_in_his_own_inbox(up):
+    present, _ = discover_services()
+    assert {"intake", "tracking", "notify", "directory"} <= set(present)
+    wait_for(lambda: duban_token(up, f"deputy-{ZEGUO}", ZEGUO), 30, "the township's people")
+    station, deputy = duban_token(up, f"liaison_station-{ZEGUO}", ZEGUO), duban_token(up, f"deputy-{ZEGUO}", ZEGUO)
+    committee = {c: duban_token(up, f"committee-{c}", c) for c in (ZEGUO, WENLING)}
+    title = "泽国镇工业园区雨污管网堵塞"
+    submitted = httpx.post(
+        f"{up.url(ZEGUO, 'intake')}/matters",
+        json={
+            "matter": {
+                "kind": "problem",
+                "title": title,
+                "content": "园区雨污管网堵塞，汛期企业厂区积水。",
+                "lead": {"id": f"deputy-{ZEGUO}", "name": "王代表"},
+                "channel": "liaison_station",
+                "raised_in": ZEGUO,
+            }
+        },
+        headers={**station, "Idempotency-Key": "test-reply-reaches-deputy"},
+    )
+    assert submitted.status_code == 201, submitted.text
+    township_id = submitted.json()["id"]
+    intake = up.url(ZEGUO, "intake")
+    assert httpx.post(f"{intake}/matters/{township_id}/register", headers=committee[ZEGUO]).status_code == 200
+    escalated = httpx.post(
+        f"{intake}/matters/{township_id}/escalate", json={"reason": "超出本级事权"}, headers=committee[ZEGUO]
+    )
+    assert escalated.status_code == 200, escalated.text
+
+    def forwarded():
+        detail = httpx.get(f"{intake}/matters/{township_id}", headers=committee[ZEGUO]).json()
+        return detail["matter"].get("forwarded_matter_id")
+
+    county_id = wait_for(forwarded, 30, "the matter at 温岭市")
+    county = up.url(WENLING, "intake")
+    assert httpx.post(f"{county}/matters/{county_id}/register", headers=committee[WENLING]).status_code == 200
+    routed = httpx.post(
+        f"{county}/matters/{county_id}/route", json={"committee": "城建环资工委"}, headers=committee[WENLING]
+    )
+    assert routed.status_code == 200, routed.text
+    tracking = up.url(WENLING, "tracking")
+    wait_for(
+        lambda: httpx.get(f"{tracking}/cases/{county_id}", headers=committee[WENLING]).status_code == 200,
+        30,
+        "the case",
+    )
+    assigned = httpx.post(
+        f"{tracking}/cases/{county_id}/assign",
+        json={"lead_unit": {"id": f"unit-{WENLING}", "name": "温岭市交通运输局"}, "committee": "城建环资工委"},
+        headers=committee[WENLING],
+    )
+    assert assigned.status_code == 200, assigned.text
+    # the unit's staff member signs in as himself; his token names his unit
+    replied = httpx.post(
+        f"{tracking}/cases/{county_id}/reply",
+        json={"reply_class": "A", "text": "已疏通园区雨污管网并新建泵站。"},
+        headers=duban_token(up, f"unit-staff-{WENLING}", WENLING),
+    )
+    assert replied.status_code == 200, replied.text
+
+    def the_reply_notice():
+        items = httpx.get(f"{up.url(ZEGUO, 'notify')}/inbox", headers=deputy).json()["items"]
+        return [i for i in items if i["kind"] == "reply" and title in i["subject"]]
+
+    notices = wait_for(the_reply_notice, 60, "the 答复通知 in the deputy's inbox at 泽国镇")
+    assert "已疏通园区雨污管网并新建泵站。" in notices[0]["body"]
+    # 温岭市 sent none to him: he signs in at 泽国镇, not there
+    sent = httpx.get(
+        f"{up.url(WENLING, 'notify')}/deliveries",
+        params={"recipient": f"deputy-{ZEGUO}"},
+        headers=up.headers(WENLING, "operator"),
+    )
+    assert sent.status_code == 200 and sent.json()["items"] == [], sent.text
+
+
 def test_a_service_killed_with_sigkill_is_restarted_and_handles_what_was_published_meanwhile(up):
     present, _ = discover_services()
     assert "tracking" in present

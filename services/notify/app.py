@@ -90,9 +90,7 @@ class NotifyService(ServiceBase):
         self.handlers = NotifyHandlers(
             self.store, self.engine, self.registry, settings, self.templates, clock=self.clock
         )
-        self.planner = NoticePlanner(
-            self.here, self.registry, self.sources, self.clock, known_here=self.person_here
-        )
+        self.planner = NoticePlanner(self.here, self.registry, self.sources, self.clock, known_here=self.person_here)
         self.senders: dict = {
             n.NoticeChannel.webhook: WebhookChannel(
                 secret=settings.webhook_secret, timeout_s=settings.webhook_timeout_s

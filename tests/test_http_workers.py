@@ -49,6 +49,7 @@ def served(tmp_path):
     server = EmbeddedNats(tmp_path / "nats").start()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_") and k not in {"NATS_URL", "DATABASE_URL"}}
+    env["DUBAN_DEV_SIGNIN"] = "true"  # the test's development tokens
     env |= {"DUBAN_NATS_URL": server.url, "DUBAN_DATA_DIR": str(tmp_path / "data"), "DUBAN_HTTP_WORKERS": "2"}
     command = [*DUBAN, "serve", "evaluation", "--jurisdiction", WENLING, "--port", str(port)]
     log = tmp_path / "serve.log"

@@ -35,6 +35,7 @@ WENLING = "331081"
 
 def serve(service: str, port: int, server: EmbeddedNats, data_dir: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_") and k not in {"NATS_URL", "DATABASE_URL"}}
+    env["DUBAN_DEV_SIGNIN"] = "true"  # the test's development tokens
     env.update(DUBAN_NATS_URL=server.url, DUBAN_DATA_DIR=str(data_dir), DUBAN_TRACE_FILES="false")
     command = [sys.executable, "-m", "services.runtime.tools.cli", "serve", service, "--jurisdiction", WENLING]
     return subprocess.Popen(

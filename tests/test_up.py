@@ -63,6 +63,7 @@ def test_sigterm_drains_a_served_intake_and_nothing_it_acknowledged_is_lost(tmp_
         f"data_dir: {tmp_path / 'data'}\n"
         f"max_deliver: 7\n"
         f"reply_classes: [A, B, C, D]\n"
+        f"dev_signin: true  # the test's development token\n"
     )
     command = [*DUBAN, "serve", "intake", "--jurisdiction", WENLING]
     command += ["--port", str(port), "--settings", str(settings_file)]
@@ -453,7 +454,7 @@ def test_ctrl_c_stops_every_process_and_leaves_none_behind(up):
     assert processes_mentioning(str(up.data_dir)) == []
     stopped = up.run_file
     assert stopped["ready"] is False and stopped["stopped_at"]  # not read as a running system any more
-    assert f'open("{up.data_dir.resolve() / "run.json"}")' in up.log()  # the hint names this run's file
+    assert f"DUBAN_DATA_DIR={up.data_dir.resolve()} duban token" in up.log()  # the hint names this run's data
 
 
 def test_unknown_levels_and_an_unreachable_nats_are_said_in_one_line(tmp_path):

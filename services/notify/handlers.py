@@ -39,6 +39,7 @@ from services.runtime.es.eventstore import ConcurrencyError, EventStore
 from services.runtime.es.ids import id_deriver
 from services.runtime.http.auth import STAFF, Guarded, Principal, Role, issue_token
 from services.runtime.observe.metrics import DELIVERIES
+from services.runtime.read import people
 from services.runtime.read.projector import caught_up
 
 from . import projections
@@ -136,8 +137,9 @@ class NotifyHandlers(Guarded):
     async def routes_for(self, notice: Notice) -> list[tuple[n.Recipient, n.NoticeChannel, str | None, str | None]]:
         """(recipient, channel, address, webhook key env) for each delivery of ``notice``.
 
-        The directory decides: its channels for the recipient (minus what is off here, or muted),
-        the inbox when it lists none usable; a recipient it does not know gets the inbox."""
+        Notify's recipient directory decides: its channels for the recipient (minus what is off
+        here, or muted), the inbox when it lists none usable. A recipient it does not know gets
+        the inbox, and e-mail too when the level's directory (名册) has the person's address."""
         if notice.direct is not None:
             channel, address = notice.direct
             if channel in self.channels_enabled():
@@ -153,7 +155,11 @@ class NotifyHandlers(Guarded):
                 found = await self.directory.find(notice.recipient.id)
             entries = [found] if found is not None else []
         if not entries:
-            return [(notice.recipient, n.NoticeChannel.inbox, None, None)]
+            inbox = (notice.recipient, n.NoticeChannel.inbox, None, None)
+            person = None if notice.by_name else await people.find_person(self.engine, notice.recipient.id)
+            if person and person["email"] and person["active"] and n.NoticeChannel.email in self.channels_enabled():
+                return [inbox, (notice.recipient, n.NoticeChannel.email, person["email"], None)]
+            return [inbox]
         routes = []
         enabled = self.channels_enabled()
         for entry in entries:

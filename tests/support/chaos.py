@@ -234,6 +234,7 @@ class System:
             DUBAN_NATS_URL=self.bus.url,
             DUBAN_DATA_DIR=str(self.root / "data"),
             DUBAN_JURISDICTIONS_FILES=str(self.jurisdictions_file),
+            DUBAN_DEV_SIGNIN="true",  # the scenario's development tokens
             DUBAN_TRACE_FILES="false",  # nobody reads the span files here
         )
         return env

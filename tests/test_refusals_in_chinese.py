@@ -18,6 +18,9 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.directory.api import create_api as directory_api
+from services.directory.app import DirectoryService
+from services.directory.settings import DirectorySettings
 from services.evaluation.api import create_api as evaluation_api
 from services.evaluation.app import EvaluationService
 from services.intake.api import create_api as intake_api
@@ -43,9 +46,9 @@ def test_the_check_refuses_english_and_foreign_shapes():
 
 
 class Served:
-    """The four services of 温岭市 as their processes serve them, and a real matter and case."""
+    """The five services of 温岭市 as their processes serve them, and a real matter and case."""
 
-    def __init__(self, level, evaluation: EvaluationService, case_id: str) -> None:
+    def __init__(self, level, evaluation: EvaluationService, directory: DirectoryService, case_id: str) -> None:
         self.case_id = case_id
         self.apps: dict[str, FastAPI] = {
             "intake": operated(
@@ -63,9 +66,12 @@ class Served:
             "evaluation": operated(
                 evaluation_api(evaluation.settings, handlers=evaluation.handlers, engine=evaluation.engine), evaluation
             ),
+            "directory": operated(
+                directory_api(directory.settings, handlers=directory.handlers, engine=directory.engine), directory
+            ),
         }
         secret = level.intake.settings.jwt_secret
-        roles = ["deputy", "committee", "unit", "liaison_station", "evaluator", "leader"]
+        roles = ["deputy", "committee", "unit", "liaison_station", "evaluator", "leader", "admin"]
         self.callers = [{}, {"Authorization": "Bearer x.y.z"}, {"Authorization": "Basic Zm9vOmJhcg=="}]
         self.callers += [
             {"Authorization": f"Bearer {issue_token(f'{role}-1', [role], WENLING, name=role, secret=secret)}"}
@@ -84,12 +90,17 @@ async def served(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("level")
     async with wenling_level(tmp_path) as level:
         evaluation = EvaluationService(level.intake.settings, status_ttl_s=0.0)
+        directory = DirectoryService(
+            level.intake.settings.as_(DirectorySettings).model_copy(update={"dev_signin": True})
+        )
         await evaluation.start(close_by_time=False)
+        await directory.start()
         try:
             case_id = await level.routed_suggestion()
             await level.idle()
-            yield Served(level, evaluation, case_id)
+            yield Served(level, evaluation, directory, case_id)
         finally:
+            await directory.stop()
             await evaluation.stop()
 
 
@@ -100,9 +111,10 @@ json_values = st.recursive(
 )
 words = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.:泽国镇年月%", min_size=1, max_size=16)
 query_names = ["since", "until", "year", "month", "status", "kind", "limit", "offset", "format", "last_day", "level"]
+query_names += ["org", "q", "code", "state", "error"]
 
 
-@pytest.mark.parametrize("service", ["intake", "tracking", "notify", "evaluation"])
+@pytest.mark.parametrize("service", ["intake", "tracking", "notify", "evaluation", "directory"])
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), body=json_values | st.binary(max_size=80))
 async def test_every_operation_refuses_bad_calls_in_chinese_and_never_with_a_500(served, service, data, body):

@@ -28,6 +28,7 @@ from services.directory.keys import rotate
 from services.directory.settings import DirectorySettings
 from services.intake.api import create_api as intake_api
 from services.intake.app import IntakeService
+from services.intake.commands_nats import handle_command
 from services.runtime.http.auth import Principal, Role
 from services.runtime.service import operated
 from services.runtime.settings import Settings
@@ -208,7 +209,7 @@ async def _refused(apps, token: str) -> bool:
 
 
 async def test_service_accounts_get_system_tokens_by_client_credentials(tmp_path, system):
-    _, directory, directory_url, _, apps = system
+    _, directory, directory_url, services, apps = system
 
     accounts = tmp_path / "accounts.json"
     secret = "a-long-random-secret"
@@ -233,3 +234,21 @@ async def test_service_accounts_get_system_tokens_by_client_credentials(tmp_path
     assert claims["roles"] == ["system"] and claims["subjects"] == ["duban.cmd.intake.331081.submit"]
     assert await call(apps["intake"], "/matters", issued.json()["access_token"]) == 200
     assert wrong.status_code == 401 and "密钥不正确" in wrong.json()["detail"]["message"]
+    # on NATS, the account uses only its subjects
+    intake = services["intake"]
+    bearer = {"Authorization": f"Bearer {issued.json()['access_token']}"}
+    other = await handle_command(
+        intake.handlers, intake.settings, "duban.cmd.intake.331081.register", bearer, b'{"matter_id": "m-1"}'
+    )
+    assert other["status"] == 403 and "无权使用主题 duban.cmd.intake.331081.register" in other["error"]["message"]
+    matter = {
+        "kind": "problem",
+        "title": "12345热线转来：小区路灯不亮",
+        "content": "城东街道某小区路灯损坏已一周。",
+        "lead": {"id": "hotline-12345", "name": "12345热线"},
+        "channel": "external_system",
+        "raised_in": WENLING,
+    }
+    body = json.dumps({"matter": matter}, ensure_ascii=False).encode()
+    allowed = await handle_command(intake.handlers, intake.settings, "duban.cmd.intake.331081.submit", bearer, body)
+    assert allowed.get("ok") is True, allowed

@@ -16,6 +16,7 @@ from typing import Any
 from faststream.nats import NatsBroker, NatsMessage
 from pydantic import ValidationError
 
+from contracts import subjects
 from contracts.evaluation import CastBallots
 from services.runtime.bus.nats_commands import answer, authenticate, invalid, raw_body, refusal
 from services.runtime.settings import Settings
@@ -26,7 +27,8 @@ QUEUE = "evaluation-commands"
 
 
 async def handle_cast(handlers: EvaluationHandlers, settings: Settings, headers, body: bytes) -> dict[str, Any]:
-    principal = await authenticate(headers, settings, handlers.here)
+    subject = subjects.command_subject("evaluation", handlers.here, "cast")
+    principal = await authenticate(headers, settings, handlers.here, subject)
     if isinstance(principal, dict):
         return principal
     try:

@@ -50,7 +50,7 @@ async def handle_command(
     route = COMMANDS_BY_NAME.get(name)
     if route is None:
         return refusal(404, "unknown_command", f"未知的命令，可用：{'、'.join(COMMANDS_BY_NAME)}", "subject")
-    principal = await authenticate(headers, settings, handlers.here)
+    principal = await authenticate(headers, settings, handlers.here, subject)
     if isinstance(principal, dict):
         return principal
     key = header(headers, "Idempotency-Key") or None

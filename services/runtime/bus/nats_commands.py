@@ -56,8 +56,11 @@ def header(headers: Mapping[str, str] | None, name: str) -> str | None:
     return None
 
 
-async def authenticate(headers: Mapping[str, str] | None, settings: Settings, here: str) -> Principal | dict[str, Any]:
-    """The principal of the request's bearer token, or the refusal to answer with."""
+async def authenticate(
+    headers: Mapping[str, str] | None, settings: Settings, here: str, subject: str
+) -> Principal | dict[str, Any]:
+    """The principal of the request's bearer token, or the refusal to answer with (a service
+    account may use only the subjects its token lists)."""
     authorization = header(headers, "Authorization") or ""
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -68,6 +71,8 @@ async def authenticate(headers: Mapping[str, str] | None, settings: Settings, he
         return refusal(401, "not_authenticated", "令牌无效或已过期", "Authorization")
     if principal.jurisdiction != here:
         return refusal(403, "forbidden", f"无权操作 {here} 的数据", "jurisdiction")
+    if not principal.may_use(subject):
+        return refusal(403, "forbidden", f"该服务账号无权使用主题 {subject}", "subject")
     return principal
 
 

@@ -58,16 +58,36 @@ class Principal(BaseModel):
     #: The 承办单位 a unit's staff member acts for (the directory's org id); a development token
     #: of a unit names the unit itself as its subject.
     unit: str | None = Field(default=None, max_length=64)
+    #: A service account's NATS subjects (``duban.cmd.intake.331081.submit``, wildcards ``*`` and
+    #: ``>``): the only command subjects it may use. None: not limited this way (people).
+    subjects: list[str] | None = Field(default=None, max_length=100)
 
     model_config = {"populate_by_name": True}
 
     def has(self, *roles: Role) -> bool:
         return any(role in self.roles for role in roles)
 
+    def may_use(self, subject: str) -> bool:
+        """Whether this principal may send commands on ``subject`` (see ``subjects``)."""
+        if self.subjects is None:
+            return True
+        return any(_subject_matches(allowed, subject) for allowed in self.subjects)
+
     def actor(self, *preferred: Role) -> Actor:
         """The actor recorded on events: the first of ``preferred`` roles the principal holds."""
         role = next((r for r in preferred if r in self.roles), self.roles[0])
         return Actor(principal_id=self.id, role=role.value, name=self.name or None, jurisdiction=self.jurisdiction)
+
+
+def _subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` one token, ``>`` the rest."""
+    wanted, given = pattern.split("."), subject.split(".")
+    for index, token in enumerate(wanted):
+        if token == ">":
+            return len(given) > index
+        if index >= len(given) or (token != "*" and token != given[index]):
+            return False
+    return len(wanted) == len(given)
 
 
 def decode_token(token: str, settings: Settings) -> Principal:

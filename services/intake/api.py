@@ -199,10 +199,13 @@ def build_router(
     async def list_matters(
         kind: list[MatterKind] | None = Query(default=None, description="可多选"),
         status: list[MatterStatus] | None = Query(default=None, description="可多选"),
+        lead: str | None = Query(default=None, pattern=ID_PATTERN, description="领衔人编号（我的事项）"),
         filters: _Filters = Depends(),
         principal: Principal = Depends(caller),
     ) -> dict[str, Any]:
-        rows = await projections.list_matters(get_engine(), jurisdiction=here, kind=kind, status=status, **filters.args)
+        rows = await projections.list_matters(
+            get_engine(), jurisdiction=here, kind=kind, status=status, lead=lead, **filters.args
+        )
         return _page(rows, filters)
 
     @router.get("/matters/{matter_id}", tags=["matters"], summary="事项详情与全部经过")

@@ -264,6 +264,7 @@ async def list_matters(
     since: date | datetime | None = None,
     until: date | datetime | None = None,
     text: str | None = None,
+    lead: str | None = None,
     limit: int = 100,
     offset: int = 0,
     with_content: bool = False,
@@ -282,6 +283,8 @@ async def list_matters(
         query = query.where(matters.c.status.in_(statuses))
     if channel is not None:
         query = query.where(matters.c.channel == str(channel))
+    if lead is not None:
+        query = query.where(matters.c.lead_id == lead)
     if category is not None:
         query = query.where(matters.c.category == category)
     if since is not None:

@@ -113,8 +113,8 @@ def _add_up(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=8100,
         metavar="PORT",
-        help="intake at PORT + level index, tracking at PORT+100 + …, evaluation +200, notify +300, directory +400 "
-        "(default 8100)",
+        help="intake at PORT + level index, tracking at PORT+100 + …, evaluation +200, notify +300, "
+        "directory +400, web +500 (default 8100)",
     )
     up.add_argument(
         "--levels",
@@ -124,7 +124,7 @@ def _add_up(subparsers: argparse._SubParsersAction) -> None:
         "--services",
         type=_service_list,
         metavar="NAMES",
-        help="comma-separated services to run, among intake,tracking,evaluation,notify,directory "
+        help="comma-separated services to run, among intake,tracking,evaluation,notify,directory,web "
         "(default: every one installed)",
     )
     up.add_argument("--demo", action="store_true", help="also load a demo built from the seeds (idempotent)")
@@ -137,7 +137,7 @@ def _add_up(subparsers: argparse._SubParsersAction) -> None:
 
 
 #: The services ``serve`` knows; one runs when ``services.<name>.app`` exists and has ``serve``.
-SERVICES = ("intake", "tracking", "evaluation", "notify", "directory")
+SERVICES = ("intake", "tracking", "evaluation", "notify", "directory", "web")
 
 
 def settings_file_values(path: Path) -> dict[str, str]:

@@ -57,7 +57,7 @@ log = logging.getLogger("duban.up")
 #: The levels ``duban up`` runs by default: 台州市, 温岭市 and one Wenling township (泽国镇).
 DEFAULT_LEVELS = ("331000", "331081", "331081100")
 #: Every service there may be, with its port offset from ``--http-port-base`` (+ the level's index).
-PORT_OFFSETS = {"intake": 0, "tracking": 100, "evaluation": 200, "notify": 300, "directory": 400}
+PORT_OFFSETS = {"intake": 0, "tracking": 100, "evaluation": 200, "notify": 300, "directory": 400, "web": 500}
 #: The demo's people, loaded into each level's directory at start (``services/directory/data``).
 DIRECTORY_SEED = Path(__file__).resolve().parents[2] / "directory" / "data" / "demo_directory.json"
 #: How a service process is started: ``duban serve`` with this Python.
@@ -352,6 +352,9 @@ class Runner:
                 if "directory" in self.services:
                     directory = self.base + PORT_OFFSETS["directory"] + index
                     level_env["DUBAN_JWKS_URL"] = f"http://127.0.0.1:{directory}/.well-known/jwks.json"
+                if service == "web":  # the pages call this level's services
+                    for other, offset in PORT_OFFSETS.items():
+                        level_env[f"DUBAN_{other.upper()}_URL"] = f"http://127.0.0.1:{self.base + offset + index}"
                 self.children.append(ServiceProcess(service, code, port, level_env, logs))
                 self.children[-1].start()
         self.write_run_file()
@@ -383,8 +386,11 @@ class Runner:
     def print_guide(self) -> None:
         print(f"duban: ready — NATS (JetStream) at {self.server.url}, data in {self.data_dir}", flush=True)
         for code in self.levels:
-            urls = "  ".join(f"{c.service} {c.url}/docs" for c in self.children if c.code == code)
-            print(f"  {code} {self.registry.get(code).name}: {urls}")
+            web = [f"工作台 {c.url}/login" for c in self.children if c.code == code and c.service == "web"]
+            urls = "  ".join(
+                f"{c.service} {c.url}/docs" for c in self.children if c.code == code and c.service != "web"
+            )
+            print(f"  {code} {self.registry.get(code).name}: {'  '.join([*web, urls])}")
         # the try-it line signs in as this run's deputy of its last level (the township by default)
         code = self.levels[-1]
         intake = next((c for c in self.children if c.code == code and c.service == "intake"), self.children[0])

@@ -1,0 +1,302 @@
+"""The 工作台's pages: rendered on the server (Jinja2), each form with its CSRF token, every
+refusal of a service shown in Chinese beside what caused it.
+
+The pages hold no state of their own beyond sessions (``sessions.py``): every read and every
+action is a call to the level's services with the signed-in person's token (``client.py``), so
+who may do what is decided where it always was.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from contracts.jurisdictions import default_registry
+
+from . import texts
+from .client import Refused, Services
+from .sessions import COOKIE, Session, Sessions
+from .settings import WebSettings
+
+TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
+TEMPLATES.env.filters["zh_date"] = texts.zh_date
+TEMPLATES.env.globals.update(
+    role_names=texts.ROLE_NAMES,
+    case_status_names=texts.CASE_STATUS_NAMES,
+    rating_names=texts.RATING_NAMES,
+    reply_class_names=texts.REPLY_CLASS_NAMES,
+)
+LOGIN_CSRF = "duban_login_csrf"
+
+
+class NeedsSignIn(Exception):
+    """No session (or it ended): to the sign-in page."""
+
+
+class BadForm(Exception):
+    """A form posted without its CSRF token (HTTP 403)."""
+
+
+def build_router(settings: WebSettings, sessions: Sessions, services: Services) -> APIRouter:
+    router = APIRouter()
+    level = default_registry().get(settings.jurisdiction)
+
+    async def session_of(request: Request) -> Session:
+        session = await sessions.find(request.cookies.get(COOKIE))
+        if session is None:
+            raise NeedsSignIn
+        return session
+
+    async def form_of(request: Request, session: Session) -> dict[str, str]:
+        form = await request.form()
+        given = str(form.get("csrf", ""))
+        if not given or not hmac.compare_digest(given, session.csrf):
+            raise BadForm
+        return {k: str(v) for k, v in form.items() if k != "csrf"}
+
+    async def page(request: Request, template: str, session: Session | None, status: int = 200, **values: Any):
+        unread = 0
+        if session is not None:
+            try:
+                unread = len((await services.get(session, "notify", "/inbox", unread=True, limit=500))["items"])
+            except Refused:
+                unread = 0
+        context = {
+            "level": level,
+            "session": session,
+            "nav": texts.navigation(session.roles) if session else [],
+            "unread": unread,
+            "path": request.url.path,
+            **values,
+        }
+        return TEMPLATES.TemplateResponse(request, template, context, status_code=status)
+
+    # -- signing in ------------------------------------------------------------------------
+    @router.get("/login", response_class=HTMLResponse)
+    async def login(request: Request, error: str | None = None) -> Response:
+        people: list[dict[str, Any]] = []
+        problem = error
+        if settings.dev_signin:
+            try:
+                people = await services.dev_people()
+            except Refused as err:
+                problem = err.message
+        token = secrets.token_urlsafe(24)
+        response = await page(request, "login.html", None, people=people, csrf=token, error=problem)
+        response.set_cookie(LOGIN_CSRF, token, httponly=True, samesite="strict", secure=settings.cookie_secure)
+        return response
+
+    @router.post("/login")
+    async def sign_in(request: Request) -> Response:
+        form = await request.form()
+        expected = request.cookies.get(LOGIN_CSRF, "")
+        if not expected or not hmac.compare_digest(str(form.get("csrf", "")), expected):
+            raise BadForm
+        if not settings.dev_signin:
+            return RedirectResponse("/login", status_code=303)
+        try:
+            tokens = await services.dev_sign_in(str(form.get("person_id", "")))
+        except Refused as err:
+            return RedirectResponse(f"/login?error={quote(err.message)}", status_code=303)
+        import jwt
+
+        claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+        cookie, _ = await sessions.open(claims, tokens)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(
+            COOKIE,
+            cookie,
+            httponly=True,
+            samesite="lax",
+            secure=settings.cookie_secure,
+            max_age=settings.web_session_ttl_s,
+        )
+        response.delete_cookie(LOGIN_CSRF)
+        return response
+
+    @router.post("/logout")
+    async def sign_out(request: Request) -> Response:
+        session = await session_of(request)
+        await form_of(request, session)
+        await sessions.close(session)
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    @router.get("/", response_class=HTMLResponse)
+    async def home(request: Request) -> Response:
+        session = await session_of(request)
+        first = texts.navigation(session.roles)[0][0]
+        return RedirectResponse(first, status_code=303)
+
+    # -- matters -----------------------------------------------------------------------------
+    @router.get("/matters/new", response_class=HTMLResponse)
+    async def new_matter(request: Request) -> Response:
+        session = await session_of(request)
+        return await page(request, "matter_new.html", session, values={}, error=None)
+
+    @router.post("/matters/new", response_class=HTMLResponse)
+    async def submit_matter(request: Request) -> Response:
+        session = await session_of(request)
+        form = await form_of(request, session)
+        matter: dict[str, Any] = {
+            "kind": form.get("kind") or "problem",
+            "title": form.get("title", ""),
+            "content": form.get("content", ""),
+            "channel": "liaison_station",
+            "raised_in": settings.jurisdiction,
+            "lead": {"id": session.person_id, "name": session.name},
+        }
+        if session.has("liaison_station") and form.get("lead_id"):
+            matter["lead"] = {"id": form["lead_id"], "name": form.get("lead_name") or form["lead_id"]}
+        if form.get("raised_by"):
+            matter["raised_by"] = {"name": form["raised_by"], "contact": form.get("contact") or None}
+        try:
+            created = await services.post(
+                session, "intake", "/matters", {"matter": matter}, headers={"Idempotency-Key": form.get("key", "")[:64]}
+            )
+        except Refused as err:
+            return await page(request, "matter_new.html", session, 422, values=form, error=err)
+        await services.matter_caught_up(session, created["id"])
+        return RedirectResponse(f"/matters/{created['id']}", status_code=303)
+
+    @router.get("/matters", response_class=HTMLResponse)
+    async def my_matters(request: Request, q: str | None = None) -> Response:
+        session = await session_of(request)
+        params: dict[str, Any] = {"limit": 200}
+        if session.has("deputy") and not session.has("committee", "admin", "liaison_station"):
+            params["lead"] = session.person_id
+        if q:
+            params["q"] = q[:100]
+        found = await services.get(session, "intake", "/matters", **params)
+        return await page(request, "matters.html", session, matters=found["items"], q=q or "")
+
+    @router.get("/review", response_class=HTMLResponse)
+    async def review(request: Request) -> Response:
+        session = await session_of(request)
+        found = await services.get(session, "intake", "/matters", status="submitted", limit=200)
+        items = []
+        for matter in found["items"]:
+            similar = await services.get(session, "intake", f"/matters/{matter['id']}/duplicates")
+            items.append({**matter, "duplicates": similar.get("possible_duplicates", [])})
+        return await page(request, "review.html", session, matters=items)
+
+    @router.get("/matters/{matter_id}", response_class=HTMLResponse)
+    async def matter_page(request: Request, matter_id: str, error: str | None = None) -> Response:
+        session = await session_of(request)
+        detail = await services.get(session, "intake", f"/matters/{matter_id}")
+        duplicates: list[dict[str, Any]] = []
+        if session.has("committee", "admin") and detail["matter"].get("status") == "submitted":
+            duplicates = (await services.get(session, "intake", f"/matters/{matter_id}/duplicates")).get(
+                "possible_duplicates", []
+            )
+        return await page(
+            request,
+            "matter.html",
+            session,
+            matter=detail["matter"],
+            history=detail["history"],
+            duplicates=duplicates,
+            error=error,
+        )
+
+    MATTER_ACTIONS = {
+        "register": lambda f: None,
+        "escalate": lambda f: {"reason": f.get("reason", "")},
+        "reject": lambda f: {"reason": f.get("reason", "")},
+        "route": lambda f: {"committee": f.get("committee", "")},
+        "merge": lambda f: {"into": f.get("into", "")},
+        "feedback": lambda f: {
+            "rating": f.get("rating", ""),
+            **({"comment": f["comment"]} if f.get("comment") else {}),
+        },
+    }
+
+    @router.post("/matters/{matter_id}/{action}", response_class=HTMLResponse)
+    async def matter_action(request: Request, matter_id: str, action: str) -> Response:
+        session = await session_of(request)
+        form = await form_of(request, session)
+        body_of = MATTER_ACTIONS.get(action)
+        if body_of is None:
+            return await page(request, "error.html", session, 404, message="没有这个操作")
+        try:
+            await services.post(session, "intake", f"/matters/{matter_id}/{action}", body_of(form))
+        except Refused as err:
+            return RedirectResponse(f"/matters/{matter_id}?error={quote(err.message)}", status_code=303)
+        await services.matter_caught_up(session, matter_id)
+        return RedirectResponse(f"/matters/{matter_id}", status_code=303)
+
+    # -- cases ---------------------------------------------------------------------------------
+    @router.get("/cases", response_class=HTMLResponse)
+    async def cases(request: Request, tab: str | None = None) -> Response:
+        session = await session_of(request)
+        params: dict[str, Any] = {"limit": 500}
+        if session.has("unit") and session.unit:
+            params["unit"] = session.unit
+        found = (await services.get(session, "tracking", "/cases", **params))["items"]
+        tabs = {
+            "todo": ("待办理", [c for c in found if c.get("status") in ("assigned", "rehandling")]),
+            "replied": ("已答复", [c for c in found if c.get("status") in ("replied", "in_review", "closed")]),
+            "all": ("全部", found),
+        }
+        chosen = tab if tab in tabs else ("todo" if session.has("unit") else "all")
+        return await page(request, "cases.html", session, tabs=tabs, tab=chosen, cases=tabs[chosen][1])
+
+    @router.get("/cases/{case_id}", response_class=HTMLResponse)
+    async def case_page(request: Request, case_id: str, error: str | None = None) -> Response:
+        session = await session_of(request)
+        detail = await services.get(session, "tracking", f"/cases/{case_id}")
+        case = detail["case"]
+        if session.has("unit") and not session.has("committee", "admin"):
+            units = [case.get("lead_unit") or {}, *(case.get("co_units") or [])]
+            if session.unit not in {u.get("id") for u in units if u}:
+                return await page(request, "error.html", session, 403, message="无权查看其他承办单位的办理件")
+        return await page(
+            request,
+            "case.html",
+            session,
+            case=case,
+            row=detail.get("row") or {},
+            history=detail["history"],
+            error=error,
+        )
+
+    CASE_ACTIONS = {
+        "assign": lambda f: {
+            "lead_unit": {"id": f.get("unit_id", ""), "name": f.get("unit_name", "")},
+            "committee": f.get("committee", ""),
+            **({"leader": f["leader"]} if f.get("leader") else {}),
+            "key": f.get("key") == "on",
+        },
+        "reply": lambda f: {"reply_class": f.get("reply_class", ""), "text": f.get("text", "")},
+        "progress": lambda f: {"text": f.get("text", "")},
+    }
+
+    @router.post("/cases/{case_id}/{action}", response_class=HTMLResponse)
+    async def case_action(request: Request, case_id: str, action: str) -> Response:
+        session = await session_of(request)
+        form = await form_of(request, session)
+        body_of = CASE_ACTIONS.get(action)
+        if body_of is None:
+            return await page(request, "error.html", session, 404, message="没有这个操作")
+        try:
+            await services.post(session, "tracking", f"/cases/{case_id}/{action}", body_of(form))
+        except Refused as err:
+            return RedirectResponse(f"/cases/{case_id}?error={quote(err.message)}", status_code=303)
+        return RedirectResponse(f"/cases/{case_id}", status_code=303)
+
+    # -- notices -------------------------------------------------------------------------------
+    @router.get("/inbox", response_class=HTMLResponse)
+    async def inbox(request: Request) -> Response:
+        session = await session_of(request)
+        found = await services.get(session, "notify", "/inbox", limit=100)
+        return await page(request, "inbox.html", session, notices=found["items"])
+
+    return router

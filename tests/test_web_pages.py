@@ -1,0 +1,217 @@
+"""The 工作台 in a real browser (Debian's Chromium via Playwright), by clicking and typing only,
+across two levels of a ``duban up``: a deputy at 泽国镇 raises an enterprise's problem, the
+township's staff register and escalate it, 温岭市's staff register it, handle it there and assign
+it to a unit, the unit's clerk replies A, and the deputy reads the reply on the matter's page and
+rates it 满意. Each step's page is screenshotted at 375 px and 1280 px (``.duban/screenshots/web``).
+
+The same run checks: nothing is requested from anywhere but 127.0.0.1; no page shows an English
+word to a user; a title with ``<script>`` is shown as text; a form posted without its CSRF token
+is refused; a unit's clerk cannot open another unit's case (a Chinese message, not a trace)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.support.browser import ARGS, chromium
+from tests.support.processes import ROOT, Up, free_port_block
+
+pytestmark = pytest.mark.slow
+
+ZEGUO, WENLING = "331081100", "331081"
+SCREENSHOTS = ROOT / ".duban" / "screenshots" / "web"
+TITLE = "园区道路破损<script>alert(1)</script>"
+#: Latin words a user may see: file formats and the like.
+ALLOWED = {"CSV", "XLSX"}
+
+
+def english_words(text: str) -> set[str]:
+    # words, not ids: a run of letters touching digits (a matter id) is no word
+    return {w for w in re.findall(r"(?<![A-Za-z0-9])[A-Za-z]{3,}(?![A-Za-z0-9])", text) if w not in ALLOWED}
+
+
+class Browser:
+    """One Chromium page that refuses and records every request for another host."""
+
+    def __init__(self, playwright, up: Up) -> None:
+        self.up = up
+        self.browser = playwright.chromium.launch(executable_path=chromium(), args=ARGS)
+        self.context = self.browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+        self.page = self.context.new_page()
+        self.outside: list[str] = []
+        self.dialogs: list[str] = []
+        self.context.route("**/*", self._local_only)
+        self.page.on("dialog", lambda dialog: (self.dialogs.append(dialog.message), dialog.dismiss()))
+        self.english: dict[str, set[str]] = {}
+
+    def _local_only(self, route) -> None:
+        url = route.request.url
+        if url.startswith(("http://127.0.0.1", "http://localhost", "data:", "blob:")):
+            route.continue_()
+        else:
+            self.outside.append(url)
+            route.abort()
+
+    def web(self, code: str) -> str:
+        return self.up.url(code, "web")
+
+    def sign_in(self, code: str, name: str) -> None:
+        page = self.page
+        if page.locator("text=退出").count():
+            page.click("text=退出")
+        page.goto(f"{self.web(code)}/login")
+        page.select_option("#person", label=name)
+        page.click("button:has-text('登录')")
+        page.wait_for_selector("header .who")
+
+    def shot(self, step: str) -> None:
+        """The page as it is, at 1280 px and at 375 px; its visible text checked for English."""
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        text = self.page.inner_text("body").replace(TITLE, "")  # the deputy's own words
+        if words := english_words(text):
+            self.english[step] = words
+        for width, height in ((1280, 900), (375, 812)):
+            self.page.set_viewport_size({"width": width, "height": height})
+            self.page.screenshot(path=str(SCREENSHOTS / f"{step}-{width}.png"), full_page=True)
+        self.page.set_viewport_size({"width": 1280, "height": 900})
+
+    def reload_until(self, selector: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.page.locator(selector).count():
+            assert time.monotonic() < deadline, f"{selector} never appeared on {self.page.url}"
+            time.sleep(0.5)
+            self.page.reload()
+
+    def close(self) -> None:
+        self.browser.close()
+
+
+def duban_token(up: Up, person: str, level: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "services.runtime.tools.cli", "token", person, "--level", level],
+        env={**os.environ, "DUBAN_DATA_DIR": str(up.data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory):
+    chromium()
+    data = tmp_path_factory.mktemp("web") / ".duban"
+    system = Up(data, free_port_block(3), "--services", "intake,tracking,notify,directory,web")
+    try:
+        system.wait_ready()
+        yield system
+    finally:
+        system.stop()
+
+
+def test_the_closed_loop_across_two_levels_by_clicking_and_typing(up):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = Browser(playwright, up)
+        page = browser.page
+        try:
+            # 1. 泽国镇's deputy raises an enterprise's problem
+            browser.sign_in(ZEGUO, "王代表（人大代表）")
+            browser.shot("01-deputy-home")
+            page.click("header nav >> text=反映问题")
+            page.fill("#title", TITLE)
+            page.fill("#content", "泽国镇工业园区主干道破损严重，货车通行困难，企业原料运输受影响。")
+            page.fill("#raised_by", "温岭某泵业有限公司")
+            page.fill("#contact", "0576-86000000")
+            browser.shot("02-raise")
+            page.click("button:has-text('提交')")
+            page.wait_for_selector("h1")
+            assert page.inner_text("h1") == TITLE  # shown as text, not run
+            township_matter = page.url.rsplit("/", 1)[-1]
+            browser.shot("03-matter-raised")
+
+            # 2. the township's staff register it and escalate it to 温岭市
+            browser.sign_in(ZEGUO, "陈工委（工委工作人员）")
+            assert page.locator(f"a:has-text('{TITLE}')").count() == 1  # 待审查, first page of staff
+            browser.shot("04-township-review")
+            page.click(f"a:has-text('{TITLE}')")
+            page.click("button:has-text('立案')")
+            page.wait_for_selector("button:has-text('上报')")
+            page.click("button:has-text('上报')")
+            page.wait_for_selector(".status-escalated")
+            browser.shot("05-escalated")
+
+            # 3. 温岭市's staff register it there and handle it at this level
+            browser.sign_in(WENLING, "陈工委（工委工作人员）")
+            browser.reload_until(f"a:has-text('{TITLE}')")
+            page.click(f"a:has-text('{TITLE}')")
+            browser.shot("06-county-matter")
+            page.click("button:has-text('立案')")
+            page.wait_for_selector("button:has-text('本级办理')")
+            page.click("button:has-text('本级办理')")
+            page.wait_for_selector(".status-routed")
+            county_matter = page.url.rsplit("/", 1)[-1]
+
+            # 4. assigned to 温岭市交通运输局 in the supervision list
+            page.goto(f"{browser.web(WENLING)}/cases/{county_matter}")
+            browser.reload_until("button:has-text('交办')")
+            page.fill("#unit_id", f"unit-{WENLING}")
+            page.fill("#unit_name", "温岭市交通运输局")
+            browser.shot("07-assign")
+            page.click("button:has-text('交办')")
+            page.wait_for_selector(".status-assigned")
+
+            # 5. the unit's clerk replies A
+            browser.sign_in(WENLING, "赵办理（承办单位工作人员）")
+            browser.reload_until(f"a:has-text('{TITLE}')")
+            browser.shot("08-unit-cases")
+            page.click(f"a:has-text('{TITLE}')")
+            page.check("input[name=reply_class][value=A]")
+            page.fill("#reply-text", "园区主干道已修复，货车通行恢复正常。")
+            browser.shot("09-reply")
+            page.click("button:has-text('提交答复')")
+            page.wait_for_selector(".status-replied")
+
+            # 6. the deputy reads the reply where he raised it and is satisfied
+            browser.sign_in(ZEGUO, "王代表（人大代表）")
+            page.goto(f"{browser.web(ZEGUO)}/matters/{township_matter}")
+            browser.reload_until("section.reply")
+            assert "园区主干道已修复" in page.inner_text("section.reply")
+            browser.shot("10-reply-read")
+            page.check("input[name=rating][value=satisfied]")
+            page.click("button:has-text('提交意见')")
+            page.wait_for_selector("h1")
+            browser.reload_until("ol.timeline >> text=满意")
+            browser.shot("11-rated")
+
+            # a form without its CSRF token is refused
+            refused = page.request.post(
+                f"{browser.web(ZEGUO)}/matters/{township_matter}/register", form={"reason": "x"}, max_redirects=0
+            )
+            assert refused.status == 403 and "安全令牌" in refused.text()
+
+            # another unit's clerk cannot open the case
+            admin = {"Authorization": f"Bearer {duban_token(up, f'admin-{WENLING}', WENLING)}"}
+            directory = up.url(WENLING, "directory")
+            org = {"org": {"id": "unit-water", "kind": "unit", "name": "温岭市水务集团"}}
+            assert httpx.post(f"{directory}/orgs", json=org, headers=admin).status_code == 201
+            clerk = {"id": "p-water-clerk", "kind": "unit_staff", "name": "钱办理", "orgs": ["unit-water"]}
+            assert httpx.post(f"{directory}/people", json={"person": clerk}, headers=admin).status_code == 201
+            time.sleep(1)
+            browser.sign_in(WENLING, "钱办理（承办单位工作人员）")
+            page.goto(f"{browser.web(WENLING)}/cases/{county_matter}")
+            assert "无权查看其他承办单位的办理件" in page.inner_text("main")
+            browser.shot("12-other-unit-refused")
+        finally:
+            browser.close()
+    assert browser.outside == []
+    assert browser.dialogs == []  # no script ran
+    assert browser.english == {}

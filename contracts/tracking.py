@@ -152,6 +152,13 @@ class CaseReturned(Event):
     suggested_unit: str | None = None
 
 
+@event("tracking.CaseSigned")
+class CaseSigned(Event):
+    """签收: the lead unit acknowledges the case as its own; it can no longer return it."""
+
+    unit: Unit
+
+
 @event("tracking.ExtensionRequested")
 class ExtensionRequested(Event):
     """延期申请 by the lead unit."""
@@ -390,6 +397,11 @@ class AssignCase(_CaseCommand):
 class ReturnCase(_CaseCommand):
     reason: str = Field(min_length=1, max_length=2000)
     suggested_unit: str | None = Field(default=None, max_length=200)
+
+
+@command("tracking.SignCase")
+class SignCase(_CaseCommand):
+    """签收 (the lead unit, within the return window, instead of returning it)."""
 
 
 @command("tracking.RequestExtension")

@@ -10,13 +10,16 @@ is refused; a unit's clerk cannot open another unit's case (a Chinese message, n
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
+import openpyxl
 import pytest
 
 from tests.support.browser import ARGS, chromium
@@ -27,6 +30,8 @@ pytestmark = pytest.mark.slow
 ZEGUO, WENLING = "331081100", "331081"
 SCREENSHOTS = ROOT / ".duban" / "screenshots" / "web"
 TITLE = "园区道路破损<script>alert(1)</script>"
+EARLIER = "泽国镇工业园区道路破损严重"
+CONTENT = "泽国镇工业园区主干道破损严重，货车通行困难，企业原料运输受影响。"
 #: Latin words a user may see: file formats and the like.
 ALLOWED = {"CSV", "XLSX"}
 
@@ -122,13 +127,28 @@ def test_the_closed_loop_across_two_levels_by_clicking_and_typing(up):
     with sync_playwright() as playwright:
         browser = Browser(playwright, up)
         page = browser.page
+        # an earlier report of the same problem at 温岭市, by one of its deputies
+        earlier = {
+            "kind": "problem",
+            "title": EARLIER,
+            "content": CONTENT,
+            "lead": {"id": f"deputy-{WENLING}", "name": "王代表"},
+            "channel": "liaison_station",
+            "raised_in": WENLING,
+        }
+        answer = httpx.post(
+            f"{up.url(WENLING, 'intake')}/matters",
+            json={"matter": earlier},
+            headers={**up.headers(WENLING, "liaison_station"), "Idempotency-Key": "web-earlier"},
+        )
+        assert answer.status_code == 201, answer.text
         try:
             # 1. 泽国镇's deputy raises an enterprise's problem
             browser.sign_in(ZEGUO, "王代表（人大代表）")
             browser.shot("01-deputy-home")
             page.click("header nav >> text=反映问题")
             page.fill("#title", TITLE)
-            page.fill("#content", "泽国镇工业园区主干道破损严重，货车通行困难，企业原料运输受影响。")
+            page.fill("#content", CONTENT)
             page.fill("#raised_by", "温岭某泵业有限公司")
             page.fill("#contact", "0576-86000000")
             browser.shot("02-raise")
@@ -149,11 +169,16 @@ def test_the_closed_loop_across_two_levels_by_clicking_and_typing(up):
             page.wait_for_selector(".status-escalated")
             browser.shot("05-escalated")
 
-            # 3. 温岭市's staff register it there and handle it at this level
+            # 3. 温岭市's staff see it beside an earlier report of the same problem, merge that one
+            #    into it, register it and handle it at this level
             browser.sign_in(WENLING, "陈工委（工委工作人员）")
             browser.reload_until(f"a:has-text('{TITLE}')")
             page.click(f"a:has-text('{TITLE}')")
-            browser.shot("06-county-matter")
+            assert page.locator(f"section[aria-label=可能重复] >> text={EARLIER}").count() == 1
+            browser.shot("06-county-matter-duplicate")
+            page.click("section[aria-label=可能重复] >> button:has-text('将其并入本件')")
+            page.wait_for_selector("ol.timeline >> text=并入")
+            assert page.locator("section[aria-label=可能重复]").count() == 0
             page.click("button:has-text('立案')")
             page.wait_for_selector("button:has-text('本级办理')")
             page.click("button:has-text('本级办理')")
@@ -169,11 +194,14 @@ def test_the_closed_loop_across_two_levels_by_clicking_and_typing(up):
             page.click("button:has-text('交办')")
             page.wait_for_selector(".status-assigned")
 
-            # 5. the unit's clerk replies A
+            # 5. the unit's clerk signs for it (待签收) and replies A
             browser.sign_in(WENLING, "赵办理（承办单位工作人员）")
             browser.reload_until(f"a:has-text('{TITLE}')")
+            assert "待签收（1）" in page.inner_text("nav.tabs")
             browser.shot("08-unit-cases")
             page.click(f"a:has-text('{TITLE}')")
+            page.click("button:has-text('签收')")
+            page.wait_for_selector("ol.timeline >> text=签收")
             page.check("input[name=reply_class][value=A]")
             page.fill("#reply-text", "园区主干道已修复，货车通行恢复正常。")
             browser.shot("09-reply")
@@ -192,9 +220,33 @@ def test_the_closed_loop_across_two_levels_by_clicking_and_typing(up):
             browser.reload_until("ol.timeline >> text=满意")
             browser.shot("11-rated")
 
+            # 7. 温岭市's staff enter the paper form of the merged report's deputy: the case closes
+            browser.sign_in(WENLING, "陈工委（工委工作人员）")
+            page.goto(f"{browser.web(WENLING)}/cases/{county_matter}")
+            browser.reload_until("section[aria-label=代录纸质反馈]")
+            page.check("section[aria-label=代录纸质反馈] >> input[name=rating][value=satisfied]")
+            page.click("button:has-text('录入反馈')")
+            page.wait_for_selector(".status-closed")
+            browser.shot("12-closed")
+
+            # 8. it is in the 成果清单 they download
+            page.click("header nav >> text=四张清单")
+            browser.shot("13-lists")
+            deadline = time.monotonic() + 60
+            while True:
+                with page.expect_download() as download:
+                    page.click("li:has-text('成果清单') >> text=下载 XLSX")
+                assert download.value.suggested_filename == "成果清单.xlsx"
+                book = openpyxl.load_workbook(io.BytesIO(Path(download.value.path()).read_bytes()))
+                cells = [str(c) for row in book.active.iter_rows(values_only=True) for c in row if c]
+                if any(TITLE in c for c in cells):
+                    break
+                assert time.monotonic() < deadline, cells
+                time.sleep(1)
+
             # a form without its CSRF token is refused
             refused = page.request.post(
-                f"{browser.web(ZEGUO)}/matters/{township_matter}/register", form={"reason": "x"}, max_redirects=0
+                f"{browser.web(WENLING)}/matters/{county_matter}/register", form={"reason": "x"}, max_redirects=0
             )
             assert refused.status == 403 and "安全令牌" in refused.text()
 
@@ -209,7 +261,7 @@ def test_the_closed_loop_across_two_levels_by_clicking_and_typing(up):
             browser.sign_in(WENLING, "钱办理（承办单位工作人员）")
             page.goto(f"{browser.web(WENLING)}/cases/{county_matter}")
             assert "无权查看其他承办单位的办理件" in page.inner_text("main")
-            browser.shot("12-other-unit-refused")
+            browser.shot("14-other-unit-refused")
         finally:
             browser.close()
     assert browser.outside == []

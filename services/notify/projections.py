@@ -440,7 +440,7 @@ class CaseProjection(CaseRecords):
     runtime's case records, which tracking keeps too)."""
 
     name = "notify_cases"
-    version = 4  # the shared case records, with the commitments' due dates
+    version = 5  # the shared case records, with 签收
     metadata = cases_md
     table = cases
 

@@ -34,11 +34,12 @@ from contracts.tracking import (
     RequestExtension,
     ReturnCase,
     ReviewReply,
+    SignCase,
     SubmitReply,
 )
-from services.runtime.es.aggregate import DomainError
+from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.http.app import Provided, service_app, service_router
-from services.runtime.http.auth import Principal
+from services.runtime.http.auth import Principal, Role
 from services.runtime.http.routes import CommandRoute, add_command_routes
 from services.runtime.settings import Settings
 
@@ -58,6 +59,7 @@ CASE_COMMANDS = [
     CommandRoute(f"/cases/{{case_id}}/{name}", model, method, summary, ("cases",), ids=CASE_ID)
     for name, model, method, summary in (
         ("assign", AssignCase, "assign", "交办（或退回后重新交办）"),
+        ("sign", SignCase, "sign", "签收（主办单位）"),
         ("return", ReturnCase, "return_case", "退回（主办单位）"),
         ("extension", RequestExtension, "request_extension", "申请延期（主办单位）"),
         ("extension-decision", DecideExtension, "decide_extension", "审批延期"),
@@ -102,6 +104,14 @@ def case_view(case: Case) -> dict[str, Any]:
     return view
 
 
+def unit_only(principal: Principal) -> str | None:
+    """The unit of a principal who is a unit's staff and nothing more (staff, leaders and
+    operators see every case of the level): what it may see is its own cases."""
+    if principal.has(Role.unit) and not principal.has(Role.committee, Role.admin, Role.leader, Role.operator):
+        return principal.unit or principal.id
+    return None
+
+
 def build_router(
     settings: Settings, *, handlers: Provided[TrackingHandlers], engine: Provided[AsyncEngine]
 ) -> APIRouter:
@@ -127,6 +137,8 @@ def build_router(
         offset: int = Query(default=0, ge=0),
         principal: Principal = Depends(caller),
     ) -> dict[str, Any]:
+        if (own := unit_only(principal)) is not None:
+            unit = own  # a unit sees the cases it leads, whatever it asks for
         rows = await projections.list_cases(
             get_engine(),
             jurisdiction=here,
@@ -146,6 +158,8 @@ def build_router(
         case = await get_handlers().store.load(Case, case_id)
         if not case.exists:
             raise DomainError(f"办理件 {case_id} 不存在", field="case_id", code="not_found")
+        if (own := unit_only(principal)) is not None and not (case.is_lead(own) or case.is_co_unit(own)):
+            raise NotAllowed("无权查看其他承办单位的办理件", field="case_id")
         row = await projections.get_case(get_engine(), case_id, now())
         history = await projections.case_history(get_engine(), case_id)
         return {"case": case_view(case), "row": row, "history": history, "version": case.version}

@@ -20,6 +20,7 @@ from contracts.tracking import (
     CaseOpened,
     CaseReopened,
     CaseReturned,
+    CaseSigned,
     CaseStatus,
     CaseUrged,
     Commitment,
@@ -68,6 +69,8 @@ class Case(Aggregate):
     list_year: int | None = None
     opened_on: date | None = None
     lead_unit: Unit | None = None
+    #: 签收 by the lead unit of this assignment (a new assignment after a return is signed anew).
+    signed: bool = False
     co_units: list[Unit] = []
     leader: str | None = None
     key: bool = False
@@ -166,9 +169,17 @@ class Case(Aggregate):
             )
         ]
 
+    def sign(self, unit_id: str) -> list[CaseSigned]:
+        """签收: once; a case being handled again (重新办理) was signed for in its first round."""
+        unit = self._lead_only(unit_id, "签收")
+        self._require(*HANDLING, action="签收")
+        return [] if self.signed else [CaseSigned(unit=unit)]
+
     def return_case(self, unit_id: str, reason: str, suggested_unit: str | None, now: datetime) -> list[CaseReturned]:
         unit = self._lead_only(unit_id, "退回")
         self._require(CaseStatus.assigned, action="退回")
+        if self.signed:
+            raise DomainError("已签收的办理件不能退回", field="case_id", code="invalid_transition")
         if self.round > 1:
             raise DomainError("重新办理的办理件不能退回", field="case_id", code="invalid_transition")
         assert self.return_until is not None
@@ -405,6 +416,11 @@ class Case(Aggregate):
         self.since = event.since
         self.return_until = event.return_until
         self.countersigned = []
+        self.signed = False
+
+    @applies(CaseSigned)
+    def _signed(self, event: CaseSigned) -> None:
+        self.signed = True
 
     @applies(CaseReturned)
     def _returned(self, event: CaseReturned) -> None:

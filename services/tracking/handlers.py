@@ -43,6 +43,7 @@ from contracts.tracking import (
     RequestExtension,
     ReturnCase,
     ReviewReply,
+    SignCase,
     SubmitReply,
     Supervisor,
     Threshold,
@@ -191,6 +192,11 @@ class TrackingHandlers(Guarded):
             )
 
         return await self._run(command.case_id, principal, decide, Role.committee)
+
+    async def sign(self, command: SignCase, principal: Principal) -> Case:
+        """签收: the lead unit takes the case as its own (no return after it)."""
+        unit = self._unit(principal)
+        return await self._run(command.case_id, principal, lambda c: c.sign(unit), Role.unit)
 
     async def return_case(self, command: ReturnCase, principal: Principal) -> Case:
         unit = self._unit(principal)

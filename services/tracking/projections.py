@@ -47,6 +47,7 @@ from contracts.tracking import (
     CaseOpened,
     CaseReopened,
     CaseReturned,
+    CaseSigned,
     CaseStatus,
     CaseUrged,
     CommitmentDelivered,
@@ -130,7 +131,7 @@ class CaseListProjection(CaseRecords):
     case records, which notify keeps too)."""
 
     name = "tracking_cases"
-    version = 3  # the shared case records, with the commitments' due dates
+    version = 4  # the shared case records, with 签收
     metadata = cases_metadata
     table = cases
 
@@ -160,6 +161,10 @@ class CaseHistoryProjection(HistoryProjection):
             f"{verb}：主办 {event.lead_unit.name}{co}{key}；"
             f"办理期限 {event.deadline.rule}，至 {event.deadline.due_on.isoformat()}{warning}"
         )
+
+    @handles(CaseSigned)
+    def signed(self, event: CaseSigned, envelope: Envelope) -> str:
+        return f"{event.unit.name}签收"
 
     @handles(CaseReturned)
     def returned(self, event: CaseReturned, envelope: Envelope) -> str:

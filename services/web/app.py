@@ -23,7 +23,7 @@ from services.runtime.settings import Settings
 
 from .client import Refused, Services, SignedOut
 from .pages import TEMPLATES, BadForm, NeedsSignIn, build_router
-from .sessions import COOKIE, Sessions
+from .sessions import Sessions
 from .settings import WebSettings
 
 log = logging.getLogger("duban.web")
@@ -50,7 +50,7 @@ class SecurityHeaders(BaseHTTPMiddleware):
 def create_app(settings: Settings, *, sessions: Sessions | None = None) -> FastAPI:
     settings = settings.as_(WebSettings)
     engine = make_engine(settings.sqlalchemy_url("web"))
-    sessions = sessions or Sessions(engine, settings.web_session_ttl_s)
+    sessions = sessions or Sessions(engine, settings.web_session_ttl_s, settings.jurisdiction)
     services = Services(settings, sessions)
     app = FastAPI(title="duban 工作台", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings, app.state.sessions, app.state.services = settings, sessions, services
@@ -77,7 +77,7 @@ def create_app(settings: Settings, *, sessions: Sessions | None = None) -> FastA
     async def to_sign_in(request: Request, exc: Exception) -> Response:
         response = RedirectResponse("/login", status_code=303)
         if isinstance(exc, SignedOut):
-            response.delete_cookie(COOKIE)
+            response.delete_cookie(sessions.cookie)
         return response
 
     @app.exception_handler(BadForm)

@@ -9,6 +9,7 @@ who may do what is decided where it always was.
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from contracts.jurisdictions import default_registry
 
 from . import texts
 from .client import Refused, Services
-from .sessions import COOKIE, Session, Sessions
+from .sessions import Session, Sessions
 from .settings import WebSettings
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -33,7 +34,8 @@ TEMPLATES.env.globals.update(
     rating_names=texts.RATING_NAMES,
     reply_class_names=texts.REPLY_CLASS_NAMES,
 )
-LOGIN_CSRF = "duban_login_csrf"
+LOGIN_CSRF = "duban_login_csrf"  # the sign-in form's double-submit token (SameSite=Strict)
+LISTS = {"problems": "问题清单", "suggestions": "建议清单", "supervision": "督办清单", "results": "成果清单"}
 
 
 class NeedsSignIn(Exception):
@@ -49,7 +51,7 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
     level = default_registry().get(settings.jurisdiction)
 
     async def session_of(request: Request) -> Session:
-        session = await sessions.find(request.cookies.get(COOKIE))
+        session = await sessions.find(request.cookies.get(sessions.cookie))
         if session is None:
             raise NeedsSignIn
         return session
@@ -111,7 +113,7 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         cookie, _ = await sessions.open(claims, tokens)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
-            COOKIE,
+            sessions.cookie,
             cookie,
             httponly=True,
             samesite="lax",
@@ -127,7 +129,7 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         await form_of(request, session)
         await sessions.close(session)
         response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(COOKIE)
+        response.delete_cookie(sessions.cookie)
         return response
 
     @router.get("/", response_class=HTMLResponse)
@@ -226,12 +228,15 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         body_of = MATTER_ACTIONS.get(action)
         if body_of is None:
             return await page(request, "error.html", session, 404, message="没有这个操作")
+        back = form.get("back") if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", form.get("back", "")) else matter_id
         try:
             await services.post(session, "intake", f"/matters/{matter_id}/{action}", body_of(form))
         except Refused as err:
-            return RedirectResponse(f"/matters/{matter_id}?error={quote(err.message)}", status_code=303)
+            return RedirectResponse(f"/matters/{back}?error={quote(err.message)}", status_code=303)
         await services.matter_caught_up(session, matter_id)
-        return RedirectResponse(f"/matters/{matter_id}", status_code=303)
+        if back != matter_id:
+            await services.matter_caught_up(session, back)
+        return RedirectResponse(f"/matters/{back}", status_code=303)
 
     # -- cases ---------------------------------------------------------------------------------
     @router.get("/cases", response_class=HTMLResponse)
@@ -241,12 +246,14 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         if session.has("unit") and session.unit:
             params["unit"] = session.unit
         found = (await services.get(session, "tracking", "/cases", **params))["items"]
+        handling = [c for c in found if c.get("status") in ("assigned", "rehandling")]
         tabs = {
-            "todo": ("待办理", [c for c in found if c.get("status") in ("assigned", "rehandling")]),
+            "sign": ("待签收", [c for c in handling if c.get("status") == "assigned" and not c.get("signed_at")]),
+            "todo": ("办理中", [c for c in handling if c.get("signed_at") or c.get("status") == "rehandling"]),
             "replied": ("已答复", [c for c in found if c.get("status") in ("replied", "in_review", "closed")]),
             "all": ("全部", found),
         }
-        chosen = tab if tab in tabs else ("todo" if session.has("unit") else "all")
+        chosen = tab if tab in tabs else ("sign" if session.has("unit") else "all")
         return await page(request, "cases.html", session, tabs=tabs, tab=chosen, cases=tabs[chosen][1])
 
     @router.get("/cases/{case_id}", response_class=HTMLResponse)
@@ -254,10 +261,6 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         session = await session_of(request)
         detail = await services.get(session, "tracking", f"/cases/{case_id}")
         case = detail["case"]
-        if session.has("unit") and not session.has("committee", "admin"):
-            units = [case.get("lead_unit") or {}, *(case.get("co_units") or [])]
-            if session.unit not in {u.get("id") for u in units if u}:
-                return await page(request, "error.html", session, 403, message="无权查看其他承办单位的办理件")
         return await page(
             request,
             "case.html",
@@ -276,6 +279,9 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
             "key": f.get("key") == "on",
         },
         "reply": lambda f: {"reply_class": f.get("reply_class", ""), "text": f.get("text", "")},
+        "sign": lambda f: None,
+        "feedback": lambda f: {"rating": f.get("rating", ""), "submitter_id": f.get("submitter_id") or None},
+        "return": lambda f: {"reason": f.get("reason", "")},
         "progress": lambda f: {"text": f.get("text", "")},
     }
 
@@ -291,6 +297,24 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         except Refused as err:
             return RedirectResponse(f"/cases/{case_id}?error={quote(err.message)}", status_code=303)
         return RedirectResponse(f"/cases/{case_id}", status_code=303)
+
+    # -- the four lists --------------------------------------------------------------------------
+    @router.get("/lists/{name}.{fmt}")
+    async def list_download(request: Request, name: str, fmt: str) -> Response:
+        """问题清单、建议清单、督办清单、成果清单 as notify compiles them, CSV or XLSX."""
+        session = await session_of(request)
+        if name not in LISTS or fmt not in ("csv", "xlsx"):
+            return await page(request, "error.html", session, 404, message="没有这张清单")
+        answer = await services.call(session, "GET", "notify", f"/lists/{name}", params={"format": fmt})
+        disposition = f"attachment; filename*=UTF-8''{quote(LISTS[name])}.{fmt}"
+        return Response(
+            answer.content, media_type=answer.headers.get("content-type"), headers={"Content-Disposition": disposition}
+        )
+
+    @router.get("/lists", response_class=HTMLResponse)
+    async def lists(request: Request) -> Response:
+        session = await session_of(request)
+        return await page(request, "lists.html", session, lists=LISTS)
 
     # -- notices -------------------------------------------------------------------------------
     @router.get("/inbox", response_class=HTMLResponse)

@@ -19,7 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts.envelope import utcnow
 from services.runtime.read.db import UtcDateTime
 
-COOKIE = "duban_session"
+
+def cookie_name(jurisdiction: str) -> str:
+    """The session cookie of one level's pages: one name per level, since cookies do not tell
+    ports apart (under ``duban up`` every level's pages are on 127.0.0.1)."""
+    return f"duban_session_{jurisdiction}"
+
 
 metadata = MetaData()
 sessions = Table(
@@ -59,7 +64,8 @@ class Session:
 
 
 class Sessions:
-    def __init__(self, engine: AsyncEngine, ttl_s: int) -> None:
+    def __init__(self, engine: AsyncEngine, ttl_s: int, jurisdiction: str) -> None:
+        self.cookie = cookie_name(jurisdiction)
         self.engine = engine
         self.ttl_s = ttl_s
 

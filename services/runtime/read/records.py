@@ -49,6 +49,7 @@ from contracts.tracking import (
     CaseOpened,
     CaseReopened,
     CaseReturned,
+    CaseSigned,
     CaseStatus,
     CaseUrged,
     CommitmentDelivered,
@@ -436,6 +437,7 @@ def case_table(name: str, metadata: MetaData) -> Table:
         Column("list_year", Integer, doc="the latest year whose lists carry it (跨年度跟踪)"),
         Column("opened_at", UtcDateTime),
         Column("assigned_at", UtcDateTime),
+        Column("signed_at", UtcDateTime, doc="签收 by the lead unit of the current assignment"),
         Column("replied_at", UtcDateTime),
         Column("closed_at", UtcDateTime),
         Column("delivered_at", UtcDateTime, doc="closed with every commitment delivered: on the 成果清单"),
@@ -517,7 +519,12 @@ class CaseRecords(DocumentProjection):
             co_unit_bars=bars([u.id for u in event.co_units]),
             co_unit_names=SEPARATOR.join(u.name for u in event.co_units),
             assigned_at=event.since,
+            signed_at=None,
         )
+
+    @handles(CaseSigned)
+    def signed(self, doc, event: CaseSigned, envelope: Envelope) -> None:
+        self._stamp(doc, envelope, signed_at=envelope.occurred_at)
 
     @handles(CaseReturned)
     def returned(self, doc, event: CaseReturned, envelope: Envelope) -> None:

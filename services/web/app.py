@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 
+from contracts.jurisdictions import default_registry
 from services.runtime.read.db import make_engine
 from services.runtime.settings import Settings
 
@@ -64,11 +65,13 @@ def create_app(settings: Settings, *, sessions: Sessions | None = None) -> FastA
         await services.close()
         await engine.dispose()
 
+    level = default_registry().get(settings.jurisdiction)
+
     def problem(request: Request, status: int, message: str) -> Response:
         return TEMPLATES.TemplateResponse(
             request,
             "error.html",
-            {"level": None, "session": None, "nav": [], "unread": 0, "path": request.url.path, "message": message},
+            {"level": level, "session": None, "nav": [], "unread": 0, "path": request.url.path, "message": message},
             status_code=status,
         )
 

@@ -10,6 +10,7 @@ with the Asia/Shanghai day beside each deadline (``due_on``).
 from __future__ import annotations
 
 import logging
+from datetime import date, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query
@@ -17,7 +18,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.envelope import SHANGHAI
-from contracts.intake import ID_PATTERN
+from contracts.intake import ID_PATTERN, MatterKind
 from contracts.tracking import (
     STATUS_NAMES,
     AssignCase,
@@ -44,6 +45,7 @@ from services.runtime.http.routes import CommandRoute, add_command_routes
 from services.runtime.settings import Settings
 
 from . import projections
+from .deadlines import WorkingCalendar
 from .domain import Case
 from .handlers import TrackingHandlers
 from .workplan import load_workplan
@@ -104,6 +106,23 @@ def case_view(case: Case) -> dict[str, Any]:
     return view
 
 
+#: 督办清单 marks a case whose deadline is this many working days away or fewer (amber).
+DUE_SOON_WORKING_DAYS = 5
+HANDLING = {CaseStatus.assigned.value, CaseStatus.rehandling.value, CaseStatus.in_review.value}
+
+
+def working_days_left(today: date, due_on: date | str | None, calendar: WorkingCalendar) -> int | None:
+    """Working days from today up to the due day (both counted; 0 once it has passed); None
+    without a deadline. Counted up to a fortnight: beyond that the figure does not matter."""
+    if due_on is None:
+        return None
+    due = date.fromisoformat(due_on) if isinstance(due_on, str) else due_on
+    if due < today:
+        return 0
+    days = [today + timedelta(days=n) for n in range(min((due - today).days + 1, 15))]
+    return sum(1 for day in days if calendar.is_workday(day)) if (due - today).days < 15 else 99
+
+
 def unit_only(principal: Principal) -> str | None:
     """The unit of a principal who is a unit's staff and nothing more (staff, leaders and
     operators see every case of the level): what it may see is its own cases."""
@@ -133,6 +152,8 @@ def build_router(
         unit: str | None = Query(default=None, max_length=200, description="主办单位编号或名称"),
         committee: str | None = Query(default=None, max_length=100),
         key: bool | None = Query(default=None, description="仅重点督办件"),
+        kind: MatterKind | None = Query(default=None, description="类别"),
+        q: str | None = Query(default=None, max_length=100, description="在案由和编号中查找"),
         limit: int = Query(default=100, ge=1, le=500),
         offset: int = Query(default=0, ge=0),
         principal: Principal = Depends(caller),
@@ -147,9 +168,17 @@ def build_router(
             unit=unit,
             committee=committee,
             key=key,
+            kind=kind.value if kind else None,
+            text=q,
             limit=limit,
             offset=offset,
         )
+        today = now().astimezone(SHANGHAI).date()
+        calendar = get_handlers().config.calendar
+        for row in rows:
+            left = working_days_left(today, row.get("due_on"), calendar) if row["status"] in HANDLING else None
+            row["working_days_left"] = left
+            row["due_soon"] = left is not None and not row["overdue"] and left <= DUE_SOON_WORKING_DAYS
         return {"items": rows, "limit": limit, "offset": offset}
 
     @router.get("/cases/{case_id}", tags=["cases"], summary="办理件详情与全部经过")

@@ -355,13 +355,22 @@ async def list_cases(
     unit: str | None = None,
     committee: str | None = None,
     key: bool | None = None,
+    kind: str | None = None,
+    text: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Every case of the level, newest first."""
+    """Every case of the level, newest first; ``text`` is looked for in the title and the 编号."""
     query = _filters(select(cases), jurisdiction=jurisdiction, unit=unit, committee=committee, key=key)
     if status is not None:
         query = query.where(cases.c.status == status)
+    if kind is not None:
+        query = query.where(cases.c.kind == kind)
+    if text:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            or_(cases.c.title.like(pattern, escape="\\"), cases.c.registration_no.like(pattern, escape="\\"))
+        )
     query = query.order_by(cases.c.opened_at.desc(), cases.c.id).limit(limit).offset(offset)
     async with connected(conn) as db:
         return [_decorate(dict(row._mapping), now) for row in await db.execute(query)]

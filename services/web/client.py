@@ -106,6 +106,18 @@ class Services:
                 return detail
             await asyncio.sleep(0.05)
 
+    async def case_caught_up(self, session: Session, case_id: str) -> dict[str, Any]:
+        """The case's page data once tracking's read models hold every event of it (bounded):
+        its list row and history then show what was just done."""
+        deadline = time.monotonic() + self.settings.read_your_writes_s
+        while True:
+            detail = await self.get(session, "tracking", f"/cases/{case_id}")
+            row = detail.get("row") or {}
+            caught_up = (row.get("version") or 0) >= (detail["case"].get("sequence") or 0)
+            if caught_up or time.monotonic() > deadline:
+                return detail
+            await asyncio.sleep(0.05)
+
     # -- signing in (development) ------------------------------------------------------------
     async def dev_people(self) -> list[dict[str, Any]]:
         answer = await self.http.get(f"{self.urls['directory']}/auth/dev/people")

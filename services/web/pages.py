@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from contracts.intake import KIND_NAMES
 from contracts.jurisdictions import default_registry
 
 from . import texts
@@ -240,11 +241,19 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
 
     # -- cases ---------------------------------------------------------------------------------
     @router.get("/cases", response_class=HTMLResponse)
-    async def cases(request: Request, tab: str | None = None) -> Response:
+    async def cases(
+        request: Request,
+        tab: str | None = None,
+        unit: str | None = None,
+        committee: str | None = None,
+        kind: str | None = None,
+        q: str | None = None,
+    ) -> Response:
+        """督办清单 (staff, leaders) or a unit's own cases: overdue red, due within five working
+        days amber; filtered by unit, committee, kind; searched by 案由 and 编号."""
         session = await session_of(request)
-        params: dict[str, Any] = {"limit": 500}
-        if session.has("unit") and session.unit:
-            params["unit"] = session.unit
+        filters = {"unit": unit, "committee": committee, "kind": kind, "q": q}
+        params: dict[str, Any] = {"limit": 500, **{k: v[:100] for k, v in filters.items() if v}}
         found = (await services.get(session, "tracking", "/cases", **params))["items"]
         handling = [c for c in found if c.get("status") in ("assigned", "rehandling")]
         tabs = {
@@ -254,7 +263,10 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
             "all": ("全部", found),
         }
         chosen = tab if tab in tabs else ("sign" if session.has("unit") else "all")
-        return await page(request, "cases.html", session, tabs=tabs, tab=chosen, cases=tabs[chosen][1])
+        shown = sorted(tabs[chosen][1], key=lambda c: (not c.get("overdue"), not c.get("due_soon")))
+        return await page(
+            request, "cases.html", session, tabs=tabs, tab=chosen, cases=shown, filters=filters, kinds=KIND_NAMES
+        )
 
     @router.get("/cases/{case_id}", response_class=HTMLResponse)
     async def case_page(request: Request, case_id: str, error: str | None = None) -> Response:
@@ -296,6 +308,7 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
             await services.post(session, "tracking", f"/cases/{case_id}/{action}", body_of(form))
         except Refused as err:
             return RedirectResponse(f"/cases/{case_id}?error={quote(err.message)}", status_code=303)
+        await services.case_caught_up(session, case_id)
         return RedirectResponse(f"/cases/{case_id}", status_code=303)
 
     # -- the four lists --------------------------------------------------------------------------

@@ -31,7 +31,7 @@ import nats
 from contracts import subjects
 from services.runtime.tools.nats_server import EmbeddedNats
 
-from . import ballots, traced
+from . import ballots, traced, web
 from .common import CONTEXT, JURISDICTION, Sizes, elapsed, progress, ratio
 from .project import project
 from .raw import raw_consume, raw_consume_plain, raw_publish, raw_publish_plain
@@ -45,7 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--aggregates", type=int, help="aggregates they belong to (default 10000, quick 1000)")
     parser.add_argument("--rounds", type=int, help="rounds of (raw consume, projection), best kept (default 3)")
     parser.add_argument(
-        "--core-only", action="store_true", help="skip the service scenarios (ballots over HTTP, tracing's cost)"
+        "--core-only",
+        action="store_true",
+        help="skip the service scenarios (ballots over HTTP, tracing's cost, the 工作台's pages)",
     )
     return parser.parse_args(argv)
 
@@ -120,6 +122,9 @@ def notes(sizes: Sizes, report: dict) -> str:
             "ballot_concurrency in flight, every ballot counted exactly once in the results or the run fails).",
             "traced_vs_untraced: bench/traced.py (matters submitted, registered, routed and opened as cases,",
             "with an SDK tracer writing span files against none, fresh processes, best rounds).",
+            "web_page_p95_ms: bench/web.py (the 督办清单, a hundred cases a page, and a matter's page, as",
+            "committee staff signed in at the 工作台 see them, web_matters matters and cases at the level,",
+            "duban serve processes); web_first_load_kb: the sign-in page and every file it loads.",
         ]
     )
 
@@ -146,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
         report |= ballots.in_fresh_process()
         progress("traced_vs_untraced: intake and tracking end to end, tracing off and on, alternating")
         report |= traced.measure(matters=traced.MATTERS // (5 if args.quick else 1), rounds=sizes.consume_rounds)
+        progress("web_page_p95_ms: the 工作台 with 10,000 matters and cases at a county")
+        report |= web.measure(matters=web.MATTERS // (10 if args.quick else 1))
     report |= {
         "append_vs_raw": ratio(report["append_per_s"], report["raw_publish_per_s"]),
         "project_vs_raw": ratio(report["project_per_s"], report["raw_consume_per_s"]),

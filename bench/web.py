@@ -84,7 +84,14 @@ async def load(matters: int, workdir: Path, nats_url: str) -> list[str]:
 
         async def assign(i: int, case_id: str) -> None:
             async with gate:
-                command = AssignCase(case_id=case_id, lead_unit=units[i % 40], committee="城建环资工委", key=i % 7 == 0)
+                key = i % 7 == 0  # a key item, supervised by a leader
+                command = AssignCase(
+                    case_id=case_id,
+                    lead_unit=units[i % 40],
+                    committee="城建环资工委",
+                    key=key,
+                    leader="周主任" if key else None,
+                )
                 await tracking.handlers.assign(command, staff)
 
         await asyncio.gather(*(assign(i, case_id) for i, case_id in enumerate(ids)))

@@ -35,6 +35,8 @@ from services.runtime.settings import Settings
 from services.runtime.tools.nats_server import EmbeddedNats, free_port
 from services.tracking.api import create_api as tracking_api
 from services.tracking.app import TrackingService
+from services.web.app import create_app as create_web
+from services.web.settings import WebSettings
 from tests.support.idp import IdentityProvider
 from tests.support.waiting import eventually
 
@@ -46,9 +48,9 @@ ADMIN = Principal(sub="admin-331081", roles=[Role.admin], jurisdiction=WENLING)
 class Served:
     """An app on a real port of 127.0.0.1, in the test's event loop."""
 
-    def __init__(self, app, port: int) -> None:
+    def __init__(self, app, port: int, lifespan: str = "off") -> None:
         self.url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off")
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan=lifespan)
         self.server = uvicorn.Server(config)
         self.task: asyncio.Task | None = None
 
@@ -252,3 +254,46 @@ async def test_service_accounts_get_system_tokens_by_client_credentials(tmp_path
     body = json.dumps({"matter": matter}, ensure_ascii=False).encode()
     allowed = await handle_command(intake.handlers, intake.settings, "duban.cmd.intake.331081.submit", bearer, body)
     assert allowed.get("ok") is True, allowed
+
+
+async def test_signing_in_at_the_pages_goes_through_the_identity_provider_and_comes_back_signed_in(tmp_path, system):
+    idp, directory, directory_url, _, apps = system
+    web_port, intake_port = free_port(), free_port()
+    directory.settings.web_url = f"http://127.0.0.1:{web_port}"
+    staff = Person(id="p-chen", kind="committee_staff", name="陈工委", mobile="13906760002")
+    await directory.handlers.enroll_person(EnrollPerson(person=staff), ADMIN)
+    await directory.wait_idle()
+    idp.sign_in_as({"sub": "u-chen", "phone_number": "13906760002", "name": "陈工委"})
+    web = create_web(
+        WebSettings(
+            jurisdiction=WENLING,
+            data_dir=tmp_path / "web",
+            dev_signin=False,
+            intake_url=f"http://127.0.0.1:{intake_port}",
+            directory_url=directory_url,
+        )
+    )
+    async with Served(apps["intake"], intake_port), Served(web, web_port, lifespan="on") as pages:
+        async with httpx.AsyncClient(timeout=10) as browser:
+            login = await browser.get(f"{pages.url}/login")
+            assert "通过统一身份认证登录" in login.text and "选择名册中的人员" not in login.text
+            hop = await browser.get(f"{pages.url}/auth/login")
+            seen, done = [], None
+            while hop.status_code in (302, 303):
+                target = hop.headers["location"]
+                seen.append(urlparse(target).path)
+                done = target if urlparse(target).path == "/auth/done" else done
+                hop = await browser.get(target if target.startswith("http") else f"{pages.url}{target}")
+            # the pages → the directory → the provider → the directory's callback → the pages
+            assert seen[:5] == ["/auth/login", "/authorize", "/auth/callback", "/auth/done", "/"], seen
+            assert hop.status_code == 200 and "陈工委（工委）" in hop.text, hop.text[:500]
+            assert "access_token" not in str(browser.cookies) and "eyJ" not in str(browser.cookies)
+            matters = await browser.get(f"{pages.url}/matters")
+            assert matters.status_code == 200 and "全部事项" in matters.text
+            # the one-time code was good once: the same link again signs nobody in
+            code = parse_qs(urlparse(done).query)["code"][0]
+            again = await browser.post(f"{directory_url}/auth/exchange", json={"code": code})
+            assert again.status_code == 400 and "已失效" in again.json()["detail"]["message"]
+            async with httpx.AsyncClient() as stranger:
+                replayed = await stranger.get(done)
+            assert replayed.status_code == 303 and replayed.headers["location"].startswith("/login?error=")

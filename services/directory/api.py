@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Depends, Form, Path, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -40,7 +41,7 @@ from .domain import PersonRecord
 from .handlers import DirectoryHandlers
 from .keys import KeyRing
 from .settings import DirectorySettings
-from .signin import SignIn, SignInRefused
+from .signin import TO_WEB, SignIn, SignInRefused
 
 TITLE = "duban directory 名册与登录"
 
@@ -60,6 +61,10 @@ PERSON_COMMANDS = [
 
 class DevSignIn(BaseModel):
     person_id: str = Field(pattern=ID_PATTERN, description="名册中的人员编号")
+
+
+class Exchange(BaseModel):
+    code: str = Field(min_length=10, max_length=200)
 
 
 class Refresh(BaseModel):
@@ -176,9 +181,12 @@ def create_api(
         return get_signin().ring.jwks()
 
     @router.get("/auth/login", tags=["sign-in"], summary="通过统一身份认证登录")
-    async def login(request: Request) -> Any:
+    async def login(
+        request: Request, to: str | None = Query(default=None, pattern="^web$", description="web：登录后回到工作台")
+    ) -> Any:
         try:
-            return RedirectResponse(await get_signin().begin(_redirect_uri(settings, request)), status_code=302)
+            url = await get_signin().begin(_redirect_uri(settings, request), to_web=to == "web")
+            return RedirectResponse(url, status_code=302)
         except SignInRefused as err:
             return JSONResponse(error_body(err.code, err.message), err.status)
 
@@ -192,9 +200,21 @@ def create_api(
         if error or not code or not state:
             return JSONResponse(error_body("not_authenticated", "统一身份认证未通过，请重新登录"), 401)
         try:
-            return await get_signin().finish(code, state, _redirect_uri(settings, request))
+            tokens = await get_signin().finish(code, state, _redirect_uri(settings, request))
+            if state.startswith(TO_WEB) and settings.web_url:
+                return RedirectResponse(await get_signin().code_for_web(tokens), status_code=302)
+            return tokens
         except SignInRefused as err:
+            if state.startswith(TO_WEB) and settings.web_url:
+                return RedirectResponse(f"{settings.web_url.rstrip('/')}/login?error={quote(err.message)}", 302)
             return JSONResponse(error_body(err.code, err.message), err.status)
+
+    @router.post("/auth/exchange", tags=["sign-in"], summary="工作台以一次性凭据换取令牌")
+    async def exchange(body: Exchange) -> Any:
+        try:
+            return await get_signin().exchange(body.code)
+        except SignInRefused as err:
+            return JSONResponse(error_body(err.code, err.message, "code"), err.status)
 
     @router.post("/auth/refresh", tags=["sign-in"], summary="续期访问令牌")
     async def refresh(body: Refresh) -> Any:

@@ -77,4 +77,12 @@ pending_signins = Table(
     Column("created_at", UtcDateTime, nullable=False),
 )
 
+signin_codes = Table(
+    "directory_signin_codes",
+    sessions_metadata,
+    Column("id", String(64), primary_key=True, doc="SHA-256 of the one-time code"),
+    Column("tokens", Text, nullable=False, doc="the sign-in's answer (JSON), handed over once"),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
 PROJECTIONS = (PeopleProjection, OrgProjection, ImportProjection)

@@ -30,6 +30,9 @@ class DirectorySettings(Settings):
     #: This directory's public base URL (the redirect URI is ``<public_url>/auth/callback``);
     #: by default the URL the browser used.
     public_url: str | None = None
+    #: The level's 工作台 (``services/web``): a sign-in begun there returns there with a
+    #: one-time code (``<web_url>/auth/done``), never to any other address.
+    web_url: str | None = None
     #: How long a sign-in lasts: its refresh token renews access tokens until then.
     session_ttl_s: int = Field(default=8 * 3600, ge=60)
     #: Other systems that call duban (OAuth2 client credentials): a JSON file

@@ -39,12 +39,16 @@ from contracts.envelope import utcnow
 from services.runtime.read import people as directory
 
 from .keys import KeyRing, access_token
-from .projections import pending_signins, signin_sessions
+from .projections import pending_signins, signin_codes, signin_sessions
 from .settings import DirectorySettings
 
 log = logging.getLogger("duban.directory.signin")
 
 PENDING_TTL = timedelta(minutes=10)
+#: A sign-in begun at the 工作台 goes back there; its ``state`` starts so.
+TO_WEB = "w."
+#: How long the 工作台 has to exchange a one-time code for the sign-in's tokens.
+CODE_TTL = timedelta(seconds=60)
 
 
 class SignInRefused(Exception):
@@ -148,12 +152,16 @@ class SignIn:
                 raise SignInRefused(message, status=503, code="unavailable") from None
         return self._provider
 
-    async def begin(self, redirect_uri: str) -> str:
-        """The identity provider's authorization URL to send the browser to."""
+    async def begin(self, redirect_uri: str, *, to_web: bool = False) -> str:
+        """The identity provider's authorization URL to send the browser to; with ``to_web``
+        the sign-in returns to the 工作台 (``DUBAN_WEB_URL``) with a one-time code."""
         if not self.configured():
             raise SignInRefused("未配置统一身份认证平台（DUBAN_OIDC_ISSUER）", status=404, code="not_found")
+        if to_web and not self.settings.web_url:
+            raise SignInRefused("未配置工作台地址（DUBAN_WEB_URL）", status=404, code="not_found")
         provider = await self.provider()
         state, nonce, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(64)
+        state = TO_WEB + state if to_web else state
         url = prepare_grant_uri(
             provider["authorization_endpoint"],
             self.settings.oidc_client_id,
@@ -225,6 +233,26 @@ class SignIn:
             nonce={"essential": True, "value": nonce},
         ).validate(decoded.claims)
         return dict(decoded.claims)
+
+    # -- the 工作台's sign-ins -------------------------------------------------------------------
+    async def code_for_web(self, tokens: dict[str, Any]) -> str:
+        """Where the browser goes after a sign-in begun at the 工作台: its ``/auth/done`` with a
+        one-time code the 工作台 exchanges for the tokens (which never pass through the browser)."""
+        code = secrets.token_urlsafe(32)
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(signin_codes).where(signin_codes.c.created_at < now - CODE_TTL))
+            await conn.execute(insert(signin_codes).values(id=_digest(code), tokens=json.dumps(tokens), created_at=now))
+        return f"{(self.settings.web_url or '').rstrip('/')}/auth/done?code={code}"
+
+    async def exchange(self, code: str) -> dict[str, Any]:
+        """The tokens of a one-time code, once, within a minute."""
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(select(signin_codes).where(signin_codes.c.id == _digest(code)))).first()
+            await conn.execute(delete(signin_codes).where(signin_codes.c.id == _digest(code)))
+        if row is None or row.created_at < utcnow() - CODE_TTL:
+            raise SignInRefused("登录凭据已失效，请重新登录", status=400, code="invalid_code")
+        return json.loads(row.tokens)
 
     # -- service accounts ---------------------------------------------------------------------
     def client_credentials(self, client_id: str, client_secret: str) -> dict[str, Any]:

@@ -8,7 +8,9 @@ prints its URL first). It holds no state of its own beyond sessions.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import uvicorn
@@ -53,17 +55,18 @@ def create_app(settings: Settings, *, sessions: Sessions | None = None) -> FastA
     engine = make_engine(settings.sqlalchemy_url("web"))
     sessions = sessions or Sessions(engine, settings.web_session_ttl_s, settings.jurisdiction)
     services = Services(settings, sessions)
-    app = FastAPI(title="duban 工作台", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.settings, app.state.sessions, app.state.services = settings, sessions, services
 
-    @app.on_event("startup")
-    async def prepare() -> None:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await sessions.prepare()
+        try:
+            yield
+        finally:
+            await services.close()
+            await engine.dispose()
 
-    @app.on_event("shutdown")
-    async def close() -> None:
-        await services.close()
-        await engine.dispose()
+    app = FastAPI(title="duban 工作台", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.settings, app.state.sessions, app.state.services = settings, sessions, services
 
     level = default_registry().get(settings.jurisdiction)
 

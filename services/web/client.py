@@ -59,6 +59,8 @@ class Services:
             "notify": settings.notify_url,
             "directory": settings.directory_url,
         }
+        #: The directory as the browser reaches it (production sign-in goes through it).
+        self.public_directory_url = (settings.directory_public_url or settings.directory_url).rstrip("/")
         self.http = httpx.AsyncClient(timeout=15)
 
     async def close(self) -> None:
@@ -124,6 +126,13 @@ class Services:
         if answer.status_code != 200:
             raise refusal_of(answer)
         return answer.json()["items"]
+
+    async def exchange(self, code: str) -> dict[str, Any]:
+        """The tokens of a sign-in through the identity provider, for its one-time code."""
+        answer = await self.http.post(f"{self.urls['directory']}/auth/exchange", json={"code": code})
+        if answer.status_code != 200:
+            raise refusal_of(answer)
+        return answer.json()
 
     async def dev_sign_in(self, person_id: str) -> dict[str, Any]:
         answer = await self.http.post(f"{self.urls['directory']}/auth/dev/token", json={"person_id": person_id})

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+import jwt
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -36,6 +37,8 @@ TEMPLATES.env.globals.update(
     reply_class_names=texts.REPLY_CLASS_NAMES,
 )
 LOGIN_CSRF = "duban_login_csrf"  # the sign-in form's double-submit token (SameSite=Strict)
+#: Cases on one page of the 督办清单.
+PAGE_SIZE = 100
 LISTS = {"problems": "问题清单", "suggestions": "建议清单", "supervision": "督办清单", "results": "成果清单"}
 
 
@@ -108,8 +111,26 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
             tokens = await services.dev_sign_in(str(form.get("person_id", "")))
         except Refused as err:
             return RedirectResponse(f"/login?error={quote(err.message)}", status_code=303)
-        import jwt
+        return await signed_in(tokens)
 
+    @router.get("/auth/login")
+    async def sign_in_with_provider() -> Response:
+        """To the directory, which signs in with the identity provider and sends the browser
+        back to ``/auth/done`` with a one-time code."""
+        return RedirectResponse(f"{services.public_directory_url}/auth/login?to=web", status_code=303)
+
+    @router.get("/auth/done")
+    async def signed_in_with_provider(code: str | None = None) -> Response:
+        if not code or len(code) > 200:
+            return RedirectResponse("/login", status_code=303)
+        try:
+            tokens = await services.exchange(code)
+        except Refused as err:
+            return RedirectResponse(f"/login?error={quote(err.message)}", status_code=303)
+        return await signed_in(tokens)
+
+    async def signed_in(tokens: dict[str, Any]) -> Response:
+        """A session for the tokens the directory answered this server with (never the browser)."""
         claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
         cookie, _ = await sessions.open(claims, tokens)
         response = RedirectResponse("/", status_code=303)
@@ -248,13 +269,19 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         committee: str | None = None,
         kind: str | None = None,
         q: str | None = None,
+        page_no: int = Query(default=1, alias="page", ge=1, le=10_000),
     ) -> Response:
         """督办清单 (staff, leaders) or a unit's own cases: overdue red, due within five working
-        days amber; filtered by unit, committee, kind; searched by 案由 and 编号."""
+        days amber; filtered by unit, committee, kind; searched by 案由 and 编号; a hundred a page."""
         session = await session_of(request)
         filters = {"unit": unit, "committee": committee, "kind": kind, "q": q}
-        params: dict[str, Any] = {"limit": 500, **{k: v[:100] for k, v in filters.items() if v}}
+        params: dict[str, Any] = {
+            "limit": PAGE_SIZE + 1,
+            "offset": (page_no - 1) * PAGE_SIZE,
+            **{k: v[:100] for k, v in filters.items() if v},
+        }
         found = (await services.get(session, "tracking", "/cases", **params))["items"]
+        more, found = len(found) > PAGE_SIZE, found[:PAGE_SIZE]
         handling = [c for c in found if c.get("status") in ("assigned", "rehandling")]
         tabs = {
             "sign": ("待签收", [c for c in handling if c.get("status") == "assigned" and not c.get("signed_at")]),
@@ -264,8 +291,19 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         }
         chosen = tab if tab in tabs else ("sign" if session.has("unit") else "all")
         shown = sorted(tabs[chosen][1], key=lambda c: (not c.get("overdue"), not c.get("due_soon")))
+        query = "&".join(f"{k}={quote(v)}" for k, v in {**filters, "tab": chosen}.items() if v)
         return await page(
-            request, "cases.html", session, tabs=tabs, tab=chosen, cases=shown, filters=filters, kinds=KIND_NAMES
+            request,
+            "cases.html",
+            session,
+            tabs=tabs,
+            tab=chosen,
+            cases=shown,
+            filters=filters,
+            kinds=KIND_NAMES,
+            page_no=page_no,
+            more=more,
+            query=query,
         )
 
     @router.get("/cases/{case_id}", response_class=HTMLResponse)

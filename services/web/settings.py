@@ -19,6 +19,8 @@ class WebSettings(Settings):
     evaluation_url: str = "http://127.0.0.1:8300"
     notify_url: str = "http://127.0.0.1:8400"
     directory_url: str = "http://127.0.0.1:8500"
+    #: The directory as browsers reach it, when not as this server does (sign-in redirects).
+    directory_public_url: str | None = None
     #: How long a signed-in session lasts without being used.
     web_session_ttl_s: int = Field(default=8 * 3600, ge=60)
     #: Mark the session cookie Secure (set when the pages are served over TLS).

@@ -352,6 +352,8 @@ class Runner:
                 if "directory" in self.services:
                     directory = self.base + PORT_OFFSETS["directory"] + index
                     level_env["DUBAN_JWKS_URL"] = f"http://127.0.0.1:{directory}/.well-known/jwks.json"
+                if service == "directory" and "web" in self.services:  # sign-ins return to the pages
+                    level_env["DUBAN_WEB_URL"] = f"http://127.0.0.1:{self.base + PORT_OFFSETS['web'] + index}"
                 if service == "web":  # the pages call this level's services
                     for other, offset in PORT_OFFSETS.items():
                         level_env[f"DUBAN_{other.upper()}_URL"] = f"http://127.0.0.1:{self.base + offset + index}"

@@ -187,11 +187,11 @@ def test_the_closed_loop_across_two_levels_by_clicking_and_typing(up):
 
             # 4. assigned to 温岭市交通运输局 in the supervision list
             page.goto(f"{browser.web(WENLING)}/cases/{county_matter}")
-            browser.reload_until("button:has-text('交办')")
-            page.fill("#unit_id", f"unit-{WENLING}")
-            page.fill("#unit_name", "温岭市交通运输局")
+            browser.reload_until("button:has-text('确认交办')")
+            assert "办理期限" in page.inner_text("section[aria-label=交办] [role=status]")
+            page.select_option("#unit", label="温岭市交通运输局")
             browser.shot("07-assign")
-            page.click("button:has-text('交办')")
+            page.click("button:has-text('确认交办')")
             page.wait_for_selector(".status-assigned")
 
             # 5. the unit's clerk signs for it (待签收) and replies A
@@ -202,6 +202,10 @@ def test_the_closed_loop_across_two_levels_by_clicking_and_typing(up):
             page.click(f"a:has-text('{TITLE}')")
             page.click("button:has-text('签收')")
             page.wait_for_selector("ol.timeline >> text=签收")
+            page.fill("#progress-text", "已组织施工队进场，主干道修复过半。")
+            page.fill("#progress-percent", "60")
+            page.click("button:has-text('报送进展')")
+            page.wait_for_selector("ol.timeline >> text=报送进展（60%）")
             page.check("input[name=reply_class][value=A]")
             page.fill("#reply-text", "园区主干道已修复，货车通行恢复正常。")
             browser.shot("09-reply")

@@ -302,6 +302,7 @@ def build_router(settings: Settings, *, handlers: Provided[NotifyHandlers], engi
             if stored and stored["revision"]
             else None
         )
+        view["columns"] = [{"key": key, "label": label} for key, label in summary.COLUMNS]
         if format == "xlsx":
             content = summary.summary_xlsx(view, filled_by=principal.name or principal.id, filled_on=h.today())
             return _file(content, XLSX, f"{view['name']}{month}情况汇总表.xlsx")

@@ -181,6 +181,10 @@ def build_router(
             row["due_soon"] = left is not None and not row["overdue"] and left <= DUE_SOON_WORKING_DAYS
         return {"items": rows, "limit": limit, "offset": offset}
 
+    @router.get("/cases/{case_id}/assignment-preview", tags=["cases"], summary="交办前预览办理期限")
+    async def assignment_preview(case_id: str = CaseId, principal: Principal = Depends(caller)) -> dict[str, Any]:
+        return await get_handlers().assignment_preview(case_id, principal)
+
     @router.get("/cases/{case_id}", tags=["cases"], summary="办理件详情与全部经过")
     async def case_detail(case_id: str = CaseId, principal: Principal = Depends(caller)) -> dict[str, Any]:
         """The case as stored (always current) with its row in the lists and its full history."""

@@ -159,6 +159,23 @@ class TrackingHandlers(Guarded):
         return case
 
     # -- 4. assigned -------------------------------------------------------------------
+    async def assignment_preview(self, case_id: str, principal: Principal) -> dict:
+        """What 交办 now would set: the deadline by the case's kind and the return window, for
+        staff to see before they confirm."""
+        self._staff(principal, "交办")
+        case = await self.store.load(Case, case_id)
+        if not case.exists:
+            raise DomainError(f"办理件 {case_id} 不存在", field="case_id", code="not_found")
+        now = self.clock()
+        deadline = self.deadline(now, self.rules.answer_for(case.kind or "suggestion"))
+        return {
+            "case_id": case_id,
+            "due_on": deadline.due_on.isoformat(),
+            "rule": deadline.rule,
+            "warnings": list(deadline.warnings),
+            "return_until": self.deadline(now, self.rules.return_window).due_at.isoformat(),
+        }
+
     async def assign(self, command: AssignCase, principal: Principal) -> Case:
         """交办, or reassignment after a return: the deadline runs from now by the case's kind, or
         from the day of a paper 交办单 entered later (``assigned_on``)."""

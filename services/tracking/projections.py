@@ -131,7 +131,7 @@ class CaseListProjection(CaseRecords):
     case records, which notify keeps too)."""
 
     name = "tracking_cases"
-    version = 4  # the shared case records, with 签收
+    version = 5  # the shared case records, with 签收 and the index of the 督办清单's pages
     metadata = cases_metadata
     table = cases
 

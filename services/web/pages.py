@@ -8,9 +8,11 @@ who may do what is decided where it always was.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import re
 import secrets
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -24,7 +26,7 @@ from contracts.intake import KIND_NAMES
 from contracts.jurisdictions import default_registry
 
 from . import texts
-from .client import Refused, Services
+from .client import Refused, Services, SignedOut
 from .sessions import Session, Sessions
 from .settings import WebSettings
 
@@ -50,14 +52,28 @@ class BadForm(Exception):
     """A form posted without its CSRF token (HTTP 403)."""
 
 
+def unit_of(value: str) -> dict[str, str]:
+    """A unit chosen in the 交办 form: ``<id>|<name>`` (the directory's units)."""
+    unit_id, _, name = value.partition("|")
+    return {"id": unit_id, "name": name}
+
+
 def build_router(settings: WebSettings, sessions: Sessions, services: Services) -> APIRouter:
     router = APIRouter()
     level = default_registry().get(settings.jurisdiction)
 
+    async def unread_of(session: Session) -> int:
+        try:
+            return len((await services.get(session, "notify", "/inbox", unread=True, limit=500))["items"])
+        except (Refused, SignedOut):
+            return 0
+
     async def session_of(request: Request) -> Session:
+        """The signed-in person; their unread count is asked for at once, beside the page's reads."""
         session = await sessions.find(request.cookies.get(sessions.cookie))
         if session is None:
             raise NeedsSignIn
+        request.state.unread = asyncio.create_task(unread_of(session))
         return session
 
     async def form_of(request: Request, session: Session) -> dict[str, str]:
@@ -68,12 +84,8 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         return {k: str(v) for k, v in form.items() if k != "csrf"}
 
     async def page(request: Request, template: str, session: Session | None, status: int = 200, **values: Any):
-        unread = 0
-        if session is not None:
-            try:
-                unread = len((await services.get(session, "notify", "/inbox", unread=True, limit=500))["items"])
-            except Refused:
-                unread = 0
+        pending = getattr(request.state, "unread", None)
+        unread = await pending if pending is not None else 0
         context = {
             "level": level,
             "session": session,
@@ -311,6 +323,11 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         session = await session_of(request)
         detail = await services.get(session, "tracking", f"/cases/{case_id}")
         case = detail["case"]
+        assigning: dict[str, Any] = {}
+        if session.has("committee", "admin") and case.get("status") in ("opened", "returned"):
+            assigning["preview"] = await services.get(session, "tracking", f"/cases/{case_id}/assignment-preview")
+            assigning["units"] = (await services.get(session, "directory", "/orgs", kind="unit"))["items"]
+            assigning["leaders"] = (await services.get(session, "directory", "/people", kind="leader"))["items"]
         return await page(
             request,
             "case.html",
@@ -319,11 +336,12 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
             row=detail.get("row") or {},
             history=detail["history"],
             error=error,
+            assigning=assigning,
         )
 
     CASE_ACTIONS = {
         "assign": lambda f: {
-            "lead_unit": {"id": f.get("unit_id", ""), "name": f.get("unit_name", "")},
+            "lead_unit": unit_of(f.get("unit", "")),
             "committee": f.get("committee", ""),
             **({"leader": f["leader"]} if f.get("leader") else {}),
             "key": f.get("key") == "on",
@@ -332,7 +350,12 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         "sign": lambda f: None,
         "feedback": lambda f: {"rating": f.get("rating", ""), "submitter_id": f.get("submitter_id") or None},
         "return": lambda f: {"reason": f.get("reason", "")},
-        "progress": lambda f: {"text": f.get("text", "")},
+        "progress": lambda f: {"text": f.get("text", ""), **({"percent": f["percent"]} if f.get("percent") else {})},
+        "extension": lambda f: {"until": f.get("until", ""), "reason": f.get("reason", "")},
+        "extension-decision": lambda f: {"grant": f.get("grant") == "yes", "note": f.get("note") or None},
+        "co-unit-input": lambda f: {"text": f.get("text", ""), "countersign": f.get("countersign") == "on"},
+        "review": lambda f: {"approve": f.get("approve") == "yes", "comment": f.get("comment") or None},
+        "close": lambda f: None,
     }
 
     @router.post("/cases/{case_id}/{action}", response_class=HTMLResponse)
@@ -361,6 +384,25 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         return Response(
             answer.content, media_type=answer.headers.get("content-type"), headers={"Content-Disposition": disposition}
         )
+
+    @router.get("/summary", response_class=HTMLResponse)
+    async def month_summary(request: Request, month: str | None = None) -> Response:
+        """一月一小结: this level's table of the month (and its lower levels'), XLSX to download."""
+        session = await session_of(request)
+        today = date.today()
+        chosen = month if month and re.fullmatch(r"\d{4}-\d{2}", month) else f"{today.year}-{today.month:02d}"
+        view = await services.get(session, "notify", f"/summaries/{chosen}")
+        return await page(request, "summary.html", session, view=view, month=chosen)
+
+    @router.get("/summary/{month}.xlsx")
+    async def month_summary_xlsx(request: Request, month: str) -> Response:
+        session = await session_of(request)
+        if not re.fullmatch(r"\d{4}-\d{2}", month):
+            return await page(request, "error.html", session, 404, message="月份格式应为 YYYY-MM")
+        answer = await services.call(session, "GET", "notify", f"/summaries/{month}", params={"format": "xlsx"})
+        disposition = f"attachment; filename*=UTF-8''{quote(f'{month}情况汇总表')}.xlsx"
+        headers = {"Content-Disposition": disposition}
+        return Response(answer.content, media_type=answer.headers.get("content-type"), headers=headers)
 
     @router.get("/lists", response_class=HTMLResponse)
     async def lists(request: Request) -> Response:

@@ -36,7 +36,13 @@ REPLY_CLASS_NAMES = {"A": "A类（已解决或基本解决）", "B": "B类（列
 NAVIGATION = {
     "deputy": [("/matters/new", "反映问题"), ("/matters", "我的事项")],
     "liaison_station": [("/matters/new", "反映问题"), ("/matters", "本站事项")],
-    "committee": [("/review", "待审查"), ("/matters", "全部事项"), ("/cases", "督办清单"), ("/lists", "四张清单")],
+    "committee": [
+        ("/review", "待审查"),
+        ("/matters", "全部事项"),
+        ("/cases", "督办清单"),
+        ("/lists", "四张清单"),
+        ("/summary", "月度小结"),
+    ],
     "unit": [("/cases", "我的办理件")],
     "leader": [("/cases", "督办清单"), ("/lists", "四张清单")],
     "admin": [("/review", "待审查"), ("/cases", "督办清单")],

@@ -444,6 +444,7 @@ def case_table(name: str, metadata: MetaData) -> Table:
         Column("updated_at", UtcDateTime),
         Column("version", Integer),
         Index(f"ix_{name}_jurisdiction_status", "jurisdiction", "status"),
+        Index(f"ix_{name}_jurisdiction_opened", "jurisdiction", "opened_at"),  # the 督办清单's pages
     )
 
 

@@ -73,7 +73,8 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         session = await sessions.find(request.cookies.get(sessions.cookie))
         if session is None:
             raise NeedsSignIn
-        request.state.unread = asyncio.create_task(unread_of(session))
+        if request.method == "GET":
+            request.state.unread = asyncio.create_task(unread_of(session))
         return session
 
     async def form_of(request: Request, session: Session) -> dict[str, str]:

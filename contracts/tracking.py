@@ -292,6 +292,13 @@ class CaseUrged(Event):
     round: int
 
 
+@event("tracking.CaseUrgedByStaff")
+class CaseUrgedByStaff(Event):
+    """催办 by committee staff, whenever they see fit (the sweep's ``CaseUrged`` is by deadline)."""
+
+    note: str
+
+
 @event("tracking.CaseEscalatedToLeader")
 class CaseEscalatedToLeader(Event):
     """An overdue key item is escalated to its supervising leader (领衔督办)."""
@@ -402,6 +409,13 @@ class ReturnCase(_CaseCommand):
 @command("tracking.SignCase")
 class SignCase(_CaseCommand):
     """签收 (the lead unit, within the return window, instead of returning it)."""
+
+
+@command("tracking.UrgeCase")
+class UrgeCase(_CaseCommand):
+    """催办 (committee staff): the lead unit is told at once, with the note."""
+
+    note: str = Field(min_length=1, max_length=500)
 
 
 @command("tracking.RequestExtension")

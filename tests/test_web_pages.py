@@ -53,6 +53,8 @@ class Browser:
         self.dialogs: list[str] = []
         self.context.route("**/*", self._local_only)
         self.page.on("dialog", lambda dialog: (self.dialogs.append(dialog.message), dialog.dismiss()))
+        self.console_errors: list[str] = []
+        self.page.on("console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None)
         self.english: dict[str, set[str]] = {}
 
     def _local_only(self, route) -> None:
@@ -151,6 +153,10 @@ def test_the_closed_loop_across_two_levels_by_clicking_and_typing(up):
             page.fill("#content", CONTENT)
             page.fill("#raised_by", "温岭某泵业有限公司")
             page.fill("#contact", "0576-86000000")
+            page.fill("#co_signers", "李代表")  # no id: refused beside the form, nothing lost
+            page.click("button:has-text('提交')")
+            assert "附议代表的格式" in page.inner_text("p.error") and page.input_value("#title") == TITLE
+            page.fill("#co_signers", "")
             browser.shot("02-raise")
             page.click("button:has-text('提交')")
             page.wait_for_selector("h1")
@@ -193,11 +199,18 @@ def test_the_closed_loop_across_two_levels_by_clicking_and_typing(up):
             browser.shot("07-assign")
             page.click("button:has-text('确认交办')")
             page.wait_for_selector(".status-assigned")
+            page.fill("#urge-note", "企业急需，请一周内修复。")
+            page.click("button:has-text('催办')")
+            page.wait_for_selector("ol.timeline >> text=催办：企业急需")
 
             # 5. the unit's clerk signs for it (待签收) and replies A
             browser.sign_in(WENLING, "赵办理（承办单位工作人员）")
             browser.reload_until(f"a:has-text('{TITLE}')")
             assert "待签收（1）" in page.inner_text("nav.tabs")
+            page.click("header nav >> text=通知")
+            browser.reload_until("li:has-text('【催办通知】')")
+            assert "企业急需，请一周内修复。" in page.inner_text("li:has-text('【催办通知】')")
+            page.click("header nav >> text=我的办理件")
             browser.shot("08-unit-cases")
             page.click(f"a:has-text('{TITLE}')")
             page.click("button:has-text('签收')")
@@ -271,3 +284,5 @@ def test_the_closed_loop_across_two_levels_by_clicking_and_typing(up):
     assert browser.outside == []
     assert browser.dialogs == []  # no script ran
     assert browser.english == {}
+    # nothing the pages load breaks their Content-Security-Policy (htmx included)
+    assert [e for e in browser.console_errors if "Content Security Policy" in e] == []

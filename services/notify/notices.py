@@ -6,6 +6,7 @@ event (this level)                     notices
 tracking ``CaseAssigned``              交办通知 to the lead unit and to each co-unit
 tracking ``CaseUrged`` (due soon)      到期提醒 to the lead unit; for a key item also to its leader
 tracking ``CaseUrged`` (overdue…)      催办 to the lead unit (and the leader when long overdue)
+tracking ``CaseUrgedByStaff``          催办 by committee staff, with their note, to the lead unit
 tracking ``CaseEscalatedToLeader``     超期报领导督办 to the supervising leader of the key item
 tracking ``CaseReopened``              重新办理 to the lead unit
 tracking ``ReplyReleased``             答复通知 with the request for feedback, to every submitter who
@@ -47,6 +48,7 @@ from contracts.tracking import (
     CaseEscalatedToLeader,
     CaseReopened,
     CaseUrged,
+    CaseUrgedByStaff,
     ReplyReleased,
     Threshold,
 )
@@ -71,6 +73,7 @@ SESSION_KIND_NAMES = {
 TRACKING_TYPES = {
     CaseAssigned.event_type,
     CaseUrged.event_type,
+    CaseUrgedByStaff.event_type,
     CaseEscalatedToLeader.event_type,
     CaseReopened.event_type,
     ReplyReleased.event_type,
@@ -302,6 +305,9 @@ class NoticePlanner:
             if case["key"] and event.threshold != Threshold.overdue:
                 if (notice := leader_notice(kind, context)) is not None:
                     notices.append(notice)
+        elif isinstance(event, CaseUrgedByStaff):
+            context = base | {"threshold_name": "（工委催办）", "note": event.note, "role": "lead"}
+            notices.append(Notice(NoticeKind.urging, lead, context, topic, "lead", data=data))
         elif isinstance(event, CaseEscalatedToLeader):
             case["leader"] = case["leader"] or event.leader
             if (notice := leader_notice(NoticeKind.leader_escalation, base)) is not None:

@@ -37,6 +37,7 @@ from contracts.tracking import (
     ReviewReply,
     SignCase,
     SubmitReply,
+    UrgeCase,
 )
 from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.http.app import Provided, service_app, service_router
@@ -62,6 +63,7 @@ CASE_COMMANDS = [
     for name, model, method, summary in (
         ("assign", AssignCase, "assign", "交办（或退回后重新交办）"),
         ("sign", SignCase, "sign", "签收（主办单位）"),
+        ("urge", UrgeCase, "urge_by_staff", "催办（工委）"),
         ("return", ReturnCase, "return_case", "退回（主办单位）"),
         ("extension", RequestExtension, "request_extension", "申请延期（主办单位）"),
         ("extension-decision", DecideExtension, "decide_extension", "审批延期"),

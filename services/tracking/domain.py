@@ -23,6 +23,7 @@ from contracts.tracking import (
     CaseSigned,
     CaseStatus,
     CaseUrged,
+    CaseUrgedByStaff,
     Commitment,
     CommitmentDelivered,
     CommitmentsCarriedOver,
@@ -168,6 +169,11 @@ class Case(Aggregate):
                 reassignment=self.status == CaseStatus.returned,
             )
         ]
+
+    def urge(self, note: str) -> list[CaseUrgedByStaff]:
+        """催办 by staff: while the case is being handled."""
+        self._require(*HANDLING, action="催办")
+        return [CaseUrgedByStaff(note=note)]
 
     def sign(self, unit_id: str) -> list[CaseSigned]:
         """签收: once; a case being handled again (重新办理) was signed for in its first round."""
@@ -417,6 +423,10 @@ class Case(Aggregate):
         self.return_until = event.return_until
         self.countersigned = []
         self.signed = False
+
+    @applies(CaseUrgedByStaff)
+    def _urged_by_staff(self, event: CaseUrgedByStaff) -> None:
+        pass  # a fact for the record and the lead unit's notice; nothing of the state changes
 
     @applies(CaseSigned)
     def _signed(self, event: CaseSigned) -> None:

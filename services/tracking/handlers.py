@@ -47,6 +47,7 @@ from contracts.tracking import (
     SubmitReply,
     Supervisor,
     Threshold,
+    UrgeCase,
     WorkItemRegistered,
 )
 from services.runtime.bus.reactions import Reactions, reacts_to
@@ -209,6 +210,11 @@ class TrackingHandlers(Guarded):
             )
 
         return await self._run(command.case_id, principal, decide, Role.committee)
+
+    async def urge_by_staff(self, command: UrgeCase, principal: Principal) -> Case:
+        """催办 by committee staff."""
+        self._staff(principal, "催办")
+        return await self._run(command.case_id, principal, lambda c: c.urge(command.note), Role.committee)
 
     async def sign(self, command: SignCase, principal: Principal) -> Case:
         """签收: the lead unit takes the case as its own (no return after it)."""

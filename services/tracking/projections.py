@@ -50,6 +50,7 @@ from contracts.tracking import (
     CaseSigned,
     CaseStatus,
     CaseUrged,
+    CaseUrgedByStaff,
     CommitmentDelivered,
     CommitmentsCarriedOver,
     CoUnitInputGiven,
@@ -161,6 +162,10 @@ class CaseHistoryProjection(HistoryProjection):
             f"{verb}：主办 {event.lead_unit.name}{co}{key}；"
             f"办理期限 {event.deadline.rule}，至 {event.deadline.due_on.isoformat()}{warning}"
         )
+
+    @handles(CaseUrgedByStaff)
+    def urged_by_staff(self, event: CaseUrgedByStaff, envelope: Envelope) -> str:
+        return f"催办：{short(event.note)}"
 
     @handles(CaseSigned)
     def signed(self, event: CaseSigned, envelope: Envelope) -> str:

@@ -21,6 +21,7 @@ import jwt
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from starlette.datastructures import FormData
 
 from contracts.intake import KIND_NAMES
 from contracts.jurisdictions import default_registry
@@ -52,6 +53,17 @@ class BadForm(Exception):
     """A form posted without its CSRF token (HTTP 403)."""
 
 
+def co_signers_of(text: str) -> list[dict[str, str]] | None:
+    """附议人 as typed: ``姓名:编号`` separated by 、 or ；; None when one is not so written."""
+    found = []
+    for part in filter(None, (p.strip() for p in re.split(r"[、;；,，\n]", text))):
+        match = re.fullmatch(r"(?P<name>[^:：]+)[:：](?P<id>[^:：]+)", part)
+        if match is None:
+            return None
+        found.append({"name": match["name"].strip(), "id": match["id"].strip()})
+    return found
+
+
 def unit_of(value: str) -> dict[str, str]:
     """A unit chosen in the 交办 form: ``<id>|<name>`` (the directory's units)."""
     unit_id, _, name = value.partition("|")
@@ -77,12 +89,13 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
             request.state.unread = asyncio.create_task(unread_of(session))
         return session
 
-    async def form_of(request: Request, session: Session) -> dict[str, str]:
+    async def form_of(request: Request, session: Session) -> FormData:
+        """The posted form, once its CSRF token is this session's (``BadForm`` otherwise)."""
         form = await request.form()
         given = str(form.get("csrf", ""))
         if not given or not hmac.compare_digest(given, session.csrf):
             raise BadForm
-        return {k: str(v) for k, v in form.items() if k != "csrf"}
+        return form
 
     async def page(request: Request, template: str, session: Session | None, status: int = 200, **values: Any):
         pending = getattr(request.state, "unread", None)
@@ -195,6 +208,11 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
             matter["lead"] = {"id": form["lead_id"], "name": form.get("lead_name") or form["lead_id"]}
         if form.get("raised_by"):
             matter["raised_by"] = {"name": form["raised_by"], "contact": form.get("contact") or None}
+        co_signers = co_signers_of(form.get("co_signers", ""))
+        if co_signers is None:
+            error = Refused(422, "附议代表的格式应为“姓名:编号”，多人以“、”分隔")
+            return await page(request, "matter_new.html", session, 422, values=form, error=error)
+        matter["co_signers"] = co_signers
         try:
             created = await services.post(
                 session, "intake", "/matters", {"matter": matter}, headers={"Idempotency-Key": form.get("key", "")[:64]}
@@ -250,6 +268,7 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         "reject": lambda f: {"reason": f.get("reason", "")},
         "route": lambda f: {"committee": f.get("committee", "")},
         "merge": lambda f: {"into": f.get("into", "")},
+        "convert": lambda f: {"to_kind": f.get("to_kind", ""), "reason": f.get("reason", "")},
         "feedback": lambda f: {
             "rating": f.get("rating", ""),
             **({"comment": f["comment"]} if f.get("comment") else {}),
@@ -343,6 +362,7 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
     CASE_ACTIONS = {
         "assign": lambda f: {
             "lead_unit": unit_of(f.get("unit", "")),
+            "co_units": [unit_of(u) for u in f.getlist("co_units") if u and u != f.get("unit")],
             "committee": f.get("committee", ""),
             **({"leader": f["leader"]} if f.get("leader") else {}),
             "key": f.get("key") == "on",
@@ -357,6 +377,7 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         "co-unit-input": lambda f: {"text": f.get("text", ""), "countersign": f.get("countersign") == "on"},
         "review": lambda f: {"approve": f.get("approve") == "yes", "comment": f.get("comment") or None},
         "close": lambda f: None,
+        "urge": lambda f: {"note": f.get("note", "")},
     }
 
     @router.post("/cases/{case_id}/{action}", response_class=HTMLResponse)
@@ -411,6 +432,13 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         return await page(request, "lists.html", session, lists=LISTS)
 
     # -- notices -------------------------------------------------------------------------------
+    @router.get("/inbox/badge", response_class=HTMLResponse)
+    async def inbox_badge(request: Request) -> Response:
+        """The unread count alone: htmx refreshes the header's badge with it."""
+        await session_of(request)
+        unread = await request.state.unread
+        return TEMPLATES.TemplateResponse(request, "badge.html", {"unread": unread})
+
     @router.get("/inbox", response_class=HTMLResponse)
     async def inbox(request: Request) -> Response:
         session = await session_of(request)

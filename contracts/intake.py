@@ -259,6 +259,7 @@ class MatterRouted(Event):
     category: str | None = None
     committee: str | None = None
     note: str | None = None
+    raised_in: str | None = Field(default=None, description="where it was raised (a township of this county…)")
 
 
 @event("intake.MatterEscalated")

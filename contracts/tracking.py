@@ -125,6 +125,7 @@ class CaseOpened(Event):
     committee: str | None = None
     year: int = Field(description="the Asia/Shanghai year it was opened: the year of its lists")
     opened_on: date | None = Field(default=None, description="the Asia/Shanghai day it was opened")
+    raised_in: str | None = Field(default=None, description="where its matter was raised (the 督办清单's 乡镇 filter)")
 
 
 @event("tracking.CaseAssigned")

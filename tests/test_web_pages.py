@@ -202,6 +202,15 @@ def test_the_closed_loop_across_two_levels_by_clicking_and_typing(up):
             page.fill("#urge-note", "企业急需，请一周内修复。")
             page.click("button:has-text('催办')")
             page.wait_for_selector("ol.timeline >> text=催办：企业急需")
+            # the 督办清单 filtered by where it was raised
+            page.click("header nav >> text=督办清单")
+            page.select_option("#f-township", label="泽国镇")
+            page.click("button:has-text('筛选')")
+            assert page.locator(f"a:has-text('{TITLE}')").count() == 1
+            browser.shot("07b-supervision-list")
+            page.select_option("#f-township", label="大溪镇")
+            page.click("button:has-text('筛选')")
+            assert page.locator(f"a:has-text('{TITLE}')").count() == 0
 
             # 5. the unit's clerk signs for it (待签收) and replies A
             browser.sign_in(WENLING, "赵办理（承办单位工作人员）")

@@ -150,6 +150,7 @@ class Matter(Aggregate):
                 category=self.data.category,
                 committee=committee,
                 note=note,
+                raised_in=self.data.raised_in,
             )
         ]
 

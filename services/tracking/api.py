@@ -156,6 +156,7 @@ def build_router(
         key: bool | None = Query(default=None, description="仅重点督办件"),
         kind: MatterKind | None = Query(default=None, description="类别"),
         q: str | None = Query(default=None, max_length=100, description="在案由和编号中查找"),
+        township: str | None = Query(default=None, pattern=r"^\d{9}$", description="事项提出地（乡镇、街道代码）"),
         limit: int = Query(default=100, ge=1, le=500),
         offset: int = Query(default=0, ge=0),
         principal: Principal = Depends(caller),
@@ -172,6 +173,7 @@ def build_router(
             key=key,
             kind=kind.value if kind else None,
             text=q,
+            raised_in=township,
             limit=limit,
             offset=offset,
         )

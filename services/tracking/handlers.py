@@ -146,6 +146,7 @@ class TrackingHandlers(Guarded):
             committee=routed.committee,
             year=year,
             opened_on=envelope.occurred_at.astimezone(SHANGHAI).date(),
+            raised_in=routed.raised_in,
         )
         case, _ = await execute(
             self.store,

@@ -132,7 +132,7 @@ class CaseListProjection(CaseRecords):
     case records, which notify keeps too)."""
 
     name = "tracking_cases"
-    version = 5  # the shared case records, with 签收 and the index of the 督办清单's pages
+    version = 6  # the shared case records, with 签收, where raised, and an index by opening
     metadata = cases_metadata
     table = cases
 
@@ -362,6 +362,7 @@ async def list_cases(
     key: bool | None = None,
     kind: str | None = None,
     text: str | None = None,
+    raised_in: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
@@ -371,6 +372,8 @@ async def list_cases(
         query = query.where(cases.c.status == status)
     if kind is not None:
         query = query.where(cases.c.kind == kind)
+    if raised_in is not None:
+        query = query.where(cases.c.raised_in == raised_in)
     if text:
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(

@@ -301,12 +301,13 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         committee: str | None = None,
         kind: str | None = None,
         q: str | None = None,
+        township: str | None = None,
         page_no: int = Query(default=1, alias="page", ge=1, le=10_000),
     ) -> Response:
         """督办清单 (staff, leaders) or a unit's own cases: overdue red, due within five working
         days amber; filtered by unit, committee, kind; searched by 案由 and 编号; a hundred a page."""
         session = await session_of(request)
-        filters = {"unit": unit, "committee": committee, "kind": kind, "q": q}
+        filters = {"unit": unit, "committee": committee, "kind": kind, "q": q, "township": township}
         params: dict[str, Any] = {
             "limit": PAGE_SIZE + 1,
             "offset": (page_no - 1) * PAGE_SIZE,
@@ -323,7 +324,8 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         }
         chosen = tab if tab in tabs else ("sign" if session.has("unit") else "all")
         shown = sorted(tabs[chosen][1], key=lambda c: (not c.get("overdue"), not c.get("due_soon")))
-        query = "&".join(f"{k}={quote(v)}" for k, v in {**filters, "tab": chosen}.items() if v)
+        filtered = "&".join(f"{k}={quote(v)}" for k, v in filters.items() if v)
+        query = "&".join(filter(None, (filtered, f"tab={chosen}")))
         return await page(
             request,
             "cases.html",
@@ -333,9 +335,11 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
             cases=shown,
             filters=filters,
             kinds=KIND_NAMES,
+            townships=default_registry().children_of(settings.jurisdiction),
             page_no=page_no,
             more=more,
             query=query,
+            filtered=filtered,
         )
 
     @router.get("/cases/{case_id}", response_class=HTMLResponse)

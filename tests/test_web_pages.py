@@ -236,6 +236,8 @@ def test_the_closed_loop_across_two_levels_by_clicking_and_typing(up):
 
             # 6. the deputy reads the reply where he raised it and is satisfied
             browser.sign_in(ZEGUO, "王代表（人大代表）")
+            page.click("header nav >> text=我的事项")
+            assert "由上级办理" in page.inner_text(f"li:has-text('{TITLE}')")
             page.goto(f"{browser.web(ZEGUO)}/matters/{township_matter}")
             browser.reload_until("section.reply")
             assert "园区主干道已修复" in page.inner_text("section.reply")

@@ -231,7 +231,16 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         if q:
             params["q"] = q[:100]
         found = await services.get(session, "intake", "/matters", **params)
-        return await page(request, "matters.html", session, matters=found["items"], q=q or "")
+        matters = found["items"]
+        if "lead" in params:  # a deputy's own few: the deadline of those handled here
+            handled = [m for m in matters if m.get("status") == "routed"][:50]
+            details = await asyncio.gather(
+                *(services.get(session, "tracking", f"/cases/{m['id']}") for m in handled), return_exceptions=True
+            )
+            for matter, detail in zip(handled, details, strict=True):
+                if isinstance(detail, dict):
+                    matter["due_on"] = (detail.get("row") or {}).get("due_on")
+        return await page(request, "matters.html", session, matters=matters, q=q or "")
 
     @router.get("/review", response_class=HTMLResponse)
     async def review(request: Request) -> Response:

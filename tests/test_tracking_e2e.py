@@ -139,6 +139,12 @@ async def test_a_routed_matter_opens_a_case_and_the_closed_case_is_its_outcome_d
         assert [h["event_type"] for h in detail["history"]][-1] == "tracking.CaseClosed"
         closed_cases = (await http.get("/cases", params={"status": "closed"}, headers=committee)).json()["items"]
         assert [r["id"] for r in closed_cases] == [case.id]
+        # the 督办清单's filters are applied, not ignored
+        for params, found in (({"leader": "陈主任"}, [case.id]), ({"leader": "周主任"}, [])):
+            listed = (await http.get("/cases", params=params, headers=committee)).json()["items"]
+            assert [r["id"] for r in listed] == found, params
+        other_category = (await http.get("/cases", params={"category": "不存在的分类"}, headers=committee)).json()
+        assert other_category["items"] == []
         workload = (await http.get("/units/workload", headers=committee)).json()["items"]
         assert workload == [
             {

@@ -157,6 +157,8 @@ def build_router(
         kind: MatterKind | None = Query(default=None, description="类别"),
         q: str | None = Query(default=None, max_length=100, description="在案由和编号中查找"),
         township: str | None = Query(default=None, pattern=r"^\d{9}$", description="事项提出地（乡镇、街道代码）"),
+        leader: str | None = Query(default=None, max_length=100, description="领衔督办领导"),
+        category: str | None = Query(default=None, max_length=50, description="分类（如 营商环境）"),
         limit: int = Query(default=100, ge=1, le=500),
         offset: int = Query(default=0, ge=0),
         principal: Principal = Depends(caller),
@@ -174,6 +176,8 @@ def build_router(
             kind=kind.value if kind else None,
             text=q,
             raised_in=township,
+            leader=leader,
+            category=category,
             limit=limit,
             offset=offset,
         )

@@ -363,6 +363,8 @@ async def list_cases(
     kind: str | None = None,
     text: str | None = None,
     raised_in: str | None = None,
+    leader: str | None = None,
+    category: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
@@ -374,6 +376,10 @@ async def list_cases(
         query = query.where(cases.c.kind == kind)
     if raised_in is not None:
         query = query.where(cases.c.raised_in == raised_in)
+    if leader is not None:
+        query = query.where(cases.c.leader == leader)
+    if category is not None:
+        query = query.where(cases.c.category == category)
     if text:
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(

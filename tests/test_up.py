@@ -195,14 +195,7 @@ def test_every_service_of_every_level_is_its_own_process_and_answers_healthz(up)
 
 
 def test_duban_token_signs_in_a_person_of_the_directory_whose_token_two_services_accept(up):
-    def token(person: str, level: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "services.runtime.tools.cli", "token", person, "--level", level],
-            env={**os.environ, "DUBAN_DATA_DIR": str(up.data_dir)},
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+    token = up.sign_in
 
     def wait_enrolled() -> bool:
         return token(f"unit-staff-{WENLING}", WENLING).returncode == 0
@@ -309,15 +302,7 @@ def test_a_township_matter_escalated_over_http_is_visible_at_each_level_with_its
 
 def duban_token(up, person: str, level: str) -> dict[str, str]:
     """The bearer header of a person of ``level``'s directory, signed in with ``duban token``."""
-    done = subprocess.run(
-        [sys.executable, "-m", "services.runtime.tools.cli", "token", person, "--level", level],
-        env={**os.environ, "DUBAN_DATA_DIR": str(up.data_dir)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert done.returncode == 0, done.stderr
-    return {"Authorization": f"Bearer {done.stdout.strip()}"}
+    return {"Authorization": f"Bearer {up.person_token(person, level)}"}
 
 
 def test_a_county_reply_reaches_the_township_deputy_in_his_own_inbox(up):

@@ -11,10 +11,7 @@ is refused; a unit's clerk cannot open another unit's case (a Chinese message, n
 from __future__ import annotations
 
 import io
-import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -97,18 +94,6 @@ class Browser:
 
     def close(self) -> None:
         self.browser.close()
-
-
-def duban_token(up: Up, person: str, level: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "services.runtime.tools.cli", "token", person, "--level", level],
-        env={**os.environ, "DUBAN_DATA_DIR": str(up.data_dir)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -279,7 +264,7 @@ def test_the_closed_loop_across_two_levels_by_clicking_and_typing(up):
             assert refused.status == 403 and "安全令牌" in refused.text()
 
             # another unit's clerk cannot open the case
-            admin = {"Authorization": f"Bearer {duban_token(up, f'admin-{WENLING}', WENLING)}"}
+            admin = {"Authorization": f"Bearer {up.person_token(f'admin-{WENLING}', WENLING)}"}
             directory = up.url(WENLING, "directory")
             org = {"org": {"id": "unit-water", "kind": "unit", "name": "温岭市水务集团"}}
             assert httpx.post(f"{directory}/orgs", json=org, headers=admin).status_code == 201

@@ -60,43 +60,24 @@ class DirectoryHandlers(Guarded):
     async def enroll_person(self, command: EnrollPerson, principal: Principal, key: str | None = None) -> PersonRecord:
         self._admin(principal, "登记人员")
         await self._orgs_known(command.person.orgs)
-        state, _ = await execute(
-            self.store,
-            PersonRecord,
-            command.person.id,
-            lambda p: p.enroll(command.person),
-            actor=principal.actor(Role.admin),
-        )
-        return state
+        return await self._on_person(command.person.id, lambda p: p.enroll(command.person), principal)
 
     async def change_person(self, command: ChangePerson, principal: Principal, key: str | None = None) -> PersonRecord:
         self._admin(principal, "修改人员信息")
         await self._orgs_known(command.person.orgs)
-        state, _ = await execute(
-            self.store,
-            PersonRecord,
-            command.person.id,
-            lambda p: p.change(command.person),
-            actor=principal.actor(Role.admin),
-        )
-        return state
+        return await self._on_person(command.person.id, lambda p: p.change(command.person), principal)
 
     async def disable(self, command: DisablePerson, principal: Principal, key: str | None = None) -> PersonRecord:
         self._admin(principal, "停用人员")
-        state, _ = await execute(
-            self.store,
-            PersonRecord,
-            command.person_id,
-            lambda p: p.disable(command.reason),
-            actor=principal.actor(Role.admin),
-        )
-        return state
+        return await self._on_person(command.person_id, lambda p: p.disable(command.reason), principal)
 
     async def enable(self, command: EnablePerson, principal: Principal, key: str | None = None) -> PersonRecord:
         self._admin(principal, "启用人员")
-        state, _ = await execute(
-            self.store, PersonRecord, command.person_id, lambda p: p.enable(), actor=principal.actor(Role.admin)
-        )
+        return await self._on_person(command.person_id, lambda p: p.enable(), principal)
+
+    async def _on_person(self, person_id: str, decide, principal: Principal) -> PersonRecord:
+        """A person's command, decided on their record, recorded as the administrator's."""
+        state, _ = await execute(self.store, PersonRecord, person_id, decide, actor=principal.actor(Role.admin))
         return state
 
     async def _orgs_known(self, org_ids: list[str]) -> None:

@@ -110,7 +110,6 @@ def case_view(case: Case) -> dict[str, Any]:
 
 #: 督办清单 marks a case whose deadline is this many working days away or fewer (amber).
 DUE_SOON_WORKING_DAYS = 5
-HANDLING = {CaseStatus.assigned.value, CaseStatus.rehandling.value, CaseStatus.in_review.value}
 
 
 def working_days_left(today: date, due_on: date | str | None, calendar: WorkingCalendar) -> int | None:
@@ -184,7 +183,8 @@ def build_router(
         today = now().astimezone(SHANGHAI).date()
         calendar = get_handlers().config.calendar
         for row in rows:
-            left = working_days_left(today, row.get("due_on"), calendar) if row["status"] in HANDLING else None
+            handling = row["status"] in projections.HANDLING  # as for overdue
+            left = working_days_left(today, row.get("due_on"), calendar) if handling else None
             row["working_days_left"] = left
             row["due_soon"] = left is not None and not row["overdue"] and left <= DUE_SOON_WORKING_DAYS
         return {"items": rows, "limit": limit, "offset": offset}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -99,43 +100,47 @@ class Services:
         return answer.json() if answer.content else None
 
     async def matter_caught_up(self, session: Session, matter_id: str) -> dict[str, Any]:
-        """The matter's page data once the read models have reached everything just done
-        (bounded by ``read_your_writes_s``): no list or page missing what was just done."""
-        deadline = time.monotonic() + self.settings.read_your_writes_s
-        while True:
-            detail = await self.get(session, "intake", f"/matters/{matter_id}")
-            if detail.get("source") == "read_model" or time.monotonic() > deadline:
-                return detail
-            await asyncio.sleep(0.05)
+        """The matter's page data once the read models have reached everything just done: no
+        list or page missing what was just done."""
+        return await self._read_until(
+            session, "intake", f"/matters/{matter_id}", lambda d: d.get("source") == "read_model"
+        )
 
     async def case_caught_up(self, session: Session, case_id: str) -> dict[str, Any]:
-        """The case's page data once tracking's read models hold every event of it (bounded):
-        its list row and history then show what was just done."""
+        """The case's page data once tracking's read models hold every event of it: its list row
+        and history then show what was just done."""
+        return await self._read_until(
+            session,
+            "tracking",
+            f"/cases/{case_id}",
+            lambda d: ((d.get("row") or {}).get("version") or 0) >= (d["case"].get("sequence") or 0),
+        )
+
+    async def _read_until(
+        self, session: Session, service: str, path: str, caught_up: Callable[[dict[str, Any]], bool]
+    ) -> dict[str, Any]:
+        """``path`` read again until ``caught_up``, at most ``read_your_writes_s``."""
         deadline = time.monotonic() + self.settings.read_your_writes_s
         while True:
-            detail = await self.get(session, "tracking", f"/cases/{case_id}")
-            row = detail.get("row") or {}
-            caught_up = (row.get("version") or 0) >= (detail["case"].get("sequence") or 0)
-            if caught_up or time.monotonic() > deadline:
+            detail = await self.get(session, service, path)
+            if caught_up(detail) or time.monotonic() > deadline:
                 return detail
             await asyncio.sleep(0.05)
 
     # -- signing in (development) ------------------------------------------------------------
     async def dev_people(self) -> list[dict[str, Any]]:
-        answer = await self.http.get(f"{self.urls['directory']}/auth/dev/people")
-        if answer.status_code != 200:
-            raise refusal_of(answer)
-        return answer.json()["items"]
+        return (await self._directory("GET", "/auth/dev/people"))["items"]
 
     async def exchange(self, code: str) -> dict[str, Any]:
         """The tokens of a sign-in through the identity provider, for its one-time code."""
-        answer = await self.http.post(f"{self.urls['directory']}/auth/exchange", json={"code": code})
-        if answer.status_code != 200:
-            raise refusal_of(answer)
-        return answer.json()
+        return await self._directory("POST", "/auth/exchange", json={"code": code})
 
     async def dev_sign_in(self, person_id: str) -> dict[str, Any]:
-        answer = await self.http.post(f"{self.urls['directory']}/auth/dev/token", json={"person_id": person_id})
+        return await self._directory("POST", "/auth/dev/token", json={"person_id": person_id})
+
+    async def _directory(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """A sign-in call to the directory (no person's token yet): its JSON, or ``Refused``."""
+        answer = await self.http.request(method, f"{self.urls['directory']}{path}", **kwargs)
         if answer.status_code != 200:
             raise refusal_of(answer)
         return answer.json()

@@ -407,18 +407,21 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         await services.case_caught_up(session, case_id)
         return RedirectResponse(f"/cases/{case_id}", status_code=303)
 
-    # -- the four lists --------------------------------------------------------------------------
+    # -- the four lists and the monthly summary -------------------------------------------------
+    async def download(session: Session, path: str, fmt: str, name: str) -> Response:
+        """A file notify makes (``path?format=fmt``), handed to the browser as ``name.fmt``."""
+        answer = await services.call(session, "GET", "notify", path, params={"format": fmt})
+        disposition = f"attachment; filename*=UTF-8''{quote(name)}.{fmt}"
+        headers = {"Content-Disposition": disposition}
+        return Response(answer.content, media_type=answer.headers.get("content-type"), headers=headers)
+
     @router.get("/lists/{name}.{fmt}")
     async def list_download(request: Request, name: str, fmt: str) -> Response:
         """问题清单、建议清单、督办清单、成果清单 as notify compiles them, CSV or XLSX."""
         session = await session_of(request)
         if name not in LISTS or fmt not in ("csv", "xlsx"):
             return await page(request, "error.html", session, 404, message="没有这张清单")
-        answer = await services.call(session, "GET", "notify", f"/lists/{name}", params={"format": fmt})
-        disposition = f"attachment; filename*=UTF-8''{quote(LISTS[name])}.{fmt}"
-        return Response(
-            answer.content, media_type=answer.headers.get("content-type"), headers={"Content-Disposition": disposition}
-        )
+        return await download(session, f"/lists/{name}", fmt, LISTS[name])
 
     @router.get("/summary", response_class=HTMLResponse)
     async def month_summary(request: Request, month: str | None = None) -> Response:
@@ -434,10 +437,7 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         session = await session_of(request)
         if not re.fullmatch(r"\d{4}-\d{2}", month):
             return await page(request, "error.html", session, 404, message="月份格式应为 YYYY-MM")
-        answer = await services.call(session, "GET", "notify", f"/summaries/{month}", params={"format": "xlsx"})
-        disposition = f"attachment; filename*=UTF-8''{quote(f'{month}情况汇总表')}.xlsx"
-        headers = {"Content-Disposition": disposition}
-        return Response(answer.content, media_type=answer.headers.get("content-type"), headers=headers)
+        return await download(session, f"/summaries/{month}", "xlsx", f"{month}情况汇总表")
 
     @router.get("/lists", response_class=HTMLResponse)
     async def lists(request: Request) -> Response:

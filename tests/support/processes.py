@@ -155,5 +155,21 @@ class Up:
         token = self.run_file.get("tokens", {}).get(code, {}).get(role) or dev_token(code, role)
         return {"Authorization": f"Bearer {token}"}
 
+    def sign_in(self, person: str, level: str) -> subprocess.CompletedProcess:
+        """``duban token PERSON --level CODE`` against this run, as a user types it."""
+        return subprocess.run(
+            [sys.executable, "-m", "services.runtime.tools.cli", "token", person, "--level", level],
+            env={**os.environ, "DUBAN_DATA_DIR": str(self.data_dir)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    def person_token(self, person: str, level: str) -> str:
+        """The access token of a person of ``level``'s directory (``sign_in``, which must work)."""
+        done = self.sign_in(person, level)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
     def url(self, code: str, service: str) -> str:
         return self.run_file["services"][code][service]

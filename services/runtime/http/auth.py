@@ -90,12 +90,6 @@ def _subject_matches(pattern: str, subject: str) -> bool:
     return len(wanted) == len(given)
 
 
-def decode_token(token: str, settings: Settings) -> Principal:
-    """The principal of ``token``, with the keys this process knows now (no JWKS fetch): the
-    development secret, the fixed public key, or the JWKS keys already cached."""
-    return verifier_for(settings).verify_known(token)
-
-
 class TokenVerifier:
     """Checks bearer tokens for one level's services (see the module docstring)."""
 

@@ -57,14 +57,12 @@ orgs = Table(
 
 
 class PeopleProjection(DocumentProjection):
-    """``directory_people``: one row per person of this level's directory."""
+    """``directory_people``: one row per person of this level's directory (a person's events are
+    on their own aggregate, whose id is theirs: the row's key)."""
 
     name = "directory_people"
     metadata = people_metadata
     table = people
-
-    def key_of(self, envelope: Envelope) -> Any:
-        return envelope.payload.get("person", {}).get("id") or envelope.payload.get("person_id")
 
     @handles(PersonEnrolled)
     def enrolled(self, doc, event: PersonEnrolled, envelope: Envelope) -> None:
@@ -98,9 +96,6 @@ class OrgProjection(DocumentProjection):
     name = "directory_orgs"
     metadata = orgs_metadata
     table = orgs
-
-    def key_of(self, envelope: Envelope) -> Any:
-        return envelope.payload.get("org", {}).get("id") or envelope.payload.get("org_id")
 
     @handles(OrgEnrolled)
     def enrolled(self, doc, event: OrgEnrolled, envelope: Envelope) -> None:

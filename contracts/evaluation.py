@@ -68,7 +68,7 @@ class SubjectRef(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
-    kind: str = Field(pattern=r"^(case|matter|work_item|motion|department_head|proposal|project)$")
+    kind: str = Field(pattern=r"^(case|matter|work_item|plan_item|motion|department_head|proposal|project)$")
     id: str = Field(pattern=ID_PATTERN)
     title: str = Field(min_length=1, max_length=300)
     unit: UnitRef | None = None

@@ -123,6 +123,18 @@ STATUS_NAMES = {
 }
 
 
+class PlanItemLink(BaseModel):
+    """The item of a supervision plan (工作方案) a matter was collected for: a topic (专题), a
+    themed activity, a work item or a livelihood project, of this level or of a level above (a
+    township's problem collected for the county's topic). It travels with the matter."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    jurisdiction: str = Field(pattern=JURISDICTION_CODE, description="the level whose plan it is")
+    plan_id: str = Field(pattern=ID_PATTERN)
+    item_id: str = Field(pattern=ID_PATTERN)
+
+
 class MatterData(BaseModel):
     """What was raised: the part of a matter that travels with it between levels."""
 
@@ -144,6 +156,9 @@ class MatterData(BaseModel):
     attachments: list[Attachment] = Field(default_factory=list, max_length=50)
     raised_by: RaisedBy | None = None
     activity_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    plan_item: PlanItemLink | None = Field(
+        default=None, description="the plan item (专题、主题活动、工作项目) it was collected for, at any level above"
+    )
 
     @model_validator(mode="after")
     def _distinct_submitters(self) -> MatterData:
@@ -260,6 +275,7 @@ class MatterRouted(Event):
     committee: str | None = None
     note: str | None = None
     raised_in: str | None = Field(default=None, description="where it was raised (a township of this county…)")
+    plan_item: PlanItemLink | None = Field(default=None, description="the plan item it was collected for")
 
 
 @event("intake.MatterEscalated")

@@ -15,9 +15,33 @@ from enum import StrEnum
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from .events import Command, Event, command, event
-from .intake import ID_PATTERN, MatterKind, Submitter
+from .intake import ID_PATTERN, KIND_NAMES, PlanItemLink, Submitter
 
 MAX_TEXT = 20_000
+
+
+class CaseKind(StrEnum):
+    """What a case is: a matter's kind when intake routed a matter here, or what tracking opened
+    itself: a question of a special inquiry (专题询问) sent to a unit in writing, or the
+    rectification (整改) a plan item rated below the bar calls for."""
+
+    motion = "motion"
+    suggestion = "suggestion"
+    proposal = "proposal"
+    problem = "problem"
+    demand = "demand"
+    inquiry = "inquiry"  # 询问问题
+    rectification = "rectification"  # 整改
+
+
+CASE_KIND_NAMES: dict[str, str] = {
+    **{kind.value: name for kind, name in KIND_NAMES.items()},
+    CaseKind.inquiry.value: "询问问题",
+    CaseKind.rectification.value: "整改",
+}
+
+#: The kinds tracking opens itself, without a matter of intake behind them.
+OWN_KINDS = frozenset({CaseKind.inquiry.value, CaseKind.rectification.value})
 
 
 class CaseStatus(StrEnum):
@@ -117,7 +141,7 @@ class CaseOpened(Event):
     """A matter routed to this level (intake's ``MatterRouted``) opened a case here."""
 
     matter_id: str
-    kind: MatterKind
+    kind: CaseKind
     title: str
     submitters: list[Submitter]
     registration_no: str | None = None
@@ -126,6 +150,8 @@ class CaseOpened(Event):
     year: int = Field(description="the Asia/Shanghai year it was opened: the year of its lists")
     opened_on: date | None = Field(default=None, description="the Asia/Shanghai day it was opened")
     raised_in: str | None = Field(default=None, description="where its matter was raised (the 督办清单's 乡镇 filter)")
+    plan_item: PlanItemLink | None = Field(default=None, description="the plan item it belongs to, if any")
+    content: str | None = Field(default=None, description="the text of a case tracking opened itself (a question)")
 
 
 @event("tracking.CaseAssigned")
@@ -309,6 +335,20 @@ class CaseEscalatedToLeader(Event):
     deadline: Deadline
 
 
+@event("tracking.CaseEvaluated")
+class CaseEvaluated(Event):
+    """An evaluation's result for this case (a motion's 满意度测评 at the next session, say),
+    recorded on it; below the bar the case is also reopened (``CaseReopened``)."""
+
+    session_id: str
+    session_title: str
+    session_kind: str
+    counts: dict[str, int]
+    valid: int
+    rate: float | None = None
+    below_bar: bool = False
+
+
 # -- work items and deputy groups (seed 004) -------------------------------------------------
 
 
@@ -398,6 +438,11 @@ class AssignCase(_CaseCommand):
         default=None,
         description="交办日期 of a paper 交办单 entered later: its deadlines run from that day; today when not "
         "given. Not in the future, not before the case was opened.",
+    )
+    due_on: date | None = Field(
+        default=None,
+        description="办理期限 set by a plan or by staff (e.g. before the next congress session) instead of the "
+        "kind's span: after the day of assignment, within the policy's longest (max_plan_due)",
     )
 
 

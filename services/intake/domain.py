@@ -151,6 +151,7 @@ class Matter(Aggregate):
                 committee=committee,
                 note=note,
                 raised_in=self.data.raised_in,
+                plan_item=self.data.plan_item,
             )
         ]
 

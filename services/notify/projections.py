@@ -440,7 +440,7 @@ class CaseProjection(CaseRecords):
     runtime's case records, which tracking keeps too)."""
 
     name = "notify_cases"
-    version = 7  # the shared case records, with 签收, where raised, and an index by opening
+    version = 8  # the shared case records, with 签收, where raised, an index by opening, plan items
     metadata = cases_md
     table = cases
 

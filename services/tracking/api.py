@@ -1,4 +1,4 @@
-"""Tracking's HTTP API (督办): cases for units, committees and leaders; work items (the four lists are notify's).
+"""Tracking's HTTP API (督办): cases for units, committees and leaders; plans (the four lists are notify's).
 
 Every route but ``/healthz`` needs a bearer token of a principal of this deployment's
 jurisdiction; the handlers check the roles (only committee staff assign, review and close; only
@@ -14,14 +14,15 @@ from datetime import date, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query
-from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.envelope import SHANGHAI
-from contracts.intake import ID_PATTERN, MatterKind
+from contracts.intake import ID_PATTERN
+from contracts.plans import CreatePlan, MarkPlanDutyDone, RecordPlanMilestone, RevisePlan
 from contracts.tracking import (
     STATUS_NAMES,
     AssignCase,
+    CaseKind,
     CaseStatus,
     CloseCase,
     DecideExtension,
@@ -29,7 +30,6 @@ from contracts.tracking import (
     GiveCoUnitInput,
     GiveFeedback,
     RecordGroupActivity,
-    RecordMilestoneProgress,
     ReopenCase,
     ReportProgress,
     RequestExtension,
@@ -49,7 +49,7 @@ from . import projections
 from .deadlines import WorkingCalendar
 from .domain import Case
 from .handlers import TrackingHandlers
-from .workplan import load_workplan
+from .plan_api import add_plan_routes, plan_view
 
 log = logging.getLogger("duban.tracking.api")
 
@@ -77,23 +77,41 @@ CASE_COMMANDS = [
         ("deliver-commitment", DeliverCommitment, "deliver_commitment", "承诺事项落实"),
     )
 ]
-#: The commands of the work plan's items and deputy groups.
-WORK_COMMANDS = [
-    CommandRoute(
-        "/work-items/{item_id}/progress",
-        RecordMilestoneProgress,
-        "record_milestone",
-        "报送形象进度",
-        ("work items",),
-        ids={"item_id": "工作项目编号"},
-    ),
+#: The commands of deputy groups (seed 004's 集中活动).
+GROUP_COMMANDS = [
     CommandRoute(
         "/deputy-groups/{group_id}/activities",
         RecordGroupActivity,
         "record_group_activity",
         "登记小组活动",
-        ("work items",),
+        ("plans",),
         ids={"group_id": "代表小组编号"},
+    ),
+]
+
+PLAN_ID = {"plan_id": "工作方案编号"}
+
+#: The commands of plans (工作方案).
+PLAN_COMMANDS = [
+    CommandRoute("/plans", CreatePlan, "create", "制定工作方案", ("plans",), status_code=201),
+    CommandRoute(
+        "/plans/{plan_id}/revise", RevisePlan, "revise", "修订工作方案（整体替换，记录改动）", ("plans",), ids=PLAN_ID
+    ),
+    CommandRoute(
+        "/plans/{plan_id}/items/{item_id}/milestones",
+        RecordPlanMilestone,
+        "record_milestone",
+        "报送形象进度（责任单位或工委）",
+        ("plans",),
+        ids=PLAN_ID | {"item_id": "项目编号"},
+    ),
+    CommandRoute(
+        "/plans/{plan_id}/duties/{duty}/done",
+        MarkPlanDutyDone,
+        "mark_done",
+        "登记工作节点已完成（如小组方案已报送、书面总结已交）",
+        ("plans",),
+        ids=PLAN_ID | {"duty": "工作节点编号"},
     ),
 ]
 
@@ -141,8 +159,9 @@ def build_router(
 
     add_command_routes(router, CASE_COMMANDS, handlers=get_handlers, caller=caller, view=case_view)
     add_command_routes(
-        router, WORK_COMMANDS, handlers=get_handlers, caller=caller, view=lambda item: item.model_dump(mode="json")
+        router, GROUP_COMMANDS, handlers=get_handlers, caller=caller, view=lambda group: group.model_dump(mode="json")
     )
+    add_command_routes(router, PLAN_COMMANDS, handlers=lambda: get_handlers().plans, caller=caller, view=plan_view)
 
     def now():
         return get_handlers().clock()
@@ -153,7 +172,9 @@ def build_router(
         unit: str | None = Query(default=None, max_length=200, description="主办单位编号或名称"),
         committee: str | None = Query(default=None, max_length=100),
         key: bool | None = Query(default=None, description="仅重点督办件"),
-        kind: MatterKind | None = Query(default=None, description="类别"),
+        kind: CaseKind | None = Query(default=None, description="类别（含 inquiry 询问问题、rectification 整改）"),
+        plan: str | None = Query(default=None, pattern=ID_PATTERN, description="工作方案编号"),
+        item: str | None = Query(default=None, pattern=ID_PATTERN, description="工作方案的项目编号"),
         q: str | None = Query(default=None, max_length=100, description="在案由和编号中查找"),
         township: str | None = Query(default=None, pattern=r"^\d{9}$", description="事项提出地（乡镇、街道代码）"),
         leader: str | None = Query(default=None, max_length=100, description="领衔督办领导"),
@@ -177,6 +198,8 @@ def build_router(
             raised_in=township,
             leader=leader,
             category=category,
+            plan=plan,
+            item=item,
             limit=limit,
             offset=offset,
         )
@@ -209,36 +232,14 @@ def build_router(
     async def workload(principal: Principal = Depends(caller)) -> dict[str, Any]:
         return {"items": await projections.unit_workload(get_engine(), jurisdiction=here, now=now())}
 
-    @router.get("/work-items", tags=["work items"], summary="重点工作和民生实事项目")
-    async def work_items(
-        kind: str | None = Query(default=None, max_length=32),
-        year: int | None = Query(default=None, ge=2000, le=2100),
-        principal: Principal = Depends(caller),
-    ) -> dict[str, Any]:
-        rows = await projections.list_work_items(get_engine(), jurisdiction=here, kind=kind, year=year)
-        return {"items": rows}
-
-    @router.get("/deputy-groups", tags=["work items"], summary="代表小组（集中活动不足3次的标出）")
+    @router.get("/deputy-groups", tags=["plans"], summary="代表小组（集中活动不足3次的标出）")
     async def deputy_groups(
         year: int | None = Query(default=None, ge=2000, le=2100), principal: Principal = Depends(caller)
     ) -> dict[str, Any]:
         return {"items": await projections.list_deputy_groups(get_engine(), jurisdiction=here, year=year)}
 
-    @router.post("/work-plan/load", tags=["work items"], summary="导入分组监督工作方案（温人大办〔2022〕20号）")
-    async def load_plan(principal: Principal = Depends(caller)) -> WorkPlanLoaded:
-        """Register the packaged plan of seed 004 (16 deputy groups, their work items and the 10
-        livelihood projects with quarterly milestones); loading it again adds nothing."""
-        items, groups = await get_handlers().load_workplan(load_workplan(), principal)
-        return WorkPlanLoaded(items=items, groups=groups)
-
+    add_plan_routes(router, here, get_handlers, get_engine, caller, now)
     return router
-
-
-class WorkPlanLoaded(BaseModel):
-    """How many work items and deputy groups were registered by this call."""
-
-    items: int
-    groups: int
 
 
 def create_api(settings: Settings, *, handlers: Provided[TrackingHandlers], engine: Provided[AsyncEngine]) -> FastAPI:

@@ -23,7 +23,14 @@ from .api import create_api
 from .deadlines import DeadlinePolicy, WorkingCalendar
 from .evaluations import EvaluationResults
 from .handlers import RoutedMatters, TrackingConfig, TrackingHandlers
-from .projections import CaseHistoryProjection, CaseListProjection, DeputyGroupProjection, WorkItemProjection
+from .plans import PlanHandlers
+from .projections import (
+    CaseHistoryProjection,
+    CaseListProjection,
+    DeputyGroupProjection,
+    PlanMattersProjection,
+    PlanProjection,
+)
 from .settings import TrackingSettings
 from .sweep import Sweeper
 
@@ -77,9 +84,12 @@ class TrackingService(ServiceBase):
             await EventStore(self.nc, context=other, jurisdiction=self.here, settings=self.settings).ensure_streams()
         self.streams = [self.store.stream]
         self.handlers = TrackingHandlers(self.store, self.registry, self.config, **extra)
-        self.evaluations = EvaluationResults(self.handlers, reopen_below_rate=self.settings.reopen_below_rate)
+        self.plans = self.handlers.plans = PlanHandlers(self.handlers, self.engine, **extra)
+        self.evaluations = EvaluationResults(
+            self.handlers, self.plans, reopen_below_rate=self.settings.reopen_below_rate
+        )
         own = sources.events(CONTEXT, self.here)
-        self.sweeper = Sweeper(self.handlers, self.engine, interval_s=self.settings.sweep_interval_s)
+        self.sweeper = Sweeper(self.handlers, self.engine, plans=self.plans, interval_s=self.settings.sweep_interval_s)
         await self.run_workers(
             [
                 *(
@@ -87,10 +97,11 @@ class TrackingService(ServiceBase):
                     for projection in (
                         CaseListProjection(),
                         CaseHistoryProjection(),
-                        WorkItemProjection(),
+                        PlanProjection(),
                         DeputyGroupProjection(),
                     )
                 ),
+                self.projector(PlanMattersProjection(), sources.events(INTAKE, self.here)),
                 *await self.directory_projectors(),
                 self.reactor(
                     RoutedMatters(self.handlers),

@@ -54,6 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from contracts.envelope import SHANGHAI
 from contracts.intake import MatterKind
 from contracts.jurisdictions import Level
+from contracts.tracking import CaseKind
 
 __all__ = [
     "BUILTIN_HOLIDAYS_DIR",
@@ -80,8 +81,9 @@ log = logging.getLogger("duban.tracking.deadlines")
 #: The government's key work items (重点工作 / 民生实事项目, seed 004) also carry deadlines.
 WORK_ITEM = "work_item"
 
-#: Every kind a deadline rule may name: the matter kinds of intake, plus work items.
-KINDS: tuple[str, ...] = (*(kind.value for kind in MatterKind), WORK_ITEM)
+#: Every kind a deadline rule may name: the kinds of cases (intake's matter kinds, inquiry
+#: questions and rectifications), plus work items.
+KINDS: tuple[str, ...] = (*(kind.value for kind in CaseKind), WORK_ITEM)
 
 #: Holiday schedules shipped with the package (one file per year; see the README there).
 BUILTIN_HOLIDAYS_DIR = Path(__file__).parent / "data" / "holidays"
@@ -135,6 +137,8 @@ DEFAULT_ANSWER: dict[str, Span] = {
     MatterKind.proposal.value: _months(3),
     MatterKind.problem.value: _months(1),
     MatterKind.demand.value: _months(1),
+    CaseKind.inquiry.value: _months(3),
+    CaseKind.rectification.value: _months(3),
     WORK_ITEM: _months(3),
 }
 
@@ -156,6 +160,11 @@ class DeadlineRules(BaseModel):
         description="time to answer, per kind, from assignment (交办); kinds not given keep the default",
     )
     max_answer: Span = Field(default=_months(6), description="extensions (延期) may not go beyond assignment + this")
+    max_plan_due: Span = Field(
+        default=_months(12),
+        description="a deadline set by a plan or by staff at assignment (e.g. before the next session) is at most "
+        "assignment + this",
+    )
     rehandling: Span = Field(default=_months(1), description="重新办理 after a 不满意 answer")
     return_window: Span = Field(default=_days(10), description="a unit may return (退回) a matter within this")
     co_unit_input: Span = Field(default=_months(1), description="co-units (协办) send their input to the lead unit")
@@ -190,6 +199,7 @@ class RulesOverride(BaseModel):
 
     answer: dict[str, Span] | None = None
     max_answer: Span | None = None
+    max_plan_due: Span | None = None
     rehandling: Span | None = None
     return_window: Span | None = None
     co_unit_input: Span | None = None

@@ -1,4 +1,4 @@
-"""Tracking's aggregates: the Case, the supervised work item, the deputy group. Pure: no I/O.
+"""Tracking's aggregates: the Case, the supervision plan, the deputy group. Pure: no I/O.
 
 Command methods check the rules of DOMAIN.md ("The life of a matter", steps 4–7) and return the
 events to store; ``@applies`` methods are the only place state changes. Deadlines and the
@@ -12,11 +12,24 @@ from collections.abc import Sequence
 from datetime import date, datetime
 
 from contracts.intake import Submitter
+from contracts.plans import (
+    PlanCreated,
+    PlanData,
+    PlanDuty,
+    PlanDutyDone,
+    PlanDutyUrged,
+    PlanItem,
+    PlanItemEvaluated,
+    PlanMilestoneRecorded,
+    PlanQuestionSent,
+    PlanRevised,
+)
 from contracts.tracking import (
     STATUS_NAMES,
     CaseAssigned,
     CaseClosed,
     CaseEscalatedToLeader,
+    CaseEvaluated,
     CaseOpened,
     CaseReopened,
     CaseReturned,
@@ -36,7 +49,6 @@ from contracts.tracking import (
     ExtensionRequested,
     FeedbackGiven,
     GroupActivityRecorded,
-    MilestoneProgressRecorded,
     ProgressReported,
     Rating,
     ReplyReleased,
@@ -44,7 +56,6 @@ from contracts.tracking import (
     ReplySubmitted,
     Threshold,
     Unit,
-    WorkItemRegistered,
     under_supervision,
 )
 from services.runtime.es.aggregate import Aggregate, DomainError, NotAllowed, applies
@@ -90,6 +101,7 @@ class Case(Aggregate):
     commitments: dict[str, Commitment] = {}
     delivered: list[str] = []
     fired: list[str] = []
+    evaluations: list[str] = []  # sessions whose result is recorded
 
     # -- checks ------------------------------------------------------------------------
     def _require(self, *allowed: CaseStatus, action: str) -> None:
@@ -514,39 +526,15 @@ class Case(Aggregate):
     def _escalated(self, event: CaseEscalatedToLeader) -> None:
         pass
 
+    def record_evaluation(self, event: CaseEvaluated) -> list[CaseEvaluated]:
+        """An evaluation's result, once per session."""
+        if not self.exists or event.session_id in self.evaluations:
+            return []
+        return [event]
 
-class WorkItem(Aggregate):
-    """A key work item or livelihood project supervised by deputy groups (seed 004)."""
-
-    context = "tracking"
-    aggregate_type = "work_item"
-
-    title: str | None = None
-    lead_units: list[str] = []
-    co_units: list[str] = []
-    quarters: list[int] = []
-    progress: dict[int, bool] = {}
-
-    def register(self, event: WorkItemRegistered) -> list[WorkItemRegistered]:
-        return [] if self.exists else [event]
-
-    def record_progress(self, quarter: int, text: str, met: bool, unit: str | None) -> list:
-        if not self.exists:
-            raise DomainError(f"工作项目 {self.id} 不存在", field="item_id", code="not_found")
-        if self.quarters and quarter not in self.quarters:
-            raise DomainError(f"该项目没有第{quarter}季度的形象进度", field="quarter", code="no_milestone")
-        return [MilestoneProgressRecorded(quarter=quarter, text=text, met=met, unit=unit)]
-
-    @applies(WorkItemRegistered)
-    def _registered(self, event: WorkItemRegistered) -> None:
-        self.title = event.title
-        self.lead_units = list(event.lead_units)
-        self.co_units = list(event.co_units)
-        self.quarters = [m.quarter for m in event.milestones]
-
-    @applies(MilestoneProgressRecorded)
-    def _progress(self, event: MilestoneProgressRecorded) -> None:
-        self.progress = {**self.progress, event.quarter: event.met}
+    @applies(CaseEvaluated)
+    def _evaluated(self, event: CaseEvaluated) -> None:
+        self.evaluations = [*self.evaluations, event.session_id]
 
 
 class DeputyGroup(Aggregate):
@@ -573,3 +561,133 @@ class DeputyGroup(Aggregate):
     @applies(GroupActivityRecorded)
     def _activity(self, event: GroupActivityRecorded) -> None:
         self.activities = [*self.activities, event.activity_id]
+
+
+class Plan(Aggregate):
+    """A supervision plan (工作方案): its items and phases as last revised, the milestones reported,
+    the duties done or urged, the questions sent and the evaluations recorded on its items."""
+
+    context = "tracking"
+    aggregate_type = "plan"
+
+    data: PlanData | None = None
+    progress: dict[str, bool] = {}  # "<item>/<milestone>" -> met
+    done: list[str] = []  # "<duty>" or "<duty>@<group>"
+    fired: list[str] = []  # "<duty>@<group>@<threshold>"
+    questions: list[str] = []  # case ids
+    evaluated: list[str] = []  # "<item>@<session>"
+
+    def _need(self) -> PlanData:
+        if not self.exists or self.data is None:
+            raise DomainError(f"工作方案 {self.id} 不存在", field="plan_id", code="not_found")
+        return self.data
+
+    def item(self, item_id: str) -> PlanItem:
+        item = self._need().item(item_id)
+        if item is None:
+            raise DomainError(f"工作方案中没有项目 {item_id}", field="item_id", code="not_found")
+        return item
+
+    def create(self, data: PlanData) -> list[PlanCreated]:
+        if self.exists:
+            if self.data == data:
+                return []
+            raise DomainError(f"工作方案 {self.id} 已存在，修改请用修订", field="plan_id", code="exists")
+        return [PlanCreated(plan=data)]
+
+    def revise(self, data: PlanData) -> list[PlanRevised]:
+        old = self._need()
+        changes = plan_changes(old, data)
+        return [PlanRevised(plan=data, changes=changes)] if changes else []
+
+    def record_milestone(self, item_id: str, key: str, text: str, met: bool, unit: str | None) -> list:
+        item = self.item(item_id)
+        if not any(m.key == key for m in item.milestones):
+            raise DomainError(f"项目 {item_id} 没有形象进度节点 {key}", field="milestone", code="no_milestone")
+        return [PlanMilestoneRecorded(item_id=item_id, milestone=key, text=text, met=met, unit=unit)]
+
+    def duty(self, key: str) -> PlanDuty:
+        duty = next((d for _, d in self._need().duties() if d.key == key), None)
+        if duty is None:
+            raise DomainError(f"工作方案中没有工作节点 {key}", field="duty", code="not_found")
+        return duty
+
+    def mark_done(self, key: str, group_id: str | None, done_on: date, note: str | None) -> list:
+        duty = self.duty(key)
+        if duty.per_group and group_id is None:
+            raise DomainError(f"“{duty.title}”由各小组分别完成，请指明小组", field="group_id", code="group_required")
+        if group_id is not None and (not duty.per_group or self._need().group(group_id) is None):
+            raise DomainError(f"小组 {group_id} 不承担“{duty.title}”", field="group_id", code="not_found")
+        if duty_holder(key, group_id) in self.done:
+            return []
+        return [PlanDutyDone(duty=key, group_id=group_id, done_on=done_on, note=note)]
+
+    def urge(self, event: PlanDutyUrged) -> list[PlanDutyUrged]:
+        mark = f"{duty_holder(event.duty, event.group_id)}@{event.threshold}"
+        return [] if not self.exists or mark in self.fired else [event]
+
+    def send_question(self, event: PlanQuestionSent) -> list[PlanQuestionSent]:
+        if event.item_id is not None:
+            self.item(event.item_id)
+        return [] if event.case_id in self.questions else [event]
+
+    def evaluate(self, event: PlanItemEvaluated) -> list[PlanItemEvaluated]:
+        self.item(event.item_id)
+        return [] if f"{event.item_id}@{event.session_id}" in self.evaluated else [event]
+
+    @applies(PlanCreated)
+    def _created(self, event: PlanCreated) -> None:
+        self.data = event.plan
+
+    @applies(PlanRevised)
+    def _revised(self, event: PlanRevised) -> None:
+        self.data = event.plan
+
+    @applies(PlanMilestoneRecorded)
+    def _milestone(self, event: PlanMilestoneRecorded) -> None:
+        self.progress = {**self.progress, f"{event.item_id}/{event.milestone}": event.met}
+
+    @applies(PlanDutyDone)
+    def _done(self, event: PlanDutyDone) -> None:
+        self.done = [*self.done, duty_holder(event.duty, event.group_id)]
+
+    @applies(PlanDutyUrged)
+    def _urged(self, event: PlanDutyUrged) -> None:
+        self.fired = [*self.fired, f"{duty_holder(event.duty, event.group_id)}@{event.threshold}"]
+
+    @applies(PlanQuestionSent)
+    def _question(self, event: PlanQuestionSent) -> None:
+        self.questions = [*self.questions, event.case_id]
+
+    @applies(PlanItemEvaluated)
+    def _evaluated(self, event: PlanItemEvaluated) -> None:
+        self.evaluated = [*self.evaluated, f"{event.item_id}@{event.session_id}"]
+
+
+def duty_holder(duty: str, group_id: str | None) -> str:
+    """How a duty's holder is named: the duty for the plan as a whole, ``duty@group`` for a group."""
+    return duty if group_id is None else f"{duty}@{group_id}"
+
+
+def plan_changes(old: PlanData, new: PlanData) -> list[str]:
+    """What a revision changes, as people read it: 新增项目 x, 修改项目 y, 删除项目 z, 阶段, 参与小组…"""
+    changes: list[str] = []
+    for field_name, label in (
+        ("title", "标题"),
+        ("year", "年度"),
+        ("source", "文号"),
+        ("body", "正文"),
+        ("motion_id", "所督办议案"),
+    ):
+        if getattr(old, field_name) != getattr(new, field_name):
+            changes.append(f"修改{label}")
+    if old.phases != new.phases:
+        changes.append("修改阶段与工作节点")
+    if old.groups != new.groups:
+        changes.append("修改参与小组")
+    before = {i.id: i for i in old.items}
+    after = {i.id: i for i in new.items}
+    changes += [f"新增项目 {i}" for i in after if i not in before]
+    changes += [f"修改项目 {i}" for i in after if i in before and before[i] != after[i]]
+    changes += [f"删除项目 {i}" for i in before if i not in after]
+    return changes

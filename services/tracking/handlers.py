@@ -17,7 +17,8 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import date, datetime, time
+from typing import Any
 
 from contracts.envelope import SHANGHAI, Envelope, utcnow
 from contracts.intake import MatterRouted, SubmitterFeedbackReceived
@@ -25,19 +26,17 @@ from contracts.jurisdictions import JurisdictionRegistry
 from contracts.tracking import (
     AssignCase,
     CaseOpened,
+    CaseReopened,
     CaseStatus,
     CloseCase,
     Deadline,
     DecideExtension,
     DeliverCommitment,
-    DeputyGroupRegistered,
     GiveCoUnitInput,
     GiveFeedback,
     GroupActivityRecorded,
-    MilestoneTarget,
     Rating,
     RecordGroupActivity,
-    RecordMilestoneProgress,
     ReopenCase,
     ReportProgress,
     RequestExtension,
@@ -45,10 +44,8 @@ from contracts.tracking import (
     ReviewReply,
     SignCase,
     SubmitReply,
-    Supervisor,
     Threshold,
     UrgeCase,
-    WorkItemRegistered,
 )
 from services.runtime.bus.reactions import Reactions, reacts_to
 from services.runtime.es.aggregate import DomainError, NotAllowed
@@ -67,8 +64,7 @@ from .deadlines import (
     shift_after,
     shift_before,
 )
-from .domain import Case, DeputyGroup, WorkItem
-from .workplan import WorkPlan
+from .domain import Case, DeputyGroup
 
 log = logging.getLogger("duban.tracking")
 
@@ -92,6 +88,8 @@ class TrackingHandlers(Guarded):
     """The commands of one level's tracking."""
 
     guarded = "办理件"
+    #: The level's plans (``plans.PlanHandlers``), set by the service: the API reaches them here.
+    plans: Any = None
 
     def __init__(
         self,
@@ -123,6 +121,25 @@ class TrackingHandlers(Guarded):
             due_on=computed.due_on, due_at=computed.due_at, rule=span.describe(), warnings=list(computed.warnings)
         )
 
+    def answer_deadline(self, since: datetime, kind: str | None, due_on: date | None = None) -> Deadline:
+        """The deadline of an assignment at ``since``: the kind's span, or the day a plan or staff set
+        (before the next congress session, say): after the day of assignment and at most
+        ``max_plan_due`` from it."""
+        if due_on is None:
+            return self.deadline(since, self.rules.answer_for(kind or "suggestion"))
+        start = since.astimezone(SHANGHAI).date()
+        latest = deadline_after(since, self.rules.max_plan_due, self.config.calendar).due_on
+        if due_on <= start:
+            raise DomainError(f"办理期限须晚于交办日期（{start.isoformat()}）", field="due_on", code="due_too_early")
+        if due_on > latest:
+            raise DomainError(
+                f"办理期限不能晚于 {latest.isoformat()}（交办后最长{self.rules.max_plan_due.describe()}）",
+                field="due_on",
+                code="due_too_late",
+            )
+        fixed = deadline_on(due_on, rule=f"限{due_on.month}月{due_on.day}日前")
+        return Deadline(due_on=fixed.due_on, due_at=fixed.due_at, rule=fixed.rule)
+
     def thresholds(self, deadline: Deadline) -> dict[Threshold, datetime]:
         """When each urging threshold of ``deadline`` starts."""
         calendar = self.config.calendar
@@ -147,6 +164,7 @@ class TrackingHandlers(Guarded):
             year=year,
             opened_on=envelope.occurred_at.astimezone(SHANGHAI).date(),
             raised_in=routed.raised_in,
+            plan_item=routed.plan_item,
         )
         case, _ = await execute(
             self.store,
@@ -197,7 +215,6 @@ class TrackingHandlers(Guarded):
                     field="assigned_on",
                     code="assigned_before_opened",
                 )
-            span = self.rules.answer_for(case.kind or "suggestion")
             return case.assign(
                 lead_unit=command.lead_unit,
                 co_units=command.co_units,
@@ -206,7 +223,7 @@ class TrackingHandlers(Guarded):
                 key=command.key,
                 review_reply=self.config.review_replies if command.review_reply is None else command.review_reply,
                 since=now,
-                deadline=self.deadline(now, span),
+                deadline=self.answer_deadline(now, case.kind, command.due_on),
                 return_until=self.deadline(now, self.rules.return_window).due_at,
             )
 
@@ -241,6 +258,8 @@ class TrackingHandlers(Guarded):
             latest = None
             if case.since is not None:
                 latest = deadline_after(case.since, self.rules.max_answer, self.config.calendar).due_on
+                if case.deadline is not None and case.deadline.due_on > latest:  # a deadline the plan set
+                    latest = deadline_after(case.since, self.rules.max_plan_due, self.config.calendar).due_on
             return case.request_extension(unit, command.until, command.reason, latest)
 
         return await self._run(command.case_id, principal, decide, Role.unit)
@@ -367,7 +386,8 @@ class TrackingHandlers(Guarded):
         this result already reopened it, since a redelivery after the case was re-handled and
         closed again (a dead letter replayed, past the stream's de-duplication window) would
         otherwise find it closed and reopen it a second time."""
-        if any(e.causation_id == envelope.event_id for e in await self.store.history(case_id)):
+        history = await self.store.history(case_id)
+        if any(e.causation_id == envelope.event_id and e.event_type == CaseReopened.event_type for e in history):
             return None
         now = self.clock()
         deadline = self.deadline(now, self.rules.rehandling)
@@ -439,71 +459,7 @@ class TrackingHandlers(Guarded):
         )
         return 1 if commit is not None else 0
 
-    # -- work items and deputy groups (seed 004) ---------------------------------------
-    async def load_workplan(self, plan: WorkPlan, principal: Principal) -> tuple[int, int]:
-        """Register the plan's work items and deputy groups; loading it again adds nothing.
-
-        Returns how many items and groups were registered now."""
-        self._staff(principal, "导入监督工作方案")
-        if plan.jurisdiction != self.here:
-            raise DomainError(f"该方案属于 {plan.jurisdiction}，不能导入本级（{self.here}）", code="wrong_jurisdiction")
-        actor = principal.actor(Role.committee)
-        groups_by_id = {g.id: g for g in plan.groups}
-        items = groups = 0
-        for spec in plan.items:
-            registered = WorkItemRegistered(
-                year=plan.year,
-                kind=spec.kind,
-                title=spec.title,
-                content=spec.content,
-                lead_units=spec.lead_units,
-                co_units=spec.co_units,
-                supervisors=[
-                    Supervisor(group_id=g.id, group_name=g.name, committee=g.committee, leader=g.leader)
-                    for g in (groups_by_id[group_id] for group_id in spec.groups)
-                ],
-                note=spec.note,
-                milestones=[MilestoneTarget(quarter=m.quarter, target=m.target) for m in spec.milestones],
-            )
-            _, commit = await execute(self.store, WorkItem, spec.id, lambda w, e=registered: w.register(e), actor=actor)
-            items += commit is not None
-        for group in plan.groups:
-            registered = DeputyGroupRegistered(
-                year=plan.year,
-                name=group.name,
-                township=group.township,
-                committee=group.committee,
-                leader=group.leader,
-                items=group.items,
-                min_activities=plan.min_group_activities,
-            )
-            _, commit = await execute(
-                self.store, DeputyGroup, group.id, lambda g, e=registered: g.register(e), actor=actor
-            )
-            groups += commit is not None
-        log.info("work plan loaded", extra={"items": items, "groups": groups, "year": plan.year})
-        return items, groups
-
-    async def record_milestone(self, command: RecordMilestoneProgress, principal: Principal) -> WorkItem:
-        self._in_scope(principal)
-        if principal.has(*STAFF):
-            unit, role = None, Role.committee
-        else:
-            unit_id = self._unit(principal)
-            item = await self.store.load(WorkItem, command.item_id)
-            responsible = (*item.lead_units, *item.co_units)  # units are named in the plan
-            if item.exists and principal.name not in responsible and unit_id not in responsible:
-                raise NotAllowed("只有该项目的责任单位可以报送形象进度")
-            unit, role = principal.name or unit_id, Role.unit
-        item, _ = await execute(
-            self.store,
-            WorkItem,
-            command.item_id,
-            lambda w: w.record_progress(command.quarter, command.text, command.met, unit),
-            actor=principal.actor(role),
-        )
-        return item
-
+    # -- deputy groups (seed 004): their activities ----------------------------------
     async def record_group_activity(self, command: RecordGroupActivity, principal: Principal) -> DeputyGroup:
         self._in_scope(principal)
         if not principal.has(*STAFF, Role.deputy, Role.liaison_station):

@@ -21,11 +21,11 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Column,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
-    Text,
     and_,
     case,
     func,
@@ -35,15 +35,29 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.envelope import Envelope
-from contracts.intake import KIND_NAMES, MatterKind
+from contracts.evaluation import KIND_NAMES as SESSION_KIND_NAMES
+from contracts.evaluation import OPTION_NAMES
+from contracts.intake import MatterData, MatterReceived, MatterSubmitted
+from contracts.plans import (
+    PlanCreated,
+    PlanDutyDone,
+    PlanDutyUrged,
+    PlanItemEvaluated,
+    PlanMilestoneRecorded,
+    PlanQuestionSent,
+    PlanRevised,
+)
 from contracts.tracking import (
+    CASE_KIND_NAMES,
     GROUP_ACTIVITY_NAMES,
+    OWN_KINDS,
     RATING_NAMES,
     STATUS_NAMES,
     THRESHOLD_NAMES,
     CaseAssigned,
     CaseClosed,
     CaseEscalatedToLeader,
+    CaseEvaluated,
     CaseOpened,
     CaseReopened,
     CaseReturned,
@@ -61,49 +75,62 @@ from contracts.tracking import (
     ExtensionRequested,
     FeedbackGiven,
     GroupActivityRecorded,
-    MilestoneProgressRecorded,
     ProgressReported,
     ReplyReleased,
     ReplySentBack,
     ReplySubmitted,
-    WorkItemRegistered,
 )
 from services.runtime.read.db import UtcDateTime, connected
 from services.runtime.read.documents import DocumentProjection
 from services.runtime.read.history import HistoryProjection, history_table, short
-from services.runtime.read.projector import handles
+from services.runtime.read.projector import Projection, handles
 from services.runtime.read.records import SEPARATOR, CaseRecords, case_table
 
 HANDLING = (CaseStatus.assigned.value, CaseStatus.rehandling.value)
 
 cases_metadata = MetaData()
 history_metadata = MetaData()
-items_metadata = MetaData()
+plans_metadata = MetaData()
+plan_matters_metadata = MetaData()
 groups_metadata = MetaData()
-metadatas = (cases_metadata, history_metadata, items_metadata, groups_metadata)
+metadatas = (cases_metadata, history_metadata, plans_metadata, plan_matters_metadata, groups_metadata)
 
 cases = case_table("tracking_cases", cases_metadata)
 
 history = history_table("tracking_case_history", history_metadata, "case_id")
 
-work_items = Table(
-    "tracking_work_items",
-    items_metadata,
+plans = Table(
+    "tracking_plans",
+    plans_metadata,
     Column("id", String(64), primary_key=True),
     Column("jurisdiction", String(9)),
     Column("year", Integer),
-    Column("kind", String(32)),
     Column("title", String(500)),
-    Column("content", Text),
-    Column("lead_units", JSON),
-    Column("co_units", JSON),
-    Column("supervisors", JSON, doc="[{group_id, group_name, committee, leader}]"),
-    Column("group_names", Text),
-    Column("committees", Text, doc="the contact committees, joined with 、"),
-    Column("leaders", Text, doc="the contact leaders, joined with 、"),
-    Column("note", Text),
-    Column("milestones", JSON, doc="[{quarter, target, progress, met, recorded_at}]"),
+    Column("source", String(200)),
+    Column("motion_id", String(64)),
+    Column("data", JSON, doc="contracts.plans.PlanData as last revised"),
+    Column("progress", JSON, doc="{item/milestone: {text, met, unit, at}}"),
+    Column("done", JSON, doc="{duty or duty@group: {done_on, note}}"),
+    Column("urged", JSON, doc="[{duty, group_id, threshold, at}]"),
+    Column("questions", JSON, doc="[{case_id, item_id, title, unit, due_on}]"),
+    Column("evaluations", JSON, doc="{item: [{session_id, session_title, session_kind, rate, …}]}"),
+    Column("changes", JSON, doc="[{at, by, changes}]: every revision"),
+    Column("created_at", UtcDateTime),
     Column("updated_at", UtcDateTime),
+    Column("version", Integer),
+)
+
+plan_matters = Table(
+    "tracking_plan_matters",
+    plan_matters_metadata,
+    Column("matter_id", String(64), primary_key=True),
+    Column("plan_id", String(64)),
+    Column("item_id", String(64)),
+    Column("raised_in", String(9)),
+    Column("kind", String(16)),
+    Column("title", String(200)),
+    Column("arrived_at", UtcDateTime),
+    Index("ix_tracking_plan_matters_plan", "plan_id", "item_id"),
 )
 
 deputy_groups = Table(
@@ -132,7 +159,7 @@ class CaseListProjection(CaseRecords):
     case records, which notify keeps too)."""
 
     name = "tracking_cases"
-    version = 6  # the shared case records, with 签收, where raised, and an index by opening
+    version = 7  # the shared case records, with 签收, where raised, an index by opening, plan items
     metadata = cases_metadata
     table = cases
 
@@ -150,7 +177,13 @@ class CaseHistoryProjection(HistoryProjection):
 
     @handles(CaseOpened)
     def opened(self, event: CaseOpened, envelope: Envelope) -> str:
-        return f"本级办理，立{KIND_NAMES[MatterKind(event.kind)]}办理件：{event.title}"
+        if event.kind in OWN_KINDS:
+            return f"立{CASE_KIND_NAMES[event.kind]}件：{event.title}"
+        return f"本级办理，立{CASE_KIND_NAMES[event.kind]}办理件：{event.title}"
+
+    @handles(CaseEvaluated)
+    def evaluated(self, event: CaseEvaluated, envelope: Envelope) -> str:
+        return f"{event.session_title}（{SESSION_KIND_NAMES.get(event.session_kind, '测评')}）：{result_text(event)}"
 
     @handles(CaseAssigned)
     def assigned(self, event: CaseAssigned, envelope: Envelope) -> str:
@@ -251,41 +284,116 @@ class CaseHistoryProjection(HistoryProjection):
 # -- work items and deputy groups --------------------------------------------------------------
 
 
-class WorkItemProjection(DocumentProjection):
-    name = "tracking_work_items"
-    metadata = items_metadata
-    table = work_items
+class PlanProjection(DocumentProjection):
+    """One row per plan: the plan as last revised, and what happened under it."""
 
-    @handles(WorkItemRegistered)
-    def registered(self, doc, event: WorkItemRegistered, envelope: Envelope) -> None:
+    name = "tracking_plans"
+    metadata = plans_metadata
+    table = plans
+
+    def _plan(self, doc, plan, envelope: Envelope) -> None:
         doc.update(
             jurisdiction=envelope.jurisdiction,
-            year=event.year,
-            kind=event.kind,
-            title=event.title,
-            content=event.content,
-            lead_units=event.lead_units,
-            co_units=event.co_units,
-            supervisors=[s.model_dump() for s in event.supervisors],
-            group_names=SEPARATOR.join(s.group_name for s in event.supervisors),
-            committees=SEPARATOR.join(dict.fromkeys(s.committee for s in event.supervisors)),
-            leaders=SEPARATOR.join(dict.fromkeys(s.leader for s in event.supervisors)),
-            note=event.note,
-            milestones=[
-                {"quarter": m.quarter, "target": m.target, "progress": None, "met": None, "recorded_at": None}
-                for m in event.milestones
-            ],
+            year=plan.year,
+            title=plan.title,
+            source=plan.source,
+            motion_id=plan.motion_id,
+            data=plan.model_dump(mode="json"),
             updated_at=envelope.occurred_at,
+            version=envelope.sequence,
+        )
+        for column, empty in (("progress", {}), ("done", {}), ("urged", []), ("questions", []), ("evaluations", {})):
+            doc[column] = doc[column] if doc[column] is not None else empty
+        doc["changes"] = doc["changes"] or []
+
+    @handles(PlanCreated)
+    def created(self, doc, event: PlanCreated, envelope: Envelope) -> None:
+        self._plan(doc, event.plan, envelope)
+        doc["created_at"] = envelope.occurred_at
+
+    @handles(PlanRevised)
+    def revised(self, doc, event: PlanRevised, envelope: Envelope) -> None:
+        self._plan(doc, event.plan, envelope)
+        entry = {"at": envelope.occurred_at.isoformat(), "by": envelope.actor.name or envelope.actor.id}
+        doc["changes"] = [*doc["changes"], entry | {"changes": event.changes}]
+
+    def _touch(self, doc, envelope: Envelope) -> None:
+        doc["updated_at"] = envelope.occurred_at
+        doc["version"] = envelope.sequence
+
+    @handles(PlanMilestoneRecorded)
+    def milestone(self, doc, event: PlanMilestoneRecorded, envelope: Envelope) -> None:
+        entry = {"text": event.text, "met": event.met, "unit": event.unit, "at": envelope.occurred_at.isoformat()}
+        doc["progress"] = {**doc["progress"], f"{event.item_id}/{event.milestone}": entry}
+        self._touch(doc, envelope)
+
+    @handles(PlanDutyDone)
+    def duty_done(self, doc, event: PlanDutyDone, envelope: Envelope) -> None:
+        holder = event.duty if event.group_id is None else f"{event.duty}@{event.group_id}"
+        doc["done"] = {**doc["done"], holder: {"done_on": event.done_on.isoformat(), "note": event.note}}
+        self._touch(doc, envelope)
+
+    @handles(PlanDutyUrged)
+    def duty_urged(self, doc, event: PlanDutyUrged, envelope: Envelope) -> None:
+        entry = {"duty": event.duty, "group_id": event.group_id, "threshold": event.threshold}
+        doc["urged"] = [*doc["urged"], entry | {"at": envelope.occurred_at.isoformat()}]
+        self._touch(doc, envelope)
+
+    @handles(PlanQuestionSent)
+    def question(self, doc, event: PlanQuestionSent, envelope: Envelope) -> None:
+        doc["questions"] = [*doc["questions"], event.model_dump(mode="json")]
+        self._touch(doc, envelope)
+
+    @handles(PlanItemEvaluated)
+    def item_evaluated(self, doc, event: PlanItemEvaluated, envelope: Envelope) -> None:
+        entry = event.model_dump(mode="json", exclude={"item_id"}) | {"result": result_text(event)}
+        doc["evaluations"] = {**doc["evaluations"], event.item_id: [*doc["evaluations"].get(event.item_id, []), entry]}
+        self._touch(doc, envelope)
+
+
+def result_text(event: CaseEvaluated | PlanItemEvaluated) -> str:
+    """满意 12、基本满意 3、不满意 1，满意率 94%."""
+    counts = "、".join(f"{OPTION_NAMES.get(k, k)} {v}" for k, v in event.counts.items())
+    rate = f"{event.rate:.0%}" if event.rate is not None else "—"
+    below = "，未达要求" if event.below_bar else ""
+    return f"{counts}，满意率 {rate}{below}"
+
+
+class PlanMattersProjection(Projection):
+    """Matters raised here or arriving from below for an item of a plan of this level: what came
+    in under each item, and from which township (intake's events of this level)."""
+
+    name = "tracking_plan_matters"
+    metadata = plan_matters_metadata
+
+    async def _record(self, session, matter: MatterData, envelope: Envelope) -> None:
+        link = matter.plan_item
+        if link is None or link.jurisdiction != envelope.jurisdiction:
+            return
+        exists = await session.execute(
+            select(plan_matters.c.matter_id).where(plan_matters.c.matter_id == envelope.aggregate_id)
+        )
+        if exists.first() is not None:
+            return
+        await session.execute(
+            plan_matters.insert().values(
+                matter_id=envelope.aggregate_id,
+                plan_id=link.plan_id,
+                item_id=link.item_id,
+                raised_in=matter.raised_in,
+                kind=matter.kind.value,
+                title=matter.title,
+                arrived_at=envelope.occurred_at,
+            )
         )
 
-    @handles(MilestoneProgressRecorded)
-    def progress(self, doc, event: MilestoneProgressRecorded, envelope: Envelope) -> None:
-        at = envelope.occurred_at.isoformat()
-        doc["milestones"] = [
-            m | {"progress": event.text, "met": event.met, "recorded_at": at} if m["quarter"] == event.quarter else m
-            for m in doc["milestones"] or []
-        ]
-        doc["updated_at"] = envelope.occurred_at
+    @handles(MatterSubmitted)
+    async def submitted(self, session, event: MatterSubmitted, envelope: Envelope) -> None:
+        await self._record(session, event.matter, envelope)
+
+    @handles(MatterReceived)
+    async def received(self, session, event: MatterReceived, envelope: Envelope) -> None:
+        await self._record(session, event.matter, envelope)
 
 
 class DeputyGroupProjection(DocumentProjection):
@@ -334,8 +442,8 @@ def _decorate(row: dict[str, Any], now: datetime) -> dict[str, Any]:
     row["status_name"] = STATUS_NAMES.get(CaseStatus(row["status"]), row["status"]) if row["status"] else None
     row["overdue"] = bool(row["status"] in HANDLING and row["due_at"] is not None and row["due_at"] < now)
     try:
-        row["kind_name"] = KIND_NAMES[MatterKind(row["kind"])]
-    except (ValueError, KeyError):
+        row["kind_name"] = CASE_KIND_NAMES[row["kind"]]
+    except KeyError:
         row["kind_name"] = row["kind"]
     return row
 
@@ -365,6 +473,8 @@ async def list_cases(
     raised_in: str | None = None,
     leader: str | None = None,
     category: str | None = None,
+    plan: str | None = None,
+    item: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
@@ -380,6 +490,10 @@ async def list_cases(
         query = query.where(cases.c.leader == leader)
     if category is not None:
         query = query.where(cases.c.category == category)
+    if plan is not None:
+        query = query.where(cases.c.plan_id == plan)
+    if item is not None:
+        query = query.where(cases.c.plan_item == item)
     if text:
         pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(
@@ -452,18 +566,6 @@ async def sweep_candidates(conn: AsyncEngine | AsyncConnection, *, jurisdiction:
         return [dict(row._mapping) for row in await db.execute(query)]
 
 
-async def list_work_items(
-    conn: AsyncEngine | AsyncConnection, *, jurisdiction: str, kind: str | None = None, year: int | None = None
-) -> list[dict[str, Any]]:
-    query = select(work_items).where(work_items.c.jurisdiction == jurisdiction)
-    if kind is not None:
-        query = query.where(work_items.c.kind == kind)
-    if year is not None:
-        query = query.where(work_items.c.year == year)
-    async with connected(conn) as db:
-        return [dict(row._mapping) for row in await db.execute(query.order_by(work_items.c.id))]
-
-
 async def list_deputy_groups(
     conn: AsyncEngine | AsyncConnection, *, jurisdiction: str, year: int | None = None
 ) -> list[dict[str, Any]]:
@@ -477,3 +579,60 @@ async def list_deputy_groups(
     for row in rows:
         row["below_required"] = (row["activities"] or 0) < (row["min_activities"] or 0)
     return rows
+
+
+# -- plans -------------------------------------------------------------------------------------
+
+
+async def list_plans(
+    conn: AsyncEngine | AsyncConnection, *, jurisdiction: str, year: int | None = None
+) -> list[dict[str, Any]]:
+    query = select(plans).where(plans.c.jurisdiction == jurisdiction)
+    if year is not None:
+        query = query.where(plans.c.year == year)
+    async with connected(conn) as db:
+        return [dict(row._mapping) for row in await db.execute(query.order_by(plans.c.year.desc(), plans.c.id))]
+
+
+async def get_plan(conn: AsyncEngine | AsyncConnection, plan_id: str) -> dict[str, Any] | None:
+    async with connected(conn) as db:
+        row = (await db.execute(select(plans).where(plans.c.id == plan_id))).first()
+    return dict(row._mapping) if row is not None else None
+
+
+async def plan_item_owners(conn: AsyncEngine | AsyncConnection, item_ids: list[str]) -> dict[str, str]:
+    """The plan of each of ``item_ids`` that some plan of this database has."""
+    wanted = set(item_ids)
+    async with connected(conn) as db:
+        rows = await db.execute(select(plans.c.id, plans.c.data))
+        return {
+            item["id"]: row.id for row in rows for item in (row.data or {}).get("items", []) if item["id"] in wanted
+        }
+
+
+async def plan_matter_counts(conn: AsyncEngine | AsyncConnection, plan_id: str) -> dict[tuple[str, str], int]:
+    """{(item, township or level): matters} of a plan."""
+    query = (
+        select(plan_matters.c.item_id, plan_matters.c.raised_in, func.count())
+        .where(plan_matters.c.plan_id == plan_id)
+        .group_by(plan_matters.c.item_id, plan_matters.c.raised_in)
+    )
+    async with connected(conn) as db:
+        return {(item, where): n for item, where, n in await db.execute(query)}
+
+
+async def plan_matter_list(
+    conn: AsyncEngine | AsyncConnection, plan_id: str, item_id: str | None = None
+) -> list[dict[str, Any]]:
+    query = select(plan_matters).where(plan_matters.c.plan_id == plan_id)
+    if item_id is not None:
+        query = query.where(plan_matters.c.item_id == item_id)
+    async with connected(conn) as db:
+        return [dict(r._mapping) for r in await db.execute(query.order_by(plan_matters.c.arrived_at))]
+
+
+async def group_activity_days(conn: AsyncEngine | AsyncConnection, group_ids: list[str]) -> dict[str, list[str]]:
+    """The days of each group's recorded activities (ISO dates)."""
+    query = select(deputy_groups.c.id, deputy_groups.c.activity_log).where(deputy_groups.c.id.in_(group_ids))
+    async with connected(conn) as db:
+        return {row.id: [a["held_on"] for a in row.activity_log or []] for row in await db.execute(query)}

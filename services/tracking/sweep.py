@@ -1,4 +1,4 @@
-"""Urging (催办): the periodic sweep over the cases whose deadline runs.
+"""Urging (催办): the periodic sweep over the cases whose deadline runs, and the plans' duties.
 
 Each run reads the case list (a read model: it only narrows the search), and for every case
 where a threshold of its current deadline has been reached and not yet fired (due soon, overdue,
@@ -22,6 +22,7 @@ from contracts.envelope import SHANGHAI
 from contracts.tracking import Deadline
 
 from .handlers import TrackingHandlers
+from .plans import PlanHandlers
 from .projections import HANDLING, sweep_candidates
 
 log = logging.getLogger("duban.tracking.sweep")
@@ -32,13 +33,22 @@ class SweepReport:
     checked: int = 0
     urged: int = 0
     carried_over: int = 0
+    duties_urged: int = 0
 
 
 class Sweeper:
     """Runs the sweep every ``interval_s`` seconds until stopped."""
 
-    def __init__(self, handlers: TrackingHandlers, engine: AsyncEngine, *, interval_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        handlers: TrackingHandlers,
+        engine: AsyncEngine,
+        *,
+        plans: PlanHandlers | None = None,
+        interval_s: float = 60.0,
+    ) -> None:
         self.handlers = handlers
+        self.plans = plans
         self.engine = engine
         self.interval_s = interval_s
         self._stopping = asyncio.Event()
@@ -53,10 +63,17 @@ class Sweeper:
                 report.urged += await self.handlers.urge(row["id"], now)
             elif row["open_commitments"] and (row["list_year"] or 0) < year:
                 report.carried_over += await self.handlers.carry_over(row["id"], now)
-        if report.urged or report.carried_over:
+        if self.plans is not None:
+            report.duties_urged = await self.plans.sweep_duties(now)
+        if report.urged or report.carried_over or report.duties_urged:
             log.info(
                 "sweep fired",
-                extra={"checked": report.checked, "urged": report.urged, "carried_over": report.carried_over},
+                extra={
+                    "checked": report.checked,
+                    "urged": report.urged,
+                    "carried_over": report.carried_over,
+                    "duties_urged": report.duties_urged,
+                },
             )
         return report
 

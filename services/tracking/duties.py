@@ -1,0 +1,86 @@
+"""What a plan's duties stand at: for each duty, and for each group that owes it, what is had,
+what is needed, and whether it is met, due soon or overdue (the same words as for cases).
+
+Counted duties are measured from what their holders record elsewhere: a group's activities
+(集中活动, ``GroupActivityRecorded``) held by the due day, and the matters collected for the plan
+in a group's township (``tracking_plan_matters``: raised here or arrived from below). The others
+are met when staff mark them done (``PlanDutyDone``). Pure: the sweep and the API pass the facts.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from contracts.plans import DUTY_KIND_NAMES, DutyKind, PlanData
+
+STATUS_NAMES = {"met": "已完成", "pending": "未到期", "due_soon": "即将到期", "overdue": "已超期"}
+
+
+def duty_rows(
+    row: dict[str, Any],
+    *,
+    today: date,
+    due_soon_from: dict[date, date],
+    activity_days: dict[str, list[str]],
+    matter_counts: dict[tuple[str, str], int],
+) -> list[dict[str, Any]]:
+    """One row per duty and holder of the plan ``row`` (a ``tracking_plans`` row).
+
+    ``due_soon_from`` gives, for each due day, the first day it counts as due soon."""
+    plan = PlanData.model_validate(row["data"])
+    done = row["done"] or {}
+    urged = {(u["duty"], u["group_id"], u["threshold"]) for u in row["urged"] or []}
+    start = min((p.start for p in plan.phases), default=date(plan.year, 1, 1))
+    by_township: dict[str, int] = {}
+    for (_, where), n in matter_counts.items():
+        by_township[where] = by_township.get(where, 0) + n
+    rows = []
+    for phase, duty in plan.duties():
+        holders = plan.groups if duty.per_group else [None]
+        for group in holders:
+            group_id = group.id if group is not None else None
+            holder = duty.key if group_id is None else f"{duty.key}@{group_id}"
+            if duty.kind is DutyKind.activities:
+                days = activity_days.get(group_id, []) if group_id else [d for v in activity_days.values() for d in v]
+                have = sum(1 for d in days if start <= date.fromisoformat(d) <= duty.due_on)
+            elif duty.kind is DutyKind.problems:
+                if group is not None:
+                    have = by_township.get(group.township or "", 0)
+                else:
+                    have = sum(by_township.values())
+            else:
+                have = 1 if holder in done else 0
+            need = duty.min_count if duty.kind in (DutyKind.activities, DutyKind.problems) else 1
+            met = have >= need or holder in done
+            if met:
+                status = "met"
+            elif today > duty.due_on:
+                status = "overdue"
+            elif today >= due_soon_from[duty.due_on]:
+                status = "due_soon"
+            else:
+                status = "pending"
+            rows.append(
+                {
+                    "phase": phase.key,
+                    "phase_name": phase.name,
+                    "duty": duty.key,
+                    "title": duty.title,
+                    "kind": duty.kind.value,
+                    "kind_name": DUTY_KIND_NAMES[duty.kind],
+                    "due_on": duty.due_on,
+                    "group_id": group_id,
+                    "group_name": group.name if group is not None else None,
+                    "township": group.township if group is not None else None,
+                    "committee": group.committee if group is not None else None,
+                    "leader": group.leader if group is not None else None,
+                    "have": have,
+                    "need": need,
+                    "status": status,
+                    "status_name": STATUS_NAMES[status],
+                    "done": done.get(holder),
+                    "urged": sorted(t for d, g, t in urged if d == duty.key and g == group_id),
+                }
+            )
+    return rows

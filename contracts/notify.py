@@ -52,6 +52,8 @@ class NoticeKind(StrEnum):
     evaluation_invitation = "evaluation_invitation"  # 测评邀请
     evaluation_results = "evaluation_results"  # 测评结果反馈
     appraisal_results_cc = "appraisal_results_cc"  # 履职评议结果抄报市委
+    plan_duty = "plan_duty"  # 工作方案节点提醒/催办 (a group behind, a summary not handed in)
+    plan_item_results = "plan_item_results"  # 工作方案项目测评结果 (its units and leaders)
 
 
 KIND_NAMES = {
@@ -66,6 +68,8 @@ KIND_NAMES = {
     NoticeKind.evaluation_invitation: "测评邀请",
     NoticeKind.evaluation_results: "测评结果",
     NoticeKind.appraisal_results_cc: "履职评议结果抄报",
+    NoticeKind.plan_duty: "工作节点催办",
+    NoticeKind.plan_item_results: "项目测评结果",
 }
 
 

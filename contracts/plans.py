@@ -204,6 +204,9 @@ class _PlanBase(_Frozen):
     phases: list[PlanPhase] = Field(default_factory=list, max_length=20)
     groups: list[PlanGroup] = Field(default_factory=list, max_length=200)
 
+    def duties(self) -> list[tuple[PlanPhase, PlanDuty]]:
+        return [(phase, duty) for phase in self.phases for duty in phase.duties]
+
     def _check(self, items: list) -> None:
         for label, ids in (
             ("阶段", [p.key for p in self.phases]),
@@ -254,8 +257,6 @@ class PlanData(_PlanBase):
     def group(self, group_id: str) -> PlanGroup | None:
         return next((g for g in self.groups if g.id == group_id), None)
 
-    def duties(self) -> list[tuple[PlanPhase, PlanDuty]]:
-        return [(phase, duty) for phase in self.phases for duty in phase.duties]
 
 
 # -- events ------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ intake ``OutcomeRecorded``             办理结果反馈 to the enterprise or r
                                        to pass it on; at the level where it was raised, whether it was
                                        handled here or reported back from a higher level
 evaluation ``SessionOpened``           测评邀请 to each evaluator of the electorate
+tracking ``PlanDutyUrged``             工作节点提醒/催办 to the group that owes the duty and its leader
+tracking ``PlanItemEvaluated``         项目测评结果 to every unit of the plan item and its leaders
 evaluation ``ResultsPublished``        测评结果 to the unit of each subject; for a performance
                                        appraisal (履职评议) also 抄报市委 (the party committee)
 =====================================  ====================================================================
@@ -42,6 +44,7 @@ from contracts.events import UnknownEventType, upcast
 from contracts.intake import KIND_NAMES, MatterKind, MatterReceived, OutcomeRecorded, ReplyRecorded
 from contracts.jurisdictions import JurisdictionRegistry, UnknownJurisdiction
 from contracts.notify import NoticeChannel, NoticeKind, Recipient
+from contracts.plans import PlanDutyUrged, PlanItemEvaluated
 from contracts.tracking import (
     THRESHOLD_NAMES,
     CaseAssigned,
@@ -78,6 +81,8 @@ TRACKING_TYPES = {
     CaseReopened.event_type,
     ReplyReleased.event_type,
 }
+PLAN_TYPES = {PlanItemEvaluated.event_type, PlanDutyUrged.event_type}
+TRACKING_TYPES |= PLAN_TYPES
 INTAKE_TYPES = {MatterReceived.event_type, OutcomeRecorded.event_type, ReplyRecorded.event_type}
 EVALUATION_TYPES = {SESSION_OPENED, RESULTS_PUBLISHED}
 
@@ -276,6 +281,8 @@ class NoticePlanner:
     async def _tracking(self, envelope: Envelope) -> list[Notice]:
         event = _upcast(envelope)
         history = await self.stores["tracking"].history(envelope.aggregate_id)
+        if envelope.event_type in PLAN_TYPES:
+            return self._plan(event, history, envelope)
         case = case_facts(history, envelope.sequence)
         base = {**self.common(), "case": case}
         topic = envelope.aggregate_id
@@ -437,6 +444,52 @@ class NoticePlanner:
             )
             for submitter in case["submitters"]
         ]
+
+    # -- plans ---------------------------------------------------------------------------
+    def _plan(
+        self, event: PlanItemEvaluated | PlanDutyUrged, history: list[Envelope], envelope: Envelope
+    ) -> list[Notice]:
+        """A plan item's evaluation to each of its units and leaders; a duty due soon or overdue
+        to the group that owes it and its contact leader, or to the plan's leaders' committee."""
+        plan: dict[str, Any] = {}
+        for earlier in history:
+            if earlier.sequence > envelope.sequence:
+                break
+            if earlier.event_type in ("tracking.PlanCreated", "tracking.PlanRevised"):
+                plan = earlier.payload.get("plan") or {}
+        topic = envelope.aggregate_id
+        base = self.common() | {"plan_title": plan.get("title", "工作方案")}
+        data = {"plan_id": topic, "title": plan.get("title", ""), "event_type": envelope.event_type}
+        notices: list[Notice] = []
+        if isinstance(event, PlanDutyUrged):
+            threshold_name = THRESHOLD_NAMES[Threshold(event.threshold)]
+            context = base | {"duty": event.model_dump(mode="json"), "threshold_name": threshold_name}
+            kind = NoticeKind.plan_duty
+            if event.group_id:
+                group = Recipient(id=event.group_id, name=event.group_name or event.group_id)
+                notices.append(Notice(kind, group, context | {"role": "group"}, topic, "group", data=data))
+            if event.leader:
+                leader = Recipient(id=f"leader:{event.leader}", name=event.leader)
+                notices.append(
+                    Notice(kind, leader, context | {"role": "leader"}, topic, "leader", by_name=True, data=data)
+                )
+            return notices
+        item = next((i for i in plan.get("items", []) if i.get("id") == event.item_id), None)
+        if item is None:
+            return []
+        result = event.model_dump(mode="json") | {"turnout": None}
+        context = base | {"item": item, "evaluated": event.model_dump(mode="json"), "lines": result_lines(result)}
+        kind = NoticeKind.plan_item_results
+        for role, units in (("lead", item.get("lead_units", [])), ("co", item.get("co_units", []))):
+            for unit in units:
+                recipient = Recipient(id=unit["id"], name=unit["name"])
+                notices.append(Notice(kind, recipient, context | {"role": role}, topic, role, data=data))
+        for leader in item.get("leaders", []):
+            recipient = Recipient(id=f"leader:{leader['name']}", name=leader["name"])
+            notices.append(
+                Notice(kind, recipient, context | {"role": "leader"}, topic, "leader", by_name=True, data=data)
+            )
+        return notices
 
     # -- evaluation ----------------------------------------------------------------------
     async def _evaluation(self, envelope: Envelope) -> list[Notice]:

@@ -27,6 +27,8 @@ from services.runtime.http.auth import dev_token
 from .children import pause
 
 DATA_FILE = Path(__file__).parent / "data" / "demo.json"
+#: The packaged plans (seeds 000, 001, 004), imported at the level they are for.
+PLAN_FILES = sorted((Path(__file__).parents[2] / "tracking" / "data" / "plans").glob("*.json"))
 
 
 class Demo:
@@ -168,11 +170,23 @@ class Demo:
     def work_plan(self) -> None:
         if self.url(self.county, "tracking") is None:
             return
-        loaded = self.call("POST", self.county, "tracking", "/work-plan/load", "committee")
         at = self.info["levels"].get(self.county, self.county)
-        self.say(
-            f"demo: seed 004's work plan at {at} ({loaded['items']} new work items, {loaded['groups']} new groups)"
-        )
+        for path in PLAN_FILES:
+            plan = json.loads(path.read_text(encoding="utf-8"))
+            if plan["jurisdiction"] != self.county:
+                continue
+            files = {"file": (path.name, path.read_bytes(), "application/json")}
+
+            def imported(files=files) -> Any:
+                try:  # its units must be in tracking's copy of the directory first
+                    return self.call("POST", self.county, "tracking", "/plans/import", "committee", files=files)
+                except RuntimeError as exc:
+                    if "unknown_unit" in str(exc):
+                        return None
+                    raise
+
+            loaded = self.wait(f"the units of {path.name} in tracking's directory", imported)
+            self.say(f"demo: plan {plan['title']} at {at}: {loaded['result']}, {loaded['items']} items")
 
     def evaluation(self) -> None:
         url = self.url(self.county, "evaluation")
@@ -184,11 +198,11 @@ class Demo:
         projects = self.wait(
             "the livelihood projects in tracking's read model",
             lambda: self.call(
-                "GET", self.county, "tracking", f"/work-items?kind={story['subjects_kind']}", "committee"
+                "GET", self.county, "tracking", f"/plan-items?kind={story['subjects_kind']}", "committee"
             )["items"],
         )
         subjects = [
-            {"kind": "work_item", "id": item["id"], "title": item["title"][:300]}
+            {"kind": "plan_item", "id": item["id"], "title": item["title"][:300]}
             for item in projects[: story["subjects"]]
         ]
         body = {

@@ -1,0 +1,351 @@
+"""Supervision plans (工作方案): seeds 000, 001 and 004 as plan files, checked against the seed
+text; seed 004's duties watched and urged and a project rated below the bar rectified, on one
+level with a controlled clock (directory, tracking, intake and notify in this process)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from contracts.envelope import SHANGHAI, new_id
+from contracts.evaluation import ResultsPublished, SessionDrafted, SessionKind, SubjectRef, SubjectResult
+from contracts.tracking import CaseStatus, RecordGroupActivity
+from services.directory.app import DEMO_FILE, DirectoryService
+from services.directory.settings import DirectorySettings
+from services.notify.projections import list_deliveries
+from services.runtime.es.aggregate import DomainError
+from services.runtime.es.eventstore import EventStore
+from services.tracking import projections
+from services.tracking.plans import PLANS_DIR, load_plan_file, read_plan_file
+from tests.support.notify import WENLING, staff, wenling_level
+from tests.support.waiting import eventually
+from tests.test_notify_evaluation import Session
+
+SEEDS = Path(__file__).parent / "data" / "seeds"
+QG = PLANS_DIR / "wenling-2022-qiang-gong-xing-shi.json"  # seed 000
+YS = PLANS_DIR / "wenling-2023-business-environment.json"  # seed 001
+FZ = PLANS_DIR / "wenling-2022-group-supervision.json"  # seed 004
+
+
+def seed_text(prefix: str) -> str:
+    """The seed's text with all white space and page numbers (- 5 -) removed."""
+    text = next(SEEDS.glob(f"{prefix}_*.txt")).read_text(encoding="utf-8")
+    return re.sub(r"\s+", "", re.sub(r"\n\s*-\s*\d+\s*-\s*\n", "\n", text))
+
+
+def flat(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def missing_from(seed: str, texts: list[str]) -> list[str]:
+    return [t for t in texts if flat(t) not in seed]
+
+
+# -- the plan files against the seeds ----------------------------------------------------------
+
+
+def test_seed_000_plan_has_the_fourteen_topics_with_their_leaders_committees_phases_and_townships():
+    plan = load_plan_file(QG)
+    seed = seed_text("000")
+    assert (plan.id, plan.jurisdiction, plan.year, plan.source) == ("wl2022qg", "331081", 2022, "温人大办〔2022〕30号")
+    topics = [(i.seq, i.title, i.leaders[0].name, i.committees) for i in plan.items]
+    assert topics == [
+        ("（一）", "产业优化升级方面", "骆立方", ["财经工委"]),
+        ("（二）", "产业链强链补链方面", "骆立方", ["财经工委"]),
+        ("（三）", "涉企财政性扶持政策方面", "骆立方", ["预算工委"]),
+        ("（四）", "知识产权保护方面", "戴美忠", ["教科文卫工委"]),
+        ("（五）", "政务服务及中介服务方面", "狄德兴", ["社会建设工委"]),
+        ("（六）", "司法环境营造方面", "潘立平", ["法制和监察司法工委"]),
+        ("（七）", "行政执法改进方面", "潘立平", ["法制和监察司法工委"]),
+        ("（八）", "老旧工业点改造方面", "王振翔", ["城建环资工委"]),
+        ("（九）", "产业工人队伍建设方面", "戴美忠", ["教科文卫工委"]),
+        ("（十）", "本地企业留驻培育方面", "李海兵", ["代表选任工委"]),
+        ("（十一）", "生产性服务业发展方面", "王振翔", ["城建环资工委"]),
+        ("（十二）", "金融服务保障方面", "骆立方", ["预算工委"]),
+        ("（十三）", "解决企业诉求方面", "李海兵", ["代表选任工委"]),
+        ("（十四）", "小微企业园及农村“飞地”开发方面", "狄德兴", ["农业与农村工委"]),
+    ]
+    assert all(i.kind == "topic" and i.leaders[0].role == "lead" for i in plan.items)
+    assert missing_from(seed, [plan.title, *(i.content or "" for i in plan.items)]) == []
+    # five phases with the seed's dates, and 10 problems from every township by early July
+    assert [(p.name, p.start, p.end) for p in plan.phases] == [
+        ("前期准备阶段", date(2022, 5, 1), date(2022, 6, 10)),
+        ("调研阶段", date(2022, 6, 11), date(2022, 7, 10)),
+        ("询问方案形成阶段", date(2022, 7, 11), date(2022, 7, 31)),
+        ("询问阶段", date(2022, 8, 1), date(2022, 8, 31)),
+        ("跟踪测评阶段", date(2022, 9, 1), date(2023, 3, 31)),
+    ]
+    assert missing_from(seed, [p.name for p in plan.phases]) == []
+    problems = next(d for _, d in plan.duties() if d.kind == "problems")
+    assert (problems.min_count, problems.per_group, problems.due_on) == (10, True, date(2022, 7, 10))
+    assert len(plan.groups) == 16 and all(g.kind == "township" for g in plan.groups)
+
+
+def test_seed_001_plan_has_the_twenty_one_rows_of_the_ten_activities_with_committees_and_windows():
+    plan = load_plan_file(YS)
+    seed = seed_text("001")
+    assert (plan.source, plan.year, len(plan.items)) == ("温人大办〔2023〕14号", 2023, 21)
+    assert [i.seq for i in plan.items] == ["1", "2", *["3"] * 7, *["4"] * 3, "5", "6", "7", *["8"] * 4, "9", "10"]
+    themes = dict.fromkeys(i.title for i in plan.items)
+    assert list(themes) == [
+        "广纳民意",
+        "配合立法",
+        "专项监督",
+        "专题调研",
+        "专题询问",
+        "执法检查",
+        "协同监督",
+        "助推破难",
+        "案例宣传",
+        "履职评议",
+    ]
+    assert (
+        missing_from(
+            seed, [*themes, *(i.content or "" for i in plan.items), *(c for i in plan.items for c in i.committees)]
+        )
+        == []
+    )
+    windows = [(i.committees[0], i.window.start.month, i.window.end.month) for i in plan.items]
+    assert windows.count(("代表与选任工委", 3, 12)) == 3
+    assert ("预算工委", 6, 8) in windows and ("财经工委", 10, 12) in windows  # 6-8月, 10-12月
+    assert ("财经工委", 3, 6) in windows and ("财经工委", 10, 10) in windows  # 专题询问 3-6月, 执法检查 10月
+    assert windows[-1] == ("代表与选任工委", 12, 12)  # 履职评议 12月
+    assert sum(1 for w in windows if w[1:] == (3, 12)) == 16
+    for months in ("3-12月", "6-8月", "10-12月", "3-6月", "10月", "12月"):
+        assert months in seed
+    in_october = [i.id for i in plan.items if i.window.covers_month(2023, 10)]
+    assert len(in_october) == 18
+
+
+def test_seed_004_plan_has_the_sixteen_groups_their_items_units_leaders_and_quarterly_milestones():
+    plan = load_plan_file(FZ)
+    seed = seed_text("004")
+    assert (plan.source, len(plan.groups), len(plan.items)) == ("温人大办〔2022〕20号", 16, 51)
+    names = [g.name.removesuffix("代表小组").removesuffix("街道").removesuffix("镇") for g in plan.groups]
+    assert names == [
+        "太平",
+        "城东",
+        "城西",
+        "城北",
+        "横峰",
+        "泽国",
+        "大溪",
+        "松门",
+        "箬横",
+        "新河",
+        "石塘",
+        "滨海",
+        "温峤",
+        "城南",
+        "石桥头",
+        "坞根",
+    ]
+    texts = [plan.title, plan.source]
+    for group in plan.groups:
+        texts += [group.committee or "", group.leader or "", group.responsible_leader or ""]
+    for item in plan.items:
+        texts += [item.title, *(leader.name for leader in item.leaders), *item.other_units]
+        texts += [
+            u for u in (*item.lead_units, *item.co_units) if u != "市住房和城乡建设局" or "住房和城乡建设局" in seed
+        ]
+        texts += [line for m in item.milestones for line in m.target.splitlines()]
+    assert missing_from(seed, texts) == []
+    projects = [i for i in plan.items if i.kind == "livelihood_project"]
+    assert len(projects) == 10
+    assert all([m.quarter for m in p.milestones] == [1, 2, 3, 4] for p in projects)
+    assert [m.due_on for m in projects[0].milestones] == [
+        date(2022, 3, 31),
+        date(2022, 6, 30),
+        date(2022, 9, 30),
+        date(2022, 12, 31),
+    ]
+    duties = {d.key: d for _, d in plan.duties()}
+    assert (duties["group-plan"].due_on, duties["group-plan"].per_group) == (date(2022, 4, 29), True)
+    assert (duties["activities"].min_count, duties["activities"].due_on) == (3, date(2022, 11, 30))
+    assert duties["summary"].kind == "summary" and duties["summary"].per_group
+    assert [p.name for p in plan.phases] == ["组织准备", "跟踪监督", "回顾总结"]
+
+
+def test_a_plan_file_that_is_not_a_plan_is_refused_in_chinese():
+    with pytest.raises(DomainError, match="不是 UTF-8 编码的 JSON"):
+        read_plan_file(b"\xff\xfe", "a.json")
+    with pytest.raises(DomainError, match="缺少或写错了 id"):
+        read_plan_file(b'{"jurisdiction": "331081"}', "a.json")
+    with pytest.raises(DomainError, match="参与小组不在方案中"):
+        read_plan_file(
+            b'{"id": "p", "jurisdiction": "331081", "title": "t", "year": 2022,'
+            b' "items": [{"id": "i", "kind": "topic", "title": "x", "groups": ["nobody"]}]}'
+        )
+
+
+# -- seed 004 on one level, with a controlled clock --------------------------------------------
+
+
+def at(day: date, hour: int = 10) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, tzinfo=SHANGHAI)
+
+
+@pytest.fixture
+async def level(tmp_path):
+    async with wenling_level(tmp_path) as running:
+        settings = DirectorySettings(
+            jurisdiction=WENLING,
+            nats_url=running.nats.url,
+            data_dir=tmp_path / "directory",
+            dev_signin=True,
+            seed_file=DEMO_FILE,
+        )
+        directory = DirectoryService(settings)
+        await directory.start()
+        try:
+            yield running
+        finally:
+            await directory.stop()
+
+
+async def imported(level, path: Path):
+    """The plan file imported once its units are in tracking's copy of the directory."""
+
+    content = path.read_bytes()
+
+    async def attempt():
+        try:
+            return await level.tracking.plans.import_file(content, path.name, staff(WENLING))
+        except DomainError as exc:
+            if exc.code == "unknown_unit":
+                return None
+            raise
+
+    return await eventually(attempt, timeout=60, interval=0.3)
+
+
+async def test_seed_004_groups_behind_on_activities_are_flagged_and_urged_once_per_threshold(level):
+    level.clock.set(at(date(2022, 11, 20)))
+    plan, result = await imported(level, FZ)
+    assert result == "created" and len(plan.data.items) == 51
+    assert (await level.tracking.plans.import_file(FZ.read_bytes(), FZ.name, staff(WENLING)))[1] == "unchanged"
+    handlers = level.tracking.handlers
+    for n, day in enumerate((date(2022, 5, 10), date(2022, 7, 6), date(2022, 9, 15))):
+        command = RecordGroupActivity(group_id="2022-dg-01", held_on=day, kind="inspection", title=f"专题视察{n}")
+        await handlers.record_group_activity(command, staff(WENLING))
+    command = RecordGroupActivity(group_id="2022-dg-06", held_on=date(2022, 6, 1), kind="discussion", title="走访座谈")
+    await handlers.record_group_activity(command, staff(WENLING))
+    await level.idle()
+
+    async def activities(now: datetime) -> dict[str, dict]:
+        row = await projections.get_plan(level.tracking.engine, "wl2022fz")
+        rows = await level.tracking.plans.duties(row, now)
+        return {r["group_id"]: r for r in rows if r["duty"] == "activities"}
+
+    rows = await activities(level.clock())
+    assert (rows["2022-dg-01"]["have"], rows["2022-dg-01"]["status"]) == (3, "met")
+    assert (rows["2022-dg-06"]["have"], rows["2022-dg-06"]["need"], rows["2022-dg-06"]["status"]) == (1, 3, "pending")
+
+    level.clock.set(at(date(2022, 11, 24)))  # within 7 days of 11-30: due soon
+    report = await level.tracking.sweeper.sweep_once(level.clock())
+    assert report.duties_urged == 15  # every group but 太平, which held three
+    level.clock.set(at(date(2022, 12, 1)))  # overdue
+    assert (await level.tracking.sweeper.sweep_once(level.clock())).duties_urged == 15
+    assert (await level.tracking.sweeper.sweep_once(level.clock())).duties_urged == 0  # once per threshold
+    await level.idle()
+    rows = await activities(level.clock())
+    assert rows["2022-dg-06"]["status"] == "overdue" and rows["2022-dg-06"]["urged"] == ["due_soon", "overdue"]
+    assert rows["2022-dg-01"]["urged"] == []
+
+    async def urged_group():
+        found = await list_deliveries(level.notify.engine, recipient_id="2022-dg-06", channel="inbox")
+        return [d for d in found if d["kind"] == "plan_duty"]
+
+    notices = await eventually(lambda: _at_least(urged_group, 2))
+    assert all("集中活动" in n["subject"] for n in notices)
+
+
+async def _at_least(query, count: int):
+    found = await query()
+    return found if len(found) >= count else None
+
+
+async def test_a_seed_004_project_rated_below_the_bar_opens_rectification_and_every_unit_hears(level):
+    level.clock.set(at(date(2022, 8, 20)))
+    plan, _ = await imported(level, FZ)
+    project = next(i for i in plan.data.items if i.kind == "livelihood_project" and len(i.lead_units) > 1)
+    other = next(i for i in plan.data.items if i.kind == "livelihood_project" and i.id != project.id)
+    await level.idle()
+    store = EventStore(level.notify.nc, context="evaluation", jurisdiction=WENLING)
+    session = await store.load(Session, new_id())
+    subjects = [SubjectRef(kind="plan_item", id=i.id, title=i.title[:300]) for i in (project, other)]
+    opens = at(date(2022, 8, 20))
+    drafted = SessionDrafted(
+        kind=SessionKind.satisfaction,
+        title="2022年民生实事项目进展情况满意度测评",
+        subjects=subjects,
+        electorate=[f"deputy-331081-{n:03d}" for n in range(1, 21)],
+        opens_at=opens,
+        closes_at=opens + timedelta(hours=2),
+        secret=True,
+        quorum=0.5,
+    )
+    await store.append(session, [drafted])
+
+    def result(subject, satisfied, basically, dissatisfied):
+        valid = satisfied + basically + dissatisfied
+        counts = {"satisfied": satisfied, "basically_satisfied": basically, "dissatisfied": dissatisfied}
+        rate = (satisfied + basically) / valid
+        return SubjectResult(
+            subject=subject,
+            counts=counts,
+            valid=valid,
+            rate=rate,
+            turnout=valid / 20,
+            quorum_met=True,
+            dissatisfied_dominates=dissatisfied > satisfied + basically,
+        )
+
+    published = ResultsPublished(
+        kind=SessionKind.satisfaction,
+        title=drafted.title,
+        electorate_size=20,
+        voters=18,
+        results=[result(subjects[0], 4, 3, 11), result(subjects[1], 15, 3, 0)],
+    )
+    await store.append(session, [published])
+
+    async def rectifications():
+        await level.tracking.wait_idle()
+        rows = await projections.list_cases(
+            level.tracking.engine, jurisdiction=WENLING, now=level.clock(), plan="wl2022fz", kind="rectification"
+        )
+        return rows if rows and rows[0]["status"] != CaseStatus.opened else None
+
+    rows = await eventually(rectifications, timeout=30)
+    assert len(rows) == 1
+    case = rows[0]
+    assert case["plan_item"] == project.id and case["status"] == CaseStatus.assigned
+    assert case["lead_unit_id"] == project.lead_units[0].id  # the first △ unit leads the rectification
+    assert case["title"] == f"整改：{project.title}"
+    async def both_recorded():
+        row = await projections.get_plan(level.tracking.engine, "wl2022fz")
+        return row if len(row["evaluations"]) == 2 else None
+
+    row = await eventually(both_recorded)
+    assert row["evaluations"][project.id][0]["below_bar"] is True
+    assert row["evaluations"][project.id][0]["rectification_id"] == case["id"]
+    assert row["evaluations"][other.id][0]["below_bar"] is False
+
+    units = [u.id for u in (*project.lead_units, *project.co_units)]
+
+    async def every_unit_heard():
+        found = {}
+        for unit_id in units:
+            heard = await list_deliveries(level.notify.engine, recipient_id=unit_id, channel="inbox")
+            found[unit_id] = [d["kind"] for d in heard]
+        return found if all("plan_item_results" in kinds for kinds in found.values()) else None
+
+    heard = await eventually(every_unit_heard, timeout=30)
+    assert "assignment" in heard[project.lead_units[0].id]  # and the lead unit got the 交办通知 of the rectification
+    # the results are recorded once, however often they are delivered: a second sweep of the stream changes nothing
+    await level.idle()
+    assert len(await rectifications()) == 1

@@ -326,6 +326,7 @@ async def test_a_seed_004_project_rated_below_the_bar_opens_rectification_and_ev
     assert case["plan_item"] == project.id and case["status"] == CaseStatus.assigned
     assert case["lead_unit_id"] == project.lead_units[0].id  # the first △ unit leads the rectification
     assert case["title"] == f"整改：{project.title}"
+
     async def both_recorded():
         row = await projections.get_plan(level.tracking.engine, "wl2022fz")
         return row if len(row["evaluations"]) == 2 else None

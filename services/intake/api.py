@@ -200,11 +200,20 @@ def build_router(
         kind: list[MatterKind] | None = Query(default=None, description="可多选"),
         status: list[MatterStatus] | None = Query(default=None, description="可多选"),
         lead: str | None = Query(default=None, pattern=ID_PATTERN, description="领衔人编号（我的事项）"),
+        plan: str | None = Query(default=None, pattern=ID_PATTERN, description="为之收集的工作方案编号"),
+        plan_item: str | None = Query(default=None, pattern=ID_PATTERN, description="为之收集的工作方案项目编号"),
         filters: _Filters = Depends(),
         principal: Principal = Depends(caller),
     ) -> dict[str, Any]:
         rows = await projections.list_matters(
-            get_engine(), jurisdiction=here, kind=kind, status=status, lead=lead, **filters.args
+            get_engine(),
+            jurisdiction=here,
+            kind=kind,
+            status=status,
+            lead=lead,
+            plan=plan,
+            plan_item=plan_item,
+            **filters.args,
         )
         return _page(rows, filters)
 

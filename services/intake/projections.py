@@ -98,7 +98,7 @@ class MatterListProjection(MatterRecords):
     runtime's matter records, which notify keeps too)."""
 
     name = "intake_matters"
-    version = 5  # the shared matter records, with raised_at, the raiser fed back and replies
+    version = 6  # the shared matter records, with raised_at, the raiser fed back, replies and plan items
     metadata = matters_metadata
     table = matters
 
@@ -265,6 +265,8 @@ async def list_matters(
     until: date | datetime | None = None,
     text: str | None = None,
     lead: str | None = None,
+    plan: str | None = None,
+    plan_item: str | None = None,
     limit: int = 100,
     offset: int = 0,
     with_content: bool = False,
@@ -285,6 +287,10 @@ async def list_matters(
         query = query.where(matters.c.channel == str(channel))
     if lead is not None:
         query = query.where(matters.c.lead_id == lead)
+    if plan is not None:
+        query = query.where(matters.c.plan_id == plan)
+    if plan_item is not None:
+        query = query.where(matters.c.plan_item == plan_item)
     if category is not None:
         query = query.where(matters.c.category == category)
     if since is not None:

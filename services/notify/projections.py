@@ -417,7 +417,7 @@ class MatterProjection(MatterRecords):
     runtime's matter records, which intake keeps too)."""
 
     name = "notify_matters"
-    version = 5  # the shared matter records, with raised_at, the raiser fed back and replies
+    version = 6  # the shared matter records, with raised_at, the raiser fed back, replies and plan items
     metadata = matters_md
     table = matters
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.envelope import SHANGHAI
 from contracts.intake import ID_PATTERN
-from contracts.plans import CreatePlan, MarkPlanDutyDone, RecordPlanMilestone, RevisePlan
+from contracts.plans import CreatePlan, MarkPlanDutyDone, RecordPlanMilestone, RevisePlan, SendInquiryQuestion
 from contracts.tracking import (
     STATUS_NAMES,
     AssignCase,
@@ -112,6 +112,16 @@ PLAN_COMMANDS = [
         "登记工作节点已完成（如小组方案已报送、书面总结已交）",
         ("plans",),
         ids=PLAN_ID | {"duty": "工作节点编号"},
+    ),
+    CommandRoute(
+        "/plans/{plan_id}/questions",
+        SendInquiryQuestion,
+        "send_question",
+        "询问问题书面交办（专题询问）：立询问问题件，交承办单位限期书面答复",
+        ("plans",),
+        status_code=201,
+        ids=PLAN_ID,
+        view=lambda case: case_view(case),
     ),
 ]
 

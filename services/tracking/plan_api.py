@@ -10,12 +10,14 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse
 
 from contracts.intake import ID_PATTERN
-from contracts.plans import ITEM_KIND_NAMES, LEADER_ROLE_NAMES, ItemKind, PlanData, SendInquiryQuestion
+from contracts.plans import ITEM_KIND_NAMES, LEADER_ROLE_NAMES, ItemKind, PlanData
 from services.runtime.es.aggregate import DomainError
+from services.runtime.http.app import error_body
 from services.runtime.http.auth import Principal
-from services.runtime.http.spreadsheets import upload_body, uploaded_file
+from services.runtime.http.spreadsheets import ImportRefused, upload_body, uploaded_file
 
 from . import projections
 from .domain import Plan
@@ -93,10 +95,13 @@ def add_plan_routes(
         summary="导入工作方案文件（JSON）",
         openapi_extra=upload_body("工作方案文件（JSON：方案编号 id、级别 jurisdiction 及方案内容）"),
     )
-    async def import_plan(request: Request, principal: Principal = Depends(caller)) -> dict[str, Any]:
+    async def import_plan(request: Request, principal: Principal = Depends(caller)) -> Any:
         """A new plan is created, a changed one revised (every change an event), the same one
         again changes nothing."""
-        content, name = await uploaded_file(request)
+        try:
+            content, name = await uploaded_file(request)
+        except ImportRefused as err:
+            return JSONResponse(error_body(err.code, err.message, "file"), err.status)
         plan, result = await get_handlers().plans.import_file(content, name or "工作方案文件", principal)
         assert plan.data is not None
         return {"plan_id": plan.id, "result": result, "items": len(plan.data.items), "version": plan.version}
@@ -146,15 +151,6 @@ def add_plan_routes(
     ) -> dict[str, Any]:
         await plan_row(plan_id)
         return {"items": await projections.plan_matter_list(get_engine(), plan_id, item)}
-
-    @router.post("/plans/{plan_id}/questions", tags=["plans"], status_code=201, summary="询问问题书面交办（专题询问）")
-    async def send_question(
-        body: dict[str, Any], plan_id: str = PlanId, principal: Principal = Depends(caller)
-    ) -> dict[str, Any]:
-        command = SendInquiryQuestion.model_validate(body | {"plan_id": plan_id})
-        case = await get_handlers().plans.send_question(command, principal)
-        view = case.model_dump(mode="json", exclude={"draft", "fired"})
-        return view | {"case_id": case.id}
 
     @router.get(
         "/plan-items", tags=["plans"], summary="工作方案项目：按方案、类别、月份（时限覆盖）、领导、工委、小组筛选"

@@ -27,6 +27,7 @@ from contracts.intake import (
 )
 from contracts.jurisdictions import default_registry
 from contracts.notify import SummaryFigures
+from contracts.plans import CreatePlan, PlanDraft, PlanGroup, PlanItemDraft
 from contracts.tracking import AssignCase, GiveFeedback, RecordGroupActivity, SubmitReply, Unit
 from services.intake.handlers import IntakeHandlers
 from services.notify.api import create_api
@@ -37,7 +38,6 @@ from services.runtime.http.auth import Principal, Role, issue_token
 from services.runtime.settings import Settings
 from services.runtime.tools.nats_server import EmbeddedNats
 from services.tracking.app import TrackingService
-from services.tracking.workplan import load_workplan
 from tests.support.clock import ManualClock
 from tests.support.notify import eventually, notify_settings, staff, start_notify
 
@@ -172,7 +172,10 @@ async def test_the_monthly_summary_of_two_counties_has_the_exact_numbers_and_tai
     # 温岭市: an inspection (4 deputies) and a deputy group's activity (6), 3 matters: one
     # reported up to 台州市, one answered A (solved), one answered B (in the plan: not solved)
     await wenling.activity("inspection", "2026-09-20", 4)
-    await wenling.tracking.handlers.load_workplan(load_workplan(), staff(WENLING))
+    group = PlanGroup(id="2022-dg-01", name="太平街道代表小组", township="331081001", committee="城建环资工委")
+    item = PlanItemDraft(id="wl2026-jw", kind="jurisdiction_work", title="辖区内工作", groups=[group.id])
+    plan = PlanDraft(title="代表分组监督方案", year=2026, groups=[group], items=[item])
+    await wenling.tracking.plans.create(CreatePlan(plan_id="wl2026fz", plan=plan), staff(WENLING))
     group = RecordGroupActivity(
         group_id="2022-dg-01", held_on=date(2026, 9, 22), kind="inspection", title="专题视察", participants=6
     )

@@ -28,6 +28,7 @@ SEEDS = Path(__file__).parent / "data" / "seeds"
 QG = PLANS_DIR / "wenling-2022-qiang-gong-xing-shi.json"  # seed 000
 YS = PLANS_DIR / "wenling-2023-business-environment.json"  # seed 001
 FZ = PLANS_DIR / "wenling-2022-group-supervision.json"  # seed 004
+FZ_CONTENT = FZ.read_bytes()
 
 
 def seed_text(prefix: str) -> str:
@@ -207,13 +208,11 @@ async def level(tmp_path):
 
 
 async def imported(level, path: Path):
-    """The plan file imported once its units are in tracking's copy of the directory."""
-
-    content = path.read_bytes()
+    """Seed 004's plan file imported once its units are in tracking's copy of the directory."""
 
     async def attempt():
         try:
-            return await level.tracking.plans.import_file(content, path.name, staff(WENLING))
+            return await level.tracking.plans.import_file(FZ_CONTENT, path.name, staff(WENLING))
         except DomainError as exc:
             if exc.code == "unknown_unit":
                 return None
@@ -226,7 +225,7 @@ async def test_seed_004_groups_behind_on_activities_are_flagged_and_urged_once_p
     level.clock.set(at(date(2022, 11, 20)))
     plan, result = await imported(level, FZ)
     assert result == "created" and len(plan.data.items) == 51
-    assert (await level.tracking.plans.import_file(FZ.read_bytes(), FZ.name, staff(WENLING)))[1] == "unchanged"
+    assert (await level.tracking.plans.import_file(FZ_CONTENT, FZ.name, staff(WENLING)))[1] == "unchanged"
     handlers = level.tracking.handlers
     for n, day in enumerate((date(2022, 5, 10), date(2022, 7, 6), date(2022, 9, 15))):
         command = RecordGroupActivity(group_id="2022-dg-01", held_on=day, kind="inspection", title=f"专题视察{n}")

@@ -238,11 +238,11 @@ def test_the_demo_shows_matters_at_every_level_and_loading_it_again_adds_nothing
     if "evaluation" in present:
         opened = sessions()
         assert len(opened) == 1 and opened[0]["status"] == "opened" and len(opened[0]["subjects"]) == 10
-    items = httpx.get(f"{up.url(WENLING, 'tracking')}/work-items", headers=up.headers(WENLING, "committee"))
-    assert items.status_code == 200 and items.json()["items"]
+    items = httpx.get(f"{up.url(WENLING, 'tracking')}/plans", headers=up.headers(WENLING, "committee"))
+    assert items.status_code == 200 and len(items.json()["items"]) == 3  # seeds 000, 001 and 004
     lines: list[str] = []
     Demo(up.run_file, say=lines.append).load()
-    assert "demo: seed 004's work plan at 温岭市 (0 new work items, 0 new groups)" in lines
+    assert "demo: plan 2022年“一府两院”重点工作和民生实事项目代表分组监督方案 at 温岭市: unchanged, 51 items" in lines
     assert counts() == before
     if "evaluation" in present:
         assert len(sessions()) == 1

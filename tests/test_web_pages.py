@@ -30,7 +30,8 @@ TITLE = "园区道路破损<script>alert(1)</script>"
 EARLIER = "泽国镇工业园区道路破损严重"
 CONTENT = "泽国镇工业园区主干道破损严重，货车通行困难，企业原料运输受影响。"
 #: Latin words a user may see: file formats and the like.
-ALLOWED = {"CSV", "XLSX"}
+ALLOWED = {"CSV", "XLSX", "JSON"}
+PLAN = ROOT / "services" / "tracking" / "data" / "plans" / "wenling-2022-group-supervision.json"
 
 
 def english_words(text: str) -> set[str]:
@@ -256,6 +257,18 @@ def test_the_closed_loop_across_two_levels_by_clicking_and_typing(up):
                     break
                 assert time.monotonic() < deadline, cells
                 time.sleep(1)
+
+            # 9. the committee imports seed 004's plan and reads its duties and items
+            page.click("header nav >> text=工作方案")
+            browser.shot("15-plans")
+            page.set_input_files("#plan-file", str(PLAN))
+            page.click("button:has-text('导入')")
+            page.wait_for_selector("h1:has-text('代表分组监督方案')")
+            assert "已导入：51 个项目" in page.inner_text("main")
+            assert page.locator("table tbody tr").count() == 51
+            assert "代表小组集中活动不少于3次" in page.inner_text("main")
+            assert "金加树" in page.inner_text("tr[id='2022-kw-01']")
+            browser.shot("16-plan")
 
             # a form without its CSRF token is refused
             refused = page.request.post(

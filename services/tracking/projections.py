@@ -1,13 +1,16 @@
 """Tracking's read side: the case list and its lists (督办清单, 成果清单), each case's history,
-the work items and the deputy groups, and their queries.
+the plans, the matters collected for them, the deputy groups, and their queries.
 
-Four projections, each run by its own projector over the tracking stream of one jurisdiction:
+Each projection is run by its own projector over the tracking stream of one jurisdiction (the
+plans' matters over intake's):
 
 * ``CaseListProjection`` → ``tracking_cases``: one row per case, as ``domain.Case`` sees it, with
   what the lists and the sweep need (deadline, thresholds fired, open commitments, list year);
 * ``CaseHistoryProjection`` → ``tracking_case_history``: one row per event with a Chinese summary;
-* ``WorkItemProjection`` → ``tracking_work_items``: seed 004's work items with their milestones
-  and progress;
+* ``PlanProjection`` → ``tracking_plans``: each plan as last revised, with its milestones reported,
+  duties done and urged, inquiry questions and the evaluations of its items;
+* ``PlanMattersProjection`` → ``tracking_plan_matters``: the matters raised here or arrived from
+  below for an item of a plan of this level (intake's ``MatterSubmitted`` and ``MatterReceived``);
 * ``DeputyGroupProjection`` → ``tracking_deputy_groups``: the deputy groups with their activities.
 
 Times are stored in UTC (``UtcDateTime``) and shown in Asia/Shanghai by the API.

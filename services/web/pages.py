@@ -25,6 +25,7 @@ from starlette.datastructures import FormData
 
 from contracts.intake import KIND_NAMES
 from contracts.jurisdictions import default_registry
+from contracts.tracking import CASE_KIND_NAMES
 
 from . import texts
 from .client import Refused, Services, SignedOut
@@ -311,12 +312,22 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         kind: str | None = None,
         q: str | None = None,
         township: str | None = None,
+        plan: str | None = None,
+        item: str | None = None,
         page_no: int = Query(default=1, alias="page", ge=1, le=10_000),
     ) -> Response:
         """督办清单 (staff, leaders) or a unit's own cases: overdue red, due within five working
         days amber; filtered by unit, committee, kind; searched by 案由 and 编号; a hundred a page."""
         session = await session_of(request)
-        filters = {"unit": unit, "committee": committee, "kind": kind, "q": q, "township": township}
+        filters = {
+            "unit": unit,
+            "committee": committee,
+            "kind": kind,
+            "q": q,
+            "township": township,
+            "plan": plan,
+            "item": item,
+        }
         params: dict[str, Any] = {
             "limit": PAGE_SIZE + 1,
             "offset": (page_no - 1) * PAGE_SIZE,
@@ -343,13 +354,54 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
             tab=chosen,
             cases=shown,
             filters=filters,
-            kinds=KIND_NAMES,
+            kinds=CASE_KIND_NAMES,
             townships=default_registry().children_of(settings.jurisdiction),
             page_no=page_no,
             more=more,
             query=query,
             filtered=filtered,
         )
+
+    # -- plans (工作方案) -------------------------------------------------------------------------
+    @router.get("/plans", response_class=HTMLResponse)
+    async def plans(request: Request, error: str | None = None, done: str | None = None) -> Response:
+        session = await session_of(request)
+        found = (await services.get(session, "tracking", "/plans"))["items"]
+        return await page(request, "plans.html", session, plans=found, error=error, done=done)
+
+    @router.post("/plans/import", response_class=HTMLResponse)
+    async def import_plan(request: Request) -> Response:
+        """A plan file chosen in the form, passed on to tracking as it came."""
+        session = await session_of(request)
+        form = await form_of(request, session)
+        upload = form.get("file")
+        if not hasattr(upload, "read") or not getattr(upload, "filename", ""):
+            return RedirectResponse(f"/plans?error={quote('请选择工作方案文件（JSON）')}", status_code=303)
+        content = await upload.read(5 * 1024 * 1024 + 1)
+        files = {"file": (upload.filename, content, "application/json")}
+        try:
+            answer = (await services.call(session, "POST", "tracking", "/plans/import", files=files)).json()
+        except Refused as err:
+            return RedirectResponse(f"/plans?error={quote(err.message)}", status_code=303)
+        outcome = {"created": "已导入", "revised": "已按文件修订", "unchanged": "与已有方案相同，未作改动"}
+        message = f"{outcome.get(answer['result'], answer['result'])}：{answer['items']} 个项目"
+        return RedirectResponse(f"/plans/{answer['plan_id']}?done={quote(message)}", status_code=303)
+
+    @router.get("/plans/{plan_id}", response_class=HTMLResponse)
+    async def plan_page(request: Request, plan_id: str, done: str | None = None) -> Response:
+        """A plan: its phases with every duty as it stands (groups behind marked), its items with
+        leaders, committees, units, window, what came in under each and their evaluations."""
+        session = await session_of(request)
+        plan, duties = await asyncio.gather(
+            services.get(session, "tracking", f"/plans/{quote(plan_id)}"),
+            services.get(session, "tracking", f"/plans/{quote(plan_id)}/duties"),
+        )
+        by_duty: dict[str, list[dict[str, Any]]] = {}
+        for row in duties["items"]:
+            by_duty.setdefault(row["duty"], []).append(row)
+        places = {t.code: t.name for t in default_registry().children_of(settings.jurisdiction)}
+        places[settings.jurisdiction] = "本级"
+        return await page(request, "plan.html", session, plan=plan, by_duty=by_duty, places=places, done=done)
 
     @router.get("/cases/{case_id}", response_class=HTMLResponse)
     async def case_page(request: Request, case_id: str, error: str | None = None) -> Response:

@@ -40,11 +40,12 @@ NAVIGATION = {
         ("/review", "待审查"),
         ("/matters", "全部事项"),
         ("/cases", "督办清单"),
+        ("/plans", "工作方案"),
         ("/lists", "四张清单"),
         ("/summary", "月度小结"),
     ],
     "unit": [("/cases", "我的办理件")],
-    "leader": [("/cases", "督办清单"), ("/lists", "四张清单")],
+    "leader": [("/cases", "督办清单"), ("/plans", "工作方案"), ("/lists", "四张清单")],
     "admin": [("/review", "待审查"), ("/cases", "督办清单")],
 }
 

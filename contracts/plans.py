@@ -258,7 +258,6 @@ class PlanData(_PlanBase):
         return next((g for g in self.groups if g.id == group_id), None)
 
 
-
 # -- events ------------------------------------------------------------------------------------
 
 

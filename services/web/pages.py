@@ -23,7 +23,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
-from contracts.intake import KIND_NAMES
 from contracts.jurisdictions import default_registry
 from contracts.tracking import CASE_KIND_NAMES
 

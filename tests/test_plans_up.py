@@ -8,10 +8,12 @@ rated below the bar opening a rectification."""
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import openpyxl
 import pytest
 
 from contracts.envelope import SHANGHAI
@@ -162,10 +164,8 @@ def test_seed_000_end_to_end(api):
     t05, t01 = ("wl2022qg", "wl2022qg-t05"), ("wl2022qg", "wl2022qg-t01")
     # 1. two townships collect problems for the county's topics and escalate them
     from_z = [api.problem(Z, f"泽国镇企业反映施工许可审批慢{n}", t05) for n in range(2)]
-    from_d = [
-        api.problem(D, "大溪镇企业反映竣工联合验收环节多", t05),
-        api.problem(D, "大溪镇泵业数字化改造补助难申请", t01),
-    ]
+    api.problem(D, "大溪镇企业反映竣工联合验收环节多", t05)
+    api.problem(D, "大溪镇泵业数字化改造补助难申请", t01)
 
     def counted():
         plan = api.call("GET", W, "tracking", "/plans/wl2022qg")
@@ -180,6 +180,21 @@ def test_seed_000_end_to_end(api):
     assert len(problems) == 16
     assert (problems[f"wl2022qg-{Z}"]["have"], problems[f"wl2022qg-{Z}"]["need"]) == (2, 10)
     assert problems[f"wl2022qg-{D}"]["have"] == 2 and problems[f"wl2022qg-{D}"]["status"] == "overdue"
+    # the plan revised: topic (五) to be answered within sixty days (every change an event, listed)
+    draft = json.loads(QG.read_text(encoding="utf-8"))
+    plan_id = draft.pop("id")
+    draft.pop("jurisdiction")
+    topic_due = today + timedelta(days=60)
+    for item in draft["items"]:
+        if item["id"] == "wl2022qg-t05":
+            item["due_on"] = topic_due.isoformat()
+    revised = api.call("POST", W, "tracking", f"/plans/{plan_id}/revise", json={"plan": draft})
+    assert revised["version"] > 1
+    changes = api.until(
+        "the revision listed",
+        lambda: api.call("GET", W, "tracking", f"/plans/{plan_id}")["changes"],
+    )
+    assert changes[-1]["changes"] == ["修改项目 wl2022qg-t05"]
     # the escalated problem is handled at the county under its topic: the 督办清单 filters by plan and item
     first = from_z[0]
     api.call("POST", W, "intake", f"/matters/{first}/register")
@@ -189,7 +204,22 @@ def test_seed_000_end_to_end(api):
         lambda: api.call("GET", W, "tracking", "/cases", params={"plan": "wl2022qg", "item": "wl2022qg-t05"})["items"],
     )
     assert [c["id"] for c in cases] == [first]
-    assert from_d
+    # assigned without a deadline of its own: the topic's day, set by the plan
+    assign = {"lead_unit": {"id": f"unit-{W}", "name": "温岭市交通运输局"}, "committee": "社会建设工委"}
+    assigned = api.call("POST", W, "tracking", f"/cases/{first}/assign", json=assign)
+    assert assigned["deadline"]["due_on"] == topic_due.isoformat()
+    # the four lists filter by plan and item, in JSON and in the files
+    problems_list = api.until(
+        "the problems on the 问题清单 of the plan",
+        lambda: (
+            (rows := api.call("GET", W, "notify", "/lists/problems", params={"plan": "wl2022qg"}))["count"] == 4
+            and rows
+        ),
+    )
+    assert problems_list["count"] == 4
+    by_item = api.call("GET", W, "notify", "/lists/problems", params={"item": "wl2022qg-t01"})
+    assert by_item["count"] == 1
+    assert "大溪镇泵业数字化改造补助难申请" in [cell for row in by_item["rows"] for cell in row]
 
     # 2. an inquiry question sent to a unit in writing with the plan's deadline, answered on time
     due = today + timedelta(days=20)
@@ -216,6 +246,16 @@ def test_seed_000_end_to_end(api):
         lambda: (row := api.call("GET", W, "tracking", f"/cases/{sent['id']}")["row"])["status"] == "replied" and row,
     )
     assert answered["reply_on_time"] is True
+    xlsx = api.http.get(
+        f"{api.up.url(W, 'notify')}/lists/supervision",
+        params={"plan": "wl2022qg", "format": "xlsx"},
+        headers=api.person(W, "committee"),
+    )
+    assert xlsx.status_code == 200
+    book = openpyxl.load_workbook(io.BytesIO(xlsx.content))
+    cells = [str(c) for row in book.active.iter_rows(values_only=True) for c in row if c]
+    assert any(question["title"] in c for c in cells)
+    assert not any("泽国镇企业反映施工许可审批慢1" in c for c in cells)  # not handled here: not on it
 
     # 3. the motion: its deadline set to before the next session, within the policy
     motion = {

@@ -260,6 +260,10 @@ def build_router(settings: Settings, *, handlers: Provided[NotifyHandlers], engi
         until: date | None = Query(default=None, description="截止日（含）"),
         key: bool | None = Query(default=None, description="仅重点督办件"),
         year: int | None = Query(default=None, ge=2000, le=2100, description="年度清单（督办清单含跨年度承诺事项）"),
+        leader: str | None = Query(default=None, max_length=100, description="领衔督办领导"),
+        category: str | None = Query(default=None, max_length=50, description="分类"),
+        plan: str | None = Query(default=None, pattern=ID_PATTERN, description="工作方案编号"),
+        item: str | None = Query(default=None, pattern=ID_PATTERN, description="工作方案项目编号"),
         principal: Principal = Depends(caller),
     ) -> Any:
         """问题清单 ``problems``, 建议清单 ``suggestions``, 督办清单 ``supervision``, 成果清单 ``results``:
@@ -274,6 +278,10 @@ def build_router(settings: Settings, *, handlers: Provided[NotifyHandlers], engi
             until=until,
             key=key,
             year=year,
+            leader=leader,
+            category=category,
+            plan=plan,
+            item=item,
         )
         rows = await lists.list_rows(get_engine(), name, filters, place)
         title = f"{place(here)}{lists.LISTS[name].title}"

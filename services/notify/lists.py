@@ -13,7 +13,10 @@ same filters:
 - ``committee``: the responsible committee (责任工委);
 - ``since`` / ``until``: the period, whole days in Asia/Shanghai, both included, on the date the
   list is about (raised for 问题/建议清单, assigned for 督办清单, delivered for 成果清单);
-- ``key``: 重点督办件 only; ``year``: a year's 督办清单 or 成果清单 (see :class:`Filters`).
+- ``key``: 重点督办件 only; ``year``: a year's 督办清单 or 成果清单 (see :class:`Filters`);
+- ``leader``: the supervising leader (领衔督办); ``category``: the matter's category;
+- ``plan`` / ``item``: the supervision plan (工作方案) and its item the matter was collected for,
+  or the case belongs to (an inquiry question, a rectification).
 
 Each list exports as CSV (UTF-8 with a byte-order mark, which Excel needs to read Chinese) and
 as XLSX (openpyxl), with Chinese headers.
@@ -68,6 +71,10 @@ class Filters:
     #: the closed cases whose commitments were carried over into it (跨年度跟踪), not what was
     #: opened later; the 成果清单 of a year, what was delivered in it.
     year: int | None = None
+    leader: str | None = None
+    category: str | None = None
+    plan: str | None = None
+    item: str | None = None
 
 
 def _start(day: date) -> datetime:
@@ -100,6 +107,14 @@ def _where(query: Select, filters: Filters, when) -> Select:
         query = query.where(when < _end(filters.until))
     if filters.key is not None:
         query = query.where(cases.c.key == filters.key)
+    if filters.leader:
+        query = query.where(cases.c.leader == filters.leader)
+    if filters.category:
+        query = query.where(matters.c.category == filters.category)
+    if filters.plan:
+        query = query.where(or_(cases.c.plan_id == filters.plan, matters.c.plan_id == filters.plan))
+    if filters.item:
+        query = query.where(or_(cases.c.plan_item == filters.item, matters.c.plan_item == filters.item))
     return query
 
 

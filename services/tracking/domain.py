@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime
 
-from contracts.intake import Submitter
+from contracts.intake import PlanItemLink, Submitter
 from contracts.plans import (
     PlanCreated,
     PlanData,
@@ -102,6 +102,7 @@ class Case(Aggregate):
     delivered: list[str] = []
     fired: list[str] = []
     evaluations: list[str] = []  # sessions whose result is recorded
+    plan_item: PlanItemLink | None = None
 
     # -- checks ------------------------------------------------------------------------
     def _require(self, *allowed: CaseStatus, action: str) -> None:
@@ -420,6 +421,7 @@ class Case(Aggregate):
         self.committee = event.committee
         self.year = self.list_year = event.year
         self.opened_on = event.opened_on
+        self.plan_item = event.plan_item
 
     @applies(CaseAssigned)
     def _assigned(self, event: CaseAssigned) -> None:

@@ -64,7 +64,7 @@ from .deadlines import (
     shift_after,
     shift_before,
 )
-from .domain import Case, DeputyGroup
+from .domain import Case, DeputyGroup, Plan
 
 log = logging.getLogger("duban.tracking")
 
@@ -179,6 +179,18 @@ class TrackingHandlers(Guarded):
         return case
 
     # -- 4. assigned -------------------------------------------------------------------
+    async def plan_due_on(self, case_id: str) -> date | None:
+        """The due date the plan sets for the item a case belongs to (this level's plans), if any and
+        still ahead (a day already past leaves the kind's span)."""
+        case = await self.store.load(Case, case_id)
+        link = case.plan_item
+        if link is None or link.jurisdiction != self.here:
+            return None
+        plan = await self.store.load(Plan, link.plan_id)
+        item = plan.data.item(link.item_id) if plan.data is not None else None
+        today = self.clock().astimezone(SHANGHAI).date()
+        return item.due_on if item is not None and item.due_on is not None and item.due_on > today else None
+
     async def assignment_preview(self, case_id: str, principal: Principal) -> dict:
         """What 交办 now would set: the deadline by the case's kind and the return window, for
         staff to see before they confirm."""
@@ -187,7 +199,7 @@ class TrackingHandlers(Guarded):
         if not case.exists:
             raise DomainError(f"办理件 {case_id} 不存在", field="case_id", code="not_found")
         now = self.clock()
-        deadline = self.deadline(now, self.rules.answer_for(case.kind or "suggestion"))
+        deadline = self.answer_deadline(now, case.kind, await self.plan_due_on(case_id))
         return {
             "case_id": case_id,
             "due_on": deadline.due_on.isoformat(),
@@ -208,6 +220,8 @@ class TrackingHandlers(Guarded):
             if command.assigned_on < today:
                 now = datetime.combine(command.assigned_on, time(9, 0), tzinfo=SHANGHAI)
 
+        due_on = command.due_on or await self.plan_due_on(command.case_id)
+
         def decide(case: Case):
             if command.assigned_on is not None and case.opened_on and command.assigned_on < case.opened_on:
                 raise DomainError(
@@ -223,7 +237,7 @@ class TrackingHandlers(Guarded):
                 key=command.key,
                 review_reply=self.config.review_replies if command.review_reply is None else command.review_reply,
                 since=now,
-                deadline=self.answer_deadline(now, case.kind, command.due_on),
+                deadline=self.answer_deadline(now, case.kind, due_on),
                 return_until=self.deadline(now, self.rules.return_window).due_at,
             )
 

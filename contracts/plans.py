@@ -297,7 +297,8 @@ class PlanDutyDone(Event):
 
 @event("tracking.PlanDutyUrged")
 class PlanDutyUrged(Event):
-    """A duty due soon or overdue and not yet met: its holder is urged (notify)."""
+    """A duty, or an item's milestone, due soon or overdue and not yet met: its holder (the group,
+    the item's lead units) is urged (notify)."""
 
     duty: str
     title: str
@@ -309,6 +310,8 @@ class PlanDutyUrged(Event):
     need: int = 1
     committee: str | None = None
     leader: str | None = None
+    item_id: str | None = Field(default=None, description="for a milestone (形象进度): its item")
+    units: list[PlanUnit] = Field(default_factory=list, description="for a milestone: the item's lead units")
 
 
 @event("tracking.PlanQuestionSent")

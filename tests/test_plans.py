@@ -12,15 +12,16 @@ import pytest
 
 from contracts.envelope import SHANGHAI, new_id
 from contracts.evaluation import ResultsPublished, SessionDrafted, SessionKind, SubjectRef, SubjectResult
-from contracts.tracking import CaseStatus, RecordGroupActivity
+from contracts.plans import RecordPlanMilestone
+from contracts.tracking import CaseStatus, RecordGroupActivity, Unit
 from services.directory.app import DEMO_FILE, DirectoryService
 from services.directory.settings import DirectorySettings
 from services.notify.projections import list_deliveries
-from services.runtime.es.aggregate import DomainError
+from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.es.eventstore import EventStore
 from services.tracking import projections
 from services.tracking.plans import PLANS_DIR, load_plan_file, read_plan_file
-from tests.support.notify import WENLING, staff, wenling_level
+from tests.support.notify import WENLING, staff, unit, wenling_level
 from tests.support.waiting import eventually
 from tests.test_notify_evaluation import Session
 
@@ -71,6 +72,9 @@ def test_seed_000_plan_has_the_fourteen_topics_with_their_leaders_committees_pha
     ]
     assert all(i.kind == "topic" and i.leaders[0].role == "lead" for i in plan.items)
     assert missing_from(seed, [plan.title, *(i.content or "" for i in plan.items)]) == []
+    for item in plan.items:  # each topic as the seed heads it
+        heading = f"{item.seq}{item.title}牵头领导：{item.leaders[0].name}责任工委：{item.committees[0]}"
+        assert heading + flat(item.content or "")[:20] in seed, item.id
     # five phases with the seed's dates, and 10 problems from every township by early July
     assert [(p.name, p.start, p.end) for p in plan.phases] == [
         ("前期准备阶段", date(2022, 5, 1), date(2022, 6, 10)),
@@ -117,6 +121,13 @@ def test_seed_001_plan_has_the_twenty_one_rows_of_the_ten_activities_with_commit
     assert sum(1 for w in windows if w[1:] == (3, 12)) == 16
     for months in ("3-12月", "6-8月", "10-12月", "3-6月", "10月", "12月"):
         assert months in seed
+    # every row as the seed's table has it: its work, then its committee, then its window
+    for item in plan.items:
+        written = f"{item.window.start.month}-{item.window.end.month}月"
+        if item.window.start.month == item.window.end.month:
+            written = f"{item.window.start.month}月"
+        row = flat(item.content or "") + flat(item.committees[0]) + written
+        assert row in seed, item.id
     in_october = [i.id for i in plan.items if i.window.covers_month(2023, 10)]
     assert len(in_october) == 18
 
@@ -349,3 +360,41 @@ async def test_a_seed_004_project_rated_below_the_bar_opens_rectification_and_ev
     # the results are recorded once, however often they are delivered: a second sweep of the stream changes nothing
     await level.idle()
     assert len(await rectifications()) == 1
+
+
+async def test_seed_004_milestones_are_reported_by_their_units_and_those_missing_are_urged(level):
+    level.clock.set(at(date(2022, 6, 20)))
+    plan, _ = await imported(level, FZ)
+    projects = [i for i in plan.data.items if i.kind == "livelihood_project"]
+    first, second = projects[0], projects[1]
+    lead = first.lead_units[0]
+    clerk = unit(Unit(id=lead.id, name=lead.name))
+    progress = RecordPlanMilestone(
+        plan_id="wl2022fz", item_id=first.id, milestone="q2", text="完成筛查任务的32%。", met=True
+    )
+    await level.tracking.plans.record_milestone(progress, clerk)
+    other = unit(Unit(id=second.lead_units[0].id, name=second.lead_units[0].name))
+    if second.lead_units[0].id not in {u.id for u in (*first.lead_units, *first.co_units)}:
+        with pytest.raises(NotAllowed, match="只有该项目的责任单位"):
+            await level.tracking.plans.record_milestone(progress, other)
+    with pytest.raises(DomainError, match="没有形象进度节点"):
+        await level.tracking.plans.record_milestone(progress.model_copy(update={"milestone": "q9"}), clerk)
+    await level.idle()
+
+    level.clock.set(at(date(2022, 6, 24)))  # the second quarter's milestones are due within 7 days
+    assert (await level.tracking.sweeper.sweep_once(level.clock())).duties_urged == 9  # every project but the first
+    await level.idle()
+    row = await projections.get_plan(level.tracking.engine, "wl2022fz")
+    rows = {r["duty"]: r for r in await level.tracking.plans.duties(row, level.clock())}
+    assert rows[f"{first.id}/q2"]["status"] == "met" and rows[f"{first.id}/q2"]["done"]["text"] == "完成筛查任务的32%。"
+    assert rows[f"{second.id}/q2"]["status"] == "due_soon" and rows[f"{second.id}/q2"]["urged"] == ["due_soon"]
+
+    async def told(unit_id):
+        found = await list_deliveries(level.notify.engine, recipient_id=unit_id, channel="inbox")
+        return [d for d in found if d["kind"] == "plan_duty"] or None
+
+    for lead_unit in second.lead_units:
+        notice = (await eventually(lambda u=lead_unit.id: told(u)))[0]
+        assert "第2季度形象进度" in notice["subject"]
+    # the first project's unit is not urged for it (it may be for another project it leads)
+    assert not [n for n in await told(lead.id) or [] if f"{first.title[:60]}：" in n["subject"]]

@@ -19,7 +19,8 @@ intake ``OutcomeRecorded``             办理结果反馈 to the enterprise or r
                                        to pass it on; at the level where it was raised, whether it was
                                        handled here or reported back from a higher level
 evaluation ``SessionOpened``           测评邀请 to each evaluator of the electorate
-tracking ``PlanDutyUrged``             工作节点提醒/催办 to the group that owes the duty and its leader
+tracking ``PlanDutyUrged``             工作节点提醒/催办 to the group that owes the duty and its leader;
+                                       for a milestone (形象进度), to the item's lead units
 tracking ``PlanItemEvaluated``         项目测评结果 to every unit of the plan item and its leaders
 evaluation ``ResultsPublished``        测评结果 to the unit of each subject; for a performance
                                        appraisal (履职评议) also 抄报市委 (the party committee)
@@ -468,6 +469,9 @@ class NoticePlanner:
             if event.group_id:
                 group = Recipient(id=event.group_id, name=event.group_name or event.group_id)
                 notices.append(Notice(kind, group, context | {"role": "group"}, topic, "group", data=data))
+            for unit in event.units:  # a milestone: the item's lead units report progress
+                recipient = Recipient(id=unit.id, name=unit.name)
+                notices.append(Notice(kind, recipient, context | {"role": "lead"}, topic, "lead", data=data))
             if event.leader:
                 leader = Recipient(id=f"leader:{event.leader}", name=event.leader)
                 notices.append(

@@ -4,7 +4,9 @@ what is needed, and whether it is met, due soon or overdue (the same words as fo
 Counted duties are measured from what their holders record elsewhere: a group's activities
 (集中活动, ``GroupActivityRecorded``) held by the due day, and the matters collected for the plan
 in a group's township (``tracking_plan_matters``: raised here or arrived from below). The others
-are met when staff mark them done (``PlanDutyDone``). Pure: the sweep and the API pass the facts.
+are met when staff mark them done (``PlanDutyDone``). Each item's milestones (形象进度) are watched
+the same way, owed by the item's lead units and met once progress against them is reported met.
+Pure: the sweep and the API pass the facts.
 """
 
 from __future__ import annotations
@@ -15,6 +17,14 @@ from typing import Any
 from contracts.plans import DUTY_KIND_NAMES, DutyKind, PlanData
 
 STATUS_NAMES = {"met": "已完成", "pending": "未到期", "due_soon": "即将到期", "overdue": "已超期"}
+
+
+def _status(met: bool, due_on: date, today: date, due_soon_from: date) -> str:
+    if met:
+        return "met"
+    if today > due_on:
+        return "overdue"
+    return "due_soon" if today >= due_soon_from else "pending"
 
 
 def duty_rows(
@@ -52,15 +62,7 @@ def duty_rows(
             else:
                 have = 1 if holder in done else 0
             need = duty.min_count if duty.kind in (DutyKind.activities, DutyKind.problems) else 1
-            met = have >= need or holder in done
-            if met:
-                status = "met"
-            elif today > duty.due_on:
-                status = "overdue"
-            elif today >= due_soon_from[duty.due_on]:
-                status = "due_soon"
-            else:
-                status = "pending"
+            status = _status(have >= need or holder in done, duty.due_on, today, due_soon_from[duty.due_on])
             rows.append(
                 {
                     "phase": phase.key,
@@ -81,6 +83,39 @@ def duty_rows(
                     "status_name": STATUS_NAMES[status],
                     "done": done.get(holder),
                     "urged": sorted(t for d, g, t in urged if d == duty.key and g == group_id),
+                    "item_id": None,
+                    "units": [],
+                }
+            )
+    progress = row["progress"] or {}
+    for item in plan.items:
+        for milestone in item.milestones:
+            key = f"{item.id}/{milestone.key}"
+            met = bool((progress.get(key) or {}).get("met"))
+            status = _status(met, milestone.due_on, today, due_soon_from[milestone.due_on])
+            when = f"第{milestone.quarter}季度" if milestone.quarter else ""
+            rows.append(
+                {
+                    "phase": None,
+                    "phase_name": None,
+                    "duty": key,
+                    "title": f"{item.title[:60]}：{when}形象进度",
+                    "kind": "milestone",
+                    "kind_name": "形象进度",
+                    "due_on": milestone.due_on,
+                    "group_id": None,
+                    "group_name": None,
+                    "township": None,
+                    "committee": item.committees[0] if item.committees else None,
+                    "leader": None,
+                    "have": int(met),
+                    "need": 1,
+                    "status": status,
+                    "status_name": STATUS_NAMES[status],
+                    "done": progress.get(key),
+                    "urged": sorted(t for d, g, t in urged if d == key and g is None),
+                    "item_id": item.id,
+                    "units": [u.model_dump() for u in item.lead_units],
                 }
             )
     return rows

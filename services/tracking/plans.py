@@ -431,12 +431,13 @@ class PlanHandlers(Guarded):
 
     # -- duties: what they stand at, and the sweep that urges them ------------------------------
     async def duties(self, row: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
-        """The duties of the plan ``row`` (a ``tracking_plans`` row) as they stand at ``now``."""
+        """The duties of the plan ``row`` (a ``tracking_plans`` row) and its items' milestones, as
+        they stand at ``now``."""
         plan = PlanData.model_validate(row["data"])
         calendar, soon = self.cases.config.calendar, self.cases.rules.due_soon
+        days = {duty.due_on for _, duty in plan.duties()} | {m.due_on for i in plan.items for m in i.milestones}
         due_soon_from = {
-            duty.due_on: shift_before(deadline_on(duty.due_on), soon, calendar).astimezone(SHANGHAI).date()
-            for _, duty in plan.duties()
+            day: shift_before(deadline_on(day), soon, calendar).astimezone(SHANGHAI).date() for day in days
         }
         return duty_rows(
             row,
@@ -469,6 +470,8 @@ class PlanHandlers(Guarded):
                     need=duty["need"],
                     committee=duty["committee"],
                     leader=duty["leader"],
+                    item_id=duty["item_id"],
+                    units=duty["units"],
                 )
                 urged += await self.urge_duty(row["id"], event)
         return urged

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from .events import Command, Event, command, event
 from .intake import ID_PATTERN
+from .tracking import EvaluationRecorded
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
@@ -326,17 +327,10 @@ class PlanQuestionSent(Event):
 
 
 @event("tracking.PlanItemEvaluated")
-class PlanItemEvaluated(Event):
+class PlanItemEvaluated(EvaluationRecorded):
     """An evaluation's result recorded on the item; below the bar it opened a rectification."""
 
     item_id: str
-    session_id: str
-    session_title: str
-    session_kind: str
-    counts: dict[str, int]
-    valid: int
-    rate: float | None = None
-    below_bar: bool = False
     rectification_id: str | None = None
 
 

@@ -335,10 +335,8 @@ class CaseEscalatedToLeader(Event):
     deadline: Deadline
 
 
-@event("tracking.CaseEvaluated")
-class CaseEvaluated(Event):
-    """An evaluation's result for this case (a motion's 满意度测评 at the next session, say),
-    recorded on it; below the bar the case is also reopened (``CaseReopened``)."""
+class EvaluationRecorded(Event):
+    """What tracking records of an evaluation's result for one subject (not an event of its own)."""
 
     session_id: str
     session_title: str
@@ -347,6 +345,12 @@ class CaseEvaluated(Event):
     valid: int
     rate: float | None = None
     below_bar: bool = False
+
+
+@event("tracking.CaseEvaluated")
+class CaseEvaluated(EvaluationRecorded):
+    """An evaluation's result for this case (a motion's 满意度测评 at the next session, say),
+    recorded on it; below the bar the case is also reopened (``CaseReopened``)."""
 
 
 # -- work items and deputy groups (seed 004) -------------------------------------------------

@@ -178,23 +178,22 @@ class PlanHandlers(Guarded):
     async def create(self, command: CreatePlan, principal: Principal) -> Plan:
         """A new plan; the same plan again changes nothing."""
         self._staff(principal, "制定工作方案")
-        data = await self.resolve(command.plan)
-        await self._check_item_ids(command.plan_id, data)
-        plan, _ = await execute(
-            self.store, Plan, command.plan_id, lambda p: p.create(data), actor=principal.actor(Role.committee)
-        )
-        await self._register_groups(plan, principal)
-        log.info("plan created", extra={"plan_id": plan.id, "items": len(data.items)})
-        return plan
+        return await self._record(command.plan_id, command.plan, Plan.create, principal)
 
     async def revise(self, command: RevisePlan, principal: Principal) -> Plan:
+        """The plan as it now reads, replacing the last version; what changed is recorded."""
         self._staff(principal, "修订工作方案")
-        data = await self.resolve(command.plan)
-        await self._check_item_ids(command.plan_id, data)
-        plan, _ = await execute(
-            self.store, Plan, command.plan_id, lambda p: p.revise(data), actor=principal.actor(Role.committee)
+        return await self._record(command.plan_id, command.plan, Plan.revise, principal)
+
+    async def _record(self, plan_id: str, draft: PlanDraft, decide, principal: Principal) -> Plan:
+        data = await self.resolve(draft)
+        await self._check_item_ids(plan_id, data)
+        plan, commit = await execute(
+            self.store, Plan, plan_id, lambda p: decide(p, data), actor=principal.actor(Role.committee)
         )
         await self._register_groups(plan, principal)
+        if commit is not None:
+            log.info("plan recorded", extra={"plan_id": plan_id, "items": len(data.items), "version": plan.version})
         return plan
 
     async def import_file(self, content: bytes, name: str, principal: Principal) -> tuple[Plan, str]:

@@ -4,10 +4,13 @@ level with a controlled clock (directory, tracking, intake and notify in this pr
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import openpyxl
 import pytest
 
 from contracts.envelope import SHANGHAI, new_id
@@ -20,6 +23,7 @@ from services.notify.projections import list_deliveries
 from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.es.eventstore import EventStore
 from services.tracking import projections
+from services.tracking.domain import Plan
 from services.tracking.plans import PLANS_DIR, load_plan_file, read_plan_file
 from tests.support.notify import WENLING, staff, unit, wenling_level
 from tests.support.waiting import eventually
@@ -398,3 +402,55 @@ async def test_seed_004_milestones_are_reported_by_their_units_and_those_missing
         assert "第2季度形象进度" in notice["subject"]
     # the first project's unit is not urged for it (it may be for another project it leads)
     assert not [n for n in await told(lead.id) or [] if f"{first.title[:60]}：" in n["subject"]]
+
+
+def items_table(rows: list[list[Any]]) -> bytes:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["编号", "序号", "类别", "活动主题", "具体工作", "牵头委办", "开始", "结束"])
+    for row in rows:
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+async def test_seed_001_imported_as_the_items_table_an_office_keeps(level):
+    written = load_plan_file(YS)
+    rows = [
+        [
+            f"ys-{n:02d}",
+            i.seq,
+            "主题活动",
+            i.title,
+            i.content,
+            "、".join(i.committees),
+            f"{i.window.start.year}-{i.window.start.month:02d}",
+            f"{i.window.end.year}年{i.window.end.month}月",
+        ]
+        for n, i in enumerate(written.items, start=1)
+    ]
+    plans = level.tracking.plans
+    with pytest.raises(DomainError, match="标题"):
+        await plans.import_file(items_table(rows), "附件1.xlsx", staff(WENLING), plan_id="ys-table")
+    plan, result = await plans.import_file(
+        items_table(rows), "附件1.xlsx", staff(WENLING), plan_id="ys-table", title=written.title, year=2023
+    )
+    assert result == "created" and len(plan.data.items) == 21
+    for mine, theirs in zip(plan.data.items, written.items, strict=True):
+        assert (mine.seq, mine.title, mine.content, mine.committees, mine.window) == (
+            theirs.seq,
+            theirs.title,
+            theirs.content,
+            theirs.committees,
+            theirs.window,
+        )
+    again = await plans.import_file(items_table(rows), "附件1.xlsx", staff(WENLING), plan_id="ys-table")
+    assert again[1] == "unchanged" and again[0].version == plan.version
+    # a table with bad rows changes nothing, and says which rows and why
+    bad = [*rows[:1], ["ys-02", "2", "调研活动", "配合立法", "x", "法制和监察司法工委", "2023-03", "2023-12"]]
+    bad.append(["ys-03", "3", "主题活动", "专项监督", "y", "财经工委", "三月", "2023-12"])
+    with pytest.raises(DomainError) as refused:
+        await plans.import_file(items_table(bad), "附件1.xlsx", staff(WENLING), plan_id="ys-table")
+    assert "第 3 行：类别「调研活动」" in refused.value.message and "第 4 行：「三月」不是日期" in refused.value.message
+    assert (await level.tracking.handlers.store.load(Plan, "ys-table")).version == plan.version

@@ -92,17 +92,30 @@ def add_plan_routes(
     @router.post(
         "/plans/import",
         tags=["plans"],
-        summary="导入工作方案文件（JSON）",
-        openapi_extra=upload_body("工作方案文件（JSON：方案编号 id、级别 jurisdiction 及方案内容）"),
+        summary="导入工作方案文件（JSON）或项目表（XLSX/CSV）",
+        openapi_extra=upload_body(
+            "工作方案文件：JSON（方案编号 id、级别 jurisdiction 及方案内容），"
+            "或项目表 XLSX/CSV（编号、序号、类别、项目、具体内容、牵头领导、责任领导、联系领导、"
+            "工委、牵头单位、责任单位、开始、结束、期限、参与小组）"
+        ),
     )
-    async def import_plan(request: Request, principal: Principal = Depends(caller)) -> Any:
+    async def import_plan(
+        request: Request,
+        plan_id: str | None = Query(default=None, pattern=ID_PATTERN, description="项目表所属的工作方案编号"),
+        title: str | None = Query(default=None, max_length=200, description="新方案的标题（项目表）"),
+        year: int | None = Query(default=None, ge=2000, le=2100, description="新方案的年度（项目表）"),
+        principal: Principal = Depends(caller),
+    ) -> Any:
         """A new plan is created, a changed one revised (every change an event), the same one
-        again changes nothing."""
+        again changes nothing. A table of items (XLSX, CSV) replaces the items of ``plan_id``,
+        or starts that plan with ``title`` and ``year``; a bad row refuses the whole table."""
         try:
             content, name = await uploaded_file(request)
         except ImportRefused as err:
             return JSONResponse(error_body(err.code, err.message, "file"), err.status)
-        plan, result = await get_handlers().plans.import_file(content, name or "工作方案文件", principal)
+        plan, result = await get_handlers().plans.import_file(
+            content, name or "工作方案文件", principal, plan_id=plan_id, title=title, year=year
+        )
         assert plan.data is not None
         return {"plan_id": plan.id, "result": result, "items": len(plan.data.items), "version": plan.version}
 

@@ -55,6 +55,7 @@ from .deadlines import deadline_on, shift_before
 from .domain import Case, DeputyGroup, Plan
 from .duties import duty_rows
 from .handlers import TrackingHandlers, derived_id
+from .plan_tables import read_items
 
 log = logging.getLogger("duban.tracking.plans")
 
@@ -196,9 +197,22 @@ class PlanHandlers(Guarded):
             log.info("plan recorded", extra={"plan_id": plan_id, "items": len(data.items), "version": plan.version})
         return plan
 
-    async def import_file(self, content: bytes, name: str, principal: Principal) -> tuple[Plan, str]:
-        """A plan file: created if new, revised if it changed, nothing if it is the same."""
+    async def import_file(
+        self,
+        content: bytes,
+        name: str,
+        principal: Principal,
+        *,
+        plan_id: str | None = None,
+        title: str | None = None,
+        year: int | None = None,
+    ) -> tuple[Plan, str]:
+        """A plan file: created if new, revised if it changed, nothing if it is the same. A JSON
+        file is a whole plan; a spreadsheet (XLSX, CSV) is its table of items (``plan_tables``),
+        replacing the items of plan ``plan_id`` or starting it with ``title`` and ``year``."""
         self._staff(principal, "导入工作方案")
+        if not content.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+            return await self._import_table(content, principal, plan_id=plan_id, title=title, year=year)
         file = read_plan_file(content, name)
         if file.jurisdiction != self.here:
             raise DomainError(
@@ -213,6 +227,31 @@ class PlanHandlers(Guarded):
             return plan, ("revised" if plan.version != before else "unchanged")
         plan = await self.create(CreatePlan(plan_id=file.id, plan=file.draft()), principal)
         return plan, "created"
+
+    async def _import_table(
+        self, content: bytes, principal: Principal, *, plan_id: str | None, title: str | None, year: int | None
+    ) -> tuple[Plan, str]:
+        if not plan_id:
+            raise DomainError("导入项目表须指明工作方案编号（plan_id）", field="plan_id", code="plan_required")
+        items = read_items(content)
+        existing = await self.store.load(Plan, plan_id)
+        if existing.exists and existing.data is not None:
+            base = existing.data.model_dump(exclude={"items"})
+        elif title and year:
+            base = {"title": title, "year": year}
+        else:
+            raise DomainError("新的工作方案须给出标题（title）和年度（year）", field="title", code="title_required")
+        try:
+            draft = PlanDraft.model_validate(base | {"items": [i.model_dump() for i in items]})
+        except ValidationError as exc:
+            first = exc.errors(include_url=False, include_input=False)[0]
+            reason = first.get("ctx", {}).get("error") or first["type"]
+            raise DomainError(f"项目表与工作方案不符：{reason}", field="file", code="bad_rows") from None
+        before = existing.version
+        if existing.exists:
+            plan = await self.revise(RevisePlan(plan_id=plan_id, plan=draft), principal)
+            return plan, ("revised" if plan.version != before else "unchanged")
+        return await self.create(CreatePlan(plan_id=plan_id, plan=draft), principal), "created"
 
     async def _register_groups(self, plan: Plan, principal: Principal) -> None:
         """The plan's deputy groups, so their activities can be recorded (集中活动)."""

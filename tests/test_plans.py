@@ -1,6 +1,7 @@
 """Supervision plans (工作方案): seeds 000, 001 and 004 as plan files, checked against the seed
-text; seed 004's duties watched and urged and a project rated below the bar rectified, on one
-level with a controlled clock (directory, tracking, intake and notify in this process)."""
+text; on one level with a controlled clock (directory, tracking, intake and notify in this
+process): seed 004's duties and milestones watched and urged, a project rated below the bar
+rectified; seed 001 imported as the items table an office keeps."""
 
 from __future__ import annotations
 

@@ -375,11 +375,15 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         form = await form_of(request, session)
         upload = form.get("file")
         if not hasattr(upload, "read") or not getattr(upload, "filename", ""):
-            return RedirectResponse(f"/plans?error={quote('请选择工作方案文件（JSON）')}", status_code=303)
+            return RedirectResponse(f"/plans?error={quote('请选择工作方案文件（JSON）或项目表')}", status_code=303)
         content = await upload.read(5 * 1024 * 1024 + 1)
-        files = {"file": (upload.filename, content, "application/json")}
+        files = {"file": (upload.filename, content, upload.content_type or "application/octet-stream")}
+        params = {k: str(form.get(k, "")).strip()[:200] for k in ("plan_id", "title", "year")}
+        params = {k: v for k, v in params.items() if v}
         try:
-            answer = (await services.call(session, "POST", "tracking", "/plans/import", files=files)).json()
+            answer = (
+                await services.call(session, "POST", "tracking", "/plans/import", files=files, params=params)
+            ).json()
         except Refused as err:
             return RedirectResponse(f"/plans?error={quote(err.message)}", status_code=303)
         outcome = {"created": "已导入", "revised": "已按文件修订", "unchanged": "与已有方案相同，未作改动"}

@@ -14,22 +14,11 @@ import re
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.directory.api import create_api as directory_api
-from services.directory.app import DirectoryService
-from services.directory.settings import DirectorySettings
-from services.evaluation.api import create_api as evaluation_api
-from services.evaluation.app import EvaluationService
-from services.intake.api import create_api as intake_api
-from services.notify.api import create_api as notify_api
-from services.runtime.http.auth import issue_token
-from services.runtime.service import operated
-from services.tracking.api import create_api as tracking_api
 from tests.support.chinese_errors import refusal_problems
-from tests.support.notify import WENLING, wenling_level
+from tests.support.served import SERVICES, served_level
 
 
 def test_the_check_refuses_english_and_foreign_shapes():
@@ -45,63 +34,7 @@ def test_the_check_refuses_english_and_foreign_shapes():
     assert refusal_problems({"status": "unavailable", "reasons": [{"code": "nats", "message": "消息总线不可用"}]}) == []
 
 
-class Served:
-    """The five services of 温岭市 as their processes serve them, and a real matter and case."""
-
-    def __init__(self, level, evaluation: EvaluationService, directory: DirectoryService, case_id: str) -> None:
-        self.case_id = case_id
-        self.apps: dict[str, FastAPI] = {
-            "intake": operated(
-                intake_api(level.intake.settings, handlers=level.intake.handlers, engine=level.intake.engine),
-                level.intake,
-            ),
-            "tracking": operated(
-                tracking_api(level.tracking.settings, handlers=level.tracking.handlers, engine=level.tracking.engine),
-                level.tracking,
-            ),
-            "notify": operated(
-                notify_api(level.notify.settings, handlers=level.notify.handlers, engine=level.notify.engine),
-                level.notify,
-            ),
-            "evaluation": operated(
-                evaluation_api(evaluation.settings, handlers=evaluation.handlers, engine=evaluation.engine), evaluation
-            ),
-            "directory": operated(
-                directory_api(directory.settings, handlers=directory.handlers, engine=directory.engine), directory
-            ),
-        }
-        secret = level.intake.settings.jwt_secret
-        roles = ["deputy", "committee", "unit", "liaison_station", "evaluator", "leader", "admin"]
-        self.callers = [{}, {"Authorization": "Bearer x.y.z"}, {"Authorization": "Basic Zm9vOmJhcg=="}]
-        self.callers += [
-            {"Authorization": f"Bearer {issue_token(f'{role}-1', [role], WENLING, name=role, secret=secret)}"}
-            for role in roles
-        ]
-        other = issue_token("deputy-9", ["deputy"], "331081100", name="泽国镇代表", secret=secret)
-        self.callers.append({"Authorization": f"Bearer {other}"})
-        self.operations = {
-            name: sorted((method.upper(), path) for path, item in app.openapi()["paths"].items() for method in item)
-            for name, app in self.apps.items()
-        }
-
-
-@pytest.fixture(scope="module")
-async def served(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("level")
-    async with wenling_level(tmp_path) as level:
-        evaluation = EvaluationService(level.intake.settings, status_ttl_s=0.0)
-        directory = DirectoryService(
-            level.intake.settings.as_(DirectorySettings).model_copy(update={"dev_signin": True})
-        )
-        await evaluation.start(close_by_time=False)
-        await directory.start()
-        try:
-            case_id = await level.routed_suggestion()
-            await level.idle()
-            yield Served(level, evaluation, directory, case_id)
-        finally:
-            await directory.stop()
-            await evaluation.stop()
+served = pytest.fixture(scope="module")(served_level)
 
 
 json_values = st.recursive(
@@ -114,7 +47,7 @@ query_names = ["since", "until", "year", "month", "status", "kind", "limit", "of
 query_names += ["org", "q", "code", "state", "error"]
 
 
-@pytest.mark.parametrize("service", ["intake", "tracking", "notify", "evaluation", "directory"])
+@pytest.mark.parametrize("service", SERVICES)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), body=json_values | st.binary(max_size=80))
 async def test_every_operation_refuses_bad_calls_in_chinese_and_never_with_a_500(served, service, data, body):

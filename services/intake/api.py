@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import date, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
@@ -53,6 +52,7 @@ from services.runtime.http.app import (
     service_router,
 )
 from services.runtime.http.auth import Principal
+from services.runtime.http.bounds import DayOrInstant, limit_query, offset_query
 from services.runtime.http.routes import ID_PATTERN, CommandRoute, IdempotencyKey, add_command_routes
 from services.runtime.http.spreadsheets import upload_body, uploaded_file
 from services.runtime.settings import Settings
@@ -233,8 +233,8 @@ def build_router(
 
     @router.get("/activities", tags=["activities"], summary="活动列表")
     async def list_activities(
-        since: date | datetime | None = Query(default=None, description="起（含当日）"),
-        until: date | datetime | None = Query(default=None, description="止（含当日）"),
+        since: DayOrInstant | None = Query(default=None, description="起（含当日）"),
+        until: DayOrInstant | None = Query(default=None, description="止（含当日）"),
         principal: Principal = Depends(caller),
     ) -> dict[str, Any]:
         rows = await projections.list_activities(get_engine(), here, since=since, until=until)
@@ -250,11 +250,11 @@ class _Filters:
         self,
         channel: Channel | None = Query(default=None, description="渠道"),
         category: str | None = Query(default=None, max_length=50, description="分类"),
-        since: date | datetime | None = Query(default=None, description="提交时间起：日期含当日，时间含该时刻"),
-        until: date | datetime | None = Query(default=None, description="提交时间止：日期含当日，时间不含该时刻"),
+        since: DayOrInstant | None = Query(default=None, description="提交时间起：日期含当日，时间含该时刻"),
+        until: DayOrInstant | None = Query(default=None, description="提交时间止：日期含当日，时间不含该时刻"),
         q: str | None = Query(default=None, max_length=100, description="在案由和内容中查找"),
-        limit: int = Query(default=100, ge=1, le=500),
-        offset: int = Query(default=0, ge=0, le=1_000_000),
+        limit: int = limit_query(100, 500),
+        offset: int = offset_query(),
     ) -> None:
         self.limit, self.offset = limit, offset
         self.args = {

@@ -9,8 +9,7 @@ Lists and summaries export as CSV or XLSX with ``?format=``; file names are Chin
 from __future__ import annotations
 
 import logging
-from datetime import date
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Response
@@ -44,6 +43,7 @@ from services.runtime.http.app import (
     service_router,
 )
 from services.runtime.http.auth import Principal, Role
+from services.runtime.http.bounds import Day, Month, limit_query, month_errors, offset_query
 from services.runtime.http.routes import CommandRoute, add_command_routes
 from services.runtime.settings import Settings
 
@@ -60,7 +60,7 @@ LIST_READERS = (*READERS, Role.deputy, Role.liaison_station)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 DeliveryId = Path(pattern=ID_PATTERN, description="发送记录编号")
 CaseId = Path(pattern=ID_PATTERN, description="办理件编号")
-Month = Path(pattern=MONTH_PATTERN, description="月份，如 2026-09")
+MonthInPath = Path(pattern=MONTH_PATTERN, description="月份，如 2026-09")
 MONTH = {"month": "月份，如 2026-09"}
 
 
@@ -180,8 +180,8 @@ def build_router(settings: Settings, *, handlers: Provided[NotifyHandlers], engi
     @router.get("/inbox", tags=["inbox"], summary="我的站内消息")
     async def my_inbox(
         unread: bool = Query(default=False, description="仅未读"),
-        limit: int = Query(default=100, ge=1, le=500),
-        offset: int = Query(default=0, ge=0),
+        limit: int = limit_query(100, 500),
+        offset: int = offset_query(),
         principal: Principal = Depends(caller),
     ) -> dict[str, Any]:
         """The caller's notices: addressed to them, to a role they hold, or (a leader) to their name."""
@@ -195,8 +195,8 @@ def build_router(settings: Settings, *, handlers: Provided[NotifyHandlers], engi
         recipient: str | None = Query(default=None, max_length=128),
         channel: NoticeChannel | None = None,
         topic: str | None = Query(default=None, max_length=64, description="事项、办理件或测评编号"),
-        limit: int = Query(default=200, ge=1, le=1000),
-        offset: int = Query(default=0, ge=0),
+        limit: int = limit_query(200, 1000),
+        offset: int = offset_query(),
         principal: Principal = Depends(caller),
     ) -> dict[str, Any]:
         """Every delivery with its status: ``in_doubt`` and ``dead_lettered`` are what operators look at."""
@@ -256,8 +256,8 @@ def build_router(settings: Settings, *, handlers: Provided[NotifyHandlers], engi
         jurisdiction: str | None = Query(default=None, pattern=r"^\d{6}(\d{3})?$", description="提出地（含下级）"),
         unit: str | None = Query(default=None, max_length=200, description="主办或协办单位编号或名称"),
         committee: str | None = Query(default=None, max_length=100),
-        since: date | None = Query(default=None, description="起始日（含）"),
-        until: date | None = Query(default=None, description="截止日（含）"),
+        since: Day | None = Query(default=None, description="起始日（含）"),
+        until: Day | None = Query(default=None, description="截止日（含）"),
         key: bool | None = Query(default=None, description="仅重点督办件"),
         year: int | None = Query(default=None, ge=2000, le=2100, description="年度清单（督办清单含跨年度承诺事项）"),
         leader: str | None = Query(default=None, max_length=100, description="领衔督办领导"),
@@ -295,7 +295,7 @@ def build_router(settings: Settings, *, handlers: Provided[NotifyHandlers], engi
     # -- the monthly summary --------------------------------------------------------------
     @router.get("/summaries/{month}", tags=["summary"], summary="一月一小结（本级视图）")
     async def month_view(
-        month: str = Month,
+        month: Annotated[Month, MonthInPath],
         format: str = Query(default="json", pattern=r"^(json|xlsx)$"),
         principal: Principal = Depends(caller),
     ) -> Any:
@@ -316,7 +316,9 @@ def build_router(settings: Settings, *, handlers: Provided[NotifyHandlers], engi
             return _file(content, XLSX, f"{view['name']}{month}情况汇总表.xlsx")
         return view
 
-    add_command_routes(router, COMMANDS, handlers=get_handlers, caller=caller, view=lambda state: state)
+    add_command_routes(
+        router, COMMANDS, handlers=get_handlers, caller=caller, view=lambda state: state, check=month_errors
+    )
     return router
 
 

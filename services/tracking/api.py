@@ -42,6 +42,7 @@ from contracts.tracking import (
 from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.http.app import Provided, service_app, service_router
 from services.runtime.http.auth import Principal, Role
+from services.runtime.http.bounds import limit_query, offset_query
 from services.runtime.http.routes import CommandRoute, add_command_routes
 from services.runtime.settings import Settings
 
@@ -189,8 +190,8 @@ def build_router(
         township: str | None = Query(default=None, pattern=r"^\d{9}$", description="事项提出地（乡镇、街道代码）"),
         leader: str | None = Query(default=None, max_length=100, description="领衔督办领导"),
         category: str | None = Query(default=None, max_length=50, description="分类（如 营商环境）"),
-        limit: int = Query(default=100, ge=1, le=500),
-        offset: int = Query(default=0, ge=0),
+        limit: int = limit_query(100, 500),
+        offset: int = offset_query(),
         principal: Principal = Depends(caller),
     ) -> dict[str, Any]:
         if (own := unit_only(principal)) is not None:

@@ -36,6 +36,7 @@ from services.runtime.es.eventstore import ConcurrencyError, StoreUnavailable
 from services.runtime.es.unavailable import BUS_ERRORS, DATABASE_ERRORS, bus_unavailable
 from services.runtime.settings import Settings
 
+from . import bounds
 from .auth import NotAuthenticated, Principal, verifier_for
 
 log = logging.getLogger("duban.http")
@@ -145,9 +146,22 @@ def zh_reason(error: Mapping[str, Any]) -> str:
         return _ZH_VALUE_ERRORS.get(str(ctx.get("error", "")), "取值无效")
     if kind in _ZH_REASONS:
         return _ZH_REASONS[kind]
+    if kind in bounds.ZH_REASONS:
+        return bounds.ZH_REASONS[kind]
     if kind.startswith(("greater_than", "less_than")):
-        return "数值超出范围"
+        return _out_of_range(kind, ctx)
     return "取值无效"
+
+
+_BOUND_WORDS = {"ge": "不小于", "gt": "大于", "le": "不大于", "lt": "小于"}
+
+
+def _out_of_range(kind: str, ctx: Mapping[str, Any]) -> str:
+    """``数值超出范围（应不大于 500）``: the rule's bound, which is the API's, never the input."""
+    for name, words in _BOUND_WORDS.items():
+        if name in ctx and isinstance(ctx[name], int | float):
+            return f"数值超出范围（应{words} {ctx[name]}）"
+    return "数值超出范围"
 
 
 def field_of(loc: Sequence[Any]) -> str | None:
@@ -217,6 +231,7 @@ _HTTP_REFUSALS: dict[int, tuple[str, str]] = {
     404: ("no_such_route", "没有这个接口"),
     405: ("method_not_allowed", "该接口不支持此请求方法"),
     406: ("not_acceptable", "无法按要求的格式答复"),
+    413: ("too_large", "请求内容过大"),
     415: ("unsupported_media_type", "不支持的内容类型（应为 application/json）"),
 }
 
@@ -225,7 +240,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     """Starlette's and FastAPI's own refusals (English ``detail`` text) in duban's shape, in Chinese."""
     assert isinstance(exc, StarletteHTTPException)
     code, message = _HTTP_REFUSALS.get(exc.status_code, ("http_error", "请求无法处理"))
-    if exc.status_code == 404:
+    if isinstance(exc, BodyTooLarge):
+        message = str(exc.detail)
+    elif exc.status_code == 404:
         message = f"{message}：{request.method} {request.url.path}"
     elif exc.status_code == 405:
         message = f"{message}：{request.method} {request.url.path}"
@@ -240,6 +257,12 @@ async def _not_authenticated(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """Any other error is ours to fix: 500 in duban's shape, without its text (Starlette raises it
+    on after this answer, so the server logs it with its traceback)."""
+    return JSONResponse(error_body("internal", "内部错误，请稍后重试"), status_code=500)
+
+
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     return JSONResponse({"detail": validation_errors(exc.errors())}, status_code=422)
@@ -249,7 +272,7 @@ def install_error_handlers(app: FastAPI) -> None:
     """DomainError → its status (403 for NotAllowed, 404 for "not found", else 409);
     ConcurrencyError → 409 ``conflict``; StoreUnavailable, NATS or the database away → 503 with
     ``Retry-After``; NotAuthenticated → 401; invalid input → 422 naming the field, without
-    echoing the input."""
+    echoing the input; a body past the limit → 413; anything else → 500, in the same shape."""
     app.add_exception_handler(DomainError, _domain_error)  # NotAllowed is a DomainError (status 403)
     app.add_exception_handler(ConcurrencyError, _concurrency_error)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
@@ -259,12 +282,29 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotAuthenticated, _not_authenticated)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal_error)
 
 
 # -- limits --------------------------------------------------------------------------------
+class BodyTooLarge(StarletteHTTPException):
+    """A request body past the limit, found while it is read (a chunked body has no
+    Content-Length to judge it by before). An HTTPException, because FastAPI passes those raised
+    while it reads a body on to the exception handlers (any other error of reading is its 400
+    "error parsing the body"): ``_http_error`` answers it 413."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, detail=too_large_message(max_bytes))
+
+
+def too_large_message(max_bytes: int) -> str:
+    return f"请求内容过大（上限 {max_bytes / 1024 / 1024:g} MB）"
+
+
 class BodySizeLimit:
     """ASGI middleware: a request body larger than ``max_bytes`` is answered 413 before it is
-    parsed (by its Content-Length, or by counting when it is sent in chunks)."""
+    parsed (by its Content-Length, or by counting when it is sent in chunks). The server reads
+    the rest of the body and drops it, so the client reads the 413 (a connection closed while it
+    still sends is reset, losing the answer) and the connection stays usable."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -292,7 +332,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         async def tracked_send(message: Message) -> None:
@@ -303,18 +343,13 @@ class BodySizeLimit:
 
         try:
             await self.app(scope, counted_receive, tracked_send)
-        except _TooLarge:
+        except BodyTooLarge:  # read outside FastAPI's body parsing and its exception handlers
             if not started:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        mb = self.max_bytes / 1024 / 1024
-        response = JSONResponse(error_body("too_large", f"请求内容过大（上限 {mb:g} MB）"), status_code=413)
+        response = JSONResponse(error_body("too_large", too_large_message(self.max_bytes)), status_code=413)
         await response({"type": "http"}, _no_receive, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 async def _no_receive() -> Message:  # pragma: no cover - a JSONResponse never reads

@@ -154,13 +154,18 @@ def _endpoint(
                 [{**e, "loc": ("path", *e["loc"])} for e in err.errors(include_input=False, include_url=False)]
             ) from None
         if check is not None and (errors := check(command)):
-            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors])
+            raise RequestValidationError([{**e, "loc": (_part(e["loc"], ids), *e["loc"])} for e in errors])
         shown = view(await run(route, handlers(), command, principal, key))
         return await shown if inspect.isawaitable(shown) else shown
 
     endpoint.__signature__ = inspect.Signature(parameters, return_annotation=Any)  # type: ignore[attr-defined]
     endpoint.__name__ = route.name.replace("-", "_")
     return endpoint
+
+
+def _part(loc: Sequence[Any], ids: list[str]) -> str:
+    """Where the field of an error came from: the path (``/summaries/{month}/report``) or the body."""
+    return "path" if loc and loc[0] in ids else "body"
 
 
 __all__ = [

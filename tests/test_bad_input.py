@@ -1,0 +1,240 @@
+"""Bad input is refused 4xx in Chinese, never answered 500 (issue 19's findings, each as the attacker
+sent it).
+
+Each request goes over a socket to the service as ``duban serve`` runs it (uvicorn), on one
+keep-alive connection per service: after a refusal the same connection answers the next request
+(a 500 used to reset it). The findings: days far outside any matter's (``until=9999-12-31``,
+``since=0001-01-01``) on intake's matters and activities and notify's four lists; offsets past
+SQLite's integers (``offset=2**63``, ``1e20``) on tracking's cases and notify's inbox and
+deliveries; months no summary has (``0001-01``, ``9999-12``); a ballot naming a subject twice (over
+HTTP and over the hall's NATS subject); a 20 MB chunked body (413, not 400).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+import nats
+import pytest
+from faststream.nats import NatsBroker
+
+from contracts.envelope import utcnow
+from services.evaluation.commands_nats import register_command_subscriber
+from services.runtime.http.bounds import MAX_OFFSET
+from tests.support.chinese_errors import refusal_problems
+from tests.support.commands import command_request
+from tests.support.notify import WENLING
+from tests.support.served import SERVICES, listening, served_level
+
+served = pytest.fixture(scope="module")(served_level)
+
+DATES = "日期超出范围（应在 2000-01-01 至 2100-12-31 之间）"
+MONTHS = "月份无效（应为 2000-01 至 2100-12 之间的年月，如 2026-09）"
+OFFSETS = f"数值超出范围（应不大于 {MAX_OFFSET}）"
+LISTS = ("problems", "suggestions", "supervision", "results")
+
+#: (service, method, path, query, the field refused, its message): every one answered 500 before.
+FINDINGS = [
+    ("intake", "GET", "/matters", {"until": "9999-12-31"}, "until", DATES),
+    ("intake", "GET", "/matters", {"since": "0001-01-01"}, "since", DATES),
+    ("intake", "GET", "/matters", {"since": "0001-01-01T00:00:00"}, "since", DATES),
+    ("intake", "GET", "/matters", {"until": "9999-12-31T23:59:59+14:00"}, "until", DATES),
+    ("intake", "GET", "/activities", {"since": "0001-01-01"}, "since", DATES),
+    ("intake", "GET", "/activities", {"until": "9999-12-31"}, "until", DATES),
+    *(("notify", "GET", f"/lists/{name}", {"until": "9999-12-31"}, "until", DATES) for name in LISTS),
+    *(("notify", "GET", f"/lists/{name}", {"since": "0001-01-01"}, "since", DATES) for name in LISTS),
+    ("tracking", "GET", "/cases", {"offset": str(2**63)}, "offset", OFFSETS),
+    ("tracking", "GET", "/cases", {"offset": str(10**20)}, "offset", OFFSETS),
+    ("notify", "GET", "/inbox", {"offset": str(10**20)}, "offset", OFFSETS),
+    ("notify", "GET", "/inbox", {"offset": str(2**63)}, "offset", OFFSETS),
+    ("notify", "GET", "/deliveries", {"offset": str(10**20)}, "offset", OFFSETS),
+    ("notify", "GET", "/deliveries", {"offset": str(2**63)}, "offset", OFFSETS),
+    ("intake", "GET", "/matters", {"offset": str(2**63)}, "offset", OFFSETS),
+    ("notify", "GET", "/summaries/0001-01", {}, "month", MONTHS),
+    ("notify", "GET", "/summaries/9999-12", {}, "month", MONTHS),
+    ("notify", "GET", "/summaries/1999-12", {"format": "xlsx"}, "month", MONTHS),
+    ("notify", "POST", "/summaries/9999-12/report", {}, "month", MONTHS),
+    ("notify", "POST", "/summaries/0001-01/report", {}, "month", MONTHS),
+]
+
+
+@pytest.fixture(scope="module")
+async def over_sockets(served) -> AsyncIterator[dict[str, str]]:
+    """Each service's base URL, served by uvicorn."""
+    urls: dict[str, str] = {}
+    servers = [listening(served.apps[name]) for name in SERVICES]
+    try:
+        for name, server in zip(SERVICES, servers, strict=True):
+            urls[name] = await server.__aenter__()
+        yield urls
+    finally:
+        for server in reversed(servers[: len(urls)]):
+            await server.__aexit__(None, None, None)
+
+
+@pytest.fixture
+def staff(served) -> dict[str, str]:
+    return served.bearer("committee-1", "committee", name="陈工委")
+
+
+def local_port(response: httpx.Response) -> int:
+    """The client's port of the connection a response came on: the same port, the same connection."""
+    return response.extensions["network_stream"].get_extra_info("client_addr")[1]
+
+
+async def refused_then_answered(http: httpx.AsyncClient, method: str, path: str, **kwargs) -> httpx.Response:
+    """Send a bad request and then ``GET /healthz`` on the same keep-alive connection."""
+    refused = await http.request(method, path, **kwargs)
+    after = await http.get("/healthz")
+    assert after.status_code == 200, after.text
+    assert local_port(after) == local_port(refused), "the connection was closed after the refusal"
+    return refused
+
+
+def the_error(response: httpx.Response) -> dict:
+    assert 400 <= response.status_code < 500, (response.status_code, response.text)
+    body = response.json()
+    assert refusal_problems(body) == []
+    return body["detail"][0] if isinstance(body["detail"], list) else body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("service", "method", "path", "params", "field", "message"),
+    FINDINGS,
+    ids=[f"{s}-{m}-{p}-{'&'.join(f'{k}={v}' for k, v in q.items())}" for s, m, p, q, *_ in FINDINGS],
+)
+async def test_what_answered_500_is_refused_422_naming_the_parameter_and_the_connection_stays(
+    served, over_sockets, staff, service, method, path, params, field, message
+):
+    async with httpx.AsyncClient(base_url=over_sockets[service], headers=staff) as http:
+        refused = await refused_then_answered(http, method, path, params=params)
+    assert refused.status_code == 422
+    error = the_error(refused)
+    assert (error["field"], error["message"]) == (field, message)
+
+
+async def test_days_and_months_within_the_bounds_are_still_answered(served, staff):
+    transport = httpx.ASGITransport(app=served.apps["intake"])
+    async with httpx.AsyncClient(transport=transport, base_url="http://intake", headers=staff) as http:
+        found = await http.get("/matters", params={"since": "2000-01-01", "until": "2100-12-31"})
+        assert found.status_code == 200 and [m["id"] for m in found.json()["items"]] == [served.case_id]
+        instants = {"since": "2000-01-01T00:00:00+08:00", "until": "2100-12-31T23:59:59+08:00"}
+        assert [m["id"] for m in (await http.get("/matters", params=instants)).json()["items"]] == [served.case_id]
+        assert (await http.get("/matters", params={"offset": MAX_OFFSET})).json()["items"] == []
+    transport = httpx.ASGITransport(app=served.apps["notify"])
+    async with httpx.AsyncClient(transport=transport, base_url="http://notify", headers=staff) as http:
+        listed = await http.get("/lists/problems", params={"since": "2000-01-01", "until": "2100-12-31"})
+        assert listed.status_code == 200
+        for month in ("2000-01", "2100-12"):
+            assert (await http.get(f"/summaries/{month}")).status_code == 200
+
+
+# -- a ballot naming a subject twice ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def session_id(served) -> str:
+    """An open satisfaction session of two subjects, deputy-01 … deputy-03 called to it."""
+    now = utcnow()
+    draft = {
+        "kind": "satisfaction",
+        "title": "重复测评对象的测评",
+        "subjects": [
+            {"kind": "project", "id": "p1", "title": "农村饮水"},
+            {"kind": "project", "id": "p2", "title": "道路"},
+        ],
+        "electorate": ["deputy-01", "deputy-02", "deputy-03"],
+        "opens_at": (now - timedelta(minutes=1)).isoformat(),
+        "closes_at": (now + timedelta(hours=2)).isoformat(),
+    }
+    staff = served.bearer("committee-1", "committee")
+    transport = httpx.ASGITransport(app=served.apps["evaluation"])
+    async with httpx.AsyncClient(transport=transport, base_url="http://evaluation", headers=staff) as http:
+        created = await http.post("/sessions", json=draft)
+        assert created.status_code == 201, created.text
+        opened = await http.post(f"/sessions/{created.json()['id']}/open")
+        assert opened.status_code == 200, opened.text
+    return created.json()["id"]
+
+
+TWICE = [{"subject_id": "p1", "option": "satisfied"}, {"subject_id": "p1", "option": "dissatisfied"}]
+TWICE_SAME = [{"subject_id": "p2", "option": "satisfied"}, {"subject_id": "p2", "option": "satisfied"}]
+
+
+@pytest.mark.parametrize("choices", [TWICE, TWICE_SAME], ids=["other-option", "same-option"])
+async def test_a_ballot_naming_a_subject_twice_is_refused_over_http_and_nothing_is_taken(
+    served, over_sockets, session_id, choices
+):
+    voter = served.bearer("deputy-01", "evaluator")
+    async with httpx.AsyncClient(base_url=over_sockets["evaluation"], headers=voter) as http:
+        refused = await refused_then_answered(
+            http, "POST", f"/sessions/{session_id}/ballots", json={"choices": choices}
+        )
+        assert refused.status_code == 422
+        assert the_error(refused)["message"] == "同一测评对象在一张票上出现两次"
+        # nothing of it was taken: the sheet without the repetition is (a second one would be 409)
+        taken = await http.post(f"/sessions/{session_id}/ballots", json={"choices": choices[:1]})
+        assert taken.status_code == 200 and taken.json()["accepted"] == [choices[0]["subject_id"]]
+
+
+async def test_a_ballot_naming_a_subject_twice_is_refused_over_the_halls_nats_subject(served, session_id):
+    broker = NatsBroker(served.level.nats.url)
+    register_command_subscriber(broker, lambda: served.evaluation.handlers, served.evaluation.settings)
+    await broker.start()
+    nc = await nats.connect(served.level.nats.url)
+    try:
+        sheet = {"session_id": session_id, "choices": TWICE}
+        voter = served.bearer("deputy-02", "evaluator")
+        refused = await command_request(nc, "evaluation", WENLING, "cast", sheet, voter)
+        assert (refused["ok"], refused["status"], refused["error"]["code"]) == (False, 422, "invalid")
+        assert "同一测评对象在一张票上出现两次" in json.dumps(refused["error"], ensure_ascii=False)
+        taken = await command_request(nc, "evaluation", WENLING, "cast", sheet | {"choices": TWICE[:1]}, voter)
+        assert taken["ok"] is True and taken["accepted"] == ["p1"]
+    finally:
+        await nc.close()
+        await broker.stop()
+
+
+# -- bodies past the limit -------------------------------------------------------------------------
+
+
+async def twenty_megabytes() -> AsyncIterator[bytes]:
+    """A JSON body of 20 MB sent in chunks (``Transfer-Encoding: chunked``, no ``Content-Length``)."""
+    yield b'{"content": "'
+    for _ in range(20 * 16):
+        yield b"x" * 65536
+    yield b'"}'
+
+
+@pytest.mark.parametrize(
+    ("service", "path", "auth"),
+    [
+        ("intake", "/matters", True),
+        ("notify", "/public/disclosures/case-1/comments", False),
+        ("tracking", "/plans", True),
+        ("evaluation", "/sessions", True),
+        ("directory", "/people", True),
+    ],
+)
+async def test_a_chunked_body_past_the_limit_is_answered_413_in_chinese(
+    served, over_sockets, staff, service, path, auth
+):
+    headers = {"Content-Type": "application/json", **(staff if auth else {})}
+    async with httpx.AsyncClient(base_url=over_sockets[service], timeout=30) as http:
+        refused = await http.post(path, content=twenty_megabytes(), headers=headers)
+        assert "content-length" not in refused.request.headers
+        assert refused.request.headers["transfer-encoding"] == "chunked"
+        assert refused.status_code == 413, refused.text
+        error = the_error(refused)
+        assert error["code"] == "too_large" and error["message"].startswith("请求内容过大（上限")
+        # a new connection is answered at once
+        assert (await http.get("/healthz")).status_code == 200
+
+
+async def test_a_body_past_the_limit_by_its_content_length_is_answered_413_in_chinese(served, over_sockets):
+    async with httpx.AsyncClient(base_url=over_sockets["notify"]) as http:
+        refused = await http.post("/public/disclosures/case-1/comments", content=b"x" * 300_000)
+        assert refused.status_code == 413 and the_error(refused)["code"] == "too_large"

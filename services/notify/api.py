@@ -12,7 +12,7 @@ import logging
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -38,18 +38,21 @@ from contracts.notify import (
 from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.http.app import (
     Provided,
+    Refusal,
     provided,
     service_app,
     service_router,
 )
 from services.runtime.http.auth import Principal, Role
 from services.runtime.http.bounds import Day, Month, limit_query, month_errors, offset_query
+from services.runtime.http.limits import Limiter, Rate
 from services.runtime.http.routes import CommandRoute, add_command_routes
 from services.runtime.settings import Settings
 
 from . import lists, projections, summary
 from .domain import Delivery, MonthlySummary
 from .handlers import OPERATORS, STAFF, NotifyHandlers, reader_ids
+from .settings import NotifySettings
 
 log = logging.getLogger("duban.notify.api")
 
@@ -325,9 +328,16 @@ def build_router(settings: Settings, *, handlers: Provided[NotifyHandlers], engi
 def public_router(
     settings: Settings, *, handlers: Provided[NotifyHandlers], engine: Provided[AsyncEngine]
 ) -> APIRouter:
-    """公示: read by anyone, no token; only what staff released, only what a disclosure says."""
+    """公示: read by anyone, no token; only what staff released, only what a disclosure says.
+    Comments, which anyone may send, are limited per client address (``limits.py``)."""
     get_handlers = provided(handlers)
     get_engine = provided(engine)
+    limits = settings.as_(NotifySettings)
+    comments = Limiter(
+        "公示意见",
+        per_target=Rate(limits.public_comments_per_minute, 60),
+        per_address=Rate(limits.public_comments_per_hour, 3600),
+    )
     router = APIRouter(prefix="/public", tags=["public"])
     fields = ("id", "title", "leads", "unit", "summary", "evaluation_result", "kind", "registration_no", "released_at")
 
@@ -352,13 +362,22 @@ def public_router(
             raise DomainError("该公示不存在或已撤回", field="case_id", code="not_found")
         return public(row)
 
-    @router.post("/disclosures/{case_id}/comments", status_code=202, summary="对公示事项提出意见")
+    @router.post(
+        "/disclosures/{case_id}/comments",
+        status_code=202,
+        summary="对公示事项提出意见（同一来源有频率限制）",
+        responses={429: {"model": Refusal, "description": "提交过于频繁，Retry-After 秒后再试"}},
+    )
     async def comment(
+        request: Request,
         body: SubmitPublicComment,
         case_id: str = CaseId,
         idempotency_key: str | None = Header(default=None, alias="Idempotency-Key", max_length=200),
     ) -> dict[str, Any]:
-        """The comment is recorded now and handed to intake as a matter (受理后进入审查)."""
+        """The comment is recorded now and handed to intake as a matter (受理后进入审查). From one
+        address, at most ``public_comments_per_minute`` a minute on a disclosure and
+        ``public_comments_per_hour`` an hour on all (429 with ``Retry-After`` beyond)."""
+        comments.take(request.client.host if request.client else "", case_id)
         received = await get_handlers().comment(case_id, body, idempotency_key or None)
         return {"id": received.id, "status": "received", "message": "意见已收到，将作为事项受理"}
 

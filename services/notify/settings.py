@@ -56,6 +56,12 @@ class NotifySettings(Settings):
     summary_interval_s: float = Field(default=3600.0, gt=0)
     solved_classes: list[str] = Field(default_factory=lambda: ["A"], min_length=1)
 
+    #: Public comments (公示意见, sent without signing in): at most so many a minute from one
+    #: client address on one disclosure, and so many an hour from one address on all of them
+    #: (``services/runtime/http/limits.py``: counted in each HTTP process on its own).
+    public_comments_per_minute: int = Field(default=5, ge=1)
+    public_comments_per_hour: int = Field(default=30, ge=1)
+
     #: The bearer token notify presents to intake's command subject when it forwards public
     #: comments; without one it signs a development token with ``jwt_secret`` (HS256 only).
     intake_token: str | None = None

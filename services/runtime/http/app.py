@@ -38,6 +38,7 @@ from services.runtime.settings import Settings
 
 from . import bounds
 from .auth import NotAuthenticated, Principal, verifier_for
+from .limits import TooManyRequests
 
 log = logging.getLogger("duban.http")
 
@@ -263,6 +264,15 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("internal", "内部错误，请稍后重试"), status_code=500)
 
 
+async def _too_many_requests(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TooManyRequests)
+    return JSONResponse(
+        error_body("too_many_requests", exc.message),
+        status_code=429,
+        headers={"Retry-After": str(exc.retry_after_s)},
+    )
+
+
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     return JSONResponse({"detail": validation_errors(exc.errors())}, status_code=422)
@@ -272,7 +282,8 @@ def install_error_handlers(app: FastAPI) -> None:
     """DomainError → its status (403 for NotAllowed, 404 for "not found", else 409);
     ConcurrencyError → 409 ``conflict``; StoreUnavailable, NATS or the database away → 503 with
     ``Retry-After``; NotAuthenticated → 401; invalid input → 422 naming the field, without
-    echoing the input; a body past the limit → 413; anything else → 500, in the same shape."""
+    echoing the input; a body past the limit → 413; a write over a limit (``limits.py``) → 429
+    with ``Retry-After``; anything else → 500, in the same shape."""
     app.add_exception_handler(DomainError, _domain_error)  # NotAllowed is a DomainError (status 403)
     app.add_exception_handler(ConcurrencyError, _concurrency_error)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
@@ -280,6 +291,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if error is not StoreUnavailable:
             app.add_exception_handler(error, _bus_or_database_error)
     app.add_exception_handler(NotAuthenticated, _not_authenticated)
+    app.add_exception_handler(TooManyRequests, _too_many_requests)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal_error)

@@ -83,5 +83,7 @@ def deadletter_wildcard(jurisdiction: str) -> str:
     return f"duban.dlq.{_token(jurisdiction, 'jurisdiction')}.>"
 
 
-def snapshot_bucket(jurisdiction: str) -> str:
-    return f"SNAPSHOTS_{_token(jurisdiction, 'jurisdiction')}"
+def snapshot_bucket(context: str, jurisdiction: str) -> str:
+    """The snapshot bucket of one context at one level: only that context's service may write it
+    (its NATS user's permissions), so no other service's user can put a snapshot it would load."""
+    return f"SNAPSHOTS_{_token(context, 'context').upper()}_{_token(jurisdiction, 'jurisdiction')}"

@@ -308,7 +308,8 @@ def compose(topology: Topology) -> str:
             "command": ["-c", f"/etc/nats/hub-{index + 1}.conf"],
             "environment": dict(hub_env),
             "volumes": ["./nats:/etc/nats:ro", f"{node}:/data"],
-            "ports": [f"{MONITOR_PORT + index}:{MONITOR_PORT}", f"{LEAF_PORT + index}:{LEAF_PORT}"],
+            # the leaf port for the counties; the monitoring port stays inside the compose network
+            "ports": [f"{LEAF_PORT + index}:{LEAF_PORT}"],
             "restart": "unless-stopped",
         }
         volumes[node] = {}
@@ -329,6 +330,27 @@ def compose(topology: Topology) -> str:
         volumes[county.host] = {}
     for index, code in enumerate(topology.levels):
         domains = topology.level_domains(code)
+        level_nats = {
+            "DUBAN_STREAM_REPLICAS": str(topology.replicas if code == topology.hub else 1),
+            "DUBAN_JETSTREAM_DOMAIN": topology.domain_of(code),
+            "DUBAN_LEVEL_DOMAINS": json.dumps(domains, separators=(",", ":")),
+        }
+        # the level's streams and buckets, made once by the administrator before its services start
+        # (services may read them and run consumers, never create, change, delete or purge them)
+        provisioner = f"provision-{code}"
+        services[provisioner] = {
+            "image": "duban:latest",
+            "build": {"context": "..", "dockerfile": "deploy/Dockerfile"},
+            "profiles": [_profile(topology, code)],
+            "command": ["duban", "provision", "--level", code],
+            "environment": {
+                "DUBAN_JURISDICTION": code,
+                "DUBAN_NATS_URL": f"nats://admin:{var(password_var('admin'))}@{topology.nats_host(code)}:{CLIENT_PORT}",
+                **level_nats,
+            },
+            "depends_on": {topology.nats_host(code): {"condition": "service_started", "required": False}},
+            "restart": "on-failure",
+        }
         for service in SERVICES:
             name = f"{service}-{code}"
             pg = f"pg-{service}-{code}"
@@ -364,9 +386,7 @@ def compose(topology: Topology) -> str:
                     "DUBAN_DATABASE_URL": (
                         f"postgresql+asyncpg://{service}:{var(pg_password_var(service, code))}@{pg}:5432/{service}"
                     ),
-                    "DUBAN_STREAM_REPLICAS": str(topology.replicas if code == topology.hub else 1),
-                    "DUBAN_JETSTREAM_DOMAIN": topology.domain_of(code),
-                    "DUBAN_LEVEL_DOMAINS": json.dumps(domains, separators=(",", ":")),
+                    **level_nats,
                     "DUBAN_DATA_DIR": "/data",
                     # tokens are the level's directory's: verified against its JWKS
                     "DUBAN_JWKS_URL": f"http://directory-{code}:8000/.well-known/jwks.json",
@@ -384,6 +404,7 @@ def compose(topology: Topology) -> str:
                 "depends_on": {
                     pg: {"condition": "service_healthy"},
                     topology.nats_host(code): {"condition": "service_started", "required": False},
+                    provisioner: {"condition": "service_completed_successfully"},
                 },
                 "healthcheck": {
                     "test": [

@@ -18,7 +18,7 @@ import time
 import nats
 import pytest
 from nats.errors import Error as NatsError
-from nats.js.api import StreamSource
+from nats.js.api import StreamConfig
 
 from contracts import subjects
 from contracts.intake import Channel, EscalateMatter, MatterData, MatterKind, RegisterMatter, SubmitMatter, Submitter
@@ -280,15 +280,20 @@ async def test_a_township_reads_its_inbox_on_the_county_leaf_and_nothing_else_of
 
     async def attempts(nc: nats.NATS) -> None:
         js = nc.jetstream(timeout=1)
-        # its own streams, as its services create them, and its INBOX on 温岭市's leaf
-        await js.add_stream(name=subjects.outbox_stream(ZEGUO), subjects=[subjects.outbox_wildcard(ZEGUO)])
-        await js.add_stream(
-            name=subjects.inbox_stream(ZEGUO),
-            subjects=[],
-            sources=[StreamSource(name=subjects.outbox_stream(WENLING), filter_subject=subjects.inbox_wildcard(ZEGUO))],
-        )
+        # its INBOX on 温岭市's leaf, made by provisioning: it may read it, not make or change streams
         readable["inbox"] = await js.stream_info(subjects.inbox_stream(ZEGUO))
-        for stream in ("INTAKE_331081", "TRACKING_331081", "OUTBOX_331081", "INBOX_331081", "KV_SNAPSHOTS_331081"):
+        outbox = subjects.outbox_stream(ZEGUO)
+        assert await _refused(js.add_stream(name=f"{outbox}_X", subjects=["duban.forged.>"]))
+        assert await _refused(js.update_stream(StreamConfig(name=outbox, subjects=[subjects.outbox_wildcard(ZEGUO)])))
+        assert await _refused(js.purge_stream(subjects.event_stream("intake", ZEGUO)))
+        assert await _refused(js.delete_stream(outbox))
+        for stream in (
+            "INTAKE_331081",
+            "TRACKING_331081",
+            "OUTBOX_331081",
+            "INBOX_331081",
+            "KV_SNAPSHOTS_INTAKE_331081",
+        ):
             assert await _refused(js.stream_info(stream)), stream
         assert await _refused(js.pull_subscribe("duban.evt.intake.331081.*", durable="peek", stream="INTAKE_331081"))
         assert await _refused(nc.request("$JS.API.DIRECT.GET.INTAKE_331081", b'{"seq":1}', timeout=1))
@@ -302,6 +307,10 @@ async def test_a_township_reads_its_inbox_on_the_county_leaf_and_nothing_else_of
         'publish to "$js.api.stream.info.outbox_331081"',
         'publish to "$js.api.stream.info.inbox_331081"',
         'publish to "$js.api.direct.get.intake_331081"',
+        'publish to "$js.api.stream.create.outbox_331081100_x"',
+        'publish to "$js.api.stream.update.outbox_331081100"',
+        'publish to "$js.api.stream.purge.intake_331081100"',
+        'publish to "$js.api.stream.delete.outbox_331081100"',
         'subscription to "duban.evt.intake.331081.*"',
         'subscription to "duban.x.331081.>"',
     ):

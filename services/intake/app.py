@@ -47,7 +47,7 @@ class IntakeService(ServiceBase):
         await ensure_level_streams(self.store.js, self.here, self.registry, self.settings)
         # This level's tracking stream, as tracking creates it, so intake can start first.
         cases = EventStore(self.nc, context=TRACKING, jurisdiction=self.here, settings=self.settings)
-        await cases.ensure_streams()
+        await cases.ensure_streams(snapshots=False)
         self.streams = [self.store.stream, subjects.outbox_stream(self.here), subjects.inbox_stream(self.here)]
         self.handlers = IntakeHandlers(self.store, self.registry, cases=cases)
         own = sources.events(self.context, self.here)

@@ -83,7 +83,7 @@ class NotifyService(ServiceBase):
             for context in SOURCES
         }
         for source in self.sources.values():
-            await source.ensure_streams()
+            await source.ensure_streams(snapshots=False)
         await ensure_level_streams(self.store.js, self.here, self.registry, settings)
         self.streams = [self.store.stream, subjects.inbox_stream(self.here), subjects.outbox_stream(self.here)]
         self.templates = Templates(settings.templates_dir)

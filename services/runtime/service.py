@@ -107,7 +107,8 @@ class ServiceBase:
         database (``read/people.py``), under names of this service; the directory's stream is
         created here if the directory has not started yet."""
         assert self.nc is not None
-        await EventStore(self.nc, context=DIRECTORY, jurisdiction=self.here, settings=self.settings).ensure_streams()
+        directory = EventStore(self.nc, context=DIRECTORY, jurisdiction=self.here, settings=self.settings)
+        await directory.ensure_streams(snapshots=False)
         source = sources.events(DIRECTORY, self.here)
         return [
             self.projector(type(cls.__name__, (cls,), {"name": f"{self.context}_{cls.name}"})(), source)

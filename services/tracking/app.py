@@ -81,7 +81,8 @@ class TrackingService(ServiceBase):
         await self.store.ensure_streams()
         # The streams of intake and evaluation, as they create them, so tracking can start first.
         for other in (INTAKE, EVALUATION):
-            await EventStore(self.nc, context=other, jurisdiction=self.here, settings=self.settings).ensure_streams()
+            other_store = EventStore(self.nc, context=other, jurisdiction=self.here, settings=self.settings)
+            await other_store.ensure_streams(snapshots=False)
         self.streams = [self.store.stream]
         self.handlers = TrackingHandlers(self.store, self.registry, self.config, **extra)
         self.plans = self.handlers.plans = PlanHandlers(self.handlers, self.engine, **extra)

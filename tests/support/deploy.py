@@ -183,7 +183,28 @@ async def boot(workdir: Path, *, proxied: tuple[str, ...] = ()) -> Deployment:
         server = ConfiguredNats(store, text, port=client, monitor_port=monitor, env=env)
         await asyncio.to_thread(server.start, 30)
         deployment.leaves[county.code] = server
+    await provision_levels(deployment)
     return deployment
+
+
+async def provision_levels(deployment: Deployment) -> None:
+    """What compose's ``provision-<code>`` does before a level's services start: its streams and
+    buckets, made on its server by the administrator, with its domains and replicas."""
+    import nats
+
+    from services.runtime.bus.accounts import provision
+    from services.runtime.bus.levels import LevelTopology
+    from services.runtime.settings import Settings
+
+    topology = deployment.topology
+    for code in topology.levels:
+        settings = Settings(jurisdiction=code, stream_replicas=topology.replicas if code == topology.hub else 1)
+        domains = LevelTopology(jetstream_domain=topology.domain_of(code), level_domains=topology.level_domains(code))
+        nc = await nats.connect(deployment.url(code, "admin"))
+        try:
+            await provision(nc, [code], settings=settings, topology=domains)
+        finally:
+            await nc.close()
 
 
 async def cut(proxies: list[LinkProxy]) -> None:

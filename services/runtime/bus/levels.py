@@ -211,23 +211,51 @@ async def connect(settings: Settings, service: str, **options: Any) -> NATS:
 
 
 # -- permissions --------------------------------------------------------------------------------
+#: The contexts that send integration messages to other levels (escalations, reports, summaries).
+SENDERS = ("intake", "notify")
+
+
 def level_streams(code: str) -> list[str]:
-    """Every stream one level owns: its events per context, OUTBOX, INBOX, dead letters, snapshots."""
+    """Every stream one level owns: its events per context, OUTBOX, INBOX, dead letters, and each
+    context's snapshot bucket (``duban provision`` makes them all)."""
     return [
         *(subjects.event_stream(context, code) for context in subjects.CONTEXTS),
         subjects.outbox_stream(code),
         subjects.inbox_stream(code),
         subjects.deadletter_stream(code),
-        f"KV_{subjects.snapshot_bucket(code)}",
+        *(f"KV_{subjects.snapshot_bucket(context, code)}" for context in subjects.CONTEXTS),
+    ]
+
+
+def _reading(stream: str) -> list[str]:
+    """The JetStream API a service needs to read ``stream``: look at it, get messages, run its consumers."""
+    return [
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.STREAM.MSG.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}.>",
+        f"$JS.API.CONSUMER.CREATE.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}.>",
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.*",
+        f"$JS.API.CONSUMER.INFO.{stream}.*",
+        f"$JS.API.CONSUMER.DELETE.{stream}.*",
+        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*",
+        f"$JS.API.CONSUMER.NAMES.{stream}",
+        f"$JS.API.CONSUMER.LIST.{stream}",
+        f"$JS.ACK.{stream}.>",
     ]
 
 
 def service_permissions(code: str, service: str) -> dict[str, Any]:
     """The NATS permissions of ``service`` at level ``code`` (an allow list; anything else is denied).
 
-    - publish: its own context's events, the level's OUTBOX, its dead letters, commands to the
-      level's services, snapshots; the JetStream API of the level's streams only (create, update,
-      info, consumers, direct gets), never deleting or purging them; acks of their consumers;
+    - publish: its own context's events and nobody else's; the level's OUTBOX only for the
+      contexts that send to other levels (``SENDERS``); its dead letters; commands to the level's
+      services; its own context's snapshots (a bucket per context: no other user can write a
+      snapshot it would load); the JetStream API to read the level's streams and run consumers on
+      them — look, never create, update, delete or purge: ``duban provision`` makes the streams
+      with an administrator's credential. The one exception is its own snapshot bucket, which it
+      makes again when a restarted server lost it (memory storage, a cache);
     - subscribe: replies on its own inbox prefix, the commands of its own context at this level,
       operators' requests to it (``duban.ops.<code>.<service>.*``, e.g. replaying a dead letter),
       and the level's own event and outbox subjects;
@@ -237,32 +265,19 @@ def service_permissions(code: str, service: str) -> dict[str, Any]:
     to this one, and nothing else of theirs. Another level's subjects, streams and JetStream
     domains are simply not in the list.
     """
+    bucket = subjects.snapshot_bucket(service, code)
     publish = [
         subjects.event_wildcard(service, code),
-        subjects.outbox_wildcard(code),
+        *([subjects.outbox_wildcard(code)] if service in SENDERS else []),
         f"duban.dlq.{code}.{service}.>",
         f"duban.cmd.*.{code}.*",
-        f"$KV.{subjects.snapshot_bucket(code)}.>",
+        f"$KV.{bucket}.>",
         "$JS.API.INFO",
+        f"$JS.API.STREAM.CREATE.KV_{bucket}",
     ]
-    for stream in level_streams(code):
-        publish += [
-            f"$JS.API.STREAM.CREATE.{stream}",
-            f"$JS.API.STREAM.UPDATE.{stream}",
-            f"$JS.API.STREAM.INFO.{stream}",
-            f"$JS.API.STREAM.MSG.GET.{stream}",
-            f"$JS.API.DIRECT.GET.{stream}",
-            f"$JS.API.DIRECT.GET.{stream}.>",
-            f"$JS.API.CONSUMER.CREATE.{stream}",
-            f"$JS.API.CONSUMER.CREATE.{stream}.>",
-            f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.*",
-            f"$JS.API.CONSUMER.INFO.{stream}.*",
-            f"$JS.API.CONSUMER.DELETE.{stream}.*",
-            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*",
-            f"$JS.API.CONSUMER.NAMES.{stream}",
-            f"$JS.API.CONSUMER.LIST.{stream}",
-            f"$JS.ACK.{stream}.>",
-        ]
+    readable = [stream for stream in level_streams(code) if not stream.startswith("KV_")]
+    for stream in [*readable, f"KV_{bucket}"]:
+        publish += _reading(stream)
     # Operators put a dead letter back on its way and remove it (deadletters.py).
     publish.append(f"$JS.API.STREAM.MSG.DELETE.{subjects.deadletter_stream(code)}")
     subscribe = [

@@ -119,8 +119,57 @@ class StoredCommit:
     headers: dict[str, str]
 
 
+#: The parts of a stream's configuration duban sets and keeps: an existing stream that has them
+#: all is left as it is (a service's user may only look at the streams ``duban provision`` made).
+_KEPT = (
+    "subjects",
+    "storage",
+    "num_replicas",
+    "duplicate_window",
+    "deny_delete",
+    "deny_purge",
+    "allow_direct",
+    "max_msgs",
+    "max_bytes",
+    "max_age",
+)
+
+
+def _sources(config: StreamConfig) -> list[tuple]:
+    return sorted((s.name, s.filter_subject, s.external.api if s.external else None) for s in (config.sources or []))
+
+
+def up_to_date(existing: StreamConfig, wanted: StreamConfig) -> bool:
+    """Whether ``existing`` already is ``wanted`` in every part duban sets."""
+    for name in _KEPT:
+        want, have = getattr(wanted, name), getattr(existing, name)
+        if name == "subjects":
+            want, have = sorted(want or []), sorted(have or [])
+        if name in ("max_msgs", "max_bytes") and want is None:
+            want = -1
+        if name == "max_age" and want is None:
+            want = 0
+        if name == "duplicate_window":
+            if not want:
+                continue  # the server's default
+            want, have = float(want), float(have or 0)
+        if name == "storage":
+            want, have = getattr(want, "value", want), getattr(have, "value", have)
+        if want is not None and want != have:
+            return False
+    return _sources(existing) == _sources(wanted)
+
+
 async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
-    """Create a stream, or bring an existing one to ``config``: safe to call at every start."""
+    """Make sure a stream is there as ``config`` says: nothing when it already is (the only case a
+    service's user meets where ``duban provision`` made the streams: it may look, not change),
+    else create it or bring it to ``config`` (an open server, or provisioning itself)."""
+    try:
+        info = await js.stream_info(config.name)
+    except NotFoundError:
+        info = None
+    if info is not None and up_to_date(info.config, config):
+        return
     try:
         await js.add_stream(config)
     except BadRequestError as err:
@@ -150,7 +199,7 @@ class EventStore:
         self.settings = settings or Settings(jurisdiction=jurisdiction)
         self.clock = clock  # stamps ``occurred_at``: the service's clock, controlled in tests
         self.stream = subjects.event_stream(context, jurisdiction)
-        self.bucket = subjects.snapshot_bucket(jurisdiction)
+        self.bucket = subjects.snapshot_bucket(context, jurisdiction)
         self.publish_timeout = publish_timeout
         self.retry_for = retry_for
         self._kv = None
@@ -174,10 +223,12 @@ class EventStore:
             description=f"duban {self.context} events of {self.jurisdiction}",
         )
 
-    async def ensure_streams(self) -> None:
-        """Create (or update) the event stream and the snapshot bucket. Idempotent."""
+    async def ensure_streams(self, *, snapshots: bool = True) -> None:
+        """The event stream and (for the context's own service) the snapshot bucket, there as
+        configured. Idempotent. ``snapshots=False`` for another context's stream a service reads."""
         await ensure_stream(self.js, self.stream_config())
-        await self.ensure_snapshot_bucket()
+        if snapshots:
+            await self.ensure_snapshot_bucket()
 
     async def ensure_snapshot_bucket(self) -> None:
         """Create the snapshot bucket if it is not there (a server restart empties memory storage)."""

@@ -19,6 +19,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..bus.accounts import write_private
 from .children import die_with_parent, pause, wait_exit
 
 log = logging.getLogger("duban.nats_server")
@@ -160,7 +161,8 @@ class EmbeddedNats(NatsProcess):
         store.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         self.monitor_port = self.monitor_port or free_port()
-        self.config_path.write_text(
+        write_private(
+            self.config_path,
             f"""# written by duban's embedded launcher
 server_name: duban_embedded
 host: {self.host}
@@ -172,7 +174,7 @@ jetstream {{
   sync_interval: always
 }}
 {self.extra_config}
-"""
+""",
         )
         return self.config_path
 

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from services.runtime.bus.accounts import ADMIN, Credentials
 from services.runtime.settings import Settings
 
 
@@ -133,7 +134,14 @@ def _n(value: Any) -> str:
 
 
 def _nats_url(args: argparse.Namespace) -> str:
-    return args.nats or _run_file(_data_dir(args)).get("nats_url") or Settings().nats_url
+    """``--nats``, else the administrator of the running ``duban up`` (its credentials file), else
+    ``DUBAN_NATS_URL``."""
+    if args.nats:
+        return args.nats
+    run = _run_file(_data_dir(args))
+    if run.get("nats_url") and run.get("nats_credentials") and Path(run["nats_credentials"]).exists():
+        return Credentials.load(Path(run["nats_credentials"])).url(run["nats_url"], ADMIN)
+    return run.get("nats_url") or Settings().nats_url
 
 
 async def _dead_letters(args: argparse.Namespace) -> int:
@@ -196,11 +204,48 @@ async def _dead_letters(args: argparse.Namespace) -> int:
         await nc.close()
 
 
+# -- provisioning ------------------------------------------------------------------------------
+
+
+async def _provision(args: argparse.Namespace) -> int:
+    """Make the streams and buckets of the levels, as the administrator (``DUBAN_NATS_URL`` with the
+    admin user, or ``--nats``); the level's JetStream domain and neighbours' domains, and the
+    replicas, from the same settings its services read."""
+    import nats
+
+    from services.runtime.bus.accounts import provision
+
+    settings = Settings()
+    levels = args.level or [settings.jurisdiction]
+    url = _nats_url(args)
+    try:
+        nc = await nats.connect(url, max_reconnect_attempts=3, connect_timeout=5)
+    except Exception as err:
+        print(f"duban provision: cannot connect to NATS at {_without_password(url)}: {err}", file=sys.stderr)
+        return 1
+    try:
+        made = await provision(nc, levels, settings=settings, say=lambda line: print(f"duban: {line}", flush=True))
+    except Exception as err:
+        print(f"duban provision: {type(err).__name__}: {err} (is this the administrator's user?)", file=sys.stderr)
+        return 1
+    finally:
+        await nc.close()
+    print(json.dumps({"levels": levels, "streams": made}) if args.json else f"duban: {len(made)} streams ready")
+    return 0
+
+
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.username + '@' if parts.username else ''}{parts.hostname}:{parts.port}"
+
+
 # -- the parsers -------------------------------------------------------------------------------
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``trace``, ``status`` and ``dead-letters`` on duban's command line."""
+    """Register ``trace``, ``status``, ``provision`` and ``dead-letters`` on duban's command line."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--data-dir",
@@ -217,6 +262,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     status = subparsers.add_parser("status", parents=[common], help="health, streams, lag and dead letters")
     status.add_argument("--url", action="append", help="a service's base URL (default: all in run.json)")
     status.set_defaults(func=_status)
+
+    made = subparsers.add_parser(
+        "provision",
+        parents=[common],
+        help="make a level's streams and buckets as the administrator (before its services start)",
+    )
+    made.add_argument("--level", action="append", help="a level's code (default: DUBAN_JURISDICTION); repeatable")
+    made.add_argument("--nats", help="the administrator's NATS URL (default: run.json's admin, then DUBAN_NATS_URL)")
+    made.set_defaults(func=lambda args: asyncio.run(_provision(args)))
 
     dead = subparsers.add_parser("dead-letters", help="list, show, replay or discard dead letters of a level")
     actions = dead.add_subparsers(dest="action", required=True)

@@ -41,10 +41,9 @@ from pathlib import Path
 
 import nats
 
-from contracts import subjects
 from contracts.jurisdictions import default_registry
-from services.runtime.bus.deadletters import ensure_deadletter_stream
-from services.runtime.es.eventstore import EventStore
+from services.runtime.bus.accounts import ADMIN, Credentials, provision, user_name
+from services.runtime.bus.levels import SERVICES
 from services.runtime.http.auth import Role, dev_token
 from services.runtime.settings import Settings
 
@@ -255,13 +254,11 @@ def dev_tokens(levels: tuple[str, ...], secret: str) -> dict[str, dict[str, str]
     return {code: {role.value: dev_token(code, role.value, secret) for role in Role} for code in levels}
 
 
-async def _prepare_streams(url: str, levels: tuple[str, ...]) -> None:
+async def _provision(url: str, levels: tuple[str, ...]) -> None:
+    """Every stream and bucket of every level, made as the administrator (services may only look)."""
     nc = await nats.connect(url)
     try:
-        for code in levels:
-            for context in subjects.CONTEXTS:
-                await EventStore(nc, context=context, jurisdiction=code).ensure_streams()
-            await ensure_deadletter_stream(nc.jetstream(), code)
+        await provision(nc, levels)
     finally:
         await nc.close()
 
@@ -287,11 +284,15 @@ class Runner:
         base: int,
         *,
         with_tokens: bool = False,
+        credentials: Credentials | None = None,
     ):
         self.data_dir, self.server, self.levels, self.services, self.base = data_dir, server, levels, services, base
         #: Write a development token per role and level into run.json (``--dev-tokens``).
         self.with_tokens = with_tokens
         self.registry = default_registry()
+        #: The NATS users' passwords (owner-only, in the data directory), and the server configured with them.
+        self.credentials = credentials or Credentials.ensure(data_dir / "nats" / "credentials.json", levels)
+        server.extra_config = self.credentials.accounts_config(levels)
         self.nats = NatsServerProcess(server)
         self.children: list[ServiceProcess] = []
         self.ready = False
@@ -307,6 +308,7 @@ class Runner:
             "ready": self.ready,
             "nats_url": self.server.url,
             "nats_monitor": self.nats.monitor,
+            "nats_credentials": str(self.credentials.path),
             "nats": {
                 "pid": self.nats.pid,
                 "restarts": self.nats.restarts,
@@ -333,10 +335,10 @@ class Runner:
     def start(self) -> None:
         """NATS first (JetStream up, the streams of every level there), then every service."""
         self.nats.start()
-        asyncio.run(_prepare_streams(self.server.url, self.levels))
+        asyncio.run(_provision(self.credentials.url(self.server.url, ADMIN), self.levels))
         env = {
             **os.environ,
-            "DUBAN_NATS_URL": self.server.url,
+            "DUBAN_NATS_URL": self.server.url,  # a service's own user is put in below
             "DUBAN_DATA_DIR": str(self.data_dir),
             # development sign-in: choose a person of the directory, or `duban token PERSON`
             "DUBAN_DEV_SIGNIN": "true",
@@ -354,6 +356,8 @@ class Runner:
                     level_env["DUBAN_JWKS_URL"] = f"http://127.0.0.1:{directory}/.well-known/jwks.json"
                 if service == "directory" and "web" in self.services:  # sign-ins return to the pages
                     level_env["DUBAN_WEB_URL"] = f"http://127.0.0.1:{self.base + PORT_OFFSETS['web'] + index}"
+                if service in SERVICES:  # its own NATS user, with its permissions
+                    level_env["DUBAN_NATS_URL"] = self.credentials.url(self.server.url, user_name(service, code))
                 if service == "web":  # the pages call this level's services
                     for other, offset in PORT_OFFSETS.items():
                         level_env[f"DUBAN_{other.upper()}_URL"] = f"http://127.0.0.1:{self.base + offset + index}"

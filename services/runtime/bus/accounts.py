@@ -1,0 +1,129 @@
+"""Who may use a level's NATS: one user per service and level with the permissions of
+``levels.service_permissions``, an administrator (provisioning, operators' tools) and the system
+account, as deploy/ configures them; and the streams an administrator makes before any service
+starts (``provision``).
+
+``duban up`` runs its embedded nats-server with these users, so the development default is as
+closed as production: a process without credentials cannot connect, a service cannot publish
+another context's events or write another context's snapshots, and no service can create,
+change, delete or purge a stream. The passwords are generated once into the data directory
+(``nats/credentials.json``, readable by its owner only) and given to each service in its
+``DUBAN_NATS_URL``; the server's configuration file, which names them, is owner-only too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from contracts import subjects
+from contracts.jurisdictions import JurisdictionRegistry, default_registry
+
+from ..settings import Settings
+from .levels import SERVICES, LevelTopology, service_permissions
+
+ADMIN = "admin"
+SYSTEM = "sys"
+
+
+def user_name(service: str, code: str) -> str:
+    return f"{service}-{code}"
+
+
+class Credentials:
+    """The passwords of a level set's NATS users, kept in one owner-only JSON file."""
+
+    def __init__(self, path: Path, passwords: dict[str, str]) -> None:
+        self.path = path
+        self.passwords = passwords
+
+    @classmethod
+    def ensure(cls, path: Path, levels: Iterable[str]) -> Credentials:
+        """The file's passwords, with one made for every user it lacks (written owner-only)."""
+        passwords: dict[str, str] = {}
+        if path.exists():
+            passwords = json.loads(path.read_text(encoding="utf-8"))
+        wanted = [ADMIN, SYSTEM, *(user_name(service, code) for code in levels for service in SERVICES)]
+        missing = [name for name in wanted if name not in passwords]
+        for name in missing:
+            passwords[name] = secrets.token_urlsafe(24)
+        if missing or not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_private(path, json.dumps(passwords, indent=2))
+        return cls(path, passwords)
+
+    @classmethod
+    def load(cls, path: Path) -> Credentials:
+        return cls(path, json.loads(path.read_text(encoding="utf-8")))
+
+    def url(self, base: str, name: str) -> str:
+        """``base`` (``nats://host:port``) with the user ``name`` and its password in it."""
+        parts = urlsplit(base)
+        netloc = f"{quote(name, safe='')}:{quote(self.passwords[name], safe='')}@{parts.hostname}:{parts.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+    def accounts_config(self, levels: Iterable[str]) -> str:
+        """The ``accounts`` block of a nats-server configuration: the DUBAN account with the
+        administrator and every service user of ``levels``, and the system account."""
+        users = [{"user": ADMIN, "password": self.passwords[ADMIN], "allowed_connection_types": ["STANDARD"]}]
+        for code in levels:
+            for service in SERVICES:
+                name = user_name(service, code)
+                users.append(
+                    {
+                        "user": name,
+                        "password": self.passwords[name],
+                        "allowed_connection_types": ["STANDARD"],
+                        "permissions": service_permissions(code, service),
+                    }
+                )
+        accounts = {
+            "DUBAN": {"jetstream": "enabled", "users": users},
+            "SYS": {"users": [{"user": SYSTEM, "password": self.passwords[SYSTEM]}]},
+        }
+        return f"accounts: {json.dumps(accounts, ensure_ascii=False, indent=2)}\nsystem_account: SYS\n"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable and writable by its owner only (from the first byte)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.chmod(path, 0o600)
+
+
+async def provision(
+    nc,
+    levels: Iterable[str],
+    *,
+    settings: Settings | None = None,
+    registry: JurisdictionRegistry | None = None,
+    topology: LevelTopology | None = None,
+    say=lambda line: None,
+) -> list[str]:
+    """Make (or bring to their configuration) every stream and bucket of ``levels``: each
+    context's events and snapshot bucket, the OUTBOX, the INBOX sourcing the neighbours' OUTBOX,
+    the dead letters. Run with an administrator's connection; services only look at them.
+    ``topology``: the domains of the level and of its neighbours (default: from the environment,
+    as the level's services read them)."""
+    from ..es.eventstore import EventStore
+    from .deadletters import ensure_deadletter_stream
+    from .levels import ensure_level_streams
+
+    registry = registry or default_registry()
+    made: list[str] = []
+    for code in levels:
+        level_settings = (settings or Settings()).model_copy(update={"jurisdiction": code})
+        for context in subjects.CONTEXTS:
+            store = EventStore(nc, context=context, jurisdiction=code, settings=level_settings)
+            await store.ensure_streams()
+            made += [store.stream, f"KV_{store.bucket}"]
+        await ensure_level_streams(nc.jetstream(), code, registry, level_settings, topology)
+        await ensure_deadletter_stream(nc.jetstream(), code, level_settings.stream_replicas)
+        made += [subjects.outbox_stream(code), subjects.inbox_stream(code), subjects.deadletter_stream(code)]
+        say(f"provisioned {code}: {len(subjects.CONTEXTS)} event streams and snapshot buckets, OUTBOX, INBOX, DLQ")
+    return made

@@ -115,7 +115,7 @@ def test_while_nats_is_away_calls_answer_503_and_after_it_returns_they_work_agai
         async def snapshot_bucket_messages() -> int:
             nc = await nats.connect(server.url)
             try:
-                bucket = f"KV_{subjects.snapshot_bucket('tracking', WENLING)}"
+                bucket = f"KV_{subjects.snapshot_bucket('intake', WENLING)}"  # intake wrote again
                 return (await nc.jetstream().stream_info(bucket)).state.messages
             finally:
                 await nc.close()

@@ -28,6 +28,7 @@ import httpx
 import jwt
 import nats
 import pytest
+from nats.errors import Error as NatsError
 
 from contracts import subjects
 from services.runtime.http.auth import issue_token
@@ -192,6 +193,10 @@ def test_every_service_of_every_level_is_its_own_process_and_answers_healthz(up)
         assert healthz(process["url"]), name
     assert "tokens" not in info  # people sign in: duban token, or --dev-tokens for scripts
     assert info["nats_url"].startswith("nats://127.0.0.1:")
+    # the bus is as closed as in production: nobody connects without the generated credentials
+    with pytest.raises(NatsError, match="Authorization Violation"):
+        asyncio.run(nats.connect(info["nats_url"], allow_reconnect=False, max_reconnect_attempts=0))
+    assert Path(info["nats_credentials"]).stat().st_mode & 0o777 == 0o600
 
 
 def test_duban_token_signs_in_a_person_of_the_directory_whose_token_two_services_accept(up):
@@ -544,12 +549,12 @@ def test_a_nats_server_killed_with_sigkill_is_restarted_on_the_same_port_and_sto
         assert "duban: nats-server exited (signal SIGKILL) after" in system.log()
         assert f"restarting on {before['url']} with its store {system.data_dir / 'nats'}" in system.log()
         assert f"(see {before['log']})" in system.log()
-        assert stored_matters(after["url"]) == 1  # the same store: what was acknowledged before is there
+        assert stored_matters(system.nats_admin_url()) == 1  # the same store: what was acknowledged before is there
         # the services were not restarted: they reconnect by themselves and work again
         back = time.monotonic()
         wait_for(lambda: submit_matter(system, "重启后提交的问题").status_code == 201, 10, "intake working again")
         print(f"intake took a submission {time.monotonic() - back:.1f}s after nats-server was back")
-        assert stored_matters(after["url"]) == 2
+        assert stored_matters(system.nats_admin_url()) == 2
         assert system.run_file["processes"][f"intake-{WENLING}"] == service and alive(service["pid"])
     finally:
         system.stop()

@@ -171,5 +171,12 @@ class Up:
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
+    def nats_admin_url(self) -> str:
+        """Its nats-server as the administrator (the credentials duban up generated)."""
+        from services.runtime.bus.accounts import ADMIN, Credentials
+
+        info = self.run_file
+        return Credentials.load(Path(info["nats_credentials"])).url(info["nats_url"], ADMIN)
+
     def url(self, code: str, service: str) -> str:
         return self.run_file["services"][code][service]

@@ -8,10 +8,11 @@ event stored years ago is still read as the current class. Events are never edit
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 __all__ = [
     "Command",
@@ -22,6 +23,7 @@ __all__ = [
     "event",
     "event_class",
     "event_types",
+    "refuse_control_characters",
     "upcast",
     "upcaster",
 ]
@@ -40,12 +42,45 @@ class Event(BaseModel):
     schema_version: ClassVar[int] = 1
 
 
+def _control_character(text: str) -> str | None:
+    """The first control character of ``text`` other than newline and tab (a CRLF counts as a
+    newline), as ``\\x1b``; None when there is none."""
+    for char in text.replace("\r\n", "\n"):
+        if char not in "\n\t" and unicodedata.category(char) == "Cc":
+            return f"\\x{ord(char):02x}"
+    return None
+
+
+def refuse_control_characters(value: Any, where: str = "") -> Any:
+    """``value`` (a command's input, walked through), with CRLF as newlines; refuses any other
+    control character (NUL, escape sequences…) in any text, naming the field: text people type
+    has none, and in logs, exports and pages they only deceive."""
+    if isinstance(value, str):
+        found = _control_character(value)
+        if found is not None:
+            raise ValueError(f"{where or '内容'} 含有不可见的控制字符（{found}），请删除后重试")
+        return value.replace("\r\n", "\n") if "\r\n" in value else value
+    if isinstance(value, dict):
+        return {
+            key: refuse_control_characters(item, f"{where}.{key}" if where else str(key)) for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [refuse_control_characters(item, f"{where}[{index}]") for index, item in enumerate(value)]
+    return value
+
+
 class Command(BaseModel):
-    """Base of every command: an imperative request that a handler may refuse."""
+    """Base of every command: an imperative request that a handler may refuse. Text in it may
+    hold newlines and tabs but no other control character (``refuse_control_characters``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
     command_type: ClassVar[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_control_characters(cls, data: Any) -> Any:
+        return refuse_control_characters(data)
 
 
 _EVENTS: dict[str, type[Event]] = {}

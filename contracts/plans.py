@@ -17,11 +17,11 @@ from __future__ import annotations
 from calendar import monthrange
 from datetime import date
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from .events import Command, Event, command, event
+from .events import Command, Event, command, event, refuse_control_characters
 from .intake import ID_PATTERN
 from .tracking import EvaluationRecorded
 
@@ -232,9 +232,14 @@ class _PlanBase(_Frozen):
 
 
 class PlanDraft(_PlanBase):
-    """A plan as staff write it or import it from a file."""
+    """A plan as staff write it or import it from a file (no control characters in its text)."""
 
     items: list[PlanItemDraft] = Field(default_factory=list, max_length=500)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_control_characters(cls, data: Any) -> Any:
+        return refuse_control_characters(data)
 
     @model_validator(mode="after")
     def _consistent(self) -> PlanDraft:

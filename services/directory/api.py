@@ -30,6 +30,7 @@ from contracts.directory import (
 )
 from contracts.intake import ID_PATTERN
 from services.runtime.es.aggregate import DomainError, NotAllowed
+from services.runtime.http import exports
 from services.runtime.http.app import Provided, error_body, service_app, service_router
 from services.runtime.http.auth import STAFF, Principal, Role
 from services.runtime.http.routes import CommandRoute, add_command_routes
@@ -273,10 +274,11 @@ async def _export(engine: AsyncEngine) -> bytes:
     book = openpyxl.Workbook()
     sheet = book.active
     sheet.title = "名册"
-    sheet.append(["人员编号", "姓名", "性别", "证号", "身份", "代表层级", "所属组织", "手机", "邮箱", "状态"])
+    exports.append(sheet, ["人员编号", "姓名", "性别", "证号", "身份", "代表层级", "所属组织", "手机", "邮箱", "状态"])
     orgs = {o["id"]: o["name"] for o in await directory.list_orgs(engine)}
     for p in await directory.list_people(engine):
-        sheet.append(
+        exports.append(
+            sheet,
             [
                 p["id"],
                 p["name"],
@@ -288,7 +290,7 @@ async def _export(engine: AsyncEngine) -> bytes:
                 p["mobile"],
                 p["email"],
                 "在册" if p["active"] else "已停用",
-            ]
+            ],
         )
     out = io.BytesIO()
     book.save(out)

@@ -51,10 +51,11 @@ from services.runtime.http.app import (
     service_app,
     service_router,
 )
-from services.runtime.http.auth import Principal
+from services.runtime.http.auth import STAFF, Principal
 from services.runtime.http.bounds import DayOrInstant, limit_query, offset_query
 from services.runtime.http.routes import ID_PATTERN, CommandRoute, IdempotencyKey, add_command_routes
 from services.runtime.http.spreadsheets import upload_body, uploaded_file
+from services.runtime.read import people
 from services.runtime.settings import Settings
 
 from . import imports
@@ -215,13 +216,15 @@ def build_router(
             plan_item=plan_item,
             **filters.args,
         )
-        return _page(rows, filters)
+        return _page([hide_contact(row, principal) for row in rows], filters)
 
     @router.get("/matters/{matter_id}", tags=["matters"], summary="事项详情与全部经过")
     async def matter_detail(matter_id: str = MatterId, principal: Principal = Depends(caller)) -> dict[str, Any]:
         """The matter and every event of it (who, when, what), oldest first. ``source`` says
         whether it was read from the read models or, when they lag, from the event store."""
-        return await _detail(get_handlers(), get_engine(), matter_id)
+        detail = await _detail(get_handlers(), get_engine(), matter_id)
+        hide_contact(detail["matter"], principal)
+        return detail
 
     @router.get("/matters/{matter_id}/duplicates", tags=["matters"], summary="可能重复的事项")
     async def matter_duplicates(matter_id: str = MatterId, principal: Principal = Depends(caller)) -> dict[str, Any]:
@@ -266,6 +269,28 @@ class _Filters:
             "limit": limit,
             "offset": offset,
         }
+
+
+def may_see_contact(principal: Principal, row: dict[str, Any]) -> bool:
+    """Who may read how to reach the enterprise or resident who raised it: the level's committee
+    staff and the matter's own submitters; everyone else (units, leaders, other deputies,
+    evaluators, operators) sees it masked."""
+    staff = principal.has(*STAFF) and principal.jurisdiction == row.get("jurisdiction", principal.jurisdiction)
+    return staff or principal.id in (row.get("submitter_ids") or [])
+
+
+def mask_contact(contact: str) -> str:
+    """``139****0001`` for a mobile, else its first character and asterisks."""
+    digits = re.sub(r"\D", "", contact)
+    if len(digits) >= 7 and len(digits) >= len(contact.replace(" ", "").replace("-", "")) - 1:
+        return people.mask_mobile(digits) or ""
+    return contact[:1] + "****"
+
+
+def hide_contact(row: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    if row.get("raised_by_contact") and not may_see_contact(principal, row):
+        row["raised_by_contact"] = mask_contact(row["raised_by_contact"])
+    return row
 
 
 def _page(rows: list[dict[str, Any]], filters: _Filters) -> dict[str, Any]:

@@ -51,6 +51,10 @@ derived_id = id_deriver("6c1e6f0e-8a51-4f57-9d7e-4b1f0b5a0d11")  # namespace of 
 log = logging.getLogger("duban.intake.handlers")
 
 
+#: Who may enter a matter on someone else's behalf (a paper form, a deputy group's collection).
+ON_BEHALF = (*STAFF, Role.liaison_station, Role.system)
+
+
 class IntakeHandlers(Guarded):
     """The commands of one level's intake."""
 
@@ -85,6 +89,10 @@ class IntakeHandlers(Guarded):
             raise NotAllowed("当前身份不能提交事项")
         if command.matter.raised_in != self.here:
             raise DomainError(f"事项须在本级（{self.here}）提出", field="matter.raised_in", code="wrong_jurisdiction")
+        if not principal.has(*ON_BEHALF) and command.matter.lead.id != principal.id:
+            # a deputy raises as himself; a station or staff enter on a deputy's behalf, and the
+            # event's actor says who entered it
+            raise NotAllowed("代表只能以本人名义提出事项（领衔人应为本人）；代他人或代表小组提出请由联络站或工委录入")
         if command.matter.activity_id is not None:
             activity = await self.store.load(Activity, command.matter.activity_id)
             if not activity.exists:

@@ -24,7 +24,6 @@ as XLSX (openpyxl), with Chinese headers.
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from contracts.intake import (
 )
 from contracts.tracking import RATING_NAMES, THRESHOLD_NAMES, CaseStatus, Rating, Threshold
 from contracts.tracking import STATUS_NAMES as CASE_STATUS_NAMES
+from services.runtime.http import exports
 from services.runtime.read.db import connected
 
 from .projections import cases, matters
@@ -332,12 +332,7 @@ def table(name: str, rows: list[dict[str, Any]]) -> tuple[list[str], list[list[A
 
 
 def to_csv(name: str, rows: list[dict[str, Any]]) -> bytes:
-    headers, values = table(name, rows)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(headers)
-    writer.writerows(values)
-    return ("\ufeff" + out.getvalue()).encode("utf-8")
+    return exports.to_csv(*table(name, rows))
 
 
 def to_xlsx(name: str, rows: list[dict[str, Any]], *, subtitle: str = "") -> bytes:
@@ -345,12 +340,12 @@ def to_xlsx(name: str, rows: list[dict[str, Any]], *, subtitle: str = "") -> byt
     book = Workbook()
     sheet = book.active
     sheet.title = LISTS[name].title
-    sheet.append(headers)
+    exports.append(sheet, headers)
     for cell in sheet[1]:
         cell.font = Font(bold=True)
         cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
     for row in values:
-        sheet.append(row)
+        exports.append(sheet, row)
     sheet.freeze_panes = "A2"
     for index, label in enumerate(headers, 1):
         letter = sheet.cell(row=1, column=index).column_letter

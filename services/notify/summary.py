@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from contracts.envelope import SHANGHAI
 from contracts.jurisdictions import JurisdictionRegistry, Level
 from contracts.notify import SummaryFigures, SummaryRow, TypicalCase
+from services.runtime.http import exports
 from services.runtime.read.db import connected
 
 from .domain import month_bounds
@@ -255,7 +256,7 @@ def summary_xlsx(view: dict[str, Any], *, filled_by: str = "", filled_on: date |
         name = row["name"] if row["reported"] else f"{row['name']}（未报送）"
         values = [name, *(row["figures"][key] for key, _ in COLUMNS[:-1]), _cases_text(row["typical_cases"])]
         for column, value in enumerate(values, 1):
-            cell = sheet.cell(row=row_number, column=column, value=value)
+            cell = exports.put(sheet, row_number, column, value)  # typical cases are what people typed
             cell.border = border
             cell.alignment = Alignment(wrap_text=True, vertical="top")
         row_number += 1

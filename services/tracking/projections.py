@@ -317,7 +317,7 @@ class PlanProjection(DocumentProjection):
     @handles(PlanRevised)
     def revised(self, doc, event: PlanRevised, envelope: Envelope) -> None:
         self._plan(doc, event.plan, envelope)
-        entry = {"at": envelope.occurred_at.isoformat(), "by": envelope.actor.name or envelope.actor.id}
+        entry = {"at": envelope.occurred_at.isoformat(), "by": envelope.actor.name or envelope.actor.principal_id}
         doc["changes"] = [*doc["changes"], entry | {"changes": event.changes}]
 
     def _touch(self, doc, envelope: Envelope) -> None:

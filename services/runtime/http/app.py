@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -31,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.runtime.es.aggregate import DomainError, NotAllowed
+from services.runtime.es.aggregate import Aggregate, DomainError, NotAllowed
 from services.runtime.es.eventstore import ConcurrencyError, StoreUnavailable
 from services.runtime.es.unavailable import BUS_ERRORS, DATABASE_ERRORS, bus_unavailable
 from services.runtime.settings import Settings
@@ -144,7 +145,9 @@ def zh_reason(error: Mapping[str, Any]) -> str:
     if kind == "too_short":
         return f"条目过少（至少 {ctx.get('min_length')} 项）"
     if kind == "value_error":
-        return _ZH_VALUE_ERRORS.get(str(ctx.get("error", "")), "取值无效")
+        message = str(ctx.get("error", ""))
+        # a validator's own refusal in Chinese (naming the field) is said as it is
+        return _ZH_VALUE_ERRORS.get(message) or (message if re.search("[\u4e00-\u9fff]", message) else "取值无效")
     if kind in _ZH_REASONS:
         return _ZH_REASONS[kind]
     if kind in bounds.ZH_REASONS:
@@ -258,6 +261,32 @@ async def _not_authenticated(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _other_kinds_id(exc: BaseException) -> str | None:
+    """The id, when ``exc`` is ``Aggregate.apply`` refusing an event it has no ``@applies`` for:
+    the id asked for is another kind of aggregate's of the same context (a case's id given as a
+    plan's, an organisation's as a person's), so nothing of it could be loaded. Told by the frame
+    that raised it, not by its words; ``None`` for any other TypeError."""
+    if not isinstance(exc, TypeError) or exc.__traceback__ is None:
+        return None
+    tb = exc.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb.tb_frame.f_code is not Aggregate.apply.__code__:
+        return None
+    return str(getattr(tb.tb_frame.f_locals.get("self"), "id", ""))
+
+
+async def _type_error(request: Request, exc: Exception) -> JSONResponse:
+    """An id of another kind of aggregate: 409 naming it (until the event store refuses such a
+    load itself, which belongs in ``es/``); any other TypeError is ours to fix: 500, logged."""
+    aggregate_id = _other_kinds_id(exc)
+    if aggregate_id is not None:
+        message = f"编号 {aggregate_id} 已用于另一类记录，不能在此使用"
+        return JSONResponse(error_body("other_kind", message), status_code=409)
+    log.error("request failed", exc_info=exc, extra={"path": request.url.path})
+    return await _internal_error(request, exc)
+
+
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     """Any other error is ours to fix: 500 in duban's shape, without its text (Starlette raises it
     on after this answer, so the server logs it with its traceback)."""
@@ -283,7 +312,8 @@ def install_error_handlers(app: FastAPI) -> None:
     ConcurrencyError → 409 ``conflict``; StoreUnavailable, NATS or the database away → 503 with
     ``Retry-After``; NotAuthenticated → 401; invalid input → 422 naming the field, without
     echoing the input; a body past the limit → 413; a write over a limit (``limits.py``) → 429
-    with ``Retry-After``; anything else → 500, in the same shape."""
+    with ``Retry-After``; an id of another kind of aggregate → 409; anything else → 500, in the
+    same shape."""
     app.add_exception_handler(DomainError, _domain_error)  # NotAllowed is a DomainError (status 403)
     app.add_exception_handler(ConcurrencyError, _concurrency_error)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
@@ -294,6 +324,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TooManyRequests, _too_many_requests)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(TypeError, _type_error)
     app.add_exception_handler(Exception, _internal_error)
 
 

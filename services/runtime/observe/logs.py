@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 
 from opentelemetry import trace
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+#: Characters a terminal or a log viewer acts on that JSON leaves as they are: DEL, the C1
+#: controls (\x9b starts an escape sequence too) and the Unicode line and paragraph separators.
+_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029]")
 
 
 class JsonFormatter(logging.Formatter):
@@ -29,7 +33,8 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        # JSON escapes C0 controls (an ANSI escape is \u001b); the rest a terminal would act on too
+        return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(entry, ensure_ascii=False, default=str))
 
 
 def setup_logging(level: str = "INFO", stream=None) -> None:

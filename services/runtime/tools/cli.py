@@ -222,6 +222,25 @@ class _StopSignals:
             self.signal.raise_signal(self.pending[0])
 
 
+#: The services that sign tokens themselves (the directory: its key ring) or verify none (the
+#: pages hold sessions and call the others with the person's token).
+KEY_HOLDERS = ("directory", "web")
+
+
+def key_refusal(service: str, settings) -> str | None:
+    """Why ``service`` must not start with ``settings``: a service that checks people's tokens
+    needs a key to check them with (the directory's JWKS, or a public key); without one, only the
+    development sign-in (``DUBAN_DEV_SIGNIN``, which ``duban up`` sets) may run it, never silently
+    on the published development secret."""
+    if service in KEY_HOLDERS or settings.dev_signin or settings.jwks_url or settings.jwt_public_key:
+        return None
+    return (
+        "no key to verify tokens with: set DUBAN_JWKS_URL (the level's directory, "
+        "http://<directory>/.well-known/jwks.json) or DUBAN_JWT_PUBLIC_KEY; DUBAN_DEV_SIGNIN=true only for "
+        "development (it accepts tokens signed with the development secret)"
+    )
+
+
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
     import contextlib
@@ -237,6 +256,9 @@ def _serve(args: argparse.Namespace) -> int:
             os.environ.setdefault(name, value)  # the environment wins over the file
     overrides = {"jurisdiction": args.jurisdiction} if args.jurisdiction else {}
     settings = Settings(**overrides)
+    if (refusal := key_refusal(args.service, settings)) is not None:
+        print(f"duban serve: {refusal}", file=sys.stderr)
+        return 2
     try:
         app = importlib.import_module(f"services.{args.service}.app")
     except ModuleNotFoundError as err:

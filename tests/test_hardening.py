@@ -1,0 +1,170 @@
+"""Issue 19's findings that are not about the bus, each reproduced and shown refused or harmless:
+``duban serve`` without a key; formulas in the exported lists; control characters in what is
+submitted and in the logs; raisers' contacts shown to whoever asked; a deputy submitting in
+another deputy's name."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import subprocess
+import sys
+
+import httpx
+import openpyxl
+import pytest
+
+from services.intake.api import create_api as intake_api
+from services.notify.api import create_api as notify_api
+from services.runtime.http.auth import dev_token
+from services.runtime.observe.logs import JsonFormatter
+from services.runtime.settings import Settings
+from services.runtime.tools.cli import key_refusal
+from tests.support.notify import WENLING, wenling_level
+from tests.support.waiting import eventually
+
+FORMULAS = [
+    '=HYPERLINK("http://evil.example/x","点击查看")',
+    "=cmd|' /C calc'!A0",
+    "+1+1 企业反映",
+    "-2+3 企业反映",
+    "@SUM(1,2) 企业反映",
+]
+
+
+def bearer(role: str, code: str = WENLING, sub: str | None = None) -> dict[str, str]:
+    token = dev_token(code, role) if sub is None else None
+    if sub is not None:
+        from services.runtime.http.auth import issue_token
+
+        token = issue_token(sub, [role], code, name=sub, secret=Settings().jwt_secret)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_duban_serve_refuses_to_start_without_a_key_to_verify_tokens_with():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DUBAN_DEV_SIGNIN", "DUBAN_JWKS", "DUBAN_JWT"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "services.runtime.tools.cli", "serve", "intake", "--jurisdiction", "331082"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "no key to verify tokens with" in done.stderr and "DUBAN_JWKS_URL" in done.stderr
+    bare = Settings(jurisdiction="331082", dev_signin=False, jwks_url=None, jwt_public_key=None)
+    assert key_refusal("tracking", bare) is not None
+    assert (
+        key_refusal("tracking", bare.model_copy(update={"jwks_url": "http://directory/.well-known/jwks.json"})) is None
+    )
+    assert key_refusal("tracking", bare.model_copy(update={"dev_signin": True})) is None
+    assert key_refusal("directory", bare) is None  # it holds the keys
+
+
+def test_logs_escape_what_a_terminal_would_act_on():
+    record = logging.makeLogRecord(
+        {"msg": "matter submitted", "levelname": "INFO", "name": "t", "title": "红\x1b[2J\x9b31m\x00\u2028x"}
+    )
+    line = JsonFormatter().format(record)
+    assert all(ch not in line for ch in ("\x1b", "\x9b", "\x00", "\u2028"))
+    assert "\\u001b[2J\\u009b31m\\u0000\\u2028x" in line
+
+
+@pytest.fixture
+async def level(tmp_path):
+    async with wenling_level(tmp_path) as running:
+        intake = intake_api(running.intake.settings, handlers=running.intake.handlers, engine=running.intake.engine)
+        notify = notify_api(running.notify_settings, handlers=running.notify.handlers, engine=running.notify.engine)
+        async with (
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=intake), base_url="http://intake") as i,
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=notify), base_url="http://notify") as n,
+        ):
+            yield running, i, n
+
+
+def problem(title: str, lead: str = "deputy-331081", contact: str | None = None) -> dict:
+    matter = {
+        "kind": "problem",
+        "title": title,
+        "content": "企业反映的问题。",
+        "channel": "liaison_station",
+        "lead": {"id": lead, "name": "王代表"},
+        "raised_in": WENLING,
+        "raised_by": {"name": "温岭某泵业有限公司", **({"contact": contact} if contact else {})},
+    }
+    return {"matter": matter}
+
+
+async def test_the_lists_keep_formulas_as_text_in_xlsx_and_csv(level):
+    running, intake, notify = level
+    for title in FORMULAS:
+        answer = await intake.post("/matters", json=problem(title), headers=bearer("liaison_station"))
+        assert answer.status_code == 201, answer.text
+
+    async def listed():
+        await running.idle()
+        rows = (await notify.get("/lists/problems", headers=bearer("committee"))).json()
+        return rows if rows["count"] == len(FORMULAS) else None
+
+    await eventually(listed)
+    xlsx = await notify.get("/lists/problems", params={"format": "xlsx"}, headers=bearer("committee"))
+    book = openpyxl.load_workbook(io.BytesIO(xlsx.content))
+    cells = [c for row in book.active.iter_rows() for c in row if isinstance(c.value, str)]
+    for title in FORMULAS:
+        found = [c for c in cells if c.value == title]
+        assert found and all(c.data_type == "s" for c in found), title  # a string, not a formula
+    assert not [c for c in cells if c.data_type == "f"]
+    text = (await notify.get("/lists/problems", params={"format": "csv"}, headers=bearer("committee"))).content
+    values = [v for row in csv.reader(io.StringIO(text.decode("utf-8-sig"))) for v in row]
+    for title in FORMULAS:
+        assert f"'{title}" in values and title not in values, title
+
+
+async def test_control_characters_are_refused_where_text_comes_in_naming_the_field(level):
+    _, intake, _ = level
+    for bad in ("园区\x1b[31m道路", "道路\x00破损", "退格\x08"):
+        answer = await intake.post("/matters", json=problem(bad), headers=bearer("liaison_station"))
+        assert answer.status_code == 422, answer.text
+        assert "matter.title" in answer.text and "控制字符" in answer.text
+    fine = await intake.post("/matters", json=problem("道路破损\t二期"), headers=bearer("liaison_station"))
+    assert fine.status_code == 201  # a tab (and newlines) are text
+
+
+async def test_a_raisers_contact_is_shown_only_to_staff_and_the_submitters(level):
+    running, intake, _ = level
+    raised = await intake.post(
+        "/matters", json=problem("园区道路破损", contact="13957600001"), headers=bearer("liaison_station")
+    )
+    matter_id = raised.json()["id"]
+    await running.idle()
+
+    async def contact(headers) -> str | None:
+        detail = await intake.get(f"/matters/{matter_id}", headers=headers)
+        listed = (await intake.get("/matters", headers=headers)).json()["items"]
+        row = next(r for r in listed if r["id"] == matter_id)
+        assert row["raised_by_contact"] == detail.json()["matter"]["raised_by_contact"]
+        return row["raised_by_contact"]
+
+    assert await contact(bearer("committee")) == "13957600001"
+    assert await contact(bearer("deputy", sub="deputy-331081")) == "13957600001"  # its submitter
+    for role in ("unit", "leader", "operator", "evaluator"):
+        assert await contact(bearer(role)) == "139****0001", role
+    assert await contact(bearer("deputy", sub="deputy-331081-009")) == "139****0001"  # another deputy
+
+
+async def test_a_deputy_submits_as_himself_and_a_station_on_a_deputys_behalf(level):
+    running, intake, _ = level
+    forged = await intake.post(
+        "/matters", json=problem("冒名提出", lead="deputy-331081-009"), headers=bearer("deputy", sub="deputy-331081")
+    )
+    assert forged.status_code == 403 and "本人名义" in forged.json()["detail"]["message"]
+    own = await intake.post("/matters", json=problem("本人提出"), headers=bearer("deputy", sub="deputy-331081"))
+    assert own.status_code == 201
+    entered = await intake.post(
+        "/matters", json=problem("联络站代录", lead="deputy-331081-009"), headers=bearer("liaison_station")
+    )
+    assert entered.status_code == 201
+    history = await running.intake.handlers.store.history(entered.json()["id"])
+    assert history[0].actor.principal_id == f"liaison_station-{WENLING}"  # who entered it, on the deputy's behalf

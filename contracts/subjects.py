@@ -87,3 +87,18 @@ def snapshot_bucket(context: str, jurisdiction: str) -> str:
     """The snapshot bucket of one context at one level: only that context's service may write it
     (its NATS user's permissions), so no other service's user can put a snapshot it would load."""
     return f"SNAPSHOTS_{_token(context, 'context').upper()}_{_token(jurisdiction, 'jurisdiction')}"
+
+
+def mend_stream(jurisdiction: str) -> str:
+    """Operators' mends of a level's event streams (``duban events void``): append-only."""
+    return f"MENDS_{_token(jurisdiction, 'jurisdiction')}"
+
+
+def mend_wildcard(jurisdiction: str) -> str:
+    return f"duban.mend.{_token(jurisdiction, 'jurisdiction')}.>"
+
+
+def mend_subject(jurisdiction: str, context: str, aggregate_id: str, sequence: int) -> str:
+    """The mend of one stored commit (its stream sequence) of one aggregate."""
+    tokens = (_token(jurisdiction, "jurisdiction"), _token(context, "context"), _token(aggregate_id, "aggregate id"))
+    return "duban.mend." + ".".join(tokens) + f".{int(sequence)}"

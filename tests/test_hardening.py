@@ -5,8 +5,10 @@ another deputy's name."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import json
 import logging
 import os
 import subprocess
@@ -16,12 +18,18 @@ import httpx
 import openpyxl
 import pytest
 
+from contracts import subjects
+from contracts.envelope import PREVIOUS_SEQUENCE_HEADER
 from services.intake.api import create_api as intake_api
 from services.notify.api import create_api as notify_api
+from services.runtime.es.mends import ensure_mends_stream
 from services.runtime.http.auth import dev_token
 from services.runtime.observe.logs import JsonFormatter
+from services.runtime.observe.metrics import sample
+from services.runtime.service import operated
 from services.runtime.settings import Settings
 from services.runtime.tools.cli import key_refusal
+from services.tracking.api import create_api as tracking_api
 from tests.support.notify import WENLING, wenling_level
 from tests.support.waiting import eventually
 
@@ -168,3 +176,67 @@ async def test_a_deputy_submits_as_himself_and_a_station_on_a_deputys_behalf(lev
     assert entered.status_code == 201
     history = await running.intake.handlers.store.history(entered.json()["id"])
     assert history[0].actor.principal_id == f"liaison_station-{WENLING}"  # who entered it, on the deputy's behalf
+
+
+async def test_an_unreadable_event_is_reported_answered_clearly_and_voided_by_an_operator(tmp_path):
+    async with wenling_level(tmp_path) as level:
+        await ensure_mends_stream(level.tracking.store.js, WENLING)  # duban provision makes it
+        case_id = await level.routed_suggestion("园区道路破损")
+        store = level.tracking.store
+        subject = subjects.event_subject("tracking", WENLING, case_id)
+        last = await store.js.get_msg(store.stream, subject=subject, direct=True)
+        broken = json.loads(last.data)
+        broken[0] |= {"event_id": "broken-1", "sequence": 2, "trace_context": None}
+        headers = {PREVIOUS_SEQUENCE_HEADER: str(last.seq), "Nats-Expected-Last-Subject-Sequence": str(last.seq)}
+        bad = await store.js.publish(subject, json.dumps(broken).encode(), headers=headers)
+        api = operated(
+            tracking_api(level.tracking.settings, handlers=level.tracking.handlers, engine=level.tracking.engine),
+            level.tracking,
+        )
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://tracking") as http:
+            answer = await http.get(f"/cases/{case_id}", headers=bearer("committee"))
+            assert answer.status_code == 409, answer.text
+            assert answer.json()["detail"]["code"] == "undecodable_event"
+            assert f"第 {bad.seq} 号消息无法读取" in answer.json()["detail"]["message"]
+            assign = {"lead_unit": {"id": "unit-water", "name": "市农业农村和水利局"}, "committee": "农业农村工委"}
+            refused = await http.post(f"/cases/{case_id}/assign", json=assign, headers=bearer("committee"))
+            assert refused.status_code == 409  # nothing is decided on a state it cannot read
+            status = (await http.get("/status")).json()
+            assert {"subject": subject, "sequence": bad.seq} in [
+                {k: u[k] for k in ("subject", "sequence")} for u in status["undecodable"]
+            ]
+            assert sample("duban_undecodable_events_total", {"stream": store.stream}) >= 1
+            # the operator voids it, with a reason; the commit stays, the mend says who and why
+            done = await asyncio.to_thread(
+                subprocess.run,
+                [
+                    sys.executable,
+                    "-m",
+                    "services.runtime.tools.cli",
+                    "events",
+                    "void",
+                    "--level",
+                    WENLING,
+                    "--subject",
+                    subject,
+                    "--sequence",
+                    str(bad.seq),
+                    "--reason",
+                    "trace_context 为空的消息，由某外部系统误发",
+                    "--operator",
+                    "ops-zhang",
+                    "--nats",
+                    level.nats.url,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 0, done.stderr
+            mend = json.loads(done.stdout)
+            assert (mend["sequence"], mend["operator"], mend["action"]) == (bad.seq, "ops-zhang", "void")
+            assert (await http.get(f"/cases/{case_id}", headers=bearer("committee"))).status_code == 200
+            assigned = await http.post(f"/cases/{case_id}/assign", json=assign, headers=bearer("committee"))
+            assert assigned.status_code == 200, assigned.text
+            assert assigned.json()["status"] == "assigned"
+        assert (await store.js.stream_info(store.stream)).state.messages >= bad.seq  # nothing deleted

@@ -111,6 +111,7 @@ async def provision(
     ``topology``: the domains of the level and of its neighbours (default: from the environment,
     as the level's services read them)."""
     from ..es.eventstore import EventStore
+    from ..es.mends import ensure_mends_stream
     from .deadletters import ensure_deadletter_stream
     from .levels import ensure_level_streams
 
@@ -124,6 +125,15 @@ async def provision(
             made += [store.stream, f"KV_{store.bucket}"]
         await ensure_level_streams(nc.jetstream(), code, registry, level_settings, topology)
         await ensure_deadletter_stream(nc.jetstream(), code, level_settings.stream_replicas)
-        made += [subjects.outbox_stream(code), subjects.inbox_stream(code), subjects.deadletter_stream(code)]
-        say(f"provisioned {code}: {len(subjects.CONTEXTS)} event streams and snapshot buckets, OUTBOX, INBOX, DLQ")
+        await ensure_mends_stream(nc.jetstream(), code, level_settings.stream_replicas)
+        made += [
+            subjects.outbox_stream(code),
+            subjects.inbox_stream(code),
+            subjects.deadletter_stream(code),
+            subjects.mend_stream(code),
+        ]
+        say(
+            f"provisioned {code}: {len(subjects.CONTEXTS)} event streams and snapshot buckets, "
+            "OUTBOX, INBOX, DLQ, MENDS"
+        )
     return made

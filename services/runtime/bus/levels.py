@@ -223,6 +223,7 @@ def level_streams(code: str) -> list[str]:
         subjects.outbox_stream(code),
         subjects.inbox_stream(code),
         subjects.deadletter_stream(code),
+        subjects.mend_stream(code),
         *(f"KV_{subjects.snapshot_bucket(context, code)}" for context in subjects.CONTEXTS),
     ]
 

@@ -71,12 +71,12 @@ from contracts.envelope import (
     new_id,
     utcnow,
 )
-from contracts.events import Event, upcast
-from services.runtime.observe.metrics import EVENTS_APPENDED
+from contracts.events import Event, UnknownEventType, upcast
+from services.runtime.observe.metrics import EVENTS_APPENDED, report_unreadable
 from services.runtime.observe.telemetry import current_trace_context, tracer
 from services.runtime.settings import Settings
 
-from .aggregate import Aggregate
+from .aggregate import Aggregate, DomainError
 
 log = logging.getLogger("duban.eventstore")
 
@@ -102,6 +102,23 @@ class StoreUnavailable(Exception):
     """The event store did not answer in time; nothing is known to be stored."""
 
 
+class UndecodableEvent(DomainError):
+    """A stored commit of the aggregate cannot be read (a malformed envelope, an event no class
+    reads): the aggregate cannot be loaded until an operator voids that commit (``duban events
+    void``). Answered 409 in Chinese, naming the stream sequence; reported in logs and ``/status``."""
+
+    status = 409
+
+    def __init__(self, aggregate_id: str, subject: str, sequence: int, reason: str) -> None:
+        super().__init__(
+            f"记录 {aggregate_id} 的第 {sequence} 号消息无法读取，暂不能查看或办理；已报告运维人员处理"
+            f"（消息主题 {subject}）",
+            field=None,
+            code="undecodable_event",
+        )
+        self.subject, self.sequence, self.reason = subject, sequence, reason
+
+
 @dataclass(frozen=True)
 class Commit:
     """What an append stored: the new version (a stream sequence) and the envelopes."""
@@ -117,6 +134,8 @@ class StoredCommit:
     previous: int
     envelopes: list[Envelope]
     headers: dict[str, str]
+    #: Why the commit could not be read (its envelopes are then empty), or None.
+    error: str | None = None
 
 
 #: The parts of a stream's configuration duban sets and keeps: an existing stream that has them
@@ -461,13 +480,47 @@ class EventStore:
             snapshot = None
         state = snapshot if snapshot is not None and commits[0].previous == base else cls(id=aggregate_id)
         for commit in commits:
-            for envelope in commit.envelopes:
-                if envelope.sequence == 1 and envelope.trace_context:
-                    state.journey = dict(envelope.trace_context)
-                state.apply(upcast(envelope.event_type, envelope.schema_version, envelope.payload))
+            events = await self._readable(aggregate_id, commit)
+            if events is None:  # voided by an operator: skipped, its numbers kept
+                state.sequence += max(1, len(commit.headers.get(EVENT_TYPES_HEADER, "").split(",")))
+            else:
+                for envelope, event in events:
+                    if envelope.sequence == 1 and envelope.trace_context:
+                        state.journey = dict(envelope.trace_context)
+                    state.apply(event)
             state.version = commit.seq
         await self.save_snapshot(state, wait=False)
         return state
+
+    async def _readable(self, aggregate_id: str, commit: StoredCommit) -> list[tuple[Envelope, Event]] | None:
+        """The commit's envelopes with their events; None when an operator voided it; raises
+        :class:`UndecodableEvent` (reported) when it cannot be read and was not voided."""
+        error = commit.error
+        events: list[tuple[Envelope, Event]] = []
+        if error is None:
+            try:
+                events = [(e, upcast(e.event_type, e.schema_version, e.payload)) for e in commit.envelopes]
+            except (ValueError, UnknownEventType) as err:
+                error = f"{type(err).__name__}: {err}"
+        if error is None:
+            return events
+        subject = subjects.event_subject(self.context, self.jurisdiction, aggregate_id)
+        if await self.voided(aggregate_id, commit.seq):
+            return None
+        report_unreadable(self.stream, subject, commit.seq, error)
+        raise UndecodableEvent(aggregate_id, subject, commit.seq, error)
+
+    async def voided(self, aggregate_id: str, sequence: int) -> dict | None:
+        """The operator's mend voiding this commit (``duban events void``), if there is one."""
+        subject = subjects.mend_subject(self.jurisdiction, self.context, aggregate_id, sequence)
+        try:
+            msg = await self.js.get_msg(subjects.mend_stream(self.jurisdiction), subject=subject)
+        except NotFoundError:
+            return None
+        except APIError as err:  # no MENDS stream (an open development server never provisioned)
+            log.warning("mends unreadable", extra={"subject": subject, "error": repr(err)})
+            return None
+        return json.loads(msg.data or b"{}")
 
     async def _walk_back(self, last: StoredCommit, *, stop_at: int) -> list[StoredCommit]:
         """Commits after ``stop_at`` up to ``last``, oldest first, by their previous-sequence links."""
@@ -482,7 +535,11 @@ class EventStore:
         last = await self._last_commit(aggregate_id)
         if last is None:
             return []
-        return [e for commit in await self._walk_back(last, stop_at=0) for e in commit.envelopes]
+        envelopes: list[Envelope] = []
+        for commit in await self._walk_back(last, stop_at=0):
+            readable = await self._readable(aggregate_id, commit)
+            envelopes += [envelope for envelope, _ in readable or []]
+        return envelopes
 
 
 def envelopes_of(
@@ -519,13 +576,17 @@ def envelopes_of(
 
 
 def _stored(msg) -> StoredCommit:
+    """A stored commit; one whose body cannot be read keeps its link back and says why."""
     headers = dict(msg.headers or {})
-    return StoredCommit(
-        seq=msg.seq,
-        previous=int(headers.get(PREVIOUS_SEQUENCE_HEADER, "0")),
-        envelopes=decode_commit(msg.data or b"[]"),
-        headers=headers,
-    )
+    try:
+        previous = int(headers.get(PREVIOUS_SEQUENCE_HEADER, "0"))
+    except ValueError:
+        previous = 0
+    try:
+        envelopes, error = decode_commit(msg.data or b"[]"), None
+    except ValueError as err:
+        envelopes, error = [], f"{type(err).__name__}: {err}"
+    return StoredCommit(seq=msg.seq, previous=previous, envelopes=envelopes, headers=headers, error=error)
 
 
-__all__ = ["Commit", "ConcurrencyError", "EventStore", "StoreUnavailable", "ensure_stream"]
+__all__ = ["Commit", "ConcurrencyError", "EventStore", "StoreUnavailable", "UndecodableEvent", "ensure_stream"]

@@ -69,6 +69,33 @@ DEAD_LETTERS = Gauge(
 )
 
 
+UNDECODABLE = Counter(
+    "duban_undecodable_events",
+    "Stored commits a load could not read (a malformed or unknown event), by stream",
+    ["stream"],
+    registry=REGISTRY,
+)
+#: The unreadable commits this process met, by (subject, stream sequence): ``/status`` lists them.
+UNREADABLE: dict[tuple[str, int], dict] = {}
+
+
+def report_unreadable(stream: str, subject: str, sequence: int, reason: str) -> None:
+    """An event a load could not read: counted, listed in ``/status``, logged once per commit."""
+    key = (subject, sequence)
+    if key in UNREADABLE:
+        return
+    UNREADABLE[key] = {"stream": stream, "subject": subject, "sequence": sequence, "reason": reason[:300]}
+    UNDECODABLE.labels(stream=stream).inc()
+    log.error(
+        "undecodable event: the aggregate cannot be loaded until an operator voids it (duban events void)",
+        extra={"stream": stream, "subject": subject, "sequence": sequence, "reason": reason[:300]},
+    )
+
+
+def forget_unreadable(subject: str, sequence: int) -> None:
+    UNREADABLE.pop((subject, sequence), None)
+
+
 @dataclass(frozen=True)
 class Watched:
     """What ``/metrics`` reads from the server: consumers (stream, durable), streams, and the
@@ -145,6 +172,7 @@ async def status(js: JetStreamContext, watched: Watched) -> dict:
         "dead_letters": {
             name: sample("duban_dead_letters", {"consumer": name}) or 0 for name in (watched.deadletter_subjects or {})
         },
+        "undecodable": list(UNREADABLE.values()),
     }
 
 

@@ -123,6 +123,12 @@ def _status_text(rows: list[dict[str, Any]]) -> str:
             lines.append(
                 f"    DEAD LETTERS {name}: {int(count)}   (duban dead-letters list --jurisdiction {row['level']})"
             )
+        for bad in row.get("undecodable") or []:
+            lines.append(
+                f"    UNREADABLE {bad['subject']} #{bad['sequence']}: {bad['reason'][:80]}   "
+                f"(duban events void --level {row['level']} --subject {bad['subject']} --sequence {bad['sequence']} "
+                "--reason ...)"
+            )
     return "\n".join(lines)
 
 
@@ -204,6 +210,42 @@ async def _dead_letters(args: argparse.Namespace) -> int:
         await nc.close()
 
 
+# -- mends ------------------------------------------------------------------------------------
+
+
+async def _void(args: argparse.Namespace) -> int:
+    """Void one unreadable commit (an audited mend; the commit itself stays in the stream)."""
+    import nats
+
+    from contracts import subjects
+    from services.runtime.es.mends import void
+
+    parts = args.subject.split(".")
+    if len(parts) != 5 or parts[:2] != ["duban", "evt"] or parts[3] != args.level:
+        print(f"duban events void: {args.subject} is not an event subject of {args.level}", file=sys.stderr)
+        return 2
+    context, aggregate_id = parts[2], parts[4]
+    if context not in subjects.CONTEXTS:
+        print(f"duban events void: unknown context {context!r}", file=sys.stderr)
+        return 2
+    url = _nats_url(args)
+    nc = await nats.connect(url, max_reconnect_attempts=3, connect_timeout=5)
+    try:
+        mend = await void(
+            nc.jetstream(),
+            code=args.level,
+            context=context,
+            aggregate_id=aggregate_id,
+            sequence=args.sequence,
+            reason=args.reason,
+            operator=args.operator,
+        )
+    finally:
+        await nc.close()
+    print(json.dumps(mend, ensure_ascii=False))
+    return 0
+
+
 # -- provisioning ------------------------------------------------------------------------------
 
 
@@ -271,6 +313,21 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     made.add_argument("--level", action="append", help="a level's code (default: DUBAN_JURISDICTION); repeatable")
     made.add_argument("--nats", help="the administrator's NATS URL (default: run.json's admin, then DUBAN_NATS_URL)")
     made.set_defaults(func=lambda args: asyncio.run(_provision(args)))
+
+    events = subparsers.add_parser("events", help="mend a level's event streams (audited)")
+    mends = events.add_subparsers(dest="action", required=True)
+    voiding = mends.add_parser(
+        "void",
+        parents=[common],
+        help="void a stored commit no service can read (it stays in the stream; loads skip it)",
+    )
+    voiding.add_argument("--level", required=True, help="the level's code")
+    voiding.add_argument("--subject", required=True, help="its subject, as duban status lists it")
+    voiding.add_argument("--sequence", type=int, required=True, help="its stream sequence")
+    voiding.add_argument("--reason", required=True, help="why (kept with the mend)")
+    voiding.add_argument("--operator", help="who (default: the login name)")
+    voiding.add_argument("--nats", help="the administrator's NATS URL (default: run.json's admin, then DUBAN_NATS_URL)")
+    voiding.set_defaults(func=lambda args: asyncio.run(_void(args)))
 
     dead = subparsers.add_parser("dead-letters", help="list, show, replay or discard dead letters of a level")
     actions = dead.add_subparsers(dest="action", required=True)

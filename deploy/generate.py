@@ -3,6 +3,8 @@
     python deploy/generate.py            write nats/*.conf and compose.yaml (a test checks they are current)
     python deploy/generate.py secrets    print a fresh .env: every NATS password, the leaf links'
                                          nkeys and the PostgreSQL passwords (never committed)
+    python deploy/generate.py tls        write a development CA and a certificate per NATS host into
+                                         deploy/tls/ (never committed; use your own CA's in production)
 
 Why generated: every service of every level has a NATS user whose permissions list that level's
 subjects and streams one by one (NATS wildcards match whole tokens only, so ``INTAKE_331081``
@@ -213,6 +215,35 @@ def hub_accounts(topology: Topology) -> str:
     )
 
 
+#: Where the NATS containers (and the services) find the certificates ``generate.py tls`` makes.
+TLS_DIR = "/etc/nats/tls"
+#: The services see the CA's certificate only, never a server's key.
+CA_MOUNT = f"./tls/ca.pem:{TLS_DIR}/ca.pem:ro"
+
+
+def _tls_block(host: str, *, verify: bool, indent: int = 0) -> str:
+    pad = "  " * indent
+    lines = [
+        f"{pad}tls {{",
+        f'{pad}  cert_file: "{TLS_DIR}/{host}.pem"',
+        f'{pad}  key_file: "{TLS_DIR}/{host}-key.pem"',
+        f'{pad}  ca_file: "{TLS_DIR}/ca.pem"',
+        f"{pad}  verify: {'true' if verify else 'false'}",
+        f"{pad}  timeout: 2",
+        f"{pad}}}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _client_tls(host: str) -> str:
+    """Clients connect over TLS only (a plain-text client is refused); they check the server's
+    certificate against duban's CA and sign in with their user and password."""
+    return (
+        "# clients: TLS only, the server's certificate from duban's CA (python deploy/generate.py tls)\n"
+        + _tls_block(host, verify=False)
+    )
+
+
 def hub_node(topology: Topology, index: int) -> str:
     name = topology.hub_nodes[index]
     routes = [f"nats-route://{other}:{CLUSTER_PORT}" for other in topology.hub_nodes if other != name]
@@ -224,6 +255,7 @@ def hub_node(topology: Topology, index: int) -> str:
         + f"http: 0.0.0.0:{MONITOR_PORT}\n"
         + "max_payload: 8MB\n"
         + "lame_duck_duration: 30s\n"
+        + _client_tls(name)
         + _jetstream(topology.hub_domain)
         + "cluster {\n"
         + f"  name: {topology.hub_domain}\n"
@@ -236,6 +268,8 @@ def hub_node(topology: Topology, index: int) -> str:
         + "  # counties dial the hub addresses in their own configuration, not the internal ones the\n"
         + "  # cluster would gossip (they may sit behind NAT or a load balancer)\n"
         + "  no_advertise: true\n"
+        + "  # a leaf node must show a certificate of duban's CA (besides its nkey)\n"
+        + _tls_block(name, verify=True, indent=1)
         + "}\n"
         + 'include "hub-accounts.conf"\n'
     )
@@ -252,6 +286,11 @@ def leaf_node(topology: Topology, county: County) -> str:
             "urls": [f"nats-leaf://{node}:{LEAF_PORT}" for node in topology.hub_nodes],
             "account": "DUBAN",
             "nkey": f"${leaf_seed_var(county.code)}",
+            "tls": {
+                "cert_file": f"{TLS_DIR}/{county.host}.pem",
+                "key_file": f"{TLS_DIR}/{county.host}-key.pem",
+                "ca_file": f"{TLS_DIR}/ca.pem",
+            },
         }
     ]
     townships = ", ".join(county.townships) or "none"
@@ -265,6 +304,7 @@ def leaf_node(topology: Topology, county: County) -> str:
         + f"http: 0.0.0.0:{MONITOR_PORT}\n"
         + "max_payload: 8MB\n"
         + "lame_duck_duration: 30s\n"
+        + _client_tls(county.host)
         + _jetstream(county.domain)
         + "leafnodes {\n"
         + f"  remotes: {_conf(remotes, 1)}\n"
@@ -307,7 +347,7 @@ def compose(topology: Topology) -> str:
             "profiles": [topology.hub],
             "command": ["-c", f"/etc/nats/hub-{index + 1}.conf"],
             "environment": dict(hub_env),
-            "volumes": ["./nats:/etc/nats:ro", f"{node}:/data"],
+            "volumes": ["./nats:/etc/nats:ro", "./tls:/etc/nats/tls:ro", f"{node}:/data"],
             # the leaf port for the counties; the monitoring port stays inside the compose network
             "ports": [f"{LEAF_PORT + index}:{LEAF_PORT}"],
             "restart": "unless-stopped",
@@ -323,7 +363,7 @@ def compose(topology: Topology) -> str:
             "profiles": [county.code],
             "command": ["-c", f"/etc/nats/leaf-{county.code}.conf"],
             "environment": env,
-            "volumes": ["./nats:/etc/nats:ro", f"{county.host}:/data"],
+            "volumes": ["./nats:/etc/nats:ro", "./tls:/etc/nats/tls:ro", f"{county.host}:/data"],
             "depends_on": {node: {"condition": "service_started", "required": False} for node in topology.hub_nodes},
             "restart": "unless-stopped",
         }
@@ -331,6 +371,7 @@ def compose(topology: Topology) -> str:
     for index, code in enumerate(topology.levels):
         domains = topology.level_domains(code)
         level_nats = {
+            "DUBAN_NATS_CA_FILE": f"{TLS_DIR}/ca.pem",
             "DUBAN_STREAM_REPLICAS": str(topology.replicas if code == topology.hub else 1),
             "DUBAN_JETSTREAM_DOMAIN": topology.domain_of(code),
             "DUBAN_LEVEL_DOMAINS": json.dumps(domains, separators=(",", ":")),
@@ -345,9 +386,10 @@ def compose(topology: Topology) -> str:
             "command": ["duban", "provision", "--level", code],
             "environment": {
                 "DUBAN_JURISDICTION": code,
-                "DUBAN_NATS_URL": f"nats://admin:{var(password_var('admin'))}@{topology.nats_host(code)}:{CLIENT_PORT}",
+                "DUBAN_NATS_URL": f"tls://admin:{var(password_var('admin'))}@{topology.nats_host(code)}:{CLIENT_PORT}",
                 **level_nats,
             },
+            "volumes": [CA_MOUNT],
             "depends_on": {topology.nats_host(code): {"condition": "service_started", "required": False}},
             "restart": "on-failure",
         }
@@ -381,7 +423,7 @@ def compose(topology: Topology) -> str:
                 "environment": {
                     "DUBAN_JURISDICTION": code,
                     "DUBAN_NATS_URL": (
-                        f"nats://{nats_user}:{var(password_var(nats_user))}@{topology.nats_host(code)}:{CLIENT_PORT}"
+                        f"tls://{nats_user}:{var(password_var(nats_user))}@{topology.nats_host(code)}:{CLIENT_PORT}"
                     ),
                     "DUBAN_DATABASE_URL": (
                         f"postgresql+asyncpg://{service}:{var(pg_password_var(service, code))}@{pg}:5432/{service}"
@@ -399,7 +441,7 @@ def compose(topology: Topology) -> str:
                     "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector:4318",
                     **HTTP_WORKERS.get(service, {}),
                 },
-                "volumes": [f"{name}:/data"],
+                "volumes": [f"{name}:/data", CA_MOUNT],
                 "ports": [f"{HTTP_BASE[service] + index}:8000"],
                 "depends_on": {
                     pg: {"condition": "service_healthy"},
@@ -511,7 +553,84 @@ def secrets(topology: Topology | None = None) -> dict[str, str]:
     return values
 
 
+# -- TLS: a development CA and a certificate per NATS host ---------------------------------------
+def tls_files(topology: Topology | None = None, *, extra_names: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """A fresh CA (``ca.pem``, ``ca-key.pem``) and, for every NATS host of the topology, a
+    certificate and key signed by it (``<host>.pem``, ``<host>-key.pem``) valid for its compose
+    name, ``localhost`` and 127.0.0.1 (and ``extra_names``), for serving and, on a leaf node, for
+    dialling the hub. For trying things out: in production use your own CA's (README)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    topology = topology or Topology.load()
+    now = dt.datetime.now(dt.UTC)
+
+    def pem_key(key) -> bytes:
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "duban development CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=825))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    out = {"ca.pem": ca.public_bytes(serialization.Encoding.PEM), "ca-key.pem": pem_key(ca_key)}
+    hosts = [*topology.hub_nodes, *(county.host for county in topology.counties)]
+    for host in hosts:
+        key = ec.generate_private_key(ec.SECP256R1())
+        names = [x509.DNSName(host), x509.DNSName("localhost"), *(x509.DNSName(n) for n in extra_names)]
+        names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=397))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                critical=False,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        out[f"{host}.pem"] = cert.public_bytes(serialization.Encoding.PEM)
+        out[f"{host}-key.pem"] = pem_key(key)
+    return out
+
+
+def write_tls(directory: Path, topology: Topology | None = None) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, content in tls_files(topology).items():
+        path = directory / name
+        path.write_bytes(content)
+        path.chmod(0o600 if name.endswith("-key.pem") else 0o644)
+        written.append(path)
+    return written
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["tls"]:
+        for path in write_tls(HERE / "tls"):
+            print(f"wrote {path.relative_to(HERE.parent)}")
+        return 0
     if argv[:1] == ["secrets"]:
         for name, value in secrets().items():
             print(f"{name}={value}")

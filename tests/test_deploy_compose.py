@@ -65,7 +65,10 @@ def test_compose_wires_what_exists(compose):
             assert other in services, (name, other)
         for mount in service.get("volumes", []):
             source = mount.split(":")[0]
-            if source.startswith("."):
+            if source.startswith("./tls"):  # made on the site by `python deploy/generate.py tls`, never committed
+                made = generate.tls_files(topology)
+                assert source == "./tls" or source.removeprefix("./tls/") in made, (name, source)
+            elif source.startswith("."):
                 assert (DEPLOY / source).exists(), (name, source)
             else:
                 assert source in volumes, (name, source)
@@ -102,7 +105,7 @@ def test_each_service_logs_into_its_own_server_as_its_own_user(compose):
     for code in topology.levels:
         for service in generate.SERVICES:
             env = compose["services"][f"{service}-{code}"]["environment"]
-            url = re.fullmatch(r"nats://([a-z]+-\d+):\$\{(\w+):\?[^}]*\}@([\w-]+):4222", env["DUBAN_NATS_URL"])
+            url = re.fullmatch(r"tls://([a-z]+-\d+):\$\{(\w+):\?[^}]*\}@([\w-]+):4222", env["DUBAN_NATS_URL"])
             assert url, env["DUBAN_NATS_URL"]
             user, variable, host = url.groups()
             assert user == f"{service}-{code}" and variable == generate.password_var(user)
@@ -119,12 +122,16 @@ def test_each_service_logs_into_its_own_server_as_its_own_user(compose):
 
 
 def test_nats_server_accepts_every_configuration(tmp_path):
+    """Each file as compose mounts it: the certificates `generate.py tls` makes where it looks."""
     env = generate.secrets()
+    generate.write_tls(tmp_path / "tls")
     for path in sorted((DEPLOY / "nats").glob("*.conf")):
+        (tmp_path / path.name).write_text(path.read_text().replace(generate.TLS_DIR, str(tmp_path / "tls")))
+    for path in sorted(tmp_path.glob("*.conf")):
         if path.name == "hub-accounts.conf":
             continue
         checked = subprocess.run(
-            [nats_server_binary(), "-t", "-c", str(path)], env=env, capture_output=True, text=True, cwd=DEPLOY / "nats"
+            [nats_server_binary(), "-t", "-c", str(path)], env=env, capture_output=True, text=True, cwd=tmp_path
         )
         assert checked.returncode == 0, (path.name, checked.stdout, checked.stderr)
 

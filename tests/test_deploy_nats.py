@@ -14,6 +14,7 @@ import contextlib
 import json
 import re
 import time
+import urllib.request
 
 import nats
 import pytest
@@ -28,6 +29,7 @@ from services.intake.handlers import derived_id
 from services.runtime.bus.levels import inbox_prefix
 from services.runtime.http.auth import Principal, Role
 from services.runtime.settings import Settings
+from services.runtime.tools.nats_server import ConfiguredNats, free_port
 from services.tracking.app import TrackingService
 from tests.support.deploy import boot, cut, generate, restore
 
@@ -71,6 +73,7 @@ async def deployed(tmp_path_factory):
                 settings = Settings(
                     jurisdiction=code,
                     nats_url=deployment.service_url("intake", code),
+                    nats_ca_file=deployment.ca_file,
                     data_dir=workdir / "data",
                     stream_replicas=topology.replicas if code == TAIZHOU else 1,
                 )
@@ -107,7 +110,7 @@ async def escalate_from(service: IntakeService, title: str) -> str:
 
 
 async def admin(deployment, code: str) -> nats.NATS:
-    return await nats.connect(deployment.url(code, "admin"))
+    return await nats.connect(deployment.url(code, "admin"), tls=deployment.tls())
 
 
 async def test_the_hub_streams_have_three_replicas_and_each_county_its_own_domain(deployed):
@@ -208,14 +211,14 @@ async def test_the_services_ran_under_their_deploy_permissions_without_a_single_
     assert violations_of_services(deployment, users) == []
 
 
-async def _violations(url: str, attempts) -> list[str]:
+async def _violations(url: str, attempts, tls=None) -> list[str]:
     """Run ``attempts(nc)`` as the user of ``url`` and return the permission errors NATS reported."""
     errors: list[str] = []
 
     async def on_error(err: Exception) -> None:
         errors.append(str(err))
 
-    nc = await nats.connect(url, error_cb=on_error, inbox_prefix=_prefix_of(url))
+    nc = await nats.connect(url, error_cb=on_error, inbox_prefix=_prefix_of(url), tls=tls)
     try:
         await attempts(nc)
         await nc.flush()
@@ -226,7 +229,7 @@ async def _violations(url: str, attempts) -> list[str]:
 
 
 def _prefix_of(url: str) -> str:
-    service, code = re.match(r"nats://([a-z]+)-(\d+):", url).groups()
+    service, code = re.match(r"(?:nats|tls)://([a-z]+)-(\d+):", url).groups()
     return inbox_prefix(code, service)
 
 
@@ -253,7 +256,7 @@ async def test_a_county_user_can_neither_read_nor_write_another_county(deployed)
         assert await _refused(nc.request("$JS.linhai.API.STREAM.INFO.INTAKE_331082", b"", timeout=1))
         assert await _refused(nc.request("$JS.linhai.API.DIRECT.GET.OUTBOX_331082", b'{"seq":1}', timeout=1))
 
-    errors = await _violations(wenling, attempts)
+    errors = await _violations(wenling, attempts, deployment.tls())
     for denied in (
         'subscription to "duban.evt.intake.331082.*"',
         'subscription to "duban.x.331082.>"',
@@ -270,7 +273,9 @@ async def test_a_county_user_can_neither_read_nor_write_another_county(deployed)
     linhai_port = deployment.leaves[LINHAI].port
     password = deployment.secrets[generate.password_var("intake-331081")]
     with pytest.raises(NatsError, match="Authorization Violation"):
-        await nats.connect(f"nats://intake-331081:{password}@127.0.0.1:{linhai_port}", allow_reconnect=False)
+        await nats.connect(
+            f"tls://intake-331081:{password}@127.0.0.1:{linhai_port}", allow_reconnect=False, tls=deployment.tls()
+        )
 
 
 async def test_a_township_reads_its_inbox_on_the_county_leaf_and_nothing_else_of_the_county(deployed):
@@ -300,7 +305,7 @@ async def test_a_township_reads_its_inbox_on_the_county_leaf_and_nothing_else_of
         await nc.subscribe("duban.evt.intake.331081.*")
         await nc.subscribe("duban.x.331081.>")
 
-    errors = await _violations(url, attempts)
+    errors = await _violations(url, attempts, deployment.tls())
     assert readable["inbox"].config.name == "INBOX_331081100"
     for denied in (
         'publish to "$js.api.stream.info.intake_331081"',
@@ -315,3 +320,80 @@ async def test_a_township_reads_its_inbox_on_the_county_leaf_and_nothing_else_of
         'subscription to "duban.x.331081.>"',
     ):
         assert any(denied in error.lower() for error in errors), (denied, errors)
+
+
+async def test_a_plain_text_client_is_refused_by_every_server(deployed):
+    deployment, _ = deployed
+    password = deployment.secrets[generate.password_var("admin")]
+    for server in [*deployment.hub, *deployment.leaves.values()]:
+        with pytest.raises(Exception):  # noqa: B017 - whatever nats-py makes of the refused handshake
+            await nats.connect(
+                f"nats://admin:{password}@127.0.0.1:{server.port}",
+                allow_reconnect=False,
+                max_reconnect_attempts=0,
+                connect_timeout=2,
+            )
+        # the same user over TLS with the CA gets in
+        nc = await nats.connect(f"tls://admin:{password}@127.0.0.1:{server.port}", tls=deployment.tls())
+        await nc.close()
+
+
+async def test_a_leaf_node_without_a_certificate_of_the_ca_is_not_let_in(deployed, tmp_path):
+    deployment, _ = deployed
+    hub = deployment.hub[0]
+    leaf_port = next(
+        int(m.group(1))
+        for m in [re.search(r"leafnodes \{\s*listen: 127\.0\.0\.1:(\d+)", hub.config_text)]
+        if m is not None
+    )
+    seed = deployment.secrets[generate.leaf_seed_var(WENLING)]  # even with a county's real nkey
+    strangers = generate.tls_files(deployment.topology)  # another CA altogether
+    (tmp_path / "tls").mkdir()
+    for name in ("ca.pem", "nats-331081.pem", "nats-331081-key.pem"):
+        (tmp_path / "tls" / name).write_bytes(strangers[name])
+    rogues = {
+        "no-tls": "",
+        "other-ca": (
+            f'tls {{\n cert_file: "{tmp_path}/tls/nats-331081.pem"\n key_file: "{tmp_path}/tls/nats-331081-key.pem"\n'
+            f' ca_file: "{deployment.ca_file}"\n }}'
+        ),
+    }
+    started = []
+    try:
+        for name, tls in rogues.items():
+            client, monitor = free_port(), free_port()
+            config = "\n".join(
+                [
+                    f"server_name: rogue-{name}",
+                    f"listen: 127.0.0.1:{client}",
+                    f"http: 127.0.0.1:{monitor}",
+                    "leafnodes {",
+                    "  remotes: [",
+                    "    {",
+                    f'      url: "nats-leaf://127.0.0.1:{leaf_port}"',
+                    '      account: "DUBAN"',
+                    f'      nkey: "{seed}"',
+                    f"      {tls}",
+                    "    }",
+                    "  ]",
+                    "}",
+                    'accounts: { DUBAN: { users: [ { user: "x", password: "y" } ] } }',
+                    "",
+                ]
+            )
+            rogue = ConfiguredNats(tmp_path / name, config, port=client, monitor_port=monitor, health_query="")
+            await asyncio.to_thread(rogue.start, 20)
+            started.append(rogue)
+        await asyncio.sleep(3)  # several attempts to dial the hub
+        leafz = f"http://127.0.0.1:{hub.monitor_port}/leafz"
+        connected = json.loads(await asyncio.to_thread(lambda: urllib.request.urlopen(leafz).read()))
+        names = [leaf.get("name") for leaf in connected.get("leafs") or []]
+        assert not [n for n in names if n and n.startswith("rogue")], names
+        refusals = hub.log_path.read_text(errors="replace")
+        assert "TLS leafnode handshake error" in refusals  # the hub said why
+        assert "certificate signed by unknown authority" in refusals  # the other CA's certificate
+        for rogue in started:  # and each rogue's link was closed on it, again and again
+            assert "Leafnode connection closed" in rogue.log_tail(40), rogue.log_tail(40)
+    finally:
+        for rogue in started:
+            rogue.stop()

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
 
     jurisdiction: str = Field(default="331000", pattern=r"^\d{6}(\d{3})?$")
     nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias=AliasChoices("DUBAN_NATS_URL", "NATS_URL"))
+    #: The CA whose certificate the NATS server shows (deploy/: TLS on every client connection);
+    #: None: a plain connection (the embedded server on 127.0.0.1).
+    nats_ca_file: Path | None = None
     database_url: str | None = Field(default=None, validation_alias=AliasChoices("DUBAN_DATABASE_URL", "DATABASE_URL"))
     data_dir: Path = Path(".duban")
 

@@ -15,6 +15,7 @@ import importlib.util
 import os
 import re
 import shutil
+import ssl
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,13 +105,21 @@ class Deployment:
     proxies: dict[str, list[LinkProxy]] = field(default_factory=dict)
 
     def url(self, code: str, user: str | None = None) -> str:
-        """The client URL of the server ``code``'s services use, as ``user`` (password included)."""
+        """The client URL of the server ``code``'s services use, as ``user`` (password included):
+        TLS, checked against the deployment's CA (``ca_file``)."""
         county = self.topology.county_of(code)
         server = self.leaves[county.code] if county else self.hub[0]
         if user is None:
-            return server.url
+            return f"tls://127.0.0.1:{server.port}"
         password = self.secrets[generate.password_var(user)]
-        return f"nats://{user}:{password}@127.0.0.1:{server.port}"
+        return f"tls://{user}:{password}@127.0.0.1:{server.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.workdir / "tls" / "ca.pem"
+
+    def tls(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
 
     def service_url(self, service: str, code: str) -> str:
         return self.url(code, generate.user(service, code))
@@ -132,7 +141,8 @@ def _rewrite(text: str, addresses: dict[str, int], store: Path) -> str:
 
     text = re.sub(r"\b(0\.0\.0\.0|nats-[a-z0-9-]+):(\d+)\b", replace, text)
     text = text.replace('store_dir: "/data/jetstream"', f'store_dir: "{(store / "jetstream").as_posix()}"')
-    assert "0.0.0.0" not in text and "/data/" not in text
+    text = text.replace(generate.TLS_DIR, (store.parent / "tls").as_posix())
+    assert "0.0.0.0" not in text and "/data/" not in text and "/etc/nats/tls" not in text
     return text
 
 
@@ -141,6 +151,7 @@ async def boot(workdir: Path, *, proxied: tuple[str, ...] = ()) -> Deployment:
     counties in ``proxied`` through :class:`LinkProxy` relays."""
     topology = generate.Topology.load()
     secrets = generate.secrets(topology)
+    generate.write_tls(workdir / "tls", topology)  # what `python deploy/generate.py tls` makes
     env = {**os.environ, **secrets}
     deployment = Deployment(workdir=workdir, secrets=secrets, topology=topology)
     ports = {node: {p: free_port() for p in ("client", "cluster", "leaf", "monitor")} for node in topology.hub_nodes}
@@ -200,7 +211,7 @@ async def provision_levels(deployment: Deployment) -> None:
     for code in topology.levels:
         settings = Settings(jurisdiction=code, stream_replicas=topology.replicas if code == topology.hub else 1)
         domains = LevelTopology(jetstream_domain=topology.domain_of(code), level_domains=topology.level_domains(code))
-        nc = await nats.connect(deployment.url(code, "admin"))
+        nc = await nats.connect(deployment.url(code, "admin"), tls=deployment.tls())
         try:
             await provision(nc, [code], settings=settings, topology=domains)
         finally:

@@ -24,6 +24,7 @@ fetched events of other levels included.
 from __future__ import annotations
 
 import logging
+import ssl
 from typing import Any
 
 import nats
@@ -176,6 +177,13 @@ def inbox_prefix(code: str, service: str) -> str:
     return f"_INBOX_{subjects._token(code, 'jurisdiction')}_{subjects._token(service, 'service')}"
 
 
+def client_tls(settings: Settings) -> ssl.SSLContext | None:
+    """TLS to the NATS server when ``DUBAN_NATS_CA_FILE`` names the CA of its certificate."""
+    if settings.nats_ca_file is None:
+        return None
+    return ssl.create_default_context(cafile=str(settings.nats_ca_file))
+
+
 def connection_options(settings: Settings, service: str) -> dict[str, Any]:
     """How every connection of a service process behaves when NATS goes away: it reconnects for
     ever, every half second (a restarted server is back within a second or two, and nothing a
@@ -193,6 +201,7 @@ def connection_options(settings: Settings, service: str) -> dict[str, Any]:
         log.warning("nats reconnected", extra={"connection": name})
 
     return {
+        **({"tls": tls} if (tls := client_tls(settings)) is not None else {}),
         "name": name,
         "inbox_prefix": inbox_prefix(settings.jurisdiction, service),
         "max_reconnect_attempts": -1,

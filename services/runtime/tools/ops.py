@@ -139,6 +139,14 @@ def _n(value: Any) -> str:
 # -- dead letters ------------------------------------------------------------------------------
 
 
+def _tls() -> dict[str, Any]:
+    """TLS to NATS when ``DUBAN_NATS_CA_FILE`` is set (deploy/), as the services connect."""
+    from services.runtime.bus.levels import client_tls
+
+    tls = client_tls(Settings())
+    return {"tls": tls} if tls is not None else {}
+
+
 def _nats_url(args: argparse.Namespace) -> str:
     """``--nats``, else the administrator of the running ``duban up`` (its credentials file), else
     ``DUBAN_NATS_URL``."""
@@ -163,7 +171,13 @@ async def _dead_letters(args: argparse.Namespace) -> int:
 
     try:
         nc = await nats.connect(
-            url, name="duban-ops", allow_reconnect=False, connect_timeout=3, max_reconnect_attempts=1, error_cb=quiet
+            url,
+            name="duban-ops",
+            allow_reconnect=False,
+            connect_timeout=3,
+            max_reconnect_attempts=1,
+            error_cb=quiet,
+            **_tls(),
         )
     except Exception as err:
         print(
@@ -229,7 +243,7 @@ async def _void(args: argparse.Namespace) -> int:
         print(f"duban events void: unknown context {context!r}", file=sys.stderr)
         return 2
     url = _nats_url(args)
-    nc = await nats.connect(url, max_reconnect_attempts=3, connect_timeout=5)
+    nc = await nats.connect(url, max_reconnect_attempts=3, connect_timeout=5, **_tls())
     try:
         mend = await void(
             nc.jetstream(),
@@ -261,7 +275,7 @@ async def _provision(args: argparse.Namespace) -> int:
     levels = args.level or [settings.jurisdiction]
     url = _nats_url(args)
     try:
-        nc = await nats.connect(url, max_reconnect_attempts=3, connect_timeout=5)
+        nc = await nats.connect(url, max_reconnect_attempts=3, connect_timeout=5, **_tls())
     except Exception as err:
         print(f"duban provision: cannot connect to NATS at {_without_password(url)}: {err}", file=sys.stderr)
         return 1

@@ -238,3 +238,48 @@ async def test_a_body_past_the_limit_by_its_content_length_is_answered_413_in_ch
     async with httpx.AsyncClient(base_url=over_sockets["notify"]) as http:
         refused = await http.post("/public/disclosures/case-1/comments", content=b"x" * 300_000)
         assert refused.status_code == 413 and the_error(refused)["code"] == "too_large"
+
+
+# -- found by the fuzz over the services' OpenAPI (tests/test_refusals_in_chinese.py) -----------------
+
+
+async def test_an_id_of_another_kind_of_record_is_refused_409_naming_it(served, staff):
+    """A case's id given as a plan's; an organisation's given as a person's (one context keeps
+    both kinds under one space of ids): nothing of it loads as what was asked for."""
+    transport = httpx.ASGITransport(app=served.apps["tracking"])
+    async with httpx.AsyncClient(transport=transport, base_url="http://tracking", headers=staff) as http:
+        refused = await http.post(f"/plans/{served.case_id}/duties/duty-1/done", json={})
+    assert refused.status_code == 409
+    assert the_error(refused) == {
+        "code": "other_kind",
+        "message": f"编号 {served.case_id} 已用于另一类记录，不能在此使用",
+        "field": None,
+    }
+    admin = served.bearer("admin-1", "admin", name="管理员")
+    transport = httpx.ASGITransport(app=served.apps["directory"])
+    async with httpx.AsyncClient(transport=transport, base_url="http://directory", headers=admin) as http:
+        org = {"id": "unit-kind-test", "kind": "unit", "name": "市水利局"}
+        assert (await http.post("/orgs", json={"org": org})).status_code == 201
+        person = {"id": "unit-kind-test", "kind": "deputy", "name": "王五"}
+        refused = await http.post("/people", json={"person": person})
+        assert refused.status_code == 409 and the_error(refused)["code"] == "other_kind"
+        as_org = await http.post(
+            "/people", json={"person": {**person, "id": "deputy-kind-test", "orgs": [served.case_id]}}
+        )
+        assert as_org.status_code == 403  # not an organisation of the directory (another context's id)
+        assert (await http.post("/people/unit-kind-test/disable", json={"reason": "调离"})).status_code == 409
+
+
+async def test_a_persons_organisation_that_no_id_could_name_is_refused_422(served):
+    admin = served.bearer("admin-1", "admin", name="管理员")
+    transport = httpx.ASGITransport(app=served.apps["directory"])
+    async with httpx.AsyncClient(transport=transport, base_url="http://directory", headers=admin) as http:
+        for org in ("", "单位 甲", "x" * 65):
+            person = {"id": "deputy-orgs-test", "kind": "deputy", "name": "赵六", "orgs": [org]}
+            refused = await http.post("/people", json={"person": person})
+            assert refused.status_code == 422, refused.text
+            assert the_error(refused) == {
+                "code": "invalid_id",
+                "message": "所属组织的编号只能包含字母、数字、下划线和连字符（1 至 64 位）",
+                "field": "person.orgs",
+            }

@@ -4,6 +4,7 @@ disable them, and import the rosters offices keep. Every change is an event with
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,8 +18,9 @@ from contracts.directory import (
     Org,
     RosterImported,
 )
+from contracts.intake import ID_PATTERN
 from contracts.jurisdictions import JurisdictionRegistry
-from services.runtime.es.aggregate import NotAllowed
+from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.es.commands import execute
 from services.runtime.es.eventstore import EventStore
 from services.runtime.http.auth import Guarded, Principal, Role
@@ -31,6 +33,15 @@ log = logging.getLogger("duban.directory")
 
 #: The congress of a level's own deputies, by the level's kind (``contracts/jurisdictions.py``).
 CONGRESS_OF_LEVEL = {"prefecture": "city", "county": "county", "township": "township"}
+
+
+class InvalidId(DomainError):
+    """An id no record can have (the contract's ``orgs`` are any text): refused as invalid input."""
+
+    status = 422
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message, field=field, code="invalid_id")
 
 
 class DirectoryHandlers(Guarded):
@@ -82,6 +93,8 @@ class DirectoryHandlers(Guarded):
 
     async def _orgs_known(self, org_ids: list[str]) -> None:
         for org_id in org_ids:
+            if not re.fullmatch(ID_PATTERN, org_id):  # no organisation has it, nor could
+                raise InvalidId("所属组织的编号只能包含字母、数字、下划线和连字符（1 至 64 位）", field="person.orgs")
             if not (await self.store.load(OrgRecord, org_id)).exists:
                 raise NotAllowed(f"组织 {org_id} 不在名册中，请先登记", field="person.orgs")
 

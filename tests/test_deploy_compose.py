@@ -199,3 +199,10 @@ def test_a_service_runs_on_the_postgresql_compose_sets_up_for_it(compose, postgr
 
     rows = asyncio.run(scenario())
     assert [row["title"] for row in rows] == ["企业用工难"]
+
+
+def test_no_nats_monitoring_port_is_published(compose):
+    for name, service in compose["services"].items():
+        if str(service.get("image", "")).startswith("nats"):
+            published = [port.split(":")[-1] for port in service.get("ports", [])]
+            assert str(generate.MONITOR_PORT) not in published, name

@@ -58,6 +58,8 @@ FINDINGS = [
     ("notify", "GET", "/summaries/1999-12", {"format": "xlsx"}, "month", MONTHS),
     ("notify", "POST", "/summaries/9999-12/report", {}, "month", MONTHS),
     ("notify", "POST", "/summaries/0001-01/report", {}, "month", MONTHS),
+    ("tracking", "GET", "/plan-items", {"month": "0000-01"}, "month", MONTHS),  # with a plan of windows
+    ("tracking", "GET", "/plan-items", {"month": "9999-12"}, "month", MONTHS),
 ]
 
 
@@ -130,6 +132,10 @@ async def test_days_and_months_within_the_bounds_are_still_answered(served, staf
         assert listed.status_code == 200
         for month in ("2000-01", "2100-12"):
             assert (await http.get(f"/summaries/{month}")).status_code == 200
+    transport = httpx.ASGITransport(app=served.apps["tracking"])
+    async with httpx.AsyncClient(transport=transport, base_url="http://tracking", headers=staff) as http:
+        items = (await http.get("/plan-items", params={"month": "2023-10"})).json()["items"]
+        assert items and {item["plan_id"] for item in items} == {served.plan_id}
 
 
 # -- a ballot naming a subject twice ---------------------------------------------------------------

@@ -104,7 +104,7 @@ def fuzz_figures():
 @pytest.fixture(scope="module")
 def openapi(served):
     """Each service's requests as its OpenAPI describes them, and the ids the services answered with."""
-    found: list[str] = [served.case_id]
+    found: list[str] = [served.case_id, served.plan_id]
     return {name: Cases(app.openapi(), lambda: found) for name, app in served.apps.items()}, found
 
 

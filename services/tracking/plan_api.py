@@ -17,6 +17,7 @@ from contracts.plans import ITEM_KIND_NAMES, LEADER_ROLE_NAMES, ItemKind, PlanDa
 from services.runtime.es.aggregate import DomainError
 from services.runtime.http.app import error_body
 from services.runtime.http.auth import Principal
+from services.runtime.http.bounds import Month
 from services.runtime.http.spreadsheets import ImportRefused, upload_body, uploaded_file
 
 from . import projections
@@ -171,9 +172,7 @@ def add_plan_routes(
     async def plan_items(
         plan: str | None = Query(default=None, pattern=ID_PATTERN, description="工作方案编号"),
         kind: ItemKind | None = Query(default=None, description="类别"),
-        month: str | None = Query(
-            default=None, pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="时限覆盖的月份，如 2023-10"
-        ),
+        month: Month | None = Query(default=None, description="时限覆盖的月份，如 2023-10（2000-01 至 2100-12）"),
         leader: str | None = Query(default=None, max_length=100, description="牵头/责任/联系领导"),
         committee: str | None = Query(default=None, max_length=100, description="工委"),
         group: str | None = Query(default=None, pattern=ID_PATTERN, description="参与的小组编号"),

@@ -15,20 +15,24 @@ import uvicorn
 from fastapi import FastAPI
 
 from services.directory.api import create_api as directory_api
-from services.directory.app import DirectoryService
+from services.directory.app import DEMO_FILE, DirectoryService
 from services.directory.settings import DirectorySettings
 from services.evaluation.api import create_api as evaluation_api
 from services.evaluation.app import EvaluationService
 from services.intake.api import create_api as intake_api
 from services.notify.api import create_api as notify_api
+from services.runtime.es.aggregate import DomainError
 from services.runtime.http.auth import issue_token
 from services.runtime.service import operated
 from services.runtime.tools.nats_server import free_port
 from services.tracking.api import create_api as tracking_api
-from tests.support.notify import WENLING, wenling_level
+from services.tracking.plans import PLANS_DIR
+from tests.support.notify import WENLING, staff, wenling_level
 from tests.support.waiting import eventually
 
 SERVICES = ("intake", "tracking", "notify", "evaluation", "directory")
+#: Seed 001's plan (工作方案): items with windows, leaders, units and milestones.
+PLAN = PLANS_DIR / "wenling-2023-business-environment.json"
 
 
 class Served:
@@ -37,6 +41,7 @@ class Served:
     def __init__(self, level, evaluation: EvaluationService, directory: DirectoryService, case_id: str) -> None:
         self.level = level
         self.case_id = case_id
+        self.plan_id = ""
         self.apps: dict[str, FastAPI] = {
             "intake": operated(
                 intake_api(level.intake.settings, handlers=level.intake.handlers, engine=level.intake.engine),
@@ -77,22 +82,38 @@ class Served:
 
 
 async def served_level(tmp_path_factory):
-    """温岭市's five services with a suggestion routed to tracking (its case id is ``case_id``)."""
+    """温岭市's five services with a suggestion routed to tracking (its case id is ``case_id``),
+    the demo's people and organisations in the directory and seed 001's plan in tracking (its id
+    is ``plan_id``): real things for the requests to reach."""
     tmp_path = tmp_path_factory.mktemp("level")
     async with wenling_level(tmp_path) as level:
         evaluation = EvaluationService(level.intake.settings, status_ttl_s=0.0)
         directory = DirectoryService(
-            level.intake.settings.as_(DirectorySettings).model_copy(update={"dev_signin": True})
+            level.intake.settings.as_(DirectorySettings).model_copy(update={"dev_signin": True, "seed_file": DEMO_FILE})
         )
         await evaluation.start(close_by_time=False)
         await directory.start()
         try:
             case_id = await level.routed_suggestion()
+            plan = await eventually(lambda: _plan_imported(level), timeout=60, interval=0.3)
             await level.idle()
-            yield Served(level, evaluation, directory, case_id)
+            served = Served(level, evaluation, directory, case_id)
+            served.plan_id = plan.id
+            yield served
         finally:
             await directory.stop()
             await evaluation.stop()
+
+
+async def _plan_imported(level):
+    """Seed 001's plan imported, once its units are in tracking's copy of the directory."""
+    try:
+        plan, _ = await level.tracking.plans.import_file(PLAN.read_bytes(), PLAN.name, staff(WENLING))
+    except DomainError as exc:
+        if exc.code == "unknown_unit":
+            return None
+        raise
+    return plan
 
 
 @contextlib.asynccontextmanager

@@ -404,7 +404,7 @@ def test_a_service_killed_with_sigkill_is_restarted_and_handles_what_was_publish
                 "kind": "suggestion",
                 "title": "关于增设城东街道公共充电桩的建议",
                 "content": "城东街道新能源汽车充电设施不足。",
-                "lead": {"id": "deputy-8", "name": "许代表"},
+                "lead": {"id": f"deputy-{WENLING}", "name": "王代表"},
                 "channel": "session",
                 "raised_in": WENLING,
             }

@@ -269,6 +269,11 @@ def test_the_closed_loop_across_two_levels_by_clicking_and_typing(up):
             assert "代表小组集中活动不少于3次" in page.inner_text("main")
             assert "金加树" in page.inner_text("tr[id='2022-kw-01']")
             browser.shot("16-plan")
+            # 太平街道代表小组's own plan received: marked done from the page
+            page.click("details[id='group-plan'] >> summary")
+            page.click("button[aria-label='太平街道代表小组小组跟踪监督方案报市人大常委会办公室已完成']")
+            page.wait_for_selector("text=已登记完成")
+            assert "已完成 1/16" in page.inner_text("li:has(details[id='group-plan'])")
 
             # a form without its CSRF token is refused
             refused = page.request.post(

@@ -390,6 +390,19 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         message = f"{outcome.get(answer['result'], answer['result'])}：{answer['items']} 个项目"
         return RedirectResponse(f"/plans/{answer['plan_id']}?done={quote(message)}", status_code=303)
 
+    @router.post("/plans/{plan_id}/duties/{duty}/done", response_class=HTMLResponse)
+    async def duty_done(request: Request, plan_id: str, duty: str) -> Response:
+        """A duty marked done for a group (its plan received, its summary handed in) by staff."""
+        session = await session_of(request)
+        form = await form_of(request, session)
+        body = {"group_id": str(form.get("group_id") or "") or None, "note": str(form.get("note") or "") or None}
+        path = f"/plans/{quote(plan_id)}/duties/{quote(duty)}/done"
+        try:
+            await services.post(session, "tracking", path, {k: v for k, v in body.items() if v})
+        except Refused as err:
+            return RedirectResponse(f"/plans/{quote(plan_id)}?done={quote(err.message)}", status_code=303)
+        return RedirectResponse(f"/plans/{quote(plan_id)}?done={quote('已登记完成')}#{quote(duty)}", status_code=303)
+
     @router.get("/plans/{plan_id}", response_class=HTMLResponse)
     async def plan_page(request: Request, plan_id: str, done: str | None = None) -> Response:
         """A plan: its phases with every duty as it stands (groups behind marked), its items with

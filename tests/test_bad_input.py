@@ -7,7 +7,9 @@ keep-alive connection per service: after a refusal the same connection answers t
 ``since=0001-01-01``) on intake's matters and activities and notify's four lists; offsets past
 SQLite's integers (``offset=2**63``, ``1e20``) on tracking's cases and notify's inbox and
 deliveries; months no summary has (``0001-01``, ``9999-12``); a ballot naming a subject twice (over
-HTTP and over the hall's NATS subject); a 20 MB chunked body (413, not 400).
+HTTP and over the hall's NATS subject); a 20 MB chunked body (413, not 400). Then what the fuzz over
+the services' OpenAPI found (tests/test_refusals_in_chinese.py), and days beyond the bounds in
+command bodies and plan files, which were taken as they came.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from faststream.nats import NatsBroker
 
 from contracts.envelope import utcnow
 from services.evaluation.commands_nats import register_command_subscriber
+from services.intake.commands_nats import register_command_subscriber as register_intake_commands
 from services.runtime.http.bounds import MAX_OFFSET
 from tests.support.chinese_errors import refusal_problems
 from tests.support.commands import command_request
 from tests.support.notify import WENLING
-from tests.support.served import SERVICES, listening, served_level
+from tests.support.served import PLAN, SERVICES, listening, served_level
 
 served = pytest.fixture(scope="module")(served_level)
 
@@ -289,3 +292,89 @@ async def test_a_persons_organisation_that_no_id_could_name_is_refused_422(serve
                 "message": "所属组织的编号只能包含字母、数字、下划线和连字符（1 至 64 位）",
                 "field": "person.orgs",
             }
+
+
+# -- days in command bodies -------------------------------------------------------------------------
+
+MATTER = {
+    "kind": "problem",
+    "title": "村道路灯损坏",
+    "content": "村道路灯损坏多日，夜间出行不便。",
+    "lead": {"id": "committee-1", "name": "陈工委"},
+    "channel": "session",
+    "raised_in": WENLING,
+}
+ACTIVITY = {
+    "kind": "research",
+    "title": "调研",
+    "place": "泽国镇",
+    "organiser": "联络站",
+    "organiser_kind": "committee",
+}
+UNIT = {"lead_unit": {"id": "unit-water", "name": "市农业农村和水利局"}, "committee": "农业农村工委"}
+SESSION = {
+    "kind": "satisfaction",
+    "title": "测评",
+    "subjects": [{"kind": "project", "id": "p1", "title": "农村饮水"}],
+    "electorate": ["deputy-01"],
+    "opens_at": "2026-12-01T09:00:00+08:00",
+    "closes_at": "2026-12-01T11:00:00+08:00",
+}
+
+#: (service, path, body, the field refused): days no command of duban's can mean, accepted before.
+BODIES = [
+    ("intake", "/matters", {"matter": {**MATTER, "raised_at": "0001-01-01T00:00:00+14:00"}}, "matter.raised_at"),
+    ("intake", "/activities", {**ACTIVITY, "held_on": "9999-12-31"}, "held_on"),
+    ("intake", "/activities", {**ACTIVITY, "held_on": "1999-12-31"}, "held_on"),
+    ("tracking", "/cases/{case_id}/assign", {**UNIT, "due_on": "9999-12-31"}, "due_on"),
+    ("tracking", "/plans/{plan_id}/duties/d1/done", {"done_on": "0001-01-01"}, "done_on"),
+    ("evaluation", "/sessions", {**SESSION, "closes_at": "9999-12-31T23:59:59-12:00"}, "closes_at"),
+]
+
+
+@pytest.mark.parametrize(("service", "path", "body", "field"), BODIES, ids=[f"{s}-{f}" for s, _, _, f in BODIES])
+async def test_a_day_beyond_the_bounds_in_a_command_is_refused_422_naming_it(served, staff, service, path, body, field):
+    path = path.format(case_id=served.case_id, plan_id=served.plan_id)
+    transport = httpx.ASGITransport(app=served.apps[service])
+    async with httpx.AsyncClient(transport=transport, base_url=f"http://{service}", headers=staff) as http:
+        refused = await http.post(path, json=body)
+    assert refused.status_code == 422, refused.text
+    assert the_error(refused) | {"loc": None} == {
+        "loc": None,
+        "field": field,
+        "type": "date_out_of_range",
+        "message": DATES,
+    }
+
+
+async def test_a_day_beyond_the_bounds_is_refused_over_intakes_nats_command_subject_too(served):
+    broker = NatsBroker(served.level.nats.url)
+    register_intake_commands(broker, lambda: served.level.intake.handlers, served.level.intake.settings)
+    await broker.start()
+    nc = await nats.connect(served.level.nats.url)
+    try:
+        body = {"matter": {**MATTER, "raised_at": "9999-12-31T23:59:59-12:00"}}
+        deputy = served.bearer("committee-1", "committee", "deputy")
+        refused = await command_request(nc, "intake", WENLING, "submit", body, deputy)
+        assert (refused["ok"], refused["status"], refused["error"]["field"]) == (False, 422, "matter.raised_at")
+        assert refused["error"]["message"] == f"matter.raised_at：{DATES}"
+    finally:
+        await nc.close()
+        await broker.stop()
+
+
+async def test_a_plan_file_with_a_day_beyond_the_bounds_is_refused_naming_it(served, staff):
+    plan = json.loads(PLAN.read_text(encoding="utf-8"))
+    plan["id"] = "plan-bounds-test"
+    plan["items"] = [{**item, "id": f"plan-bounds-test-{n}"} for n, item in enumerate(plan["items"])]
+    plan["phases"][0]["end"] = "9999-12-31"
+    transport = httpx.ASGITransport(app=served.apps["tracking"])
+    async with httpx.AsyncClient(transport=transport, base_url="http://tracking", headers=staff) as http:
+        content = json.dumps(plan, ensure_ascii=False).encode()
+        refused = await http.post("/plans/import", files={"file": ("plan.json", content)})
+    assert refused.status_code == 409
+    assert the_error(refused) == {
+        "code": "date_out_of_range",
+        "message": f"plan.phases.0.end：{DATES}",
+        "field": "plan.phases.0.end",
+    }

@@ -21,6 +21,7 @@ from faststream.nats import NatsBroker, NatsMessage
 from pydantic import ValidationError
 
 from services.runtime.bus.nats_commands import answer, authenticate, header, invalid, raw_body, refusal
+from services.runtime.http.bounds import dates_out_of_range
 from services.runtime.http.routes import IDEMPOTENCY_KEY_MAX
 from services.runtime.http.routes import run as run_route
 from services.runtime.settings import Settings
@@ -60,7 +61,7 @@ async def handle_command(
         command = route.model.model_validate_json(body)
     except ValidationError as err:
         return invalid(err.errors(include_input=False, include_url=False))
-    if errors := input_errors(command, handlers.registry):
+    if errors := [*dates_out_of_range(command), *input_errors(command, handlers.registry)]:
         return invalid(errors)
 
     async def run() -> dict[str, Any]:

@@ -48,6 +48,7 @@ from contracts.tracking import CaseKind, CaseOpened, CaseStatus, DeputyGroupRegi
 from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.es.commands import execute
 from services.runtime.http.auth import STAFF, Guarded, Principal, Role
+from services.runtime.http.bounds import DATE_OUT_OF_RANGE, ZH_REASONS, dates_out_of_range
 from services.runtime.read import people
 
 from . import projections
@@ -187,6 +188,10 @@ class PlanHandlers(Guarded):
         return await self._record(command.plan_id, command.plan, Plan.revise, principal)
 
     async def _record(self, plan_id: str, draft: PlanDraft, decide, principal: Principal) -> Plan:
+        # a plan file or table comes in past the command routes' check (``http.bounds``)
+        for error in dates_out_of_range(draft, ("plan",))[:1]:
+            where = ".".join(str(part) for part in error["loc"])
+            raise DomainError(f"{where}：{ZH_REASONS[DATE_OUT_OF_RANGE]}", field=where, code=DATE_OUT_OF_RANGE)
         data = await self.resolve(draft)
         await self._check_item_ids(plan_id, data)
         plan, commit = await execute(

@@ -8,6 +8,8 @@ A request asking beyond them is refused 422 naming the parameter, in Chinese (``
 
 - :data:`DayOrInstant` and :data:`Day` are query types (``since: DayOrInstant | None = Query(...)``).
 - :func:`offset_query` and :func:`limit_query` are the ``Query`` of every paged list.
+- :func:`dates_out_of_range` finds the days and instants of a command beyond the bounds (every
+  command route checks its command with it, and intake's NATS command subject).
 - :func:`month_within` checks a ``YYYY-MM`` (the type :data:`Month`; :func:`month_errors` for a
   command whose model has a ``month``). A path parameter takes it as
   ``month: Annotated[Month, Path(...)]``: FastAPI drops a type's own validators when the
@@ -21,7 +23,7 @@ from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import Query
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 EARLIEST_DAY = date(2000, 1, 1)
@@ -64,8 +66,10 @@ def _bounds() -> dict[str, Any]:
 Day = Annotated[date, AfterValidator(within_range)]
 #: A day (whole) or an instant, within the bounds.
 DayOrInstant = Annotated[date | datetime, AfterValidator(within_range)]
-#: A ``YYYY-MM`` within the bounds.
-Month = Annotated[str, AfterValidator(month_within)]
+#: A ``YYYY-MM`` within the bounds (its pattern shown in OpenAPI; the years checked here).
+Month = Annotated[
+    str, AfterValidator(month_within), WithJsonSchema({"type": "string", "pattern": r"^\d{4}-(0[1-9]|1[0-2])$"})
+]
 
 
 def month_errors(command: Any) -> list[dict[str, Any]]:
@@ -77,6 +81,25 @@ def month_errors(command: Any) -> list[dict[str, Any]]:
             month_within(month)
         except PydanticCustomError:
             return [{"loc": ("month",), "type": MONTH_OUT_OF_RANGE, "msg": "Month out of range"}]
+    return []
+
+
+def dates_out_of_range(value: Any, loc: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """Every day or instant in ``value`` (a command: its fields, nested models, lists and
+    mappings) outside the bounds, as pydantic-shaped errors naming where it is. The contracts take
+    any date (other systems read them too); what comes in through duban's APIs is bounded here."""
+    if isinstance(value, date):  # a datetime too, by its own day
+        day = value.date() if isinstance(value, datetime) else value
+        if EARLIEST_DAY <= day <= LATEST_DAY:
+            return []
+        return [{"loc": loc, "type": DATE_OUT_OF_RANGE, "msg": "Date out of range"}]
+    if isinstance(value, BaseModel):
+        fields = type(value).model_fields
+        return [error for name in fields for error in dates_out_of_range(getattr(value, name), (*loc, name))]
+    if isinstance(value, list | tuple):
+        return [error for n, item in enumerate(value) for error in dates_out_of_range(item, (*loc, n))]
+    if isinstance(value, dict):
+        return [error for key, item in value.items() for error in dates_out_of_range(item, (*loc, key))]
     return []
 
 
@@ -100,6 +123,7 @@ __all__ = [
     "Day",
     "DayOrInstant",
     "Month",
+    "dates_out_of_range",
     "limit_query",
     "month_errors",
     "month_within",

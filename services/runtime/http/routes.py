@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from contracts.events import Command
 
 from .auth import Principal
+from .bounds import dates_out_of_range
 
 #: An aggregate id as subjects and KV keys take it.
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -99,7 +100,8 @@ def add_command_routes(
 ) -> None:
     """Add one ``POST`` route per row of ``routes`` to ``router``. ``handlers()`` gives the
     service's handlers, ``view`` turns what a method returns into the answer, and ``check``
-    (optional) finds what the models cannot check alone (answered 422 like pydantic's errors)."""
+    (optional) finds what the models cannot check alone (answered 422 like pydantic's errors).
+    Every command's days and instants are checked within ``bounds``' (2000-01-01..2100-12-31)."""
     for route in routes:
         router.add_api_route(
             route.path,
@@ -153,7 +155,8 @@ def _endpoint(
             raise RequestValidationError(
                 [{**e, "loc": ("path", *e["loc"])} for e in err.errors(include_input=False, include_url=False)]
             ) from None
-        if check is not None and (errors := check(command)):
+        errors = [*dates_out_of_range(command), *(check(command) if check is not None else [])]
+        if errors:
             raise RequestValidationError([{**e, "loc": (_part(e["loc"], ids), *e["loc"])} for e in errors])
         shown = view(await run(route, handlers(), command, principal, key))
         return await shown if inspect.isawaitable(shown) else shown

@@ -207,6 +207,13 @@ async def test_a_ballot_naming_a_subject_twice_is_refused_over_the_halls_nats_su
         await broker.stop()
 
 
+async def test_publishing_the_results_of_a_session_that_does_not_exist_is_404(served, over_sockets, staff):
+    async with httpx.AsyncClient(base_url=over_sockets["evaluation"], headers=staff) as http:
+        refused = await refused_then_answered(http, "POST", "/sessions/no-such-session/publish")
+    assert refused.status_code == 404
+    assert the_error(refused) == {"code": "not_found", "message": "测评 no-such-session 不存在", "field": "session_id"}
+
+
 # -- bodies past the limit -------------------------------------------------------------------------
 
 

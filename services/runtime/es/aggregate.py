@@ -22,6 +22,22 @@ class DomainError(Exception):
         self.code = code
 
 
+class OtherKind(DomainError):
+    """The id asked for is another kind of record's of the same context (a case's id given as a
+    plan's, an organisation's as a person's): nothing of that kind can be loaded under it."""
+
+    def __init__(self, aggregate_id: str, kind: str) -> None:
+        super().__init__(f"编号 {aggregate_id} 已用于另一类记录，不能在此使用", field=None, code="other_kind")
+        self.aggregate_id, self.kind = aggregate_id, kind
+
+
+def check_kind(cls: type, aggregate_id: str, aggregate_type: str) -> None:
+    """Refuse to load events of another aggregate type as ``cls`` (:class:`OtherKind`)."""
+    expected = getattr(cls, "aggregate_type", None)
+    if expected is not None and aggregate_type and aggregate_type != expected:
+        raise OtherKind(aggregate_id, aggregate_type)
+
+
 class NotAllowed(DomainError):
     """The actor may not do this (roles, jurisdiction, assignment)."""
 

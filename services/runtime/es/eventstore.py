@@ -76,7 +76,7 @@ from services.runtime.observe.metrics import EVENTS_APPENDED, report_unreadable
 from services.runtime.observe.telemetry import current_trace_context, tracer
 from services.runtime.settings import Settings
 
-from .aggregate import Aggregate, DomainError
+from .aggregate import Aggregate, DomainError, check_kind
 
 log = logging.getLogger("duban.eventstore")
 
@@ -485,6 +485,7 @@ class EventStore:
                 state.sequence += max(1, len(commit.headers.get(EVENT_TYPES_HEADER, "").split(",")))
             else:
                 for envelope, event in events:
+                    check_kind(cls, aggregate_id, envelope.aggregate_type)
                     if envelope.sequence == 1 and envelope.trace_context:
                         state.journey = dict(envelope.trace_context)
                     state.apply(event)

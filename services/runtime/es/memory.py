@@ -27,7 +27,7 @@ from contracts.events import Event, upcast
 from services.runtime.observe.telemetry import current_trace_context
 from services.runtime.settings import Settings
 
-from .aggregate import Aggregate
+from .aggregate import Aggregate, check_kind
 from .eventstore import Commit, ConcurrencyError, envelopes_of
 
 A = TypeVar("A", bound=Aggregate)
@@ -175,6 +175,7 @@ class InMemoryEventStore:
             for envelope in commit.envelopes:
                 if envelope.sequence == 1 and envelope.trace_context:
                     state.journey = dict(envelope.trace_context)
+                check_kind(cls, aggregate_id, envelope.aggregate_type)
                 state.apply(upcast(envelope.event_type, envelope.schema_version, envelope.payload))
             state.version = commit.seq
         return state

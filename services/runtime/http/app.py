@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.runtime.es.aggregate import Aggregate, DomainError, NotAllowed
+from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.es.eventstore import ConcurrencyError, StoreUnavailable
 from services.runtime.es.unavailable import BUS_ERRORS, DATABASE_ERRORS, bus_unavailable
 from services.runtime.settings import Settings
@@ -261,32 +261,6 @@ async def _not_authenticated(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _other_kinds_id(exc: BaseException) -> str | None:
-    """The id, when ``exc`` is ``Aggregate.apply`` refusing an event it has no ``@applies`` for:
-    the id asked for is another kind of aggregate's of the same context (a case's id given as a
-    plan's, an organisation's as a person's), so nothing of it could be loaded. Told by the frame
-    that raised it, not by its words; ``None`` for any other TypeError."""
-    if not isinstance(exc, TypeError) or exc.__traceback__ is None:
-        return None
-    tb = exc.__traceback__
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    if tb.tb_frame.f_code is not Aggregate.apply.__code__:
-        return None
-    return str(getattr(tb.tb_frame.f_locals.get("self"), "id", ""))
-
-
-async def _type_error(request: Request, exc: Exception) -> JSONResponse:
-    """An id of another kind of aggregate: 409 naming it (until the event store refuses such a
-    load itself, which belongs in ``es/``); any other TypeError is ours to fix: 500, logged."""
-    aggregate_id = _other_kinds_id(exc)
-    if aggregate_id is not None:
-        message = f"编号 {aggregate_id} 已用于另一类记录，不能在此使用"
-        return JSONResponse(error_body("other_kind", message), status_code=409)
-    log.error("request failed", exc_info=exc, extra={"path": request.url.path})
-    return await _internal_error(request, exc)
-
-
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     """Any other error is ours to fix: 500 in duban's shape, without its text (Starlette raises it
     on after this answer, so the server logs it with its traceback)."""
@@ -324,7 +298,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TooManyRequests, _too_many_requests)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(TypeError, _type_error)
     app.add_exception_handler(Exception, _internal_error)
 
 

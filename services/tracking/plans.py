@@ -47,6 +47,7 @@ from contracts.plans import (
 from contracts.tracking import CaseKind, CaseOpened, CaseStatus, DeputyGroupRegistered, Unit
 from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.es.commands import execute
+from services.runtime.http.app import zh_reason
 from services.runtime.http.auth import STAFF, Guarded, Principal, Role
 from services.runtime.http.bounds import DATE_OUT_OF_RANGE, ZH_REASONS, dates_out_of_range
 from services.runtime.read import people
@@ -96,9 +97,8 @@ def read_plan_file(content: bytes, name: str = "工作方案文件") -> PlanFile
         return PlanFile.model_validate(document)
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(part) for part in first["loc"])
-        reason = first.get("ctx", {}).get("error") or first["type"]
-        raise DomainError(f"{name} 第 {where} 项有误：{reason}", field="file", code="bad_file") from None
+        where = ".".join(str(part) for part in first["loc"]) or "内容"
+        raise DomainError(f"{name} 中 {where} 有误：{zh_reason(first)}", field="file", code="bad_file") from None
 
 
 def load_plan_file(path: Path | str) -> PlanFile:
@@ -250,8 +250,7 @@ class PlanHandlers(Guarded):
             draft = PlanDraft.model_validate(base | {"items": [i.model_dump() for i in items]})
         except ValidationError as exc:
             first = exc.errors(include_url=False, include_input=False)[0]
-            reason = first.get("ctx", {}).get("error") or first["type"]
-            raise DomainError(f"项目表与工作方案不符：{reason}", field="file", code="bad_rows") from None
+            raise DomainError(f"项目表与工作方案不符：{zh_reason(first)}", field="file", code="bad_rows") from None
         before = existing.version
         if existing.exists:
             plan = await self.revise(RevisePlan(plan_id=plan_id, plan=draft), principal)

@@ -264,6 +264,12 @@ class PlanData(_PlanBase):
         return next((g for g in self.groups if g.id == group_id), None)
 
 
+def duty_holder(duty: str, group_id: str | None) -> str:
+    """How a duty's holder is named wherever it is kept: the duty for the plan as a whole,
+    ``duty@group`` for a group."""
+    return duty if group_id is None else f"{duty}@{group_id}"
+
+
 # -- events ------------------------------------------------------------------------------------
 
 

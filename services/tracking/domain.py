@@ -23,6 +23,7 @@ from contracts.plans import (
     PlanMilestoneRecorded,
     PlanQuestionSent,
     PlanRevised,
+    duty_holder,
 )
 from contracts.tracking import (
     STATUS_NAMES,
@@ -664,11 +665,6 @@ class Plan(Aggregate):
     @applies(PlanItemEvaluated)
     def _evaluated(self, event: PlanItemEvaluated) -> None:
         self.evaluated = [*self.evaluated, f"{event.item_id}@{event.session_id}"]
-
-
-def duty_holder(duty: str, group_id: str | None) -> str:
-    """How a duty's holder is named: the duty for the plan as a whole, ``duty@group`` for a group."""
-    return duty if group_id is None else f"{duty}@{group_id}"
 
 
 def plan_changes(old: PlanData, new: PlanData) -> list[str]:

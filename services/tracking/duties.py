@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from contracts.plans import DUTY_KIND_NAMES, DutyKind, PlanData
+from contracts.plans import DUTY_KIND_NAMES, DutyKind, PlanData, duty_holder
 
 STATUS_NAMES = {"met": "已完成", "pending": "未到期", "due_soon": "即将到期", "overdue": "已超期"}
 
@@ -50,7 +50,7 @@ def duty_rows(
         holders = plan.groups if duty.per_group else [None]
         for group in holders:
             group_id = group.id if group is not None else None
-            holder = duty.key if group_id is None else f"{duty.key}@{group_id}"
+            holder = duty_holder(duty.key, group_id)
             if duty.kind is DutyKind.activities:
                 days = activity_days.get(group_id, []) if group_id else [d for v in activity_days.values() for d in v]
                 have = sum(1 for d in days if start <= date.fromisoformat(d) <= duty.due_on)

@@ -49,6 +49,7 @@ from contracts.plans import (
     PlanMilestoneRecorded,
     PlanQuestionSent,
     PlanRevised,
+    duty_holder,
 )
 from contracts.tracking import (
     CASE_KIND_NAMES,
@@ -332,7 +333,7 @@ class PlanProjection(DocumentProjection):
 
     @handles(PlanDutyDone)
     def duty_done(self, doc, event: PlanDutyDone, envelope: Envelope) -> None:
-        holder = event.duty if event.group_id is None else f"{event.duty}@{event.group_id}"
+        holder = duty_holder(event.duty, event.group_id)
         doc["done"] = {**doc["done"], holder: {"done_on": event.done_on.isoformat(), "note": event.note}}
         self._touch(doc, envelope)
 

@@ -43,8 +43,9 @@ from contracts.plans import (
     RecordPlanMilestone,
     RevisePlan,
     SendInquiryQuestion,
+    duty_holder,
 )
-from contracts.tracking import CaseKind, CaseOpened, CaseStatus, DeputyGroupRegistered, Unit
+from contracts.tracking import CaseKind, CaseOpened, CaseStatus, Deadline, DeputyGroupRegistered, Unit
 from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.es.commands import execute
 from services.runtime.http.app import zh_reason
@@ -350,26 +351,7 @@ class PlanHandlers(Guarded):
             else None,
         )
         actor = principal.actor(Role.committee)
-        await execute(self.store, Case, case_id, lambda c: c.open(opened), actor=actor)
-        case = await self.store.load(Case, case_id)
-        if case.status == CaseStatus.opened:
-            case, _ = await execute(
-                self.store,
-                Case,
-                case_id,
-                lambda c: c.assign(
-                    lead_unit=Unit(id=unit.id, name=unit.name),
-                    co_units=[],
-                    committee=committee,
-                    leader=None,
-                    key=False,
-                    review_reply=False,
-                    since=now,
-                    deadline=deadline,
-                    return_until=self.cases.deadline(now, self.cases.rules.return_window).due_at,
-                ),
-                actor=actor,
-            )
+        case = await self._open_own_case(opened, [unit], committee, None, deadline, now, actor=actor)
         sent = PlanQuestionSent(
             case_id=case_id, item_id=command.item_id, title=command.title, unit=unit, due_on=command.due_on
         )
@@ -446,30 +428,51 @@ class PlanHandlers(Guarded):
             "correlation_id": envelope.correlation_id,
             "causation_id": envelope.event_id,
         }
-        await execute(self.store, Case, case_id, lambda c: c.open(opened), **options)
-        if not item.lead_units or committee is None:
-            log.info("rectification opened, to be assigned by staff", extra={"case_id": case_id, "item_id": item.id})
-            return
-        lead, *co = item.lead_units
+        units = [*item.lead_units, *item.co_units] if item.lead_units else []  # a △ unit leads, or staff assign
         leaders = item.leaders_of("lead") or item.leaders_of("responsible") or item.leaders_of("contact")
+        deadline = self.cases.deadline(now, self.cases.rules.answer_for(CaseKind.rectification))
+        await self._open_own_case(opened, units, committee, leaders[0] if leaders else None, deadline, now, **options)
+        log.info(
+            "rectification opened",
+            extra={"case_id": case_id, "item_id": item.id, "unit": units[0].id if units else None},
+        )
+
+    async def _open_own_case(
+        self,
+        opened: CaseOpened,
+        units: list[PlanUnit],
+        committee: str | None,
+        leader: str | None,
+        deadline: Deadline,
+        now: datetime,
+        **options: Any,
+    ) -> Case:
+        """A case tracking opens itself (an inquiry question, a rectification), assigned at once to
+        the first of ``units`` with the others as co-units, or left 待交办 for staff without a unit
+        or a committee; the same again (a retried command, a redelivered result) changes nothing."""
+        case_id = opened.matter_id
+        await execute(self.store, Case, case_id, lambda c: c.open(opened), **options)
+        if not units or committee is None:
+            return await self.store.load(Case, case_id)
+        lead, *co = units
 
         def assign(case: Case):
             if case.status != CaseStatus.opened:
                 return []
             return case.assign(
                 lead_unit=Unit(id=lead.id, name=lead.name),
-                co_units=[Unit(id=u.id, name=u.name) for u in (*co, *item.co_units)],
+                co_units=[Unit(id=u.id, name=u.name) for u in co],
                 committee=committee,
-                leader=leaders[0] if leaders else None,
+                leader=leader,
                 key=False,
                 review_reply=False,
                 since=now,
-                deadline=self.cases.deadline(now, self.cases.rules.answer_for(CaseKind.rectification)),
+                deadline=deadline,
                 return_until=self.cases.deadline(now, self.cases.rules.return_window).due_at,
             )
 
-        await execute(self.store, Case, case_id, assign, **options)
-        log.info("rectification assigned", extra={"case_id": case_id, "item_id": item.id, "unit": lead.id})
+        case, _ = await execute(self.store, Case, case_id, assign, **options)
+        return case
 
     # -- duties: what they stand at, and the sweep that urges them ------------------------------
     async def duties(self, row: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
@@ -519,7 +522,7 @@ class PlanHandlers(Guarded):
         return urged
 
     async def urge_duty(self, plan_id: str, urged: PlanDutyUrged) -> bool:
-        holder = urged.duty if urged.group_id is None else f"{urged.duty}@{urged.group_id}"
+        holder = duty_holder(urged.duty, urged.group_id)
         _, commit = await execute(
             self.store,
             Plan,

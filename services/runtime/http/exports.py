@@ -59,8 +59,10 @@ def put(sheet: Worksheet, row: int, column: int, value: Any) -> Cell:
 
 
 def append(sheet: Worksheet, values: Sequence[Any]) -> int:
-    """Add a row after the last one (as ``Worksheet.append``, text kept as text); its number."""
-    row = sheet.max_row + 1 if sheet.max_row > 1 or any(c.value is not None for c in sheet[1]) else 1
-    for column, value in enumerate(values, start=1):
-        put(sheet, row, column, value)
+    """``Worksheet.append``, with text kept as text; the row's number."""
+    sheet.append([clean(v) if isinstance(v, str) else v for v in values])
+    row = sheet.max_row
+    for cell in sheet[row]:
+        if isinstance(cell.value, str):
+            cell.data_type = "s"  # openpyxl took a leading "=" for a formula
     return row

@@ -173,10 +173,11 @@ class Up:
 
     def nats_admin_url(self) -> str:
         """Its nats-server as the administrator (the credentials duban up generated)."""
-        from services.runtime.bus.accounts import ADMIN, Credentials
+        from services.runtime.bus.accounts import admin_url
 
-        info = self.run_file
-        return Credentials.load(Path(info["nats_credentials"])).url(info["nats_url"], ADMIN)
+        url = admin_url(self.run_file)
+        assert url is not None, "run.json names no NATS credentials"
+        return url
 
     def url(self, code: str, service: str) -> str:
         return self.run_file["services"][code][service]

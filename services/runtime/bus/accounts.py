@@ -88,6 +88,15 @@ class Credentials:
         return f"accounts: {json.dumps(accounts, ensure_ascii=False, indent=2)}\nsystem_account: SYS\n"
 
 
+def admin_url(run: dict) -> str | None:
+    """The administrator's NATS URL of a running ``duban up`` (its ``run.json``), or None when the
+    run names no credentials file that exists."""
+    path = run.get("nats_credentials")
+    if not run.get("nats_url") or not path or not Path(path).exists():
+        return None
+    return Credentials.load(Path(path)).url(run["nats_url"], ADMIN)
+
+
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` readable and writable by its owner only (from the first byte)."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

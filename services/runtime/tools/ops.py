@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from services.runtime.bus.accounts import ADMIN, Credentials
+from services.runtime.bus.accounts import admin_url
 from services.runtime.settings import Settings
 
 
@@ -153,9 +153,7 @@ def _nats_url(args: argparse.Namespace) -> str:
     if args.nats:
         return args.nats
     run = _run_file(_data_dir(args))
-    if run.get("nats_url") and run.get("nats_credentials") and Path(run["nats_credentials"]).exists():
-        return Credentials.load(Path(run["nats_credentials"])).url(run["nats_url"], ADMIN)
-    return run.get("nats_url") or Settings().nats_url
+    return admin_url(run) or run.get("nats_url") or Settings().nats_url
 
 
 async def _dead_letters(args: argparse.Namespace) -> int:

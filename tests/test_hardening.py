@@ -23,7 +23,7 @@ from contracts.envelope import PREVIOUS_SEQUENCE_HEADER
 from services.intake.api import create_api as intake_api
 from services.notify.api import create_api as notify_api
 from services.runtime.es.mends import ensure_mends_stream
-from services.runtime.http.auth import dev_token
+from services.runtime.http.auth import issue_token
 from services.runtime.observe.logs import JsonFormatter
 from services.runtime.observe.metrics import sample
 from services.runtime.service import operated
@@ -43,11 +43,9 @@ FORMULAS = [
 
 
 def bearer(role: str, code: str = WENLING, sub: str | None = None) -> dict[str, str]:
-    token = dev_token(code, role) if sub is None else None
-    if sub is not None:
-        from services.runtime.http.auth import issue_token
-
-        token = issue_token(sub, [role], code, name=sub, secret=Settings().jwt_secret)
+    """A development token of ``role`` at ``code``: the principal ``<role>-<code>``, or ``sub``."""
+    principal = sub or f"{role}-{code}"
+    token = issue_token(principal, [role], code, name=principal, secret=Settings().jwt_secret)
     return {"Authorization": f"Bearer {token}"}
 
 

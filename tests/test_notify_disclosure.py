@@ -6,30 +6,21 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from faststream.nats import NatsBroker
 
 from contracts.intake import MatterStatus
-from services.intake.commands_nats import register_command_subscriber
 from services.intake.domain import Matter
 from services.notify import projections
 from services.notify.api import create_api
 from services.runtime.http.auth import issue_token
-from tests.support.notify import WATER, WENLING, eventually, wenling_level
+from tests.support.notify import WATER, WENLING, eventually, wenling_level_taking_commands
 
 FIRST, SECOND, ORDINARY, OPEN = "农村饮水安全一户一表改造", "山区道路安全防护", "社区停车位规划", "老旧小区加装电梯"
 
 
 @pytest.fixture
 async def level(tmp_path):
-    """温岭市 with intake's NATS command subject, which public comments are submitted to."""
-    async with wenling_level(tmp_path) as running:
-        broker = NatsBroker(running.nats.url)
-        register_command_subscriber(broker, lambda: running.intake.handlers, running.notify_settings)
-        await broker.start()
-        try:
-            yield running
-        finally:
-            await broker.stop()
+    async with wenling_level_taking_commands(tmp_path) as running:
+        yield running
 
 
 def token(level, sub: str, role: str) -> dict[str, str]:

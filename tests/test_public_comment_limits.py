@@ -9,17 +9,15 @@ import asyncio
 
 import httpx
 import pytest
-from faststream.nats import NatsBroker
 from sqlalchemy import func, select
 
-from services.intake.commands_nats import register_command_subscriber
 from services.intake.projections import matters
 from services.notify import projections
 from services.notify.api import create_api
 from services.runtime.http.auth import issue_token
 from services.runtime.http.limits import Limiter, Rate, TooManyRequests
 from tests.support.chinese_errors import refusal_problems
-from tests.support.notify import WENLING, eventually, wenling_level
+from tests.support.notify import WENLING, eventually, wenling_level_taking_commands
 
 COMMENT = {"name": "张三", "contact": "13800000000", "content": "建议同步改造村里的老旧管网。"}
 
@@ -89,15 +87,8 @@ def test_a_refused_write_is_not_counted_and_quiet_addresses_are_forgotten():
 
 @pytest.fixture
 async def level(tmp_path):
-    """温岭市 with intake's NATS command subject, which public comments are submitted to."""
-    async with wenling_level(tmp_path) as running:
-        broker = NatsBroker(running.nats.url)
-        register_command_subscriber(broker, lambda: running.intake.handlers, running.notify_settings)
-        await broker.start()
-        try:
-            yield running
-        finally:
-            await broker.stop()
+    async with wenling_level_taking_commands(tmp_path) as running:
+        yield running
 
 
 def public(api, address: str) -> httpx.AsyncClient:

@@ -387,3 +387,21 @@ async def wenling_level(tmp_path: Path, **overrides: Any):
                     await level.stop()
     finally:
         nats.stop()
+
+
+@contextlib.asynccontextmanager
+async def wenling_level_taking_commands(tmp_path: Path, **overrides: Any):
+    """:func:`wenling_level` with intake's NATS command subject, which public comments are
+    submitted to."""
+    from faststream.nats import NatsBroker
+
+    from services.intake.commands_nats import register_command_subscriber
+
+    async with wenling_level(tmp_path, **overrides) as running:
+        broker = NatsBroker(running.nats.url)
+        register_command_subscriber(broker, lambda: running.intake.handlers, running.notify_settings)
+        await broker.start()
+        try:
+            yield running
+        finally:
+            await broker.stop()

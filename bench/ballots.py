@@ -143,6 +143,9 @@ async def ballots(
     port = _free_port()
     env = {**os.environ, "DUBAN_NATS_URL": server.url, "DUBAN_DATA_DIR": str(workdir / "data")}
     env["DUBAN_HTTP_WORKERS"] = str(http_workers)
+    env["DUBAN_DEV_SIGNIN"] = (
+        "true"  # the hall's tokens here are development ones (HS256); serve refuses none otherwise
+    )
     process = _start_service(workdir, port, env)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -82,6 +82,8 @@ class Topology:
     hub_nodes: list[str]
     replicas: int
     counties: list[County]
+    #: Whether the hub keeps a mirror of every county's and township's streams (``duban restore``).
+    mirrors: bool = True
 
     @classmethod
     def load(cls, path: Path = HERE / "topology.toml") -> Topology:
@@ -93,6 +95,7 @@ class Topology:
             hub_nodes=list(data["hub"]["nodes"]),
             replicas=int(data["hub"].get("replicas", 3)),
             counties=[County(**county) for county in data.get("county", [])],
+            mirrors=bool(data["hub"].get("mirrors", True)),
         )
         for code in topology.levels:
             registry.get(code)  # an unknown code fails here, naming it
@@ -118,6 +121,13 @@ class Topology:
     def nats_host(self, code: str) -> str:
         county = self.county_of(code)
         return county.host if county else self.hub_nodes[0]
+
+    def mirrored_levels(self) -> dict[str, str]:
+        """The levels whose streams the hub keeps a copy of, each with its domain (every level
+        outside the hub, when ``mirrors`` is on)."""
+        if not self.mirrors:
+            return {}
+        return {code: self.domain_of(code) for code in self.levels if code != self.hub}
 
     def level_domains(self, code: str) -> dict[str, str]:
         """The domain of each deployed neighbour of ``code`` (what its INBOX sources)."""
@@ -388,6 +398,12 @@ def compose(topology: Topology) -> str:
                 "DUBAN_JURISDICTION": code,
                 "DUBAN_NATS_URL": f"tls://admin:{var(password_var('admin'))}@{topology.nats_host(code)}:{CLIENT_PORT}",
                 **level_nats,
+                # the hub keeps a mirror of every other level's streams (duban restore)
+                **(
+                    {"DUBAN_MIRRORED_LEVELS": json.dumps(topology.mirrored_levels(), separators=(",", ":"))}
+                    if code == topology.hub and topology.mirrored_levels()
+                    else {}
+                ),
             },
             "volumes": [CA_MOUNT],
             "depends_on": {topology.nats_host(code): {"condition": "service_started", "required": False}},

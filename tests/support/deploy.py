@@ -208,9 +208,14 @@ async def provision_levels(deployment: Deployment) -> None:
     from services.runtime.settings import Settings
 
     topology = deployment.topology
-    for code in topology.levels:
+    # the hub last: its mirrors copy the other levels' streams, made by then
+    for code in sorted(topology.levels, key=lambda code: code == topology.hub):
         settings = Settings(jurisdiction=code, stream_replicas=topology.replicas if code == topology.hub else 1)
-        domains = LevelTopology(jetstream_domain=topology.domain_of(code), level_domains=topology.level_domains(code))
+        domains = LevelTopology(
+            jetstream_domain=topology.domain_of(code),
+            level_domains=topology.level_domains(code),
+            mirrored_levels=topology.mirrored_levels() if code == topology.hub else {},
+        )
         nc = await nats.connect(deployment.url(code, "admin"), tls=deployment.tls())
         try:
             await provision(nc, [code], settings=settings, topology=domains)

@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from nats.js.api import StreamConfig
+
 from contracts import subjects
 from contracts.jurisdictions import JurisdictionRegistry, default_registry
 
@@ -105,6 +107,32 @@ def write_private(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
+def level_stream_configs(
+    code: str,
+    settings: Settings,
+    registry: JurisdictionRegistry | None = None,
+    topology: LevelTopology | None = None,
+) -> list[StreamConfig]:
+    """Every stream of level ``code`` as ``duban provision`` makes it: each context's events, the
+    OUTBOX, the INBOX sourcing the neighbours' OUTBOX, the dead letters and the mends (the snapshot
+    buckets aside: a cache). ``duban restore`` makes them the same way."""
+    from ..es.eventstore import event_stream_config
+    from ..es.mends import mends_config
+    from .deadletters import stream_config as deadletter_config
+    from .levels import inbox_config, outbox_config
+
+    registry = registry or default_registry()
+    topology = topology or LevelTopology()
+    level = settings.model_copy(update={"jurisdiction": code})
+    return [
+        *(event_stream_config(context, code, level) for context in subjects.CONTEXTS),
+        outbox_config(code, level),
+        inbox_config(code, registry, level, topology.level_domains or None, own_domain=topology.jetstream_domain),
+        deadletter_config(code, level.stream_replicas),
+        mends_config(code, level.stream_replicas),
+    ]
+
+
 async def provision(
     nc,
     levels: Iterable[str],
@@ -116,33 +144,31 @@ async def provision(
 ) -> list[str]:
     """Make (or bring to their configuration) every stream and bucket of ``levels``: each
     context's events and snapshot bucket, the OUTBOX, the INBOX sourcing the neighbours' OUTBOX,
-    the dead letters. Run with an administrator's connection; services only look at them.
-    ``topology``: the domains of the level and of its neighbours (default: from the environment,
-    as the level's services read them)."""
-    from ..es.eventstore import EventStore
-    from ..es.mends import ensure_mends_stream
-    from .deadletters import ensure_deadletter_stream
-    from .levels import ensure_level_streams
+    the dead letters, the mends; and, on a server that keeps other levels' copies
+    (``topology.mirrored_levels``, the hub), a mirror of each of their streams. Run with an
+    administrator's connection; services only look at them. ``topology``: the domains of the level
+    and of its neighbours (default: from the environment, as the level's services read them)."""
+    from ..es.eventstore import EventStore, ensure_stream
+    from .mirrors import ensure_mirrors
 
-    registry = registry or default_registry()
+    settings = settings or Settings()
+    topology = topology or LevelTopology()
     made: list[str] = []
     for code in levels:
-        level_settings = (settings or Settings()).model_copy(update={"jurisdiction": code})
+        for config in level_stream_configs(code, settings, registry, topology):
+            await ensure_stream(nc.jetstream(), config)
+            made.append(config.name)
+        level_settings = settings.model_copy(update={"jurisdiction": code})
         for context in subjects.CONTEXTS:
             store = EventStore(nc, context=context, jurisdiction=code, settings=level_settings)
-            await store.ensure_streams()
-            made += [store.stream, f"KV_{store.bucket}"]
-        await ensure_level_streams(nc.jetstream(), code, registry, level_settings, topology)
-        await ensure_deadletter_stream(nc.jetstream(), code, level_settings.stream_replicas)
-        await ensure_mends_stream(nc.jetstream(), code, level_settings.stream_replicas)
-        made += [
-            subjects.outbox_stream(code),
-            subjects.inbox_stream(code),
-            subjects.deadletter_stream(code),
-            subjects.mend_stream(code),
-        ]
+            await store.ensure_snapshot_bucket()
+            made.append(f"KV_{store.bucket}")
         say(
             f"provisioned {code}: {len(subjects.CONTEXTS)} event streams and snapshot buckets, "
             "OUTBOX, INBOX, DLQ, MENDS"
         )
+    if topology.mirrored_levels:
+        mirrors = await ensure_mirrors(nc.jetstream(), topology.mirrored_levels, settings.stream_replicas)
+        made += mirrors
+        say(f"mirrors of {', '.join(sorted(topology.mirrored_levels))}: {len(mirrors)} streams kept here")
     return made

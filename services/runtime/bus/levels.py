@@ -56,12 +56,17 @@ class LevelTopology(BaseSettings):
     (JSON, e.g. ``{"331000": "taizhou", "331081100": "wenling"}``); when it is given, the INBOX
     sources exactly these neighbours (a township of this county on the same leaf names the same
     domain), so a hub does not chase the OUTBOX of counties that are not deployed.
+    ``mirrored_levels`` (``DUBAN_MIRRORED_LEVELS``, same shape): the levels whose streams the
+    server keeps a copy of, for ``duban restore``.
     """
 
     model_config = SettingsConfigDict(env_prefix="DUBAN_", extra="ignore")
 
     jetstream_domain: str = Field(default="", pattern=r"^[A-Za-z0-9_-]*$")
     level_domains: dict[str, str] = Field(default_factory=dict)
+    #: The levels whose streams this server keeps a read-only copy of (JetStream mirrors across
+    #: domains, ``mirrors.py``), each with its domain: set for the hub's provisioning only.
+    mirrored_levels: dict[str, str] = Field(default_factory=dict)
 
 
 def neighbours(registry: JurisdictionRegistry, code: str) -> list[str]:

@@ -12,8 +12,12 @@ from services.runtime.observe.telemetry import continue_journey
 
 from .aggregate import Aggregate
 from .eventstore import Commit, ConcurrencyError, EventStore
+from .ids import id_deriver
 
 log = logging.getLogger("duban.commands")
+
+#: The ids of reactions' events (:func:`caused_ids`); never changes.
+reaction_id = id_deriver("6f1d3c2a-9b7e-4e55-a0c4-2d8f5b1e7a93")
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -36,7 +40,10 @@ async def execute(
     when there is nothing to do). When another writer appended in between, the aggregate is
     reloaded and ``decide`` asked again, at most ``retries`` times (settings by default), then
     the ``ConcurrencyError`` reaches the caller (HTTP 409). ``event_ids(n)`` gives stable ids
-    for idempotent commands, so a retried command is stored once.
+    for idempotent commands, so a retried command is stored once. A reaction (``causation_id``:
+    the event it reacts to) gets ids derived from that event by default (:func:`caused_ids`), so
+    the same reaction run again — a redelivery, or every reaction once more after ``duban
+    restore`` — is recognised by the stream's de-duplication and stored once.
     """
     attempts = store.settings.command_retries if retries is None else retries
     for attempt in range(attempts + 1):
@@ -59,7 +66,13 @@ async def execute(
                     actor=actor,
                     correlation_id=correlation_id,
                     causation_id=causation_id,
-                    event_ids=event_ids(len(events)) if event_ids else None,
+                    event_ids=(
+                        event_ids(len(events))
+                        if event_ids
+                        else caused_ids(causation_id, store.context, aggregate_id, events)
+                        if causation_id
+                        else None
+                    ),
                 )
                 return state, commit
             except ConcurrencyError:
@@ -67,6 +80,13 @@ async def execute(
                     raise
                 log.info("concurrency conflict, retrying", extra={"aggregate_id": aggregate_id, "attempt": attempt + 1})
     raise AssertionError("unreachable")
+
+
+def caused_ids(causation_id: str, context: str, aggregate_id: str, events: Sequence[Event]) -> list[str]:
+    """Stable ids for the events a reaction to ``causation_id`` decides for one aggregate: the
+    same reaction deciding the same thing again gets the same ids."""
+    kinds = ",".join(event.event_type for event in events)
+    return [reaction_id(causation_id, context, aggregate_id, kinds, str(index)) for index in range(len(events))]
 
 
 async def create_once(

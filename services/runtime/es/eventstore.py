@@ -197,6 +197,21 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         await js.update_stream(config)
 
 
+def event_stream_config(context: str, jurisdiction: str, settings: Settings) -> StreamConfig:
+    """The event stream of one context at one level: append-only (no deletes, no purges)."""
+    return StreamConfig(
+        name=subjects.event_stream(context, jurisdiction),
+        subjects=[subjects.event_wildcard(context, jurisdiction)],
+        storage=StorageType.FILE,
+        num_replicas=settings.stream_replicas,
+        duplicate_window=settings.duplicate_window_s,
+        deny_delete=True,
+        deny_purge=True,
+        allow_direct=True,
+        description=f"duban {context} events of {jurisdiction}",
+    )
+
+
 class EventStore:
     """Appends and loads the aggregates of one context at one level."""
 
@@ -218,6 +233,10 @@ class EventStore:
         self.settings = settings or Settings(jurisdiction=jurisdiction)
         self.clock = clock  # stamps ``occurred_at``: the service's clock, controlled in tests
         self.stream = subjects.event_stream(context, jurisdiction)
+        #: Direct gets only from a stream of one replica: a replicated stream (the hub's) answers a
+        #: direct get from any replica, a follower possibly not yet holding the last commit, and a
+        #: load must see its own writes; its gets go to the stream's leader instead.
+        self.direct = self.settings.stream_replicas == 1
         self.bucket = subjects.snapshot_bucket(context, jurisdiction)
         self.publish_timeout = publish_timeout
         self.retry_for = retry_for
@@ -230,17 +249,7 @@ class EventStore:
 
     # -- streams ---------------------------------------------------------------------------
     def stream_config(self) -> StreamConfig:
-        return StreamConfig(
-            name=self.stream,
-            subjects=[subjects.event_wildcard(self.context, self.jurisdiction)],
-            storage=StorageType.FILE,
-            num_replicas=self.settings.stream_replicas,
-            duplicate_window=self.settings.duplicate_window_s,
-            deny_delete=True,
-            deny_purge=True,
-            allow_direct=True,
-            description=f"duban {self.context} events of {self.jurisdiction}",
-        )
+        return event_stream_config(self.context, self.jurisdiction, self.settings)
 
     async def ensure_streams(self, *, snapshots: bool = True) -> None:
         """The event stream and (for the context's own service) the snapshot bucket, there as
@@ -393,7 +402,7 @@ class EventStore:
         """The sequence of our own commit if it is the one stored right after ``expected``."""
         seq = await self._last_seq_of_subject(subject)
         while seq and seq > expected:
-            msg = await self.js.get_msg(self.stream, seq=seq, direct=True)
+            msg = await self.js.get_msg(self.stream, seq=seq, direct=self.direct)
             headers = msg.headers or {}
             previous = int(headers.get(PREVIOUS_SEQUENCE_HEADER, "0"))
             if previous == expected:
@@ -408,7 +417,7 @@ class EventStore:
 
     async def _last_seq_of_subject(self, subject: str) -> int:
         try:
-            msg = await self.js.get_msg(self.stream, subject=subject, direct=True)
+            msg = await self.js.get_msg(self.stream, subject=subject, direct=self.direct)
         except NotFoundError:
             return 0
         return msg.seq
@@ -416,13 +425,13 @@ class EventStore:
     async def _last_commit(self, aggregate_id: str) -> StoredCommit | None:
         subject = subjects.event_subject(self.context, self.jurisdiction, aggregate_id)
         try:
-            msg = await self.js.get_msg(self.stream, subject=subject, direct=True)
+            msg = await self.js.get_msg(self.stream, subject=subject, direct=self.direct)
         except NotFoundError:
             return None
         return _stored(msg)
 
     async def _commit_at(self, seq: int) -> StoredCommit:
-        return _stored(await self.js.get_msg(self.stream, seq=seq, direct=True))
+        return _stored(await self.js.get_msg(self.stream, seq=seq, direct=self.direct))
 
     def snapshot_key(self, cls: type[Aggregate], aggregate_id: str) -> str:
         """Keyed by this store's context: one bucket per level serves every context's aggregates."""

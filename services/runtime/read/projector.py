@@ -240,6 +240,16 @@ class Projector(PullConsumer):
             )
             await self._drop()
             row = None
+        if row is not None and row.position > (last := (await self.js.stream_info(self.stream)).state.last_seq):
+            # The stream was restored from a copy older than what this read model had seen
+            # (``duban restore`` from a mirror that lagged): its later events are gone, so the
+            # read model is built again from what the stream holds.
+            log.warning(
+                "read model ahead of its stream (restored from an older copy), rebuilding",
+                extra={"projection": self.projection.name, "checkpoint": row.position, "stream_last": last},
+            )
+            await self._drop()
+            row = None
         async with self.engine.begin() as conn:
             await conn.run_sync(self.projection.metadata.create_all)
         self.position = row.position if row is not None else 0

@@ -10,6 +10,9 @@ arguments and returning the exit code, registered in :func:`build_parser`::
     duban serve SERVICE --jurisdiction CODE [--settings FILE]   one service of one level
     duban token PERSON [--level CODE]    a development sign-in: a person's access token
     duban keys rotate --level CODE       a new signing key for a level's tokens
+    duban backup --level CODE --out FILE a level's streams to a file (manifest, checksums)
+    duban restore --level CODE (--from FILE | --from-mirror --mirror-nats URL)
+                                         a level's streams back on a fresh server
 """
 
 from __future__ import annotations
@@ -301,7 +304,7 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import ops, signin
+    from . import ops, recovery, signin
 
     parser = argparse.ArgumentParser(prog="duban", description="督办: duban's command line")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -309,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_up(subparsers)
     _add_serve(subparsers)
     ops.add_commands(subparsers)
+    recovery.add_commands(subparsers)
     signin.add_commands(subparsers)
     return parser
 

@@ -1,0 +1,113 @@
+"""Every level's streams kept a second time outside that level: JetStream mirrors on the hub.
+
+A county (and the townships on its leaf node) keeps its streams on one server's disk. The hub
+cluster keeps a mirror of each of them (``MIRROR_<stream>``: ``MIRROR_INTAKE_331081``, …), made
+by the hub's ``duban provision`` for the levels ``DUBAN_MIRRORED_LEVELS`` names (compose sets it
+from deploy/topology.toml) and replicated like the hub's own streams. A mirror pulls through the
+other domain's API (``$JS.<domain>.API``), so what a county stores while its line is cut is copied
+when the line is back. Mirrors have no subjects (nobody can publish into one), deny deletes and
+purges, and no county user's permissions name the hub's domain: read-only copies the county cannot
+alter. A mirror keeps the stream sequences of its origin, which ``duban restore`` relies on.
+
+Not mirrored: the snapshot buckets (a memory cache, rebuilt by loads) and the consumers (each
+service makes its own again; see ``restore.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import ExternalStream, StorageType, StreamConfig, StreamSource
+from nats.js.errors import NotFoundError
+
+from contracts import subjects
+from services.runtime.es.eventstore import ensure_stream
+
+PREFIX = "MIRROR_"
+
+
+def level_stream_names(code: str) -> list[str]:
+    """The streams of a level that hold what happened there (what is mirrored and backed up)."""
+    return [
+        *(subjects.event_stream(context, code) for context in subjects.CONTEXTS),
+        subjects.outbox_stream(code),
+        subjects.inbox_stream(code),
+        subjects.deadletter_stream(code),
+        subjects.mend_stream(code),
+    ]
+
+
+def mirror_name(stream: str) -> str:
+    return PREFIX + stream
+
+
+def mirror_config(stream: str, domain: str, replicas: int) -> StreamConfig:
+    """The hub's copy of ``stream``, which lives in JetStream domain ``domain``."""
+    return StreamConfig(
+        name=mirror_name(stream),
+        mirror=StreamSource(name=stream, external=ExternalStream(api=f"$JS.{domain}.API")),
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+        deny_delete=True,
+        deny_purge=True,
+        allow_direct=True,
+        description=f"duban: a copy of {stream} (domain {domain}) for duban restore",
+    )
+
+
+async def ensure_mirrors(js: JetStreamContext, levels: dict[str, str], replicas: int) -> list[str]:
+    """A mirror of every stream of each level in ``levels`` (code → its JetStream domain)."""
+    made = []
+    for code, domain in sorted(levels.items()):
+        for stream in level_stream_names(code):
+            config = mirror_config(stream, domain, replicas)
+            await ensure_stream(js, config)
+            made.append(config.name)
+    return made
+
+
+@dataclass(frozen=True)
+class MirrorLag:
+    """How far one mirror is behind its origin, as the hub's server reports it."""
+
+    stream: str
+    messages: int
+    last_seq: int
+    #: Messages the origin holds that the mirror has not copied yet (None: not known).
+    lag: int | None
+    #: Seconds since the mirror last heard from its origin (None: never).
+    active_s: float | None
+
+    def as_dict(self) -> dict:
+        return {
+            "stream": self.stream,
+            "mirror": mirror_name(self.stream),
+            "messages": self.messages,
+            "last_seq": self.last_seq,
+            "lag": self.lag,
+            "active_s": self.active_s,
+        }
+
+
+async def mirror_lags(js: JetStreamContext, levels: list[str]) -> list[MirrorLag]:
+    """The lag of every mirror kept here for ``levels`` (those not made are left out)."""
+    found = []
+    for code in levels:
+        for stream in level_stream_names(code):
+            try:
+                info = await js.stream_info(mirror_name(stream))
+            except NotFoundError:
+                continue
+            mirror = info.mirror
+            active = getattr(mirror, "active", None) if mirror else None
+            found.append(
+                MirrorLag(
+                    stream=stream,
+                    messages=info.state.messages,
+                    last_seq=info.state.last_seq,
+                    lag=getattr(mirror, "lag", None) if mirror else None,
+                    active_s=None if active is None or active < 0 else active / 1e9,
+                )
+            )
+    return found

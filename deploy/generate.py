@@ -385,6 +385,13 @@ def compose(topology: Topology) -> str:
             "DUBAN_STREAM_REPLICAS": str(topology.replicas if code == topology.hub else 1),
             "DUBAN_JETSTREAM_DOMAIN": topology.domain_of(code),
             "DUBAN_LEVEL_DOMAINS": json.dumps(domains, separators=(",", ":")),
+            # the hub keeps a mirror of every other level's streams (duban restore) and its INBOX
+            # takes the counties' OUTBOX from those mirrors
+            **(
+                {"DUBAN_MIRRORED_LEVELS": json.dumps(topology.mirrored_levels(), separators=(",", ":"))}
+                if code == topology.hub and topology.mirrored_levels()
+                else {}
+            ),
         }
         # the level's streams and buckets, made once by the administrator before its services start
         # (services may read them and run consumers, never create, change, delete or purge them)
@@ -398,12 +405,6 @@ def compose(topology: Topology) -> str:
                 "DUBAN_JURISDICTION": code,
                 "DUBAN_NATS_URL": f"tls://admin:{var(password_var('admin'))}@{topology.nats_host(code)}:{CLIENT_PORT}",
                 **level_nats,
-                # the hub keeps a mirror of every other level's streams (duban restore)
-                **(
-                    {"DUBAN_MIRRORED_LEVELS": json.dumps(topology.mirrored_levels(), separators=(",", ":"))}
-                    if code == topology.hub and topology.mirrored_levels()
-                    else {}
-                ),
             },
             "volumes": [CA_MOUNT],
             "depends_on": {topology.nats_host(code): {"condition": "service_started", "required": False}},

@@ -68,8 +68,10 @@ async def deployed(tmp_path_factory):
         with pytest.MonkeyPatch.context() as env:
             for code in (TAIZHOU, WENLING, LINHAI):
                 # what compose sets for this level's intake (deploy/compose.yaml)
-                env.setenv("DUBAN_JETSTREAM_DOMAIN", topology.domain_of(code))
-                env.setenv("DUBAN_LEVEL_DOMAINS", json.dumps(topology.level_domains(code)))
+                for name in ("DUBAN_JETSTREAM_DOMAIN", "DUBAN_LEVEL_DOMAINS", "DUBAN_MIRRORED_LEVELS"):
+                    env.delenv(name, raising=False)
+                for name, value in deployment.level_env(code).items():
+                    env.setenv(name, value)
                 settings = Settings(
                     jurisdiction=code,
                     nats_url=deployment.service_url("intake", code),
@@ -120,7 +122,10 @@ async def test_the_hub_streams_have_three_replicas_and_each_county_its_own_domai
     try:
         info = await hub.jetstream().stream_info(subjects.inbox_stream(TAIZHOU))
         assert info.config.num_replicas == 3 and info.cluster.leader and len(info.cluster.replicas) == 2
-        assert {source.external.api for source in info.config.sources} == {"$JS.wenling.API", "$JS.linhai.API"}
+        # the counties' OUTBOX come through the hub's mirrors of them, which pull across the domains
+        assert {source.name for source in info.config.sources} == {"MIRROR_OUTBOX_331081", "MIRROR_OUTBOX_331082"}
+        mirror = await hub.jetstream().stream_info("MIRROR_OUTBOX_331081")
+        assert mirror.config.mirror.external.api == "$JS.wenling.API" and mirror.config.num_replicas == 3
         ack = await wenling.jetstream().publish("duban.x.331000.331081.probe", b"{}")
         assert ack.domain == "wenling"
     finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -120,6 +121,18 @@ class Deployment:
 
     def tls(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def level_env(self, code: str) -> dict[str, str]:
+        """What compose sets for every service of level ``code``: its JetStream domain, its
+        neighbours' domains and, at the hub, the levels it keeps mirrors of."""
+        topology = self.topology
+        env = {
+            "DUBAN_JETSTREAM_DOMAIN": topology.domain_of(code),
+            "DUBAN_LEVEL_DOMAINS": json.dumps(topology.level_domains(code)),
+        }
+        if code == topology.hub and topology.mirrored_levels():
+            env["DUBAN_MIRRORED_LEVELS"] = json.dumps(topology.mirrored_levels())
+        return env
 
     def service_url(self, service: str, code: str) -> str:
         return self.url(code, generate.user(service, code))

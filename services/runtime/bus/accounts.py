@@ -127,7 +127,14 @@ def level_stream_configs(
     return [
         *(event_stream_config(context, code, level) for context in subjects.CONTEXTS),
         outbox_config(code, level),
-        inbox_config(code, registry, level, topology.level_domains or None, own_domain=topology.jetstream_domain),
+        inbox_config(
+            code,
+            registry,
+            level,
+            topology.level_domains or None,
+            own_domain=topology.jetstream_domain,
+            mirrored=topology.mirrored_levels,
+        ),
         deadletter_config(code, level.stream_replicas),
         mends_config(code, level.stream_replicas),
     ]
@@ -154,6 +161,10 @@ async def provision(
     settings = settings or Settings()
     topology = topology or LevelTopology()
     made: list[str] = []
+    if topology.mirrored_levels:  # first: the INBOX sources the neighbours' OUTBOX from them
+        mirrors = await ensure_mirrors(nc.jetstream(), topology.mirrored_levels, settings.stream_replicas)
+        made += mirrors
+        say(f"mirrors of {', '.join(sorted(topology.mirrored_levels))}: {len(mirrors)} streams kept here")
     for code in levels:
         for config in level_stream_configs(code, settings, registry, topology):
             await ensure_stream(nc.jetstream(), config)
@@ -167,8 +178,4 @@ async def provision(
             f"provisioned {code}: {len(subjects.CONTEXTS)} event streams and snapshot buckets, "
             "OUTBOX, INBOX, DLQ, MENDS"
         )
-    if topology.mirrored_levels:
-        mirrors = await ensure_mirrors(nc.jetstream(), topology.mirrored_levels, settings.stream_replicas)
-        made += mirrors
-        say(f"mirrors of {', '.join(sorted(topology.mirrored_levels))}: {len(mirrors)} streams kept here")
     return made

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Iterable
 from typing import Any
 
 import nats
@@ -38,6 +39,7 @@ from contracts import subjects
 from contracts.envelope import Envelope, encode_commit
 from contracts.events import Event
 from contracts.jurisdictions import JurisdictionRegistry
+from services.runtime.bus.mirrors import mirror_name
 from services.runtime.es.eventstore import ensure_stream
 from services.runtime.observe.telemetry import current_trace_context, inject_headers
 from services.runtime.settings import Settings
@@ -65,7 +67,7 @@ class LevelTopology(BaseSettings):
     jetstream_domain: str = Field(default="", pattern=r"^[A-Za-z0-9_-]*$")
     level_domains: dict[str, str] = Field(default_factory=dict)
     #: The levels whose streams this server keeps a read-only copy of (JetStream mirrors across
-    #: domains, ``mirrors.py``), each with its domain: set for the hub's provisioning only.
+    #: domains, ``mirrors.py``), each with its domain: the hub's (its services and its provisioning).
     mirrored_levels: dict[str, str] = Field(default_factory=dict)
 
 
@@ -96,16 +98,28 @@ def inbox_config(
     domains: dict[str, str] | None = None,
     *,
     own_domain: str = "",
+    mirrored: Iterable[str] = (),
 ) -> StreamConfig:
     """The INBOX of ``code``, sourcing its neighbours' OUTBOX filtered to what is addressed to it.
 
     ``domains`` maps a neighbour's code to the JetStream domain it runs in; a neighbour in another
     domain than ``own_domain`` is sourced through that domain's API. With ``domains`` given, only
-    the neighbours it names are sourced.
+    the neighbours it names are sourced. A neighbour in ``mirrored`` (the hub keeps a mirror of its
+    streams, ``mirrors.py``) is sourced from that mirror on this server instead: a mirror follows
+    its origin by sequence, even when the origin was restored onto a new server (``duban
+    restore``), where a source across domains would see a new stream and take it all again.
     """
     sources = []
+    kept_here = set(mirrored)
     for other in neighbours(registry, code):
-        if domains and other not in domains:
+        if domains and other not in domains and other not in kept_here:
+            continue
+        if other in kept_here:
+            sources.append(
+                StreamSource(
+                    name=mirror_name(subjects.outbox_stream(other)), filter_subject=subjects.inbox_wildcard(code)
+                )
+            )
             continue
         source = StreamSource(name=subjects.outbox_stream(other), filter_subject=subjects.inbox_wildcard(code))
         domain = (domains or {}).get(other, "")
@@ -138,7 +152,14 @@ async def ensure_level_streams(
     await ensure_stream(js, outbox_config(code, settings))
     await ensure_stream(
         js,
-        inbox_config(code, registry, settings, topology.level_domains or None, own_domain=topology.jetstream_domain),
+        inbox_config(
+            code,
+            registry,
+            settings,
+            topology.level_domains or None,
+            own_domain=topology.jetstream_domain,
+            mirrored=topology.mirrored_levels,
+        ),
     )
 
 

@@ -221,13 +221,16 @@ async def provision_levels(deployment: Deployment) -> None:
     from services.runtime.settings import Settings
 
     topology = deployment.topology
-    # the hub last: its mirrors copy the other levels' streams, made by then
-    for code in sorted(topology.levels, key=lambda code: code == topology.hub):
+    # The hub first (the counties' INBOX source its OUTBOX), then the counties, then the hub again
+    # with its mirrors of their streams, made by then (a stream sourced or mirrored before it exists
+    # is retried after 10 s, 20 s, …): as an operator provisions the hub before the counties are
+    # deployed, and again once they are.
+    for code, mirrors in [(topology.hub, False), *((c, False) for c in topology.levels[1:]), (topology.hub, True)]:
         settings = Settings(jurisdiction=code, stream_replicas=topology.replicas if code == topology.hub else 1)
         domains = LevelTopology(
             jetstream_domain=topology.domain_of(code),
             level_domains=topology.level_domains(code),
-            mirrored_levels=topology.mirrored_levels() if code == topology.hub else {},
+            mirrored_levels=topology.mirrored_levels() if mirrors else {},
         )
         nc = await nats.connect(deployment.url(code, "admin"), tls=deployment.tls())
         try:

@@ -175,13 +175,13 @@ def _conf(value: object, indent: int = 0) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _service_users(code: str) -> list[dict]:
+def _service_users(code: str, mirrored: dict[str, str] | None = None) -> list[dict]:
     return [
         {
             "user": user(service, code),
             "password": f"${password_var(user(service, code))}",
             "allowed_connection_types": ["STANDARD"],
-            "permissions": service_permissions(code, service),
+            "permissions": service_permissions(code, service, mirrored or {}),
         }
         for service in SERVICES
     ]
@@ -206,7 +206,7 @@ def _jetstream(domain: str) -> str:
 
 def hub_accounts(topology: Topology) -> str:
     admin, system = _admin_and_system()
-    users = [admin, *_service_users(topology.hub)]
+    users = [admin, *_service_users(topology.hub, topology.mirrored_levels())]
     for county in topology.counties:
         users.append(
             {

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import nats
 import pytest
+from prometheus_client import generate_latest
 from sqlalchemy import inspect
 
 from contracts import subjects
@@ -36,6 +37,7 @@ from services.intake.app import IntakeService
 from services.intake.domain import Matter
 from services.intake.handlers import derived_id
 from services.runtime.bus.mirrors import level_stream_names, mirror_name
+from services.runtime.observe.metrics import REGISTRY, status
 from services.runtime.settings import Settings
 from services.tracking.app import TrackingService
 from services.tracking.domain import Case
@@ -376,6 +378,16 @@ async def check_restored(levels: Levels, before: dict) -> None:
 
 async def test_a_county_is_restored_from_the_hubs_mirror(levels):
     before = await work(levels, "镜像")
+    # the hub's intake reports its mirrors of 温岭市 and 泽国镇 (and of 临海市): all caught up
+    hub = levels.intake(TAIZHOU)
+    reported = await status(hub.nc.jetstream(), hub.watched())
+    mirrors = {m["mirror"]: m for m in reported["mirrors"]}
+    for code in COUNTY_LEVELS:
+        for stream in level_stream_names(code):
+            assert mirrors[mirror_name(stream)]["lag"] == 0
+            assert 0 <= mirrors[mirror_name(stream)]["last_contact_s"] < 60
+    assert mirrors[mirror_name(subjects.event_stream("intake", WENLING))]["messages"] > 0
+    assert b'duban_mirror_lag{mirror="MIRROR_INTAKE_331081"} 0.0' in generate_latest(REGISTRY)
     await lose(levels)
     hub_admin = levels.deployment.url(TAIZHOU, "admin")
     for code in COUNTY_LEVELS:  # one level at a time, as the runbook says

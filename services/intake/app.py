@@ -11,7 +11,8 @@ from contracts import subjects
 from contracts.jurisdictions import JurisdictionRegistry, default_registry
 from services.runtime import service as runtime_service
 from services.runtime.bus import sources
-from services.runtime.bus.levels import connect, ensure_level_streams
+from services.runtime.bus.levels import LevelTopology, connect, ensure_level_streams
+from services.runtime.bus.mirrors import kept_mirrors
 from services.runtime.bus.nats_commands import documented_broker
 from services.runtime.es.eventstore import EventStore
 from services.runtime.read.db import make_engine
@@ -49,6 +50,8 @@ class IntakeService(ServiceBase):
         cases = EventStore(self.nc, context=TRACKING, jurisdiction=self.here, settings=self.settings)
         await cases.ensure_streams(snapshots=False)
         self.streams = [self.store.stream, subjects.outbox_stream(self.here), subjects.inbox_stream(self.here)]
+        # the hub's intake reports the mirrors of the other levels' streams kept here (their lag)
+        self.mirrors = kept_mirrors(LevelTopology().mirrored_levels)
         self.handlers = IntakeHandlers(self.store, self.registry, cases=cases)
         own = sources.events(self.context, self.here)
         await self.run_workers(

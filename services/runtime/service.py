@@ -65,6 +65,8 @@ class ServiceBase:
         self.nc: NATS | None = None
         self.workers: list[PullConsumer] = []
         self.streams: list[str] = []
+        #: Mirrors of other levels' streams kept on this server, reported in /metrics and /status.
+        self.mirrors: list[str] = []
         self._tasks: list[asyncio.Task] = []
         self._replays: ReplayResponder | None = None
         self._loops: list[asyncio.Task] = []
@@ -226,6 +228,7 @@ class ServiceBase:
                 w.durable: subjects.deadletter_subject(self.here, self.context, w.durable) for w in self.workers
             },
             checkpoints=checkpoints,
+            mirrors=list(self.mirrors),
         )
 
     async def stop(self) -> None:

@@ -39,7 +39,7 @@ from contracts import subjects
 from contracts.envelope import Envelope, encode_commit
 from contracts.events import Event
 from contracts.jurisdictions import JurisdictionRegistry
-from services.runtime.bus.mirrors import mirror_name
+from services.runtime.bus.mirrors import kept_mirrors, mirror_name
 from services.runtime.es.eventstore import ensure_stream
 from services.runtime.observe.telemetry import current_trace_context, inject_headers
 from services.runtime.settings import Settings
@@ -282,7 +282,7 @@ def _reading(stream: str) -> list[str]:
     ]
 
 
-def service_permissions(code: str, service: str) -> dict[str, Any]:
+def service_permissions(code: str, service: str, mirrored: Iterable[str] = ()) -> dict[str, Any]:
     """The NATS permissions of ``service`` at level ``code`` (an allow list; anything else is denied).
 
     - publish: its own context's events and nobody else's; the level's OUTBOX only for the
@@ -314,6 +314,8 @@ def service_permissions(code: str, service: str) -> dict[str, Any]:
     readable = [stream for stream in level_streams(code) if not stream.startswith("KV_")]
     for stream in [*readable, f"KV_{bucket}"]:
         publish += _reading(stream)
+    if service == "intake":  # at the hub: how far its mirrors of other levels' streams are behind
+        publish += [f"$JS.API.STREAM.INFO.{name}" for name in kept_mirrors(mirrored)]
     # Operators put a dead letter back on its way and remove it (deadletters.py).
     publish.append(f"$JS.API.STREAM.MSG.DELETE.{subjects.deadletter_stream(code)}")
     subscribe = [

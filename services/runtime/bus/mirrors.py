@@ -15,11 +15,10 @@ service makes its own again; see ``restore.py``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 from nats.js import JetStreamContext
 from nats.js.api import ExternalStream, StorageType, StreamConfig, StreamSource
-from nats.js.errors import NotFoundError
 
 from contracts import subjects
 from services.runtime.es.eventstore import ensure_stream
@@ -40,6 +39,11 @@ def level_stream_names(code: str) -> list[str]:
 
 def mirror_name(stream: str) -> str:
     return PREFIX + stream
+
+
+def kept_mirrors(levels: Iterable[str]) -> list[str]:
+    """The names of the mirrors of every stream of ``levels``."""
+    return [mirror_name(stream) for code in sorted(levels) for stream in level_stream_names(code)]
 
 
 def mirror_config(stream: str, domain: str, replicas: int) -> StreamConfig:
@@ -65,49 +69,3 @@ async def ensure_mirrors(js: JetStreamContext, levels: dict[str, str], replicas:
             await ensure_stream(js, config)
             made.append(config.name)
     return made
-
-
-@dataclass(frozen=True)
-class MirrorLag:
-    """How far one mirror is behind its origin, as the hub's server reports it."""
-
-    stream: str
-    messages: int
-    last_seq: int
-    #: Messages the origin holds that the mirror has not copied yet (None: not known).
-    lag: int | None
-    #: Seconds since the mirror last heard from its origin (None: never).
-    active_s: float | None
-
-    def as_dict(self) -> dict:
-        return {
-            "stream": self.stream,
-            "mirror": mirror_name(self.stream),
-            "messages": self.messages,
-            "last_seq": self.last_seq,
-            "lag": self.lag,
-            "active_s": self.active_s,
-        }
-
-
-async def mirror_lags(js: JetStreamContext, levels: list[str]) -> list[MirrorLag]:
-    """The lag of every mirror kept here for ``levels`` (those not made are left out)."""
-    found = []
-    for code in levels:
-        for stream in level_stream_names(code):
-            try:
-                info = await js.stream_info(mirror_name(stream))
-            except NotFoundError:
-                continue
-            mirror = info.mirror
-            active = getattr(mirror, "active", None) if mirror else None
-            found.append(
-                MirrorLag(
-                    stream=stream,
-                    messages=info.state.messages,
-                    last_seq=info.state.last_seq,
-                    lag=getattr(mirror, "lag", None) if mirror else None,
-                    active_s=None if active is None or active < 0 else active / 1e9,
-                )
-            )
-    return found

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import APIRouter
 from fastapi.responses import Response
@@ -61,6 +61,18 @@ CONSUMER_ACK_PENDING = Gauge(
 )
 STREAM_MESSAGES = Gauge("duban_stream_messages", "Messages in a stream", ["stream"], registry=REGISTRY)
 STREAM_BYTES = Gauge("duban_stream_bytes", "Bytes in a stream", ["stream"], registry=REGISTRY)
+MIRROR_LAG = Gauge(
+    "duban_mirror_lag",
+    "Messages a mirror kept at the hub has not copied yet from its origin at another level",
+    ["mirror"],
+    registry=REGISTRY,
+)
+MIRROR_CONTACT = Gauge(
+    "duban_mirror_last_contact_seconds",
+    "Seconds since a mirror last heard from its origin (-1: never)",
+    ["mirror"],
+    registry=REGISTRY,
+)
 DEAD_LETTERS = Gauge(
     "duban_dead_letters",
     "Messages in the dead-letter stream of this level, by consumer",
@@ -107,6 +119,8 @@ class Watched:
     deadletter_subjects: dict[str, str] | None = None  # consumer → its dead-letter subject
     #: projection name → an awaitable giving its checkpoint (stream sequence), for ``/status``
     checkpoints: dict[str, Callable[[], Awaitable[int]]] | None = None
+    #: the mirrors of other levels' streams kept on this server (the hub's intake reports them)
+    mirrors: list[str] = field(default_factory=list)
 
 
 async def refresh(js: JetStreamContext, watched: Watched) -> None:
@@ -129,7 +143,23 @@ async def refresh(js: JetStreamContext, watched: Watched) -> None:
         STREAM_MESSAGES.labels(name).set(info.state.messages)
         STREAM_BYTES.labels(name).set(info.state.bytes)
 
-    await asyncio.gather(*(consumer(s, d) for s, d in watched.consumers), *(stream(n) for n in watched.streams))
+    async def mirror(name: str) -> None:
+        try:
+            info = await js.stream_info(name)
+        except Exception:
+            return
+        STREAM_MESSAGES.labels(name).set(info.state.messages)
+        STREAM_BYTES.labels(name).set(info.state.bytes)
+        if info.mirror is not None:
+            MIRROR_LAG.labels(name).set(info.mirror.lag or 0)
+            active = info.mirror.active
+            MIRROR_CONTACT.labels(name).set(-1 if active is None or active < 0 else active / 1e9)
+
+    await asyncio.gather(
+        *(consumer(s, d) for s, d in watched.consumers),
+        *(stream(n) for n in watched.streams),
+        *(mirror(n) for n in watched.mirrors),
+    )
     if watched.deadletter_stream and watched.deadletter_subjects:
         try:
             info = await js.stream_info(watched.deadletter_stream, subjects_filter=">")
@@ -168,6 +198,15 @@ async def status(js: JetStreamContext, watched: Watched) -> dict:
                 "checkpoint": checkpoints.get(durable),
             }
             for stream, durable in watched.consumers
+        ],
+        "mirrors": [
+            {
+                "mirror": name,
+                "messages": sample("duban_stream_messages", {"stream": name}),
+                "lag": sample("duban_mirror_lag", {"mirror": name}),
+                "last_contact_s": sample("duban_mirror_last_contact_seconds", {"mirror": name}),
+            }
+            for name in watched.mirrors
         ],
         "dead_letters": {
             name: sample("duban_dead_letters", {"consumer": name}) or 0 for name in (watched.deadletter_subjects or {})

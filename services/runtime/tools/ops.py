@@ -119,6 +119,12 @@ def _status_text(rows: list[dict[str, Any]]) -> str:
             lines.append(
                 f"    consumer {c['consumer']:<32} lag {_n(c['lag'])}  unacked {_n(c['ack_pending'])}{checkpoint}"
             )
+        for m in row.get("mirrors") or []:
+            contact = m.get("last_contact_s")
+            seen = "never" if contact is None or contact < 0 else f"{contact:.0f}s ago"
+            lines.append(
+                f"    mirror   {m['mirror']:<32} messages {_n(m['messages'])}  lag {_n(m['lag'])}  origin heard {seen}"
+            )
         for name, count in dead.items():
             lines.append(
                 f"    DEAD LETTERS {name}: {int(count)}   (duban dead-letters list --jurisdiction {row['level']})"

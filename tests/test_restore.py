@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -345,6 +346,8 @@ async def check_restored(levels: Levels, before: dict) -> None:
     await levels.start(WENLING)
     intake, tracking = levels.intake(WENLING), levels.tracking(WENLING)
     for matter_id in before["matters"]:
+        if matter_id in before["in_flight"]:
+            continue  # 台州市's answer to them may be back already (checked below)
         matter = await intake.handlers.store.load(Matter, matter_id)
         assert matter.version == before["versions"][subjects.event_subject("intake", WENLING, matter_id)]
     for case_id in before["cases"]:
@@ -400,16 +403,31 @@ async def test_a_county_is_restored_from_the_hubs_mirror(levels):
     await check_restored(levels, before)
 
 
+def backup(levels: Levels, code: str, file: Path) -> None:
+    made = levels.duban(
+        "backup", "--level", code, "--out", str(file), "--nats", levels.deployment.url(WENLING, "admin"), level=code
+    )
+    assert made.returncode == 0, made.stderr + made.stdout
+
+
 async def test_a_county_is_restored_from_a_backup_file_and_a_damaged_one_is_refused(levels):
+    older = levels.workdir / "older-backup.tar"
+    backup(levels, WENLING, older)
     before = await work(levels, "备份")
     files = {code: levels.workdir / f"backup-{code}.tar" for code in COUNTY_LEVELS}
     for code, file in files.items():
-        made = levels.duban(
-            "backup", "--level", code, "--out", str(file), "--nats", levels.deployment.url(WENLING, "admin"),
-            level=code,
-        )  # fmt: skip
-        assert made.returncode == 0, made.stderr + made.stdout
+        backup(levels, code, file)
+    with tarfile.open(files[WENLING]) as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())
+    assert {entry["name"] for entry in manifest["streams"]} == set(level_stream_names(WENLING))
+    assert all(len(entry["sha256"]) == 64 for entry in manifest["streams"])
     await lose(levels)
+    hub_admin = levels.deployment.url(TAIZHOU, "admin")
+    stale = levels.duban(
+        "restore", "--level", WENLING, "--from", str(older), "--mirror-nats", hub_admin,
+        "--nats", levels.deployment.url(WENLING, "admin"), level=WENLING,
+    )  # fmt: skip
+    assert stale.returncode == 1 and "the hub's mirrors hold more than" in stale.stderr, stale.stderr
     damaged = levels.workdir / "damaged.tar"
     _damage(files[WENLING], damaged)
     refused = levels.duban(
@@ -426,8 +444,8 @@ async def test_a_county_is_restored_from_a_backup_file_and_a_damaged_one_is_refu
         await nc.close()
     for code, file in files.items():
         done = levels.duban(
-            "restore", "--level", code, "--from", str(file), "--nats", levels.deployment.url(WENLING, "admin"),
-            level=code,
+            "restore", "--level", code, "--from", str(file), "--mirror-nats", hub_admin,
+            "--nats", levels.deployment.url(WENLING, "admin"), level=code,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr + done.stdout
     await check_restored(levels, before)

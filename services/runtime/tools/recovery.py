@@ -87,6 +87,22 @@ async def _restore(args: argparse.Namespace) -> int:
             print(f"duban restore: {err}", file=sys.stderr)
             return 1
         messages_of = backup.messages
+        if args.mirror_nats:  # the hub's copies must not be newer than the backup
+            mirror = await _connect(args.mirror_nats, "the hub's")
+            ahead = await mirrors_ahead(
+                mirror.jetstream(), {c.name: backup.streams[c.name]["last_seq"] for c in configs}
+            )
+            if ahead:
+                listed = ", ".join(f"{name} ({have} > {had})" for name, have, had in ahead)
+                print(
+                    f"duban restore: the hub's mirrors hold more than {args.source}: {listed}. Restore from the "
+                    "mirror (--from-mirror): it is newer, and messages the level stores again at sequences the "
+                    "mirror already holds would never reach it",
+                    file=sys.stderr,
+                )
+                await mirror.close()
+                backup.close()
+                return 1
     else:
         if not args.mirror_nats:
             print("duban restore: --from FILE or --from-mirror with --mirror-nats HUB_ADMIN_URL", file=sys.stderr)
@@ -126,6 +142,23 @@ async def _restore(args: argparse.Namespace) -> int:
     return 0
 
 
+async def mirrors_ahead(hub, last_seqs: dict[str, int]) -> list[tuple[str, int, int]]:
+    """The streams whose mirror at the hub holds more than ``last_seqs`` says (name, mirror's, ours)."""
+    from nats.js.errors import NotFoundError
+
+    from services.runtime.bus.mirrors import mirror_name
+
+    ahead = []
+    for stream, last in last_seqs.items():
+        try:
+            info = await hub.stream_info(mirror_name(stream))
+        except NotFoundError:
+            continue
+        if info.state.last_seq > last:
+            ahead.append((stream, info.state.last_seq, last))
+    return ahead
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--level", action="append", help="a level's code (default: DUBAN_JURISDICTION); repeatable")
@@ -149,5 +182,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     source = restore.add_mutually_exclusive_group(required=True)
     source.add_argument("--from", dest="source", type=Path, help="a file `duban backup` wrote")
     source.add_argument("--from-mirror", action="store_true", help="the hub's mirrors of the level's streams")
-    restore.add_argument("--mirror-nats", help="the hub's administrator URL (with --from-mirror)")
+    restore.add_argument(
+        "--mirror-nats",
+        help="the hub's administrator URL: the mirror to restore from (--from-mirror), or, with --from, "
+        "the mirrors a backup must not be older than",
+    )
     restore.set_defaults(func=lambda args: asyncio.run(_restore(args)))

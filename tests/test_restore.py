@@ -392,11 +392,16 @@ async def test_a_county_is_restored_from_the_hubs_mirror(levels):
     assert mirrors[mirror_name(subjects.event_stream("intake", WENLING))]["messages"] > 0
     assert b'duban_mirror_lag{mirror="MIRROR_INTAKE_331081"} 0.0' in generate_latest(REGISTRY)
     await lose(levels)
-    hub_admin = levels.deployment.url(TAIZHOU, "admin")
-    for code in COUNTY_LEVELS:  # one level at a time, as the runbook says
+    # one level at a time, as the runbook says: 温岭市 reading the hub's mirrors through its own new
+    # server's leaf link (the hub's domain), 泽国镇 from the hub's client port
+    ways = {
+        WENLING: ("--mirror-domain", levels.topology.hub_domain),
+        ZEGUO: ("--mirror-nats", levels.deployment.url(TAIZHOU, "admin")),
+    }
+    for code, way in ways.items():
         done = levels.duban(
-            "restore", "--level", code, "--from-mirror", "--mirror-nats", hub_admin,
-            "--nats", levels.deployment.url(WENLING, "admin"), level=code,
+            "restore", "--level", code, "--from-mirror", *way, "--nats", levels.deployment.url(WENLING, "admin"),
+            level=code,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr + done.stdout
         assert f"restored {code}" in done.stdout

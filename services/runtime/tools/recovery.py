@@ -2,6 +2,7 @@
 
     duban backup --level CODE [--level CODE …] --out FILE [--nats ADMIN_URL]
     duban restore --level CODE [--level CODE …] --from FILE [--nats ADMIN_URL]
+    duban restore --level CODE [--level CODE …] --from-mirror --mirror-domain DOMAIN [--nats ADMIN_URL]
     duban restore --level CODE [--level CODE …] --from-mirror --mirror-nats HUB_ADMIN_URL [--nats ADMIN_URL]
 
 ``--nats`` is the administrator of the level's own server (default: ``duban up``'s, then
@@ -104,11 +105,15 @@ async def _restore(args: argparse.Namespace) -> int:
                 backup.close()
                 return 1
     else:
-        if not args.mirror_nats:
-            print("duban restore: --from FILE or --from-mirror with --mirror-nats HUB_ADMIN_URL", file=sys.stderr)
+        if args.mirror_nats:
+            mirror = await _connect(args.mirror_nats, "the hub's")
+            hub = mirror.jetstream()
+        elif args.mirror_domain:  # through the level's own server and its leaf link to the hub
+            mirror = await _connect(_nats_url(args), "the level's")
+            hub = mirror.jetstream(domain=args.mirror_domain)
+        else:
+            print("duban restore: --from-mirror needs --mirror-domain DOMAIN or --mirror-nats URL", file=sys.stderr)
             return 2
-        mirror = await _connect(args.mirror_nats, "the hub's")
-        hub = mirror.jetstream()
 
         async def messages_of(stream: str):
             info = await hub.stream_info(mirror_name(stream))
@@ -182,6 +187,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     source = restore.add_mutually_exclusive_group(required=True)
     source.add_argument("--from", dest="source", type=Path, help="a file `duban backup` wrote")
     source.add_argument("--from-mirror", action="store_true", help="the hub's mirrors of the level's streams")
+    restore.add_argument(
+        "--mirror-domain",
+        help="the JetStream domain keeping the mirrors (the hub's, e.g. taizhou), reached through the level's "
+        "own server and its leaf link (with --from-mirror)",
+    )
     restore.add_argument(
         "--mirror-nats",
         help="the hub's administrator URL: the mirror to restore from (--from-mirror), or, with --from, "

@@ -204,6 +204,26 @@ def _jetstream(domain: str) -> str:
     )
 
 
+def leaf_denied(hub_domain: str) -> list[str]:
+    """What a county's leaf node may not send into the hub, whoever publishes it at the county
+    (its administrator included; a hub's leaf user's permissions are written from the leaf's side):
+    no change to the hub's streams, its mirrors of the counties' above all (a county may read them,
+    which is what ``duban restore --mirror-domain`` does), no JetStream API outside the hub's
+    domain prefix, and no duban subject or snapshot of the hub's own: what the hub takes from a
+    county it takes by sourcing and mirroring, which the hub's server asks for."""
+    api = f"$JS.{hub_domain}.API"
+    return [
+        *(f"{api}.STREAM.{op}.>" for op in ("CREATE", "UPDATE", "DELETE", "PURGE", "RESTORE", "SNAPSHOT")),
+        f"{api}.STREAM.MSG.DELETE.>",
+        f"{api}.ACCOUNT.>",
+        f"{api}.META.>",
+        f"{api}.SERVER.>",
+        "$JS.API.>",
+        "$KV.>",
+        "duban.>",
+    ]
+
+
 def hub_accounts(topology: Topology) -> str:
     admin, system = _admin_and_system()
     users = [admin, *_service_users(topology.hub, topology.mirrored_levels())]
@@ -212,6 +232,7 @@ def hub_accounts(topology: Topology) -> str:
             {
                 "nkey": f"${leaf_nkey_var(county.code)}",
                 "allowed_connection_types": ["LEAFNODE"],
+                "permissions": {"publish": {"deny": leaf_denied(topology.hub_domain)}},
             }
         )
     accounts = {"SYS": system, "DUBAN": {"jetstream": "enabled", "users": users}}

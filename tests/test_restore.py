@@ -415,6 +415,36 @@ def backup(levels: Levels, code: str, file: Path) -> None:
     assert made.returncode == 0, made.stderr + made.stdout
 
 
+async def test_nobody_at_a_county_can_alter_the_hubs_copies_of_its_streams(levels):
+    """Not the county's services (the hub's domain is not in their permissions), not even its
+    administrator through the leaf link: the hub lets a county's leaf node read its mirrors, never
+    delete, purge, change or write them."""
+    await submitted(levels, "镜像保护核对事项")
+    await mirrored(levels)
+    county = await levels.admin(WENLING)
+    try:
+        hub = county.jetstream(domain=levels.topology.hub_domain, timeout=3)
+        name = mirror_name(subjects.event_stream("intake", WENLING))
+        assert (await hub.stream_info(name)).state.messages > 0  # it may look (what a restore reads)
+        for attempt in (hub.delete_stream(name), hub.purge_stream(name), hub.delete_msg(name, 1)):
+            with pytest.raises(Exception):  # noqa: B017 - refused by permission: no answer, a timeout
+                await attempt
+        hub_admin = await levels.admin(TAIZHOU)
+        try:
+            info = await hub_admin.jetstream().stream_info(name)
+            assert info.state.messages > 0 and info.state.first_seq == 1
+        finally:
+            await hub_admin.close()
+    finally:
+        await county.close()
+    intake = await nats.connect(levels.deployment.service_url("intake", WENLING), tls=levels.deployment.tls())
+    try:
+        with pytest.raises(Exception):  # noqa: B017
+            await intake.jetstream(domain=levels.topology.hub_domain, timeout=3).stream_info(name)
+    finally:
+        await intake.close()
+
+
 async def test_a_county_is_restored_from_a_backup_file_and_a_damaged_one_is_refused(levels):
     older = levels.workdir / "older-backup.tar"
     backup(levels, WENLING, older)

@@ -459,7 +459,7 @@ async def test_a_county_is_restored_from_a_backup_file_and_a_damaged_one_is_refu
     await lose(levels)
     hub_admin = levels.deployment.url(TAIZHOU, "admin")
     stale = levels.duban(
-        "restore", "--level", WENLING, "--from", str(older), "--mirror-nats", hub_admin,
+        "restore", "--level", WENLING, "--from", str(older), "--mirror-domain", levels.topology.hub_domain,
         "--nats", levels.deployment.url(WENLING, "admin"), level=WENLING,
     )  # fmt: skip
     assert stale.returncode == 1 and "the hub's mirrors hold more than" in stale.stderr, stale.stderr

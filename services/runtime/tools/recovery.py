@@ -88,11 +88,9 @@ async def _restore(args: argparse.Namespace) -> int:
             print(f"duban restore: {err}", file=sys.stderr)
             return 1
         messages_of = backup.messages
-        if args.mirror_nats:  # the hub's copies must not be newer than the backup
-            mirror = await _connect(args.mirror_nats, "the hub's")
-            ahead = await mirrors_ahead(
-                mirror.jetstream(), {c.name: backup.streams[c.name]["last_seq"] for c in configs}
-            )
+        if args.mirror_nats or args.mirror_domain:  # the hub's copies must not be newer than the backup
+            mirror, hub = await _hub(args)
+            ahead = await mirrors_ahead(hub, {c.name: backup.streams[c.name]["last_seq"] for c in configs})
             if ahead:
                 listed = ", ".join(f"{name} ({have} > {had})" for name, have, had in ahead)
                 print(
@@ -105,15 +103,10 @@ async def _restore(args: argparse.Namespace) -> int:
                 backup.close()
                 return 1
     else:
-        if args.mirror_nats:
-            mirror = await _connect(args.mirror_nats, "the hub's")
-            hub = mirror.jetstream()
-        elif args.mirror_domain:  # through the level's own server and its leaf link to the hub
-            mirror = await _connect(_nats_url(args), "the level's")
-            hub = mirror.jetstream(domain=args.mirror_domain)
-        else:
+        if not (args.mirror_nats or args.mirror_domain):
             print("duban restore: --from-mirror needs --mirror-domain DOMAIN or --mirror-nats URL", file=sys.stderr)
             return 2
+        mirror, hub = await _hub(args)
 
         async def messages_of(stream: str):
             info = await hub.stream_info(mirror_name(stream))
@@ -145,6 +138,18 @@ async def _restore(args: argparse.Namespace) -> int:
         "Start the level's services now: they rebuild their read models and snapshots and go on."
     )
     return 0
+
+
+async def _hub(args: argparse.Namespace):
+    """The connection and JetStream context where the hub's mirrors are read: the hub's own port
+    (``--mirror-nats``), or the level's server and its leaf link (``--mirror-domain``)."""
+    from .ops import _nats_url
+
+    if args.mirror_nats:
+        connection = await _connect(args.mirror_nats, "the hub's")
+        return connection, connection.jetstream()
+    connection = await _connect(_nats_url(args), "the level's")
+    return connection, connection.jetstream(domain=args.mirror_domain)
 
 
 async def mirrors_ahead(hub, last_seqs: dict[str, int]) -> list[tuple[str, int, int]]:
@@ -190,7 +195,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     restore.add_argument(
         "--mirror-domain",
         help="the JetStream domain keeping the mirrors (the hub's, e.g. taizhou), reached through the level's "
-        "own server and its leaf link (with --from-mirror)",
+        "own server and its leaf link: to restore from (--from-mirror), or that a backup must not be older than",
     )
     restore.add_argument(
         "--mirror-nats",

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import logging
 import time
@@ -53,6 +52,8 @@ SOURCE_HEADER = "Nats-Stream-Source"
 RESTORED_SOURCE_HEADER = "Duban-Stream-Source"
 #: Publishes in flight at once while restoring (one connection keeps them in order).
 WINDOW = 256
+#: How long a restored message's acknowledgement is waited for before it is put in again on its own.
+ACK_WAIT_S = 5.0
 #: ``duban.x.<to>.<from>.<kind>``: what an INBOX holds.
 INBOX_SUBJECT_TOKENS = 5
 
@@ -115,11 +116,12 @@ async def read_stream(
         ),
     )
     try:
-        seq = 0
-        while seq < last:
+        seq, pending = 0, 1
+        # up to ``last``, or to the last message there when the stream's last ones were removed
+        while seq < last and pending:
             msgs = await sub.fetch(batch, timeout=10.0)
             for msg in msgs:
-                seq = msg.metadata.sequence.stream
+                seq, pending = msg.metadata.sequence.stream, msg.metadata.num_pending
                 if seq > last:
                     break
                 yield StoredMessage(
@@ -220,18 +222,19 @@ class Restorer:
             while len(inflight) > keep:
                 message, future = inflight.popleft()
                 try:
-                    ack = await future
+                    # nats-py 2.16 never completes the future of a publish the server refused
+                    # (its reply handler raises instead of setting the error): hence the time limit
+                    ack = await asyncio.wait_for(future, ACK_WAIT_S)
                 except Exception:  # redone one by one below, which says what failed
                     ack = None
                 if ack is not None and not ack.duplicate and ack.seq == message.seq:
                     continue
                 # This one was not stored where it belongs, so those behind it were refused (each
-                # expects the one before): put them in one by one.
+                # expects the one before): put them in one by one, after what the target holds.
                 behind = [message]
                 while inflight:
                     later, pending = inflight.popleft()
-                    with contextlib.suppress(Exception):
-                        await pending
+                    pending.cancel()
                     behind.append(later)
                 for again in behind:
                     await self._one_by_one(stream, again, prefix)

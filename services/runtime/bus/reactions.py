@@ -11,8 +11,11 @@ The runtime runs a ``Reactions`` as a durable worker (``consumer.DurableWorker``
 that holds those events (``ServiceBase.reactor``): commits that carry none of them are
 acknowledged unread (the ``Duban-Event-Types`` header); the others are decoded, and each wanted
 event is passed to its method, in order. Delivery is at least once, so reactions are idempotent:
-they append with event ids derived from the source, publish with a derived ``Nats-Msg-Id``, or
-check the state first.
+they append with event ids derived from the source (``execute`` derives them from the
+``causation_id`` a reaction passes, ``commands.caused_ids``), publish with a derived
+``Nats-Msg-Id``, or check the state first. After ``duban restore`` every reaction runs once more
+over the restored events; the restored streams' de-duplication window recognises what they store
+or send again.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig, SubjectTransform
+from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig, SubjectTransform
 from nats.js.errors import NotFoundError
 
 log = logging.getLogger("duban.restore")
@@ -96,41 +96,39 @@ class StoredMessage:
 
 
 async def read_stream(
-    js: JetStreamContext, stream: str, *, upto: int | None = None, batch: int = 500
+    js: JetStreamContext, stream: str, *, upto: int | None = None, wait_s: float = 30.0
 ) -> AsyncIterator[StoredMessage]:
     """Every message of ``stream`` up to sequence ``upto`` (default: its last one when reading
-    starts, so a copy is consistent for each stream), in order, through an ephemeral consumer."""
+    starts, so a copy is consistent for each stream), in order, through an ordered consumer: one
+    that notices a delivery lost on the way (a leaf link that drops, interest not yet known across
+    it) by its delivery sequences and starts again after the last message it had, so a message is
+    never skipped (and a removed one is not mistaken for a lost one)."""
     info = await js.stream_info(stream)
     last = info.state.last_seq if upto is None else upto
     if info.state.messages == 0 or last < info.state.first_seq:
         return
-    sub = await js.pull_subscribe(
-        "",
+    sub = await js.subscribe(
+        ">",
         stream=stream,
-        config=ConsumerConfig(
-            ack_policy=AckPolicy.NONE,
-            deliver_policy=DeliverPolicy.ALL,
-            inactive_threshold=60.0,
-            mem_storage=True,
-            headers_only=False,
-        ),
+        ordered_consumer=True,
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, mem_storage=True, headers_only=False),
+        pending_msgs_limit=10_000,
     )
     try:
         seq, pending = 0, 1
         # up to ``last``, or to the last message there when the stream's last ones were removed
         while seq < last and pending:
-            msgs = await sub.fetch(batch, timeout=10.0)
-            for msg in msgs:
-                seq, pending = msg.metadata.sequence.stream, msg.metadata.num_pending
-                if seq > last:
-                    break
-                yield StoredMessage(
-                    seq=seq,
-                    subject=msg.subject,
-                    headers=dict(msg.headers or {}),
-                    data=msg.data,
-                    time=msg.metadata.timestamp.isoformat() if msg.metadata.timestamp else "",
-                )
+            msg = await sub.next_msg(timeout=wait_s)
+            seq, pending = msg.metadata.sequence.stream, msg.metadata.num_pending
+            if seq > last:
+                break
+            yield StoredMessage(
+                seq=seq,
+                subject=msg.subject,
+                headers=dict(msg.headers or {}),
+                data=msg.data,
+                time=msg.metadata.timestamp.isoformat() if msg.metadata.timestamp else "",
+            )
     finally:
         await sub.unsubscribe()
 

@@ -27,23 +27,14 @@ from services.intake.app import IntakeService
 from services.intake.domain import Matter
 from services.intake.handlers import derived_id
 from services.runtime.bus.levels import inbox_prefix
-from services.runtime.http.auth import Principal, Role
 from services.runtime.settings import Settings
 from services.runtime.tools.nats_server import ConfiguredNats, free_port
 from services.tracking.app import TrackingService
-from tests.support.deploy import boot, cut, generate, restore
+from tests.support.deploy import boot, cut, generate, restore, staff, station
 
 pytestmark = pytest.mark.slow
 
 TAIZHOU, WENLING, LINHAI, ZEGUO = "331000", "331081", "331082", "331081100"
-
-
-def staff(code: str) -> Principal:
-    return Principal(sub=f"committee-{code}", name="工委", roles=[Role.committee], jurisdiction=code)
-
-
-def station(code: str) -> Principal:
-    return Principal(sub=f"station-{code}", name="代表联络站", roles=[Role.liaison_station], jurisdiction=code)
 
 
 async def eventually(check, timeout: float, what: str):

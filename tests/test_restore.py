@@ -42,7 +42,8 @@ from services.runtime.observe.metrics import REGISTRY, status
 from services.runtime.settings import Settings
 from services.tracking.app import TrackingService
 from services.tracking.domain import Case
-from tests.support.deploy import boot
+from tests.support import waiting
+from tests.support.deploy import boot, staff, station
 from tests.support.tracking import LEAD, assignment, unit
 
 pytestmark = pytest.mark.slow
@@ -53,27 +54,11 @@ DUBAN = (sys.executable, "-m", "services.runtime.tools.cli")
 ENV = ("DUBAN_JETSTREAM_DOMAIN", "DUBAN_LEVEL_DOMAINS", "DUBAN_MIRRORED_LEVELS")
 
 
-def staff(code: str):
-    from services.runtime.http.auth import Principal, Role
-
-    return Principal(sub=f"committee-{code}", name="工委", roles=[Role.committee], jurisdiction=code)
-
-
-def station(code: str):
-    from services.runtime.http.auth import Principal, Role
-
-    return Principal(sub=f"station-{code}", name="代表联络站", roles=[Role.liaison_station], jurisdiction=code)
-
-
 async def eventually(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.2)
+    try:
+        return await waiting.eventually(check, timeout, interval=0.2)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
 
 
 class Levels:

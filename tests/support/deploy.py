@@ -40,6 +40,20 @@ def load_generator():
 generate = load_generator()
 
 
+def staff(code: str):
+    """A level's committee staff (代表工委), as the deploy tests act."""
+    from services.runtime.http.auth import Principal, Role
+
+    return Principal(sub=f"committee-{code}", name="工委", roles=[Role.committee], jurisdiction=code)
+
+
+def station(code: str):
+    """A level's liaison station (代表联络站), entering what deputies collected."""
+    from services.runtime.http.auth import Principal, Role
+
+    return Principal(sub=f"station-{code}", name="代表联络站", roles=[Role.liaison_station], jurisdiction=code)
+
+
 class LinkProxy:
     """A TCP relay from a local port to ``target``: a leaf node's line to one hub node.
 

@@ -119,7 +119,7 @@ def level_stream_configs(
     from ..es.eventstore import event_stream_config
     from ..es.mends import mends_config
     from .deadletters import stream_config as deadletter_config
-    from .levels import inbox_config, outbox_config
+    from .levels import level_inbox_config, outbox_config
 
     registry = registry or default_registry()
     topology = topology or LevelTopology()
@@ -127,14 +127,7 @@ def level_stream_configs(
     return [
         *(event_stream_config(context, code, level) for context in subjects.CONTEXTS),
         outbox_config(code, level),
-        inbox_config(
-            code,
-            registry,
-            level,
-            topology.level_domains or None,
-            own_domain=topology.jetstream_domain,
-            mirrored=topology.mirrored_levels,
-        ),
+        level_inbox_config(code, registry, level, topology),
         deadletter_config(code, level.stream_replicas),
         mends_config(code, level.stream_replicas),
     ]

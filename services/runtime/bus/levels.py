@@ -148,18 +148,21 @@ async def ensure_level_streams(
 ) -> None:
     """Create this level's OUTBOX and INBOX (idempotent; an existing INBOX takes the sources of
     the current topology)."""
-    topology = topology or LevelTopology()
     await ensure_stream(js, outbox_config(code, settings))
-    await ensure_stream(
-        js,
-        inbox_config(
-            code,
-            registry,
-            settings,
-            topology.level_domains or None,
-            own_domain=topology.jetstream_domain,
-            mirrored=topology.mirrored_levels,
-        ),
+    await ensure_stream(js, level_inbox_config(code, registry, settings, topology or LevelTopology()))
+
+
+def level_inbox_config(
+    code: str, registry: JurisdictionRegistry, settings: Settings, topology: LevelTopology
+) -> StreamConfig:
+    """The INBOX of ``code`` where ``topology`` says its neighbours keep their OUTBOX."""
+    return inbox_config(
+        code,
+        registry,
+        settings,
+        topology.level_domains or None,
+        own_domain=topology.jetstream_domain,
+        mirrored=topology.mirrored_levels,
     )
 
 

@@ -142,15 +142,7 @@ async def refresh(js: JetStreamContext, watched: Watched) -> None:
             return
         STREAM_MESSAGES.labels(name).set(info.state.messages)
         STREAM_BYTES.labels(name).set(info.state.bytes)
-
-    async def mirror(name: str) -> None:
-        try:
-            info = await js.stream_info(name)
-        except Exception:
-            return
-        STREAM_MESSAGES.labels(name).set(info.state.messages)
-        STREAM_BYTES.labels(name).set(info.state.bytes)
-        if info.mirror is not None:
+        if info.mirror is not None:  # a copy of another level's stream, kept here
             MIRROR_LAG.labels(name).set(info.mirror.lag or 0)
             active = info.mirror.active
             MIRROR_CONTACT.labels(name).set(-1 if active is None or active < 0 else active / 1e9)
@@ -158,7 +150,7 @@ async def refresh(js: JetStreamContext, watched: Watched) -> None:
     await asyncio.gather(
         *(consumer(s, d) for s, d in watched.consumers),
         *(stream(n) for n in watched.streams),
-        *(mirror(n) for n in watched.mirrors),
+        *(stream(n) for n in watched.mirrors),
     )
     if watched.deadletter_stream and watched.deadletter_subjects:
         try:

@@ -112,8 +112,7 @@ async def read_stream(
         stream=stream,
         ordered_consumer=True,
         config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, mem_storage=True, headers_only=False),
-        pending_msgs_limit=10_000,
-    )
+    )  # flow control paces the server to how fast the copy is written (nats-py's default limits)
     try:
         seq, pending = 0, 1
         # up to ``last``, or to the last message there when the stream's last ones were removed

@@ -20,8 +20,9 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/duban up --demo $(ARGS)
 
-# The suite runs in one worker per core (pytest-xdist), each test file in one worker: most tests
-# wait on servers and processes, so two files at once take about two thirds of the time.
+# The suite runs in one worker per core (pytest-xdist), each test file (or group of files sharing
+# a duban up) in one worker, the longest first (tests/support/scheduling.py): most tests wait on
+# servers and processes, so two files at once take about two thirds of the time.
 TEST_WORKERS ?= auto
 
 # The pages are tested in a real browser: Debian's chromium with a CJK font, installed here when
@@ -35,7 +36,7 @@ browser:
 test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)

@@ -9,11 +9,16 @@ need it skip with the reason only where none of these exists.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 
 # The tests mint development tokens (HS256 with the development secret), as ``duban up``'s
 # scripts may: accepted only where development sign-in is on, as here and under ``duban up``.
 os.environ.setdefault("DUBAN_DEV_SIGNIN", "true")
+# The suite starts a few hundred Python processes (every ``duban serve`` of every ``duban up``):
+# each imports duban from its cached bytecode rather than compiling it again, even where the
+# environment asks for no bytecode to be written (__pycache__ is ignored by git).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 import nats
 import pytest
@@ -22,8 +27,11 @@ from services.runtime.read.db import make_engine
 from tests.support.nats import start_nats
 from tests.support.postgres import create_database, start_postgres
 
-#: every refusal any test provokes must be Chinese and in duban's shape
-pytest_plugins = ["tests.support.chinese_errors"]
+sys.dont_write_bytecode = False  # and this process too (the test modules, rewritten by pytest)
+
+#: every refusal any test provokes must be Chinese and in duban's shape; the longest files first,
+#: each file (or group of files) in one worker; the duban up --demo that some files share
+pytest_plugins = ["tests.support.chinese_errors", "tests.support.scheduling", "tests.support.shared_up"]
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,9 @@
 
 The ``sh`` block that starts with ``# walkthrough`` is taken from README.md and run with bash
 (``-e -o pipefail``: any refused step fails it) in a folder where ``duban up`` keeps its
-``.duban/run.json``, as a new user runs it beside ``make run``. It must end with the township's
-record of the matter closed and its outcome printed.
+``.duban/run.json``, as a new user runs it beside ``make run`` (here: ``make demo``, the
+``duban up --demo`` tests/test_up.py uses too, tests/support/shared_up.py). It must end with the
+township's record of the matter closed and its outcome printed.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import ROOT, Up, free_port_block, processes_mentioning
+from tests.support.processes import ROOT
+from tests.support.shared_up import GROUP as SHARED_UP
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(SHARED_UP)]
 
 
 def walkthrough() -> str:
@@ -27,23 +29,19 @@ def walkthrough() -> str:
     return found.group(1)
 
 
-def test_the_readme_walkthrough_runs_as_written(tmp_path: Path):
+def test_the_readme_walkthrough_runs_as_written(tmp_path: Path, shared_up):
     assert shutil.which("curl"), "the walkthrough uses curl"
+    system = shared_up.running()
     # the folder of a clone: its .venv (where `duban token` is) beside duban up's .duban
     (tmp_path / ".venv").symlink_to(ROOT / ".venv")
-    system = Up(tmp_path / ".duban", free_port_block(3), "--services", "intake,tracking,directory")
-    try:
-        system.wait_ready()
-        done = subprocess.run(
-            ["bash", "-e", "-o", "pipefail", "-c", walkthrough()],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{system.log()}"
-        lines = done.stdout.strip().splitlines()
-        assert lines == ["closed", "园区主干道已修复，货车通行恢复正常。"], done.stdout
-    finally:
-        system.stop()
-    assert processes_mentioning(str(system.data_dir)) == []
+    (tmp_path / ".duban").symlink_to(system.data_dir)
+    done = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", walkthrough()],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{system.log()}"
+    lines = done.stdout.strip().splitlines()
+    assert lines == ["closed", "园区主干道已修复，货车通行恢复正常。"], done.stdout

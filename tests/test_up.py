@@ -2,11 +2,11 @@
 
 - ``duban serve intake`` with a settings file: SIGTERM while requests are in flight ends it with
   exit code 0, and nothing it acknowledged is lost (nor doubled when the client retries).
-- ``duban up --demo``: every service of the three levels its own process, each ``/healthz``
-  answering, ``run.json`` written, the demo loaded (and loading it again adds nothing), a matter
-  escalated over HTTP from 泽国镇 to 温岭市 to 台州市 visible at each level with its path, a
-  service killed with SIGKILL restarted and then handling what was published while it was down,
-  and Ctrl-C leaving no process behind.
+- ``duban up --demo`` (the one tests/test_readme.py uses too): every service of the three
+  levels its own process, each ``/healthz`` answering, ``run.json`` written, the demo loaded
+  (and loading it again adds nothing), a matter escalated over HTTP from 泽国镇 to 温岭市 to
+  台州市 visible at each level with its path, a service killed with SIGKILL restarted and then
+  handling what was published while it was down, and Ctrl-C leaving no process behind.
 - ``duban up`` and its own nats-server (one service of one level, to stay light): a nats-server
   killed with SIGKILL is restarted on the same port and store while the services keep running;
   an exception inside ``duban up`` still stops every child, and the next start on the same ports
@@ -46,8 +46,9 @@ from tests.support.processes import (
     processes_mentioning,
     wait_for,
 )
+from tests.support.shared_up import GROUP as SHARED_UP
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(SHARED_UP)]
 
 TAIZHOU, WENLING, ZEGUO = "331000", "331081", "331081100"
 LEVELS = (TAIZHOU, WENLING, ZEGUO)
@@ -157,27 +158,10 @@ def test_sigterm_drains_a_served_intake_and_nothing_it_acknowledged_is_lost(tmp_
 # -- duban up ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def up(tmp_path_factory):
-    present, _ = discover_services()
-    data_dir = tmp_path_factory.mktemp("up") / ".duban"
-    system = Up(data_dir, free_port_block(len(LEVELS)), "--demo")
-    started = time.monotonic()
-    try:
-        wait_for(
-            lambda: (
-                system.process.poll() is not None or "demo: loaded" in system.log() or "demo stopped" in system.log()
-            ),
-            150,
-            "duban up --demo to be ready and the demo loaded",
-        )
-        assert system.process.poll() is None, system.log()
-        assert "demo: loaded" in system.log(), system.log()
-        took = time.monotonic() - started
-        print(f"duban up: {len(present) * len(LEVELS)} processes healthy and the demo loaded in {took:.1f}s")
-        yield system
-    finally:
-        system.stop()
+@pytest.fixture
+def up(shared_up) -> Up:
+    """The ``duban up --demo`` these tests share with tests/test_readme.py (tests/support/shared_up.py)."""
+    return shared_up.running()
 
 
 def test_every_service_of_every_level_is_its_own_process_and_answers_healthz(up):
@@ -433,7 +417,8 @@ def test_a_service_killed_with_sigkill_is_restarted_and_handles_what_was_publish
 
 
 def test_ctrl_c_stops_every_process_and_leaves_none_behind(up):
-    """Last of the tests on the ``up`` fixture: stops the system they used."""
+    """Last of the tests on the ``up`` fixture: stops the system they used (shared with
+    tests/test_readme.py, which runs before; a test asking for it after this gets a new one)."""
     info = up.run_file
     pids = [p["pid"] for p in info["processes"].values()]
     assert processes_mentioning(str(up.data_dir))  # the services and nats-server, running

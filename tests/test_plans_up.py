@@ -55,8 +55,12 @@ class Api:
     def person(self, code: str, kind: str) -> dict[str, str]:
         key = (code, kind)
         if key not in self.tokens:
-            wait_for(lambda: self.up.sign_in(f"{kind}-{code}", code).returncode == 0, 60, f"{kind}-{code} enrolled")
-            self.tokens[key] = {"Authorization": f"Bearer {self.up.person_token(f'{kind}-{code}', code)}"}
+            signed_in = wait_for(
+                lambda: (done := self.up.sign_in(f"{kind}-{code}", code)).returncode == 0 and done,
+                60,
+                f"{kind}-{code} enrolled",
+            )
+            self.tokens[key] = {"Authorization": f"Bearer {signed_in.stdout.strip()}"}
         return self.tokens[key]
 
     def call(self, method, code, service, path, *, who="committee", expect=(200, 201), **kwargs):

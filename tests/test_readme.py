@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.processes import ROOT
-from tests.support.shared_up import GROUP as SHARED_UP
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(SHARED_UP)]
+pytestmark = pytest.mark.slow
 
 
 def walkthrough() -> str:

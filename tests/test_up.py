@@ -46,9 +46,8 @@ from tests.support.processes import (
     processes_mentioning,
     wait_for,
 )
-from tests.support.shared_up import GROUP as SHARED_UP
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(SHARED_UP)]
+pytestmark = pytest.mark.slow
 
 TAIZHOU, WENLING, ZEGUO = "331000", "331081", "331081100"
 LEVELS = (TAIZHOU, WENLING, ZEGUO)

@@ -2,10 +2,10 @@
 the test files that only use it: tests/test_up.py and tests/test_readme.py.
 
 Starting it takes half a minute of both cores, so it starts once, the first time a test asks for
-it. The files using it are marked ``@pytest.mark.xdist_group(GROUP)``, so that ``make test`` runs
-them in one worker (tests/support/scheduling.py). A test that stops it (Ctrl-C in test_up.py)
-stops it for good: the next test that asks gets a new one. Whatever each test makes there it makes
-under its own title and key, and counts only that.
+it. ``make test`` runs the files using it (``FILES``) in one worker, one after the other
+(tests/support/scheduling.py). A test that stops it (Ctrl-C in test_up.py) stops it for good: the
+next test that asks gets a new one. Whatever each test makes there it makes under its own title
+and key, and counts only that.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pytest
 from services.runtime.tools.up import DEFAULT_LEVELS, discover_services
 from tests.support.processes import Up, free_port_block, processes_mentioning, wait_for
 
-#: The pytest-xdist group of the files that share it.
-GROUP = "duban_up"
+#: The files that share it, in the order they run: test_up.py stops it last.
+FILES = ("test_readme.py", "test_up.py")
 
 
 class SharedUp:

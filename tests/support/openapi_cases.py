@@ -51,6 +51,10 @@ class Cases:
     def __init__(self, spec: dict[str, Any], ids: Callable[[], list[str]]) -> None:
         self.spec = spec
         self.ids = ids
+        #: Each strategy built once, by the schema it is for (kept here, so that its id stays its
+        #: own) and how it is asked for: a strategy is only a description, and the ids it draws
+        #: from are read at each draw.
+        self._built: dict[tuple, tuple[Any, st.SearchStrategy]] = {}
         self.operations = sorted(
             (method.upper(), path, operation)
             for path, item in spec["paths"].items()
@@ -94,8 +98,17 @@ class Cases:
             request["data"] = {name: _in_url(value) for name, value in form.items()}
         return request
 
+    def _once(self, schema: Any, how: tuple, build: Callable[[], st.SearchStrategy]) -> st.SearchStrategy:
+        key = (id(schema), *how)
+        if key not in self._built:
+            self._built[key] = (schema, build())
+        return self._built[key][1]
+
     def parameter(self, name: str, schema: dict[str, Any], spoil: bool) -> st.SearchStrategy:
         """A value of a path or query parameter, as its text in the URL."""
+        return self._once(schema, ("parameter", name, spoil), lambda: self._parameter(name, schema, spoil))
+
+    def _parameter(self, name: str, schema: dict[str, Any], spoil: bool) -> st.SearchStrategy:
         if ID.pattern == self.resolve(schema).get("pattern") or name.endswith("_id") or name in ("plan", "item"):
             return self.an_id()
         return self.value(schema, name=name, spoil=spoil).map(_in_url)
@@ -108,6 +121,9 @@ class Cases:
 
     def an_id(self) -> st.SearchStrategy:
         """A real id (one the services answered with, read at each draw) or a made-up one."""
+        return self._once(None, ("id",), self._an_id)
+
+    def _an_id(self) -> st.SearchStrategy:
         made_up = st.from_regex(r"\A[A-Za-z0-9_-]{1,20}\Z")
         real = st.integers(0, 10**6).map(lambda n: self._real(n) or "no-such-id")
         return real | real | made_up
@@ -121,6 +137,9 @@ class Cases:
     ) -> st.SearchStrategy:
         """A JSON value of ``schema``; ``spoil``: here and there a value just past a bound, or of
         another type."""
+        return self._once(schema, ("value", name, depth, spoil), lambda: self._value(schema, name, depth, spoil))
+
+    def _value(self, schema: dict[str, Any], name: str, depth: int, spoil: bool) -> st.SearchStrategy:
         schema = self.resolve(schema)
         valid = self._valid(schema, name, depth, spoil)
         if not spoil or depth > 3:

@@ -31,6 +31,7 @@ LONGEST = (
     *SHARED_UP_FILES,  # 130 together
     "test_http_workers.py",  # 60
     "test_web_pages.py",  # 60
+    "test_restore.py",  # 60
     "test_crashes.py",  # 40
     "test_deploy_nats.py",  # 35
     "test_notify_notices.py",  # 35

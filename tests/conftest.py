@@ -31,7 +31,7 @@ sys.dont_write_bytecode = False  # and this process too (the test modules, rewri
 
 #: every refusal any test provokes must be Chinese and in duban's shape; the longest files first,
 #: each file (or group of files) in one worker; the duban up --demo that some files share
-pytest_plugins = ["tests.support.chinese_errors", "tests.support.scheduling", "tests.support.shared_up"]
+pytest_plugins = ["tests.support.chinese_errors", "tests.support.shared_up", "tests.support.scheduling"]
 
 
 @pytest.fixture(scope="session")

@@ -102,3 +102,16 @@ def mend_subject(jurisdiction: str, context: str, aggregate_id: str, sequence: i
     """The mend of one stored commit (its stream sequence) of one aggregate."""
     tokens = (_token(jurisdiction, "jurisdiction"), _token(context, "context"), _token(aggregate_id, "aggregate id"))
     return "duban.mend." + ".".join(tokens) + f".{int(sequence)}"
+
+
+def level_streams(jurisdiction: str) -> list[str]:
+    """Every stream that holds what happened at one level: its events per context, OUTBOX,
+    INBOX, dead letters and mends (what ``duban provision`` makes beside the snapshot buckets,
+    what the hub mirrors and ``duban backup`` writes)."""
+    return [
+        *(event_stream(context, jurisdiction) for context in CONTEXTS),
+        outbox_stream(jurisdiction),
+        inbox_stream(jurisdiction),
+        deadletter_stream(jurisdiction),
+        mend_stream(jurisdiction),
+    ]

@@ -37,7 +37,7 @@ from contracts.tracking import SubmitReply
 from services.intake.app import IntakeService
 from services.intake.domain import Matter
 from services.intake.handlers import derived_id
-from services.runtime.bus.mirrors import level_stream_names, mirror_name
+from services.runtime.bus.mirrors import mirror_name
 from services.runtime.observe.metrics import REGISTRY, status
 from services.runtime.settings import Settings
 from services.tracking.app import TrackingService
@@ -231,7 +231,7 @@ async def mirrored(levels: Levels) -> None:
 
     async def caught_up() -> bool:
         for code in COUNTY_LEVELS:
-            for stream in level_stream_names(code):
+            for stream in subjects.level_streams(code):
                 origin = await leaf.jetstream().stream_info(stream)
                 copy = await hub.jetstream().stream_info(mirror_name(stream))
                 if copy.state.last_seq != origin.state.last_seq:
@@ -371,7 +371,7 @@ async def test_a_county_is_restored_from_the_hubs_mirror(levels):
     reported = await status(hub.nc.jetstream(), hub.watched())
     mirrors = {m["mirror"]: m for m in reported["mirrors"]}
     for code in COUNTY_LEVELS:
-        for stream in level_stream_names(code):
+        for stream in subjects.level_streams(code):
             assert mirrors[mirror_name(stream)]["lag"] == 0
             assert 0 <= mirrors[mirror_name(stream)]["last_contact_s"] < 60
     assert mirrors[mirror_name(subjects.event_stream("intake", WENLING))]["messages"] > 0
@@ -439,7 +439,7 @@ async def test_a_county_is_restored_from_a_backup_file_and_a_damaged_one_is_refu
         backup(levels, code, file)
     with tarfile.open(files[WENLING]) as tar:
         manifest = json.loads(tar.extractfile("manifest.json").read())
-    assert {entry["name"] for entry in manifest["streams"]} == set(level_stream_names(WENLING))
+    assert {entry["name"] for entry in manifest["streams"]} == set(subjects.level_streams(WENLING))
     assert all(len(entry["sha256"]) == 64 for entry in manifest["streams"])
     await lose(levels)
     hub_admin = levels.deployment.url(TAIZHOU, "admin")

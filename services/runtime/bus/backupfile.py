@@ -29,7 +29,8 @@ from typing import Any
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from .mirrors import level_stream_names
+from contracts import subjects
+
 from .restore import StoredMessage, read_stream
 
 FORMAT = "duban-backup/1"
@@ -65,7 +66,7 @@ async def write_backup(
     with tempfile.TemporaryDirectory(prefix="duban-backup-") as scratch:
         folder = Path(scratch)
         for code in levels:
-            for stream in level_stream_names(code):
+            for stream in subjects.level_streams(code):
                 try:
                     info = await js.stream_info(stream)
                 except NotFoundError:

@@ -253,19 +253,6 @@ async def connect(settings: Settings, service: str, **options: Any) -> NATS:
 SENDERS = ("intake", "notify")
 
 
-def level_streams(code: str) -> list[str]:
-    """Every stream one level owns: its events per context, OUTBOX, INBOX, dead letters, and each
-    context's snapshot bucket (``duban provision`` makes them all)."""
-    return [
-        *(subjects.event_stream(context, code) for context in subjects.CONTEXTS),
-        subjects.outbox_stream(code),
-        subjects.inbox_stream(code),
-        subjects.deadletter_stream(code),
-        subjects.mend_stream(code),
-        *(f"KV_{subjects.snapshot_bucket(context, code)}" for context in subjects.CONTEXTS),
-    ]
-
-
 def _reading(stream: str) -> list[str]:
     """The JetStream API a service needs to read ``stream``: look at it, get messages, run its consumers."""
     return [
@@ -314,8 +301,7 @@ def service_permissions(code: str, service: str, mirrored: Iterable[str] = ()) -
         "$JS.API.INFO",
         f"$JS.API.STREAM.CREATE.KV_{bucket}",
     ]
-    readable = [stream for stream in level_streams(code) if not stream.startswith("KV_")]
-    for stream in [*readable, f"KV_{bucket}"]:
+    for stream in [*subjects.level_streams(code), f"KV_{bucket}"]:
         publish += _reading(stream)
     if service == "intake":  # at the hub: how far its mirrors of other levels' streams are behind
         publish += [f"$JS.API.STREAM.INFO.{name}" for name in kept_mirrors(mirrored)]

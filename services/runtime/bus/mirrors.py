@@ -26,24 +26,13 @@ from services.runtime.es.eventstore import ensure_stream
 PREFIX = "MIRROR_"
 
 
-def level_stream_names(code: str) -> list[str]:
-    """The streams of a level that hold what happened there (what is mirrored and backed up)."""
-    return [
-        *(subjects.event_stream(context, code) for context in subjects.CONTEXTS),
-        subjects.outbox_stream(code),
-        subjects.inbox_stream(code),
-        subjects.deadletter_stream(code),
-        subjects.mend_stream(code),
-    ]
-
-
 def mirror_name(stream: str) -> str:
     return PREFIX + stream
 
 
 def kept_mirrors(levels: Iterable[str]) -> list[str]:
     """The names of the mirrors of every stream of ``levels``."""
-    return [mirror_name(stream) for code in sorted(levels) for stream in level_stream_names(code)]
+    return [mirror_name(stream) for code in sorted(levels) for stream in subjects.level_streams(code)]
 
 
 def mirror_config(stream: str, domain: str, replicas: int) -> StreamConfig:
@@ -64,7 +53,7 @@ async def ensure_mirrors(js: JetStreamContext, levels: dict[str, str], replicas:
     """A mirror of every stream of each level in ``levels`` (code → its JetStream domain)."""
     made = []
     for code, domain in sorted(levels.items()):
-        for stream in level_stream_names(code):
+        for stream in subjects.level_streams(code):
             config = mirror_config(stream, domain, replicas)
             await ensure_stream(js, config)
             made.append(config.name)

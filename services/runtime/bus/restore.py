@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import logging
 import time
 from collections import deque
@@ -44,8 +43,8 @@ from nats.js.errors import NotFoundError
 
 log = logging.getLogger("duban.restore")
 
-#: Headers the server sets or checks itself; not carried over (the restore checks order itself).
-DROPPED_HEADERS = ("Nats-Expected-Stream", "Nats-Expected-Last-Msg-Id")
+#: The headers a publisher's expectations are in (the server checks them): not carried over; each
+#: restored message expects instead the sequence before its own.
 EXPECTED_PREFIX = "Nats-Expected-"
 SOURCE_HEADER = "Nats-Stream-Source"
 #: Where a restored INBOX message keeps the server's source header (``Nats-Stream-Source``).
@@ -91,9 +90,6 @@ class StoredMessage:
             time=record.get("time", ""),
         )
 
-    def digest(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
-
 
 async def read_stream(
     js: JetStreamContext, stream: str, *, upto: int | None = None, wait_s: float = 30.0
@@ -132,12 +128,13 @@ async def read_stream(
         await sub.unsubscribe()
 
 
-def restored_headers(headers: dict[str, str]) -> dict[str, str]:
-    """A message's headers as they are stored again: the server's expectations dropped, the
-    server's source header kept under duban's name."""
-    kept = {k: v for k, v in headers.items() if not k.startswith(EXPECTED_PREFIX) and k not in DROPPED_HEADERS}
+def restored_headers(headers: dict[str, str], seq: int) -> dict[str, str]:
+    """A message's headers as it is stored again at sequence ``seq``: the publisher's expectations
+    replaced by the sequence before it, the server's source header kept under duban's name."""
+    kept = {k: v for k, v in headers.items() if not k.startswith(EXPECTED_PREFIX)}
     if SOURCE_HEADER in kept:
         kept[RESTORED_SOURCE_HEADER] = kept.pop(SOURCE_HEADER)
+    kept["Nats-Expected-Last-Sequence"] = str(seq - 1)
     return kept
 
 
@@ -150,7 +147,8 @@ def source_positions(messages: list[StoredMessage]) -> dict[str, int]:
         if not value:
             continue
         name, seq, *_ = value.split(" ")
-        found[name.split(":")[0]] = max(found.get(name.split(":")[0], 0), int(seq))
+        stream = name.split(":")[0]  # an external source's name carries its API's hash
+        found[stream] = max(found.get(stream, 0), int(seq))
     return found
 
 
@@ -248,8 +246,7 @@ class Restorer:
                 while expected + 1 < message.seq:
                     await self._gap(config, expected + 1, prefix)
                     expected += 1
-            headers = restored_headers(message.headers)
-            headers["Nats-Expected-Last-Sequence"] = str(message.seq - 1)
+            headers = restored_headers(message.headers, message.seq)
             future = await self.js.publish_async(prefix + message.subject, message.data, headers=headers)
             inflight.append((message, future))
             expected = message.seq
@@ -272,8 +269,7 @@ class Restorer:
         if have >= message.seq:
             await self._check_same(stream, message)
             return
-        headers = restored_headers(message.headers)
-        headers["Nats-Expected-Last-Sequence"] = str(message.seq - 1)
+        headers = restored_headers(message.headers, message.seq)
         try:
             ack = await self.js.publish(prefix + message.subject, message.data, headers=headers, stream=stream)
             if ack.duplicate:
@@ -289,9 +285,7 @@ class Restorer:
         if config.deny_delete:
             raise RestoreError(f"{config.name}: sequence {seq} is not in the copy, and the stream keeps every one")
         subject = prefix + (config.subjects or ["duban.restore.gap"])[0].replace(">", "gap").replace("*", "gap")
-        ack = await self.js.publish(
-            subject, b"", headers={"Nats-Expected-Last-Sequence": str(seq - 1)}, stream=config.name
-        )
+        ack = await self.js.publish(subject, b"", headers=restored_headers({}, seq), stream=config.name)
         await self.js.delete_msg(config.name, ack.seq)
 
     async def _check_same(self, stream: str, message: StoredMessage) -> None:
@@ -308,13 +302,15 @@ class Restorer:
         subjects without overlapping the OUTBOX of a level on the same server), then its sources
         again, each starting right after the last message it had delivered."""
         started = time.monotonic()
-        have = await self._existing(config.name)
-        if have is not None:
+        try:
             info = await self.js.stream_info(config.name)
-            if info.config.sources:  # restored and sourcing already: a run before finished it
-                if have < last_seq:
-                    raise RestoreError(f"{config.name} is sourcing already with {have} of {last_seq} messages")
-                return StreamRestored(config.name, 0, last_seq, have, time.monotonic() - started)
+        except NotFoundError:
+            info = None
+        have = info.state.last_seq if info is not None else None
+        if info is not None and info.config.sources:  # restored and sourcing already: a run before finished it
+            if have < last_seq:
+                raise RestoreError(f"{config.name} is sourcing already with {have} of {last_seq} messages")
+            return StreamRestored(config.name, 0, last_seq, have, time.monotonic() - started)
         odd = [m for m in messages if len(m.subject.split(".")) != INBOX_SUBJECT_TOKENS]
         if odd:
             raise RestoreError(

@@ -31,21 +31,11 @@ from services.runtime.settings import Settings
 from services.runtime.tools.nats_server import ConfiguredNats, free_port
 from services.tracking.app import TrackingService
 from tests.support.deploy import boot, cut, generate, restore, staff, station
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
 TAIZHOU, WENLING, LINHAI, ZEGUO = "331000", "331081", "331082", "331081100"
-
-
-async def eventually(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +124,7 @@ async def test_a_matter_escalated_from_a_county_reaches_the_hub_and_the_county_l
         matter = await taizhou.handlers.store.load(Matter, at_hub)
         return matter if matter.exists else None
 
-    matter = await eventually(arrived, 30, "the escalated matter at 台州市")
+    matter = await eventually(arrived, 30, "the escalated matter at 台州市", interval=0.1)
     assert matter.origin.jurisdiction == WENLING and matter.origin.matter_id == matter_id
     assert matter.data.title == "温岭市东部新区企业用电容量不足"
 
@@ -142,7 +132,7 @@ async def test_a_matter_escalated_from_a_county_reaches_the_hub_and_the_county_l
         here = await wenling.handlers.store.load(Matter, matter_id)
         return here.forwarded_as
 
-    hop = await eventually(forwarded, 30, "台州市's id back at 温岭市")
+    hop = await eventually(forwarded, 30, "台州市's id back at 温岭市", interval=0.1)
     assert (hop.jurisdiction, hop.matter_id) == (TAIZHOU, at_hub)
 
 
@@ -163,7 +153,7 @@ async def test_escalations_made_while_a_county_link_is_down_are_stored_and_arriv
             info = await leaf.jetstream().stream_info(subjects.outbox_stream(LINHAI), subjects_filter=handed_over)
             return sum((info.state.subjects or {}).values()) == 5
 
-        await eventually(stored_at_the_leaf, 15, "临海市's OUTBOX to hold the five hand-overs")
+        await eventually(stored_at_the_leaf, 15, "临海市's OUTBOX to hold the five hand-overs", interval=0.1)
         await asyncio.sleep(3.0)
         at_hub = [derived_id(LINHAI, matter_id, TAIZHOU) for matter_id in ids]
         assert not any([(await taizhou.handlers.store.load(Matter, i)).exists for i in at_hub])
@@ -174,7 +164,7 @@ async def test_escalations_made_while_a_county_link_is_down_are_stored_and_arriv
         async def all_arrived() -> bool:
             return all([(await taizhou.handlers.store.load(Matter, i)).exists for i in at_hub])
 
-        await eventually(all_arrived, 75, "the stored escalations at 台州市")
+        await eventually(all_arrived, 75, "the stored escalations at 台州市", interval=0.1)
         waited = time.monotonic() - restored
         print(f"escalations stored at 临海市 arrived at 台州市 {waited:.1f}s after the link returned")
         info = await hub.jetstream().stream_info(subjects.inbox_stream(TAIZHOU), subjects_filter=handed_over)

@@ -42,9 +42,9 @@ from services.runtime.observe.metrics import REGISTRY, status
 from services.runtime.settings import Settings
 from services.tracking.app import TrackingService
 from services.tracking.domain import Case
-from tests.support import waiting
 from tests.support.deploy import boot, staff, station
 from tests.support.tracking import LEAD, assignment, unit
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -52,13 +52,6 @@ TAIZHOU, WENLING, ZEGUO = "331000", "331081", "331081100"
 COUNTY_LEVELS = (WENLING, ZEGUO)
 DUBAN = (sys.executable, "-m", "services.runtime.tools.cli")
 ENV = ("DUBAN_JETSTREAM_DOMAIN", "DUBAN_LEVEL_DOMAINS", "DUBAN_MIRRORED_LEVELS")
-
-
-async def eventually(check, timeout: float, what: str):
-    try:
-        return await waiting.eventually(check, timeout, interval=0.2)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
 
 
 class Levels:
@@ -178,7 +171,7 @@ async def handled_at(levels: Levels, code: str, matter_id: str) -> str:
     async def opened():
         return (await tracking.store.load(Case, matter_id)).exists
 
-    await eventually(opened, 30, f"the case of {matter_id} at {code}")
+    await eventually(opened, 30, f"the case of {matter_id} at {code}", interval=0.2)
     await tracking.assign(assignment(matter_id), staff(code))
     await tracking.reply(SubmitReply(case_id=matter_id, reply_class="A", text="已办理完毕"), unit(LEAD, code))
     return matter_id
@@ -191,7 +184,7 @@ async def at_taizhou(levels: Levels, matter_id: str) -> Matter:
         matter = await levels.intake(TAIZHOU).handlers.store.load(Matter, hub_id)
         return matter if matter.exists else None
 
-    return await eventually(arrived, 90, f"{matter_id} escalated to 台州市")
+    return await eventually(arrived, 90, f"{matter_id} escalated to 台州市", interval=0.2)
 
 
 # -- what is compared ------------------------------------------------------------------------------
@@ -239,7 +232,7 @@ async def mirrored(levels: Levels) -> None:
         return True
 
     try:
-        await eventually(caught_up, 90, "the hub's mirrors of 温岭市")
+        await eventually(caught_up, 90, "the hub's mirrors of 温岭市", interval=0.2)
     finally:
         await leaf.close()
         await hub.close()
@@ -273,7 +266,7 @@ async def work(levels: Levels, tag: str) -> dict:
                 return False
         return True
 
-    await eventually(answered, 90, "台州市's ids and replies at 温岭市")
+    await eventually(answered, 90, "台州市's ids and replies at 温岭市", interval=0.2)
     relay = next(t for t in levels.intake(WENLING)._tasks if t.get_name() == "intake-intake_outbox_relay")
     relay.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -306,7 +299,7 @@ async def idle_but_the_relay(intake: IntakeService, timeout: float = 60) -> None
                     return False
         return True
 
-    await eventually(idle, timeout, "温岭市's intake to be idle")
+    await eventually(idle, timeout, "温岭市's intake to be idle", interval=0.2)
 
 
 async def lose(levels: Levels) -> None:

@@ -75,7 +75,7 @@ async def _restore(args: argparse.Namespace) -> int:
     topology = LevelTopology()
     levels = args.level or [settings.jurisdiction]
     configs = [config for code in levels for config in level_stream_configs(code, settings, topology=topology)]
-    backup = mirror = None
+    backup = None
     if args.source:
         try:
             backup = BackupFile(args.source)
@@ -87,36 +87,43 @@ async def _restore(args: argparse.Namespace) -> int:
         except BackupRefused as err:
             print(f"duban restore: {err}", file=sys.stderr)
             return 1
-        messages_of = backup.messages
-        if args.mirror_nats or args.mirror_domain:  # the hub's copies must not be newer than the backup
-            mirror, hub = await _hub(args)
-            ahead = await mirrors_ahead(hub, {c.name: backup.streams[c.name]["last_seq"] for c in configs})
-            if ahead:
-                listed = ", ".join(f"{name} ({have} > {had})" for name, have, had in ahead)
-                print(
-                    f"duban restore: the hub's mirrors hold more than {args.source}: {listed}. Restore from the "
-                    "mirror (--from-mirror): it is newer, and messages the level stores again at sequences the "
-                    "mirror already holds would never reach it",
-                    file=sys.stderr,
-                )
-                await mirror.close()
-                backup.close()
-                return 1
-    else:
-        if not (args.mirror_nats or args.mirror_domain):
-            print("duban restore: --from-mirror needs --mirror-domain DOMAIN or --mirror-nats URL", file=sys.stderr)
-            return 2
-        mirror, hub = await _hub(args)
-
-        async def messages_of(stream: str):
-            info = await hub.stream_info(mirror_name(stream))
-            lag = info.mirror.lag if info.mirror else None
-            _say(f"{mirror_name(stream)}: {info.state.messages} messages to sequence {info.state.last_seq} (lag {lag})")
-            return info.state.last_seq, read_stream(hub, mirror_name(stream), upto=info.state.last_seq)
-
+    elif not (args.mirror_nats or args.mirror_domain):
+        print("duban restore: --from-mirror needs --mirror-domain DOMAIN or --mirror-nats URL", file=sys.stderr)
+        return 2
     nc = await _connect(_nats_url(args), "the level's")
-    started = time.monotonic()
+    mirror = None
     try:
+        # where the hub's mirrors are read: its own port, or through this server's leaf link
+        if args.mirror_nats:
+            mirror = await _connect(args.mirror_nats, "the hub's")
+            hub = mirror.jetstream()
+        elif args.mirror_domain:
+            hub = nc.jetstream(domain=args.mirror_domain)
+        if backup is not None:
+            messages_of = backup.messages
+            if args.mirror_nats or args.mirror_domain:  # the hub's copies must not be newer than the backup
+                ahead = await mirrors_ahead(hub, {c.name: backup.streams[c.name]["last_seq"] for c in configs})
+                if ahead:
+                    listed = ", ".join(f"{name} ({have} > {had})" for name, have, had in ahead)
+                    print(
+                        f"duban restore: the hub's mirrors hold more than {args.source}: {listed}. Restore from "
+                        "the mirror (--from-mirror): it is newer, and messages the level stores again at sequences "
+                        "the mirror already holds would never reach it",
+                        file=sys.stderr,
+                    )
+                    return 1
+        else:
+
+            async def messages_of(stream: str):
+                info = await hub.stream_info(mirror_name(stream))
+                lag = info.mirror.lag if info.mirror else None
+                _say(
+                    f"{mirror_name(stream)}: {info.state.messages} messages to sequence {info.state.last_seq} "
+                    f"(lag {lag})"
+                )
+                return info.state.last_seq, read_stream(hub, mirror_name(stream), upto=info.state.last_seq)
+
+        started = time.monotonic()
         results = await restore_level(nc.jetstream(), configs, messages_of, say=_say)
         await provision(nc, levels, settings=settings, topology=topology, say=_say)
     except (RestoreError, BackupRefused) as err:
@@ -138,18 +145,6 @@ async def _restore(args: argparse.Namespace) -> int:
         "Start the level's services now: they rebuild their read models and snapshots and go on."
     )
     return 0
-
-
-async def _hub(args: argparse.Namespace):
-    """The connection and JetStream context where the hub's mirrors are read: the hub's own port
-    (``--mirror-nats``), or the level's server and its leaf link (``--mirror-domain``)."""
-    from .ops import _nats_url
-
-    if args.mirror_nats:
-        connection = await _connect(args.mirror_nats, "the hub's")
-        return connection, connection.jetstream()
-    connection = await _connect(_nats_url(args), "the level's")
-    return connection, connection.jetstream(domain=args.mirror_domain)
 
 
 async def mirrors_ahead(hub, last_seqs: dict[str, int]) -> list[tuple[str, int, int]]:

@@ -18,6 +18,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .bodies import Body
 from .events import Command, Event, command, event
 from .intake import ID_PATTERN
 
@@ -103,6 +104,11 @@ class Person(BaseModel):
     congress: str | None = Field(
         default=None, pattern=r"^(national|province|city|county|township)$", description="a deputy's congress level"
     )
+    body: Body | None = Field(
+        default=None,
+        description="the body (机关) they belong to: congress 人大 (代表、工委) or cppcc 政协 (委员、提案委); "
+        "when not given, a 政协委员's is the CPPCC, anyone else's the congress",
+    )
     orgs: list[str] = Field(
         default_factory=list, max_length=20, description="ids of the groups, station, sector, committee or unit"
     )
@@ -117,6 +123,10 @@ class Person(BaseModel):
 
     def roles(self) -> list[str]:
         return list(dict.fromkeys([*KIND_ROLES[self.kind], *self.extra_roles]))
+
+    def body_of(self) -> Body:
+        """The body they act for: as given, else a 政协委员's the CPPCC and anyone else's the congress."""
+        return self.body or (Body.cppcc if self.kind is PersonKind.member else Body.congress)
 
 
 class RejectedRow(BaseModel):

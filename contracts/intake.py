@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from .bodies import BODY_NAMES, Body, default_body, kind_allowed
 from .events import Command, Event, command, event
 
 JURISDICTION_CODE = r"^\d{6}(\d{3})?$"
@@ -141,10 +142,20 @@ class MatterData(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
     kind: MatterKind
+    body: Body = Field(
+        description="the body it belongs to (人大 congress / 政协 cppcc): whose members raised it, whose staff "
+        "review it, whose book numbers it. When a command leaves it out: 提案 cppcc, any other kind congress"
+    )
     title: str = Field(min_length=1, max_length=MAX_TITLE, description="案由")
     content: str = Field(min_length=1, max_length=MAX_CONTENT)
-    lead: Submitter
+    lead: Submitter = Field(description="领衔者 (the first, when several lead it jointly)")
+    co_leads: list[Submitter] = Field(
+        default_factory=list,
+        max_length=20,
+        description="联名领衔: the other leads of a jointly led matter (persons and groups mixed), in order",
+    )
     co_signers: list[Submitter] = Field(default_factory=list, max_length=200)
+    topical: bool = Field(default=False, description="专题类 (a topical proposal or suggestion)")
     channel: Channel
     raised_in: str = Field(pattern=JURISDICTION_CODE, description="the jurisdiction where it was raised")
     raised_at: AwareDatetime | None = Field(
@@ -160,12 +171,26 @@ class MatterData(BaseModel):
         default=None, description="the plan item (专题、主题活动、工作项目) it was collected for, at any level above"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _body_from_kind(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("body") is None and data.get("kind") in set(MatterKind):
+            return {**data, "body": default_body(data["kind"])}
+        return data
+
     @model_validator(mode="after")
     def _distinct_submitters(self) -> MatterData:
-        ids = [self.lead.id, *(s.id for s in self.co_signers)]
+        ids = [self.lead.id, *(s.id for s in self.co_leads), *(s.id for s in self.co_signers)]
         if len(ids) != len(set(ids)):
             raise ValueError("a submitter appears twice")
+        if not kind_allowed(self.body, self.kind):
+            raise ValueError(f"{BODY_NAMES[self.body]}不受理{KIND_NAMES[self.kind]}")
         return self
+
+    @property
+    def leads(self) -> list[Submitter]:
+        """领衔者: the lead and the joint leads, in order."""
+        return [self.lead, *self.co_leads]
 
 
 class Hop(BaseModel):
@@ -203,7 +228,7 @@ class HandlingReply(BaseModel):
 # -- events --------------------------------------------------------------------------------
 
 
-@event("intake.MatterSubmitted")
+@event("intake.MatterSubmitted", 2)
 class MatterSubmitted(Event):
     """A matter was raised (提出) at this level."""
 
@@ -211,7 +236,7 @@ class MatterSubmitted(Event):
     idempotency_key: str | None = None
 
 
-@event("intake.MatterReceived")
+@event("intake.MatterReceived", 2)
 class MatterReceived(Event):
     """A matter arrived from another level (escalated up to us or sent down to us)."""
 
@@ -247,6 +272,18 @@ class MatterConverted(Event):
     reason: str
 
 
+@event("intake.MatterTransferred")
+class MatterTransferred(Event):
+    """Transferred to the level's other body (a CPPCC proposal that is really for the congress, as
+    a 建议; or back): from now on that body's staff review it, its book numbers it."""
+
+    from_body: Body
+    to_body: Body
+    from_kind: MatterKind
+    to_kind: MatterKind
+    reason: str
+
+
 @event("intake.MatterMerged")
 class MatterMerged(Event):
     """This matter was merged (合并) into another; its submitters went with it."""
@@ -261,15 +298,24 @@ class MatterAbsorbed(Event):
 
     merged: str
     submitters: list[Submitter]
+    leads: list[Submitter] = Field(
+        default_factory=list, description="the merged matter's leads (领衔者, joint ones included), in order"
+    )
 
 
-@event("intake.MatterRouted")
+@event("intake.MatterRouted", 2)
 class MatterRouted(Event):
     """Handled at this level (本级办理): tracking opens a case for it."""
 
     kind: MatterKind
+    body: Body = Field(description="the body whose matter it is (人大 / 政协)")
     title: str
     submitters: list[Submitter]
+    leads: list[Submitter] = Field(
+        default_factory=list, description="领衔者: its leads and those of the matters merged into it, in order"
+    )
+    merged: bool = Field(default=False, description="合并: other matters were merged into it")
+    topical: bool = Field(default=False, description="专题类")
     registration_no: str | None = None
     category: str | None = None
     committee: str | None = None
@@ -430,6 +476,18 @@ class ConvertMatter(Command):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+@command("intake.TransferMatter")
+class TransferMatter(Command):
+    """转交: hand a matter to the level's other body (人大 ↔ 政协), as a kind that body takes."""
+
+    matter_id: str = Field(pattern=ID_PATTERN)
+    to_body: Body
+    to_kind: MatterKind | None = Field(
+        default=None, description="the kind it becomes there; by default 提案 ↔ 建议, other kinds unchanged"
+    )
+    reason: str = Field(min_length=1, max_length=2000)
+
+
 @command("intake.MergeMatter")
 class MergeMatter(Command):
     matter_id: str = Field(pattern=ID_PATTERN, description="the matter merged away")
@@ -512,3 +570,7 @@ ACTIVITY_KIND_NAMES = {
     "contact": "联系群众",
     "themed": "主题活动",
 }
+
+
+# Events stored before the bodies (人大 / 政协) existed are read through the upcasters there.
+from . import intake_v1  # noqa: E402,F401

@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from .bodies import Body
 from .events import Command, Event, command, event
 from .intake import ID_PATTERN, KIND_NAMES, PlanItemLink, Submitter
 
@@ -136,14 +137,18 @@ class Commitment(BaseModel):
 # -- case events -------------------------------------------------------------------------------
 
 
-@event("tracking.CaseOpened")
+@event("tracking.CaseOpened", 2)
 class CaseOpened(Event):
     """A matter routed to this level (intake's ``MatterRouted``) opened a case here."""
 
     matter_id: str
     kind: CaseKind
+    body: Body = Field(description="the body whose case it is (人大 / 政协): whose staff handle it, who signs")
     title: str
     submitters: list[Submitter]
+    leads: list[Submitter] = Field(default_factory=list, description="领衔者, joint and merged ones included")
+    merged: bool = Field(default=False, description="合并")
+    topical: bool = Field(default=False, description="专题类")
     registration_no: str | None = None
     category: str | None = None
     committee: str | None = None
@@ -560,3 +565,7 @@ GROUP_ACTIVITY_NAMES = {
     "unannounced": "明察暗访",
     "meeting": "小组会议",
 }
+
+
+# Cases opened before the bodies (人大 / 政协) existed are read through the upcaster there.
+from . import tracking_v1  # noqa: E402,F401

@@ -32,6 +32,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from contracts.bodies import Body
 from contracts.directory import PERSON_KIND_NAMES, Org, OrgKind, Person, PersonKind, RejectedRow
 from services.runtime.http.app import zh_reason
 from services.runtime.http.spreadsheets import read_table
@@ -74,6 +75,9 @@ HEADERS = {
     "身份标识": "identity",
     "统一身份标识": "identity",
     "identity": "identity",
+    "所属机关": "body",
+    "机关": "body",
+    "body": "body",
 }
 LABELS = {
     "name": "姓名",
@@ -87,7 +91,10 @@ LABELS = {
     "mobile": "手机",
     "email": "邮箱",
     "identity": "身份标识",
+    "body": "所属机关",
 }
+#: 所属机关 as rosters write it: 人大 (人大常委会、代表工委) or 政协 (政协委员会、提案委).
+BODIES = {"人大": Body.congress, "人大常委会": Body.congress, "政协": Body.cppcc} | {b.value: b for b in Body}
 KINDS = {name: kind for kind, name in PERSON_KIND_NAMES.items()} | {k.value: k for k in PersonKind} | {"代表": "deputy"}
 CONGRESSES = {
     "全国": "national",
@@ -173,6 +180,11 @@ def _person(
         congress = CONGRESSES.get(congress_text.removesuffix("级")) if congress_text else default_congress
         if congress is None:
             reasons.append("代表层级：应为 全国、省、市、县、乡镇 之一")
+    body = None
+    if body_text := row.get("body", ""):
+        body = BODIES.get(body_text)
+        if body is None:
+            reasons.append("所属机关：应为 人大 或 政协")
     orgs: list[str] = []
     for column, org_kind in (("station", OrgKind.station), ("unit", OrgKind.unit)):
         text = row.get(column, "")
@@ -199,6 +211,7 @@ def _person(
         "credential_no": row.get("credential_no") or None,
         "identity": row.get("identity") or None,
         "congress": congress,
+        "body": body,
         "orgs": orgs,
         "mobile": (row.get("mobile") or "").replace(" ", "").replace("-", "") or None,
         "email": row.get("email") or None,

@@ -90,6 +90,7 @@ class SignIn:
             audience=self.settings.token_audience,
             issuer=self.settings.token_issuer,
             unit=units[0] if "unit" in (person["roles"] or []) and units else None,
+            body=person.get("body"),
         )
         return {"access_token": token, "token_type": "Bearer", "expires_in": ttl, "person_id": person["id"]}
 

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from contracts.bodies import BODY_NAMES, Body
 from contracts.envelope import Envelope
 from contracts.events import Command, upcast
 from contracts.intake import (
@@ -42,6 +43,7 @@ from contracts.intake import (
     RouteMatter,
     SendDownMatter,
     SubmitMatter,
+    TransferMatter,
 )
 from contracts.jurisdictions import JurisdictionRegistry
 from services.runtime.es.aggregate import DomainError
@@ -76,6 +78,14 @@ COMMANDS = [
     CommandRoute("/matters/{matter_id}/register", RegisterMatter, "register", "立案", ("review",), ids=MATTER_ID),
     CommandRoute("/matters/{matter_id}/reject", RejectMatter, "reject", "不予立案", ("review",), ids=MATTER_ID),
     CommandRoute("/matters/{matter_id}/convert", ConvertMatter, "convert", "转换类别", ("review",), ids=MATTER_ID),
+    CommandRoute(
+        "/matters/{matter_id}/transfer",
+        TransferMatter,
+        "transfer",
+        "转交另一机关（人大、政协）",
+        ("review",),
+        ids=MATTER_ID,
+    ),
     CommandRoute("/matters/{matter_id}/merge", MergeMatter, "merge", "并案", ("review",), ids=MATTER_ID),
     CommandRoute("/matters/{matter_id}/route", RouteMatter, "route", "本级办理", ("routing",), ids=MATTER_ID),
     CommandRoute("/matters/{matter_id}/escalate", EscalateMatter, "escalate", "上报上级", ("routing",), ids=MATTER_ID),
@@ -130,6 +140,7 @@ def matter_view(matter: Matter) -> dict[str, Any]:
     view = matter.model_dump(mode="json", exclude={"idempotency_key"})
     view["status_name"] = STATUS_NAMES.get(matter.status) if matter.status else None
     view["kind_name"] = KIND_NAMES.get(matter.data.kind) if matter.data else None
+    view["body_name"] = BODY_NAMES[matter.data.body] if matter.data else None
     return view
 
 
@@ -200,6 +211,7 @@ def build_router(
     async def list_matters(
         kind: list[MatterKind] | None = Query(default=None, description="可多选"),
         status: list[MatterStatus] | None = Query(default=None, description="可多选"),
+        body: Body | None = Query(default=None, description="机关：congress 人大，cppcc 政协"),
         lead: str | None = Query(default=None, pattern=ID_PATTERN, description="领衔人编号（我的事项）"),
         plan: str | None = Query(default=None, pattern=ID_PATTERN, description="为之收集的工作方案编号"),
         plan_item: str | None = Query(default=None, pattern=ID_PATTERN, description="为之收集的工作方案项目编号"),
@@ -211,6 +223,7 @@ def build_router(
             jurisdiction=here,
             kind=kind,
             status=status,
+            body=body,
             lead=lead,
             plan=plan,
             plan_item=plan_item,

@@ -52,7 +52,9 @@ class IntakeService(ServiceBase):
         self.streams = [self.store.stream, subjects.outbox_stream(self.here), subjects.inbox_stream(self.here)]
         # the hub's intake reports the mirrors of the other levels' streams kept here (their lag)
         self.mirrors = kept_mirrors(LevelTopology().mirrored_levels)
-        self.handlers = IntakeHandlers(self.store, self.registry, cases=cases)
+        self.handlers = IntakeHandlers(
+            self.store, self.registry, cases=cases, cppcc_number_prefix=self.settings.cppcc_number_prefix
+        )
         own = sources.events(self.context, self.here)
         await self.run_workers(
             [

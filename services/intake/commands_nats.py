@@ -1,6 +1,6 @@
 """Intake's commands over NATS request/reply, for other systems: ``duban.cmd.intake.<j>.<command>``.
 
-``<command>`` is one of submit, register, reject, convert, merge, route, escalate, send-down and
+``<command>`` is one of submit, register, reject, convert, transfer, merge, route, escalate, send-down and
 outcome; the body is the command as JSON (``matter_id`` included, except for submit). Headers:
 ``Authorization: Bearer <jwt>`` (required) and ``Idempotency-Key`` (submit: a retry with the same
 key is taken once). Core NATS, not JetStream: a command is answered, not stored; the events it

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from contracts.bodies import BODY_NAMES, Body, default_body, kind_allowed
 from contracts.intake import (
     KIND_NAMES,
     ActivityRecorded,
@@ -28,6 +29,7 @@ from contracts.intake import (
     MatterSentDown,
     MatterStatus,
     MatterSubmitted,
+    MatterTransferred,
     Outcome,
     OutcomeRecorded,
     RaiserFedBack,
@@ -60,6 +62,8 @@ class Matter(Aggregate):
     status: MatterStatus | None = None
     data: MatterData | None = None
     submitters: list[Submitter] = []
+    #: 领衔者: the leads (joint ones too) and those of the matters merged into it, in order.
+    leads: list[Submitter] = []
     registration_no: str | None = None
     registration_year: int | None = None
     merged_into: str | None = None
@@ -104,11 +108,29 @@ class Matter(Aggregate):
     def check_registrable(self) -> None:
         self._require(MatterStatus.submitted, action="立案")
 
-    def register(self, year: int, number: int, jurisdiction_short_name: str) -> list[MatterRegistered]:
+    def register(self, year: int, number: int, prefix: str) -> list[MatterRegistered]:
+        """立案 with ``number`` of its body's book: ``{prefix}{kind}〔{year}〕{number}号`` (温岭建〔2026〕3号;
+        the prefix is the level's short name for the congress, the CPPCC's own for its 提案)."""
         self.check_registrable()
         assert self.data is not None
-        registration_no = f"{jurisdiction_short_name}{KIND_ABBREVIATIONS[self.data.kind]}〔{year}〕{number}号"
+        registration_no = f"{prefix}{KIND_ABBREVIATIONS[self.data.kind]}〔{year}〕{number}号"
         return [MatterRegistered(year=year, number=number, registration_no=registration_no)]
+
+    def transfer(self, to_body: Body, to_kind: MatterKind | None, reason: str) -> list[MatterTransferred]:
+        """转交 to the level's other body before it is registered: a CPPCC 提案 that is really for
+        the congress becomes a 建议 there (and the other way round); other kinds stay what they are."""
+        self._require(MatterStatus.submitted, action="转交")
+        assert self.data is not None
+        if to_body is self.data.body:
+            raise DomainError(f"事项已属于{BODY_NAMES[to_body]}", field="to_body", code="no_change")
+        kind = to_kind or _TRANSFERRED_KIND.get((self.data.kind, to_body), self.data.kind)
+        if not kind_allowed(to_body, kind):
+            raise DomainError(f"{BODY_NAMES[to_body]}不受理{KIND_NAMES[kind]}", field="to_kind", code="wrong_kind")
+        return [
+            MatterTransferred(
+                from_body=self.data.body, to_body=to_body, from_kind=self.data.kind, to_kind=kind, reason=reason
+            )
+        ]
 
     def reject(self, reason: str) -> list[MatterNotRegistered]:
         self._require(MatterStatus.submitted, action="不予立案")
@@ -119,6 +141,11 @@ class Matter(Aggregate):
         assert self.data is not None
         if to_kind == self.data.kind:
             raise DomainError(f"事项已是{KIND_NAMES[to_kind]}", field="to_kind", code="no_change")
+        if not kind_allowed(self.data.body, to_kind):
+            body = BODY_NAMES[self.data.body]
+            raise DomainError(
+                f"{body}不受理{KIND_NAMES[to_kind]}；需要时请转交另一机关", field="to_kind", code="wrong_kind"
+            )
         return [MatterConverted(from_kind=self.data.kind, to_kind=to_kind, reason=reason)]
 
     def merge_into(self, target: Matter, reason: str | None) -> list[MatterMerged]:
@@ -127,6 +154,9 @@ class Matter(Aggregate):
             raise DomainError("不能与自身并案", field="into", code="invalid")
         if not target.exists or target.status not in OPEN_FOR_REVIEW:
             raise DomainError("并入的事项须为待审查或已立案", field="into", code="invalid_transition")
+        assert self.data is not None and target.data is not None
+        if target.data.body is not self.data.body:
+            raise DomainError("不同机关（人大、政协）的事项不能并案", field="into", code="other_body")
         return [MatterMerged(into=target.id, reason=reason)]
 
     def absorb(self, other: Matter) -> list[MatterAbsorbed]:
@@ -136,7 +166,10 @@ class Matter(Aggregate):
         if other.id == self.id:
             raise DomainError("不能与自身并案", field="into", code="invalid")
         known = {s.id for s in self.submitters}
-        return [MatterAbsorbed(merged=other.id, submitters=[s for s in other.submitters if s.id not in known])]
+        leads = [s for s in other.leads if s.id not in {lead.id for lead in self.leads}]
+        return [
+            MatterAbsorbed(merged=other.id, submitters=[s for s in other.submitters if s.id not in known], leads=leads)
+        ]
 
     def route(self, committee: str | None, note: str | None) -> list[MatterRouted]:
         self._require(MatterStatus.registered, action="本级办理")
@@ -144,8 +177,12 @@ class Matter(Aggregate):
         return [
             MatterRouted(
                 kind=self.data.kind,
+                body=self.data.body,
                 title=self.data.title,
                 submitters=self.submitters,
+                leads=self.leads,
+                merged=bool(self.merged),
+                topical=self.data.topical,
                 registration_no=self.registration_no,
                 category=self.data.category,
                 committee=committee,
@@ -258,14 +295,16 @@ class Matter(Aggregate):
     def _submitted(self, event: MatterSubmitted) -> None:
         self.status = MatterStatus.submitted
         self.data = event.matter
-        self.submitters = [event.matter.lead, *event.matter.co_signers]
+        self.submitters = [*event.matter.leads, *event.matter.co_signers]
+        self.leads = event.matter.leads
         self.idempotency_key = event.idempotency_key
 
     @applies(MatterReceived)
     def _received(self, event: MatterReceived) -> None:
         self.status = MatterStatus.submitted
         self.data = event.matter
-        self.submitters = [event.matter.lead, *event.matter.co_signers]
+        self.submitters = [*event.matter.leads, *event.matter.co_signers]
+        self.leads = event.matter.leads
         self.origin = event.origin
         self.direction = event.direction
         self.path = [*event.path, event.origin]
@@ -285,6 +324,11 @@ class Matter(Aggregate):
         assert self.data is not None
         self.data = self.data.model_copy(update={"kind": event.to_kind})
 
+    @applies(MatterTransferred)
+    def _transferred(self, event: MatterTransferred) -> None:
+        assert self.data is not None
+        self.data = self.data.model_copy(update={"body": event.to_body, "kind": event.to_kind})
+
     @applies(MatterMerged)
     def _merged(self, event: MatterMerged) -> None:
         self.status = MatterStatus.merged
@@ -294,6 +338,7 @@ class Matter(Aggregate):
     def _absorbed(self, event: MatterAbsorbed) -> None:
         self.merged = [*self.merged, event.merged]
         self.submitters = [*self.submitters, *event.submitters]
+        self.leads = [*self.leads, *(event.leads or event.submitters[:1])]
 
     @applies(MatterRouted)
     def _routed(self, event: MatterRouted) -> None:
@@ -338,8 +383,16 @@ class Matter(Aggregate):
         pass  # on the record; tracking (here) takes it, or the relay passes it on
 
 
+#: What a matter becomes when transferred to the other body (提案 ↔ 建议).
+_TRANSFERRED_KIND = {
+    (MatterKind.proposal, Body.congress): MatterKind.suggestion,
+    (MatterKind.suggestion, Body.cppcc): MatterKind.proposal,
+    (MatterKind.motion, Body.cppcc): MatterKind.proposal,
+}
+
+
 class RegistrationBook(Aggregate):
-    """The numbers of one jurisdiction, kind and year: unique and gapless (立案编号)."""
+    """The numbers of one jurisdiction, body, kind and year: unique and gapless (立案编号)."""
 
     context = "intake"
     aggregate_type = "registration_book"
@@ -348,8 +401,13 @@ class RegistrationBook(Aggregate):
     last_number: int = 0
 
     @staticmethod
-    def id_for(kind: MatterKind, year: int) -> str:
-        return f"regbook-{kind.value}-{year}"
+    def id_for(body: Body, kind: MatterKind, year: int) -> str:
+        """The book of a kind in the body it belongs to keeps the id it had when a level had one
+        body (``regbook-suggestion-2026``, the 提案's ``regbook-proposal-2026``): numbers go on
+        where they were. A body's book of a kind both take (问题, 企业诉求) is its own."""
+        if body is default_body(kind):
+            return f"regbook-{kind.value}-{year}"
+        return f"regbook-{body.value}-{kind.value}-{year}"
 
     def assign(self, matter_id: str) -> list[RegistrationNumberAssigned]:
         if matter_id in self.assigned:

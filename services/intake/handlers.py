@@ -14,8 +14,10 @@ from collections.abc import Callable
 from datetime import datetime
 
 from contracts import integration as x
+from contracts.bodies import BODY_NAMES, Body
 from contracts.envelope import SHANGHAI, Envelope, utcnow
 from contracts.intake import (
+    KIND_NAMES,
     ActivityRecorded,
     ConvertMatter,
     EscalateMatter,
@@ -33,8 +35,9 @@ from contracts.intake import (
     RouteMatter,
     SendDownMatter,
     SubmitMatter,
+    TransferMatter,
 )
-from contracts.jurisdictions import JurisdictionRegistry
+from contracts.jurisdictions import JurisdictionRegistry, NoSuchOrgan
 from contracts.tracking import CaseClosed, ReplyReleased, ReplySubmitted
 from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.es.commands import create_once, execute
@@ -67,8 +70,11 @@ class IntakeHandlers(Guarded):
         *,
         clock: Callable[[], datetime] = utcnow,
         cases: EventStore | None = None,
+        cppcc_number_prefix: str | None = None,
     ) -> None:
         self.store = store
+        #: What the CPPCC's numbers start with (its own book): ``温岭政协`` → 温岭政协提〔2026〕1号.
+        self.cppcc_number_prefix = cppcc_number_prefix
         self.registry = registry
         self.here = store.jurisdiction
         self.clock = clock
@@ -79,6 +85,20 @@ class IntakeHandlers(Guarded):
     # -- who may do what ---------------------------------------------------------------
     def _reviewer(self, principal: Principal) -> None:
         self._staff(principal, "审查、并案、交办或上报")
+
+    def number_prefix(self, body: Body) -> str:
+        """What a number of ``body``'s book starts with: the level's short name for the congress
+        (温岭建〔2026〕3号, the seeds' form), the CPPCC's configured prefix or ``<short name>政协``."""
+        short = self.registry.get(self.here).short_name
+        if body is Body.cppcc:
+            return self.cppcc_number_prefix or f"{short}政协"
+        return short
+
+    def _has_body(self, body: Body) -> None:
+        try:
+            self.registry.organ(self.here, body)
+        except NoSuchOrgan as exc:
+            raise DomainError(str(exc), field="body", code="no_such_body") from None
 
     # -- 1. submitted ------------------------------------------------------------------
     async def submit(self, command: SubmitMatter, principal: Principal, idempotency_key: str | None = None) -> Matter:
@@ -93,6 +113,13 @@ class IntakeHandlers(Guarded):
             # a deputy raises as himself; a station or staff enter on a deputy's behalf, and the
             # event's actor says who entered it
             raise NotAllowed("代表只能以本人名义提出事项（领衔人应为本人）；代他人或代表小组提出请由联络站或工委录入")
+        body = command.matter.body
+        self._has_body(body)
+        if not principal.acts_for(body):
+            raise NotAllowed(
+                f"{KIND_NAMES[command.matter.kind]}属于{BODY_NAMES[body]}，"
+                f"{'政协委员或政协工作人员' if body is Body.cppcc else '人大代表、联络站或人大工作人员'}才能提出或录入"
+            )
         if command.matter.activity_id is not None:
             activity = await self.store.load(Activity, command.matter.activity_id)
             if not activity.exists:
@@ -126,59 +153,78 @@ class IntakeHandlers(Guarded):
         matter.check_registrable()  # before a number is taken from the book
         assert matter.data is not None
         year = self.clock().astimezone(SHANGHAI).year
-        book_id = RegistrationBook.id_for(matter.data.kind, year)
+        self._body_staff(principal, matter.data.body, "立案")
+        book_id = RegistrationBook.id_for(matter.data.body, matter.data.kind, year)
         actor = principal.actor(Role.committee)
         async with self._books[book_id]:  # one writer per book in this process; the version check covers others
             book, _ = await execute(
                 self.store, RegistrationBook, book_id, lambda b: b.assign(matter.id), actor=actor, retries=200
             )
         number = book.assigned[matter.id]
-        short = self.registry.get(self.here).short_name
+        prefix = self.number_prefix(matter.data.body)
 
         def decide(m: Matter):
             if m.registration_no is not None:
                 return []
-            return m.register(year, number, short)
+            return m.register(year, number, prefix)
 
         matter, _ = await execute(self.store, Matter, command.matter_id, decide, actor=actor)
         return matter
 
     async def reject(self, command: RejectMatter, principal: Principal) -> Matter:
         self._reviewer(principal)
-        return await self._run(command.matter_id, principal, lambda m: m.reject(command.reason))
+        return await self._run(command.matter_id, principal, lambda m: m.reject(command.reason), "不予立案")
 
     async def convert(self, command: ConvertMatter, principal: Principal) -> Matter:
         self._reviewer(principal)
-        return await self._run(command.matter_id, principal, lambda m: m.convert(command.to_kind, command.reason))
+        return await self._run(
+            command.matter_id, principal, lambda m: m.convert(command.to_kind, command.reason), "转换类别"
+        )
+
+    async def transfer(self, command: TransferMatter, principal: Principal) -> Matter:
+        """转交 to the level's other body (人大 ↔ 政协), by the staff of the body that has it."""
+        self._reviewer(principal)
+        self._has_body(command.to_body)
+        return await self._run(
+            command.matter_id, principal, lambda m: m.transfer(command.to_body, command.to_kind, command.reason), "转交"
+        )
 
     async def merge(self, command: MergeMatter, principal: Principal) -> Matter:
         """合并: the target keeps every submitter of both; the merged one points at the target."""
         self._reviewer(principal)
         source = await self.store.load(Matter, command.matter_id)
         target = await self.store.load(Matter, command.into)
+        if source.data is not None:
+            self._body_staff(principal, source.data.body, "并案")
         source.merge_into(target, command.reason)  # check both before changing either
-        await self._run(command.into, principal, lambda t: t.absorb(source))
+        await self._run(command.into, principal, lambda t: t.absorb(source), "并案")
         return await self._run(
             command.matter_id,
             principal,
             lambda s: [] if s.merged_into == command.into else s.merge_into(target, command.reason),
+            "并案",
         )
 
     # -- 3. routed ---------------------------------------------------------------------
     async def route(self, command: RouteMatter, principal: Principal) -> Matter:
         self._reviewer(principal)
-        return await self._run(command.matter_id, principal, lambda m: m.route(command.committee, command.note))
+        return await self._run(
+            command.matter_id, principal, lambda m: m.route(command.committee, command.note), "本级办理"
+        )
 
     async def escalate(self, command: EscalateMatter, principal: Principal) -> Matter:
         self._reviewer(principal)
         return await self._run(
-            command.matter_id, principal, lambda m: m.escalate(self.registry, self.here, command.reason)
+            command.matter_id, principal, lambda m: m.escalate(self.registry, self.here, command.reason), "上报"
         )
 
     async def send_down(self, command: SendDownMatter, principal: Principal) -> Matter:
         self._reviewer(principal)
         return await self._run(
-            command.matter_id, principal, lambda m: m.send_down(self.registry, self.here, command.to, command.reason)
+            command.matter_id,
+            principal,
+            lambda m: m.send_down(self.registry, self.here, command.to, command.reason),
+            "交由下级办理",
         )
 
     # -- 8. closed ---------------------------------------------------------------------
@@ -188,7 +234,7 @@ class IntakeHandlers(Guarded):
         if outcome.closed_at is None:
             outcome = outcome.model_copy(update={"closed_at": self.clock()})
         here = Hop(jurisdiction=self.here, matter_id=command.matter_id)
-        return await self._run(command.matter_id, principal, lambda m: m.record_outcome(outcome, here))
+        return await self._run(command.matter_id, principal, lambda m: m.record_outcome(outcome, here), "记录办理结果")
 
     # -- 6. fed back to the raiser ---------------------------------------------------------
     async def feed_back_to_raiser(self, command: FeedBackToRaiser, principal: Principal) -> Matter:
@@ -367,8 +413,15 @@ class IntakeHandlers(Guarded):
         )
 
     # ------------------------------------------------------------------------------------
-    async def _run(self, matter_id: str, principal: Principal, decide) -> Matter:
-        matter, _ = await execute(self.store, Matter, matter_id, decide, actor=principal.actor(Role.committee))
+    async def _run(self, matter_id: str, principal: Principal, decide, action: str) -> Matter:
+        """A staff decision on a matter, by the staff of the body whose matter it is."""
+
+        def checked(matter: Matter):
+            if matter.data is not None:
+                self._body_staff(principal, matter.data.body, action)
+            return decide(matter)
+
+        matter, _ = await execute(self.store, Matter, matter_id, checked, actor=principal.actor(Role.committee))
         return matter
 
 

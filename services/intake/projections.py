@@ -98,7 +98,7 @@ class MatterListProjection(MatterRecords):
     runtime's matter records, which notify keeps too)."""
 
     name = "intake_matters"
-    version = 6  # the shared matter records, with raised_at, the raiser fed back, replies and plan items
+    version = 7  # the shared matter records, with bodies (人大 / 政协), joint leads, 专题类 and book numbers
     metadata = matters_metadata
     table = matters
 
@@ -259,6 +259,7 @@ async def list_matters(
     jurisdiction: str,
     kind: str | Iterable[str] | None = None,
     status: str | Iterable[str] | None = None,
+    body: str | None = None,
     channel: str | None = None,
     category: str | None = None,
     since: date | datetime | None = None,
@@ -283,6 +284,8 @@ async def list_matters(
         query = query.where(matters.c.kind.in_(kinds))
     if (statuses := _values(status)) is not None:
         query = query.where(matters.c.status.in_(statuses))
+    if body is not None:
+        query = query.where(matters.c.body == str(body))
     if channel is not None:
         query = query.where(matters.c.channel == str(channel))
     if lead is not None:

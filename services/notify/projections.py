@@ -417,7 +417,7 @@ class MatterProjection(MatterRecords):
     runtime's matter records, which intake keeps too)."""
 
     name = "notify_matters"
-    version = 6  # the shared matter records, with raised_at, the raiser fed back, replies and plan items
+    version = 7  # the shared matter records, with bodies (人大 / 政协), joint leads, 专题类 and book numbers
     metadata = matters_md
     table = matters
 
@@ -440,7 +440,7 @@ class CaseProjection(CaseRecords):
     runtime's case records, which tracking keeps too)."""
 
     name = "notify_cases"
-    version = 8  # the shared case records, with 签收, where raised, an index by opening, plan items
+    version = 9  # the shared case records, with bodies (人大 / 政协), leads, 合并 and 专题类
     metadata = cases_md
     table = cases
 

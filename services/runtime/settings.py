@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, validation_alias=AliasChoices("DUBAN_DATABASE_URL", "DATABASE_URL"))
     data_dir: Path = Path(".duban")
 
+    #: What the CPPCC's registration numbers start with (政协's own book), e.g. ``温政协`` gives
+    #: 温政协提〔2026〕1号; None: ``<short name>政协`` (温岭政协提〔2026〕1号). The congress's numbers keep
+    #: the seeds' form (温岭建〔2026〕3号).
+    cppcc_number_prefix: str | None = Field(default=None, min_length=1, max_length=20)
     #: JetStream de-duplication window: a retried append within it is stored once.
     duplicate_window_s: float = Field(default=600.0, gt=0)
     #: Replicas of the streams this service creates (3 on the hub cluster).

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime
 
+from contracts.bodies import Body
 from contracts.intake import PlanItemLink, Submitter
 from contracts.plans import (
     PlanCreated,
@@ -75,6 +76,8 @@ class Case(Aggregate):
     status: CaseStatus | None = None
     matter_id: str | None = None
     kind: str | None = None
+    #: The body whose case it is (人大 / 政协): its staff handle it.
+    body: Body = Body.congress
     title: str | None = None
     submitters: list[Submitter] = []
     committee: str | None = None
@@ -417,6 +420,7 @@ class Case(Aggregate):
         self.status = CaseStatus.opened
         self.matter_id = event.matter_id
         self.kind = event.kind.value
+        self.body = event.body
         self.title = event.title
         self.submitters = list(event.submitters)
         self.committee = event.committee

@@ -156,8 +156,12 @@ class TrackingHandlers(Guarded):
         opened = CaseOpened(
             matter_id=envelope.aggregate_id,
             kind=routed.kind,
+            body=routed.body,
             title=routed.title,
             submitters=routed.submitters,
+            leads=routed.leads,
+            merged=routed.merged,
+            topical=routed.topical,
             registration_no=routed.registration_no,
             category=routed.category,
             committee=routed.committee,
@@ -496,7 +500,14 @@ class TrackingHandlers(Guarded):
 
     # ------------------------------------------------------------------------------------
     async def _run(self, case_id: str, principal: Principal, decide, role: Role) -> Case:
-        case, _ = await execute(self.store, Case, case_id, decide, actor=principal.actor(role))
+        """A decision on a case; staff's (``Role.committee``) by the staff of the case's body only."""
+
+        def checked(case: Case):
+            if role is Role.committee and case.exists:
+                self._body_staff(principal, case.body, "办理")
+            return decide(case)
+
+        case, _ = await execute(self.store, Case, case_id, checked, actor=principal.actor(role))
         return case
 
 

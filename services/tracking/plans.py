@@ -26,10 +26,12 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from contracts.bodies import Body
 from contracts.envelope import SHANGHAI, Envelope, utcnow
 from contracts.evaluation import KIND_NAMES as SESSION_KIND_NAMES
 from contracts.evaluation import ResultsPublished, SubjectResult
 from contracts.intake import JURISDICTION_CODE, PlanItemLink, Submitter, SubmitterKind
+from contracts.jurisdictions import default_registry
 from contracts.plans import (
     CreatePlan,
     MarkPlanDutyDone,
@@ -128,6 +130,8 @@ class PlanHandlers(Guarded):
         self.here = cases.here
         self.engine = engine
         self.clock = clock
+        #: The congress's organ here, whose plans these are (温岭市人大常委会, 泽国镇人大主席团).
+        self.congress = default_registry().organ(self.here, Body.congress).name
 
     # -- units -----------------------------------------------------------------------------
     async def _units(self) -> tuple[dict[str, PlanUnit], dict[str, PlanUnit]]:
@@ -338,10 +342,11 @@ class PlanHandlers(Guarded):
         opened = CaseOpened(
             matter_id=case_id,
             kind=CaseKind.inquiry,
+            body=Body.congress,
             title=command.title,
             content=command.content,
             submitters=[
-                Submitter(id=f"committee-{self.here}", name=data.issued_by or "人大常委会", kind=SubmitterKind.group)
+                Submitter(id=f"committee-{self.here}", name=data.issued_by or self.congress, kind=SubmitterKind.group)
             ],
             committee=committee,
             year=now.astimezone(SHANGHAI).year,
@@ -415,9 +420,10 @@ class PlanHandlers(Guarded):
         opened = CaseOpened(
             matter_id=case_id,
             kind=CaseKind.rectification,
+            body=Body.congress,
             title=f"整改：{item.title}"[:200],
             content=f"{published.title}（{kind_name}）：{item.title} 满意率 {rate}，未达要求，须整改。",
-            submitters=[Submitter(id=f"committee-{self.here}", name="人大常委会", kind=SubmitterKind.group)],
+            submitters=[Submitter(id=f"committee-{self.here}", name=self.congress, kind=SubmitterKind.group)],
             committee=committee,
             year=now.astimezone(SHANGHAI).year,
             opened_on=now.astimezone(SHANGHAI).date(),

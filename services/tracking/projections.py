@@ -163,7 +163,7 @@ class CaseListProjection(CaseRecords):
     case records, which notify keeps too)."""
 
     name = "tracking_cases"
-    version = 7  # the shared case records, with 签收, where raised, an index by opening, plan items
+    version = 8  # the shared case records, with bodies (人大 / 政协), leads, 合并 and 专题类
     metadata = cases_metadata
     table = cases
 

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import jwt
 from pydantic import BaseModel, Field, ValidationError
 
+from contracts.bodies import BODY_NAMES, Body
 from contracts.envelope import Actor
 from services.runtime.es.aggregate import NotAllowed
 from services.runtime.settings import Settings
@@ -58,6 +59,10 @@ class Principal(BaseModel):
     #: The 承办单位 a unit's staff member acts for (the directory's org id); a development token
     #: of a unit names the unit itself as its subject.
     unit: str | None = Field(default=None, max_length=64)
+    #: The body (人大 / 政协) whose member or staff the person is: staff act on their own body's
+    #: matters only. None: a token from before the bodies, read as the congress's; administrators
+    #: and other systems act for both.
+    body: Body | None = None
     #: A service account's NATS subjects (``duban.cmd.intake.331081.submit``, wildcards ``*`` and
     #: ``>``): the only command subjects it may use. None: not limited this way (people).
     subjects: list[str] | None = Field(default=None, max_length=100)
@@ -66,6 +71,12 @@ class Principal(BaseModel):
 
     def has(self, *roles: Role) -> bool:
         return any(role in self.roles for role in roles)
+
+    def acts_for(self, body: Body | str) -> bool:
+        """Whether this principal may do staff work on, or raise, a matter of ``body``."""
+        if self.has(Role.admin, Role.system):
+            return True
+        return Body(body) is (self.body or Body.congress)
 
     def may_use(self, subject: str) -> bool:
         """Whether this principal may send commands on ``subject`` (see ``subjects``)."""
@@ -179,11 +190,20 @@ def verifier_for(settings: Settings) -> TokenVerifier:
 
 
 def issue_token(
-    principal_id: str, roles: list[str], jurisdiction: str, *, name: str = "", secret: str, ttl_s: int = 30 * 86400
+    principal_id: str,
+    roles: list[str],
+    jurisdiction: str,
+    *,
+    name: str = "",
+    secret: str,
+    ttl_s: int = 30 * 86400,
+    body: str | None = None,
 ) -> str:
     """A development token (HS256), as ``duban up`` writes into ``.duban/run.json``."""
     now = int(time.time())
     claims = {"sub": principal_id, "name": name, "roles": roles, "jurisdiction": jurisdiction, "iat": now}
+    if body is not None:
+        claims["body"] = body
     claims["exp"] = now + ttl_s
     return jwt.encode(claims, secret, algorithm="HS256")
 
@@ -221,3 +241,9 @@ class Guarded:
         self._in_scope(principal)
         if not principal.has(*STAFF):
             raise NotAllowed(f"仅工委工作人员可以{action}")
+
+    def _body_staff(self, principal: Principal, body: Body | str, action: str) -> None:
+        """Staff act on their own body's records only (人大 / 政协), unless one was transferred."""
+        if not principal.acts_for(body):
+            name = BODY_NAMES[Body(body)]
+            raise NotAllowed(f"该{self.guarded}属于{name}，仅{name}的工作人员可以{action}", field="body")

@@ -38,6 +38,7 @@ people = Table(
     Column("credential_no", String(64)),
     Column("identity", String(128), index=True),
     Column("congress", String(16)),
+    Column("body", String(16), doc="Body they act for (人大 / 政协), given or by their kind"),
     Column("orgs", JSON),
     Column("roles", JSON),
     Column("mobile", String(16), index=True),
@@ -63,6 +64,7 @@ class PeopleProjection(DocumentProjection):
     name = "directory_people"
     metadata = people_metadata
     table = people
+    version = 2  # the body (人大 / 政协) each person acts for
 
     @handles(PersonEnrolled)
     def enrolled(self, doc, event: PersonEnrolled, envelope: Envelope) -> None:
@@ -76,6 +78,7 @@ class PeopleProjection(DocumentProjection):
         doc.update(
             person.model_dump(mode="json", exclude={"extra_roles"}),
             roles=person.roles(),
+            body=person.body_of().value,
             updated_at=envelope.occurred_at,
         )
         if doc.get("active") is None:

@@ -35,6 +35,7 @@ from contracts.intake import (
     MatterSentDown,
     MatterStatus,
     MatterSubmitted,
+    MatterTransferred,
     OutcomeRecorded,
     RaiserFedBack,
     ReplyRecorded,
@@ -93,11 +94,13 @@ def matter_table(name: str, metadata: MetaData) -> Table:
         Column("id", String(64), primary_key=True),
         Column("jurisdiction", String(9), doc="the level that holds this record of the matter"),
         Column("kind", String(16), doc="MatterKind"),
+        Column("body", String(16), doc="Body: the congress's (人大) or the CPPCC's (政协)"),
         Column("title", String(200), doc="案由"),
         Column("content", Text),
         Column("lead_name", String(100)),
         Column("lead_id", String(64)),
-        Column("leads", JSON, doc="领衔者: the lead and the leads of matters merged into it"),
+        Column("leads", JSON, doc="领衔者: the leads (joint ones too) and the leads of matters merged into it"),
+        Column("topical", Boolean, default=False, doc="专题类"),
         Column("submitter_ids", JSON, doc="lead, co-signers and those of absorbed matters, in order"),
         Column("submitter_names", Text, doc="the same, names joined with 、"),
         Column("channel", String(32)),
@@ -118,6 +121,7 @@ def matter_table(name: str, metadata: MetaData) -> Table:
         Column("status", String(16), doc="MatterStatus"),
         Column("registration_no", String(64)),
         Column("registration_year", Integer),
+        Column("registration_number", Integer, doc="its number in the book of its body, kind and year"),
         Column("committee", String(100), doc="the committee it was routed to (本级办理)"),
         Column("merged_into", String(64)),
         Column("absorbed_ids", JSON, doc="matters merged into this one"),
@@ -161,14 +165,16 @@ class MatterRecords(DocumentProjection):
 
     @staticmethod
     def _take(doc: dict[str, Any], data: MatterData, envelope: Envelope, *, collected: bool) -> None:
-        submitters = [data.lead, *data.co_signers]
+        submitters = [*data.leads, *data.co_signers]
         doc.update(
             kind=data.kind.value,
+            body=data.body.value,
             title=data.title,
             content=data.content,
             lead_name=data.lead.name,
             lead_id=data.lead.id,
-            leads=[data.lead.name],
+            leads=[s.name for s in data.leads],
+            topical=data.topical,
             submitter_ids=[s.id for s in submitters],
             submitter_names=SEPARATOR.join(s.name for s in submitters),
             channel=data.channel.value,
@@ -208,7 +214,14 @@ class MatterRecords(DocumentProjection):
     @handles(MatterRegistered)
     def registered(self, doc, event: MatterRegistered, envelope: Envelope) -> None:
         status = MatterStatus.registered.value
-        self._stamp(doc, envelope, status=status, registration_no=event.registration_no, registration_year=event.year)
+        self._stamp(
+            doc,
+            envelope,
+            status=status,
+            registration_no=event.registration_no,
+            registration_year=event.year,
+            registration_number=event.number,
+        )
 
     @handles(MatterNotRegistered)
     def not_registered(self, doc, event: MatterNotRegistered, envelope: Envelope) -> None:
@@ -217,6 +230,10 @@ class MatterRecords(DocumentProjection):
     @handles(MatterConverted)
     def converted(self, doc, event: MatterConverted, envelope: Envelope) -> None:
         self._stamp(doc, envelope, kind=event.to_kind.value)
+
+    @handles(MatterTransferred)
+    def transferred(self, doc, event: MatterTransferred, envelope: Envelope) -> None:
+        self._stamp(doc, envelope, body=event.to_body.value, kind=event.to_kind.value)
 
     @handles(MatterMerged)
     def merged(self, doc, event: MatterMerged, envelope: Envelope) -> None:
@@ -231,7 +248,7 @@ class MatterRecords(DocumentProjection):
             absorbed_ids=[*(doc["absorbed_ids"] or []), event.merged],
             submitter_ids=[*(doc["submitter_ids"] or []), *(s.id for s in event.submitters)],
             submitter_names=SEPARATOR.join([*names, *(s.name for s in event.submitters)]),
-            leads=[*(doc["leads"] or []), *([event.submitters[0].name] if event.submitters else [])],
+            leads=[*(doc["leads"] or []), *(s.name for s in event.leads or event.submitters[:1])],
         )
 
     @handles(MatterRouted)
@@ -402,7 +419,11 @@ def case_table(name: str, metadata: MetaData) -> Table:
         Column("jurisdiction", String(9)),
         Column("matter_id", String(64)),
         Column("kind", String(16)),
+        Column("body", String(16), doc="Body: the congress's (人大) or the CPPCC's (政协)"),
         Column("title", String(200), doc="案由"),
+        Column("leads", JSON, doc="领衔者' names: joint leads and those of merged matters included"),
+        Column("merged", Boolean, default=False, doc="合并"),
+        Column("topical", Boolean, default=False, doc="专题类"),
         Column("registration_no", String(64)),
         Column("category", String(50)),
         Column("submitter_ids", JSON),
@@ -491,7 +512,11 @@ class CaseRecords(DocumentProjection):
             envelope,
             matter_id=event.matter_id,
             kind=event.kind.value,
+            body=event.body.value,
             title=event.title,
+            leads=[s.name for s in event.leads or event.submitters[:1]],
+            merged=event.merged,
+            topical=event.topical,
             registration_no=event.registration_no,
             category=event.category,
             submitter_ids=[s.id for s in event.submitters],

@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from .bodies import Body
 from .events import Command, Event, command, event
 from .intake import ID_PATTERN
 
@@ -33,6 +34,13 @@ KIND_NAMES = {
     SessionKind.performance: "履职评议",
     SessionKind.democratic: "民主评议",
 }
+
+def session_body(kind: SessionKind | str) -> Body:
+    """The body that holds a session of ``kind``: 民主评议 the CPPCC standing committee's, the
+    others (满意度测评, 可行性测评, 履职评议) the congress's. Its staff draft and run it, its members
+    score, and its notices are signed with its name."""
+    return Body.cppcc if str(kind) == SessionKind.democratic.value else Body.congress
+
 
 #: The options of each kind, best first: the first two count towards the rate.
 OPTIONS: dict[SessionKind, tuple[str, str, str]] = {

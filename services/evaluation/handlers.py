@@ -17,8 +17,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
+from contracts.bodies import BODY_NAMES
 from contracts.envelope import Actor, utcnow
 from contracts.evaluation import (
+    KIND_NAMES,
     CastBallots,
     CloseSession,
     DraftSession,
@@ -27,7 +29,9 @@ from contracts.evaluation import (
     ResultsPublished,
     SessionDrafted,
     SessionKind,
+    session_body,
 )
+from contracts.jurisdictions import JurisdictionRegistry, default_registry
 from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.es.commands import create_once, execute
 from services.runtime.es.eventstore import EventStore
@@ -70,8 +74,10 @@ class EvaluationHandlers(Guarded):
         clock: Callable[[], datetime] = utcnow,
         status_ttl_s: float = 1.0,
         directory: Callable[[str], Awaitable[list[str] | None]] | None = None,
+        registry: JurisdictionRegistry | None = None,
     ) -> None:
         self.store = store
+        self.registry = registry or default_registry()
         #: The enabled members of a group of the level's directory (a 代表小组, a 代表团), or
         #: None when the directory has no such group (then ``rosters`` are asked).
         self.directory = directory
@@ -86,8 +92,17 @@ class EvaluationHandlers(Guarded):
     # -- who may do what ---------------------------------------------------------------
     # -- sessions ----------------------------------------------------------------------
     async def draft(self, command: DraftSession, principal: Principal, idempotency_key: str | None = None) -> Session:
-        """A new session; a retry with the same idempotency key returns the one made the first time."""
+        """A new session, by the staff of the body that holds its kind (民主评议 the CPPCC's, the
+        others the congress's); a retry with the same idempotency key returns the one made the first time."""
         self._staff(principal, "创建测评")
+        body = session_body(command.kind)
+        self._body_staff(principal, body, f"创建{KIND_NAMES[command.kind]}")
+        if body not in self.registry.bodies_of(self.here):
+            raise DomainError(
+                f"{self.registry.get(self.here).name}没有{BODY_NAMES[body]}，不能开展{KIND_NAMES[command.kind]}",
+                field="kind",
+                code="no_such_body",
+            )
         electorate = list(command.electorate)
         if command.roster is not None:
             members = await self.directory(command.roster) if self.directory is not None else None
@@ -122,7 +137,9 @@ class EvaluationHandlers(Guarded):
     async def open(self, command: OpenSession, principal: Principal) -> Session:
         self._staff(principal, "开始测评")
         now = self.clock()
-        return await self._session_command(command.session_id, lambda s: s.open(now), principal.actor(Role.committee))
+        return await self._session_command(
+            command.session_id, lambda s: s.open(now), principal.actor(Role.committee), principal
+        )
 
     async def close(self, command: CloseSession, principal: Principal | None = None) -> Session:
         """Close (by staff, or by time when ``principal`` is None) and publish the results."""
@@ -130,7 +147,7 @@ class EvaluationHandlers(Guarded):
             self._staff(principal, "结束测评")
         actor = principal.actor(Role.committee) if principal is not None else None
         by = "staff" if principal is not None else "time"
-        await self._session_command(command.session_id, lambda s: s.close(by), actor)
+        await self._session_command(command.session_id, lambda s: s.close(by), actor, principal)
         # Sheets checked against a session status read before the close (at most status_ttl_s
         # old, in any process) are appended by now: count after that, so none is left out.
         await asyncio.sleep(self.status_ttl_s * 2)
@@ -142,6 +159,8 @@ class EvaluationHandlers(Guarded):
             self._staff(principal, "公布测评结果")
         session_id = command.session_id
         session = await self.store.load(Session, session_id)
+        if principal is not None and session.kind is not None:
+            self._body_staff(principal, session_body(session.kind), f"公布{KIND_NAMES[session.kind]}结果")
         if session.status == "published":
             return session
         session.check_publishable()
@@ -155,7 +174,7 @@ class EvaluationHandlers(Guarded):
             report_to_party_committee=session.report_to_party_committee,
         )
         actor = principal.actor(Role.committee) if principal is not None else None
-        return await self._session_command(session_id, lambda s: s.publish(published), actor)
+        return await self._session_command(session_id, lambda s: s.publish(published), actor, principal)
 
     async def results(self, session: Session):
         """The results counted from the sheets of the electorate (exact: read from the event
@@ -173,9 +192,18 @@ class EvaluationHandlers(Guarded):
         sheets = await asyncio.gather(*(sheet(e) for e in session.electorate))
         return tally(session, sheets)
 
-    async def _session_command(self, session_id: str, decide, actor: Actor | None) -> Session:
+    async def _session_command(
+        self, session_id: str, decide, actor: Actor | None, principal: Principal | None = None
+    ) -> Session:
+        """A decision on a session; by staff (``principal``), only those of the body that holds it."""
+
+        def checked(session: Session):
+            if principal is not None and session.kind is not None:
+                self._body_staff(principal, session_body(session.kind), KIND_NAMES[session.kind])
+            return decide(session)
+
         extra = {"actor": actor} if actor is not None else {}
-        session, _ = await execute(self.store, Session, session_id, decide, **extra)
+        session, _ = await execute(self.store, Session, session_id, checked, **extra)
         self._sessions.pop(session_id, None)
         return session
 

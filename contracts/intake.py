@@ -174,7 +174,8 @@ class MatterData(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _body_from_kind(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("body") is None and data.get("kind") in set(MatterKind):
+        kind = data.get("kind") if isinstance(data, dict) else None
+        if isinstance(kind, str) and kind in MatterKind.__members__.values() and data.get("body") is None:
             return {**data, "body": default_body(data["kind"])}
         return data
 

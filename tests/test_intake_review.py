@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from contracts.bodies import Body
 from contracts.intake import (
     Channel,
     ConvertMatter,
@@ -68,7 +69,7 @@ async def test_registration_numbers_stay_unique_and_gapless_when_50_race(nc, sto
     assert numbers == list(range(1, 51))
     assert all(m.registration_no.startswith("温岭建〔") for m in registered)
     year = registered[0].registration_year
-    book = await store.load(RegistrationBook, RegistrationBook.id_for(MatterKind.suggestion, year))
+    book = await store.load(RegistrationBook, RegistrationBook.id_for(Body.congress, MatterKind.suggestion, year))
     assert sorted(book.assigned.values()) == list(range(1, 51)) and book.last_number == 50
 
 
@@ -109,10 +110,14 @@ async def test_review_transitions_and_who_may_do_them(handlers, store):
         await handlers.register(RegisterMatter(matter_id=matter.id), DEPUTY)
     with pytest.raises(DomainError):
         await handlers.route(RouteMatter(matter_id=matter.id), STAFF)  # not registered yet
+    with pytest.raises(DomainError, match="人大不受理提案"):  # a 提案 is the CPPCC's: transferred, not converted
+        await handlers.convert(
+            ConvertMatter(matter_id=matter.id, to_kind=MatterKind.proposal, reason="转为提案"), STAFF
+        )
     converted = await handlers.convert(
-        ConvertMatter(matter_id=matter.id, to_kind=MatterKind.proposal, reason="转为提案"), STAFF
+        ConvertMatter(matter_id=matter.id, to_kind=MatterKind.motion, reason="转为议案"), STAFF
     )
-    assert converted.data.kind == MatterKind.proposal
+    assert converted.data.kind == MatterKind.motion
     rejected = await handlers.submit(suggestion("不予立案的建议"), DEPUTY)
     done = await handlers.reject(RejectMatter(matter_id=rejected.id, reason="不属于本级职权"), STAFF)
     assert done.status == MatterStatus.not_registered

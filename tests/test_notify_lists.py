@@ -126,12 +126,16 @@ async def read_models(nc, unique, engine):
     await record(
         intake,
         m1,
-        MatterRouted(kind=MatterKind.problem, title="园区道路破损", submitters=[WANG], committee="城建环资工委"),
+        MatterRouted(
+            kind=MatterKind.problem, body="congress", title="园区道路破损", submitters=[WANG], committee="城建环资工委"
+        ),
     )
     await record(
         tracking,
         m1,
-        CaseOpened(matter_id=m1, kind=MatterKind.problem, title="园区道路破损", submitters=[WANG], year=2026),
+        CaseOpened(
+            matter_id=m1, kind=MatterKind.problem, body="congress", title="园区道路破损", submitters=[WANG], year=2026
+        ),
     )
     await record(
         tracking,
@@ -147,12 +151,18 @@ async def read_models(nc, unique, engine):
         intake, m2, MatterSubmitted(matter=data(MatterKind.demand, "企业用电扩容", WENLING, "温岭某泵业有限公司"))
     )
     await record(
-        intake, m2, MatterRouted(kind=MatterKind.demand, title="企业用电扩容", submitters=[WANG], committee="经济工委")
+        intake,
+        m2,
+        MatterRouted(
+            kind=MatterKind.demand, body="congress", title="企业用电扩容", submitters=[WANG], committee="经济工委"
+        ),
     )
     await record(
         tracking,
         m2,
-        CaseOpened(matter_id=m2, kind=MatterKind.demand, title="企业用电扩容", submitters=[WANG], year=2026),
+        CaseOpened(
+            matter_id=m2, kind=MatterKind.demand, body="congress", title="企业用电扩容", submitters=[WANG], year=2026
+        ),
     )
     await record(
         tracking,

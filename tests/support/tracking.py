@@ -3,6 +3,7 @@ case read models."""
 
 from __future__ import annotations
 
+from contracts.bodies import default_body
 from contracts.envelope import Actor, Envelope, new_id, utcnow
 from contracts.intake import MatterKind, MatterRouted, Submitter
 from contracts.tracking import AssignCase, CaseStatus, GiveFeedback, Rating, SubmitReply, Unit
@@ -29,7 +30,11 @@ def routed(matter_id: str | None = None, *, kind=MatterKind.suggestion, submitte
     """The envelope of an intake ``MatterRouted``, as tracking's listener receives it."""
 
     event = MatterRouted(
-        kind=kind, title="农村饮水安全一户一表改造", submitters=submitters, registration_no="温岭建〔2026〕1号"
+        kind=kind,
+        body=default_body(kind),
+        title="农村饮水安全一户一表改造",
+        submitters=submitters,
+        registration_no="温岭建〔2026〕1号",
     )
     return event, Envelope(
         event_id=new_id(),

@@ -103,8 +103,8 @@ def _add_up(subparsers: argparse._SubParsersAction) -> None:
         "up",
         help="run the whole system on this machine (embedded NATS, every service of every level)",
         description="Start the embedded nats-server and every service that exists for each level, each its own "
-        "supervised process; write DATA_DIR/run.json; stop everything with Ctrl-C. Levels other than 台州市, its "
-        "counties and 温岭市's townships (other counties' townships) are given by JSON files named in "
+        "supervised process; write DATA_DIR/run.json; stop everything with Ctrl-C. 台州市, its counties and their "
+        "townships are built in; other levels (a new township) are given by JSON files named in "
         "DUBAN_JURISDICTIONS_FILES (see contracts/jurisdictions.py).",
     )
     up.add_argument(

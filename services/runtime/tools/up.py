@@ -445,8 +445,8 @@ def run(
     unknown = [code for code in levels if code not in registry]
     if unknown:
         print(
-            f"duban: unknown jurisdiction code(s) {', '.join(unknown)}: only 台州市, its counties and 温岭市's "
-            "townships are built in; other counties' townships come from JSON files named in "
+            f"duban: unknown jurisdiction code(s) {', '.join(unknown)}: 台州市, its counties and their townships "
+            "are built in; other jurisdictions (a new township) come from JSON files named in "
             "DUBAN_JURISDICTIONS_FILES (see contracts/jurisdictions.py)",
             file=sys.stderr,
         )

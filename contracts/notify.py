@@ -18,6 +18,7 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from .bodies import Body
 from .events import Command, Event, command, event
 from .intake import ID_PATTERN
 
@@ -309,20 +310,28 @@ class MonthlySummaryCompiled(Event):
 
 
 class DisclosureText(BaseModel):
-    """What the public reads of one closed key matter, as staff released it."""
+    """What the public reads of one closed key matter, as staff released it, under the heading of
+    the body whose matter it is (政协温岭市委员会…重点提案办理落实情况公示)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
     title: str = Field(min_length=1, max_length=200, description="案由")
-    leads: list[str] = Field(min_length=1, max_length=50, description="领衔者")
+    body: Body = Field(description="the body whose disclosure it is (人大 / 政协)")
+    leads: list[str] = Field(
+        min_length=1, max_length=50, description="领衔者: every lead, joint ones and those of merged matters"
+    )
+    merged: bool = Field(default=False, description="合并")
+    topical: bool = Field(default=False, description="专题类")
     unit: str = Field(min_length=1, max_length=200, description="主办单位")
     summary: str = Field(min_length=1, max_length=20_000, description="办理落实情况摘要")
     evaluation_result: str | None = Field(default=None, max_length=200, description="测评/评议结果")
     kind: str | None = None
     registration_no: str | None = None
+    year: int | None = Field(default=None, description="the year of its number (立案年度)")
+    number: int | None = Field(default=None, description="its number in its body's book of its kind and year")
 
 
-@event("notify.DisclosureReleased")
+@event("notify.DisclosureReleased", 2)
 class DisclosureReleased(Event):
     """Staff released a closed key matter for public disclosure (公示)."""
 
@@ -417,3 +426,7 @@ class AddTypicalCase(Command):
     title: str = Field(min_length=1, max_length=200)
     text: str = Field(default="", max_length=5000)
     matter_id: str | None = Field(default=None, pattern=ID_PATTERN)
+
+
+# Disclosures released before the bodies (人大 / 政协) existed are read through the upcaster there.
+from . import notify_v1  # noqa: E402,F401

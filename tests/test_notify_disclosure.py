@@ -47,6 +47,7 @@ async def test_the_disclosure_page_shows_nothing_until_released_then_exactly_the
 
         items, page = await public()
         assert items == [] and "暂无公示内容" in page
+        assert "温岭市人大常委会重点建议办理落实情况公示" in page  # the congress's heading, its organ's name
         assert all(title not in page for title in (FIRST, SECOND, ORDINARY, OPEN))
 
         # only staff release, and only closed key matters
@@ -71,8 +72,11 @@ async def test_the_disclosure_page_shows_nothing_until_released_then_exactly_the
         assert item["summary"].startswith("已将一户一表改造列入2026年民生实事项目")
         assert item["evaluation_result"] == "满意"
         assert set(item) == {
-            "id", "title", "leads", "unit", "summary", "evaluation_result", "kind", "registration_no", "released_at",
+            "id", "body", "title", "leads", "marks", "unit", "summary", "evaluation_result", "kind", "registration_no",
+            "year", "number", "released_at",
         }  # fmt: skip
+        assert item["body"] == "congress" and item["marks"] == []
+        assert item["registration_no"] == f"温岭建〔{item['year']}〕{item['number']}号"
         assert FIRST in page and WATER.name in page and "满意" in page
         assert all(title not in page for title in (SECOND, ORDINARY, OPEN))
         assert (await http.get(f"/public/disclosures/{second}")).status_code == 404

@@ -16,8 +16,9 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, R
 from fastapi.responses import HTMLResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from contracts.bodies import Body
 from contracts.intake import ID_PATTERN
-from contracts.jurisdictions import UnknownJurisdiction
+from contracts.jurisdictions import UnknownJurisdiction, default_registry
 from contracts.notify import (
     DELIVERY_STATUS_NAMES,
     KIND_NAMES,
@@ -339,21 +340,39 @@ def public_router(
         per_address=Rate(limits.public_comments_per_hour, 3600),
     )
     router = APIRouter(prefix="/public", tags=["public"])
-    fields = ("id", "title", "leads", "unit", "summary", "evaluation_result", "kind", "registration_no", "released_at")
+    fields = (
+        "id", "body", "title", "leads", "unit", "summary", "evaluation_result", "kind", "registration_no",
+        "year", "number", "released_at",
+    )  # fmt: skip
+    bodies = default_registry().bodies_of(settings.jurisdiction)
+    headings = {body: disclosure_heading(settings.jurisdiction, body) for body in bodies}
+    OfBody = Query(default=None, description="机关：congress 人大，cppcc 政协；不填则两者都列出")
 
     def public(row: dict[str, Any]) -> dict[str, Any]:
-        return {name: row[name] for name in fields}
+        marks = [mark for mark, on in (("专题类", row["topical"]), ("合并", row["merged"])) if on]
+        return {name: row[name] for name in fields} | {"marks": marks}
+
+    async def released(body: Body | None) -> list[dict[str, Any]]:
+        return [public(r) for r in await projections.released_disclosures(get_engine(), body)]
 
     @router.get("/disclosures", summary="公示（JSON）")
-    async def disclosures() -> dict[str, Any]:
-        rows = await projections.released_disclosures(get_engine())
-        return {"jurisdiction": settings.jurisdiction, "items": [public(r) for r in rows]}
+    async def disclosures(body: Body | None = OfBody) -> dict[str, Any]:
+        """The released disclosures of one body or of both, by number within year and kind, each
+        body's under its own heading (``headings``)."""
+        shown = {b: h for b, h in headings.items() if body is None or b is body}
+        return {"jurisdiction": settings.jurisdiction, "headings": shown, "items": await released(body)}
 
     @router.get("/disclosures.html", summary="公示（网页）", response_class=HTMLResponse)
-    async def disclosures_page() -> HTMLResponse:
-        h = get_handlers()
-        rows = [public(r) for r in await projections.released_disclosures(get_engine())]
-        return HTMLResponse(h.templates.page("disclosure.html.j2", {"level_name": h.level_name, "items": rows}))
+    async def disclosures_page(body: Body | None = OfBody) -> HTMLResponse:
+        items = await released(body)
+        sections = [
+            {"body": b, "heading": heading, "items": [i for i in items if i["body"] == b]}
+            for b, heading in headings.items()
+            if body is None or b is body
+        ]
+        if body is None:  # both bodies: a body with nothing released yet is left out
+            sections = [section for section in sections if section["items"]] or sections[:1]
+        return HTMLResponse(get_handlers().templates.page("disclosure.html.j2", {"sections": sections}))
 
     @router.get("/disclosures/{case_id}", summary="一项公示")
     async def disclosure(case_id: str = CaseId) -> dict[str, Any]:
@@ -382,6 +401,13 @@ def public_router(
         return {"id": received.id, "status": "received", "message": "意见已收到，将作为事项受理"}
 
     return router
+
+
+def disclosure_heading(jurisdiction: str, body: Body) -> str:
+    """The heading a body's disclosures go under, with its organ's name from the jurisdiction data:
+    政协温岭市委员会重点提案办理落实情况公示, 温岭市人大常委会重点建议办理落实情况公示."""
+    organ = default_registry().organ(jurisdiction, body).name
+    return f"{organ}{'重点提案' if body is Body.cppcc else '重点建议'}办理落实情况公示"
 
 
 def create_api(settings: Settings, *, handlers: Provided[NotifyHandlers], engine: Provided[AsyncEngine]) -> FastAPI:

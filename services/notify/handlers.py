@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts import integration as x
 from contracts import notify as n
 from contracts import subjects
+from contracts.bodies import Body, default_body
 from contracts.envelope import SHANGHAI, Actor, Envelope, utcnow
 from contracts.intake import Channel, MatterData, MatterKind, RaisedBy, Submitter, SubmitterKind
 from contracts.jurisdictions import JurisdictionRegistry
@@ -304,15 +305,22 @@ class NotifyHandlers(Guarded):
         evaluated = await projections.get_row(self.engine, projections.evaluation_results, command.case_id)
         if evaluated is None and case["matter_id"]:
             evaluated = await projections.get_row(self.engine, projections.evaluation_results, case["matter_id"])
-        leads = command.leads or (matter["leads"] if matter and matter["leads"] else None)
+        body = Body(case["body"] or default_body(case["kind"] or ""))
+        self._body_staff(principal, body, "发布公示")
+        leads = command.leads or case["leads"] or (matter["leads"] if matter and matter["leads"] else None)
         text = n.DisclosureText(
             title=case["title"],
+            body=body,
             leads=leads or [case["submitter_names"].split("、")[0] if case["submitter_names"] else "—"],
+            merged=bool(case["merged"] or (matter and matter["absorbed_ids"])),
+            topical=bool(case["topical"]),
             unit=case["lead_unit_name"] or "—",
             summary=command.summary or case["summary"] or case["reply_text"] or "—",
             evaluation_result=command.evaluation_result or (evaluated["result"] if evaluated else None),
             kind=case["kind"],
             registration_no=case["registration_no"],
+            year=matter["registration_year"] if matter else None,
+            number=matter["registration_number"] if matter else None,
         )
         disclosure, _ = await execute(
             self.store, Disclosure, command.case_id, lambda d: d.release(command.case_id, text), actor=principal.actor()
@@ -321,9 +329,13 @@ class NotifyHandlers(Guarded):
 
     async def withdraw(self, command: n.WithdrawDisclosure, principal: Principal) -> Disclosure:
         self._staff(principal, "撤回公示")
-        disclosure, _ = await execute(
-            self.store, Disclosure, command.case_id, lambda d: d.withdraw(command.reason), actor=principal.actor()
-        )
+
+        def decide(disclosure: Disclosure):
+            if disclosure.text is not None:
+                self._body_staff(principal, disclosure.text.body, "撤回公示")
+            return disclosure.withdraw(command.reason)
+
+        disclosure, _ = await execute(self.store, Disclosure, command.case_id, decide, actor=principal.actor())
         return disclosure
 
     async def comment(

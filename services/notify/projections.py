@@ -151,13 +151,18 @@ disclosures = Table(
     Column("id", String(64), primary_key=True),
     Column("jurisdiction", String(9)),
     Column("released", Boolean, default=False),
+    Column("body", String(16), doc="Body whose disclosure it is (人大 / 政协): its heading"),
     Column("title", String(200)),
     Column("leads", JSON),
+    Column("merged", Boolean, default=False, doc="合并"),
+    Column("topical", Boolean, default=False, doc="专题类"),
     Column("unit", String(200)),
     Column("summary", Text),
     Column("evaluation_result", String(200)),
     Column("kind", String(16)),
     Column("registration_no", String(64)),
+    Column("year", Integer, doc="立案年度"),
+    Column("number", Integer, doc="its number in its body's book of its kind and year"),
     Column("released_at", UtcDateTime),
     Column("withdrawn_at", UtcDateTime),
 )
@@ -366,6 +371,7 @@ class DisclosureProjection(DocumentProjection):
     name = "notify_disclosures"
     metadata = disclosures_md
     table = disclosures
+    version = 2  # the body, 合并 and 专题类, the book number
 
     @handles(DisclosureReleased)
     def released(self, doc, event: DisclosureReleased, envelope: Envelope) -> None:
@@ -373,13 +379,18 @@ class DisclosureProjection(DocumentProjection):
         doc.update(
             jurisdiction=envelope.jurisdiction,
             released=True,
+            body=text.body.value,
             title=text.title,
             leads=list(text.leads),
+            merged=text.merged,
+            topical=text.topical,
             unit=text.unit,
             summary=text.summary,
             evaluation_result=text.evaluation_result,
             kind=text.kind,
             registration_no=text.registration_no,
+            year=text.year,
+            number=text.number,
             released_at=envelope.occurred_at,
             withdrawn_at=None,
         )
@@ -675,13 +686,26 @@ async def get_row(conn: AsyncEngine | AsyncConnection, table: Table, key: Any) -
     return dict(row._mapping) if row is not None else None
 
 
-async def released_disclosures(conn: AsyncEngine | AsyncConnection) -> list[dict[str, Any]]:
-    """What the public may read: released and not withdrawn, latest first."""
+async def released_disclosures(conn: AsyncEngine | AsyncConnection, body: str | None = None) -> list[dict[str, Any]]:
+    """What the public may read (of one body, or of both): released and not withdrawn, by number
+    within year and kind as the body's books gave them (the latest year first), those without a
+    number after them, latest released first."""
     query = (
         select(disclosures)
         .where(disclosures.c.released.is_(True))
-        .order_by(disclosures.c.released_at.desc(), disclosures.c.id)
+        .order_by(
+            disclosures.c.body,
+            disclosures.c.year.is_(None),
+            disclosures.c.year.desc(),
+            disclosures.c.kind,
+            disclosures.c.number.is_(None),
+            disclosures.c.number,
+            disclosures.c.released_at.desc(),
+            disclosures.c.id,
+        )
     )
+    if body is not None:
+        query = query.where(disclosures.c.body == str(body))
     async with connected(conn) as db:
         return [dict(r._mapping) for r in await db.execute(query)]
 

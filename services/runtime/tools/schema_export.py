@@ -29,10 +29,11 @@ from typing import Any
 from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 import contracts
 from contracts.envelope import Envelope
-from contracts.events import command_types, event_types
+from contracts.events import command_types, event_class, event_types
 
 from . import asyncapi as runtime_asyncapi
 
@@ -156,7 +157,36 @@ def asyncapi_document() -> dict[str, Any]:
         message = messages.get(f"{title}:Message")
         if message is not None:
             message.update(fields)
+    _add_event_payloads(document)
     return document
+
+
+def _add_event_payloads(document: dict[str, Any]) -> None:
+    """Each event channel's message names the events an envelope's ``payload`` may hold, at their
+    current version, with their schemas in ``components.schemas`` (a matter's ``body``, 人大 or 政协,
+    included): ``x-events: {event_type: {schemaVersion, payload: {$ref}}}``. Older versions are in
+    contracts/schemas/events, read through the upcasters."""
+    current = sorted(
+        (event_type, version, cls)
+        for (event_type, version), cls in event_types().items()
+        if _is_contract(cls) and event_class(event_type) is cls
+    )
+    refs, top = models_json_schema(
+        [(cls, "validation") for _, _, cls in current], ref_template="#/components/schemas/{model}"
+    )
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(dict(sorted(top.get("$defs", {}).items())))
+    messages = document["components"].get("messages", {})
+    for context in {event_type.split(".", 1)[0] for event_type, _, _ in current}:
+        title = runtime_asyncapi.OUTBOX_TITLE if context == "x" else runtime_asyncapi.event_channel_title(context)
+        message = messages.get(f"{title}:Message")
+        if message is None:
+            continue
+        message["x-events"] = {
+            event_type: {"schemaVersion": version, "payload": refs[(cls, "validation")]}
+            for event_type, version, cls in current
+            if event_type.split(".", 1)[0] == context
+        }
 
 
 def generate() -> dict[str, str]:

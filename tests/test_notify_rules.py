@@ -128,9 +128,9 @@ def test_the_webhook_signature_is_an_hmac_of_timestamp_and_body_that_a_receiver_
 def test_staff_change_a_notice_text_without_code(tmp_path):
     context = {
         "case": {"title": "道路", "registration_no": None, "due_on": "2026-12-24", "lead_unit": {"name": "交通局"}},
-        "recipient": {"name": "交通局"},
+        "recipient": {"id": "unit-traffic", "name": "交通局"},
         "role": "lead",
-        "level_name": "温岭市",
+        **_signed_by_the_congress(),
         "today": date(2026, 12, 20),
     }
     subject, body = Templates().notice("reminder", context)
@@ -146,6 +146,19 @@ def test_staff_change_a_notice_text_without_code(tmp_path):
         .notice("assignment", context | {"case": context["case"] | _assigned()})[0]
         .startswith("【交办通知】")
     )  # the others stay as packaged
+
+
+def _signed_by_the_congress() -> dict:
+    """What the planner gives every notice of 温岭市's congress (``NoticePlanner.common``)."""
+    return {
+        "level_name": "温岭市",
+        "organ": "温岭市人大常委会",
+        "organ_short": "温岭市人大常委会",
+        "body_name": "人大",
+        "committee_term": "工委",
+        "committee_office": "温岭市人大常委会相关工委",
+        "salutation": "尊敬的代表",
+    }
 
 
 def _assigned() -> dict:
@@ -186,11 +199,11 @@ def test_the_assignment_notice_says_both_of_its_last_days_the_same_way(tmp_path)
     """办理期限 is the last day of the reply; the return window ends at an instant (2026-10-04
     08:00 in Asia/Shanghai is its 00:00 UTC): its last day is 10月4日 only if it ends after 00:00."""
     context = {
-        "recipient": {"name": "交通局"},
+        "recipient": {"id": "unit-traffic", "name": "交通局"},
         "case": {"title": "道路", "registration_no": None, "due_on": "2026-12-24", "lead_unit": {"name": "交通局"}}
         | _assigned(),
         "role": "lead",
-        "level_name": "温岭市人大常委会",
+        **_signed_by_the_congress(),
         "today": date(2026, 9, 24),
     }
     _, body = Templates().notice("assignment", context)

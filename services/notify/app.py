@@ -90,7 +90,14 @@ class NotifyService(ServiceBase):
         self.handlers = NotifyHandlers(
             self.store, self.engine, self.registry, settings, self.templates, clock=self.clock
         )
-        self.planner = NoticePlanner(self.here, self.registry, self.sources, self.clock, known_here=self.person_here)
+        self.planner = NoticePlanner(
+            self.here,
+            self.registry,
+            self.sources,
+            self.clock,
+            known_here=self.person_here,
+            person_name=self.person_name,
+        )
         self.senders: dict = {
             n.NoticeChannel.webhook: WebhookChannel(
                 secret=settings.webhook_secret, timeout_s=settings.webhook_timeout_s
@@ -182,6 +189,11 @@ class NotifyService(ServiceBase):
     async def person_here(self, person_id: str) -> bool:
         """Whether ``person_id`` is a person of this level's directory (they sign in here)."""
         return await people.find_person(self.engine, person_id) is not None
+
+    async def person_name(self, person_id: str) -> str | None:
+        """The name of ``person_id`` in this level's directory (名册), None when it has no such person."""
+        person = await people.find_person(self.engine, person_id)
+        return (person or {}).get("name") or None
 
     # -- the monthly summary sweep -----------------------------------------------------
     def report_day(self) -> int | None:

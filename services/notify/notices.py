@@ -30,20 +30,31 @@ The facts a notice needs (the case's title, its units, its submitters, the reply
 the producer's own stream, the aggregate's events up to the one being handled: so a notice says
 what was true when its event happened, whatever came later, and never waits for a read model.
 A recipient gets at most one notice per event (duplicates within one event are dropped).
+
+Every notice is signed by the organ of the body whose case, matter or session it is (DOMAIN.md
+"Two bodies at a level"), as the jurisdiction data names it: ``organ`` (the full name, e.g.
+政协温岭市委员会, 泽国镇人大主席团) signs, ``organ_short`` (温岭市政协) is for running text. A case's or
+matter's body is in its events (stored before bodies existed: by its kind), a session's follows
+from its kind (民主评议 the CPPCC's), a plan is the congress's. People are greeted by name: an
+electorate of ids is looked up in the level's directory (名册), and a person it does not know is
+greeted as 尊敬的代表 / 尊敬的委员, never by an id.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from contracts.bodies import BODY_NAMES, Body, default_body
 from contracts.envelope import SHANGHAI, Envelope
+from contracts.evaluation import session_body
 from contracts.events import UnknownEventType, upcast
 from contracts.intake import KIND_NAMES, MatterKind, MatterReceived, OutcomeRecorded, ReplyRecorded
-from contracts.jurisdictions import JurisdictionRegistry, UnknownJurisdiction
+from contracts.jurisdictions import JurisdictionRegistry, NoSuchOrgan, Organ, UnknownJurisdiction
 from contracts.notify import NoticeChannel, NoticeKind, Recipient
 from contracts.plans import PlanDutyUrged, PlanItemEvaluated
 from contracts.tracking import (
@@ -59,6 +70,8 @@ from contracts.tracking import (
 from services.runtime.es.eventstore import EventStore
 
 from .projections import evaluation_payload, result_lines
+
+log = logging.getLogger("duban.notify")
 
 SESSION_OPENED = "evaluation.SessionOpened"
 RESULTS_PUBLISHED = "evaluation.ResultsPublished"
@@ -118,6 +131,7 @@ def case_facts(history: list[Envelope], upto: int) -> dict[str, Any]:
         "title": "",
         "kind": None,
         "kind_name": "事项",
+        "body": Body.congress,
         "registration_no": None,
         "submitters": [],
         "committee": None,
@@ -144,6 +158,7 @@ def case_facts(history: list[Envelope], upto: int) -> dict[str, Any]:
                     title=payload.get("title", ""),
                     kind=kind,
                     kind_name=_kind_name(kind),
+                    body=Body(payload.get("body") or default_body(kind)),
                     registration_no=payload.get("registration_no"),
                     submitters=list(payload.get("submitters") or []),
                     committee=payload.get("committee"),
@@ -173,7 +188,16 @@ def case_facts(history: list[Envelope], upto: int) -> dict[str, Any]:
 
 
 def matter_facts(history: list[Envelope], upto: int) -> dict[str, Any]:
-    facts: dict[str, Any] = {"id": None, "title": "", "kind_name": "事项", "lead_name": "", "raised_by": None}
+    """A matter as its events up to ``upto`` describe it (its body too: a transfer to the other
+    body changes it, and its kind)."""
+    facts: dict[str, Any] = {
+        "id": None,
+        "title": "",
+        "kind_name": "事项",
+        "body": Body.congress,
+        "lead_name": "",
+        "raised_by": None,
+    }
     for envelope in history:
         if envelope.sequence > upto:
             break
@@ -185,6 +209,7 @@ def matter_facts(history: list[Envelope], upto: int) -> dict[str, Any]:
                 title=data["title"],
                 kind=data["kind"],
                 kind_name=_kind_name(data["kind"]),
+                body=Body(data.get("body") or default_body(data["kind"])),
                 lead_id=data["lead"]["id"],
                 lead_name=data["lead"]["name"],
                 submitters=[data["lead"], *data.get("co_signers", [])],
@@ -194,6 +219,9 @@ def matter_facts(history: list[Envelope], upto: int) -> dict[str, Any]:
             )
         elif envelope.event_type == "intake.MatterConverted":
             facts.update(kind=payload["to_kind"], kind_name=_kind_name(payload["to_kind"]))
+        elif envelope.event_type == "intake.MatterTransferred":
+            to_kind = payload["to_kind"]
+            facts.update(kind=to_kind, kind_name=_kind_name(to_kind), body=Body(payload["to_body"]))
         elif envelope.event_type == "intake.MatterRegistered":
             facts["registration_no"] = payload.get("registration_no")
     return facts
@@ -204,6 +232,25 @@ def _kind_name(kind: str | None) -> str:
         return KIND_NAMES[MatterKind(kind)]
     except ValueError:
         return "事项"
+
+
+def committee_office(organ: Organ) -> str:
+    """Where a paper feedback form goes when the case names no committee: the CPPCC's 提案委
+    (政协温岭市委员会提案委), a standing committee's committees (温岭市人大常委会相关工委), or the
+    township's organ itself (泽国镇人大主席团, 太平街道人大工委)."""
+    if organ.type == "cppcc_committee":
+        return f"{organ.name}提案委"
+    if organ.type == "standing_committee":
+        return f"{organ.name}相关工委"
+    return organ.name
+
+
+def _session_body(kind: Any, facts: dict[str, Any]) -> Body:
+    """The body holding a session: as its events say, else by its kind (民主评议 the CPPCC's)."""
+    if facts.get("body"):
+        return Body(facts["body"])
+    kind = str(kind or "")
+    return session_body("democratic" if kind.startswith("democratic") else kind)
 
 
 def _people(values: Any) -> list[Recipient]:
@@ -238,18 +285,58 @@ class NoticePlanner:
         clock,
         *,
         known_here: Callable[[str], Awaitable[bool]] | None = None,
+        person_name: Callable[[str], Awaitable[str | None]] | None = None,
     ) -> None:
         self.here = here
         #: Whether an id is a person of this level's directory (where they sign in).
         self.known_here = known_here
+        #: The name of a person of this level's directory (名册), None when it has no such person.
+        self.person_name = person_name
         self.registry = registry
         self.stores = stores
         self.clock = clock
         self.level_name = registry.get(here).name
 
-    def common(self) -> dict[str, Any]:
+    def organ(self, body: Body | str) -> Organ:
+        """The organ of ``body`` here; a body this level does not have (a 政协 at a township, which
+        no matter of this level should name) signs as the level's congress."""
+        try:
+            return self.registry.organ(self.here, body)
+        except NoSuchOrgan as missing:
+            log.warning(
+                "no organ of the body here: signed by the congress", extra={"body": str(body), "why": str(missing)}
+            )
+            return self.registry.organ(self.here, Body.congress)
+
+    def common(self, body: Body | str = Body.congress) -> dict[str, Any]:
+        """What every notice of ``body``'s reads: the organ that signs it (``organ``), its name in
+        running text (``organ_short``), where feedback forms go, and how an unknown person is
+        greeted (尊敬的代表 / 尊敬的委员)."""
         today: date = self.clock().astimezone(SHANGHAI).date()
-        return {"level_name": self.level_name, "today": today}
+        organ = self.organ(body)
+        cppcc = organ.body is Body.cppcc
+        return {
+            "level_name": self.level_name,
+            "today": today,
+            "body": organ.body.value,
+            "body_name": BODY_NAMES[organ.body],
+            "organ": organ.name,
+            "organ_short": organ.short_name,
+            "committee_term": "专委会" if cppcc else "工委",
+            "committee_office": committee_office(organ),
+            "salutation": "尊敬的委员" if cppcc else "尊敬的代表",
+        }
+
+    async def named(self, people: list[Recipient]) -> list[Recipient]:
+        """An electorate given by ids, with the names the level's directory has for them."""
+        if self.person_name is None:
+            return people
+        found = []
+        for person in people:
+            if person.name == person.id and (name := await self.person_name(person.id)):
+                person = Recipient(id=person.id, name=name)
+            found.append(person)
+        return found
 
     def place(self, code: str | None) -> str:
         try:
@@ -285,7 +372,7 @@ class NoticePlanner:
         if envelope.event_type in PLAN_TYPES:
             return self._plan(event, history, envelope)
         case = case_facts(history, envelope.sequence)
-        base = {**self.common(), "case": case}
+        base = {**self.common(case["body"]), "case": case}
         topic = envelope.aggregate_id
         data = {"case_id": topic, "title": case["title"], "event_type": envelope.event_type}
         lead = Recipient(id=case["lead_unit"]["id"] or "unknown-unit", name=case["lead_unit"]["name"] or "主办单位")
@@ -347,13 +434,14 @@ class NoticePlanner:
         if isinstance(event, MatterReceived):
             matter = event.matter
             direction_name = "上报" if event.direction == "up" else "交办"
-            context = self.common() | {
+            common = self.common(matter.body)
+            context = common | {
                 "matter": {"title": matter.title, "kind_name": _kind_name(matter.kind), "lead_name": matter.lead.name},
                 "origin_name": self.place(event.origin.jurisdiction),
                 "direction_name": direction_name,
                 "reason": event.reason,
             }
-            staff = Recipient(id="role:committee", name=f"{self.level_name}人大常委会工作人员")
+            staff = Recipient(id="role:committee", name=f"{common['organ_short']}工作人员")
             data = {"matter_id": topic, "title": matter.title, "origin": event.origin.model_dump()}
             return [
                 Notice(
@@ -374,7 +462,7 @@ class NoticePlanner:
             raised_by = matter.get("raised_by")
             if not raised_by or matter.get("raised_in") != self.here:
                 return []  # fed back where it was raised, once, whichever level handled it
-            context = self.common() | {
+            context = self.common(matter["body"]) | {
                 "matter": matter,
                 "outcome": event.outcome.model_dump(mode="json"),
                 "handled_in_name": self.place(event.handled_in.jurisdiction),
@@ -426,7 +514,7 @@ class NoticePlanner:
             "lead_unit": {"name": reply.unit or self.place(event.handled_in.jurisdiction)},
             "committee": None,
         }
-        context = self.common() | {
+        context = self.common(matter["body"]) | {
             "case": case,
             "reply_class": reply.reply_class,
             "reply_class_name": REPLY_CLASS_NAMES.get(reply.reply_class, reply.reply_class),
@@ -459,7 +547,7 @@ class NoticePlanner:
             if earlier.event_type in ("tracking.PlanCreated", "tracking.PlanRevised"):
                 plan = earlier.payload.get("plan") or {}
         topic = envelope.aggregate_id
-        base = self.common() | {"plan_title": plan.get("title", "工作方案")}
+        base = self.common(Body.congress) | {"plan_title": plan.get("title", "工作方案")}
         data = {"plan_id": topic, "title": plan.get("title", ""), "event_type": envelope.event_type}
         notices: list[Notice] = []
         if isinstance(event, PlanDutyUrged):
@@ -501,9 +589,10 @@ class NoticePlanner:
         session = await self._session(envelope, payload)
         topic = envelope.aggregate_id
         data = {"session_id": topic, "title": session["title"], "event_type": envelope.event_type}
-        base = self.common() | {"session": session}
+        base = self.common(session["body"]) | {"session": session}
         if envelope.event_type == SESSION_OPENED:
             electorate = _people(payload.get("electorate") or payload.get("evaluators") or session.get("electorate"))
+            electorate = await self.named(electorate)
             return [
                 Notice(NoticeKind.evaluation_invitation, person, base, topic, "evaluator", data=data)
                 for person in electorate
@@ -548,10 +637,10 @@ class NoticePlanner:
                 values = evaluation_payload(earlier)
             except (UnknownEventType, ValueError):
                 values = dict(earlier.payload)
-            for name in ("title", "name", "kind", "subjects", "closes_at", "electorate"):
+            for name in ("title", "name", "kind", "body", "subjects", "closes_at", "electorate"):
                 if values.get(name) not in (None, [], ""):
                     facts[name] = values[name]
-        for name in ("title", "name", "kind", "subjects", "closes_at"):
+        for name in ("title", "name", "kind", "body", "subjects", "closes_at"):
             if payload.get(name) not in (None, [], ""):
                 facts[name] = payload[name]
         kind = facts.get("kind")
@@ -559,6 +648,7 @@ class NoticePlanner:
             "title": facts.get("title") or facts.get("name") or "测评",
             "kind": kind,
             "kind_name": SESSION_KIND_NAMES.get(str(kind), "测评"),
+            "body": _session_body(kind, facts),
             "subjects": [s for s in facts.get("subjects") or [] if isinstance(s, dict)],
             "closes_at": facts.get("closes_at"),
             "electorate": facts.get("electorate"),

@@ -39,6 +39,7 @@ from openpyxl.styles import Alignment, Border, Font, Side
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from contracts.bodies import Body
 from contracts.envelope import SHANGHAI
 from contracts.jurisdictions import JurisdictionRegistry, Level
 from contracts.notify import SummaryFigures, SummaryRow, TypicalCase
@@ -218,6 +219,8 @@ async def level_view(
     return {
         "jurisdiction": here,
         "name": registry.get(here).name,
+        # the congress organ reports the 一月一小结: 温岭市人大常委会, 泽国镇人大主席团, 太平街道人大工委
+        "organ": registry.organ(here, Body.congress).name,
         "month": month,
         "rows": rows,
         "total": total.model_dump(),
@@ -230,8 +233,8 @@ def _cases_text(cases_list: list[dict[str, Any]]) -> str:
 
 
 def summary_xlsx(view: dict[str, Any], *, filled_by: str = "", filled_on: date | None = None) -> bytes:
-    """The view in the 附件's layout: title, 填报单位/填报人/填报日期, the six columns with a first
-    column naming each jurisdiction, one row each, a 合计 row, and the notes."""
+    """The view in the 附件's layout: title, 填报单位 (the level's congress organ)/填报人/填报日期, the
+    six columns with a first column naming each jurisdiction, one row each, a 合计 row, and the notes."""
     book = Workbook()
     sheet = book.active
     sheet.title = f"{view['month']}汇总"
@@ -241,7 +244,7 @@ def summary_xlsx(view: dict[str, Any], *, filled_by: str = "", filled_on: date |
     sheet.cell(row=1, column=1, value=TITLE).font = Font(bold=True, size=14)
     sheet.merge_cells(start_row=1, start_column=1, end_row=1, end_column=width)
     sheet.cell(row=1, column=1).alignment = Alignment(horizontal="center")
-    sheet.cell(row=2, column=1, value=f"填报单位：{view['name']}人大常委会")
+    sheet.cell(row=2, column=1, value=f"填报单位：{view['organ']}")
     sheet.cell(row=2, column=3, value=f"填报人：{filled_by}")
     sheet.cell(row=2, column=5, value=f"填报日期：{(filled_on or date.today()).isoformat()}")
     sheet.cell(row=2, column=7, value=f"统计月份：{view['month']}")

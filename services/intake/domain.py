@@ -11,6 +11,7 @@ from datetime import date
 from contracts.bodies import BODY_NAMES, Body, default_body, kind_allowed
 from contracts.intake import (
     KIND_NAMES,
+    STATUS_NAMES,
     ActivityRecorded,
     FeedbackWay,
     HandlingReply,
@@ -88,9 +89,10 @@ class Matter(Aggregate):
         if not self.exists:
             raise DomainError(f"事项 {self.id} 不存在", field="matter_id", code="not_found")
         if self.status not in allowed:
-            names = "、".join(s.value for s in allowed)
+            names = "、".join(STATUS_NAMES[s] for s in allowed)
+            now = STATUS_NAMES.get(self.status, self.status) if self.status else "未知"
             raise DomainError(
-                f"事项当前状态为 {self.status}，不能{action}（仅限 {names}）",
+                f"事项当前状态为{now}，不能{action}（仅限{names}的事项）",
                 field="matter_id",
                 code="invalid_transition",
             )

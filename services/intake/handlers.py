@@ -109,10 +109,6 @@ class IntakeHandlers(Guarded):
             raise NotAllowed("当前身份不能提交事项")
         if command.matter.raised_in != self.here:
             raise DomainError(f"事项须在本级（{self.here}）提出", field="matter.raised_in", code="wrong_jurisdiction")
-        if not principal.has(*ON_BEHALF) and command.matter.lead.id != principal.id:
-            # a deputy raises as himself; a station or staff enter on a deputy's behalf, and the
-            # event's actor says who entered it
-            raise NotAllowed("代表只能以本人名义提出事项（领衔人应为本人）；代他人或代表小组提出请由联络站或工委录入")
         body = command.matter.body
         self._has_body(body)
         if not principal.acts_for(body):
@@ -120,6 +116,10 @@ class IntakeHandlers(Guarded):
                 f"{KIND_NAMES[command.matter.kind]}属于{BODY_NAMES[body]}，"
                 f"{'政协委员或政协工作人员' if body is Body.cppcc else '人大代表、联络站或人大工作人员'}才能提出或录入"
             )
+        if not principal.has(*ON_BEHALF) and command.matter.lead.id != principal.id:
+            # a deputy raises as himself; a station or staff enter on a deputy's behalf, and the
+            # event's actor says who entered it
+            raise NotAllowed("代表只能以本人名义提出事项（领衔人应为本人）；代他人或代表小组提出请由联络站或工委录入")
         if command.matter.activity_id is not None:
             activity = await self.store.load(Activity, command.matter.activity_id)
             if not activity.exists:
@@ -150,10 +150,11 @@ class IntakeHandlers(Guarded):
         """立案: the next number of the book of this jurisdiction, kind and year, gapless."""
         self._reviewer(principal)
         matter = await self.store.load(Matter, command.matter_id)
+        if matter.data is not None:
+            self._body_staff(principal, matter.data.body, "立案")
         matter.check_registrable()  # before a number is taken from the book
         assert matter.data is not None
         year = self.clock().astimezone(SHANGHAI).year
-        self._body_staff(principal, matter.data.body, "立案")
         book_id = RegistrationBook.id_for(matter.data.body, matter.data.kind, year)
         actor = principal.actor(Role.committee)
         async with self._books[book_id]:  # one writer per book in this process; the version check covers others

@@ -257,6 +257,7 @@ async def test_the_monthly_summary_of_two_counties_has_the_exact_numbers_and_tai
         header_at = next(i for i, row in enumerate(table) if row[0] == "地区")
         assert table[header_at] == ["地区", *(label for _, label in COLUMNS)]
         assert table[0][0] == "三级人大万名代表助力“稳企助企、稳进提质”活动情况汇总表"
+        assert table[1][0] == "填报单位：台州市人大常委会"  # the congress organ, from the jurisdiction data
         body = table[header_at + 1 : header_at + 2 + len(counties_of_taizhou)]
         by_name = {row[0]: row for row in body}
         assert body[0][:6] == ["台州市本级", 1, 2, 1, 1, 0]

@@ -234,10 +234,15 @@ def _kind_name(kind: str | None) -> str:
         return "事项"
 
 
-def committee_office(organ: Organ) -> str:
-    """Where a paper feedback form goes when the case names no committee: the CPPCC's 提案委
-    (政协温岭市委员会提案委), a standing committee's committees (温岭市人大常委会相关工委), or the
-    township's organ itself (泽国镇人大主席团, 太平街道人大工委)."""
+def committee_office(organ: Organ, committee: str | None = None) -> str:
+    """The organ's committee a case is with, named in full for those outside it (a submitter's
+    paper feedback form goes there): 政协温岭市委员会提案委, 温岭市人大常委会农业农村工委; with no
+    committee named, the CPPCC's 提案委, a standing committee's 相关工委, or the township's organ
+    itself (泽国镇人大主席团, 太平街道人大工委), which has no committees of its own."""
+    has_committees = organ.type in ("cppcc_committee", "standing_committee")
+    if committee:
+        named = not has_committees or committee.startswith((organ.name, organ.short_name))
+        return committee if named else f"{organ.name}{committee}"
     if organ.type == "cppcc_committee":
         return f"{organ.name}提案委"
     if organ.type == "standing_committee":
@@ -308,10 +313,11 @@ class NoticePlanner:
             )
             return self.registry.organ(self.here, Body.congress)
 
-    def common(self, body: Body | str = Body.congress) -> dict[str, Any]:
+    def common(self, body: Body | str = Body.congress, committee: str | None = None) -> dict[str, Any]:
         """What every notice of ``body``'s reads: the organ that signs it (``organ``), its name in
-        running text (``organ_short``), where feedback forms go, and how an unknown person is
-        greeted (尊敬的代表 / 尊敬的委员)."""
+        running text (``organ_short``), the committee the case is with (``committee_office``: the
+        ``committee``'s full name, or the organ's own when none is named), and how a person the
+        directory does not know is greeted (尊敬的代表 / 尊敬的委员)."""
         today: date = self.clock().astimezone(SHANGHAI).date()
         organ = self.organ(body)
         cppcc = organ.body is Body.cppcc
@@ -323,7 +329,7 @@ class NoticePlanner:
             "organ": organ.name,
             "organ_short": organ.short_name,
             "committee_term": "专委会" if cppcc else "工委",
-            "committee_office": committee_office(organ),
+            "committee_office": committee_office(organ, committee),
             "salutation": "尊敬的委员" if cppcc else "尊敬的代表",
         }
 
@@ -372,7 +378,7 @@ class NoticePlanner:
         if envelope.event_type in PLAN_TYPES:
             return self._plan(event, history, envelope)
         case = case_facts(history, envelope.sequence)
-        base = {**self.common(case["body"]), "case": case}
+        base = {**self.common(case["body"], case["committee"]), "case": case}
         topic = envelope.aggregate_id
         data = {"case_id": topic, "title": case["title"], "event_type": envelope.event_type}
         lead = Recipient(id=case["lead_unit"]["id"] or "unknown-unit", name=case["lead_unit"]["name"] or "主办单位")
@@ -401,7 +407,8 @@ class NoticePlanner:
                 if (notice := leader_notice(kind, context)) is not None:
                     notices.append(notice)
         elif isinstance(event, CaseUrgedByStaff):
-            context = base | {"threshold_name": "（工委催办）", "note": event.note, "role": "lead"}
+            urged_by = f"（{base['organ_short']}催办）"  # 温岭市人大常委会, 温岭市政协, 泽国镇人大主席团
+            context = base | {"threshold_name": urged_by, "note": event.note, "role": "lead"}
             notices.append(Notice(NoticeKind.urging, lead, context, topic, "lead", data=data))
         elif isinstance(event, CaseEscalatedToLeader):
             case["leader"] = case["leader"] or event.leader

@@ -25,7 +25,7 @@ from services.runtime.read.db import make_engine
 from services.runtime.settings import Settings
 
 from .client import Refused, Services, SignedOut
-from .pages import TEMPLATES, BadForm, NeedsSignIn, build_router
+from .pages import TEMPLATES, BadForm, NeedsSignIn, build_router, organs_heading
 from .sessions import Sessions
 from .settings import WebSettings
 
@@ -74,7 +74,15 @@ def create_app(settings: Settings, *, sessions: Sessions | None = None) -> FastA
         return TEMPLATES.TemplateResponse(
             request,
             "error.html",
-            {"level": level, "session": None, "nav": [], "unread": 0, "path": request.url.path, "message": message},
+            {
+                "level": level,
+                "organs": organs_heading(level, None),
+                "session": None,
+                "nav": [],
+                "unread": 0,
+                "path": request.url.path,
+                "message": message,
+            },
             status_code=status,
         )
 

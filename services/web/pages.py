@@ -23,7 +23,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
-from contracts.jurisdictions import default_registry
+from contracts.bodies import Body
+from contracts.jurisdictions import Jurisdiction, NoSuchOrgan, Organ, default_registry
 from contracts.tracking import CASE_KIND_NAMES
 
 from . import texts
@@ -70,6 +71,25 @@ def unit_of(value: str) -> dict[str, str]:
     return {"id": unit_id, "name": name}
 
 
+#: Who works for one body (its members, its staff, its stations and leaders): their pages are headed
+#: with that body's organ. Units, operators and administrators work for both.
+ONE_BODY_ROLES = ("committee", "deputy", "evaluator", "liaison_station", "leader")
+
+
+def organs_heading(level: Jurisdiction, session: Session | None) -> str:
+    """The organ name(s) a page is headed with, from the jurisdiction data: the signed-in person's
+    body's (温岭市人大常委会, 政协温岭市委员会, 泽国镇人大主席团) when they work for one body, else the
+    level's bodies' (温岭市人大常委会、政协温岭市委员会), as on the sign-in page."""
+    if session is not None and session.has(*ONE_BODY_ROLES):
+        claimed = jwt.decode(session.access_token, options={"verify_signature": False}).get("body")
+        try:
+            return level.organ(Body(claimed or Body.congress)).name
+        except (ValueError, NoSuchOrgan):
+            pass  # a body this level does not have: headed as the level
+    organs: tuple[Organ, ...] = level.organs
+    return "、".join(organ.name for organ in organs)
+
+
 def build_router(settings: WebSettings, sessions: Sessions, services: Services) -> APIRouter:
     router = APIRouter()
     level = default_registry().get(settings.jurisdiction)
@@ -102,6 +122,7 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         unread = await pending if pending is not None else 0
         context = {
             "level": level,
+            "organs": organs_heading(level, session),
             "session": session,
             "nav": texts.navigation(session.roles) if session else [],
             "unread": unread,

@@ -74,6 +74,9 @@ async def test_members_raise_proposals_deputies_suggestions_and_each_body_number
         await handlers.submit(SubmitMatter(matter=matter(MatterKind.proposal, "代表的提案")), DEPUTY)
     with pytest.raises(NotAllowed, match="建议属于人大"):
         await handlers.submit(SubmitMatter(matter=matter(MatterKind.suggestion, "委员的建议")), MEMBER)
+    # a problem (both bodies collect them) is the body's of whoever raises it
+    problem = await handlers.submit(SubmitMatter(matter=matter(MatterKind.problem, "委员收集的问题")), MEMBER)
+    assert problem.data.body is Body.cppcc
     suggestion = await handlers.submit(
         SubmitMatter(matter=matter(MatterKind.suggestion, "饮水", lead=Submitter(id="deputy-1", name="王代表"))), DEPUTY
     )

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from contracts import integration as x
-from contracts.bodies import BODY_NAMES, Body
+from contracts.bodies import BODY_NAMES, Body, kind_allowed
 from contracts.envelope import SHANGHAI, Envelope, utcnow
 from contracts.intake import (
     KIND_NAMES,
@@ -54,6 +54,8 @@ derived_id = id_deriver("6c1e6f0e-8a51-4f57-9d7e-4b1f0b5a0d11")  # namespace of 
 log = logging.getLogger("duban.intake.handlers")
 
 
+#: Who acts for both bodies (人大 and 政协).
+BOTH = (Role.admin, Role.system)
 #: Who may enter a matter on someone else's behalf (a paper form, a deputy group's collection).
 ON_BEHALF = (*STAFF, Role.liaison_station, Role.system)
 
@@ -109,7 +111,12 @@ class IntakeHandlers(Guarded):
             raise NotAllowed("当前身份不能提交事项")
         if command.matter.raised_in != self.here:
             raise DomainError(f"事项须在本级（{self.here}）提出", field="matter.raised_in", code="wrong_jurisdiction")
-        body = command.matter.body
+        data = command.matter
+        own = principal.body
+        if own is not None and data.body is not own and kind_allowed(own, data.kind) and not principal.has(*BOTH):
+            # a kind both bodies take (问题, 企业诉求) belongs to the body of whoever raises or enters it
+            data = data.model_copy(update={"body": own})
+        body = data.body
         self._has_body(body)
         if not principal.acts_for(body):
             raise NotAllowed(
@@ -124,7 +131,6 @@ class IntakeHandlers(Guarded):
             activity = await self.store.load(Activity, command.matter.activity_id)
             if not activity.exists:
                 raise DomainError("活动不存在", field="matter.activity_id", code="not_found")
-        data = command.matter
         now = self.clock()
         if data.raised_at is None:
             data = data.model_copy(update={"raised_at": now})

@@ -17,6 +17,7 @@ from contracts.intake import (
     MergeMatter,
     RegisterMatter,
     RouteMatter,
+    SendDownMatter,
     SubmitMatter,
     Submitter,
     SubmitterKind,
@@ -128,7 +129,10 @@ async def test_a_proposal_really_for_the_congress_is_transferred_and_becomes_a_s
         await handlers.transfer(TransferMatter(matter_id=proposal.id, to_body=Body.cppcc, reason="x"), CONGRESS_STAFF)
 
 
-async def test_a_township_has_no_cppcc(request, unique):
+async def test_a_township_has_no_cppcc(request, unique, handlers):
+    proposal = await handlers.submit(SubmitMatter(matter=matter(MatterKind.proposal, "镇里的事")), CPPCC_STAFF)
+    with pytest.raises(DomainError, match="泽国镇没有政协，政协的事项不能交由其办理"):
+        await handlers.send_down(SendDownMatter(matter_id=proposal.id, to=ZEGUO, reason="属地"), CPPCC_STAFF)
     async for store in event_store(request, context=unique, jurisdiction=ZEGUO):
         handlers = IntakeHandlers(store, default_registry())
         staff = Principal(sub="taw-z", roles=[Role.committee], jurisdiction=ZEGUO, body=Body.cppcc)

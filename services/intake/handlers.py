@@ -227,12 +227,22 @@ class IntakeHandlers(Guarded):
 
     async def send_down(self, command: SendDownMatter, principal: Principal) -> Matter:
         self._reviewer(principal)
-        return await self._run(
-            command.matter_id,
-            principal,
-            lambda m: m.send_down(self.registry, self.here, command.to, command.reason),
-            "交由下级办理",
-        )
+
+        def decide(m: Matter):
+            if (
+                m.data is not None
+                and command.to in self.registry
+                and m.data.body not in self.registry.bodies_of(command.to)
+            ):
+                name = self.registry.get(command.to).name
+                raise DomainError(
+                    f"{name}没有{BODY_NAMES[m.data.body]}，{BODY_NAMES[m.data.body]}的事项不能交由其办理",
+                    field="to",
+                    code="no_such_body",
+                )
+            return m.send_down(self.registry, self.here, command.to, command.reason)
+
+        return await self._run(command.matter_id, principal, decide, "交由下级办理")
 
     # -- 8. closed ---------------------------------------------------------------------
     async def record_outcome(self, command: RecordOutcome, principal: Principal) -> Matter:

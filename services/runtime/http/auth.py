@@ -208,15 +208,19 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def dev_token(jurisdiction: str, role: str, secret: str | None = None) -> str:
+def dev_token(jurisdiction: str, role: str, secret: str | None = None, *, body: str | None = None) -> str:
     """The development principal ``<role>-<jurisdiction>`` of one role (HS256, accepted only
-    where ``DUBAN_DEV_SIGNIN`` is on): what the demo loader and ``duban up --dev-tokens`` use."""
+    where ``DUBAN_DEV_SIGNIN`` is on): what the demo loader and ``duban up --dev-tokens`` use. Of
+    the 政协 (``body="cppcc"``): ``cppcc-<role>-<jurisdiction>``, as the development directory has
+    its 提案委 staff (``cppcc-committee-<code>``)."""
+    prefix = f"{body}-" if body and body != "congress" else ""
     return issue_token(
-        f"{role}-{jurisdiction}",
+        f"{prefix}{role}-{jurisdiction}",
         [role],
         jurisdiction,
-        name=f"{role}@{jurisdiction}",
+        name=f"{prefix}{role}@{jurisdiction}",
         secret=secret or Settings().jwt_secret,
+        body=body,
     )
 
 

@@ -52,7 +52,11 @@ class Demo:
         return self.info["services"].get(code, {}).get(service)
 
     def headers(self, code: str, role: str) -> dict[str, str]:
-        token = self.info.get("tokens", {}).get(code, {}).get(role) or dev_token(code, role)
+        """A development principal of ``role``; ``cppcc:committee`` is the 政协's 提案委 staff."""
+        body, _, role = role.rpartition(":")
+        token = (None if body else self.info.get("tokens", {}).get(code, {}).get(role)) or dev_token(
+            code, role, body=body or None
+        )
         return {"Authorization": f"Bearer {token}"}
 
     def call(self, method: str, code: str, service: str, path: str, role: str, **kwargs: Any) -> Any:
@@ -81,9 +85,9 @@ class Demo:
         answer = self.call("POST", code, "intake", "/matters", role, json=body, headers={"Idempotency-Key": key})
         return answer["id"]
 
-    def register(self, code: str, matter_id: str) -> None:
+    def register(self, code: str, matter_id: str, role: str = "committee") -> None:
         if self.matter(code, matter_id)["status"] == "submitted":
-            self.call("POST", code, "intake", f"/matters/{matter_id}/register", "committee")
+            self.call("POST", code, "intake", f"/matters/{matter_id}/register", role)
 
     def _exists(self, code: str, matter_id: str) -> bool:
         try:
@@ -110,11 +114,15 @@ class Demo:
             if self.url(code, "intake") is None:
                 continue
             for number, item in enumerate(items, 1):
-                lead = {"id": f"deputy-{code}-{number}", "name": item["lead"]}
+                who = "member" if item["kind"] == "proposal" else "deputy"
+                lead = {"id": f"{who}-{code}-{number}", "name": item["lead"]}
                 matter = {"kind": item["kind"], "title": item["title"], "content": item["content"], "lead": lead}
-                matter_id = self.submit(code, f"demo-{code}-{number}", matter)
+                # a 提案 is entered and registered by the 政协's 提案委, anything else by the station and 工委
+                staff = "cppcc:committee" if item["kind"] == "proposal" else "committee"
+                role = staff if item["kind"] == "proposal" else "liaison_station"
+                matter_id = self.submit(code, f"demo-{code}-{number}", matter, role)
                 if number == 1:
-                    self.register(code, matter_id)
+                    self.register(code, matter_id, staff)
             self.say(f"demo: {len(items)} matters at {code} {self.info['levels'].get(code, '')}")
 
     def escalation(self) -> None:

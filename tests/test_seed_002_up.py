@@ -92,7 +92,7 @@ def up(tmp_path_factory):
         "--levels",
         W,
         "--services",
-        "intake,tracking,evaluation,notify,directory",
+        "intake,tracking,evaluation,notify,directory,web",
     )
     try:
         system.wait_ready(150)
@@ -320,6 +320,21 @@ def test_seed_002_the_cppcc_way(up):
     assert numbered["registration_no"] == f"温岭建〔{year}〕1号"
     listed = level.call("GET", "intake", "/matters", congress, params={"body": "cppcc", "limit": 100})["items"]
     assert {m["id"] for m in listed} >= set(matters) and all(m["body"] == "cppcc" for m in listed)
+
+    # -- the 工作台: each body's staff see their own body's matters under their organ's name ----------------
+    def workbench(person_id: str) -> httpx.Client:
+        browser = httpx.Client(base_url=up.url(W, "web"), timeout=30, follow_redirects=True)
+        form = browser.get("/login").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+        assert browser.post("/login", data={"person_id": person_id, "csrf": csrf}).status_code == 200
+        return browser
+
+    cppcc_pages, congress_pages = workbench(staff), workbench(f"committee-{W}")
+    mine = cppcc_pages.get("/matters").text
+    assert CPPCC in mine and all(r.title in mine for r in RECORDS) and suggestion["title"] not in mine
+    theirs = congress_pages.get("/matters").text
+    assert "温岭市人大常委会" in theirs and suggestion["title"] in theirs
+    assert not any(r.title in theirs for r in RECORDS)
 
     # -- every notice about them: signed by the CPPCC, greeting people by name ----------------------------
     topics = [*matters, drafted["id"]]

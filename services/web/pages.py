@@ -81,9 +81,8 @@ def organs_heading(level: Jurisdiction, session: Session | None) -> str:
     body's (温岭市人大常委会, 政协温岭市委员会, 泽国镇人大主席团) when they work for one body, else the
     level's bodies' (温岭市人大常委会、政协温岭市委员会), as on the sign-in page."""
     if session is not None and session.has(*ONE_BODY_ROLES):
-        claimed = jwt.decode(session.access_token, options={"verify_signature": False}).get("body")
         try:
-            return level.organ(Body(claimed or Body.congress)).name
+            return level.organ(Body(session.body or Body.congress)).name
         except (ValueError, NoSuchOrgan):
             pass  # a body this level does not have: headed as the level
     organs: tuple[Organ, ...] = level.organs
@@ -249,6 +248,8 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         params: dict[str, Any] = {"limit": 200}
         if session.has("deputy") and not session.has("committee", "admin", "liaison_station"):
             params["lead"] = session.person_id
+        if body := session.staff_body():  # staff see their own body's matters (人大 / 政协)
+            params["body"] = body
         if q:
             params["q"] = q[:100]
         found = await services.get(session, "intake", "/matters", **params)
@@ -266,7 +267,8 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
     @router.get("/review", response_class=HTMLResponse)
     async def review(request: Request) -> Response:
         session = await session_of(request)
-        found = await services.get(session, "intake", "/matters", status="submitted", limit=200)
+        own = {"body": body} if (body := session.staff_body()) else {}  # a body's staff review its own
+        found = await services.get(session, "intake", "/matters", status="submitted", limit=200, **own)
         items = []
         for matter in found["items"]:
             similar = await services.get(session, "intake", f"/matters/{matter['id']}/duplicates")

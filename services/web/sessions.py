@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import jwt
 from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, Text, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -61,6 +62,18 @@ class Session:
 
     def has(self, *roles: str) -> bool:
         return any(role in self.roles for role in roles)
+
+    @property
+    def body(self) -> str | None:
+        """The body (人大 / 政协) the person's token says they act for; None: both (an administrator,
+        a unit) or a token from before the bodies (the congress's)."""
+        return jwt.decode(self.access_token, options={"verify_signature": False}).get("body")
+
+    def staff_body(self) -> str | None:
+        """The body whose matters a staff member's lists show (their own; an administrator's: all)."""
+        if self.has("admin") or not self.has("committee"):
+            return None
+        return self.body or "congress"
 
 
 class Sessions:

@@ -317,3 +317,18 @@ def test_the_workbench_is_headed_with_the_organ_of_the_body_one_works_for():
         level=wenling, organs=both, session=None, nav=[], path="/login", people=[], csrf="x", error=None
     )
     assert f"<h1>登录{both}督办工作台</h1>" in page and "温岭市人大督办" not in page
+
+
+def test_a_performance_appraisal_is_reported_to_the_levels_own_party_committee():
+    from services.notify.notices import party_committee
+
+    registry = default_registry()
+    offices = {code: party_committee(registry.get(code)) for code in ("331000", "331081", "331002", "331022")}
+    assert offices == {
+        "331000": "台州市委办公室",
+        "331081": "温岭市委办公室",
+        "331002": "椒江区委办公室",
+        "331022": "三门县委办公室",
+    }
+    assert party_committee(registry.get("331081100")) == "泽国镇党委"
+    assert party_committee(registry.get("331081001")) == "太平街道党工委"

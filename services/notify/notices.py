@@ -54,7 +54,7 @@ from contracts.envelope import SHANGHAI, Envelope
 from contracts.evaluation import session_body
 from contracts.events import UnknownEventType, upcast
 from contracts.intake import KIND_NAMES, MatterKind, MatterReceived, OutcomeRecorded, ReplyRecorded
-from contracts.jurisdictions import JurisdictionRegistry, NoSuchOrgan, Organ, UnknownJurisdiction
+from contracts.jurisdictions import Jurisdiction, JurisdictionRegistry, NoSuchOrgan, Organ, UnknownJurisdiction
 from contracts.notify import NoticeChannel, NoticeKind, Recipient
 from contracts.plans import PlanDutyUrged, PlanItemEvaluated
 from contracts.tracking import (
@@ -267,6 +267,16 @@ def _people(values: Any) -> list[Recipient]:
         elif isinstance(value, dict) and value.get("id"):
             people.append(Recipient(id=str(value["id"]), name=str(value.get("name") or value["id"])))
     return people
+
+
+def party_committee(level: Jurisdiction) -> str:
+    """The party committee's office a performance appraisal is 抄报 to, by the kind of the level:
+    台州市委办公室, 温岭市委办公室, 椒江区委办公室, 三门县委办公室, 泽国镇党委, 太平街道党工委."""
+    if level.kind in ("镇", "乡"):
+        return f"{level.name}党委"
+    if level.kind == "街道":
+        return f"{level.name}党工委"
+    return f"{level.name}委办公室"
 
 
 def reported_to_party_committee(payload: dict[str, Any], kind: str | None) -> bool:
@@ -616,7 +626,7 @@ class NoticePlanner:
                 context = base | {"result": result}
                 notices.append(Notice(NoticeKind.evaluation_results, recipient, context, topic, "unit", data=data))
         if reported_to_party_committee(payload, session.get("kind")) and results:
-            party = Recipient(id="party-committee", name="市委办公室")
+            party = Recipient(id="party-committee", name=party_committee(self.registry.get(self.here)))
             notices.append(
                 Notice(
                     NoticeKind.appraisal_results_cc,

@@ -24,7 +24,9 @@ class NotifySettings(Settings):
     smtp_starttls: bool = False
     smtp_tls: bool = False
     smtp_timeout_s: float = Field(default=30.0, gt=0)
-    mail_from: str = "台州人大督办系统 <duban@localhost>"
+    #: The sender of every e-mail, whichever body's notice it carries (人大 or 政协: the notice is
+    #: signed with its organ's name): name it for both.
+    mail_from: str = "督办系统 <duban@localhost>"
 
     #: The key of the HMAC-SHA256 signature of webhook bodies (a receiver's own key may be named by
     #: its directory entry, ``webhook_secret_env``).

@@ -36,6 +36,7 @@ TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 TEMPLATES.env.filters["zh_date"] = texts.zh_date
 TEMPLATES.env.globals.update(
     role_names=texts.ROLE_NAMES,
+    cppcc_role_names=texts.CPPCC_ROLE_NAMES,
     case_status_names=texts.CASE_STATUS_NAMES,
     rating_names=texts.RATING_NAMES,
     reply_class_names=texts.REPLY_CLASS_NAMES,

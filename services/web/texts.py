@@ -18,6 +18,9 @@ ROLE_NAMES = {
     "system": "系统",
 }
 
+#: What the 政协's people are called where they differ (a 委员, the 提案委's staff).
+CPPCC_ROLE_NAMES = ROLE_NAMES | {"deputy": "委员", "committee": "提案委"}
+
 CASE_STATUS_NAMES = {
     "opened": "待交办",
     "assigned": "办理中",

@@ -154,16 +154,20 @@ def test_seed_002_the_cppcc_way(up):
         ),
     ]
 
+    def units_known():  # the roster names units: the directory must know them first (a file is read once)
+        known = {o["name"] for o in level.call("GET", "directory", "/orgs", admin, params={"kind": "unit"})["items"]}
+        return {r.unit for r in RECORDS} <= known
+
+    wait_for(units_known, 30, "the seed's units in the directory")
+
     def imported():
         answer = level.http.post(
             level.url("directory", "/rosters/import"), files={"file": ("政协名册.csv", roster_csv(rows))}, headers=admin
         )
-        if answer.status_code == 200 and answer.json()["rejected"]:
-            return None  # the units enrolled a moment ago not yet in the directory's read model
-        assert answer.status_code == 200, answer.text
+        assert answer.status_code == 200 and not answer.json()["rejected"], answer.text
         return answer.json()
 
-    report = wait_for(imported, 30, "the roster imported")
+    report = imported()
     assert len(report["enrolled"]) == len(rows)
 
     def everyone():
@@ -335,6 +339,10 @@ def test_seed_002_the_cppcc_way(up):
     theirs = congress_pages.get("/matters").text
     assert "温岭市人大常委会" in theirs and suggestion["title"] in theirs
     assert not any(r.title in theirs for r in RECORDS)
+    cppcc_cases = level.call("GET", "tracking", "/cases", staff, params={"body": "cppcc"})["items"]
+    assert sorted(c["id"] for c in cppcc_cases) == sorted(matters) and {c["body"] for c in cppcc_cases} == {"cppcc"}
+    assert all(r.title in cppcc_pages.get("/cases").text for r in RECORDS[:5])  # 督办清单
+    assert not any(r.title in congress_pages.get("/cases").text for r in RECORDS)
 
     # -- every notice about them: signed by the CPPCC, greeting people by name ----------------------------
     topics = [*matters, drafted["id"]]

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Path, Query
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from contracts.bodies import Body
 from contracts.envelope import SHANGHAI
 from contracts.intake import ID_PATTERN
 from contracts.plans import CreatePlan, MarkPlanDutyDone, RecordPlanMilestone, RevisePlan, SendInquiryQuestion
@@ -190,6 +191,7 @@ def build_router(
         township: str | None = Query(default=None, pattern=r"^\d{9}$", description="事项提出地（乡镇、街道代码）"),
         leader: str | None = Query(default=None, max_length=100, description="领衔督办领导"),
         category: str | None = Query(default=None, max_length=50, description="分类（如 营商环境）"),
+        body: Body | None = Query(default=None, description="机关：congress 人大，cppcc 政协"),
         limit: int = limit_query(100, 500),
         offset: int = offset_query(),
         principal: Principal = Depends(caller),
@@ -209,6 +211,7 @@ def build_router(
             raised_in=township,
             leader=leader,
             category=category,
+            body=body.value if body else None,
             plan=plan,
             item=item,
             limit=limit,

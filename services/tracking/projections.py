@@ -477,12 +477,14 @@ async def list_cases(
     raised_in: str | None = None,
     leader: str | None = None,
     category: str | None = None,
+    body: str | None = None,
     plan: str | None = None,
     item: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
-    """Every case of the level, newest first; ``text`` is looked for in the title and the 编号."""
+    """Every case of the level (of one body, when ``body`` is given), newest first; ``text`` is
+    looked for in the title and the 编号."""
     query = _filters(select(cases), jurisdiction=jurisdiction, unit=unit, committee=committee, key=key)
     if status is not None:
         query = query.where(cases.c.status == status)
@@ -494,6 +496,8 @@ async def list_cases(
         query = query.where(cases.c.leader == leader)
     if category is not None:
         query = query.where(cases.c.category == category)
+    if body is not None:
+        query = query.where(cases.c.body == body)
     if plan is not None:
         query = query.where(cases.c.plan_id == plan)
     if item is not None:

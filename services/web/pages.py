@@ -356,6 +356,8 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
             "offset": (page_no - 1) * PAGE_SIZE,
             **{k: v[:100] for k, v in filters.items() if v},
         }
+        if body := session.staff_body():  # a body's staff supervise its own cases (人大 / 政协)
+            params["body"] = body
         found = (await services.get(session, "tracking", "/cases", **params))["items"]
         more, found = len(found) > PAGE_SIZE, found[:PAGE_SIZE]
         handling = [c for c in found if c.get("status") in ("assigned", "rehandling")]

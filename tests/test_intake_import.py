@@ -267,3 +267,23 @@ async def test_a_formula_without_its_result_or_an_open_quote_is_refused_for_what
     assert response.status_code == 422, response.text
     assert word in response.json()["detail"]["message"]
     assert await stored(nc, store) == 0
+
+
+async def test_joint_leads_a_group_lead_and_the_body_come_from_their_columns(client, nc, store):
+    text = (
+        "类别,案由,内容,领衔人,领衔人编号,领衔人类型,联名领衔人,专题类,所属机关\n"
+        "问题,园区道路专题,园区道路多处破损。,泽国镇代表小组,g-1,团体,王代表:d-1,是,\n"
+        "提案,镇里的提案,内容。,王委员,m-1,个人,,否,政协\n"
+        "问题,路灯不亮,镇区路灯多处不亮。,王代表,d-1,个人,,也许,\n"
+        "问题,河道淤积,河道淤积。,王代表,d-1,小组长,,,\n"
+    )
+    response = await upload(client, text.encode(), "list.csv")
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert [t["row"] for t in report["taken"]] == [2]
+    matter = await store.load(Matter, report["taken"][0]["matter_id"])
+    assert [(s.name, s.kind.value) for s in matter.leads] == [("泽国镇代表小组", "group"), ("王代表", "person")]
+    assert matter.data.topical and matter.data.body.value == "congress"
+    refused = {r["row"]: (r["field"], r["reason"]) for r in report["refused"]}
+    assert "泽国镇没有政协" in refused[3][1]
+    assert refused[4] == ("专题类", "应为 是 或 否") and refused[5][0] == "领衔人类型"

@@ -18,6 +18,11 @@ column                English          value
 反映主体              raised_by        the enterprise or resident it came from
 联系方式              contact          how to reach them (needs 反映主体)
 活动编号              activity_id      the activity it was collected at
+领衔人类型            lead_kind        个人 (default) / 团体 (代表小组, 界别, 委员联络组)
+联名领衔人            co_leads         the other leads of a jointly led matter, as 附议人
+专题类                topical          是 / 否 (default)
+所属机关              body             人大 / 政协: by default a 提案 the 政协's, any other kind the
+                                       importer's body
 ====================  ===============  ==========================================================
 
 Every row becomes a ``SubmitMatter`` of its own, validated like any other; a bad row is reported
@@ -35,6 +40,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from contracts.bodies import Body
 from contracts.intake import KIND_NAMES, Channel, MatterKind, SubmitMatter
 from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.es.eventstore import ConcurrencyError, StoreUnavailable
@@ -77,6 +83,14 @@ HEADERS: dict[str, str] = {
     "contact": "contact",
     "活动编号": "activity_id",
     "activity_id": "activity_id",
+    "领衔人类型": "lead_kind",
+    "lead_kind": "lead_kind",
+    "联名领衔人": "co_leads",
+    "co_leads": "co_leads",
+    "专题类": "topical",
+    "topical": "topical",
+    "所属机关": "body",
+    "body": "body",
 }
 
 #: The label a column is reported by when the file did not have it (Chinese, as users know it).
@@ -92,7 +106,16 @@ LABELS = {
     "raised_by": "反映主体",
     "contact": "联系方式",
     "activity_id": "活动编号",
+    "lead_kind": "领衔人类型",
+    "co_leads": "联名领衔人",
+    "topical": "专题类",
+    "body": "所属机关",
 }
+#: 领衔人类型: a person (代表、委员) or a group (代表小组、界别、委员联络组).
+LEAD_KINDS = {"个人": "person", "代表": "person", "委员": "person", "person": "person"}
+LEAD_KINDS |= {"团体": "group", "界别": "group", "代表小组": "group", "group": "group"}
+BODIES = {"人大": Body.congress, "政协": Body.cppcc} | {b.value: b for b in Body}
+YES_NO = {"是": True, "否": False, "": False, "yes": True, "no": False, "true": True, "false": False}
 
 KINDS: dict[str, MatterKind] = {name: kind for kind, name in KIND_NAMES.items()} | {k.value: k for k in MatterKind}
 CHANNELS: dict[str, Channel] = {
@@ -128,7 +151,7 @@ def read_rows(data: bytes) -> tuple[dict[str, str], list[tuple[int, dict[str, st
 
 
 # -- one row -------------------------------------------------------------------------------
-def _co_signers(text: str) -> list[dict[str, str]]:
+def _co_signers(text: str, column: str = "co_signers") -> list[dict[str, str]]:
     found = []
     for part in _CO_SIGNER_SPLIT.split(text):
         part = part.strip()
@@ -136,7 +159,7 @@ def _co_signers(text: str) -> list[dict[str, str]]:
             continue
         match = _CO_SIGNER.match(part)
         if match is None or not match["name"].strip() or not match["id"].strip():
-            raise RowRefused("co_signers", "格式应为“姓名:编号”，多人以“、”或“;”分隔")
+            raise RowRefused(column, "格式应为“姓名:编号”，多人以“、”或“;”分隔")
         found.append({"name": match["name"].strip(), "id": match["id"].strip()})
     return found
 
@@ -148,6 +171,9 @@ _FIELD_COLUMNS = {
     "content": "content",
     "lead": "lead_name",
     "co_signers": "co_signers",
+    "co_leads": "co_leads",
+    "topical": "topical",
+    "body": "body",
     "channel": "channel",
     "category": "category",
     "raised_by": "raised_by",
@@ -188,11 +214,23 @@ def row_command(row: dict[str, str], *, raised_in: str) -> SubmitMatter:
         raised_by = {"name": row["raised_by"], "contact": row.get("contact") or None}
     elif row.get("contact"):
         raise RowRefused("raised_by", "填写联系方式时须填写反映主体")
+    lead_kind = LEAD_KINDS.get(row.get("lead_kind", "") or "个人")
+    if lead_kind is None:
+        raise RowRefused("lead_kind", "应为 个人 或 团体（代表小组、界别）")
+    body = BODIES.get(row.get("body", "")) if row.get("body") else None
+    if row.get("body") and body is None:
+        raise RowRefused("body", "应为 人大 或 政协")
+    topical = YES_NO.get(row.get("topical", "").lower())
+    if topical is None:
+        raise RowRefused("topical", "应为 是 或 否")
     matter = {
         "kind": kind,
+        "body": body,
         "title": row.get("title", ""),
         "content": row.get("content", ""),
-        "lead": {"name": row.get("lead_name", ""), "id": row.get("lead_id", "")},
+        "lead": {"name": row.get("lead_name", ""), "id": row.get("lead_id", ""), "kind": lead_kind},
+        "co_leads": _co_signers(row.get("co_leads", ""), "co_leads"),
+        "topical": topical,
         "co_signers": _co_signers(row.get("co_signers", "")),
         "channel": channel,
         "raised_in": raised_in,

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from contracts.envelope import SHANGHAI
 from tests.support.processes import Up, free_port_block, wait_for
 
 W = "331081"
@@ -324,6 +325,17 @@ def test_seed_002_the_cppcc_way(up):
     assert numbered["registration_no"] == f"温岭建〔{year}〕1号"
     listed = level.call("GET", "intake", "/matters", congress, params={"body": "cppcc", "limit": 100})["items"]
     assert {m["id"] for m in listed} >= set(matters) and all(m["body"] == "cppcc" for m in listed)
+
+    # -- the lists and the congress's monthly summary keep to their body ---------------------------------
+    def listed(body: str) -> list[str]:  # 建议清单: 建议, 议案 and 提案 as raised
+        rows = level.call("GET", "notify", "/lists/suggestions", staff, params={"body": body})["rows"]
+        return [cell for row in rows for cell in row]
+
+    assert all(r.title in listed("cppcc") for r in RECORDS) and suggestion["title"] not in listed("cppcc")
+    assert not any(r.title in listed("congress") for r in RECORDS) and suggestion["title"] in listed("congress")
+    month = datetime.now(UTC).astimezone(SHANGHAI).strftime("%Y-%m")
+    figures = level.call("GET", "notify", f"/summaries/{month}", congress)
+    assert figures["rows"][0]["figures"]["collected"] == 1  # the congress's suggestion, not the 政协's proposals
 
     # -- the 工作台: each body's staff see their own body's matters under their organ's name ----------------
     def workbench(person_id: str) -> httpx.Client:

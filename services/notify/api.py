@@ -268,6 +268,7 @@ def build_router(settings: Settings, *, handlers: Provided[NotifyHandlers], engi
         category: str | None = Query(default=None, max_length=50, description="分类"),
         plan: str | None = Query(default=None, pattern=ID_PATTERN, description="工作方案编号"),
         item: str | None = Query(default=None, pattern=ID_PATTERN, description="工作方案项目编号"),
+        body: Body | None = Query(default=None, description="机关：congress 人大，cppcc 政协"),
         principal: Principal = Depends(caller),
     ) -> Any:
         """问题清单 ``problems``, 建议清单 ``suggestions``, 督办清单 ``supervision``, 成果清单 ``results``:
@@ -286,6 +287,7 @@ def build_router(settings: Settings, *, handlers: Provided[NotifyHandlers], engi
             category=category,
             plan=plan,
             item=item,
+            body=body.value if body else None,
         )
         rows = await lists.list_rows(get_engine(), name, filters, place)
         title = f"{place(here)}{lists.LISTS[name].title}"

@@ -32,7 +32,7 @@ from typing import Any
 
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts.envelope import SHANGHAI
@@ -75,6 +75,8 @@ class Filters:
     category: str | None = None
     plan: str | None = None
     item: str | None = None
+    #: One body's (人大 / 政协) matters and cases only.
+    body: str | None = None
 
 
 def _start(day: date) -> datetime:
@@ -115,6 +117,8 @@ def _where(query: Select, filters: Filters, when) -> Select:
         query = query.where(or_(cases.c.plan_id == filters.plan, matters.c.plan_id == filters.plan))
     if filters.item:
         query = query.where(or_(cases.c.plan_item == filters.item, matters.c.plan_item == filters.item))
+    if filters.body:  # a case's body, else (a matter not handled here) its matter's
+        query = query.where(func.coalesce(cases.c.body, matters.c.body) == filters.body)
     return query
 
 

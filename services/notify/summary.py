@@ -22,6 +22,9 @@ column (附件)                                   computed as
 典型案例                                          the typical cases staff added to the month's summary
 ==============================================  =========================================================
 
+The table is the congress's (三级人大, signed by its organ): it counts the congress's matters and
+cases, not the 政协's.
+
 "各县（市、区）人大负责统计汇总所辖乡镇（街道）情况": each level adds to its own figures the
 latest report of each of its lower levels for the month, so a township's notify reports to its
 county (on the 5th by default), the county's report includes them and reaches Taizhou by the
@@ -98,14 +101,20 @@ async def own_figures(
                 )
             )
         ).one()
+        # the congress's report (seed 003's annex): its deputies' matters, not the 政协's
+        congress = Body.congress.value
         collected = await db.scalar(
             select(func.count()).where(
-                matters.c.collected.is_(True), matters.c.submitted_at >= since, matters.c.submitted_at < until
+                matters.c.collected.is_(True),
+                matters.c.body == congress,
+                matters.c.submitted_at >= since,
+                matters.c.submitted_at < until,
             )
         )
         solved = await db.scalar(
             select(func.count()).where(
                 cases.c.status == "closed",
+                cases.c.body == congress,
                 cases.c.reply_class.in_(solved_classes),
                 cases.c.closed_at >= since,
                 cases.c.closed_at < until,
@@ -115,6 +124,7 @@ async def own_figures(
             select(func.count()).where(
                 and_(
                     matters.c.escalated_to.in_(prefectures),
+                    matters.c.body == congress,
                     matters.c.escalated_at >= since,
                     matters.c.escalated_at < until,
                 )

@@ -502,9 +502,9 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         return RedirectResponse(f"/cases/{case_id}", status_code=303)
 
     # -- the four lists and the monthly summary -------------------------------------------------
-    async def download(session: Session, path: str, fmt: str, name: str) -> Response:
+    async def download(session: Session, path: str, fmt: str, name: str, **params: str) -> Response:
         """A file notify makes (``path?format=fmt``), handed to the browser as ``name.fmt``."""
-        answer = await services.call(session, "GET", "notify", path, params={"format": fmt})
+        answer = await services.call(session, "GET", "notify", path, params={"format": fmt, **params})
         disposition = f"attachment; filename*=UTF-8''{quote(name)}.{fmt}"
         headers = {"Content-Disposition": disposition}
         return Response(answer.content, media_type=answer.headers.get("content-type"), headers=headers)
@@ -515,7 +515,8 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
         session = await session_of(request)
         if name not in LISTS or fmt not in ("csv", "xlsx"):
             return await page(request, "error.html", session, 404, message="没有这张清单")
-        return await download(session, f"/lists/{name}", fmt, LISTS[name])
+        own = {"body": body} if (body := session.staff_body()) else {}  # a body's staff: its own matters
+        return await download(session, f"/lists/{name}", fmt, LISTS[name], **own)
 
     @router.get("/summary", response_class=HTMLResponse)
     async def month_summary(request: Request, month: str | None = None) -> Response:

@@ -35,6 +35,7 @@ KIND_NAMES = {
     SessionKind.democratic: "民主评议",
 }
 
+
 def session_body(kind: SessionKind | str) -> Body:
     """The body that holds a session of ``kind``: 民主评议 the CPPCC standing committee's, the
     others (满意度测评, 可行性测评, 履职评议) the congress's. Its staff draft and run it, its members

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import httpx
 
+from .common import peak_rss_mb
+
 EVALUATORS = 500
 SUBJECTS = 10
 CONCURRENCY = 50
@@ -212,6 +214,7 @@ async def ballots(
             valid = [r["valid"] for r in detail["results"] or []]
             if valid != [evaluators] * subjects:
                 raise RuntimeError(f"results do not count every ballot exactly once: {valid}")
+            rss_mb = peak_rss_mb(process.pid)
         latencies.sort()
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
         return {
@@ -221,6 +224,7 @@ async def ballots(
             "ballot_p99_ms": round(p99 * 1000, 1),
             "ballot_concurrency": concurrency,
             "ballot_http_workers": http_workers,
+            "ballot_service_rss_mb": rss_mb,
             "ballot_service_cpu_ms": (
                 round((cpu_after - cpu_before) * 1000 / evaluators, 2) if cpu_before is not None else None
             ),

@@ -77,3 +77,31 @@ def rate(count: int, seconds: float) -> float:
 
 def ratio(numerator: float, denominator: float) -> float:
     return round(numerator / denominator, 3) if denominator else 0.0
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The largest resident set (``VmHWM``, its high-water mark) of a process and of each of its
+    children (a service's HTTP helpers), the largest of them in MiB, from Linux's ``/proc``; None
+    elsewhere or once the process is gone."""
+    from pathlib import Path
+
+    def own(p: int) -> float | None:
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            return None
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return None
+
+    try:
+        children = [
+            int(child)
+            for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()
+        ]
+    except OSError:
+        return own(pid)
+    found = [value for value in (own(pid), *(peak_rss_mb(child) for child in children)) if value is not None]
+    return round(max(found), 1) if found else None

@@ -125,8 +125,44 @@ def notes(sizes: Sizes, report: dict) -> str:
             "web_page_p95_ms: bench/web.py (the 督办清单, a hundred cases a page, and a matter's page, as",
             "committee staff signed in at the 工作台 see them, web_matters matters and cases at the level,",
             "duban serve processes); web_first_load_kb: the sign-in page and every file it loads.",
+            "Scale figures (bench/escalation.py, bench/submit.py, bench/rebuild.py, each with its method in its",
+            "docstring and `python -m bench.<name>` to run it alone): escalation_* from the township's accepted",
+            "escalate call to the matter readable at 台州's intake API; submit_* at 泽国镇 with open matters in",
+            "the read model; rebuild_1m_s_* of tracking's read models; rss_mb_max: the largest VmHWM of the",
+            "service processes of the ballot burst and the rebuild.",
         ]
     )
+
+
+#: The scale figures of issue 21, each its own module (``python -m bench.<name>`` runs one alone).
+SCALE_MODULES = (
+    ("escalation", "escalation_p50_ms: 200 matters 泽国镇 → 温岭市 → 台州市, one server and leaf nodes; catchup_10k_s"),
+    ("submit", "submit_ms_at_100k: submissions at 泽国镇 with 100,000 open matters; duplicate recall"),
+    ("rebuild", "rebuild_1m_s: tracking's read models from 1,000,000 events, SQLite and PostgreSQL"),
+)
+
+
+def scale_figures(*, quick: bool) -> dict:
+    """The scale figures, each module's ``measure(quick=…)``, and ``rss_mb_max``: the largest
+    resident set of any service process the ballot burst and the rebuild ran (their
+    ``*_rss_mb``). A module not there yet is named in ``missing`` rather than failing the run."""
+    import importlib
+
+    report: dict = {}
+    missing = []
+    for name, what in SCALE_MODULES:
+        try:
+            module = importlib.import_module(f"bench.{name}")
+        except ModuleNotFoundError:
+            missing.append(name)
+            continue
+        progress(what)
+        report |= module.measure(quick=quick)
+    rss = [value for key, value in report.items() if key.endswith("rss_mb") and isinstance(value, int | float)]
+    report["rss_mb_max"] = max(rss) if rss else None
+    if missing:
+        report["missing"] = missing
+    return report
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:
@@ -153,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         report |= traced.measure(matters=traced.MATTERS // (5 if args.quick else 1), rounds=sizes.consume_rounds)
         progress("web_page_p95_ms: the 工作台 with 10,000 matters and cases at a county")
         report |= web.measure(matters=web.MATTERS // (10 if args.quick else 1))
+        report |= scale_figures(quick=args.quick)
     report |= {
         "append_vs_raw": ratio(report["append_per_s"], report["raw_publish_per_s"]),
         "project_vs_raw": ratio(report["project_per_s"], report["raw_consume_per_s"]),

@@ -36,10 +36,11 @@ from services.intake.projections import (
     list_matters,
     matter_history,
 )
-from services.intake.similarity import ngrams, possible_duplicates, similarity
+from services.intake.similarity import ngrams, possible_duplicates, similarity, title_ngrams
 from services.runtime.es.eventstore import EventStore
 from services.runtime.read.projector import Projector
 from services.runtime.settings import Settings
+from tests.support.matter_corpus import title_index, title_index_expected
 
 JURISDICTION = "331081"  # 温岭市
 PARENT = "331000"  # 台州市
@@ -456,3 +457,60 @@ async def test_possible_duplicates_finds_a_near_copy_among_open_matters_only(nc,
         == []
     )
     assert await possible_duplicates(engine, jurisdiction="331082", title=road.data.title, content="x") == []
+
+
+async def test_the_title_index_holds_the_open_matters_and_follows_their_status(nc, store, engine):
+    """The duplicate check's index: a matter is in it while it is open (待审查, 已立案), as it is
+    submitted or received, and leaves it when it is not registered, merged, routed, escalated or
+    sent down; the counts of its grams follow. Checked against the matter list after each step."""
+    kept = await submit(store, matter_data("关于泽国镇工业园区道路破损的问题"))
+    waiting = await submit(store, matter_data("泽国镇小微企业园停车位不足"))
+    rejected = await submit(store, matter_data("关于泽国镇工业园区道路破损的建议"))
+    merged = await submit(store, matter_data("泽国镇工业园区道路破损严重"))
+    routed = await submit(store, matter_data("关于解决东部新区企业用电容量不足的建议"))
+    escalated = await submit(store, matter_data("泽国镇企业反映跨区域货运通道拥堵"))
+    sent_down = await submit(store, matter_data("泽国镇菜市场周边占道经营", kind=MatterKind.problem))
+    received = Matter(id=new_id())
+    origin = Hop(jurisdiction=TOWNSHIP, matter_id=new_id())
+    await store.append(
+        received, received.receive(matter_data("箬横镇农产品冷链物流设施缺乏"), origin, "up", [], "超出本级事权")
+    )
+    unsayable = await submit(store, matter_data("？？！"))  # no gram to be found by
+    await register(store, kept, 1)
+    await register(store, routed, 2)
+    await project(nc, store, engine, MatterListProjection())
+
+    texts, grams, counts = await title_index(engine)
+    assert texts.keys() == {
+        kept.id,
+        waiting.id,
+        rejected.id,
+        merged.id,
+        routed.id,
+        escalated.id,
+        sent_down.id,
+        received.id,
+    }
+    assert texts[kept.id] == (JURISDICTION, "泽国镇工业园区道路破损")  # as its grams are taken: no frame
+    assert grams[kept.id] == dict.fromkeys(title_ngrams(kept.data.title), 10)
+    assert counts[JURISDICTION, "破损"] == 3
+    assert (texts, grams, counts) == await title_index_expected(engine)
+
+    await store.append(rejected, rejected.reject("不属于人大工作范围"), actor=STAFF)
+    await store.append(merged, merged.merge_into(kept, "同一事项"), actor=STAFF)
+    await store.append(kept, kept.absorb(merged), actor=STAFF)
+    await store.append(routed, routed.route("财经工委", None), actor=STAFF)
+    await store.append(escalated, escalated.escalate(REGISTRY, JURISDICTION, "超出本级事权"), actor=STAFF)
+    await store.append(sent_down, sent_down.send_down(REGISTRY, JURISDICTION, TOWNSHIP, "属镇级事权"), actor=STAFF)
+    await project(nc, store, engine, MatterListProjection())
+
+    texts, grams, counts = await title_index(engine)
+    assert texts.keys() == grams.keys() == {kept.id, waiting.id, received.id}
+    assert counts[JURISDICTION, "破损"] == 1
+    assert (JURISDICTION, "用电") not in counts
+    assert (texts, grams, counts) == await title_index_expected(engine)
+    assert (await get_matter(engine, unsayable.id))["status"] == MatterStatus.submitted
+    found = await possible_duplicates(
+        engine, jurisdiction=JURISDICTION, title="泽国镇工业园区道路破损", content="园区道路破损。"
+    )
+    assert [f["id"] for f in found] == [kept.id]  # neither the one rejected nor the one merged into it

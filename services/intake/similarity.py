@@ -76,7 +76,7 @@ POSTINGS = 500
 #: Matters found whose title score is made exact, the best by its upper bound.
 FOUND = 200
 #: Matters scored as before (title and content), the best by title.
-CANDIDATES = 50
+CANDIDATES = 100
 
 
 class _Kept(dict):

@@ -19,6 +19,7 @@ used to score every open matter of the level. Measured here through the real int
 * ``submit_burst_p50_ms`` / ``submit_burst_p99_ms``: ``BURST`` submissions sent at once, each on
   its own connection opened beforehand, each timed from the moment all are sent to its answer;
 * ``submit_open_matters``: open matters (待审查 or 已立案) in the read model when timing starts;
+* ``submit_service_rss_mb``: the service's largest resident set (``VmHWM``) by the end;
 * ``submit_*_empty``: the same rounds on the same service just before its read model is filled
   (no open matters but the few submitted by the round itself), timed minutes apart at most: what
   a submission costs anyway on this machine at this moment, the check's part being the difference;
@@ -53,6 +54,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from .common import peak_rss_mb
 
 HERE = "331081100"  # 泽国镇
 MATTERS = 100_000
@@ -322,6 +325,7 @@ async def submissions(
             "submit_http_workers": http_workers,
             "submit_with_duplicates_share": round(sum(1 for n in listed if n) / len(listed), 3),
             "submit_fill_s": round(fill_s, 1),
+            "submit_service_rss_mb": peak_rss_mb(process.pid),
         }
         if scale_queries:
             share, _, per_check = await recall(engine, [], submitted[2 * per_round :])

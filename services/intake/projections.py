@@ -38,6 +38,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     insert,
+    literal_column,
     or_,
     select,
 )
@@ -260,6 +261,10 @@ async def _reindex(conn: AsyncConnection, before: dict[str, _Indexed], after: di
     deltas = [{"jurisdiction": j, "gram": g, "matters": n} for (j, g), n in counts.items() if n]
     if deltas:
         await _executemany(conn, _count_upsert(conn.dialect.name), deltas)
+        # a gram no open matter has any more leaves the counts, as a rebuild would never write it
+        fallen = [{"jurisdiction": d["jurisdiction"], "gram": d["gram"]} for d in deltas if d["matters"] < 0]
+        if fallen:
+            await _executemany(conn, _delete_empty_count, fallen)
 
 
 async def _executemany(conn: AsyncConnection, statement, rows: list[dict[str, Any]]) -> None:
@@ -282,6 +287,13 @@ def _compiled(statement, dialect) -> tuple[str, tuple[str, ...] | None]:
     if not compiled.positional or compiled.escaped_bind_names:
         return compiled.string, None
     return compiled.string, tuple(compiled.positiontup)
+
+
+_delete_empty_count = title_gram_counts.delete().where(
+    title_gram_counts.c.jurisdiction == bindparam("jurisdiction"),
+    title_gram_counts.c.gram == bindparam("gram"),
+    title_gram_counts.c.matters <= literal_column("0"),
+)
 
 
 @functools.cache

@@ -46,13 +46,17 @@ real-looking matters the tests hold the index's top 10 to at least 95 % of the t
 
 from __future__ import annotations
 
+import functools
 import heapq
+import json
 import re
+import sqlite3
 import unicodedata
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from sqlalchemy import Float, Integer, String, bindparam, case, cast, func, or_, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.runtime.read.db import connected
@@ -91,19 +95,27 @@ class _Kept(dict):
 _KEPT = _Kept()
 #: Runs of characters that always stay (CJK ideographs, latin small letters, digits), or any one.
 _PIECES = re.compile(r"[\u4e00-\u9fffa-z0-9]+|.", re.DOTALL)
+#: Runs of CJK ideographs and runs of anything else.
+_IDEOGRAPHS_OR_NOT = re.compile(r"[\u4e00-\u9fff]+|[^\u4e00-\u9fff]+")
 
 
 def normalise(text: str) -> str:
     """Full-width forms folded (NFKC), latin lower-cased, whitespace and punctuation removed.
 
     The same as ``"".join(c for c in nfkc(text).lower() if category(c)[0] not in "PSZC")``, at
-    a fraction of its cost for Chinese (a test compares them): the matters a duplicate check
+    a fraction of its cost for Chinese (a test compares them): the contents a duplicate check
     scores are normalised on every check. NFKC runs only on a text that is not already in it,
-    and the characters are asked about in runs that cannot hold any to remove.
+    and then only on what lies between runs of CJK ideographs (U+4E00–U+9FFF: no decomposition,
+    no composition with what precedes or follows, so NFKC of the whole is NFKC of the pieces;
+    the full-width punctuation of Chinese is what makes a text not NFKC); the characters are
+    asked about in runs that cannot hold any to remove.
     """
     text = text or ""
     if not unicodedata.is_normalized("NFKC", text):
-        text = unicodedata.normalize("NFKC", text)
+        text = "".join(
+            piece if "\u4e00" <= piece[0] <= "\u9fff" else unicodedata.normalize("NFKC", piece)
+            for piece in _IDEOGRAPHS_OR_NOT.findall(text)
+        )
     text = text.lower()
     if text.isalnum():
         return text
@@ -200,7 +212,7 @@ async def possible_duplicates(
         "exclude": exclude_id or "",
     }
     async with connected(conn) as db:
-        rows = (await db.execute(_CANDIDATES, parameters)).all()
+        rows = await _candidates(db, parameters)
     # The index holds open matters of its level only; checked again all the same, here: in the
     # statement, conditions on the level and status would lead SQLite to read the level's
     # matters through their index rather than the candidates' rows by id.
@@ -229,7 +241,67 @@ async def possible_duplicates(
     return [{**c, "score": round(c["score"], 4)} for c in scored[:limit]]
 
 
-def _candidates_statement():
+class _Candidate(NamedTuple):
+    id: str
+    jurisdiction: str
+    title: str
+    status: str
+    registration_no: str | None
+    excerpt: str | None
+    title_score: float
+
+
+async def _candidates(db: AsyncConnection, parameters: dict[str, Any]) -> list[_Candidate]:
+    """The candidates' rows (see :func:`_candidates_statement`).
+
+    On aiosqlite the statement, compiled once, goes to the driver connection under ``db`` (the
+    same SQLite connection) in one call to aiosqlite's thread: SQLAlchemy's cursor adapter
+    makes several (cursor, execute, fetch, close), each a thread switch, which cost a check
+    about as much as the statement itself (bench/submit.py; services/runtime/read/documents.py
+    does the same for the projector). Its errors are raised as SQLAlchemy raises them."""
+    plan = _sqlite_plan(db.dialect) if db.dialect.driver == "aiosqlite" else None
+    if plan is None:
+        statement = _candidates_statement(json_grams=_has_json(db.dialect))
+        return [_Candidate(*row) for row in await db.execute(statement, _for(db.dialect, parameters))]
+    sql, order, literals = plan
+    values = {**literals, **_for(db.dialect, parameters)}
+    arguments = tuple(values[name] for name in order)
+    driver = (await db.get_raw_connection()).driver_connection
+    try:
+        rows = await driver.execute_fetchall(sql, arguments)
+    except sqlite3.Error as err:
+        raise DBAPIError.instance(sql, arguments, err, sqlite3.Error) from err
+    return [_Candidate(*row) for row in rows]
+
+
+def _has_json(dialect) -> bool:
+    """SQLite with JSON functions built in (3.38 and later): the grams go as one JSON array."""
+    return dialect.name == "sqlite" and (dialect.server_version_info or ()) >= (3, 38)
+
+
+def _for(dialect, parameters: dict[str, Any]) -> dict[str, Any]:
+    return {**parameters, "grams": json.dumps(parameters["grams"])} if _has_json(dialect) else parameters
+
+
+@functools.lru_cache(maxsize=8)
+def _sqlite_plan(dialect) -> tuple[str, tuple[str, ...], dict[str, Any]] | None:
+    """The statement compiled for aiosqlite: its SQL, the names of its parameters in order and
+    the values it carries itself; None if a parameter would need processing on its way in, or
+    the grams a list of their own (no JSON functions)."""
+    if not _has_json(dialect):
+        return None
+    compiled = _candidates_statement(json_grams=True).compile(dialect=dialect)
+    if not compiled.positional or compiled.escaped_bind_names:
+        return None
+    if any(b.type.dialect_impl(dialect).bind_processor(dialect) for b in compiled.binds.values()):
+        return None
+    given = {"jurisdiction": "", "grams": "[]", "size": 0, "exclude": ""}
+    literals = {name: value for name, value in compiled.construct_params(given).items() if name not in given}
+    return compiled.string, tuple(compiled.positiontup), literals
+
+
+@functools.cache
+def _candidates_statement(*, json_grams: bool):
     """One statement, so that a check is one round trip to the database (on aiosqlite each
     statement costs several hops to its thread and back, a fraction of a millisecond each):
 
@@ -247,6 +319,10 @@ def _candidates_statement():
     """
     counts = title_gram_counts.c
     rarest_first = (counts.matters, counts.gram)
+    if json_grams:  # the grams as one JSON array: a statement of fixed parameters, compiled once
+        wanted = select(func.json_each(bindparam("grams", type_=String)).table_valued("value").c.value)
+    else:
+        wanted = bindparam("grams", expanding=True)
     counted = (
         select(
             counts.gram,
@@ -255,7 +331,7 @@ def _candidates_statement():
         )
         .where(
             counts.jurisdiction == bindparam("jurisdiction", type_=String),
-            counts.gram.in_(bindparam("grams", expanding=True)),
+            counts.gram.in_(wanted),
             counts.matters > 0,
         )
         .cte("counted")
@@ -303,9 +379,6 @@ def _candidates_statement():
         func.substr(matters.c.content, 1, CONTENT_CHARS).label("excerpt"),
         best.c.title_score,
     ).join_from(best, matters, matters.c.id == best.c.matter_id)
-
-
-_CANDIDATES = _candidates_statement()
 
 
 async def exact_duplicates(

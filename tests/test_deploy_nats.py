@@ -24,9 +24,11 @@ from nats.js.api import StreamConfig
 from contracts import subjects
 from contracts.intake import Channel, EscalateMatter, MatterData, MatterKind, RegisterMatter, SubmitMatter, Submitter
 from services.intake.app import IntakeService
+from services.intake.commands_nats import register_command_subscriber
 from services.intake.domain import Matter
 from services.intake.handlers import derived_id
 from services.runtime.bus.levels import inbox_prefix
+from services.runtime.bus.nats_commands import command_broker
 from services.runtime.settings import Settings
 from services.runtime.tools.nats_server import ConfiguredNats, free_port
 from services.tracking.app import TrackingService
@@ -175,6 +177,25 @@ async def test_escalations_made_while_a_county_link_is_down_are_stored_and_arriv
         await restore(proxies)
         await leaf.close()
         await hub.close()
+
+
+async def test_a_service_answers_its_nats_commands_over_tls_as_its_deploy_user(deployed):
+    """What ``duban serve`` starts beside the HTTP app (``serve_service``): the command broker,
+    connected as the service's own user over TLS with the deployment's CA, as compose runs it."""
+    deployment, services = deployed
+    wenling = services[WENLING]
+    broker = command_broker(wenling.settings, "intake", register_command_subscriber, lambda: wenling.handlers)
+    await broker.start()
+    client = await nats.connect(
+        deployment.service_url("intake", WENLING), tls=deployment.tls(), inbox_prefix=inbox_prefix(WENLING, "intake")
+    )
+    try:
+        reply = await client.request("duban.cmd.intake.331081.register", b'{"matter_id": "x"}', timeout=10)
+        answer = json.loads(reply.data)
+        assert answer["ok"] is False and answer["status"] == 401  # answered: no token, refused
+    finally:
+        await client.close()
+        await broker.stop()
 
 
 def violations_of_services(deployment, users: set[str]) -> list[str]:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from faststream.nats import NatsBroker, NatsMessage
+from faststream.nats.security import NatsSecurity
 
 from services.runtime.es.aggregate import DomainError
 from services.runtime.es.eventstore import ConcurrencyError, StoreUnavailable
@@ -33,7 +34,10 @@ def command_broker(settings: Settings, context: str, register: Register, handler
     """The FastStream broker answering a service's command subject at its level, with the
     service's own reply prefix (``levels.inbox_prefix``); started and stopped by ``serve``."""
     options = connection_options(settings, context)  # its user's reply prefix, reconnecting for ever
-    broker = NatsBroker(settings.nats_url, **{**options, "name": f"{options['name']}-commands"})
+    # FastStream takes TLS as its security object, not as nats-py's ``tls`` argument
+    tls = options.pop("tls", None)
+    security = NatsSecurity(ssl_context=tls) if tls is not None else None
+    broker = NatsBroker(settings.nats_url, **{**options, "name": f"{options['name']}-commands"}, security=security)
     register(broker, handlers, settings)
     return broker
 

@@ -45,9 +45,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from contracts.envelope import Envelope
-from contracts.events import upcast
 
-from .projector import Projection, upsert
+from .projector import Projection, event_of, upsert
 
 __all__ = ["DocumentProjection", "upsert"]
 
@@ -240,8 +239,7 @@ class DocumentProjection(Projection):
             doc = docs.get(key)
             if doc is None:
                 doc = docs[key] = self.new_document(key)
-            event = upcast(envelope.event_type, envelope.schema_version, envelope.payload)
-            handlers[envelope.event_type](self, doc, event, envelope)
+            handlers[envelope.event_type](self, doc, event_of(envelope), envelope)
             changed[key] = doc
         await _write(conn, self.table, list(changed.values()))
 

@@ -15,10 +15,9 @@ from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, Text, ins
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import Envelope
-from contracts.events import upcast
 
 from .db import UtcDateTime
-from .projector import Projection
+from .projector import Projection, event_of
 
 #: Free text (a reason, a reply) is cut to this many characters in a history summary.
 SUMMARY_TEXT_CHARS = 60
@@ -68,7 +67,7 @@ class HistoryProjection(Projection):
         describe = self._handlers.get(envelope.event_type)
         if describe is None:
             return None
-        event = upcast(envelope.event_type, envelope.schema_version, envelope.payload)
+        event = event_of(envelope)
         return {
             "event_id": envelope.event_id,
             self.key: envelope.aggregate_id,

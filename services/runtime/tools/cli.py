@@ -13,6 +13,8 @@ arguments and returning the exit code, registered in :func:`build_parser`::
     duban backup --level CODE --out FILE a level's streams to a file (manifest, checksums)
     duban restore --level CODE (--from FILE | --from-mirror --mirror-nats URL)
                                          a level's streams back on a fresh server
+    duban rebuild SERVICE [--jurisdiction CODE] [--projection NAME]
+                                         a service's read models built again, then swapped in
 """
 
 from __future__ import annotations
@@ -304,7 +306,7 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import ops, recovery, signin
+    from . import ops, rebuild, recovery, signin
 
     parser = argparse.ArgumentParser(prog="duban", description="督办: duban's command line")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -314,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_commands(subparsers)
     recovery.add_commands(subparsers)
     signin.add_commands(subparsers)
+    rebuild.add_commands(subparsers)
     return parser
 
 

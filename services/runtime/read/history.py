@@ -4,19 +4,21 @@
 (DOMAIN.md): each service keeps such a table for its main aggregate. A subclass names its
 ``table`` (built by :func:`history_table`) and marks one method per event type with
 ``@handles``; each returns the event's short Chinese summary. Append-only: a batch's rows go
-in with one executemany insert (the projector applies each event once, so no upsert is needed).
+in with one executemany insert (the projector applies each event once, so no upsert is needed),
+given to the driver as positional tuples (``documents.insert_rows``).
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, Text, insert
+from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, Text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.envelope import Envelope
 
 from .db import UtcDateTime
+from .documents import insert_rows
 from .projector import Projection, event_of
 
 #: Free text (a reason, a reply) is cut to this many characters in a history summary.
@@ -60,7 +62,7 @@ class HistoryProjection(Projection):
     async def apply_batch(self, session: AsyncSession, envelopes: list[Envelope]) -> None:
         rows = [row for row in map(self.row_for, envelopes) if row is not None]
         if rows:
-            await session.execute(insert(self.table), rows)
+            await insert_rows(await session.connection(), self.table, rows)
 
     def row_for(self, envelope: Envelope) -> dict[str, Any] | None:
         """The history row of one event (None for events the history does not show)."""

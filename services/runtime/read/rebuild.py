@@ -60,7 +60,7 @@ from typing import Any
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from sqlalchemy import Table, inspect, select, text
+from sqlalchemy import Table, event, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -297,6 +297,7 @@ class Rebuild:
         say: Callable[[str], None] | None = None,
         every_s: float = 2.0,
         prefetch: bool = True,
+        sqlite_cache_mb: int = 0,
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream(timeout=30)
@@ -307,6 +308,7 @@ class Rebuild:
         self.say = say or (lambda line: log.info(line))
         self.every_s = every_s
         self.prefetch = prefetch
+        self.sqlite_cache_mb = sqlite_cache_mb
         self.live = make_engine(url)
         self.shadow: AsyncEngine | None = None
         self.names: dict[str, str] = {}
@@ -384,6 +386,14 @@ class Rebuild:
                 return super().quote(names.get(ident, ident))
 
         dialect.identifier_preparer = ShadowNames(dialect)
+        if dialect.name == "sqlite" and self.sqlite_cache_mb:
+
+            @event.listens_for(engine.sync_engine, "connect")
+            def _cache(dbapi_connection, _record) -> None:
+                cursor = dbapi_connection.cursor()
+                cursor.execute(f"PRAGMA cache_size = -{self.sqlite_cache_mb * 1024}")
+                cursor.close()
+
         return engine
 
     def _deferred(self, table: Table) -> bool:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
+import pydantic_core
 from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, TypeDecorator, event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -23,8 +24,19 @@ checkpoints = Table(
 )
 
 
+def _to_json(value) -> str:
+    return pydantic_core.to_json(value).decode()
+
+
 def make_engine(url: str, **kwargs) -> AsyncEngine:
-    """An async engine; SQLite gets WAL and a busy timeout so readers never block the projector."""
+    """An async engine; SQLite gets WAL and a busy timeout so readers never block the projector.
+
+    JSON columns are written and read by pydantic-core (``to_json``/``from_json``) rather than
+    the json module: three to five times faster for the read models' small values (a history
+    row's payload, a case's lists), which a projector or a rebuild writes for every event. The
+    text is compact UTF-8 (``{"name":"王代表"}``, not ``{"name": "\\u738b…"}``): the same JSON.
+    """
+    kwargs = {"json_serializer": _to_json, "json_deserializer": pydantic_core.from_json, **kwargs}
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 

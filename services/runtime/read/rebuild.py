@@ -48,6 +48,7 @@ models as they were (run it again).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -140,6 +141,31 @@ def _wanted_types(projections: Sequence[Projection]) -> Callable[[Msg], bool]:
         return answer
 
     return wanted
+
+
+class ReadingClient(NATS):
+    """A nats-py client that reads message headers at a third of the cost: for the rebuild's own
+    connection, which receives every commit of a stream.
+
+    nats-py 2.16 checks every character of every header name for whitespace with a generator
+    (``any(c.isspace() for c in key)``): about 10 µs of a commit's four headers here, against
+    3 for the same result from ``str`` methods. Only ``_parse_header_lines``, the way nats-py
+    itself names that step, is replaced; a nats-py without it keeps its own parsing."""
+
+    @staticmethod
+    def _parse_header_lines(raw: bytes) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for line in raw.split(b"\r\n"):
+            name, sep, value = line.partition(b":")
+            if not sep:
+                continue
+            try:
+                key = name.strip().decode("ascii")
+            except UnicodeDecodeError:
+                continue
+            if key.isprintable() and " " not in key and "\t" not in key:
+                out[key] = value.strip().decode("utf-8", "replace")
+        return out
 
 
 class _Pull:
@@ -297,7 +323,8 @@ class Rebuild:
         say: Callable[[str], None] | None = None,
         every_s: float = 2.0,
         prefetch: bool = True,
-        sqlite_cache_mb: int = 0,
+        sqlite_cache_mb: int = 64,
+        commit_every: int = 20_000,
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream(timeout=30)
@@ -309,6 +336,9 @@ class Rebuild:
         self.every_s = every_s
         self.prefetch = prefetch
         self.sqlite_cache_mb = sqlite_cache_mb
+        self.commit_every = commit_every
+        self._conn: AsyncConnection | None = None
+        self._uncommitted = 0
         self.live = make_engine(url)
         self.shadow: AsyncEngine | None = None
         self.names: dict[str, str] = {}
@@ -505,17 +535,40 @@ class Rebuild:
         group.progress.events += len(envelopes)
         if not envelopes:
             return
+        conn = await self._transaction()
         with gc_paused(), shared_events():
-            async with self.shadow.begin() as conn:
-                if conn.dialect.name == "postgresql":
-                    await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-                if group.others:
-                    session = AsyncSession(bind=conn)
-                    for projection in group.others:
-                        await self._apply_other(session, projection, envelopes)
-                    await session.flush()
-                for documents in group.documents:
-                    await documents.apply(conn, envelopes)
+            if group.others:
+                session = AsyncSession(bind=conn)
+                for projection in group.others:
+                    await self._apply_other(session, projection, envelopes)
+                await session.flush()
+            for documents in group.documents:
+                await documents.apply(conn, envelopes)
+        self._uncommitted += len(envelopes)
+        if self._uncommitted >= self.commit_every:
+            await self._commit()
+
+    async def _transaction(self) -> AsyncConnection:
+        """The shadow database's open transaction, begun if there is none. Several batches go
+        in one: each commit writes every page its inserts touched (random ones, for an index of
+        event ids), so fewer, larger commits write each such page once for many rows."""
+        assert self.shadow is not None
+        if self._conn is None:
+            conn = await self.shadow.connect()
+            await conn.begin()
+            if conn.dialect.name == "postgresql":
+                await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            self._conn = conn
+        return self._conn
+
+    async def _commit(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            try:
+                await conn.commit()
+            finally:
+                await conn.close()
+        self._uncommitted = 0
 
     async def _apply_other(self, session: AsyncSession, projection: Projection, envelopes: list[Envelope]) -> None:
         mine = [e for e in envelopes if projection.wants(e.event_type)]
@@ -569,7 +622,16 @@ class Rebuild:
             assert group.progress is not None
             self.say(f"{group.stream}: {', '.join(p.name for p in group.projections)} from sequence 1")
             await self._read_to_end(group)
+            await self._commit()
             self.say(group.progress.line())
+
+    async def _flush_documents(self) -> None:
+        """Write every row still only in memory, and commit."""
+        conn = await self._transaction()
+        for group in self.groups:
+            for documents in group.documents:
+                await documents.flush(conn)
+        await self._commit()
 
     async def swap(self, *, read_first: bool = True) -> None:
         """Read what came meanwhile, write the cached rows and the indexes, and swap.
@@ -579,17 +641,11 @@ class Rebuild:
         started = time.monotonic()
         for group in self.groups if read_first else ():
             await self._read_to_end(group)
-        async with self.shadow.begin() as conn:
-            for group in self.groups:
-                for documents in group.documents:
-                    await documents.flush(conn)
+        await self._flush_documents()
         await self._create_deferred_indexes()
         for group in self.groups if read_first else ():  # what came while the indexes were made
             await self._read_to_end(group)
-        async with self.shadow.begin() as conn:
-            for group in self.groups:
-                for documents in group.documents:
-                    await documents.flush(conn)
+        await self._flush_documents()
         for attempt in range(5):
             try:
                 await self._swap_tables()
@@ -679,7 +735,14 @@ class Rebuild:
         }
 
     async def close(self) -> None:
-        """Let go of the consumers (the server removes them), drop leftover shadows, dispose."""
+        """Let go of the consumers (the server removes them), roll back what was not committed,
+        dispose."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):
+                await conn.rollback()
+            with contextlib.suppress(Exception):
+                await conn.close()
         for group in self.groups:
             if group.subscription is not None:
                 subscription, group.subscription = group.subscription, None

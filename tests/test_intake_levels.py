@@ -6,9 +6,12 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from contracts import integration as x
+from contracts.envelope import Envelope, utcnow
 from contracts.intake import (
     Channel,
     EscalateMatter,
+    Hop,
     MatterData,
     MatterKind,
     MatterStatus,
@@ -30,7 +33,7 @@ from services.runtime.settings import Settings
 from services.runtime.tools.nats_server import EmbeddedNats
 from tests.support.waiting import eventually
 
-TAIZHOU, WENLING, ZEGUO = "331000", "331081", "331081100"
+TAIZHOU, WENLING, ZEGUO, DAXI = "331000", "331081", "331081100", "331081101"
 
 
 def staff(code: str) -> Principal:
@@ -163,3 +166,43 @@ async def test_over_http_a_township_reads_only_its_own_matters(levels):
         mine = await zeguo.get("/matters", headers={"Authorization": f"Bearer {token}"})
         assert mine.status_code == 200
         assert wenling_matter.id not in mine.text
+
+
+async def test_a_hand_over_that_comes_again_is_taken_in_once_whenever_it_comes(levels):
+    """The inbox appends a handed-over matter without reading it first (it is nearly always new):
+    the same hand-over again, at once or after the matter moved on, or sent again under another id,
+    adds nothing. (From 大溪镇, which runs no intake here: 温岭市's confirmations wait in its OUTBOX.)"""
+    wenling = levels[WENLING]
+    data = MatterData(
+        kind=MatterKind.problem,
+        title="泽国镇园区污水管网改造",
+        content="需县级统筹资金。",
+        lead=Submitter(id="deputy-1", name="王代表"),
+        channel=Channel.liaison_station,
+        raised_in=DAXI,
+    )
+    origin = Hop(jurisdiction=DAXI, matter_id="d-1")
+    message = x.MatterHandedOver(matter=data, origin=origin, direction="up", reason="超出镇级事权")
+    envelope = Envelope(
+        event_id="handed-over-1",
+        event_type=message.event_type,
+        schema_version=message.schema_version,
+        aggregate_type="matter",
+        aggregate_id="d-1",
+        sequence=2,
+        jurisdiction=DAXI,
+        occurred_at=utcnow(),
+        actor=staff(DAXI).actor(Role.committee),
+        correlation_id="c-1",
+        payload=message.model_dump(mode="json"),
+    )
+    taken = await wenling.handlers.take_in(message, envelope)
+    again = await wenling.handlers.take_in(message, envelope)  # a redelivery: its commit is there
+    assert taken.id == again.id == derived_id(DAXI, "d-1", WENLING) and again.version == taken.version
+    await wenling.handlers.escalate(EscalateMatter(matter_id=taken.id, reason="需市级统筹"), staff(WENLING))
+    later = await wenling.handlers.take_in(message, envelope)  # after the matter moved on
+    resent = await wenling.handlers.take_in(message, envelope.model_copy(update={"event_id": "handed-over-2"}))
+    assert later.status == resent.status == MatterStatus.escalated
+    history = [e.event_type for e in await wenling.store.history(taken.id)]
+    assert history[:2] == ["intake.MatterReceived", "intake.MatterEscalated"]  # (then forwarded to 台州市)
+    assert history.count("intake.MatterReceived") == 1

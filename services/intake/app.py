@@ -12,7 +12,7 @@ from contracts.jurisdictions import JurisdictionRegistry, default_registry
 from services.runtime import service as runtime_service
 from services.runtime.bus import sources
 from services.runtime.bus.levels import LevelTopology, connect, ensure_level_streams
-from services.runtime.bus.mirrors import kept_mirrors
+from services.runtime.bus.mirrors import MirrorKeeper, kept_mirrors
 from services.runtime.bus.nats_commands import documented_broker
 from services.runtime.es.eventstore import EventStore
 from services.runtime.read.db import make_engine
@@ -50,8 +50,10 @@ class IntakeService(ServiceBase):
         cases = EventStore(self.nc, context=TRACKING, jurisdiction=self.here, settings=self.settings)
         await cases.ensure_streams(snapshots=False)
         self.streams = [self.store.stream, subjects.outbox_stream(self.here), subjects.inbox_stream(self.here)]
-        # the hub's intake reports the mirrors of the other levels' streams kept here (their lag)
-        self.mirrors = kept_mirrors(LevelTopology().mirrored_levels)
+        # the hub's intake reports the mirrors of the other levels' streams kept here (their lag),
+        # and gets them going again as soon as a county's line is back (bus/mirrors.py)
+        mirrored = LevelTopology().mirrored_levels
+        self.mirrors = kept_mirrors(mirrored)
         self.handlers = IntakeHandlers(
             self.store, self.registry, cases=cases, cppcc_number_prefix=self.settings.cppcc_number_prefix
         )
@@ -75,6 +77,8 @@ class IntakeService(ServiceBase):
                 ),
             ]
         )
+        if mirrored:
+            self.run_task(MirrorKeeper(self.nc, mirrored).run, "mirror-keeper")
         log.info("intake started", extra={"jurisdiction": self.here})
 
 

@@ -41,9 +41,10 @@ from contracts.jurisdictions import JurisdictionRegistry, NoSuchOrgan
 from contracts.tracking import CaseClosed, ReplyReleased, ReplySubmitted
 from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.es.commands import create_once, execute
-from services.runtime.es.eventstore import EventStore
+from services.runtime.es.eventstore import ConcurrencyError, EventStore
 from services.runtime.es.ids import id_deriver
 from services.runtime.http.auth import STAFF, Guarded, Principal, Role
+from services.runtime.observe.telemetry import continue_journey
 
 from .domain import Activity, Matter, RegistrationBook
 
@@ -296,18 +297,33 @@ class IntakeHandlers(Guarded):
 
     # -- from other levels (the INBOX) -------------------------------------------------
     async def take_in(self, message: x.MatterHandedOver, envelope: Envelope) -> Matter:
-        """A matter escalated or sent to us becomes our own matter, pointing at its origin."""
+        """A matter escalated or sent to us becomes our own matter, pointing at its origin.
+
+        Its id here is new but for a hand-over that comes again, so it is appended at once as a
+        new matter (expected version 0), without reading it first: a county's escalations stored
+        during a cut line arrive together, and each costs one round trip. One that comes again
+        finds its own commit (a duplicate) or the matter there, and goes the usual way, which then
+        appends nothing."""
         matter_id = derived_id(message.origin.jurisdiction, message.origin.matter_id, self.here)
-        matter, _ = await execute(
-            self.store,
-            Matter,
-            matter_id,
-            lambda m: m.receive(message.matter, message.origin, message.direction, message.path, message.reason),
-            actor=envelope.actor,
-            correlation_id=envelope.correlation_id,
-            causation_id=envelope.event_id,
-            event_ids=lambda n: [derived_id(envelope.event_id, "received", str(i)) for i in range(n)],
-        )
+
+        def receive(m: Matter):
+            return m.receive(message.matter, message.origin, message.direction, message.path, message.reason)
+
+        def ids(n: int) -> list[str]:
+            return [derived_id(envelope.event_id, "received", str(i)) for i in range(n)]
+
+        caused = {"actor": envelope.actor, "correlation_id": envelope.correlation_id, "causation_id": envelope.event_id}
+        new = Matter(id=matter_id)
+        events = receive(new)
+        try:
+            span = f"{self.store.context} matter command"
+            with continue_journey({}, span, _command_attributes(self.store, new, envelope.actor.role)):
+                commit = await self.store.append(new, events, expected_version=0, event_ids=ids(len(events)), **caused)
+            # a redelivery finds its own first commit: the matter may have moved on since
+            return await self.store.load(Matter, matter_id) if commit.duplicate else new
+        except ConcurrencyError:
+            pass  # taken in before: the usual way
+        matter, _ = await execute(self.store, Matter, matter_id, receive, event_ids=ids, **caused)
         return matter
 
     async def taken_in(self, message: x.MatterTakenIn, envelope: Envelope) -> None:
@@ -440,6 +456,17 @@ class IntakeHandlers(Guarded):
 
         matter, _ = await execute(self.store, Matter, matter_id, checked, actor=principal.actor(Role.committee))
         return matter
+
+
+def _command_attributes(store: EventStore, matter: Matter, role: str) -> dict[str, str]:
+    """The attributes of a command's span on ``matter``, as ``execute`` gives them."""
+    return {
+        "duban.aggregate.type": Matter.aggregate_type,
+        "duban.aggregate.id": matter.id,
+        "duban.jurisdiction": store.jurisdiction,
+        "duban.service": store.context,
+        "duban.actor.role": role,
+    }
 
 
 def _same_submission(stored: MatterData, sent: MatterData) -> bool:

@@ -45,8 +45,16 @@ from .handlers import IntakeHandlers, derived_id
 log = logging.getLogger("duban.intake.integration")
 
 
+#: Messages of a batch the relay and the inbox handle side by side (each aggregate's in order):
+#: a county's day of escalations, stored while its line was cut, is taken in at the hub as fast as
+#: the streams store, rather than one round trip after another.
+SIDE_BY_SIDE = 32
+
+
 class Relay(Reactions):
     """This level's INTAKE events that another level must hear of, sent to it through the OUTBOX."""
+
+    concurrency = SIDE_BY_SIDE
 
     def __init__(self, handlers: IntakeHandlers) -> None:
         self.store = handlers.store
@@ -127,6 +135,7 @@ class Inbox(Reactions):
     """What other levels addressed to this one (the INBOX)."""
 
     KINDS = (x.KIND_HANDED_OVER, x.KIND_TAKEN_IN, x.KIND_OUTCOME, x.KIND_REPLY, x.KIND_FEEDBACK)
+    concurrency = SIDE_BY_SIDE
 
     def __init__(self, handlers: IntakeHandlers) -> None:
         self.handlers = handlers

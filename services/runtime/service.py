@@ -89,7 +89,10 @@ class ServiceBase:
         self, reactions: Reactions, source: Source, *, durable: str, verb: str, **options: Any
     ) -> DurableWorker:
         """A durable worker running ``reactions`` on ``source`` (``reactions.py``); ``options``
-        are the worker's (``concurrency``, ``ack_wait_s``, ``settings``, ...)."""
+        are the worker's (``concurrency``, ``ack_wait_s``, ``settings``, ...). Without a
+        ``concurrency`` of their own, the reactions' (messages of one aggregate in order)."""
+        if "concurrency" not in options:
+            options |= {"concurrency": reactions.concurrency, "key": reactions.key}
         return DurableWorker(
             self.nc,
             stream=source.stream,

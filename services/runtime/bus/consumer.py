@@ -18,7 +18,9 @@ A worker with other needs overrides the hooks rather than the loop: ``backoff`` 
 a failed message comes again), ``final`` (a failure not worth retrying) and ``give_up`` (what is
 done after the last attempt: by default the dead letter and the ack); ``concurrency`` lets the
 messages of a batch run side by side and ``ack_wait_s`` sets how long a message held by a dead
-process waits before it is delivered again (notify's sender uses all of them).
+process waits before it is delivered again (notify's sender uses all of them). With ``key`` as
+well, only messages of different keys run side by side: those of one key (one aggregate, for the
+reactions of a level's bus) keep their order, one after another.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -76,6 +78,7 @@ class DurableWorker(PullConsumer):
         batch: int = 100,
         wants: Callable[[Msg], bool] | None = None,
         concurrency: int = 1,
+        key: Callable[[Msg], Hashable] | None = None,
         ack_wait_s: float = 60.0,
         hold_s: float = 60.0,
     ) -> None:
@@ -95,6 +98,9 @@ class DurableWorker(PullConsumer):
         #: (most of a stream is events another context must not react to).
         self.wants = wants
         self.concurrency = concurrency
+        #: What must keep its order within a batch (messages of one key run one after another);
+        #: None: every message of a batch is independent of the others.
+        self.key = key
         self.ack_wait_s = ack_wait_s
         #: How long a message is held and tried again in place while NATS or the database is
         #: away, before it is given back (nak) to come again later.
@@ -116,24 +122,25 @@ class DurableWorker(PullConsumer):
 
     async def step(self, timeout: float = 0.5) -> int:
         """One batch: its messages one after another, or up to ``concurrency`` side by side (each
-        must then be independent of the others). Cancelled mid-batch (the service stopping), the
-        messages not handled yet are given back (nak), so a restarted service gets them at once
-        rather than after the ack wait (a killed process cannot: they come back after it)."""
+        independent of the others, or, with ``key``, those of one key one after another in their
+        order). Cancelled mid-batch (the service stopping), the messages not handled yet are given
+        back (nak), so a restarted service gets them at once rather than after the ack wait (a
+        killed process cannot: they come back after it)."""
         msgs = await self.fetch(self.batch, timeout)
         done: set[int] = set()
         gate = asyncio.Semaphore(self.concurrency)
 
-        async def one(index: int, msg: Msg) -> None:
+        async def in_order(run: list[tuple[int, Msg]]) -> None:
             async with gate:
-                await self._one(msg)
-                done.add(index)
+                for index, msg in run:
+                    await self._one(msg)
+                    done.add(index)
 
         try:
-            if self.concurrency == 1:
-                for index, msg in enumerate(msgs):
-                    await one(index, msg)
+            if self.concurrency == 1 or len(msgs) < 2:
+                await in_order(list(enumerate(msgs)))
             else:
-                await asyncio.gather(*(one(index, msg) for index, msg in enumerate(msgs)))
+                await asyncio.gather(*(in_order(run) for run in self._runs(msgs)))
         except asyncio.CancelledError:
             for index, left in enumerate(msgs):
                 if index not in done:
@@ -141,6 +148,21 @@ class DurableWorker(PullConsumer):
                         await asyncio.shield(left.nak())
             raise
         return len(msgs)
+
+    def _runs(self, msgs: list[Msg]) -> list[list[tuple[int, Msg]]]:
+        """The batch as runs that may go side by side: one per key (in the batch's order), or one
+        per message without ``key``. Messages whose key cannot be read (an undecodable body) run
+        by their subject, to fail and be dead-lettered as usual."""
+        if self.key is None:
+            return [[(index, msg)] for index, msg in enumerate(msgs)]
+        runs: dict[Hashable, list[tuple[int, Msg]]] = {}
+        for index, msg in enumerate(msgs):
+            try:
+                key = self.key(msg)
+            except Exception:
+                key = ("subject", msg.subject)
+            runs.setdefault(key, []).append((index, msg))
+        return list(runs.values())
 
     def backoff(self, delivered: int) -> float:
         """Seconds before a message that failed its ``delivered``-th time comes again."""

@@ -16,11 +16,16 @@ they append with event ids derived from the source (``execute`` derives them fro
 ``Nats-Msg-Id``, or check the state first. After ``duban restore`` every reaction runs once more
 over the restored events; the restored streams' de-duplication window recognises what they store
 or send again.
+
+A class may run the messages of a batch side by side (``concurrency``, e.g. intake's relay and
+inbox, so that a county's day of escalations is taken in at the hub in seconds, not one round trip
+after another): those about one aggregate of one level (``key``: a stored commit's aggregate, or
+the sender's aggregate of an integration event) still run one after another, in their order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, ClassVar
 
 from nats.aio.msg import Msg
@@ -46,6 +51,8 @@ class Reactions:
     ``@reacts_to``."""
 
     _reactions: ClassVar[dict[str, Reaction]]
+    #: How many messages of a batch its worker runs side by side (those of one ``key`` in order).
+    concurrency: ClassVar[int] = 1
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -65,6 +72,12 @@ class Reactions:
         """Whether a stored commit carries an event reacted to (read from its header, undecoded)."""
         carried = (msg.headers or {}).get(EVENT_TYPES_HEADER)
         return carried is None or not self._reactions.keys().isdisjoint(carried.split(","))
+
+    def key(self, msg: Msg) -> Hashable:
+        """What the messages that must keep their order share: the aggregate a commit is about
+        (an event stream's subject) or, on an INBOX, the sender's aggregate and level."""
+        envelope = decode_commit(msg.data)[0]
+        return (envelope.jurisdiction, envelope.aggregate_type, envelope.aggregate_id)
 
     async def handle(self, msg: Msg) -> None:
         """Each event of the commit that is reacted to, in order, to its method."""

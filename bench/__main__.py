@@ -142,6 +142,15 @@ SCALE_MODULES = (
 )
 
 
+def method(module) -> str:
+    """A scale module's method in words: its ``METHOD``, else its docstring up to the line that
+    says how to run it alone."""
+    if hasattr(module, "METHOD"):
+        return module.METHOD
+    text = (module.__doc__ or "").split("\nRun alone:")[0]
+    return " ".join(text.split())
+
+
 def scale_figures(*, quick: bool) -> dict:
     """The scale figures, each module's ``measure(quick=…)``, and ``rss_mb_max``: the largest
     resident set of any service process the ballot burst and the rebuild ran (their
@@ -158,6 +167,7 @@ def scale_figures(*, quick: bool) -> dict:
             continue
         progress(what)
         report |= module.measure(quick=quick)
+        report.setdefault(f"{name}_notes", method(module))
     rss = [value for key, value in report.items() if key.endswith("rss_mb") and isinstance(value, int | float)]
     report["rss_mb_max"] = max(rss) if rss else None
     if missing:

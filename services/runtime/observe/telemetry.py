@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -76,8 +77,25 @@ def inject_headers(headers: dict[str, str]) -> dict[str, str]:
 
 
 def extract_context(headers: Mapping[str, str] | None) -> otel_context.Context:
-    """The trace context a message carries (an empty context when it carries none)."""
-    return propagate.extract(dict(headers or {}))
+    """The trace context a message carries (an empty context when it carries none).
+
+    Read once per distinct value of the propagator's fields (``traceparent``, ``tracestate``,
+    ``baggage`` with the default propagators): the projections of a service each read the same
+    commit's headers, and a context is immutable, so they share one."""
+    propagator = propagate.get_global_textmap()
+    headers = headers or {}
+    return _extracted(propagator, tuple((name, headers.get(name)) for name in _fields(propagator)))
+
+
+@cache
+def _fields(propagator: TextMapPropagator) -> tuple[str, ...]:
+    """The headers ``propagator`` reads (its ``fields``, a set it builds at each call)."""
+    return tuple(sorted(propagator.fields))
+
+
+@lru_cache(maxsize=1024)
+def _extracted(propagator: TextMapPropagator, fields: tuple[tuple[str, str | None], ...]) -> otel_context.Context:
+    return propagator.extract({name: value for name, value in fields if value is not None})
 
 
 @contextmanager

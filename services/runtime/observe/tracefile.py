@@ -38,7 +38,7 @@ def _hex(value: int, width: int) -> str:
 def span_record(span: ReadableSpan) -> dict[str, Any]:
     """One finished span as the JSON object written to the file."""
     context = span.get_span_context()
-    resource = dict(span.resource.attributes) if span.resource else {}
+    resource = span.resource.attributes if span.resource else {}
     attributes = span.attributes or {}
     return {
         "trace_id": _hex(context.trace_id, 32),
@@ -56,7 +56,9 @@ def span_record(span: ReadableSpan) -> dict[str, Any]:
         "error": span.status.description,
         "service": resource.get("service.name"),
         "jurisdiction": resource.get("duban.jurisdiction"),
-        "attributes": {k: v if isinstance(v, str | int | float | bool) else list(v) for k, v in attributes.items()},
+        # The SDK keeps each value as a str, bool, int or float or a tuple of them, which JSON
+        # writes as it is (a tuple as an array).
+        "attributes": dict(attributes),
     }
 
 

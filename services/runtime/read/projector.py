@@ -515,7 +515,10 @@ class Projector(PullConsumer):
         """One consumer span per message the projection applies, a child of the span that
         appended it (through the trace context in its headers), covering the transaction that
         applied it. Messages the projection skips unread get none: they are not delivered to it
-        in any sense an operator follows, and spans are the largest cost of tracing."""
+        in any sense an operator follows, and spans are the largest cost of tracing: so they carry
+        the messaging attributes and the aggregate, and nothing the span says already (the
+        projection is the consumer group, ``proj_<name>``; the batch size is not a property of
+        one message's processing), each attribute costing about 2 µs to make and 2 to export."""
         if not isinstance(trace.get_tracer_provider(), SdkTracerProvider):
             yield  # tracing is off: not even the headers are parsed
             return
@@ -524,12 +527,7 @@ class Projector(PullConsumer):
                 self._span_name,
                 context=extract_context(msg.headers),
                 kind=SpanKind.CONSUMER,
-                attributes={
-                    **self.span_attributes(msg),
-                    "messaging.batch.message_count": len(msgs),
-                    "duban.projection": self.projection.name,
-                    "duban.aggregate.id": msg.subject.rsplit(".", 1)[-1],
-                },
+                attributes={**self.span_attributes(msg), "duban.aggregate.id": msg.subject.rsplit(".", 1)[-1]},
             )
             for msg in msgs
             if self._wanted(msg)

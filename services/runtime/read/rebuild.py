@@ -485,8 +485,18 @@ class Rebuild:
         assert progress is not None and pull is not None
         if await self._pending(group) == 0:
             return
-        said = time.monotonic()
         await pull.request()
+        # No automatic garbage collection while the stream is read, not only while a batch is
+        # applied (as the live projector pauses it): the collector otherwise walks the batch
+        # being decoded and, every few batches, the whole heap of cached rows, finding almost
+        # nothing to free (about a fifth of the rebuild's CPU over 150,000 events: 3.6 s of
+        # 17.5, gc.callbacks). The heap stays as large without it (cycles are rare here); what
+        # little there is goes at the first collection after the stream's end.
+        with gc_paused():
+            await self._read_batches(group, progress, pull)
+
+    async def _read_batches(self, group: _Group, progress: Progress, pull: _Pull) -> None:
+        said = time.monotonic()
         while True:
             msgs = await pull.next()
             if not msgs:

@@ -213,11 +213,14 @@ async def raw_consume_plain(nc: NATS, sizes: Sizes) -> dict:
 
 
 async def raw_consume(nc: NATS, sizes: Sizes, stream: str, filter_subject: str, round_: int = 0) -> dict:
-    """``raw_consume_per_s``: the ceiling of any projector: raw nats-py over the event stream
-    the projector reads (every commit with its headers, which nats-py parses on receipt), with
-    the projector's consumer configuration (``AckPolicy.ALL``, ack wait 120 s, ``max_ack_pending``
-    twice the batch, the same filter subject), fetching ``consume_batch`` at a time, checking the
-    order and acking the last message of each batch; nothing is decoded."""
+    """``raw_consume_per_s``: raw nats-py over the event stream the projector reads (every
+    commit with its headers, which nats-py parses on receipt), with the projector's consumer
+    configuration (``AckPolicy.ALL``, ack wait 120 s, ``max_ack_pending`` twice the batch, the
+    same filter subject), fetching ``consume_batch`` at a time with nats-py's
+    ``PullSubscription.fetch``, checking the order and acking the last message of each batch;
+    nothing is decoded. The ceiling of a projector fetching with nats-py's ``fetch``; the
+    Projector sends the same pull requests itself (``services/runtime/read/batches.py``),
+    without the task, timer and uuid ``fetch`` spends per message, and goes past it."""
     seconds = await _consume_all(
         nc,
         stream,

@@ -83,3 +83,51 @@ def test_reactions_keep_order_per_aggregate_and_sender_and_intake_runs_its_bus_s
     assert key(Msg(commit("331081100", "m1"))) != key(Msg(commit("331000", "m1")))  # another level's m1
     assert Reactions.concurrency == 1  # one at a time unless a class says otherwise
     assert Relay.concurrency > 1 and Inbox.concurrency > 1
+
+
+async def test_running_the_batches_overlap_and_each_key_keeps_its_order_across_them(nc, unique):
+    """``run``: a slow message does not hold back the next batches (the hub's intake taking in a
+    county's stored escalations), and one key's messages, spread over many batches, keep their order."""
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name=unique, subjects=[f"{unique}.>"]))
+    await js.publish(f"{unique}.slow", b"0")
+    for n in range(10):
+        for key in "abcd":
+            await js.publish(f"{unique}.{key}", str(n).encode())
+    seen: dict[str, list[int]] = defaultdict(list)
+    before_slow_done: list[int] = []
+    rng = random.Random(28)
+    all_in = asyncio.Event()
+
+    async def handle(msg) -> None:
+        key = msg.subject.rsplit(".", 1)[-1]
+        if key == "slow":
+            await asyncio.sleep(1.0)
+            before_slow_done.append(sum(len(v) for v in seen.values()))
+        else:
+            await asyncio.sleep(rng.random() * 0.01)
+        seen[key].append(int(msg.data))
+        if sum(len(v) for v in seen.values()) == 41:
+            all_in.set()
+
+    worker = DurableWorker(
+        nc,
+        stream=unique,
+        durable="overlapping",
+        handle=handle,
+        jurisdiction=HERE,
+        context="intake",
+        span_name="receive",
+        batch=4,  # the 41 messages come in 11 batches
+        concurrency=8,
+        key=lambda msg: msg.subject,
+    )
+    await worker.prepare()
+    running = asyncio.create_task(worker.run())
+    await asyncio.wait_for(all_in.wait(), 30)
+    worker.stop()
+    await asyncio.wait_for(running, 5)
+    assert await worker.idle()  # every message acknowledged
+    await worker.close()
+    assert dict(seen) == {"slow": [0], **{key: list(range(10)) for key in "abcd"}}
+    assert before_slow_done == [40]  # the batches after the slow one's went on without it

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
@@ -149,6 +150,67 @@ class DurableWorker(PullConsumer):
             raise
         return len(msgs)
 
+    async def run(self) -> None:
+        """Until ``stop()``. One message at a time, batch after batch; with ``concurrency``, the
+        batches overlap: up to ``concurrency`` messages in hand, the next ones fetched as soon as
+        there is room rather than when the slowest of the last batch is done (a batch waiting on
+        its slowest message left the hub's intake idle half the time while a county's stored
+        escalations came in). Those of one ``key`` still run one after another in their order,
+        across batches. When it stops, the messages in hand are finished and acknowledged first;
+        cancelled, those not handled yet are given back (nak), as ``step`` does."""
+        if self.concurrency == 1:
+            return await super().run()
+        tails: dict[Hashable, asyncio.Task] = {}
+        flying: dict[asyncio.Task, Msg] = {}
+
+        def landed(key: Hashable, task: asyncio.Task) -> None:
+            flying.pop(task, None)
+            if tails.get(key) is task:
+                del tails[key]
+            if not task.cancelled() and (err := task.exception()) is not None:
+                log.warning("message not settled", extra={"consumer": self.durable, "error": repr(err)})
+
+        try:
+            while not self._stopping.is_set():
+                room = self.concurrency - len(flying)
+                if room <= 0:
+                    await asyncio.wait(list(flying), return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                for msg in await self.fetch(min(self.batch, room), 0.5):
+                    key = self._key_of(msg)
+                    task = asyncio.create_task(self._after(tails.get(key), msg))
+                    tails[key] = task
+                    flying[task] = msg
+                    task.add_done_callback(functools.partial(landed, key))
+            if flying:
+                await asyncio.wait(list(flying))
+        except asyncio.CancelledError:
+            for task, msg in list(flying.items()):
+                task.cancel()
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(msg.nak())
+            raise
+        except Exception:
+            if flying:  # a fetch failed (NATS away): what is in hand finishes before a restart
+                await asyncio.wait(list(flying))
+            raise
+
+    async def _after(self, before: asyncio.Task | None, msg: Msg) -> None:
+        """``msg`` once the message of its key before it is done."""
+        if before is not None:
+            await asyncio.wait([before])
+        await self._one(msg)
+
+    def _key_of(self, msg: Msg) -> Hashable:
+        """What ``msg`` keeps its order within: its ``key``, its subject when that cannot be read
+        (an undecodable body, to fail and be dead-lettered as usual), itself without ``key``."""
+        if self.key is None:
+            return id(msg)
+        try:
+            return self.key(msg)
+        except Exception:
+            return ("subject", msg.subject)
+
     def _runs(self, msgs: list[Msg]) -> list[list[tuple[int, Msg]]]:
         """The batch as runs that may go side by side: one per key (in the batch's order), or one
         per message without ``key``. Messages whose key cannot be read (an undecodable body) run
@@ -157,11 +219,7 @@ class DurableWorker(PullConsumer):
             return [[(index, msg)] for index, msg in enumerate(msgs)]
         runs: dict[Hashable, list[tuple[int, Msg]]] = {}
         for index, msg in enumerate(msgs):
-            try:
-                key = self.key(msg)
-            except Exception:
-                key = ("subject", msg.subject)
-            runs.setdefault(key, []).append((index, msg))
+            runs.setdefault(self._key_of(msg), []).append((index, msg))
         return list(runs.values())
 
     def backoff(self, delivered: int) -> float:

@@ -1,0 +1,73 @@
+"""The projector's fetch (``read/batches.py``): JetStream pull requests answered into a plain
+subscription, read as nats-py's ``fetch`` reads them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
+
+from services.runtime.read.batches import Batches
+
+
+async def consumer(nc, unique: str) -> tuple[str, str]:
+    js = nc.jetstream()
+    stream = unique.upper()
+    await js.add_stream(StreamConfig(name=stream, subjects=[f"{unique}.>"]))
+    await js.add_consumer(stream, ConsumerConfig(durable_name="proj", ack_policy=AckPolicy.ALL, max_ack_pending=100))
+    return stream, "proj"
+
+
+async def publish(nc, unique: str, numbers: range) -> None:
+    js = nc.jetstream()
+    for n in numbers:
+        await js.publish(f"{unique}.a", str(n).encode())
+
+
+async def test_batches_come_whole_in_stream_order_then_nothing_within_the_timeout(nc, unique):
+    stream, durable = await consumer(nc, unique)
+    await publish(nc, unique, range(25))
+    batches = Batches(nc, stream, durable)
+    await batches.start(10)
+    try:
+        seen = []
+        for size in (10, 10, 5):
+            msgs = await batches.fetch(10, 0.5)
+            assert len(msgs) == size
+            seen += [int(m.data) for m in msgs]
+            await msgs[-1].ack()
+        assert seen == list(range(25))
+        started = time.monotonic()
+        assert await batches.fetch(10, 0.3) == []
+        assert 0.2 < time.monotonic() - started < 1.3
+    finally:
+        await batches.stop()
+
+
+async def test_a_waiting_fetch_gets_what_is_published_meanwhile(nc, unique):
+    stream, durable = await consumer(nc, unique)
+    batches = Batches(nc, stream, durable)
+    await batches.start(10)
+    try:
+        waiting = asyncio.create_task(batches.fetch(10, 1.0))
+        await asyncio.sleep(0.1)
+        await publish(nc, unique, range(3))
+        msgs = await waiting
+        assert [int(m.data) for m in msgs] == [0, 1, 2]
+    finally:
+        await batches.stop()
+
+
+async def test_a_batch_asked_for_ahead_is_the_next_one_fetched(nc, unique):
+    stream, durable = await consumer(nc, unique)
+    await publish(nc, unique, range(15))
+    batches = Batches(nc, stream, durable)
+    await batches.start(10)
+    try:
+        first = await batches.fetch(10, 0.5)
+        await batches.ask(10)
+        second = await batches.fetch(10, 0.5)
+        assert [int(m.data) for m in first + second] == list(range(15))
+    finally:
+        await batches.stop()

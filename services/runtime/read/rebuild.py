@@ -25,7 +25,10 @@ sequence 1), fetched in large batches; each commit is decoded once, each event u
 bounded cache (least recently used first out) and written when they leave it or at the end,
 instead of being read and written back at every batch as the live projector must (its checkpoint
 vouches for the rows in the same transaction; the rebuild's tables vouch for nothing until the
-swap). A case touched by ten events is written once or twice, not ten times. Their tables'
+swap). A case touched by ten events is written once or twice, not ten times. The cache is
+5,000 rows and SQLite's page cache 16 MB: a rebuild of tracking's million events held 381 MB
+with 20,000 and 64 MB, 215 MB with these, and was no slower (its cases take their steps in
+waves of 2,000, as a working level's do). Their tables'
 secondary indexes, which nothing reads during a rebuild, are made after the last row is in.
 Other projections apply their batches as the live projector applies them. On PostgreSQL the
 rebuild's transactions do not wait for their WAL flush (``synchronous_commit = off``): a crash
@@ -328,11 +331,11 @@ class Rebuild:
         targets: Sequence[Target],
         *,
         batch: int = 2_000,
-        cached_documents: int = 20_000,
+        cached_documents: int = 5_000,
         say: Callable[[str], None] | None = None,
         every_s: float = 2.0,
         prefetch: bool = True,
-        sqlite_cache_mb: int = 64,
+        sqlite_cache_mb: int = 16,
         commit_every: int = 20_000,
     ) -> None:
         self.nc = nc

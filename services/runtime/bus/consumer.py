@@ -212,11 +212,8 @@ class DurableWorker(PullConsumer):
             return ("subject", msg.subject)
 
     def _runs(self, msgs: list[Msg]) -> list[list[tuple[int, Msg]]]:
-        """The batch as runs that may go side by side: one per key (in the batch's order), or one
-        per message without ``key``. Messages whose key cannot be read (an undecodable body) run
-        by their subject, to fail and be dead-lettered as usual."""
-        if self.key is None:
-            return [[(index, msg)] for index, msg in enumerate(msgs)]
+        """The batch as runs that may go side by side: one per key (``_key_of``), in the batch's
+        order."""
         runs: dict[Hashable, list[tuple[int, Msg]]] = {}
         for index, msg in enumerate(msgs):
             runs.setdefault(self._key_of(msg), []).append((index, msg))

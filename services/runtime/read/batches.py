@@ -9,8 +9,12 @@ of the request it answers: requests are answered in the order they were sent, ea
 and, when it ends with fewer than asked, one status message (404 nothing more now, 408 expired,
 409 the consumer changed). Over the benchmark's stream this halves the projector's CPU.
 
-``fetch`` reads as nats-py's does: what is there now (``no_wait``), else one lingering request
-until ``timeout`` (the server's ``expires``) that returns when the batch is full or expires.
+``fetch`` asks for what is there now (``no_wait``), else sends one lingering request until
+``timeout`` (the server's ``expires``) that also carries ``no_wait``: the server answers it as soon
+as messages come and it has run out of them (a 404 after them), rather than holding them until the
+batch is full or the request expires, as nats-py's second request does. A live projector so applies
+an event milliseconds after it is stored, not up to ``projector_idle_wait_s`` later (the pages and
+tests that read right after a write saw the old read model).
 A request whose answer does not come in time (the connection was lost meanwhile) is given up;
 messages that come later for it join the next batch, as nats-py's next fetch drains them from
 its queue.
@@ -74,15 +78,13 @@ class Batches:
         self._stray.clear()
 
     async def ask(self, batch: int, *, expires: float | None = None) -> None:
-        """Ask for up to ``batch`` messages: what the consumer has now (``no_wait``), or, with
-        ``expires``, until that many came or ``expires`` seconds passed."""
+        """Ask for up to ``batch`` messages: what the consumer has now, or, with ``expires``, what
+        comes first within ``expires`` seconds (the server ends the request once it has no more)."""
         request = _Request(batch, msgs=self._stray)
         self._stray = []
         self._requests.append(request)
-        body: dict[str, int | bool] = {"batch": batch}
-        if expires is None:
-            body["no_wait"] = True
-        else:
+        body: dict[str, int | bool] = {"batch": batch, "no_wait": True}
+        if expires is not None:
             body["expires"] = max(int(expires * 1_000_000_000) - 100_000, 1)
         await self.nc.publish(self.subject, json.dumps(body).encode(), reply=self.inbox)
 

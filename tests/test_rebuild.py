@@ -12,12 +12,12 @@ import re
 import sys
 
 import pytest
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, inspect, select, update
 
 from contracts import subjects
 from contracts.envelope import new_id
 from services.runtime.es.eventstore import EventStore
-from services.runtime.read.db import make_engine
+from services.runtime.read.db import checkpoints, make_engine
 from services.runtime.read.projector import NewerReadModel, read_position
 from services.runtime.read.rebuild import SUFFIX, Rebuild, Target
 from services.runtime.settings import Settings
@@ -25,7 +25,7 @@ from services.runtime.tools.nats_server import EmbeddedNats
 from services.runtime.tools.rebuild import rebuild_service
 from services.tracking.app import TrackingService
 from services.tracking.projections import cases, history
-from tests.support.sample import Counter, CounterProjection, counter_projector, counter_rows
+from tests.support.sample import Counter, CounterProjection, counter_projector, counter_rows, counters
 from tests.support.tracking import closed_case
 
 JURISDICTION = "331081"
@@ -188,6 +188,43 @@ async def test_older_code_leaves_alone_a_read_model_that_newer_code_rebuilt(nc, 
     await upgraded.catch_up()
     assert await counter_rows(engine) == counts.rows()
     await upgraded.close()
+
+
+async def test_a_swap_aborted_by_a_deadlock_with_a_projectors_batch_is_tried_again(nc, store, postgres_url, caplog):
+    """PostgreSQL ends a deadlock by aborting one side. Here the swap: it has locked the live
+    table and waits for the checkpoint row a projector's batch holds, while that batch waits to
+    read the locked table; the swap, waiting longest, is the one aborted (asyncpg's error is a
+    plain ``DBAPIError``, SQLSTATE 40P01). It is tried again and done once the batch has gone."""
+    engine = make_engine(postgres_url)
+    try:
+        counts = Counts(store)
+        await counts.append(30)
+        live = live_projector(nc, store, engine)
+        await live.prepare()
+        await live.catch_up()
+        await live.close()
+        rebuild = rebuild_of(nc, store, postgres_url)
+        await rebuild.build()
+        async with engine.connect() as batch:
+            await batch.begin()
+            # a projector's batch as it applies: its checkpoint row written first, then the read model
+            await batch.execute(
+                update(checkpoints).where(checkpoints.c.projection == "counters").values(updated_at=func.now())
+            )
+            swapping = asyncio.create_task(rebuild.swap())
+            await asyncio.sleep(0.5)  # the swap holds the table and waits for the row
+            assert not swapping.done()
+            await batch.execute(select(func.count()).select_from(counters))  # the deadlock: the swap is aborted
+            await asyncio.sleep(0.5)
+            assert not swapping.done()  # tried again, waiting for the row still
+            await batch.commit()
+        await asyncio.wait_for(swapping, 30)
+        await rebuild.close()
+        assert any(r.getMessage() == "swap not done, retrying" and "deadlock" in r.error for r in caplog.records)
+        assert await counter_rows(engine) == counts.rows()
+        assert await read_position(engine, "counters") == 30
+    finally:
+        await engine.dispose()
 
 
 # -- a service's read models, as `duban rebuild tracking` rebuilds them -------------------------

@@ -86,7 +86,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy import MetaData, Table, bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from contracts import subjects
@@ -104,6 +104,20 @@ log = logging.getLogger("duban.projector")
 
 #: A database that fails like this is down, not given a bad event: wait for it, never dead-letter.
 TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError, OSError)
+#: PostgreSQL's refusals of a moment (SQLSTATE): a deadlock, of which it aborts one side (a
+#: projector's batch and ``duban rebuild``'s swap locking the same tables in another order), a
+#: serialization failure, a lock not granted in time. The transaction succeeds when tried again.
+#: asyncpg's come as a plain ``DBAPIError``, not an ``OperationalError``.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
+
+
+def transient_db_error(err: BaseException) -> bool:
+    """Whether ``err`` is the database away or refusing for a moment: the same transaction,
+    tried again, can succeed."""
+    if isinstance(err, TRANSIENT_DB_ERRORS):
+        return True
+    return isinstance(err, DBAPIError) and getattr(err.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+
 
 Handler = Callable[[Any, AsyncSession, Event, Envelope], Awaitable[None]]
 
@@ -411,13 +425,15 @@ class Projector(PullConsumer):
             except CheckpointMoved:
                 await self._reposition()
                 return  # nothing of this batch applied or acknowledged: the new consumer delivers it
-            except TRANSIENT_DB_ERRORS as err:
-                log.error(
-                    "database unavailable, retrying", extra={"projection": self.projection.name, "error": repr(err)}
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
             except Exception as err:
+                if transient_db_error(err):
+                    log.error(
+                        "database unavailable, retrying",
+                        extra={"projection": self.projection.name, "error": repr(err)},
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                    continue
                 log.warning(
                     "batch failed, applying one by one",
                     extra={"projection": self.projection.name, "error": repr(err)},
@@ -459,12 +475,14 @@ class Projector(PullConsumer):
                 return
             except CheckpointMoved:
                 raise
-            except TRANSIENT_DB_ERRORS as err:
-                log.error(
-                    "database unavailable, retrying", extra={"projection": self.projection.name, "error": repr(err)}
-                )
-                await asyncio.sleep(min(delay * 10, 5.0))
             except Exception as err:
+                if transient_db_error(err):
+                    log.error(
+                        "database unavailable, retrying",
+                        extra={"projection": self.projection.name, "error": repr(err)},
+                    )
+                    await asyncio.sleep(min(delay * 10, 5.0))
+                    continue
                 attempts += 1
                 if attempts >= self.settings.max_deliver:
                     if await self._dead_letter(msg, attempts, err):

@@ -80,6 +80,7 @@ from .projector import (
     event_of,
     gc_paused,
     shared_events,
+    transient_db_error,
     upsert,
 )
 
@@ -672,8 +673,8 @@ class Rebuild:
             try:
                 await self._swap_tables()
                 break
-            except TRANSIENT_DB_ERRORS as err:  # a deadlock with a projector's batch: try again
-                if attempt == 4:
+            except Exception as err:  # a deadlock with a projector's batch: try again
+                if not transient_db_error(err) or attempt == 4:
                     raise
                 log.warning("swap not done, retrying", extra={"error": repr(err)})
                 await asyncio.sleep(0.2 * (attempt + 1))

@@ -26,9 +26,12 @@ bounded cache (least recently used first out) and written when they leave it or 
 instead of being read and written back at every batch as the live projector must (its checkpoint
 vouches for the rows in the same transaction; the rebuild's tables vouch for nothing until the
 swap). A case touched by ten events is written once or twice, not ten times. The cache is
-5,000 rows and SQLite's page cache 16 MB: a rebuild of tracking's million events held 381 MB
-with 20,000 and 64 MB, 215 MB with these, and was no slower (its cases take their steps in
-waves of 2,000, as a working level's do). Their tables'
+2,000 rows and SQLite's page cache 16 MB: a rebuild of tracking's million events (bench/, its
+cases taking their steps in waves of 2,000) held 381 MB with 20,000 rows and 64 MB, 212 MB with
+5,000 rows, 197 MB with 2,000, in about the same time (110-133 s on SQLite, run to run). A
+county handles a few thousand cases a year, so 2,000 cases in flight at once is already many;
+where more take their steps in turn, each event past the cache costs a read and a write of its
+row, as in the live projector. Their tables'
 secondary indexes, which nothing reads during a rebuild, are made after the last row is in.
 Other projections apply their batches as the live projector applies them. On PostgreSQL the
 rebuild's transactions do not wait for their WAL flush (``synchronous_commit = off``): a crash
@@ -332,7 +335,7 @@ class Rebuild:
         targets: Sequence[Target],
         *,
         batch: int = 2_000,
-        cached_documents: int = 5_000,
+        cached_documents: int = 2_000,
         say: Callable[[str], None] | None = None,
         every_s: float = 2.0,
         prefetch: bool = True,

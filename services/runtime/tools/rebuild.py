@@ -180,9 +180,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     rebuild.add_argument(
         "--cached-documents",
         type=int,
-        default=5_000,
+        default=2_000,
         metavar="N",
-        help="rows of each document read model kept in memory while rebuilding (default 5000)",
+        help="rows of each document read model kept in memory while rebuilding (default 2000)",
     )
     rebuild.add_argument("--json", action="store_true", help="print a JSON report at the end")
     rebuild.set_defaults(func=_rebuild)

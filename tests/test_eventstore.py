@@ -16,8 +16,15 @@ from nats.js.errors import APIError
 
 from contracts.envelope import new_id
 from services.runtime.es.commands import execute
-from services.runtime.es.eventstore import ConcurrencyError, EventStore
+from services.runtime.es.eventstore import (
+    ENSURE_ATTEMPTS,
+    ConcurrencyError,
+    EventStore,
+    ensure_stream,
+    event_stream_config,
+)
 from services.runtime.es.memory import InMemoryEventStore
+from services.runtime.settings import Settings
 from tests.support.sample import Counter, Incremented, Opened
 from tests.support.stores import stored_messages
 
@@ -162,3 +169,36 @@ async def test_streams_deny_delete_and_purge_and_ensure_is_idempotent(jetstream_
     info = await store.js.stream_info(store.stream)
     assert info.config.deny_delete and info.config.deny_purge
     assert info.config.duplicate_window == store.settings.duplicate_window_s
+
+
+async def test_a_stream_whose_creation_was_answered_too_late_is_found_made_and_left_as_it_is(nc, unique):
+    """A busy server (its disk, other processes starting) answers a stream's creation after the
+    client's timeout though it made the stream: ``ensure_stream`` looks again and is done; a
+    server that never answers still fails it, after ``ENSURE_ATTEMPTS`` tries."""
+    js = nc.jetstream()
+    config = event_stream_config(unique, "331081", Settings(jurisdiction="331081"))
+    made = js.add_stream
+    calls = 0
+
+    async def answered_too_late(config):
+        nonlocal calls
+        calls += 1
+        await made(config)
+        raise nats.errors.TimeoutError
+
+    js.add_stream = answered_too_late
+    await ensure_stream(js, config)
+    assert calls == 1
+    info = await nc.jetstream().stream_info(config.name)
+    assert info.config.subjects == config.subjects and info.config.deny_delete
+
+    async def never_answered(name):
+        nonlocal calls
+        calls += 1
+        raise nats.errors.TimeoutError
+
+    js.stream_info = never_answered
+    calls = 0
+    with pytest.raises(nats.errors.TimeoutError):
+        await ensure_stream(js, config)
+    assert calls == ENSURE_ATTEMPTS

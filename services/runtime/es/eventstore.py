@@ -179,10 +179,29 @@ def up_to_date(existing: StreamConfig, wanted: StreamConfig) -> bool:
     return _sources(existing) == _sources(wanted)
 
 
+#: How many times ``ensure_stream`` asks again when the server's answer did not come in time.
+ENSURE_ATTEMPTS = 4
+
+
 async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     """Make sure a stream is there as ``config`` says: nothing when it already is (the only case a
     service's user meets where ``duban provision`` made the streams: it may look, not change),
-    else create it or bring it to ``config`` (an open server, or provisioning itself)."""
+    else create it or bring it to ``config`` (an open server, or provisioning itself).
+
+    A server busy writing to its disk can answer after the client's timeout (5 s) a request it
+    carried out all the same: the stream is then looked at again and, if still not as ``config``
+    says, created again, ``ENSURE_ATTEMPTS`` times in all."""
+    for attempt in range(1, ENSURE_ATTEMPTS + 1):
+        try:
+            await _ensure_stream_once(js, config)
+            return
+        except NatsTimeoutError:
+            if attempt == ENSURE_ATTEMPTS:
+                raise
+            log.warning("stream not ensured in time, asking again", extra={"stream": config.name, "attempt": attempt})
+
+
+async def _ensure_stream_once(js: JetStreamContext, config: StreamConfig) -> None:
     try:
         info = await js.stream_info(config.name)
     except NotFoundError:

@@ -12,9 +12,9 @@ and, when it ends with fewer than asked, one status message (404 nothing more no
 ``fetch`` asks for what is there now (``no_wait``), else sends one lingering request until
 ``timeout`` (the server's ``expires``) that also carries ``no_wait``: the server answers it as soon
 as messages come and it has run out of them (a 404 after them), rather than holding them until the
-batch is full or the request expires, as nats-py's second request does. A live projector so applies
-an event milliseconds after it is stored, not up to ``projector_idle_wait_s`` later (the pages and
-tests that read right after a write saw the old read model).
+batch is full or the request expires (nats-py's ``fetch`` sends its first request so too). A live
+projector so applies an event milliseconds after it is stored, not up to ``projector_idle_wait_s``
+later (pages and tests reading right after a write saw the old read model).
 A request whose answer does not come in time (the connection was lost meanwhile) is given up;
 messages that come later for it join the next batch, as nats-py's next fetch drains them from
 its queue.

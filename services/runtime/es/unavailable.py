@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import nats.errors
 import nats.js.errors
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from .eventstore import StoreUnavailable
 
@@ -40,6 +40,11 @@ BUS_ERRORS: tuple[type[BaseException], ...] = (
     nats.js.errors.ServiceUnavailableError,
 )
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
+#: PostgreSQL's refusals of a moment (SQLSTATE): a deadlock, of which it aborts one side (a
+#: projector's batch and ``duban rebuild``'s swap locking the same tables in another order), a
+#: serialization failure, a lock not granted in time. asyncpg's come as a plain ``DBAPIError``,
+#: not an ``OperationalError``.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
 
 
 def bus_unavailable(err: BaseException) -> bool:
@@ -51,6 +56,14 @@ def bus_unavailable(err: BaseException) -> bool:
     return False
 
 
+def database_unavailable(err: BaseException) -> bool:
+    """Whether ``err`` says that the database is away, or refused for a moment: the same
+    transaction, tried again, can succeed."""
+    if isinstance(err, DATABASE_ERRORS):
+        return True
+    return isinstance(err, DBAPIError) and getattr(err.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
 def unavailable(err: BaseException) -> bool:
     """Whether ``err`` says that NATS or the database is away: try again later, count no attempt."""
-    return bus_unavailable(err) or isinstance(err, DATABASE_ERRORS)
+    return bus_unavailable(err) or database_unavailable(err)

@@ -86,13 +86,13 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy import MetaData, Table, bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from contracts import subjects
 from contracts.envelope import EVENT_TYPES_HEADER, Envelope, decode_commits
 from contracts.events import Event, upcast
 from services.runtime.bus.pull import PullConsumer
+from services.runtime.es.unavailable import DATABASE_ERRORS, database_unavailable
 from services.runtime.observe.metrics import HANDLER_SECONDS, MESSAGES_HANDLED
 from services.runtime.observe.telemetry import extract_context, tracer
 from services.runtime.settings import Settings
@@ -103,20 +103,14 @@ from .db import checkpoints, runtime_metadata
 log = logging.getLogger("duban.projector")
 
 #: A database that fails like this is down, not given a bad event: wait for it, never dead-letter.
-TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError, OSError)
-#: PostgreSQL's refusals of a moment (SQLSTATE): a deadlock, of which it aborts one side (a
-#: projector's batch and ``duban rebuild``'s swap locking the same tables in another order), a
-#: serialization failure, a lock not granted in time. The transaction succeeds when tried again.
-#: asyncpg's come as a plain ``DBAPIError``, not an ``OperationalError``.
-RETRYABLE_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
+TRANSIENT_DB_ERRORS = (*DATABASE_ERRORS, OSError)
 
 
 def transient_db_error(err: BaseException) -> bool:
-    """Whether ``err`` is the database away or refusing for a moment: the same transaction,
-    tried again, can succeed."""
-    if isinstance(err, TRANSIENT_DB_ERRORS):
-        return True
-    return isinstance(err, DBAPIError) and getattr(err.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+    """Whether ``err`` is the database away or refusing for a moment (``database_unavailable``:
+    a deadlock too), or the connection to it failing: the same transaction, tried again, can
+    succeed."""
+    return isinstance(err, OSError) or database_unavailable(err)
 
 
 Handler = Callable[[Any, AsyncSession, Event, Envelope], Awaitable[None]]

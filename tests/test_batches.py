@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
 from services.runtime.read.batches import Batches
@@ -19,61 +20,53 @@ async def consumer(nc, unique: str) -> tuple[str, str]:
     return stream, "proj"
 
 
+@pytest.fixture
+async def batches(nc, unique):
+    """Batches of a durable consumer of a stream of its own, started (10 messages at most)."""
+    stream, durable = await consumer(nc, unique)
+    batches = Batches(nc, stream, durable)
+    await batches.start(10)
+    yield batches
+    await batches.stop()
+
+
 async def publish(nc, unique: str, numbers: range) -> None:
     js = nc.jetstream()
     for n in numbers:
         await js.publish(f"{unique}.a", str(n).encode())
 
 
-async def test_batches_come_whole_in_stream_order_then_nothing_within_the_timeout(nc, unique):
-    stream, durable = await consumer(nc, unique)
+async def test_batches_come_whole_in_stream_order_then_nothing_within_the_timeout(nc, unique, batches):
     await publish(nc, unique, range(25))
-    batches = Batches(nc, stream, durable)
-    await batches.start(10)
-    try:
-        seen = []
-        for size in (10, 10, 5):
-            msgs = await batches.fetch(10, 0.5)
-            assert len(msgs) == size
-            seen += [int(m.data) for m in msgs]
-            await msgs[-1].ack()
-        assert seen == list(range(25))
-        started = time.monotonic()
-        assert await batches.fetch(10, 0.3) == []
-        assert 0.2 < time.monotonic() - started < 1.3
-    finally:
-        await batches.stop()
+    seen = []
+    for size in (10, 10, 5):
+        msgs = await batches.fetch(10, 0.5)
+        assert len(msgs) == size
+        seen += [int(m.data) for m in msgs]
+        await msgs[-1].ack()
+    assert seen == list(range(25))
+    started = time.monotonic()
+    assert await batches.fetch(10, 0.3) == []
+    assert 0.2 < time.monotonic() - started < 1.3
 
 
-async def test_a_waiting_fetch_gets_what_is_published_meanwhile(nc, unique):
-    stream, durable = await consumer(nc, unique)
-    batches = Batches(nc, stream, durable)
-    await batches.start(10)
-    try:
-        loop = asyncio.get_running_loop()
-        waiting = asyncio.create_task(batches.fetch(10, 5.0))
-        await asyncio.sleep(0.1)
-        published = loop.time()
-        await publish(nc, unique, range(3))
-        msgs = await waiting
-        # back with what came, not held until the batch is full or the request expires (5 s):
-        # a live projector applies an event as soon as it is stored
-        assert msgs and loop.time() - published < 2.5
-        msgs += await batches.fetch(10, 5.0) if len(msgs) < 3 else []
-        assert [int(m.data) for m in msgs] == [0, 1, 2]
-    finally:
-        await batches.stop()
+async def test_a_waiting_fetch_gets_what_is_published_meanwhile(nc, unique, batches):
+    loop = asyncio.get_running_loop()
+    waiting = asyncio.create_task(batches.fetch(10, 5.0))
+    await asyncio.sleep(0.1)
+    published = loop.time()
+    await publish(nc, unique, range(3))
+    msgs = await waiting
+    # back with what came, not held until the batch is full or the request expires (5 s):
+    # a live projector applies an event as soon as it is stored
+    assert msgs and loop.time() - published < 2.5
+    msgs += await batches.fetch(10, 5.0) if len(msgs) < 3 else []
+    assert [int(m.data) for m in msgs] == [0, 1, 2]
 
 
-async def test_a_batch_asked_for_ahead_is_the_next_one_fetched(nc, unique):
-    stream, durable = await consumer(nc, unique)
+async def test_a_batch_asked_for_ahead_is_the_next_one_fetched(nc, unique, batches):
     await publish(nc, unique, range(15))
-    batches = Batches(nc, stream, durable)
-    await batches.start(10)
-    try:
-        first = await batches.fetch(10, 0.5)
-        await batches.ask(10)
-        second = await batches.fetch(10, 0.5)
-        assert [int(m.data) for m in first + second] == list(range(15))
-    finally:
-        await batches.stop()
+    first = await batches.fetch(10, 0.5)
+    await batches.ask(10)
+    second = await batches.fetch(10, 0.5)
+    assert [int(m.data) for m in first + second] == list(range(15))

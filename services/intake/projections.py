@@ -125,13 +125,16 @@ title_grams = Table(
 
 #: The same titles a row per matter, as their grams are taken (``similarity.title_text``:
 #: normalised, without the frame 关于……的建议), so that the index can tell whether a title has a
-#: gram without reading that gram's whole list.
+#: gram without reading that gram's whole list; beside each, the start of its content as the
+#: check compares it (``similarity.content_text``), normalised once here rather than on every
+#: check that lists the matter among its candidates.
 title_texts = Table(
     "intake_title_texts",
     matters_metadata,
     Column("matter_id", String(64), primary_key=True),
     Column("jurisdiction", String(9), nullable=False),
     Column("text", Text, nullable=False, doc="NFKC may lengthen a title: no limit of its own"),
+    Column("content", Text, nullable=False, doc="similarity.content_text of the matter's content"),
     sqlite_with_rowid=False,
 )
 
@@ -155,7 +158,7 @@ class MatterListProjection(MatterRecords):
     runtime's matter records, which notify keeps too), and the title index of the open ones."""
 
     name = "intake_matters"
-    version = 8  # the title index of open matters (intake_title_grams, _texts, _gram_counts)
+    version = 9  # the title index of open matters (intake_title_grams, _texts, _gram_counts), with contents
     metadata = matters_metadata
     table = matters
 
@@ -197,9 +200,9 @@ _INDEXED_BY = frozenset(
 _OPEN = frozenset(s.value for s in OPEN_FOR_REVIEW)
 _IN_CHUNK = 500
 
-_select_titles = select(matters.c.id, matters.c.jurisdiction, matters.c.title, matters.c.status).where(
-    matters.c.id.in_(bindparam("ids", expanding=True))
-)
+_select_titles = select(
+    matters.c.id, matters.c.jurisdiction, matters.c.title, matters.c.status, matters.c.content
+).where(matters.c.id.in_(bindparam("ids", expanding=True)))
 _delete_gram = delete(title_grams).where(
     title_grams.c.jurisdiction == bindparam("j"),
     title_grams.c.gram == bindparam("g"),
@@ -216,11 +219,12 @@ class _Indexed(NamedTuple):
     jurisdiction: str
     text: str
     grams: frozenset[str]
+    content: str
 
 
 async def _indexed_titles(conn: AsyncConnection, ids: list[str]) -> dict[str, _Indexed]:
     """The matters of ``ids`` that are open, as the index holds them."""
-    from .similarity import grams_of, title_text  # similarity reads these tables: imported when used
+    from .similarity import content_text, grams_of, title_text  # similarity reads these tables: imported when used
 
     found: dict[str, _Indexed] = {}
     for start in range(0, len(ids), _IN_CHUNK):
@@ -228,7 +232,8 @@ async def _indexed_titles(conn: AsyncConnection, ids: list[str]) -> dict[str, _I
             if row.status in _OPEN and row.jurisdiction:
                 text = title_text(row.title or "")
                 if text:  # a title of punctuation alone has no gram to be found by
-                    found[row.id] = _Indexed(row.jurisdiction, text, frozenset(grams_of(text)))
+                    grams = frozenset(grams_of(text))
+                    found[row.id] = _Indexed(row.jurisdiction, text, grams, content_text(row.content))
     return found
 
 
@@ -246,7 +251,9 @@ async def _reindex(conn: AsyncConnection, before: dict[str, _Indexed], after: di
                 gone.append({"j": old.jurisdiction, "g": gram, "m": matter_id})
                 counts[old.jurisdiction, gram] = counts.get((old.jurisdiction, gram), 0) - 1
         if (new := after.get(matter_id)) is not None:
-            texts.append({"matter_id": matter_id, "jurisdiction": new.jurisdiction, "text": new.text})
+            texts.append(
+                {"matter_id": matter_id, "jurisdiction": new.jurisdiction, "text": new.text, "content": new.content}
+            )
             for gram in new.grams:
                 came.append(
                     {"jurisdiction": new.jurisdiction, "gram": gram, "matter_id": matter_id, "grams": len(new.grams)}

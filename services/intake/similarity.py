@@ -35,7 +35,10 @@ one statement:
   grams it shares among those read, and the grams left out count as shared as far as its title
   has grams left, which bounds its Dice coefficient from above.
 * Their title scores are made exact (the grams left out that their titles have, read from their
-  texts), and the ``CANDIDATES`` best by title are scored as before, title and content.
+  texts), and the ``CANDIDATES`` best by title are scored as before, title and content, their
+  contents read from the index as normalised when they entered it (``title_texts.content``):
+  normalising a hundred candidates' contents was a quarter of a submission's time on its event
+  loop (bench/submit.py's burst, 3,000 matters).
 
 So the answer is the exact one whenever what it would list is among the candidates: nothing is
 left out when the new title's grams have at most ``POSTINGS`` rows in all and at most
@@ -147,8 +150,14 @@ def title_ngrams(title: str) -> set[str]:
     return grams_of(title_text(title))
 
 
+def content_text(content: str | None) -> str:
+    """What is compared of a content: its first ``CONTENT_CHARS`` characters, normalised; the
+    title index keeps it for each open matter (``projections.title_texts``)."""
+    return normalise((content or "")[:CONTENT_CHARS])
+
+
 def content_ngrams(content: str) -> set[str]:
-    return ngrams((content or "")[:CONTENT_CHARS])
+    return grams_of(content_text(content))
 
 
 def dice(a: set[str], b: set[str]) -> float:
@@ -225,7 +234,8 @@ async def possible_duplicates(
         reachable = TITLE_WEIGHT * title_score + CONTENT_WEIGHT
         if title_score < title_floor or (len(best) == limit and reachable < best[0]):
             break  # sorted by title score: none after it reaches the threshold or the top ``limit``
-        score = TITLE_WEIGHT * title_score + CONTENT_WEIGHT * dice(wanted_content, ngrams(row.excerpt or ""))
+        # the content as the index keeps it, normalised already (``content_text``)
+        score = TITLE_WEIGHT * title_score + CONTENT_WEIGHT * dice(wanted_content, grams_of(row.content))
         if score >= threshold:
             scored.append(
                 {
@@ -247,7 +257,7 @@ class _Candidate(NamedTuple):
     title: str
     status: str
     registration_no: str | None
-    excerpt: str | None
+    content: str
     title_score: float
 
 
@@ -315,7 +325,8 @@ def _candidates_statement(*, json_grams: bool):
        (an upper bound of the Dice coefficient);
     4. ``best``: their title scores made exact, the grams left out that their titles do have
        counted from their texts (a bigram is in a title's grams when the title has it); the
-       ``CANDIDATES`` highest, with their rows of the matter list and the start of their content.
+       ``CANDIDATES`` highest, with their rows of the matter list and their contents as the index
+       keeps them (normalised when the matter entered it: ``content_text``).
     """
     counts = title_gram_counts.c
     rarest_first = (counts.matters, counts.gram)
@@ -364,7 +375,7 @@ def _candidates_statement(*, json_grams: bool):
     )
     title_score = (cast(2 * (found.c.shared + also_shared), Float) / (size + found.c.grams)).label("title_score")
     best = (
-        select(found.c.matter_id, title_score)
+        select(found.c.matter_id, title_texts.c.content, title_score)
         .join_from(found, title_texts, title_texts.c.matter_id == found.c.matter_id)
         .order_by(title_score.desc(), found.c.matter_id)
         .limit(CANDIDATES)
@@ -376,7 +387,7 @@ def _candidates_statement(*, json_grams: bool):
         matters.c.title,
         matters.c.status,
         matters.c.registration_no,
-        func.substr(matters.c.content, 1, CONTENT_CHARS).label("excerpt"),
+        best.c.content,
         best.c.title_score,
     ).join_from(best, matters, matters.c.id == best.c.matter_id)
 

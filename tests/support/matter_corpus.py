@@ -381,14 +381,14 @@ async def fill_read_model(
 
 
 async def title_index(engine) -> tuple[dict, dict, dict]:
-    """The title index as stored: ({matter_id: (jurisdiction, text)}, {matter_id: {gram: grams}},
-    {(jurisdiction, gram): matters}), counts of zero left out."""
+    """The title index as stored: ({matter_id: (jurisdiction, text, content)}, {matter_id: {gram:
+    grams}}, {(jurisdiction, gram): matters}), counts of zero left out."""
     from sqlalchemy import select
 
     from services.intake.projections import title_gram_counts, title_grams, title_texts
 
     async with engine.connect() as conn:
-        texts = {r.matter_id: (r.jurisdiction, r.text) for r in await conn.execute(select(title_texts))}
+        texts = {r.matter_id: (r.jurisdiction, r.text, r.content) for r in await conn.execute(select(title_texts))}
         grams: dict[str, dict[str, int]] = {}
         for row in await conn.execute(select(title_grams)):
             grams.setdefault(row.matter_id, {})[row.gram] = row.grams
@@ -407,18 +407,20 @@ async def title_index_expected(engine) -> tuple[dict, dict, dict]:
     from sqlalchemy import select
 
     from services.intake.projections import matters
-    from services.intake.similarity import OPEN_STATUSES, grams_of, title_text
+    from services.intake.similarity import OPEN_STATUSES, content_text, grams_of, title_text
 
-    texts: dict[str, tuple[str, str]] = {}
+    texts: dict[str, tuple[str, str, str]] = {}
     grams: dict[str, dict[str, int]] = {}
     counts: Counter = Counter()
     async with engine.connect() as conn:
-        rows = await conn.execute(select(matters.c.id, matters.c.jurisdiction, matters.c.title, matters.c.status))
+        rows = await conn.execute(
+            select(matters.c.id, matters.c.jurisdiction, matters.c.title, matters.c.status, matters.c.content)
+        )
         for row in rows:
             text = title_text(row.title or "")
             if row.status in OPEN_STATUSES and text:
                 own = grams_of(text)
-                texts[row.id] = (row.jurisdiction, text)
+                texts[row.id] = (row.jurisdiction, text, content_text(row.content))
                 grams[row.id] = dict.fromkeys(own, len(own))
                 counts.update((row.jurisdiction, gram) for gram in own)
     return texts, grams, dict(counts)

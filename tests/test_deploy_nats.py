@@ -33,7 +33,7 @@ from services.runtime.bus.nats_commands import command_broker
 from services.runtime.settings import Settings
 from services.runtime.tools.nats_server import ConfiguredNats, free_port
 from services.tracking.app import TrackingService
-from tests.support.deploy import boot, cut, generate, restore, staff, station
+from tests.support.deploy import boot, cut, generate, provision_levels, restore, staff, station
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
@@ -411,3 +411,29 @@ async def test_a_leaf_node_without_a_certificate_of_the_ca_is_not_let_in(deploye
     finally:
         for rogue in started:
             rogue.stop()
+
+
+async def test_provisioning_while_a_hub_node_is_still_starting_waits_for_it_and_makes_every_stream(tmp_path, caplog):
+    """An operator provisions right after starting the hub, one node not up yet: the cluster
+    refuses three replicas ("no suitable peers for placement"), and provisioning waits for the
+    node instead of failing halfway."""
+    deployment = await boot(tmp_path, held_back=1)
+    try:
+        provisioning = asyncio.create_task(provision_levels(deployment))
+        await asyncio.sleep(3)
+        if provisioning.done():
+            provisioning.result()  # what it failed with
+            pytest.fail("three replicas placed with a node of the hub never started")
+        assert "no peers for the replicas yet" in caplog.text
+        late = deployment.hub[-1]
+        late.launch()
+        await asyncio.to_thread(late.wait_healthy, 60)
+        await asyncio.wait_for(provisioning, 120)
+        nc = await admin(deployment, TAIZHOU)
+        try:
+            info = await nc.jetstream().stream_info(subjects.event_stream("intake", TAIZHOU))
+        finally:
+            await nc.close()
+        assert info.config.num_replicas == 3 and len(info.cluster.replicas) == 2
+    finally:
+        deployment.stop()

@@ -173,9 +173,11 @@ def _rewrite(text: str, addresses: dict[str, int], store: Path) -> str:
     return text
 
 
-async def boot(workdir: Path, *, proxied: tuple[str, ...] = ()) -> Deployment:
+async def boot(workdir: Path, *, proxied: tuple[str, ...] = (), held_back: int = 0) -> Deployment:
     """Start the hub cluster and every county's leaf node from deploy/nats/, the leaf links of the
-    counties in ``proxied`` through :class:`LinkProxy` relays."""
+    counties in ``proxied`` through :class:`LinkProxy` relays, and provision every level; with
+    ``held_back`` the last hub nodes are neither launched nor anything provisioned (the caller
+    does both, as an operator whose hub is still starting)."""
     topology = generate.Topology.load()
     secrets = generate.secrets(topology)
     generate.write_tls(workdir / "tls", topology)  # what `python deploy/generate.py tls` makes
@@ -200,9 +202,10 @@ async def boot(workdir: Path, *, proxied: tuple[str, ...] = ()) -> Deployment:
             store, text, port=mine["client"], monitor_port=mine["monitor"], env=env, health_query=""
         )
         deployment.hub.append(server)
-    for server in deployment.hub:
+    started = deployment.hub[: len(deployment.hub) - held_back]
+    for server in started:
         server.launch()
-    for server in deployment.hub:
+    for server in started:
         await asyncio.to_thread(server.wait_healthy, 60)
     for county in topology.counties:
         leaf_ports = {node: ports[node]["leaf"] for node in topology.hub_nodes}
@@ -221,7 +224,8 @@ async def boot(workdir: Path, *, proxied: tuple[str, ...] = ()) -> Deployment:
         server = ConfiguredNats(store, text, port=client, monitor_port=monitor, env=env)
         await asyncio.to_thread(server.start, 30)
         deployment.leaves[county.code] = server
-    await provision_levels(deployment)
+    if not held_back:
+        await provision_levels(deployment)
     return deployment
 
 

@@ -44,7 +44,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -81,6 +81,7 @@ from .aggregate import Aggregate, DomainError, check_kind
 log = logging.getLogger("duban.eventstore")
 
 A = TypeVar("A", bound=Aggregate)
+T = TypeVar("T")
 
 WRONG_LAST_SEQUENCE = 10071
 STREAM_NAME_IN_USE = 10058
@@ -181,6 +182,10 @@ def up_to_date(existing: StreamConfig, wanted: StreamConfig) -> bool:
 
 #: How many times ``ensure_stream`` asks again when the server's answer did not come in time.
 ENSURE_ATTEMPTS = 4
+#: JetStream's answer while a cluster is still forming: a peer the replicas need not yet known online.
+NO_PEERS_FOR_PLACEMENT = 10005
+#: How long ``ensure_stream`` waits for such a cluster before it gives up.
+PLACEMENT_PATIENCE_S = 60.0
 
 
 async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
@@ -190,15 +195,35 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
 
     A server busy writing to its disk can answer after the client's timeout (5 s) a request it
     carried out all the same: the stream is then looked at again and, if still not as ``config``
-    says, created again, ``ENSURE_ATTEMPTS`` times in all."""
+    says, created again, ``ENSURE_ATTEMPTS`` times in all. A cluster still forming is waited for
+    (``placed``)."""
     for attempt in range(1, ENSURE_ATTEMPTS + 1):
         try:
-            await _ensure_stream_once(js, config)
+            await placed(lambda: _ensure_stream_once(js, config), config.name)
             return
         except NatsTimeoutError:
             if attempt == ENSURE_ATTEMPTS:
                 raise
             log.warning("stream not ensured in time, asking again", extra={"stream": config.name, "attempt": attempt})
+
+
+async def placed(make: Callable[[], Awaitable[T]], name: str) -> T:
+    """``make()`` (a stream or bucket made), asked again every second for ``PLACEMENT_PATIENCE_S``
+    while the cluster refuses it for want of peers: a cluster whose nodes have just started refuses
+    replicas on a peer it has not heard from yet ("no suitable peers for placement, peer offline")."""
+    loop = asyncio.get_running_loop()
+    patience = loop.time() + PLACEMENT_PATIENCE_S
+    while True:
+        try:
+            return await make()
+        except BadRequestError as err:
+            if err.err_code != NO_PEERS_FOR_PLACEMENT or loop.time() > patience:
+                raise
+            log.warning(
+                "no peers for the replicas yet (the cluster is forming), asking again",
+                extra={"stream": name, "error": err.description},
+            )
+            await asyncio.sleep(1.0)
 
 
 async def _ensure_stream_once(js: JetStreamContext, config: StreamConfig) -> None:
@@ -279,16 +304,15 @@ class EventStore:
 
     async def ensure_snapshot_bucket(self) -> None:
         """Create the snapshot bucket if it is not there (a server restart empties memory storage)."""
-        self._kv = await self.js.create_key_value(
-            KeyValueConfig(
-                bucket=self.bucket,
-                history=1,
-                storage=StorageType.MEMORY,
-                replicas=self.settings.stream_replicas,
-                direct=True,
-                description=f"duban aggregate snapshots of {self.jurisdiction} (a cache)",
-            )
+        config = KeyValueConfig(
+            bucket=self.bucket,
+            history=1,
+            storage=StorageType.MEMORY,
+            replicas=self.settings.stream_replicas,
+            direct=True,
+            description=f"duban aggregate snapshots of {self.jurisdiction} (a cache)",
         )
+        self._kv = await placed(lambda: self.js.create_key_value(config), f"KV_{self.bucket}")
 
     async def _snapshots(self):
         if self._kv is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
+import nats
 import pytest
 
 from contracts import subjects
@@ -12,6 +13,7 @@ from contracts.envelope import decode_commit, new_id
 from services.runtime.bus.deadletters import ATTEMPTS, ERROR, ORIGINAL_SEQUENCE, ORIGINAL_SUBJECT, text_of_header
 from services.runtime.es.eventstore import EventStore
 from services.runtime.read.projector import Projector, read_position
+from services.runtime.tools.nats_server import EmbeddedNats
 from tests.support.sample import Counter, CounterProjection, Incremented, Poisoned, counter_projector, counter_rows
 
 JURISDICTION = "331081"
@@ -79,6 +81,49 @@ async def test_redelivered_events_below_the_checkpoint_are_skipped(nc, store, en
     projector.position = await read_position(engine, "counters")
     await projector.catch_up()
     assert await counter_rows(engine) == before
+
+
+async def test_after_a_reconnect_what_the_server_delivered_into_the_broken_link_is_applied_all_the_same(
+    tmp_path, engine, unique
+):
+    """The server had delivered events to the projector just before the link broke, and they
+    never came (here: taken by another client on the projector's consumer, never acknowledged,
+    and the server restarted). The consumer holds them until its ack wait and hands out newer
+    events first: the projector makes its consumer again from its checkpoint after a reconnect,
+    so it applies them in order, and none is passed over."""
+    server = EmbeddedNats(tmp_path / "nats")
+    await asyncio.to_thread(server.start, 20)
+    client = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    try:
+        store = EventStore(client, context=unique, jurisdiction=JURISDICTION)
+        await store.ensure_streams()
+        await write_counters(store, 5, 30)
+        projector = projector_for(client, store, engine)
+        await projector.prepare()
+        await projector.catch_up()
+        await write_counters(store, 5, 20)
+        thief = await nats.connect(server.url)
+        lost = await thief.jetstream().pull_subscribe_bind(durable=projector.durable, stream=projector.stream)
+        assert len(await lost.fetch(20, timeout=5)) == 20  # delivered, never acknowledged
+        await thief.close()
+        await asyncio.to_thread(server.stop)  # its consumers' state kept on disk
+        await asyncio.to_thread(server.start, 20)
+        await wait_until(lambda: client.is_connected and client.stats["reconnects"] == 1)
+        await write_counters(store, 5, 10)
+        await asyncio.wait_for(projector.catch_up(), 60)
+        assert await read_position(engine, "counters") == 60
+        rows = await counter_rows(engine)
+        assert sum(events for events, _ in rows.values()) == 60
+    finally:
+        await client.close()
+        await asyncio.to_thread(server.stop)
+
+
+async def wait_until(condition, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "not in time"
+        await asyncio.sleep(0.05)
 
 
 async def test_rebuild_gives_the_same_read_model(nc, store, engine):

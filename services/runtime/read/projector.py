@@ -296,6 +296,8 @@ class Projector(PullConsumer):
         self._wanted_types: dict[str, bool] = {}
         self._span_name = f"process {subjects.event_subject_template(context)}"
         self._batches: Batches | None = None
+        #: The connection's reconnect count when the consumer was made (``_fetch_in_order``).
+        self._made_at_reconnect = 0
 
     # -- setup -----------------------------------------------------------------------------
     async def prepare(self) -> None:
@@ -335,6 +337,7 @@ class Projector(PullConsumer):
         await self._reset_consumer()
 
     async def _reset_consumer(self) -> None:
+        self._made_at_reconnect = self.nc.stats["reconnects"]
         await self.close()
         try:
             await self.js.delete_consumer(self.stream, self.durable)
@@ -388,17 +391,33 @@ class Projector(PullConsumer):
         await super().run()
 
     async def step(self, timeout: float | None = None) -> int:
-        """Fetch and apply one batch; returns how many messages were fetched."""
-        msgs = await self.fetch(self.settings.projector_batch, timeout or self.settings.projector_idle_wait_s)
+        """Fetch and apply one batch; returns how many messages were applied or skipped."""
+        msgs = await self._fetch_in_order(timeout or self.settings.projector_idle_wait_s)
         if msgs:
             await self.handle_batch(msgs)
         return len(msgs)
+
+    async def _fetch_in_order(self, timeout: float) -> list[Msg]:
+        """The next batch, strictly after the position; none, and the consumer made again from
+        the checkpoint, when the connection was lost since the consumer was made. What the server
+        delivered just before the link broke may never have come: the consumer holds it
+        unacknowledged until its ack wait and hands out newer events first, which the position
+        would then pass (and the ack of a later batch settle), so it would never be applied."""
+        msgs = await self.fetch(self.settings.projector_batch, timeout)
+        if self.nc.stats["reconnects"] != self._made_at_reconnect:
+            log.warning(
+                "reconnected to NATS: consumer made again from the checkpoint",
+                extra={"projection": self.projection.name, "position": self.position, "dropped": len(msgs)},
+            )
+            await self._reset_consumer()
+            return []
+        return msgs
 
     async def catch_up(self, timeout: float = 120.0) -> None:
         """Apply everything the stream holds now (for tests, rebuilds and one-shot runs)."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            msgs = await self.fetch(self.settings.projector_batch, 0.2)
+            msgs = await self._fetch_in_order(0.2)
             if msgs:
                 await self.handle_batch(msgs)
                 if msgs[-1].metadata.num_pending == 0 and self.position >= _stream_sequence(msgs[-1]):

@@ -8,6 +8,11 @@ What survives a restart of the nats-server, and why nothing more is needed: the 
 OUTBOX, INBOX, dead letters) and the durable consumers are file storage, so a restarted server
 has them as they were, with each consumer's acknowledged floor; the client reconnects by itself
 (``levels.connection_options``) and the subscription's next fetch goes to the same consumer.
+What the server had delivered just before the link broke may never have come: the consumer holds
+it unacknowledged until its ack wait and hands out newer messages first. A durable worker's
+explicit acks leave it to come again after that wait (its handling is idempotent, its order per
+key not kept for it); a projector, whose position would pass it, makes its consumer again from
+its checkpoint after every reconnect (``projector.py``).
 Should a consumer be missing all the same (an operator removed it), its worker fails, and the
 service prepares it again before running it (``ServiceBase._keep_running``): ``bind`` creates
 the consumer and the dead-letter stream if they are not there. The one thing a service keeps in

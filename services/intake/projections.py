@@ -125,16 +125,16 @@ title_grams = Table(
 
 #: The same titles a row per matter, as their grams are taken (``similarity.title_text``:
 #: normalised, without the frame 关于……的建议), so that the index can tell whether a title has a
-#: gram without reading that gram's whole list; beside each, the start of its content as the
-#: check compares it (``similarity.content_text``), normalised once here rather than on every
-#: check that lists the matter among its candidates.
+#: gram without reading that gram's whole list; beside each, the grams of its content as the
+#: check compares them (``similarity.content_gram_list``), made once here rather than on every
+#: check that lists the matter among its candidates (about 60 µs a content of 400 characters).
 title_texts = Table(
     "intake_title_texts",
     matters_metadata,
     Column("matter_id", String(64), primary_key=True),
     Column("jurisdiction", String(9), nullable=False),
     Column("text", Text, nullable=False, doc="NFKC may lengthen a title: no limit of its own"),
-    Column("content", Text, nullable=False, doc="similarity.content_text of the matter's content"),
+    Column("content_grams", Text, nullable=False, doc="similarity.content_gram_list of the matter's content"),
     sqlite_with_rowid=False,
 )
 
@@ -158,7 +158,7 @@ class MatterListProjection(MatterRecords):
     runtime's matter records, which notify keeps too), and the title index of the open ones."""
 
     name = "intake_matters"
-    version = 9  # the title index of open matters (intake_title_grams, _texts, _gram_counts), with contents
+    version = 10  # the title index of open matters (intake_title_grams, _texts, _gram_counts), with content grams
     metadata = matters_metadata
     table = matters
 
@@ -219,12 +219,12 @@ class _Indexed(NamedTuple):
     jurisdiction: str
     text: str
     grams: frozenset[str]
-    content: str
+    content_grams: str
 
 
 async def _indexed_titles(conn: AsyncConnection, ids: list[str]) -> dict[str, _Indexed]:
     """The matters of ``ids`` that are open, as the index holds them."""
-    from .similarity import content_text, grams_of, title_text  # similarity reads these tables: imported when used
+    from .similarity import content_gram_list, grams_of, title_text  # similarity reads these tables: imported when used
 
     found: dict[str, _Indexed] = {}
     for start in range(0, len(ids), _IN_CHUNK):
@@ -233,7 +233,7 @@ async def _indexed_titles(conn: AsyncConnection, ids: list[str]) -> dict[str, _I
                 text = title_text(row.title or "")
                 if text:  # a title of punctuation alone has no gram to be found by
                     grams = frozenset(grams_of(text))
-                    found[row.id] = _Indexed(row.jurisdiction, text, grams, content_text(row.content))
+                    found[row.id] = _Indexed(row.jurisdiction, text, grams, content_gram_list(row.content))
     return found
 
 
@@ -252,7 +252,12 @@ async def _reindex(conn: AsyncConnection, before: dict[str, _Indexed], after: di
                 counts[old.jurisdiction, gram] = counts.get((old.jurisdiction, gram), 0) - 1
         if (new := after.get(matter_id)) is not None:
             texts.append(
-                {"matter_id": matter_id, "jurisdiction": new.jurisdiction, "text": new.text, "content": new.content}
+                {
+                    "matter_id": matter_id,
+                    "jurisdiction": new.jurisdiction,
+                    "text": new.text,
+                    "content_grams": new.content_grams,
+                }
             )
             for gram in new.grams:
                 came.append(

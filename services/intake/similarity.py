@@ -36,9 +36,9 @@ one statement:
   has grams left, which bounds its Dice coefficient from above.
 * Their title scores are made exact (the grams left out that their titles have, read from their
   texts), and the ``CANDIDATES`` best by title are scored as before, title and content, their
-  contents read from the index as normalised when they entered it (``title_texts.content``):
-  normalising a hundred candidates' contents was a quarter of a submission's time on its event
-  loop (bench/submit.py's burst, 3,000 matters).
+  contents' grams read from the index as they were made when the matters entered it
+  (``title_texts.content_grams``): normalising a hundred candidates' contents was a quarter of a
+  submission's time on its event loop, and taking their grams a sixth (bench/submit.py's burst).
 
 So the answer is the exact one whenever what it would list is among the candidates: nothing is
 left out when the new title's grams have at most ``POSTINGS`` rows in all and at most
@@ -160,6 +160,21 @@ def content_ngrams(content: str) -> set[str]:
     return grams_of(content_text(content))
 
 
+def content_gram_list(content: str | None) -> str:
+    """A content's grams as the title index keeps them: distinct, sorted, separated by spaces (a
+    normalised text has none)."""
+    return " ".join(sorted(content_ngrams(content or "")))
+
+
+def dice_with_listed(grams: set[str], listed: str) -> float:
+    """:func:`dice` of ``grams`` and the grams :func:`content_gram_list` wrote: the intersection
+    made from the list without a set of its own."""
+    other = listed.split(" ") if listed else []
+    if not grams and not other:
+        return 0.0
+    return 2 * len(grams.intersection(other)) / (len(grams) + len(other))
+
+
 def dice(a: set[str], b: set[str]) -> float:
     """``2·|A∩B| / (|A|+|B|)``; 0 when both are empty."""
     if not a and not b:
@@ -234,8 +249,8 @@ async def possible_duplicates(
         reachable = TITLE_WEIGHT * title_score + CONTENT_WEIGHT
         if title_score < title_floor or (len(best) == limit and reachable < best[0]):
             break  # sorted by title score: none after it reaches the threshold or the top ``limit``
-        # the content as the index keeps it, normalised already (``content_text``)
-        score = TITLE_WEIGHT * title_score + CONTENT_WEIGHT * dice(wanted_content, grams_of(row.content))
+        # the content's grams as the index keeps them (``content_gram_list``)
+        score = TITLE_WEIGHT * title_score + CONTENT_WEIGHT * dice_with_listed(wanted_content, row.content_grams)
         if score >= threshold:
             scored.append(
                 {
@@ -257,7 +272,7 @@ class _Candidate(NamedTuple):
     title: str
     status: str
     registration_no: str | None
-    content: str
+    content_grams: str
     title_score: float
 
 
@@ -325,8 +340,8 @@ def _candidates_statement(*, json_grams: bool, sqlite: bool):
        (an upper bound of the Dice coefficient);
     4. ``best``: their title scores made exact, the grams left out that their titles do have
        counted from their texts (a bigram is in a title's grams when the title has it); the
-       ``CANDIDATES`` highest, with their rows of the matter list and their contents as the index
-       keeps them (normalised when the matter entered it: ``content_text``).
+       ``CANDIDATES`` highest, with their rows of the matter list and their contents' grams as the
+       index keeps them (made when the matter entered it: ``content_gram_list``).
 
     Whether a title has a gram is ``instr`` on SQLite (the check's cost at 100,000 open matters
     15 % lower than with ``LIKE '%…%'``, the same rows: texts and grams are normalised, lower
@@ -382,7 +397,7 @@ def _candidates_statement(*, json_grams: bool, sqlite: bool):
     )
     title_score = (cast(2 * (found.c.shared + also_shared), Float) / (size + found.c.grams)).label("title_score")
     best = (
-        select(found.c.matter_id, title_texts.c.content, title_score)
+        select(found.c.matter_id, title_texts.c.content_grams, title_score)
         .join_from(found, title_texts, title_texts.c.matter_id == found.c.matter_id)
         .order_by(title_score.desc(), found.c.matter_id)
         .limit(CANDIDATES)
@@ -394,7 +409,7 @@ def _candidates_statement(*, json_grams: bool, sqlite: bool):
         matters.c.title,
         matters.c.status,
         matters.c.registration_no,
-        best.c.content,
+        best.c.content_grams,
         best.c.title_score,
     ).join_from(best, matters, matters.c.id == best.c.matter_id)
 

@@ -381,14 +381,16 @@ async def fill_read_model(
 
 
 async def title_index(engine) -> tuple[dict, dict, dict]:
-    """The title index as stored: ({matter_id: (jurisdiction, text, content)}, {matter_id: {gram:
+    """The title index as stored: ({matter_id: (jurisdiction, text, content grams)}, {matter_id: {gram:
     grams}}, {(jurisdiction, gram): matters}), counts of zero left out."""
     from sqlalchemy import select
 
     from services.intake.projections import title_gram_counts, title_grams, title_texts
 
     async with engine.connect() as conn:
-        texts = {r.matter_id: (r.jurisdiction, r.text, r.content) for r in await conn.execute(select(title_texts))}
+        texts = {
+            r.matter_id: (r.jurisdiction, r.text, r.content_grams) for r in await conn.execute(select(title_texts))
+        }
         grams: dict[str, dict[str, int]] = {}
         for row in await conn.execute(select(title_grams)):
             grams.setdefault(row.matter_id, {})[row.gram] = row.grams
@@ -420,7 +422,8 @@ async def title_index_expected(engine) -> tuple[dict, dict, dict]:
             text = title_text(row.title or "")
             if row.status in OPEN_STATUSES and text:
                 own = grams_of(text)
-                texts[row.id] = (row.jurisdiction, text, content_text(row.content))
+                # the content's distinct bigrams, sorted, separated by spaces
+                texts[row.id] = (row.jurisdiction, text, " ".join(sorted(grams_of(content_text(row.content)))))
                 grams[row.id] = dict.fromkeys(own, len(own))
                 counts.update((row.jurisdiction, gram) for gram in own)
     return texts, grams, dict(counts)

@@ -15,7 +15,7 @@ import pytest
 from nats.js.errors import APIError
 
 from contracts.envelope import new_id
-from services.runtime.es.commands import execute
+from services.runtime.es.commands import create_once, execute
 from services.runtime.es.eventstore import (
     ENSURE_ATTEMPTS,
     ConcurrencyError,
@@ -122,6 +122,25 @@ async def test_a_retry_after_another_writer_moved_on_is_still_recognised(store):
     retry = await store.append(stale, [Incremented(by=1)], event_ids=[event_id])
     assert retry.duplicate
     assert (await store.load(Counter, counter.id)).total == 3
+
+
+async def test_creating_with_a_drawn_id_loads_nothing_and_an_id_taken_all_the_same_stays_as_it_was(store, monkeypatch):
+    loads = []
+    real_load = store.load
+
+    async def counted_load(cls, aggregate_id):
+        loads.append(aggregate_id)
+        return await real_load(cls, aggregate_id)
+
+    monkeypatch.setattr(store, "load", counted_load)
+    drawn = new_id()
+    counter, created = await create_once(store, Counter, drawn, lambda c: c.open("first"), drawn=True)
+    assert created and counter.title == "first" and loads == []
+    # the same id drawn again (as unlikely as that is): the expected version refuses the append,
+    # the aggregate is loaded, found to exist, and nothing is appended
+    again, created = await create_once(store, Counter, drawn, lambda c: c.open("second"), drawn=True)
+    assert not created and again.title == "first" and loads == [drawn]
+    assert await stored_messages(store) == 1
 
 
 async def test_the_events_of_one_command_are_one_atomic_message(store):

@@ -12,7 +12,9 @@ from contracts import subjects
 from contracts.envelope import decode_commit, new_id
 from services.runtime.bus.deadletters import ATTEMPTS, ERROR, ORIGINAL_SEQUENCE, ORIGINAL_SUBJECT, text_of_header
 from services.runtime.es.eventstore import EventStore
+from services.runtime.read.db import make_engine
 from services.runtime.read.projector import Projector, read_position
+from services.runtime.settings import Settings
 from services.runtime.tools.nats_server import EmbeddedNats
 from tests.support.sample import Counter, CounterProjection, Incremented, Poisoned, counter_projector, counter_rows
 
@@ -124,6 +126,52 @@ async def wait_until(condition, timeout: float = 20.0) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "not in time"
         await asyncio.sleep(0.05)
+
+
+async def test_the_projectors_of_one_sqlite_database_never_wait_on_its_lock(nc, store, tmp_path, caplog):
+    """Two projections of one service share its SQLite file; SQLite lets one writer in and makes
+    the other retry in its busy handler (sleeping up to 100 ms a try). The projectors of a process
+    take turns instead: with no busy timeout at all, neither is ever refused ("database is
+    locked"), and both apply everything."""
+    from sqlalchemy import Column, MetaData, Table
+
+    from tests.support.sample import CounterProjection, counters
+
+    other_metadata = MetaData()
+
+    class OtherCounters(CounterProjection):
+        name = "other_counters"
+        metadata = other_metadata
+        table = Table(
+            "other_counters",
+            other_metadata,
+            *(Column(c.name, c.type, primary_key=c.primary_key) for c in counters.columns),
+        )
+
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'shared.sqlite3'}", connect_args={"timeout": 0})
+    try:
+        await write_counters(store, 10, 400)
+        first, second = (
+            Projector(
+                nc,
+                projection,
+                engine,
+                stream=subjects.event_stream(store.context, JURISDICTION),
+                filter_subjects=[subjects.event_wildcard(store.context, JURISDICTION)],
+                jurisdiction=JURISDICTION,
+                context=store.context,
+                settings=Settings(jurisdiction=JURISDICTION, projector_batch=5),
+            )
+            for projection in (CounterProjection(), OtherCounters())
+        )
+        for projector in (first, second):
+            await projector.prepare()
+        with caplog.at_level("ERROR", logger="duban.projector"):
+            await asyncio.gather(first.catch_up(), second.catch_up())
+        assert "database unavailable" not in caplog.text
+        assert await read_position(engine, "counters") == await read_position(engine, "other_counters") == 400
+    finally:
+        await engine.dispose()
 
 
 async def test_rebuild_gives_the_same_read_model(nc, store, engine):

@@ -143,6 +143,7 @@ class IntakeHandlers(Guarded):
             Matter,
             matter_id,
             lambda m: m.submit(data, idempotency_key=idempotency_key),
+            drawn=idempotency_key is None,
             actor=principal.actor(Role.liaison_station, Role.deputy, Role.committee, Role.system),
             event_ids=lambda n: [derived_id(matter_id, "submitted", str(i)) for i in range(n)],
         )
@@ -290,6 +291,7 @@ class IntakeHandlers(Guarded):
             Activity,
             the_id,
             lambda a: a.record(event),
+            drawn=key is None,
             actor=principal.actor(Role.liaison_station),
             event_ids=lambda n: [derived_id(the_id, "recorded", str(i)) for i in range(n)],
         )

@@ -33,6 +33,7 @@ async def execute(
     correlation_id: str | None = None,
     causation_id: str | None = None,
     event_ids: Callable[[int], Sequence[str]] | None = None,
+    known: A | None = None,
 ) -> tuple[A, Commit | None]:
     """Load the aggregate, let ``decide`` turn its state into events, and append them.
 
@@ -43,11 +44,13 @@ async def execute(
     for idempotent commands, so a retried command is stored once. A reaction (``causation_id``:
     the event it reacts to) gets ids derived from that event by default (:func:`caused_ids`), so
     the same reaction run again — a redelivery, or every reaction once more after ``duban
-    restore`` — is recognised by the stream's de-duplication and stored once.
+    restore`` — is recognised by the stream's de-duplication and stored once. ``known``: the
+    aggregate's state known without loading it (a new one whose id was just drawn at random): the
+    first attempt decides on it, the append's expected version still guarding the stream.
     """
     attempts = store.settings.command_retries if retries is None else retries
     for attempt in range(attempts + 1):
-        state = await store.load(cls, aggregate_id)
+        state = known if attempt == 0 and known is not None else await store.load(cls, aggregate_id)
         attributes = {
             "duban.aggregate.type": cls.aggregate_type,
             "duban.aggregate.id": aggregate_id,
@@ -94,16 +97,21 @@ async def create_once(
     cls: type[A],
     aggregate_id: str,
     create: Callable[[A], Sequence[Event]],
+    *,
+    drawn: bool = False,
     **options: Any,
 ) -> tuple[A, bool]:
     """Create the aggregate ``aggregate_id`` with ``create`` unless it exists already: how every
     command that creates is made idempotent. A caller with an ``Idempotency-Key`` derives the id
     from the key and whose it is (``http/routes.py``), so a retry finds what the first request created
-    and appends nothing. Returns the aggregate and whether this call created it. ``options`` are
-    :func:`execute`'s (``actor``, ``event_ids``, ...)."""
+    and appends nothing. ``drawn``: the id was just drawn at random (no key), so no aggregate can
+    have it and there is nothing to load (two requests to the server fewer). Returns the aggregate
+    and whether this call created it. ``options`` are :func:`execute`'s (``actor``, ``event_ids``,
+    ...)."""
 
     def decide(aggregate: A) -> Sequence[Event]:
         return [] if aggregate.exists else create(aggregate)
 
-    aggregate, commit = await execute(store, cls, aggregate_id, decide, **options)
+    known = cls(id=aggregate_id) if drawn else None
+    aggregate, commit = await execute(store, cls, aggregate_id, decide, known=known, **options)
     return aggregate, commit is not None and not commit.duplicate

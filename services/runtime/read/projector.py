@@ -98,7 +98,7 @@ from services.runtime.observe.telemetry import extract_context, tracer
 from services.runtime.settings import Settings
 
 from .batches import Batches
-from .db import checkpoints, runtime_metadata
+from .db import checkpoints, runtime_metadata, writing
 
 log = logging.getLogger("duban.projector")
 
@@ -471,12 +471,13 @@ class Projector(PullConsumer):
 
     async def _apply_and_commit(self, msgs: list[Msg]) -> None:
         envelopes = decode_commits([msg.data for msg in msgs if self._wanted(msg)])
-        with self._process_spans(msgs):
-            async with self.sessions() as session, session.begin():
-                if envelopes:
-                    await self.projection.apply_batch(session, envelopes)
-                last = _stream_sequence(msgs[-1])
-                await self._save_position(session, last)
+        async with writing(self.engine):
+            with self._process_spans(msgs):
+                async with self.sessions() as session, session.begin():
+                    if envelopes:
+                        await self.projection.apply_batch(session, envelopes)
+                    last = _stream_sequence(msgs[-1])
+                    await self._save_position(session, last)
         self.position = last
 
     async def _apply_alone(self, msg: Msg) -> None:

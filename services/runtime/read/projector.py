@@ -78,6 +78,7 @@ from typing import Any, ClassVar
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from opentelemetry import trace
@@ -409,9 +410,29 @@ class Projector(PullConsumer):
                 "reconnected to NATS: consumer made again from the checkpoint",
                 extra={"projection": self.projection.name, "position": self.position, "dropped": len(msgs)},
             )
-            await self._reset_consumer()
+            await self._reset_while_jetstream_recovers()
             return []
         return msgs
+
+    async def _reset_while_jetstream_recovers(self, patience_s: float = 30.0) -> None:
+        """``_reset_consumer`` just after a reconnect, asked again while the server's JetStream is
+        not answering yet (a restarted server recovers its streams first); after ``patience_s``
+        the error is the worker's (it is then prepared again, as after any failure)."""
+        deadline = asyncio.get_running_loop().time() + patience_s
+        delay = 0.2
+        while True:
+            try:
+                await self._reset_consumer()
+                return
+            except NatsError as err:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                log.warning(
+                    "consumer not made again yet, JetStream recovering; retrying",
+                    extra={"projection": self.projection.name, "error": repr(err)},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def catch_up(self, timeout: float = 120.0) -> None:
         """Apply everything the stream holds now (for tests, rebuilds and one-shot runs)."""

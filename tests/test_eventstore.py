@@ -12,9 +12,10 @@ import asyncio
 
 import nats
 import pytest
-from nats.js.errors import APIError
+from nats.js.errors import APIError, BadRequestError
 
 from contracts.envelope import new_id
+from services.runtime.es import eventstore
 from services.runtime.es.commands import create_once, execute
 from services.runtime.es.eventstore import (
     ENSURE_ATTEMPTS,
@@ -221,3 +222,31 @@ async def test_a_stream_whose_creation_was_answered_too_late_is_found_made_and_l
     with pytest.raises(nats.errors.TimeoutError):
         await ensure_stream(js, config)
     assert calls == ENSURE_ATTEMPTS
+
+
+async def test_a_cluster_that_never_finds_peers_is_waited_for_once_whatever_timeouts_come_between(
+    nc, unique, monkeypatch
+):
+    """A forming cluster refuses the replicas ("no suitable peers for placement", 10005) and is
+    asked again for ``PLACEMENT_PATIENCE_S``; a request answered too late in between does not
+    start that patience again: the refusal is the caller's after the patience, once."""
+    monkeypatch.setattr(eventstore, "PLACEMENT_PATIENCE_S", 2.5)
+    js = nc.jetstream()
+    config = event_stream_config(unique, "331081", Settings(jurisdiction="331081"))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    timed_out = False
+
+    async def refused(config):
+        nonlocal timed_out
+        if not timed_out and loop.time() - started > 2.0:
+            timed_out = True
+            raise nats.errors.TimeoutError
+        raise BadRequestError(err_code=eventstore.NO_PEERS_FOR_PLACEMENT, description="no suitable peers for placement")
+
+    js.add_stream = refused
+    with pytest.raises(BadRequestError):
+        await ensure_stream(js, config)
+    assert timed_out
+    # once: about 2.5 s (and the last second's wait); counted again after the timeout: above 5 s
+    assert loop.time() - started < 4.5

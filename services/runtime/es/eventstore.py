@@ -196,10 +196,14 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     A server busy writing to its disk can answer after the client's timeout (5 s) a request it
     carried out all the same: the stream is then looked at again and, if still not as ``config``
     says, created again, ``ENSURE_ATTEMPTS`` times in all. A cluster still forming is waited for
-    (``placed``)."""
+    (``placed``: its patience counted once for the whole, not again after each timeout)."""
+    await placed(lambda: _ensure_stream_in_time(js, config), config.name)
+
+
+async def _ensure_stream_in_time(js: JetStreamContext, config: StreamConfig) -> None:
     for attempt in range(1, ENSURE_ATTEMPTS + 1):
         try:
-            await placed(lambda: _ensure_stream_once(js, config), config.name)
+            await _ensure_stream_once(js, config)
             return
         except NatsTimeoutError:
             if attempt == ENSURE_ATTEMPTS:

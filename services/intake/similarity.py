@@ -170,16 +170,16 @@ def dice_with_listed(grams: set[str], listed: str) -> float:
     """:func:`dice` of ``grams`` and the grams :func:`content_gram_list` wrote: the intersection
     made from the list without a set of its own."""
     other = listed.split(" ") if listed else []
-    if not grams and not other:
-        return 0.0
-    return 2 * len(grams.intersection(other)) / (len(grams) + len(other))
+    return _dice(len(grams.intersection(other)), len(grams), len(other))
 
 
 def dice(a: set[str], b: set[str]) -> float:
     """``2·|A∩B| / (|A|+|B|)``; 0 when both are empty."""
-    if not a and not b:
-        return 0.0
-    return 2 * len(a & b) / (len(a) + len(b))
+    return _dice(len(a & b), len(a), len(b))
+
+
+def _dice(shared: int, size_a: int, size_b: int) -> float:
+    return 2 * shared / (size_a + size_b) if size_a or size_b else 0.0
 
 
 class MatterText(NamedTuple):

@@ -12,6 +12,14 @@ no provider (OpenTelemetry's no-op tracer). A process can install its tracer pro
 each run is its own process (``python -m bench.traced --mode on|off``); ``measure`` alternates
 them and keeps each mode's best round, as the rest of bench/ does.
 
+The scenario waits on the registration book's lock more than on the CPU (registrations of one
+level take their numbers one after another), so its rate varies by half from round to round on
+a shared machine, which the best round does not remove. Two more figures: ``traced_vs_untraced_cpu``,
+the process's CPU a matter (every thread, the queued spans written before the clock stops)
+untraced over traced, the median of each mode's rounds (it still varies by a fifth from round to
+round here: the process's polling while it waits counts too); and ``traced_spans_per_matter``,
+the spans written a matter, which does not vary (each costs about 0.1 ms to make and write).
+
 Run alone: ``python -m bench.traced [--matters N] [--rounds N]`` prints one JSON line.
 """
 
@@ -20,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,8 +40,11 @@ MATTERS = 300
 CONCURRENCY = 20
 
 
-async def scenario(mode: str, matters: int, workdir: Path) -> float:
-    """Matters per second through intake and tracking, in this process, tracing ``mode``."""
+async def scenario(mode: str, matters: int, workdir: Path) -> tuple[float, float]:
+    """Matters per second through intake and tracking, in this process, tracing ``mode``; and
+    the process's CPU seconds for them (every thread, the spans' export included)."""
+    from opentelemetry import trace
+
     from contracts.intake import Channel, MatterData, MatterKind, RegisterMatter, RouteMatter, SubmitMatter, Submitter
     from services.intake.app import IntakeService
     from services.runtime.http.auth import Principal, Role
@@ -69,19 +81,21 @@ async def scenario(mode: str, matters: int, workdir: Path) -> float:
                 await handlers.register(RegisterMatter(matter_id=matter.id), staff)
                 await handlers.route(RouteMatter(matter_id=matter.id, committee="城建环资工委"), staff)
 
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(one(i) for i in range(matters)))
         await intake.wait_idle(timeout=600)
         await tracking.wait_idle(timeout=600)
         seconds = time.perf_counter() - start
-        return matters / seconds
+        if mode == "on":
+            trace.get_tracer_provider().force_flush()  # the spans still queued, written (and counted)
+        return matters / seconds, time.process_time() - cpu
     finally:
         await intake.stop()
         await tracking.stop()
         server.stop()
 
 
-def _one_round(mode: str, matters: int) -> float:
+def _one_round(mode: str, matters: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="duban-bench-traced-") as tmp:
         out = subprocess.run(
             [sys.executable, "-m", "bench.traced", "--mode", mode, "--matters", str(matters), "--workdir", tmp],
@@ -89,18 +103,33 @@ def _one_round(mode: str, matters: int) -> float:
             text=True,
             check=True,
         )
-    return float(json.loads(out.stdout.strip().splitlines()[-1])["matters_per_s"])
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def measure(matters: int = MATTERS, rounds: int = 3) -> dict:
     """Alternating rounds of tracing off and on, each in a fresh process; best round of each."""
     off: list[float] = []
     on: list[float] = []
+    cpu_off: list[float] = []
+    cpu_on: list[float] = []
+    spans: list[float] = []
     for round_ in range(rounds):
-        off.append(_one_round("off", matters))
-        on.append(_one_round("on", matters))
-        print(f"traced round {round_ + 1}: off {off[-1]:.0f}/s, on {on[-1]:.0f}/s", file=sys.stderr, flush=True)
+        for mode, rates, cpus in (("off", off, cpu_off), ("on", on, cpu_on)):
+            report = _one_round(mode, matters)
+            rates.append(report["matters_per_s"])
+            cpus.append(report["cpu_ms_per_matter"])
+        spans.append(report["spans_per_matter"])
+        print(
+            f"traced round {round_ + 1}: off {off[-1]:.0f}/s {cpu_off[-1]:.1f} ms CPU a matter, "
+            f"on {on[-1]:.0f}/s {cpu_on[-1]:.1f} ms",
+            file=sys.stderr,
+            flush=True,
+        )
     return {
+        "scenario_untraced_cpu_ms_per_matter": [round(v, 2) for v in cpu_off],
+        "scenario_traced_cpu_ms_per_matter": [round(v, 2) for v in cpu_on],
+        "traced_spans_per_matter": max(spans),
+        "traced_vs_untraced_cpu": round(statistics.median(cpu_off) / statistics.median(cpu_on), 3),
         "scenario_untraced_per_s": round(max(off), 1),
         "scenario_traced_per_s": round(max(on), 1),
         "scenario_untraced_rounds_per_s": [round(v, 1) for v in off],
@@ -117,8 +146,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args(argv)
     if args.mode:
-        rate = asyncio.run(scenario(args.mode, args.matters, args.workdir))
-        print(json.dumps({"mode": args.mode, "matters_per_s": round(rate, 2)}))
+        rate, cpu = asyncio.run(scenario(args.mode, args.matters, args.workdir))
+        spans = sum(1 for path in args.workdir.glob("traces/*.jsonl*") for _ in path.open(encoding="utf-8"))
+        report = {
+            "mode": args.mode,
+            "matters_per_s": round(rate, 2),
+            "cpu_ms_per_matter": round(1000 * cpu / args.matters, 3),
+            "spans_per_matter": round(spans / args.matters, 2),
+        }
+        print(json.dumps(report))
         return
     print(json.dumps(measure(args.matters, args.rounds)))
 

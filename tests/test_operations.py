@@ -163,6 +163,10 @@ def test_the_journey_of_a_matter_is_read_back_from_the_span_files_as_one_tree(tm
         with tracer.start_as_current_span("tracking case command", links=[trace.Link(carrier)]):
             pass
 
+    # a projection's batch (a trace of its own) linked to the appends it applied, m-1's among them
+    batch = {"messaging.batch.message_count": 3}
+    with tracer.start_as_current_span("process duban.evt.intake", links=[trace.Link(carrier)], attributes=batch):
+        pass
     # a request that registered m-1 and, in the same request, wrote the shared registration book,
     # whose own journey is linked to another matter's request: that other matter is not m-1's
     with tracer.start_as_current_span("intake registration_book command") as book:
@@ -181,6 +185,7 @@ def test_the_journey_of_a_matter_is_read_back_from_the_span_files_as_one_tree(tm
     assert "intake matter command" in text and "send duban.evt.intake" in text
     assert "tracking case command" in text  # linked to the journey's trace, so found from it
     assert "other matter" not in text  # not followed through the shared book
+    assert "process duban.evt.intake [batch of 3]" in text
     lines = text.splitlines()
     assert lines[0].startswith("trace ") and lines[1].strip().split()[2] == "POST"
 

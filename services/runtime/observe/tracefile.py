@@ -166,7 +166,9 @@ def render(roots: list[Node]) -> str:
         service = attributes.get("duban.service") or (span.get("service") or "?").removeprefix("duban-")
         where = attributes.get("duban.jurisdiction") or span.get("jurisdiction") or "?"
         error = f"  ERROR {span.get('error') or ''}".rstrip() if span.get("status") == StatusCode.ERROR.name else ""
-        lines.append(f"{'  ' * depth}{service:<10} {where:<9} {span['name']}  {millis:.1f} ms{error}")
+        batch = attributes.get("messaging.batch.message_count")
+        name = f"{span['name']} [batch of {batch}]" if batch else span["name"]
+        lines.append(f"{'  ' * depth}{service:<10} {where:<9} {name}  {millis:.1f} ms{error}")
         for child in node.children:
             line(child, depth + 1)
 

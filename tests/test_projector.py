@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import random
 
 import nats
@@ -14,6 +16,7 @@ from services.runtime.bus.deadletters import ATTEMPTS, ERROR, ORIGINAL_SEQUENCE,
 from services.runtime.es.eventstore import EventStore
 from services.runtime.read.db import make_engine
 from services.runtime.read.projector import Projector, read_position
+from services.runtime.service import ServiceBase
 from services.runtime.settings import Settings
 from services.runtime.tools.nats_server import EmbeddedNats
 from tests.support.sample import Counter, CounterProjection, Incremented, Poisoned, counter_projector, counter_rows
@@ -117,6 +120,48 @@ async def test_after_a_reconnect_what_the_server_delivered_into_the_broken_link_
         rows = await counter_rows(engine)
         assert sum(events for events, _ in rows.values()) == 60
     finally:
+        await client.close()
+        await asyncio.to_thread(server.stop)
+
+
+async def test_a_served_projector_goes_on_after_the_server_is_killed_with_a_warning_and_no_error(
+    tmp_path, engine, unique, caplog
+):
+    """As a service runs it (``ServiceBase._keep_running``): the nats-server killed (SIGKILL) and
+    started again on its store while the projector runs; the projector makes its consumer again
+    from its checkpoint once the restarted server's JetStream answers, logging warnings only (an
+    interruption, not a failure: no error, no traceback), and applies everything written before
+    and after."""
+    server = EmbeddedNats(tmp_path / "nats")
+    await asyncio.to_thread(server.start, 20)
+    client = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    served = None
+    try:
+        store = EventStore(client, context=unique, jurisdiction=JURISDICTION)
+        await store.ensure_streams()
+        await write_counters(store, 5, 30)
+        projector = projector_for(client, store, engine)
+        await projector.prepare()
+        served = asyncio.create_task(ServiceBase(Settings(jurisdiction=JURISDICTION))._keep_running(projector))
+        await wait_until(lambda: projector.position == 30)
+        caplog.clear()
+        await asyncio.to_thread(server.kill)
+        await asyncio.to_thread(server.start, 20)
+        await wait_until(lambda: client.is_connected and client.stats["reconnects"] == 1)
+        await write_counters(store, 5, 10)
+        await wait_until(lambda: projector.position == 40, timeout=60)
+        rows = await counter_rows(engine)
+        assert sum(events for events, _ in rows.values()) == 40
+        logged = [(r.levelname, r.getMessage()) for r in caplog.records if r.name.startswith("duban")]
+        assert ("WARNING", "reconnected to NATS, worker prepared again") in logged
+        # (nats-py's own client logs its failed reconnect attempts; a service passes its callbacks)
+        assert not [r for r in caplog.records if r.name.startswith("duban") and r.levelno >= logging.ERROR], logged
+    finally:
+        if served is not None:
+            projector.stop()
+            served.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await served
         await client.close()
         await asyncio.to_thread(server.stop)
 

@@ -26,7 +26,7 @@ from contracts import subjects
 from services.runtime.bus import sources
 from services.runtime.bus.consumer import DurableWorker
 from services.runtime.bus.nats_commands import Register, command_broker
-from services.runtime.bus.pull import PullConsumer
+from services.runtime.bus.pull import PullConsumer, Reconnected
 from services.runtime.bus.reactions import Reactions
 from services.runtime.bus.replay import ReplayResponder
 from services.runtime.bus.sources import Source
@@ -153,16 +153,22 @@ class ServiceBase:
     async def _keep_running(self, worker: PullConsumer) -> None:
         """A worker that fails is logged and restarted, never silently gone. It is prepared again
         first (its consumer bound anew; a projector's positioned from its checkpoint, so what it
-        had fetched and not acknowledged comes again at once), retrying while NATS is away."""
+        had fetched and not acknowledged comes again at once), retrying while NATS is away. A
+        worker that stopped because the connection was made again (``Reconnected``) is no
+        failure: a warning, and prepared again at once (a restarted server's JetStream may take a
+        few seconds to answer: the tries in between are warnings too)."""
         while True:
             try:
                 await worker.run()
                 return
             except asyncio.CancelledError:
                 raise
+            except Reconnected:
+                log.warning("reconnected to NATS, worker prepared again", extra={"worker": worker.durable})
+                delay = 0.0
             except Exception:
                 log.exception("worker failed, restarting", extra={"worker": worker.durable})
-            delay = 1.0
+                delay = 1.0
             while True:
                 await asyncio.sleep(delay)
                 try:
@@ -172,7 +178,7 @@ class ServiceBase:
                     raise
                 except Exception as err:
                     log.warning("worker not prepared, retrying", extra={"worker": worker.durable, "error": repr(err)})
-                    delay = min(delay * 2, 10.0)
+                    delay = min(max(delay * 2, 0.2), 10.0)
 
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """Wait until every worker has handled everything waiting now (tests, demos)."""

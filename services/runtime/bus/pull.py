@@ -12,7 +12,8 @@ What the server had delivered just before the link broke may never have come: th
 it unacknowledged until its ack wait and hands out newer messages first. A durable worker's
 explicit acks leave it to come again after that wait (its handling is idempotent, its order per
 key not kept for it); a projector, whose position would pass it, makes its consumer again from
-its checkpoint after every reconnect (``projector.py``).
+its checkpoint after every reconnect (``projector.py``): it raises ``Reconnected``, and the
+service prepares it again as after any interruption, with a warning rather than an error.
 Should a consumer be missing all the same (an operator removed it), its worker fails, and the
 service prepares it again before running it (``ServiceBase._keep_running``): ``bind`` creates
 the consumer and the dead-letter stream if they are not there. The one thing a service keeps in
@@ -31,6 +32,12 @@ from nats.js.api import ConsumerConfig
 from services.runtime.settings import Settings
 
 from .deadletters import dead_letter, ensure_deadletter_stream
+
+
+class Reconnected(Exception):
+    """The connection to NATS was lost and made again since the worker's consumer was made: the
+    worker must be prepared again (``ServiceBase._keep_running`` does, retrying while the
+    restarted server's JetStream does not answer yet). An interruption, not a failure."""
 
 
 class PullConsumer:

@@ -78,7 +78,6 @@ from typing import Any, ClassVar
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import Error as NatsError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from opentelemetry import context as otel_context
@@ -93,7 +92,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from contracts import subjects
 from contracts.envelope import EVENT_TYPES_HEADER, Envelope, decode_commits
 from contracts.events import Event, upcast
-from services.runtime.bus.pull import PullConsumer
+from services.runtime.bus.pull import PullConsumer, Reconnected
 from services.runtime.es.unavailable import DATABASE_ERRORS, database_unavailable
 from services.runtime.observe.metrics import HANDLER_SECONDS, MESSAGES_HANDLED
 from services.runtime.observe.telemetry import extract_context, tracer
@@ -411,46 +410,30 @@ class Projector(PullConsumer):
         return len(msgs)
 
     async def _fetch_in_order(self, timeout: float) -> list[Msg]:
-        """The next batch, strictly after the position; none, and the consumer made again from
-        the checkpoint, when the connection was lost since the consumer was made. What the server
-        delivered just before the link broke may never have come: the consumer holds it
-        unacknowledged until its ack wait and hands out newer events first, which the position
-        would then pass (and the ack of a later batch settle), so it would never be applied."""
+        """The next batch, strictly after the position; ``Reconnected`` (nothing applied) when the
+        connection was lost since the consumer was made, for the consumer to be made again from
+        the checkpoint (``prepare``). What the server delivered just before the link broke may
+        never have come: the consumer holds it unacknowledged until its ack wait and hands out
+        newer events first, which the position would then pass (and the ack of a later batch
+        settle), so it would never be applied."""
         msgs = await self.fetch(self.settings.projector_batch, timeout)
         if self.nc.stats["reconnects"] != self._made_at_reconnect:
             log.warning(
-                "reconnected to NATS: consumer made again from the checkpoint",
+                "reconnected to NATS: the batch fetched across it dropped, the consumer to be made again",
                 extra={"projection": self.projection.name, "position": self.position, "dropped": len(msgs)},
             )
-            await self._reset_while_jetstream_recovers()
-            return []
+            raise Reconnected(self.durable)
         return msgs
-
-    async def _reset_while_jetstream_recovers(self, patience_s: float = 30.0) -> None:
-        """``_reset_consumer`` just after a reconnect, asked again while the server's JetStream is
-        not answering yet (a restarted server recovers its streams first); after ``patience_s``
-        the error is the worker's (it is then prepared again, as after any failure)."""
-        deadline = asyncio.get_running_loop().time() + patience_s
-        delay = 0.2
-        while True:
-            try:
-                await self._reset_consumer()
-                return
-            except NatsError as err:
-                if asyncio.get_running_loop().time() > deadline:
-                    raise
-                log.warning(
-                    "consumer not made again yet, JetStream recovering; retrying",
-                    extra={"projection": self.projection.name, "error": repr(err)},
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     async def catch_up(self, timeout: float = 120.0) -> None:
         """Apply everything the stream holds now (for tests, rebuilds and one-shot runs)."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            msgs = await self._fetch_in_order(0.2)
+            try:
+                msgs = await self._fetch_in_order(0.2)
+            except Reconnected:
+                await self._reset_consumer()
+                continue
             if msgs:
                 await self.handle_batch(msgs)
                 if msgs[-1].metadata.num_pending == 0 and self.position >= _stream_sequence(msgs[-1]):

@@ -446,38 +446,46 @@ class Projector(PullConsumer):
     async def handle_batch(self, msgs: list[Msg]) -> None:
         started = time.perf_counter()
         fresh = [m for m in msgs if _stream_sequence(m) > self.position]
-        delay = 0.5
-        while fresh:
+        try:
+            if fresh:
+                await self._applied_once_the_database_answers(fresh)
+        except CheckpointMoved:
+            await self._reposition()
+            return  # nothing of this batch applied or acknowledged: the new consumer delivers it
+        except Exception as err:
+            log.warning(
+                "batch failed, applying one by one",
+                extra={"projection": self.projection.name, "error": repr(err)},
+            )
             try:
-                await self._apply_in_one_transaction(fresh)
-                break
+                for msg in fresh:
+                    await self._apply_alone(msg)
             except CheckpointMoved:
                 await self._reposition()
-                return  # nothing of this batch applied or acknowledged: the new consumer delivers it
-            except Exception as err:
-                if transient_db_error(err):
-                    log.error(
-                        "database unavailable, retrying",
-                        extra={"projection": self.projection.name, "error": repr(err)},
-                    )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
-                    continue
-                log.warning(
-                    "batch failed, applying one by one",
-                    extra={"projection": self.projection.name, "error": repr(err)},
-                )
-                try:
-                    for msg in fresh:
-                        await self._apply_alone(msg)
-                except CheckpointMoved:
-                    await self._reposition()
-                    return
-                break
+                return
         # AckPolicy.ALL: one ack, after the commit, covers the whole batch.
         await msgs[-1].ack()
         HANDLER_SECONDS.labels(self.durable).observe(time.perf_counter() - started)
         MESSAGES_HANDLED.labels(self.durable, "ok").inc(len(fresh))
+
+    async def _applied_once_the_database_answers(self, msgs: list[Msg]) -> None:
+        """``msgs`` applied in one transaction, tried again while the database is away or refuses
+        for a moment (logged; every 0.5 s doubling to 10 s); any other error is the caller's."""
+        delay = 0.5
+        while True:
+            try:
+                return await self._apply_in_one_transaction(msgs)
+            except CheckpointMoved:
+                raise
+            except Exception as err:
+                if not transient_db_error(err):
+                    raise
+                log.error(
+                    "database unavailable, retrying",
+                    extra={"projection": self.projection.name, "error": repr(err)},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def _apply_in_one_transaction(self, msgs: list[Msg]) -> None:
         # The pause ends after ``_apply_and_commit`` has returned, so after its envelopes, rows and
@@ -501,18 +509,11 @@ class Projector(PullConsumer):
         delay = 0.05
         while True:
             try:
-                await self._apply_in_one_transaction([msg])
+                await self._applied_once_the_database_answers([msg])
                 return
             except CheckpointMoved:
                 raise
             except Exception as err:
-                if transient_db_error(err):
-                    log.error(
-                        "database unavailable, retrying",
-                        extra={"projection": self.projection.name, "error": repr(err)},
-                    )
-                    await asyncio.sleep(min(delay * 10, 5.0))
-                    continue
                 attempts += 1
                 if attempts >= self.settings.max_deliver:
                     if await self._dead_letter(msg, attempts, err):

@@ -238,3 +238,39 @@ async def test_an_unreadable_event_is_reported_answered_clearly_and_voided_by_an
             assert assigned.status_code == 200, assigned.text
             assert assigned.json()["status"] == "assigned"
         assert (await store.js.stream_info(store.stream)).state.messages >= bad.seq  # nothing deleted
+
+
+async def test_a_database_refusing_for_a_moment_is_a_503_not_a_500():
+    """PostgreSQL breaks a deadlock by aborting one side (asyncpg's error comes as a plain
+    ``DBAPIError``, SQLSTATE 40P01), e.g. a list read while ``duban rebuild`` swaps its tables:
+    the reader is told to try again (503, ``Retry-After``), as when the database is away; an error
+    of the database that says the work is wrong stays ours (500, its text not shown)."""
+    from fastapi import FastAPI
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    from services.runtime.http.app import install_error_handlers
+
+    class Refused(Exception):
+        def __init__(self, sqlstate: str) -> None:
+            super().__init__(f"sqlstate {sqlstate}")
+            self.sqlstate = sqlstate
+
+    raised = {
+        "deadlock": DBAPIError("SELECT 1", {}, Refused("40P01")),
+        "away": OperationalError("SELECT 1", {}, Refused("08006")),
+        "ours": DBAPIError("INSERT", {}, Refused("23505")),
+    }
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/{what}")
+    async def fail(what: str) -> None:
+        raise raised[what]
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        for what in ("deadlock", "away"):
+            answer = await client.get(f"/{what}")
+            assert answer.status_code == 503 and answer.headers["Retry-After"], what
+            assert answer.json()["detail"]["message"] == "数据库暂时不可用，请稍后重试"
+        answer = await client.get("/ours")
+        assert answer.status_code == 500 and "23505" not in answer.text

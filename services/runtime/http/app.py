@@ -28,13 +28,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from fastapi.telemetry import TelemetryConfig
 from pydantic import BaseModel, ConfigDict, create_model
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.runtime.es.aggregate import DomainError, NotAllowed
 from services.runtime.es.eventstore import ConcurrencyError, StoreUnavailable
-from services.runtime.es.unavailable import BUS_ERRORS, DATABASE_ERRORS, bus_unavailable
+from services.runtime.es.unavailable import BUS_ERRORS, DATABASE_ERRORS, bus_unavailable, database_unavailable
 from services.runtime.settings import Settings
 
 from . import bounds
@@ -221,7 +222,7 @@ async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
 async def _bus_or_database_error(request: Request, exc: Exception) -> JSONResponse:
     """NATS, JetStream or the database away (``es/unavailable.py``): 503; any other error of theirs
     is ours to fix: 500, without its text."""
-    if isinstance(exc, DATABASE_ERRORS):
+    if database_unavailable(exc):  # away, or refusing for a moment (a deadlock PostgreSQL broke)
         return unavailable_response("数据库暂时不可用，请稍后重试")
     if bus_unavailable(exc):
         return unavailable_response("消息总线（NATS）暂时不可用，请稍后重试")
@@ -283,15 +284,15 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     """DomainError → its status (403 for NotAllowed, 404 for "not found", else 409);
-    ConcurrencyError → 409 ``conflict``; StoreUnavailable, NATS or the database away → 503 with
-    ``Retry-After``; NotAuthenticated → 401; invalid input → 422 naming the field, without
-    echoing the input; a body past the limit → 413; a write over a limit (``limits.py``) → 429
-    with ``Retry-After``; an id of another kind of aggregate → 409; anything else → 500, in the
-    same shape."""
+    ConcurrencyError → 409 ``conflict``; StoreUnavailable, NATS or the database away (or refusing
+    for a moment: a deadlock PostgreSQL broke) → 503 with ``Retry-After``; NotAuthenticated →
+    401; invalid input → 422 naming the field, without echoing the input; a body past the limit →
+    413; a write over a limit (``limits.py``) → 429 with ``Retry-After``; an id of another kind of
+    aggregate → 409; anything else → 500, in the same shape."""
     app.add_exception_handler(DomainError, _domain_error)  # NotAllowed is a DomainError (status 403)
     app.add_exception_handler(ConcurrencyError, _concurrency_error)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
-    for error in (*BUS_ERRORS, *DATABASE_ERRORS, nats.js.errors.APIError):
+    for error in (*BUS_ERRORS, *DATABASE_ERRORS, DBAPIError, nats.js.errors.APIError):
         if error is not StoreUnavailable:
             app.add_exception_handler(error, _bus_or_database_error)
     app.add_exception_handler(NotAuthenticated, _not_authenticated)

@@ -70,3 +70,23 @@ async def test_a_batch_asked_for_ahead_is_the_next_one_fetched(nc, unique, batch
     await batches.ask(10)
     second = await batches.fetch(10, 0.5)
     assert [int(m.data) for m in first + second] == list(range(15))
+
+
+async def test_a_request_nobody_answers_is_given_up_or_refused_in_time(nc, unique):
+    """A pull request nothing answers (here: a subscriber that swallows it, standing in for a
+    server gone): ``answer`` gives it up after its timeout with what came (nothing); asked
+    ``in_time`` (``duban rebuild``, which must not go on as if the stream had ended) it raises."""
+    batches = Batches(nc, unique.upper(), "proj")
+    swallowed = await nc.subscribe(batches.subject)
+    await batches.start(10)
+    try:
+        await batches.ask(10)
+        started = time.monotonic()
+        assert await batches.answer(0.3) == []
+        assert 0.3 <= time.monotonic() - started < 2
+        await batches.ask(10)
+        with pytest.raises(TimeoutError):
+            await batches.answer(0.3, in_time=True)
+    finally:
+        await batches.stop()
+        await swallowed.unsubscribe()

@@ -1,4 +1,5 @@
-"""Batches of a durable pull consumer, collected by a plain subscription: the projector's fetch.
+"""Batches of a pull consumer, collected by a plain subscription: the projector's fetch, and
+what ``duban rebuild`` reads a stream with (``rebuild.py``).
 
 nats-py's ``PullSubscription.fetch`` waits for each message of a batch with ``next_msg``: a
 task, a timer (``wait_for``) and a uuid per message, about as much CPU as receiving and parsing
@@ -88,13 +89,16 @@ class Batches:
             body["expires"] = max(int(expires * 1_000_000_000) - 100_000, 1)
         await self.nc.publish(self.subject, json.dumps(body).encode(), reply=self.inbox)
 
-    async def answer(self, timeout: float) -> list[Msg]:
+    async def answer(self, timeout: float, *, in_time: bool = False) -> list[Msg]:
         """The messages of the oldest request, once it is answered in full (or, after
-        ``timeout``, what came of it); messages left over from a request given up come first."""
+        ``timeout``, what came of it; with ``in_time``, a ``TimeoutError``); messages left over
+        from a request given up come first."""
         request = self._requests[0]
         try:
             await asyncio.wait_for(asyncio.shield(request.done), timeout)
         except TimeoutError:
+            if in_time:
+                raise
             log.warning("pull request not answered in time", extra={"subject": self.subject, "timeout": timeout})
         if self._requests and self._requests[0] is request:
             self._requests.popleft()

@@ -58,7 +58,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -73,6 +73,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from contracts.envelope import EVENT_TYPES_HEADER, Envelope, decode_commit, decode_commits
 
+from .batches import Batches
 from .db import checkpoints, make_engine, runtime_metadata
 from .documents import DocumentProjection, _read, _write
 from .history import HistoryProjection
@@ -91,6 +92,8 @@ log = logging.getLogger("duban.rebuild")
 
 #: What a shadow table's (and a shadow index's) name ends with.
 SUFFIX = "__rebuild"
+#: Seconds a batch asked for may take to come before the rebuild fails (the server gone).
+ANSWER_TIMEOUT_S = 30.0
 #: PostgreSQL cuts longer identifiers: a shadow name must stay within it.
 _PG_MAX_NAME = 63
 
@@ -182,67 +185,6 @@ class ReadingClient(NATS):
             if key:
                 out[key] = value.strip()
         return out
-
-
-class _Pull:
-    """Batches of a pull consumer, delivered into a plain subscription.
-
-    nats-py's ``fetch`` waits for each message of a batch with a task, a timer and a uuid of its
-    own: about 80 µs of CPU a message here, where receiving and parsing it takes about 28 (bench/
-    measured both over the same stream). The rebuild asks for a batch (``no_wait``: the server
-    sends what it has, then a 404 status when that is less than asked) and collects the answer
-    in a callback; the next request goes out before the batch in hand is applied, so the server
-    sends while the rebuild works."""
-
-    def __init__(self, nc: NATS, stream: str, consumer: str, batch: int) -> None:
-        self.nc = nc
-        self.subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
-        self.batch = batch
-        self.inbox = nc.new_inbox()
-        self.sub = None
-        self.requests: deque[tuple[list[Msg], asyncio.Future]] = deque()
-
-    async def start(self) -> None:
-        self.sub = await self.nc.subscribe(
-            self.inbox, cb=self._delivered, pending_msgs_limit=4 * self.batch + 16, pending_bytes_limit=1 << 30
-        )
-
-    async def request(self) -> None:
-        """Ask for the next batch (answered after any asked before)."""
-        future = asyncio.get_running_loop().create_future()
-        self.requests.append(([], future))
-        await self.nc.publish(self.subject, b'{"batch":%d,"no_wait":true}' % self.batch, reply=self.inbox)
-
-    async def next(self, timeout: float = 30.0) -> list[Msg]:
-        """The oldest batch asked for, once complete."""
-        msgs, future = self.requests[0]
-        try:
-            await asyncio.wait_for(asyncio.shield(future), timeout)
-        except TimeoutError:
-            raise RebuildFailed(f"no answer from the stream's consumer in {timeout} s ({self.subject})") from None
-        self.requests.popleft()
-        return msgs
-
-    async def _delivered(self, msg: Msg) -> None:
-        entry = next((e for e in self.requests if not e[1].done()), None)
-        if entry is None:
-            log.warning("a message came for no pull request", extra={"subject": self.subject})
-            return
-        msgs, future = entry
-        if not msg.data and msg.headers and "Status" in msg.headers:
-            status = msg.headers["Status"]
-            if status not in ("404", "408", "409"):
-                log.warning("unexpected status of a pull request", extra={"status": status, "subject": self.subject})
-            future.set_result(None)  # the request is over: what came is the batch
-            return
-        msgs.append(msg)
-        if len(msgs) == self.batch:
-            future.set_result(None)
-
-    async def stop(self) -> None:
-        if self.sub is not None:
-            sub, self.sub = self.sub, None
-            await sub.unsubscribe()
 
 
 class _Documents:
@@ -485,8 +427,8 @@ class Rebuild:
         elif group.filter_subjects:
             config.filter_subjects = list(group.filter_subjects)
         await self.js.add_consumer(group.stream, config)
-        group.subscription = _Pull(self.nc, group.stream, group.consumer, self.batch)
-        await group.subscription.start()
+        group.subscription = Batches(self.nc, group.stream, group.consumer)
+        await group.subscription.start(self.batch)
         info = await self.js.stream_info(group.stream)
         group.progress = Progress(group.stream, last=info.state.last_seq)
 
@@ -501,7 +443,7 @@ class Rebuild:
         assert progress is not None and pull is not None
         if await self._pending(group) == 0:
             return
-        await pull.request()
+        await pull.ask(self.batch)
         # No automatic garbage collection while the stream is read, not only while a batch is
         # applied (as the live projector pauses it): the collector otherwise walks the batch
         # being decoded and, every few batches, the whole heap of cached rows, finding almost
@@ -511,18 +453,27 @@ class Rebuild:
         with gc_paused():
             await self._read_batches(group, progress, pull)
 
-    async def _read_batches(self, group: _Group, progress: Progress, pull: _Pull) -> None:
+    async def _read_batches(self, group: _Group, progress: Progress, pull: Batches) -> None:
+        """Batch after batch (``Batches``: what a pull request answers, collected in a callback
+        rather than by nats-py's ``fetch``, which waits for each message with a task, a timer and
+        a uuid of its own); with ``prefetch`` the next is asked for before one is applied, so the
+        server sends while the rebuild works."""
         said = time.monotonic()
         while True:
-            msgs = await pull.next()
+            try:
+                msgs = await pull.answer(ANSWER_TIMEOUT_S, in_time=True)
+            except TimeoutError:
+                raise RebuildFailed(
+                    f"no answer from the stream's consumer in {ANSWER_TIMEOUT_S:.0f} s ({pull.subject})"
+                ) from None
             if not msgs:
                 if await self._pending(group) == 0:
                     break
-                await pull.request()
+                await pull.ask(self.batch)
                 continue
             behind = msgs[-1].metadata.num_pending
             if behind and self.prefetch:
-                await pull.request()
+                await pull.ask(self.batch)
             await self._apply(group, msgs)
             position = _stream_sequence(msgs[-1])
             if _stream_sequence(msgs[0]) <= progress.position:
@@ -535,7 +486,7 @@ class Rebuild:
             if not behind:
                 break
             if not self.prefetch:
-                await pull.request()
+                await pull.ask(self.batch)
 
     def _decode(self, msgs: list[Msg], wanted: Callable[[Msg], bool]) -> list[Envelope]:
         bodies = [m for m in msgs if wanted(m)]

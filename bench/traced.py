@@ -118,7 +118,8 @@ def measure(matters: int = MATTERS, rounds: int = 3) -> dict:
             report = _one_round(mode, matters)
             rates.append(report["matters_per_s"])
             cpus.append(report["cpu_ms_per_matter"])
-        spans.append(report["spans_per_matter"])
+            if mode == "on":
+                spans.append(report["spans_per_matter"])
         print(
             f"traced round {round_ + 1}: off {off[-1]:.0f}/s {cpu_off[-1]:.1f} ms CPU a matter, "
             f"on {on[-1]:.0f}/s {cpu_on[-1]:.1f} ms",

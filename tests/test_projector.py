@@ -88,14 +88,10 @@ async def test_redelivered_events_below_the_checkpoint_are_skipped(nc, store, en
     assert await counter_rows(engine) == before
 
 
-async def test_after_a_reconnect_what_the_server_delivered_into_the_broken_link_is_applied_all_the_same(
-    tmp_path, engine, unique
-):
-    """The server had delivered events to the projector just before the link broke, and they
-    never came (here: taken by another client on the projector's consumer, never acknowledged,
-    and the server restarted). The consumer holds them until its ack wait and hands out newer
-    events first: the projector makes its consumer again from its checkpoint after a reconnect,
-    so it applies them in order, and none is passed over."""
+@contextlib.asynccontextmanager
+async def restartable_server(tmp_path, engine, unique):
+    """A nats-server of the test's own (to be stopped or killed and started again on its store),
+    a client that reconnects to it, 30 events and a prepared projector of them."""
     server = EmbeddedNats(tmp_path / "nats")
     await asyncio.to_thread(server.start, 20)
     client = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
@@ -105,6 +101,21 @@ async def test_after_a_reconnect_what_the_server_delivered_into_the_broken_link_
         await write_counters(store, 5, 30)
         projector = projector_for(client, store, engine)
         await projector.prepare()
+        yield server, client, store, projector
+    finally:
+        await client.close()
+        await asyncio.to_thread(server.stop)
+
+
+async def test_after_a_reconnect_what_the_server_delivered_into_the_broken_link_is_applied_all_the_same(
+    tmp_path, engine, unique
+):
+    """The server had delivered events to the projector just before the link broke, and they
+    never came (here: taken by another client on the projector's consumer, never acknowledged,
+    and the server restarted). The consumer holds them until its ack wait and hands out newer
+    events first: the projector makes its consumer again from its checkpoint after a reconnect,
+    so it applies them in order, and none is passed over."""
+    async with restartable_server(tmp_path, engine, unique) as (server, client, store, projector):
         await projector.catch_up()
         await write_counters(store, 5, 20)
         thief = await nats.connect(server.url)
@@ -119,9 +130,6 @@ async def test_after_a_reconnect_what_the_server_delivered_into_the_broken_link_
         assert await read_position(engine, "counters") == 60
         rows = await counter_rows(engine)
         assert sum(events for events, _ in rows.values()) == 60
-    finally:
-        await client.close()
-        await asyncio.to_thread(server.stop)
 
 
 async def test_a_served_projector_goes_on_after_the_server_is_killed_with_a_warning_and_no_error(
@@ -132,38 +140,27 @@ async def test_a_served_projector_goes_on_after_the_server_is_killed_with_a_warn
     from its checkpoint once the restarted server's JetStream answers, logging warnings only (an
     interruption, not a failure: no error, no traceback), and applies everything written before
     and after."""
-    server = EmbeddedNats(tmp_path / "nats")
-    await asyncio.to_thread(server.start, 20)
-    client = await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
-    served = None
-    try:
-        store = EventStore(client, context=unique, jurisdiction=JURISDICTION)
-        await store.ensure_streams()
-        await write_counters(store, 5, 30)
-        projector = projector_for(client, store, engine)
-        await projector.prepare()
+    async with restartable_server(tmp_path, engine, unique) as (server, client, store, projector):
         served = asyncio.create_task(ServiceBase(Settings(jurisdiction=JURISDICTION))._keep_running(projector))
-        await wait_until(lambda: projector.position == 30)
-        caplog.clear()
-        await asyncio.to_thread(server.kill)
-        await asyncio.to_thread(server.start, 20)
-        await wait_until(lambda: client.is_connected and client.stats["reconnects"] == 1)
-        await write_counters(store, 5, 10)
-        await wait_until(lambda: projector.position == 40, timeout=60)
-        rows = await counter_rows(engine)
-        assert sum(events for events, _ in rows.values()) == 40
-        logged = [(r.levelname, r.getMessage()) for r in caplog.records if r.name.startswith("duban")]
-        assert ("WARNING", "reconnected to NATS, worker prepared again") in logged
-        # (nats-py's own client logs its failed reconnect attempts; a service passes its callbacks)
-        assert not [r for r in caplog.records if r.name.startswith("duban") and r.levelno >= logging.ERROR], logged
-    finally:
-        if served is not None:
+        try:
+            await wait_until(lambda: projector.position == 30)
+            caplog.clear()
+            await asyncio.to_thread(server.kill)
+            await asyncio.to_thread(server.start, 20)
+            await wait_until(lambda: client.is_connected and client.stats["reconnects"] == 1)
+            await write_counters(store, 5, 10)
+            await wait_until(lambda: projector.position == 40, timeout=60)
+        finally:
             projector.stop()
             served.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await served
-        await client.close()
-        await asyncio.to_thread(server.stop)
+    rows = await counter_rows(engine)
+    assert sum(events for events, _ in rows.values()) == 40
+    logged = [(r.levelname, r.getMessage()) for r in caplog.records if r.name.startswith("duban")]
+    assert ("WARNING", "reconnected to NATS, worker prepared again") in logged
+    # (nats-py's own client logs its failed reconnect attempts; a service passes its callbacks)
+    assert not [r for r in caplog.records if r.name.startswith("duban") and r.levelno >= logging.ERROR], logged
 
 
 async def wait_until(condition, timeout: float = 20.0) -> None:

@@ -109,12 +109,21 @@ class PullConsumer:
 
     def span_attributes(self, msg: Msg) -> dict[str, str | int]:
         """The messaging attributes of a consumer span for ``msg`` (semantic conventions)."""
+        return self.consumer_attributes(
+            {
+                "messaging.destination.name": msg.subject,
+                "messaging.message.id": (msg.headers or {}).get("Nats-Msg-Id", ""),
+            }
+        )
+
+    def consumer_attributes(self, particular: dict[str, str | int]) -> dict[str, str | int]:
+        """The attributes of every consumer span of this consumer, with ``particular`` (those of
+        one message, or of a batch)."""
         return {
             "messaging.system": "nats",
             "messaging.operation.type": "process",
-            "messaging.destination.name": msg.subject,
+            **particular,
             "messaging.consumer.group.name": self.durable,
-            "messaging.message.id": (msg.headers or {}).get("Nats-Msg-Id", ""),
             "duban.jurisdiction": self.jurisdiction,
             "duban.service": self.context,
         }

@@ -597,7 +597,12 @@ class Projector(PullConsumer):
                         trace.Link(trace.get_current_span(extract_context(msg.headers)).get_span_context())
                         for msg in chunk
                     ],
-                    attributes=self._batch_attributes(len(chunk)),
+                    attributes=self.consumer_attributes(
+                        {
+                            "messaging.destination.template": self._subject_template,
+                            "messaging.batch.message_count": len(chunk),
+                        }
+                    ),
                 )
                 for chunk in _chunks(wanted, LINKS_PER_SPAN)
             ]
@@ -611,18 +616,6 @@ class Projector(PullConsumer):
         finally:
             for span in spans:
                 span.end()
-
-    def _batch_attributes(self, count: int) -> dict[str, str | int]:
-        """The messaging attributes of a batch's span (semantic conventions)."""
-        return {
-            "messaging.system": "nats",
-            "messaging.operation.type": "process",
-            "messaging.destination.template": self._subject_template,
-            "messaging.consumer.group.name": self.durable,
-            "messaging.batch.message_count": count,
-            "duban.jurisdiction": self.jurisdiction,
-            "duban.service": self.context,
-        }
 
     async def _save_position(self, session: AsyncSession, position: int) -> None:
         """Store ``position`` over the one this projector stored last; ``CheckpointMoved`` (the

@@ -21,8 +21,8 @@ Finding the candidates. Scoring every open matter of the level costs a submissio
 open matters there are (issue 21 measured 7 ms with none, 27 ms with 720). So the read model keeps
 an index of the open matters' titles (``projections.title_grams``: a row per gram and matter;
 ``title_texts``: each title as its grams are taken; ``title_gram_counts``: how many open matters
-have each gram), and :func:`possible_duplicates` scores only the matters the index puts first, in
-one statement:
+have each gram), and :func:`possible_duplicates` scores only the matters the index puts first,
+found in one statement:
 
 * A matter can reach the threshold only if its title shares a gram with the new one (its title
   score must reach ``title_floor`` > 0, the content adding at most ``CONTENT_WEIGHT``), so every
@@ -39,6 +39,8 @@ one statement:
   contents' grams read from the index as they were made when the matters entered it
   (``title_texts.content_grams``): normalising a hundred candidates' contents was a quarter of a
   submission's time on its event loop, and taking their grams a sixth (bench/submit.py's burst).
+* Only the ``limit`` best are read from the matter list (title, status, 立案 number), in a second
+  statement: reading the hundred candidates' rows there was a third of the statement's time.
 
 So the answer is the exact one whenever what it would list is among the candidates: nothing is
 left out when the new title's grams have at most ``POSTINGS`` rows in all and at most
@@ -236,97 +238,99 @@ async def possible_duplicates(
         "exclude": exclude_id or "",
     }
     async with connected(conn) as db:
-        rows = await _candidates(db, parameters)
-    # The index holds open matters of its level only; checked again all the same, here: in the
-    # statement, conditions on the level and status would lead SQLite to read the level's
-    # matters through their index rather than the candidates' rows by id.
-    rows = [row for row in rows if row.jurisdiction == jurisdiction and row.status in OPEN_STATUSES]
-    # The index counted the grams each title shares: its title score is exact.
-    by_title = sorted(((row.title_score, row) for row in rows), key=lambda pair: -pair[0])
-    scored: list[dict[str, Any]] = []
-    best: list[float] = []  # the ``limit`` best scores so far, a heap
-    for title_score, row in by_title:
-        reachable = TITLE_WEIGHT * title_score + CONTENT_WEIGHT
-        if title_score < title_floor or (len(best) == limit and reachable < best[0]):
-            break  # sorted by title score: none after it reaches the threshold or the top ``limit``
-        # the content's grams as the index keeps them (``content_gram_list``)
-        score = TITLE_WEIGHT * title_score + CONTENT_WEIGHT * dice_with_listed(wanted_content, row.content_grams)
-        if score >= threshold:
-            scored.append(
-                {
-                    "id": row.id,
-                    "title": row.title,
-                    "status": row.status,
-                    "registration_no": row.registration_no,
-                    "score": score,
-                }
-            )
-            (heapq.heappush if len(best) < limit else heapq.heappushpop)(best, score)
-    scored.sort(key=lambda c: (-c["score"], c["id"]))
-    return [{**c, "score": round(c["score"], 4)} for c in scored[:limit]]
+        # The index counted the grams each title shares: its title score is exact; the rows come
+        # sorted by it, best first.
+        candidates = await _rows(db, _candidates_statement, parameters)
+        best: list[tuple[float, str]] = []  # the ``limit`` best (score, id) so far, a heap
+        for matter_id, content_grams, title_score in candidates:
+            reachable = TITLE_WEIGHT * title_score + CONTENT_WEIGHT
+            if title_score < title_floor or (len(best) == limit and reachable < best[0][0]):
+                break  # sorted by title score: none after it reaches the threshold or the top ``limit``
+            # the content's grams as the index keeps them (``content_gram_list``)
+            score = TITLE_WEIGHT * title_score + CONTENT_WEIGHT * dice_with_listed(wanted_content, content_grams)
+            if score >= threshold:
+                (heapq.heappush if len(best) < limit else heapq.heappushpop)(best, (score, matter_id))
+        scores = dict((matter_id, score) for score, matter_id in best)
+        # Only the listed are read from the matter list. The index holds open matters of its
+        # level only, changed in the transactions that change the list; checked again all the same.
+        listed = await _rows(db, _listed_statement, {"ids": sorted(scores)}) if scores else []
+    found = [
+        {"id": row[0], "title": row[2], "status": row[3], "registration_no": row[4], "score": round(scores[row[0]], 4)}
+        for row in listed
+        if row[1] == jurisdiction and row[3] in OPEN_STATUSES
+    ]
+    found.sort(key=lambda c: (-scores[c["id"]], c["id"]))
+    return found
 
 
-class _Candidate(NamedTuple):
-    id: str
-    jurisdiction: str
-    title: str
-    status: str
-    registration_no: str | None
-    content_grams: str
-    title_score: float
-
-
-async def _candidates(db: AsyncConnection, parameters: dict[str, Any]) -> list[_Candidate]:
-    """The candidates' rows (see :func:`_candidates_statement`).
+async def _rows(db: AsyncConnection, build, parameters: dict[str, Any]) -> list[tuple]:
+    """The rows of the statement ``build(json_lists=…, sqlite=…)`` makes, with ``parameters``
+    (a list goes as one JSON array where the database has JSON functions).
 
     On aiosqlite the statement, compiled once, goes to the driver connection under ``db`` (the
     same SQLite connection) in one call to aiosqlite's thread: SQLAlchemy's cursor adapter
     makes several (cursor, execute, fetch, close), each a thread switch, which cost a check
     about as much as the statement itself (bench/submit.py; services/runtime/read/documents.py
     does the same for the projector). Its errors are raised as SQLAlchemy raises them."""
-    plan = _sqlite_plan(db.dialect) if db.dialect.driver == "aiosqlite" else None
+    plan = _sqlite_plan(db.dialect, build) if db.dialect.driver == "aiosqlite" else None
     if plan is None:
-        statement = _candidates_statement(json_grams=_has_json(db.dialect), sqlite=db.dialect.name == "sqlite")
-        return [_Candidate(*row) for row in await db.execute(statement, _for(db.dialect, parameters))]
+        statement = build(json_lists=_has_json(db.dialect), sqlite=db.dialect.name == "sqlite")
+        return [tuple(row) for row in await db.execute(statement, _for(db.dialect, parameters))]
     sql, order, literals = plan
     values = {**literals, **_for(db.dialect, parameters)}
     arguments = tuple(values[name] for name in order)
     driver = (await db.get_raw_connection()).driver_connection
     try:
-        rows = await driver.execute_fetchall(sql, arguments)
+        return list(await driver.execute_fetchall(sql, arguments))
     except sqlite3.Error as err:
         raise DBAPIError.instance(sql, arguments, err, sqlite3.Error) from err
-    return [_Candidate(*row) for row in rows]
 
 
 def _has_json(dialect) -> bool:
-    """SQLite with JSON functions built in (3.38 and later): the grams go as one JSON array."""
+    """SQLite with JSON functions built in (3.38 and later): a list goes as one JSON array."""
     return dialect.name == "sqlite" and (dialect.server_version_info or ()) >= (3, 38)
 
 
 def _for(dialect, parameters: dict[str, Any]) -> dict[str, Any]:
-    return {**parameters, "grams": json.dumps(parameters["grams"])} if _has_json(dialect) else parameters
+    if not _has_json(dialect):
+        return parameters
+    return {name: json.dumps(value) if isinstance(value, list) else value for name, value in parameters.items()}
 
 
 @functools.lru_cache(maxsize=8)
-def _sqlite_plan(dialect) -> tuple[str, tuple[str, ...], dict[str, Any]] | None:
-    """The statement compiled for aiosqlite: its SQL, the names of its parameters in order and
-    the values it carries itself; None if a parameter would need processing on its way in, or
-    the grams a list of their own (no JSON functions)."""
+def _sqlite_plan(dialect, build) -> tuple[str, tuple[str, ...], dict[str, Any]] | None:
+    """The statement ``build`` makes, compiled for aiosqlite: its SQL, the names of its
+    parameters in order and the values it carries itself; None if a parameter would need
+    processing on its way in, or a list a parameter of its own (no JSON functions)."""
     if not _has_json(dialect):
         return None
-    compiled = _candidates_statement(json_grams=True, sqlite=True).compile(dialect=dialect)
+    compiled = build(json_lists=True, sqlite=True).compile(dialect=dialect)
     if not compiled.positional or compiled.escaped_bind_names:
         return None
     if any(b.type.dialect_impl(dialect).bind_processor(dialect) for b in compiled.binds.values()):
         return None
-    given = {"jurisdiction": "", "grams": "[]", "size": 0, "exclude": ""}
+    given = {bind.key: None for bind in compiled.binds.values() if bind.required}  # the caller's parameters
     literals = {name: value for name, value in compiled.construct_params(given).items() if name not in given}
     return compiled.string, tuple(compiled.positiontup), literals
 
 
+def _listing(name: str, json_lists: bool):
+    """The values of the list parameter ``name``: one JSON array, or an expanding parameter."""
+    if json_lists:  # a statement of fixed parameters, compiled once
+        return select(func.json_each(bindparam(name, type_=String)).table_valued("value").c.value)
+    return bindparam(name, expanding=True)
+
+
 @functools.cache
-def _candidates_statement(*, json_grams: bool, sqlite: bool):
+def _listed_statement(*, json_lists: bool, sqlite: bool):
+    """The rows of the matter list that a check lists (``ids``)."""
+    return select(
+        matters.c.id, matters.c.jurisdiction, matters.c.title, matters.c.status, matters.c.registration_no
+    ).where(matters.c.id.in_(_listing("ids", json_lists)))
+
+
+@functools.cache
+def _candidates_statement(*, json_lists: bool, sqlite: bool):
     """One statement, so that a check is one round trip to the database (on aiosqlite each
     statement costs several hops to its thread and back, a fraction of a millisecond each):
 
@@ -334,14 +338,15 @@ def _candidates_statement(*, json_grams: bool, sqlite: bool):
        with the number of index rows up to it (``running``);
     2. the rarest of them are chosen, as many as ``POSTINGS`` rows allow (at least one); the
        others are ``left`` out;
-    3. ``found``: the matters in the chosen grams' rows (the matter itself, ``exclude``, left
-       out), each with the grams it shares among them; the ``FOUND`` whose title score can be
-       highest, counting the grams left out as shared as far as their titles have grams left
-       (an upper bound of the Dice coefficient);
-    4. ``best``: their title scores made exact, the grams left out that their titles do have
-       counted from their texts (a bigram is in a title's grams when the title has it); the
-       ``CANDIDATES`` highest, with their rows of the matter list and their contents' grams as the
-       index keeps them (made when the matter entered it: ``content_gram_list``).
+    3. ``found``: the matters (by number) in the chosen grams' rows (the matter itself,
+       ``exclude``, left out), each with the grams it shares among them; the ``FOUND`` whose
+       title score can be highest, counting the grams left out as shared as far as their titles
+       have grams left (an upper bound of the Dice coefficient);
+    4. their title scores made exact, the grams left out that their titles do have counted from
+       their texts (a bigram is in a title's grams when the title has it); the ``CANDIDATES``
+       highest, best first, with their ids and their contents' grams as the index keeps them
+       (made when the matter entered it: ``content_gram_list``). Ties go to the matter that
+       entered the index first.
 
     Whether a title has a gram is ``instr`` on SQLite (the check's cost at 100,000 open matters
     15 % lower than with ``LIKE '%…%'``, the same rows: texts and grams are normalised, lower
@@ -349,10 +354,6 @@ def _candidates_statement(*, json_grams: bool, sqlite: bool):
     """
     counts = title_gram_counts.c
     rarest_first = (counts.matters, counts.gram)
-    if json_grams:  # the grams as one JSON array: a statement of fixed parameters, compiled once
-        wanted = select(func.json_each(bindparam("grams", type_=String)).table_valued("value").c.value)
-    else:
-        wanted = bindparam("grams", expanding=True)
     counted = (
         select(
             counts.gram,
@@ -361,7 +362,7 @@ def _candidates_statement(*, json_grams: bool, sqlite: bool):
         )
         .where(
             counts.jurisdiction == bindparam("jurisdiction", type_=String),
-            counts.gram.in_(wanted),
+            counts.gram.in_(_listing("grams", json_lists)),
             counts.matters > 0,
         )
         .cte("counted")
@@ -371,19 +372,21 @@ def _candidates_statement(*, json_grams: bool, sqlite: bool):
     left_out = select(func.count()).select_from(left).scalar_subquery()
     size = bindparam("size", type_=Integer)
     grams = title_grams.c
+    texts = title_texts.c
     shared = func.count()
     bound = cast(shared + case((grams.grams - shared < left_out, grams.grams - shared), else_=left_out), Float) / (
         size + grams.grams
     )
+    excluded = select(texts.no).where(texts.matter_id == bindparam("exclude", type_=String))
     found = (
-        select(grams.matter_id, grams.grams, shared.label("shared"))
+        select(grams.no, grams.grams, shared.label("shared"))
         .where(
             grams.jurisdiction == bindparam("jurisdiction", type_=String),
             grams.gram.in_(select(counted.c.gram).where(is_chosen)),
-            grams.matter_id != bindparam("exclude", type_=String),
+            grams.no.not_in(excluded),
         )
-        .group_by(grams.matter_id, grams.grams)
-        .order_by(bound.desc(), grams.matter_id)
+        .group_by(grams.no, grams.grams)
+        .order_by(bound.desc(), grams.no)
         .limit(FOUND)
         .cte("found")
     )
@@ -392,26 +395,16 @@ def _candidates_statement(*, json_grams: bool, sqlite: bool):
     also_shared = (
         select(func.count())
         .select_from(left)
-        .where(func.instr(title_texts.c.text, left.c.gram) > 0 if sqlite else title_texts.c.text.contains(left.c.gram))
+        .where(func.instr(texts.text, left.c.gram) > 0 if sqlite else texts.text.contains(left.c.gram))
         .scalar_subquery()
     )
     title_score = (cast(2 * (found.c.shared + also_shared), Float) / (size + found.c.grams)).label("title_score")
-    best = (
-        select(found.c.matter_id, title_texts.c.content_grams, title_score)
-        .join_from(found, title_texts, title_texts.c.matter_id == found.c.matter_id)
-        .order_by(title_score.desc(), found.c.matter_id)
+    return (
+        select(texts.matter_id, texts.content_grams, title_score)
+        .join_from(found, title_texts, texts.no == found.c.no)
+        .order_by(title_score.desc(), found.c.no)
         .limit(CANDIDATES)
-        .cte("best")
     )
-    return select(
-        matters.c.id,
-        matters.c.jurisdiction,
-        matters.c.title,
-        matters.c.status,
-        matters.c.registration_no,
-        best.c.content_grams,
-        best.c.title_score,
-    ).join_from(best, matters, matters.c.id == best.c.matter_id)
 
 
 async def exact_duplicates(

@@ -388,13 +388,14 @@ async def title_index(engine) -> tuple[dict, dict, dict]:
     from services.intake.projections import title_gram_counts, title_grams, title_texts
 
     async with engine.connect() as conn:
-        texts = {
-            r.matter_id: (r.jurisdiction, r.text, r.content_grams) for r in await conn.execute(select(title_texts))
-        }
+        rows = (await conn.execute(select(title_texts))).all()
+        texts = {r.matter_id: (r.jurisdiction, r.text, r.content_grams) for r in rows}
+        numbered = {r.no: r.matter_id for r in rows}
+        assert len(numbered) == len(texts), "a matter twice in the index, or two under one number"
         grams: dict[str, dict[str, int]] = {}
         for row in await conn.execute(select(title_grams)):
-            grams.setdefault(row.matter_id, {})[row.gram] = row.grams
-            assert row.jurisdiction == texts[row.matter_id][0]
+            grams.setdefault(numbered[row.no], {})[row.gram] = row.grams
+            assert row.jurisdiction == texts[numbered[row.no]][0]
         counts = {
             (r.jurisdiction, r.gram): r.matters for r in await conn.execute(select(title_gram_counts)) if r.matters
         }

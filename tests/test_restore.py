@@ -40,6 +40,7 @@ from services.intake.handlers import derived_id
 from services.runtime.bus.mirrors import mirror_name
 from services.runtime.observe.metrics import REGISTRY, status
 from services.runtime.settings import Settings
+from services.runtime.tasks import cancel_and_wait
 from services.tracking.app import TrackingService
 from services.tracking.domain import Case
 from tests.support.deploy import boot, staff, station
@@ -268,9 +269,7 @@ async def work(levels: Levels, tag: str) -> dict:
 
     await eventually(answered, 90, "台州市's ids and replies at 温岭市", interval=0.2)
     relay = next(t for t in levels.intake(WENLING)._tasks if t.get_name() == "intake-intake_outbox_relay")
-    relay.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await relay
+    await cancel_and_wait(relay)
     in_flight = [await escalated(levels, f"{tag}在途上报事项{n}") for n in range(2)]
     await levels.tracking(WENLING).wait_idle()
     await levels.intake(TAIZHOU).wait_idle()

@@ -40,6 +40,7 @@ from services.runtime.observe.telemetry import setup_tracing
 from services.runtime.read.people import DisabledPeople, OrgProjection, PeopleProjection
 from services.runtime.read.projector import Projection, Projector, read_position
 from services.runtime.settings import Settings
+from services.runtime.tasks import cancel_and_wait
 
 log = logging.getLogger("duban.service")
 
@@ -242,10 +243,8 @@ class ServiceBase:
 
     async def stop(self) -> None:
         for loop in self._loops:
-            loop.cancel()
-        for loop in self._loops:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await loop
+            with contextlib.suppress(Exception):
+                await cancel_and_wait(loop)
         self._loops.clear()
         if self._replays is not None:
             with contextlib.suppress(Exception):
@@ -259,9 +258,7 @@ class ServiceBase:
         if running:
             await asyncio.wait(running, timeout=30)
         for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         self._tasks.clear()
         for worker in self.workers:
             with contextlib.suppress(Exception):

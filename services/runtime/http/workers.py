@@ -31,6 +31,8 @@ import time
 
 import uvicorn
 
+from services.runtime.tasks import cancel_and_wait
+
 log = logging.getLogger("duban.http_workers")
 
 #: The pipe a helper reports "serving" on (a file descriptor the first process passed it).
@@ -114,9 +116,7 @@ class Helpers:
     async def stop(self) -> None:
         self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)

@@ -78,10 +78,20 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+#: Where blocks of service ports are looked for: below Linux's ephemeral ports (32768 and up, the
+#: local ports of outgoing connections), so that no client of another test (a NATS client
+#: reconnecting, an HTTP request) is given a service's port after it was found free: CI saw
+#: 泽国镇's tracking restarted eight times in two minutes, "address already in use", while
+#: test_chaos ran beside it.
+PORT_BLOCKS = range(10000, 32000)
+
+
 def free_port_block(size: int) -> int:
-    """A base port whose next ``size`` ports are free (intake +0…, tracking +100…, …)."""
+    """A base port whose next ``size`` ports are free (intake +0…, tracking +100…, …), all below
+    the ephemeral ports."""
+    assert PORT_BLOCKS.stop + max(PORT_OFFSETS.values()) + size < 32768
     for _ in range(50):
-        base = 20000 + (free_port() % 30000)
+        base = PORT_BLOCKS.start + (free_port() % len(PORT_BLOCKS))
         ports = [base + offset + index for offset in PORT_OFFSETS.values() for index in range(size)]
         try:
             for port in ports:

@@ -250,7 +250,7 @@ async def possible_duplicates(
             score = TITLE_WEIGHT * title_score + CONTENT_WEIGHT * dice_with_listed(wanted_content, content_grams)
             if score >= threshold:
                 (heapq.heappush if len(best) < limit else heapq.heappushpop)(best, (score, matter_id))
-        scores = dict((matter_id, score) for score, matter_id in best)
+        scores = {matter_id: score for score, matter_id in best}
         # Only the listed are read from the matter list. The index holds open matters of its
         # level only, changed in the transactions that change the list; checked again all the same.
         listed = await _rows(db, _listed_statement, {"ids": sorted(scores)}) if scores else []

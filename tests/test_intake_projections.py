@@ -10,6 +10,7 @@ import asyncio
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from contracts import subjects
 from contracts.envelope import SHANGHAI, Actor, new_id, utcnow
@@ -35,9 +36,12 @@ from services.intake.projections import (
     list_activities,
     list_matters,
     matter_history,
+    title_grams,
+    title_texts,
 )
 from services.intake.similarity import ngrams, possible_duplicates, similarity, title_ngrams
 from services.runtime.es.eventstore import EventStore
+from services.runtime.read.db import make_engine
 from services.runtime.read.projector import Projector
 from services.runtime.settings import Settings
 from tests.support.matter_corpus import title_index, title_index_expected
@@ -59,7 +63,7 @@ async def store(nc, unique):
     return store
 
 
-def projector_for(nc, store, engine, projection) -> Projector:
+def projector_for(nc, store, engine, projection, *, batch: int = 50) -> Projector:
     return Projector(
         nc,
         projection,
@@ -68,7 +72,7 @@ def projector_for(nc, store, engine, projection) -> Projector:
         filter_subjects=[subjects.event_wildcard(store.context, JURISDICTION)],
         jurisdiction=JURISDICTION,
         context=store.context,
-        settings=Settings(jurisdiction=JURISDICTION, projector_batch=50),
+        settings=Settings(jurisdiction=JURISDICTION, projector_batch=batch),
     )
 
 
@@ -459,7 +463,7 @@ async def test_possible_duplicates_finds_a_near_copy_among_open_matters_only(nc,
     assert await possible_duplicates(engine, jurisdiction="331082", title=road.data.title, content="x") == []
 
 
-async def test_the_title_index_holds_the_open_matters_and_follows_their_status(nc, store, engine):
+async def test_the_title_index_holds_the_open_matters_and_follows_their_status(nc, store, engine, tmp_path):
     """The duplicate check's index: a matter is in it while it is open (待审查, 已立案), as it is
     submitted or received, and leaves it when it is not registered, merged, routed, escalated or
     sent down; the counts of its grams follow. Checked against the matter list after each step."""
@@ -516,3 +520,24 @@ async def test_the_title_index_holds_the_open_matters_and_follows_their_status(n
         engine, jurisdiction=JURISDICTION, title="泽国镇工业园区道路破损", content="园区道路破损。"
     )
     assert [f["id"] for f in found] == [kept.id]  # neither the one rejected nor the one merged into it
+
+    # Row for row the same index from the stream applied one event at a time (above: two
+    # batches; a rebuild's are others again): a matter's number does not depend on its batches.
+    one_by_one = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'one_by_one.sqlite3'}")
+    try:
+        projector = projector_for(nc, store, one_by_one, MatterListProjection(), batch=1)
+        await projector.prepare()
+        await projector.catch_up()
+        await projector.close()
+        assert await index_rows(one_by_one) == await index_rows(engine)
+    finally:
+        await one_by_one.dispose()
+
+
+async def index_rows(engine) -> dict[str, list[tuple]]:
+    """The title index's tables as stored, every column, rows sorted."""
+    async with engine.connect() as conn:
+        return {
+            table.name: sorted(tuple(row) for row in await conn.execute(select(table)))
+            for table in (title_texts, title_grams)
+        }

@@ -24,13 +24,14 @@ PostgreSQL. Query periods: a ``date`` is a whole day in Asia/Shanghai (both ends
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    BigInteger,
     Column,
-    Index,
     Integer,
     MetaData,
     String,
@@ -38,7 +39,6 @@ from sqlalchemy import (
     Text,
     bindparam,
     delete,
-    func,
     insert,
     literal_column,
     or_,
@@ -111,19 +111,30 @@ history = history_table("intake_matter_history", history_metadata, "matter_id")
 
 activities = activity_table("intake_activities", activities_metadata)
 
+#: A matter's number in the title index: 64 bits (SQLite's INTEGER, its rowid; PostgreSQL's BIGINT).
+_NUMBER = BigInteger().with_variant(Integer, "sqlite")
+
+
+def index_number(matter_id: str) -> int:
+    """The number that names ``matter_id`` in the title index: 63 bits of its BLAKE2b hash (two
+    of the ids of a level's 100,000 open matters share one with a chance of about 5·10⁻¹⁰)."""
+    return int.from_bytes(hashlib.blake2b(matter_id.encode(), digest_size=8).digest(), "big") >> 1
+
+
 #: The title index, one row per gram of each open matter's title (``similarity.title_ngrams``),
 #: found by gram (the key's order), with the number of grams of that title (for the Dice
-#: coefficient). The matter is named by its number in ``title_texts`` (``no``), not by its id:
-#: the duplicate check groups a few hundred of these rows by matter and looks each matter up
-#: in ``title_texts``, and an integer key does both in about half the time a 26-character id
-#: does (bench/submit.py). WITHOUT ROWID on SQLite: the rows are the key's b-tree, read without
-#: a second lookup. (Some 14 rows a matter: 1.4 million at 100,000 open matters.)
+#: coefficient). The matter is named by its number (``index_number``: 63 bits of a hash of its
+#: id), not by its id: the duplicate check groups a few hundred of these rows by matter and
+#: looks each matter up in ``title_texts``, and an integer key does both in about half the time a
+#: 26-character id does (bench/submit.py). WITHOUT ROWID on SQLite: the rows are the key's
+#: b-tree, read without a second lookup. (Some 14 rows a matter: 1.4 million at 100,000 open
+#: matters.)
 title_grams = Table(
     "intake_title_grams",
     matters_metadata,
     Column("jurisdiction", String(9), primary_key=True),
     Column("gram", String(8), primary_key=True, doc="two characters, or a whole title of one or two"),
-    Column("no", Integer, primary_key=True, autoincrement=False, doc="the matter's title_texts.no"),
+    Column("no", _NUMBER, primary_key=True, autoincrement=False, doc="the matter's index_number"),
     Column("grams", Integer, nullable=False, doc="how many grams the matter's title has"),
     sqlite_with_rowid=False,
 )
@@ -133,18 +144,17 @@ title_grams = Table(
 #: gram without reading that gram's whole list; beside each, the grams of its content as the
 #: check compares them (``similarity.content_gram_list``), made once here rather than on every
 #: check that lists the matter among its candidates (about 60 µs a content of 400 characters).
-#: ``no`` numbers the matters in the order they entered the index (SQLite's rowid: a lookup by
-#: it is one b-tree of integers), given by the projection (one more than the highest), so that
-#: no database needs a sequence of its own.
+#: ``no`` is the matter's ``index_number`` (SQLite's rowid: a lookup by it is one b-tree of
+#: integers): the same for a matter whenever and however its events are applied, so that a
+#: rebuilt index equals the live one row for row, whatever the batches were.
 title_texts = Table(
     "intake_title_texts",
     matters_metadata,
-    Column("no", Integer, primary_key=True, autoincrement=False, doc="the matter's number in the index"),
+    Column("no", _NUMBER, primary_key=True, autoincrement=False, doc="index_number(matter_id)"),
     Column("matter_id", String(64), nullable=False),
     Column("jurisdiction", String(9), nullable=False),
     Column("text", Text, nullable=False, doc="NFKC may lengthen a title: no limit of its own"),
     Column("content_grams", Text, nullable=False, doc="similarity.content_gram_list of the matter's content"),
-    Index("ix_intake_title_texts_matter", "matter_id", unique=True),
 )
 
 #: How many open matters of a level have each gram in their title (document frequency): the
@@ -220,10 +230,6 @@ _delete_gram = delete(title_grams).where(
 _delete_text = delete(title_texts).where(title_texts.c.no == bindparam("n"))
 _insert_gram = insert(title_grams)
 _insert_text = insert(title_texts)
-_select_numbers = select(title_texts.c.matter_id, title_texts.c.no).where(
-    title_texts.c.matter_id.in_(bindparam("ids", expanding=True))
-)
-_last_number = select(func.coalesce(func.max(title_texts.c.no), 0))
 
 
 class _Indexed(NamedTuple):
@@ -252,30 +258,19 @@ async def _indexed_titles(conn: AsyncConnection, ids: list[str]) -> dict[str, _I
 
 async def _reindex(conn: AsyncConnection, before: dict[str, _Indexed], after: dict[str, _Indexed]) -> None:
     """Bring the index from ``before`` to ``after``: matters that left or changed out, those that
-    came or changed in (under new numbers, after the highest), and the counts of their grams."""
-    changed = [m for m in before.keys() | after.keys() if before.get(m) != after.get(m)]
-    leaving = [m for m in changed if m in before]
-    numbers: dict[str, int] = {}
-    for start in range(0, len(leaving), _IN_CHUNK):
-        rows = await conn.execute(_select_numbers, {"ids": leaving[start : start + _IN_CHUNK]})
-        numbers.update((matter_id, no) for matter_id, no in rows)
+    came or changed in, and the counts of their grams."""
     gone: list[dict[str, Any]] = []
+    came: list[dict[str, Any]] = []
+    texts: list[dict[str, Any]] = []
     counts: dict[tuple[str, str], int] = {}
-    for matter_id in leaving:
-        old = before[matter_id]
-        for gram in old.grams:
-            gone.append({"j": old.jurisdiction, "g": gram, "n": numbers[matter_id]})
-            counts[old.jurisdiction, gram] = counts.get((old.jurisdiction, gram), 0) - 1
-    if gone:
-        await _executemany(conn, _delete_gram, gone)
-        await _executemany(conn, _delete_text, [{"n": numbers[m]} for m in leaving])
-    coming = [m for m in changed if m in after]
-    if coming:
-        first = (await conn.execute(_last_number)).scalar_one() + 1
-        came: list[dict[str, Any]] = []
-        texts: list[dict[str, Any]] = []
-        for no, matter_id in enumerate(coming, start=first):
-            new = after[matter_id]
+    changed = [m for m in before.keys() | after.keys() if before.get(m) != after.get(m)]
+    for matter_id in changed:
+        no = index_number(matter_id)
+        if (old := before.get(matter_id)) is not None:
+            for gram in old.grams:
+                gone.append({"j": old.jurisdiction, "g": gram, "n": no})
+                counts[old.jurisdiction, gram] = counts.get((old.jurisdiction, gram), 0) - 1
+        if (new := after.get(matter_id)) is not None:
             texts.append(
                 {
                     "no": no,
@@ -288,6 +283,10 @@ async def _reindex(conn: AsyncConnection, before: dict[str, _Indexed], after: di
             for gram in new.grams:
                 came.append({"jurisdiction": new.jurisdiction, "gram": gram, "no": no, "grams": len(new.grams)})
                 counts[new.jurisdiction, gram] = counts.get((new.jurisdiction, gram), 0) + 1
+    if gone:
+        await _executemany(conn, _delete_gram, gone)
+        await _executemany(conn, _delete_text, [{"n": index_number(m)} for m in changed if m in before])
+    if came:
         await _executemany(conn, _insert_text, texts)
         await _executemany(conn, _insert_gram, came)
     deltas = [{"jurisdiction": j, "gram": g, "matters": n} for (j, g), n in counts.items() if n]

@@ -76,10 +76,10 @@ def projector_for(nc, store, engine, projection, *, batch: int = 50) -> Projecto
     )
 
 
-async def project(nc, store, engine, *projections) -> None:
+async def project(nc, store, engine, *projections, batch: int = 50) -> None:
     """Bring every intake read model up to date with the stream, as three projectors would."""
     for projection in projections or (MatterListProjection(), MatterHistoryProjection(), ActivityProjection()):
-        projector = projector_for(nc, store, engine, projection)
+        projector = projector_for(nc, store, engine, projection, batch=batch)
         await projector.prepare()
         await projector.catch_up()
         await projector.close()
@@ -525,10 +525,7 @@ async def test_the_title_index_holds_the_open_matters_and_follows_their_status(n
     # batches; a rebuild's are others again): a matter's number does not depend on its batches.
     one_by_one = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'one_by_one.sqlite3'}")
     try:
-        projector = projector_for(nc, store, one_by_one, MatterListProjection(), batch=1)
-        await projector.prepare()
-        await projector.catch_up()
-        await projector.close()
+        await project(nc, store, one_by_one, MatterListProjection(), batch=1)
         assert await index_rows(one_by_one) == await index_rows(engine)
     finally:
         await one_by_one.dispose()

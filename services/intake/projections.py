@@ -260,6 +260,7 @@ async def _reindex(conn: AsyncConnection, before: dict[str, _Indexed], after: di
     """Bring the index from ``before`` to ``after``: matters that left or changed out, those that
     came or changed in, and the counts of their grams."""
     gone: list[dict[str, Any]] = []
+    left: list[dict[str, int]] = []
     came: list[dict[str, Any]] = []
     texts: list[dict[str, Any]] = []
     counts: dict[tuple[str, str], int] = {}
@@ -267,6 +268,7 @@ async def _reindex(conn: AsyncConnection, before: dict[str, _Indexed], after: di
     for matter_id in changed:
         no = index_number(matter_id)
         if (old := before.get(matter_id)) is not None:
+            left.append({"n": no})
             for gram in old.grams:
                 gone.append({"j": old.jurisdiction, "g": gram, "n": no})
                 counts[old.jurisdiction, gram] = counts.get((old.jurisdiction, gram), 0) - 1
@@ -285,7 +287,7 @@ async def _reindex(conn: AsyncConnection, before: dict[str, _Indexed], after: di
                 counts[new.jurisdiction, gram] = counts.get((new.jurisdiction, gram), 0) + 1
     if gone:
         await _executemany(conn, _delete_gram, gone)
-        await _executemany(conn, _delete_text, [{"n": index_number(m)} for m in changed if m in before])
+        await _executemany(conn, _delete_text, left)
     if came:
         await _executemany(conn, _insert_text, texts)
         await _executemany(conn, _insert_gram, came)

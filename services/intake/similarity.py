@@ -241,8 +241,16 @@ async def possible_duplicates(
         # The index counted the grams each title shares: its title score is exact; the rows come
         # sorted by it, best first.
         candidates = await _rows(db, _candidates_statement, parameters)
+        size = len(wanted_title)
+        # Title scores from the counts (the float the statement ordered by, not one rounded on
+        # its way through JSON), best first, ties by number as the statement chose them.
+        scored = sorted(
+            (-2 * shared / (size + grams), number, matter_id, content)
+            for matter_id, content, shared, grams, number in candidates
+        )
         best: list[tuple[float, str]] = []  # the ``limit`` best (score, id) so far, a heap
-        for matter_id, content_grams, title_score in candidates:
+        for negative_title_score, _, matter_id, content_grams in scored:
+            title_score = -negative_title_score
             reachable = TITLE_WEIGHT * title_score + CONTENT_WEIGHT
             if title_score < title_floor or (len(best) == limit and reachable < best[0][0]):
                 break  # sorted by title score: none after it reaches the threshold or the top ``limit``
@@ -265,13 +273,20 @@ async def possible_duplicates(
 
 async def _rows(db: AsyncConnection, build, parameters: dict[str, Any]) -> list[tuple]:
     """The rows of the statement ``build(json_lists=…, sqlite=…)`` makes, with ``parameters``
-    (a list goes as one JSON array where the database has JSON functions).
+    (a list goes as one JSON array where the database has JSON functions), in no given order.
 
     On aiosqlite the statement, compiled once, goes to the driver connection under ``db`` (the
     same SQLite connection) in one call to aiosqlite's thread: SQLAlchemy's cursor adapter
     makes several (cursor, execute, fetch, close), each a thread switch, which cost a check
     about as much as the statement itself (bench/submit.py; services/runtime/read/documents.py
-    does the same for the projector). Its errors are raised as SQLAlchemy raises them."""
+    does the same for the projector). Its errors are raised as SQLAlchemy raises them.
+
+    There its rows come back as one JSON array, in a single row (:func:`_sqlite_plan`): Python's
+    sqlite3 lets go of the interpreter lock for each row it steps to and must take it back
+    after, and while the event loop is busy (a burst of submissions) it gets it back only when
+    the loop's thread yields it, every ``sys.getswitchinterval()`` (5 ms): a hundred rows made
+    a 3 ms statement take 20–50 ms, and up to 0.8 s, beside a busy thread (one row: 14–22 ms,
+    at most 57 ms)."""
     plan = _sqlite_plan(db.dialect, build) if db.dialect.driver == "aiosqlite" else None
     if plan is None:
         statement = build(json_lists=_has_json(db.dialect), sqlite=db.dialect.name == "sqlite")
@@ -281,9 +296,10 @@ async def _rows(db: AsyncConnection, build, parameters: dict[str, Any]) -> list[
     arguments = tuple(values[name] for name in order)
     driver = (await db.get_raw_connection()).driver_connection
     try:
-        return list(await driver.execute_fetchall(sql, arguments))
+        ((rows,),) = await driver.execute_fetchall(sql, arguments)
     except sqlite3.Error as err:
         raise DBAPIError.instance(sql, arguments, err, sqlite3.Error) from err
+    return json.loads(rows)
 
 
 def _has_json(dialect) -> bool:
@@ -299,12 +315,15 @@ def _for(dialect, parameters: dict[str, Any]) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=8)
 def _sqlite_plan(dialect, build) -> tuple[str, tuple[str, ...], dict[str, Any]] | None:
-    """The statement ``build`` makes, compiled for aiosqlite: its SQL, the names of its
-    parameters in order and the values it carries itself; None if a parameter would need
+    """The statement ``build`` makes, compiled for aiosqlite with its rows gathered into one
+    JSON array of arrays (see :func:`_rows`; a float goes through JSON with 15 significant
+    digits, so a statement that needs one exact returns what it is made of): its SQL, the names
+    of its parameters in order and the values it carries itself; None if a parameter would need
     processing on its way in, or a list a parameter of its own (no JSON functions)."""
     if not _has_json(dialect):
         return None
-    compiled = build(json_lists=True, sqlite=True).compile(dialect=dialect)
+    rows = build(json_lists=True, sqlite=True).subquery("found_rows")
+    compiled = select(func.json_group_array(func.json_array(*rows.c))).compile(dialect=dialect)
     if not compiled.positional or compiled.escaped_bind_names:
         return None
     if any(b.type.dialect_impl(dialect).bind_processor(dialect) for b in compiled.binds.values()):
@@ -344,8 +363,9 @@ def _candidates_statement(*, json_lists: bool, sqlite: bool):
        have grams left (an upper bound of the Dice coefficient);
     4. their title scores made exact, the grams left out that their titles do have counted from
        their texts (a bigram is in a title's grams when the title has it); the ``CANDIDATES``
-       highest, best first, with their ids and their contents' grams as the index keeps them
-       (made when the matter entered it: ``content_gram_list``); ties by number.
+       highest, with their ids, their contents' grams as the index keeps them (made when the
+       matter entered it: ``content_gram_list``), the grams shared and their titles' grams (the
+       title score, computed again by the caller) and their numbers (ties go by number).
 
     Whether a title has a gram is ``instr`` on SQLite (the check's cost at 100,000 open matters
     15 % lower than with ``LIKE '%…%'``, the same rows: texts and grams are normalised, lower
@@ -396,9 +416,10 @@ def _candidates_statement(*, json_lists: bool, sqlite: bool):
         .where(func.instr(texts.text, left.c.gram) > 0 if sqlite else texts.text.contains(left.c.gram))
         .scalar_subquery()
     )
-    title_score = (cast(2 * (found.c.shared + also_shared), Float) / (size + found.c.grams)).label("title_score")
+    all_shared = found.c.shared + also_shared
+    title_score = cast(2 * all_shared, Float) / (size + found.c.grams)
     return (
-        select(texts.matter_id, texts.content_grams, title_score)
+        select(texts.matter_id, texts.content_grams, all_shared.label("shared"), found.c.grams, found.c.no)
         .join_from(found, title_texts, texts.no == found.c.no)
         .order_by(title_score.desc(), found.c.no)
         .limit(CANDIDATES)

@@ -73,6 +73,7 @@ from contracts.intake import (
 )
 from contracts.jurisdictions import UnknownJurisdiction, default_registry
 from services.runtime.read.db import connected
+from services.runtime.read.documents import execute_many, read_documents
 from services.runtime.read.history import HistoryProjection, history_table, short
 from services.runtime.read.projector import handles
 from services.runtime.read.records import SEPARATOR as SUBMITTER_SEPARATOR
@@ -217,11 +218,7 @@ _INDEXED_BY = frozenset(
     )
 )
 _OPEN = frozenset(s.value for s in OPEN_FOR_REVIEW)
-_IN_CHUNK = 500
 
-_select_titles = select(
-    matters.c.id, matters.c.jurisdiction, matters.c.title, matters.c.status, matters.c.content
-).where(matters.c.id.in_(bindparam("ids", expanding=True)))
 _delete_gram = delete(title_grams).where(
     title_grams.c.jurisdiction == bindparam("j"),
     title_grams.c.gram == bindparam("g"),
@@ -246,13 +243,12 @@ async def _indexed_titles(conn: AsyncConnection, ids: list[str]) -> dict[str, _I
     from .similarity import content_gram_list, grams_of, title_text  # similarity reads these tables: imported when used
 
     found: dict[str, _Indexed] = {}
-    for start in range(0, len(ids), _IN_CHUNK):
-        for row in await conn.execute(_select_titles, {"ids": ids[start : start + _IN_CHUNK]}):
-            if row.status in _OPEN and row.jurisdiction:
-                text = title_text(row.title or "")
-                if text:  # a title of punctuation alone has no gram to be found by
-                    grams = frozenset(grams_of(text))
-                    found[row.id] = _Indexed(row.jurisdiction, text, grams, content_gram_list(row.content))
+    for matter_id, row in (await read_documents(conn, matters, ids)).items():
+        if row["status"] in _OPEN and row["jurisdiction"]:
+            text = title_text(row["title"] or "")
+            if text:  # a title of punctuation alone has no gram to be found by
+                grams = frozenset(grams_of(text))
+                found[matter_id] = _Indexed(row["jurisdiction"], text, grams, content_gram_list(row["content"]))
     return found
 
 
@@ -304,12 +300,12 @@ async def _executemany(conn: AsyncConnection, statement, rows: list[dict[str, An
     """``statement`` once for each of ``rows``, in one executemany of the driver: SQLAlchemy's own
     makes a parameter dictionary and runs the bind processors for each row, most of what the
     index costs a batch of new matters (some 14 rows each), and these plain strings and
-    integers need neither."""
+    integers need neither; on aiosqlite it is one call into its thread (``execute_many``)."""
     sql, names = _compiled(statement, conn.dialect)
     if names is None:
         await conn.execute(statement, rows)
         return
-    await conn.exec_driver_sql(sql, [tuple(row[name] for name in names) for row in rows])
+    await execute_many(conn, sql, [tuple(row[name] for name in names) for row in rows])
 
 
 @functools.lru_cache(maxsize=32)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import pydantic_core
 from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, TypeDecorator, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 #: Tables the runtime keeps in every service database.
@@ -99,6 +102,22 @@ class UtcDateTime(TypeDecorator):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+async def on_driver(conn: AsyncConnection, sql: str, call: Callable[[Any], Awaitable[Any]]) -> Any:
+    """``call(driver)`` with the ``aiosqlite.Connection`` under ``conn`` (SQLAlchemy's
+    ``driver_connection``: the same SQLite connection, so the same transaction), its errors
+    raised as SQLAlchemy raises them (the projector tells a database that is down,
+    ``OperationalError``, from an event its handler cannot apply by these).
+
+    One call into aiosqlite's thread: SQLAlchemy's cursor adapter makes three or four for a
+    statement (cursor, execute, fetch, close), each a trip to the thread and back to the event
+    loop (a projector's transaction of one new matter made some 30 such trips)."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    try:
+        return await call(driver)
+    except sqlite3.Error as err:
+        raise DBAPIError.instance(sql, None, err, sqlite3.Error) from err
 
 
 @asynccontextmanager

@@ -34,21 +34,19 @@ from __future__ import annotations
 import functools
 import json
 import operator
-import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from contracts.envelope import Envelope
 
+from .db import on_driver
 from .projector import Projection, event_of, upsert
 
-__all__ = ["DocumentProjection", "insert_rows", "upsert"]
+__all__ = ["DocumentProjection", "execute_many", "insert_rows", "read_documents", "upsert"]
 
 _IN_CHUNK = 500
 
@@ -66,7 +64,7 @@ def _select_by_json_keys(table: Table):
     (``FROM json_each(:keys) JOIN table ON key = value``): no statement with hundreds of
     placeholders to render and bind for every batch (about 1.3 µs per key less), and one index
     search per key (``key IN (SELECT value FROM json_each(…))`` first builds a temporary b-tree
-    of the keys: about 0.7 µs per key more). The keys must be distinct, as ``_read``'s are."""
+    of the keys: about 0.7 µs per key more). The keys must be distinct, as ``read_documents``' are."""
     key_column = next(iter(table.primary_key.columns))
     keys = func.json_each(bindparam("keys")).table_valued("value")
     return select(table).select_from(keys).join(table, key_column == keys.c.value)
@@ -118,26 +116,9 @@ def _driver_select(table: Table, dialect: Dialect) -> tuple[str, Callable[[Seque
     return compiled.string, document
 
 
-async def _on_aiosqlite(conn: AsyncConnection, sql: str, call: Callable[[Any], Awaitable[Any]]) -> Any:
-    """``call(driver)`` with the ``aiosqlite.Connection`` under ``conn`` (SQLAlchemy's
-    ``driver_connection``: the same SQLite connection, so the same transaction), its errors
-    raised as SQLAlchemy raises them (the projector tells a database that is down,
-    ``OperationalError``, from an event its handler cannot apply by these)."""
-    driver = (await conn.get_raw_connection()).driver_connection
-    with _as_sqlalchemy_error(sql):
-        return await call(driver)
-
-
-@contextmanager
-def _as_sqlalchemy_error(sql: str) -> Iterator[None]:
-    try:
-        yield
-    except sqlite3.Error as err:
-        raise DBAPIError.instance(sql, None, err, sqlite3.Error) from err
-
-
-async def _read(conn: AsyncConnection, table: Table, keys: list[Any]) -> dict[Any, dict[str, Any]]:
-    """The stored rows of ``keys`` (distinct), as dicts by key."""
+async def read_documents(conn: AsyncConnection, table: Table, keys: list[Any]) -> dict[Any, dict[str, Any]]:
+    """The stored rows of ``keys`` (distinct), as dicts by key (on aiosqlite, with keys of
+    ``str`` or ``int``, one call into its thread)."""
     json_type = _json_key_type(table, conn.dialect)
     json_keys = json_type is not None and all(type(key) is json_type for key in keys)
     plan = _driver_select(table, conn.dialect) if json_keys else None
@@ -145,7 +126,7 @@ async def _read(conn: AsyncConnection, table: Table, keys: list[Any]) -> dict[An
         # All the keys in one statement and one call into aiosqlite's thread; SQLAlchemy's
         # cursor adapter makes four (cursor, execute, fetchall, close) and a Row per row.
         sql, document = plan
-        rows = await _on_aiosqlite(conn, sql, lambda driver: driver.execute_fetchall(sql, (json.dumps(keys),)))
+        rows = await on_driver(conn, sql, lambda driver: driver.execute_fetchall(sql, (json.dumps(keys),)))
         return dict(map(document, rows))
     key_name = next(iter(table.primary_key.columns)).name
     docs: dict[Any, dict[str, Any]] = {}
@@ -206,9 +187,15 @@ async def _execute_many(conn: AsyncConnection, table: Table, rows: list[dict[str
         await conn.execute(upsert(table, conn.dialect.name) if kind == "upsert" else insert(table), rows)
         return
     sql, parameters = plan
-    values = [parameters(row) for row in rows]
-    if conn.dialect.driver == "aiosqlite":  # one call into its thread, not three
-        await _on_aiosqlite(conn, sql, lambda driver: driver.executemany(sql, values))
+    await execute_many(conn, sql, [parameters(row) for row in rows])
+
+
+async def execute_many(conn: AsyncConnection, sql: str, values: list[tuple]) -> None:
+    """``sql`` (as SQLAlchemy compiled it, positional) once for each tuple of ``values``, with
+    the driver's own executemany; on aiosqlite in one call into its thread, where SQLAlchemy's
+    cursor adapter makes three (cursor, executemany, close)."""
+    if conn.dialect.driver == "aiosqlite":
+        await on_driver(conn, sql, lambda driver: driver.executemany(sql, values))
     else:
         await conn.exec_driver_sql(sql, values)
 
@@ -256,7 +243,7 @@ class DocumentProjection(Projection):
         # Core statements on the session's connection (same transaction): the documents are
         # plain dicts, so the ORM has nothing to add but overhead.
         conn = await session.connection()
-        docs = await _read(conn, self.table, list(dict.fromkeys(key for key, _ in wanted)))
+        docs = await read_documents(conn, self.table, list(dict.fromkeys(key for key, _ in wanted)))
         changed: dict[Any, dict[str, Any]] = {}
         handlers: dict[str, Callable] = self._handlers
         for key, envelope in wanted:

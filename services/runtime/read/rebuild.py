@@ -75,7 +75,7 @@ from contracts.envelope import EVENT_TYPES_HEADER, Envelope, decode_commit, deco
 
 from .batches import Batches
 from .db import checkpoints, make_engine, runtime_metadata
-from .documents import DocumentProjection, _read, _write
+from .documents import DocumentProjection, _write, read_documents
 from .history import HistoryProjection
 from .projector import (
     TRANSIENT_DB_ERRORS,
@@ -209,7 +209,7 @@ class _Documents:
         cache = self.cache
         missing = [key for key in dict.fromkeys(key for key, _ in wanted) if key not in cache and key in self.stored]
         if missing:
-            cache.update(await _read(conn, self.table, missing))
+            cache.update(await read_documents(conn, self.table, missing))
         dirty = self.dirty
         for key, envelope in wanted:
             doc = cache.get(key)

@@ -55,16 +55,14 @@ import functools
 import heapq
 import json
 import re
-import sqlite3
 import unicodedata
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from sqlalchemy import BigInteger, Float, Integer, String, bindparam, case, cast, func, or_, select
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.runtime.read.db import connected
+from services.runtime.read.db import connected, on_driver
 
 from .domain import OPEN_FOR_REVIEW
 from .projections import index_number, matters, title_gram_counts, title_grams, title_texts
@@ -238,8 +236,7 @@ async def possible_duplicates(
         "exclude": index_number(exclude_id) if exclude_id else -1,  # numbers are never negative
     }
     async with connected(conn) as db:
-        # The index counted the grams each title shares: its title score is exact; the rows come
-        # sorted by it, best first.
+        # The index counted the grams each title shares: its title score is exact.
         candidates = await _rows(db, _candidates_statement, parameters)
         size = len(wanted_title)
         # Best first, ties by number as the statement chose them. A title score came through
@@ -277,10 +274,10 @@ async def _rows(db: AsyncConnection, build, parameters: dict[str, Any]) -> list[
     (a list goes as one JSON array where the database has JSON functions), in no given order.
 
     On aiosqlite the statement, compiled once, goes to the driver connection under ``db`` (the
-    same SQLite connection) in one call to aiosqlite's thread: SQLAlchemy's cursor adapter
-    makes several (cursor, execute, fetch, close), each a thread switch, which cost a check
-    about as much as the statement itself (bench/submit.py; services/runtime/read/documents.py
-    does the same for the projector). Its errors are raised as SQLAlchemy raises them.
+    same SQLite connection) in one call to aiosqlite's thread (``read/db.on_driver``, as the
+    projector's statements do): SQLAlchemy's cursor adapter makes several (cursor, execute,
+    fetch, close), each a thread switch, which cost a check about as much as the statement
+    itself (bench/submit.py). Its errors are raised as SQLAlchemy raises them.
 
     There its rows come back as one JSON array, in a single row (:func:`_sqlite_plan`): Python's
     sqlite3 lets go of the interpreter lock for each row it steps to and must take it back
@@ -295,11 +292,7 @@ async def _rows(db: AsyncConnection, build, parameters: dict[str, Any]) -> list[
     sql, order, literals = plan
     values = {**literals, **_for(db.dialect, parameters)}
     arguments = tuple(values[name] for name in order)
-    driver = (await db.get_raw_connection()).driver_connection
-    try:
-        ((rows,),) = await driver.execute_fetchall(sql, arguments)
-    except sqlite3.Error as err:
-        raise DBAPIError.instance(sql, arguments, err, sqlite3.Error) from err
+    ((rows,),) = await on_driver(db, sql, lambda driver: driver.execute_fetchall(sql, arguments))
     return json.loads(rows)
 
 

@@ -64,7 +64,8 @@ def _select_by_json_keys(table: Table):
     (``FROM json_each(:keys) JOIN table ON key = value``): no statement with hundreds of
     placeholders to render and bind for every batch (about 1.3 µs per key less), and one index
     search per key (``key IN (SELECT value FROM json_each(…))`` first builds a temporary b-tree
-    of the keys: about 0.7 µs per key more). The keys must be distinct, as ``read_documents``' are."""
+    of the keys: about 0.7 µs per key more). The keys must be distinct, as
+    ``read_documents`` is given them."""
     key_column = next(iter(table.primary_key.columns))
     keys = func.json_each(bindparam("keys")).table_valued("value")
     return select(table).select_from(keys).join(table, key_column == keys.c.value)

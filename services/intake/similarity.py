@@ -62,7 +62,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import BigInteger, Float, Integer, String, bindparam, case, cast, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.runtime.read.db import connected, on_driver
+from services.runtime.read.db import DriverStatement, connected, driver_statement, on_driver
 
 from .domain import OPEN_FOR_REVIEW
 from .projections import index_number, matters, title_gram_counts, title_grams, title_texts
@@ -289,10 +289,8 @@ async def _rows(db: AsyncConnection, build, parameters: dict[str, Any]) -> list[
     if plan is None:
         statement = build(json_lists=_has_json(db.dialect), sqlite=db.dialect.name == "sqlite")
         return [tuple(row) for row in await db.execute(statement, _for(db.dialect, parameters))]
-    sql, order, literals = plan
-    values = {**literals, **_for(db.dialect, parameters)}
-    arguments = tuple(values[name] for name in order)
-    ((rows,),) = await on_driver(db, sql, lambda driver: driver.execute_fetchall(sql, arguments))
+    arguments = plan.arguments(_for(db.dialect, parameters))
+    ((rows,),) = await on_driver(db, plan.sql, lambda driver: driver.execute_fetchall(plan.sql, arguments))
     return json.loads(rows)
 
 
@@ -308,23 +306,16 @@ def _for(dialect, parameters: dict[str, Any]) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=8)
-def _sqlite_plan(dialect, build) -> tuple[str, tuple[str, ...], dict[str, Any]] | None:
-    """The statement ``build`` makes, compiled for aiosqlite with its rows gathered into one
-    JSON array of arrays (see :func:`_rows`; a float goes through JSON with 15 significant
-    digits, so a statement that needs one exact returns what it is made of): its SQL, the names
-    of its parameters in order and the values it carries itself; None if a parameter would need
-    processing on its way in, or a list a parameter of its own (no JSON functions)."""
+def _sqlite_plan(dialect, build) -> DriverStatement | None:
+    """The statement ``build`` makes, with its rows gathered into one JSON array of arrays (see
+    :func:`_rows`; a float goes through JSON with 15 significant digits, so a statement that
+    needs one exact returns what it is made of), compiled once for the driver
+    (``db.driver_statement``); None without JSON functions (a list would be a parameter of its
+    own)."""
     if not _has_json(dialect):
         return None
     rows = build(json_lists=True, sqlite=True).subquery("found_rows")
-    compiled = select(func.json_group_array(func.json_array(*rows.c))).compile(dialect=dialect)
-    if not compiled.positional or compiled.escaped_bind_names:
-        return None
-    if any(b.type.dialect_impl(dialect).bind_processor(dialect) for b in compiled.binds.values()):
-        return None
-    given = {bind.key: None for bind in compiled.binds.values() if bind.required}  # the caller's parameters
-    literals = {name: value for name, value in compiled.construct_params(given).items() if name not in given}
-    return compiled.string, tuple(compiled.positiontup), literals
+    return driver_statement(select(func.json_group_array(func.json_array(*rows.c))), dialect)
 
 
 def _listing(name: str, json_lists: bool):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import operator
 import sqlite3
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -102,6 +104,51 @@ class UtcDateTime(TypeDecorator):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class DriverStatement:
+    """A statement compiled once for a dialect of positional parameters (SQLite's ``?``): its
+    SQL, the names of the values a caller gives (``wanted``), and ``arguments``, which turns
+    those values (a mapping by name) into the tuple the driver takes: in the statement's order,
+    each through its type's bind processor and with the values the statement carries itself, as
+    SQLAlchemy's own execute would send them."""
+
+    sql: str
+    wanted: frozenset[str]
+    arguments: Callable[[Mapping[str, Any]], tuple]
+
+
+def driver_statement(statement, dialect, *, column_keys: Sequence[str] | None = None) -> DriverStatement | None:
+    """``statement`` compiled once for ``dialect`` (``column_keys``: an insert's columns), for
+    the driver's own execute or executemany (``on_driver``): SQLAlchemy's builds a parameter
+    dictionary per row and makes several trips to aiosqlite's thread. None where a statement's
+    parameters are named (PostgreSQL's drivers) or their names escaped: SQLAlchemy executes it
+    itself there."""
+    compiled = statement.compile(dialect=dialect, column_keys=column_keys)
+    if not compiled.positional or compiled.escaped_bind_names or not compiled.positiontup:
+        return None
+    names = tuple(compiled.positiontup)
+    binds = compiled.binds
+    wanted = {name: None for name in names if binds[name].required}
+    carried = {name: value for name, value in compiled.construct_params(wanted).items() if name not in wanted}
+    pick = operator.itemgetter(*names) if len(names) > 1 else (lambda values: (values[names[0]],))
+    take = (lambda values: pick({**carried, **values})) if carried else pick
+    processors = [binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
+    processed = [(at, process) for at, process in enumerate(processors) if process is not None]
+    if not processed:
+        return DriverStatement(compiled.string, frozenset(wanted), take)
+
+    # Every value taken at once (``itemgetter``), then only the ones with a processor put
+    # through it: a generator over every value costs about 0.35 µs each (a history row of
+    # twelve columns, two with processors: 9.2 µs a row on SQLite, 5 this way).
+    def arguments(values: Mapping[str, Any]) -> tuple:
+        row = list(take(values))
+        for at, process in processed:
+            row[at] = process(row[at])
+        return tuple(row)
+
+    return DriverStatement(compiled.string, frozenset(wanted), arguments)
 
 
 async def on_driver(conn: AsyncConnection, sql: str, call: Callable[[Any], Awaitable[Any]]) -> Any:

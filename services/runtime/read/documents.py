@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import json
-import operator
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
@@ -43,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from contracts.envelope import Envelope
 
-from .db import on_driver
+from .db import DriverStatement, driver_statement, on_driver
 from .projector import Projection, event_of, upsert
 
 __all__ = ["DocumentProjection", "execute_many", "insert_rows", "read_documents", "upsert"]
@@ -144,38 +143,18 @@ async def read_documents(conn: AsyncConnection, table: Table, keys: list[Any]) -
 
 
 @functools.lru_cache(maxsize=128)
-def _driver_plan(table: Table, dialect: Dialect, kind: str) -> tuple[str, Callable[[dict[str, Any]], tuple]] | None:
+def _driver_plan(table: Table, dialect: Dialect, kind: str) -> DriverStatement | None:
     """The upsert (``kind`` "upsert") or plain insert ("insert") of every column of ``table``,
-    compiled once for ``dialect``, and a function turning a row into its parameters (in the
-    statement's order, through each column type's bind processor), for the driver's own
-    executemany. None where that does not apply (a named paramstyle, escaped parameter names):
-    SQLAlchemy then executes the statement itself."""
+    compiled once for ``dialect`` (``db.driver_statement``), for the driver's own executemany
+    of rows as the projections hold them (by column name). None where that does not apply: then
+    SQLAlchemy executes the statement itself."""
+    if any(c.key != c.name for c in table.columns):
+        return None
     statement = upsert(table, dialect.name) if kind == "upsert" else insert(table)
-    compiled = statement.compile(dialect=dialect, column_keys=[c.key for c in table.columns])
-    if not compiled.positional or compiled.escaped_bind_names or not compiled.positiontup:
+    plan = driver_statement(statement, dialect, column_keys=[c.key for c in table.columns])
+    if plan is None or not plan.wanted <= set(table.columns.keys()):
         return None
-    by_key = {c.key: c for c in table.columns}
-    if any(key not in by_key for key in compiled.positiontup):
-        return None
-    columns = [by_key[key] for key in compiled.positiontup]
-    names = [c.name for c in columns]
-    processors = [c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
-    if not any(processors):
-        getter = operator.itemgetter(*names)
-        return compiled.string, (lambda doc: getter(doc)) if len(names) > 1 else (lambda doc: (getter(doc),))
-    # Every value taken at once (``itemgetter``), then only the columns with a processor put
-    # through it: a generator over every column costs about 0.35 µs a column (a history row of
-    # twelve columns, two with processors: 9.2 µs a row on SQLite, 5 this way).
-    getter = operator.itemgetter(*names) if len(names) > 1 else (lambda doc: (doc[names[0]],))
-    processed = [(at, process) for at, process in enumerate(processors) if process is not None]
-
-    def parameters(doc: dict[str, Any]) -> tuple:
-        values = list(getter(doc))
-        for at, process in processed:
-            values[at] = process(values[at])
-        return tuple(values)
-
-    return compiled.string, parameters
+    return plan
 
 
 async def _execute_many(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]], kind: str) -> None:
@@ -187,8 +166,7 @@ async def _execute_many(conn: AsyncConnection, table: Table, rows: list[dict[str
     if plan is None:
         await conn.execute(upsert(table, conn.dialect.name) if kind == "upsert" else insert(table), rows)
         return
-    sql, parameters = plan
-    await execute_many(conn, sql, [parameters(row) for row in rows])
+    await execute_many(conn, plan.sql, [plan.arguments(row) for row in rows])
 
 
 async def execute_many(conn: AsyncConnection, sql: str, values: list[tuple]) -> None:

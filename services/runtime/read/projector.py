@@ -99,7 +99,7 @@ from services.runtime.observe.telemetry import extract_context, tracer
 from services.runtime.settings import Settings
 
 from .batches import Batches
-from .db import checkpoints, on_driver, runtime_metadata, writing
+from .db import DriverStatement, checkpoints, driver_statement, on_driver, runtime_metadata, writing
 
 log = logging.getLogger("duban.projector")
 
@@ -143,25 +143,10 @@ def _checkpoint_upsert(dialect: str):
 
 
 @functools.lru_cache(maxsize=4)
-def _checkpoint_plan(dialect) -> tuple[str, Callable[[dict[str, Any]], tuple]] | None:
-    """On aiosqlite: ``_checkpoint_upsert`` compiled once, and a function giving its parameters
-    in order, each through its type's bind processor (as SQLAlchemy's execute sends them).
+def _checkpoint_plan(dialect) -> DriverStatement | None:
+    """On aiosqlite: ``_checkpoint_upsert`` compiled once for the driver (``db.driver_statement``);
     None elsewhere."""
-    if dialect.driver != "aiosqlite":
-        return None
-    compiled = _checkpoint_upsert(dialect.name).compile(dialect=dialect)
-    if not compiled.positional or compiled.escaped_bind_names:
-        return None
-    names = tuple(compiled.positiontup)
-    processors = [compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
-
-    def arguments(values: dict[str, Any]) -> tuple:
-        return tuple(
-            values[name] if process is None else process(values[name])
-            for name, process in zip(names, processors, strict=True)
-        )
-
-    return compiled.string, arguments
+    return driver_statement(_checkpoint_upsert(dialect.name), dialect) if dialect.driver == "aiosqlite" else None
 
 
 #: Links a projection batch's span carries at most: the SDK's default limit
@@ -653,8 +638,8 @@ class Projector(PullConsumer):
         conn = await session.connection()  # Core, on the session's transaction: no ORM work to do
         plan = _checkpoint_plan(conn.dialect)
         if plan is not None:  # one call into aiosqlite's thread (db.on_driver)
-            sql, arguments = plan
-            changed = (await on_driver(conn, sql, lambda driver: driver.execute(sql, arguments(values)))).rowcount
+            arguments = plan.arguments(values)
+            changed = (await on_driver(conn, plan.sql, lambda driver: driver.execute(plan.sql, arguments))).rowcount
         else:
             changed = (await conn.execute(_checkpoint_upsert(conn.dialect.name), values)).rowcount
         if changed == 0:

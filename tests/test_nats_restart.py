@@ -11,6 +11,7 @@ gone with the server) is there again.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -156,4 +157,45 @@ def test_a_service_started_before_its_nats_server_waits_for_it_and_then_serves(t
             process.wait(30)
         except subprocess.TimeoutExpired:
             process.kill()
+        server.stop()
+
+
+async def test_a_connection_closed_on_purpose_is_not_reported_as_reconnecting_and_a_lost_one_is(tmp_path, caplog):
+    """nats-py calls the disconnected callback on a deliberate close too: a service stopping
+    logs that its connection closed, not that it is reconnecting; a server killed under it is
+    still reported (and the reconnection after)."""
+    from services.runtime.bus.levels import connect
+
+    caplog.set_level(logging.INFO, logger="duban.levels")
+    server = EmbeddedNats(tmp_path / "nats").start()
+    settings = Settings(jurisdiction=WENLING, nats_url=server.url)
+
+    def said(message: str) -> int:
+        return sum(1 for record in caplog.records if record.getMessage() == message)
+
+    try:
+        stopping = await connect(settings, "intake")
+        await stopping.close()
+        await asyncio.sleep(0.1)
+        assert said("nats connection closed") == 1
+        assert said("nats disconnected, reconnecting") == 0
+
+        lost = await connect(settings, "intake")
+        server.kill()
+        for _ in range(100):
+            if said("nats disconnected, reconnecting"):
+                break
+            await asyncio.sleep(0.05)
+        assert said("nats disconnected, reconnecting") == 1
+        server.start()  # the same port
+        for _ in range(200):
+            if said("nats reconnected"):
+                break
+            await asyncio.sleep(0.05)
+        assert said("nats reconnected") == 1
+        await lost.close()
+        await asyncio.sleep(0.1)
+        assert said("nats connection closed") == 2
+        assert said("nats disconnected, reconnecting") == 1
+    finally:
         server.stop()

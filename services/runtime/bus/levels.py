@@ -27,6 +27,7 @@ fetched events of other levels included.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Iterable, Mapping
@@ -221,17 +222,31 @@ def connection_options(settings: Settings, service: str) -> dict[str, Any]:
     """How every connection of a service process behaves when NATS goes away: it reconnects for
     ever, every half second (a restarted server is back within a second or two, and nothing a
     service does can wait longer than it must), and says so in one log line each time instead of
-    nats-py's tracebacks. Shared by the service's own connection and its FastStream brokers."""
+    nats-py's tracebacks. Shared by the service's own connection and its FastStream brokers.
+
+    nats-py calls the disconnected callback also when the connection is closed on purpose (a
+    service stopping), right before the closed callback: the warning waits for the loop's next
+    turn and is not written when the connection was closed meanwhile (one info line instead)."""
     name = f"duban-{service}-{settings.jurisdiction}"
+    closed = False
 
     async def error(err: Exception) -> None:
         log.warning("nats connection error", extra={"connection": name, "error": repr(err)})
 
+    def report_disconnected() -> None:
+        if not closed:
+            log.warning("nats disconnected, reconnecting", extra={"connection": name})
+
     async def disconnected() -> None:
-        log.warning("nats disconnected, reconnecting", extra={"connection": name})
+        asyncio.get_running_loop().call_soon(report_disconnected)
 
     async def reconnected() -> None:
         log.warning("nats reconnected", extra={"connection": name})
+
+    async def was_closed() -> None:
+        nonlocal closed
+        closed = True
+        log.info("nats connection closed", extra={"connection": name})
 
     return {
         **({"tls": tls} if (tls := client_tls(settings)) is not None else {}),
@@ -242,6 +257,7 @@ def connection_options(settings: Settings, service: str) -> dict[str, Any]:
         "error_cb": error,
         "disconnected_cb": disconnected,
         "reconnected_cb": reconnected,
+        "closed_cb": was_closed,
     }
 
 

@@ -73,7 +73,7 @@ from contracts.intake import (
 )
 from contracts.jurisdictions import UnknownJurisdiction, default_registry
 from services.runtime.read.db import connected
-from services.runtime.read.documents import execute_many, read_documents
+from services.runtime.read.documents import execute_many
 from services.runtime.read.history import HistoryProjection, history_table, short
 from services.runtime.read.projector import handles
 from services.runtime.read.records import SEPARATOR as SUBMITTER_SEPARATOR
@@ -187,10 +187,16 @@ class MatterListProjection(MatterRecords):
         if not touched:
             await super().apply_batch(session, envelopes)
             return
-        conn = await session.connection()
-        before = await _indexed_titles(conn, touched)
-        await super().apply_batch(session, envelopes)
-        await _reindex(conn, before, await _indexed_titles(conn, touched))
+        # The index before and after, from the rows the batch reads and changes (no read of its own)
+        before: dict[str, _Indexed] = {}
+        rows: dict[str, dict[str, Any]] = {}
+
+        def read(found: dict[str, dict[str, Any]]) -> None:
+            before.update(_indexed(found, touched))  # now: the handlers change these rows in place
+            rows.update(found)
+
+        changed = await self.apply_documents(await session.connection(), envelopes, read)
+        await _reindex(await session.connection(), before, _indexed(rows | changed, touched))
 
 
 # -- the title index ---------------------------------------------------------------------------
@@ -238,13 +244,15 @@ class _Indexed(NamedTuple):
     content_grams: str
 
 
-async def _indexed_titles(conn: AsyncConnection, ids: list[str]) -> dict[str, _Indexed]:
-    """The matters of ``ids`` that are open, as the index holds them."""
+def _indexed(rows: dict[str, dict[str, Any]], ids: list[str]) -> dict[str, _Indexed]:
+    """The matters of ``ids`` among ``rows`` (matter list rows by id) that are open, as the
+    index holds them."""
     from .similarity import content_gram_list, grams_of, title_text  # similarity reads these tables: imported when used
 
     found: dict[str, _Indexed] = {}
-    for matter_id, row in (await read_documents(conn, matters, ids)).items():
-        if row["status"] in _OPEN and row["jurisdiction"]:
+    for matter_id in ids:
+        row = rows.get(matter_id)
+        if row is not None and row["status"] in _OPEN and row["jurisdiction"]:
             text = title_text(row["title"] or "")
             if text:  # a title of punctuation alone has no gram to be found by
                 grams = frozenset(grams_of(text))

@@ -216,13 +216,26 @@ class DocumentProjection(Projection):
         return doc
 
     async def apply_batch(self, session: AsyncSession, envelopes: list[Envelope]) -> None:
-        wanted = [(self.key_of(e), e) for e in envelopes if self.wants(e.event_type)]
-        if not wanted:
-            return
         # Core statements on the session's connection (same transaction): the documents are
         # plain dicts, so the ORM has nothing to add but overhead.
-        conn = await session.connection()
+        await self.apply_documents(await session.connection(), envelopes)
+
+    async def apply_documents(
+        self,
+        conn: AsyncConnection,
+        envelopes: list[Envelope],
+        read: Callable[[dict[Any, dict[str, Any]]], None] | None = None,
+    ) -> dict[Any, dict[str, Any]]:
+        """Apply ``envelopes`` to their rows and write them: the rows changed, by key. ``read``
+        is given the rows that existed, as they were read, before any handler changes them (a
+        subclass that keeps something derived from the rows, as intake's title index, compares
+        before and after without reading them again)."""
+        wanted = [(self.key_of(e), e) for e in envelopes if self.wants(e.event_type)]
+        if not wanted:
+            return {}
         docs = await read_documents(conn, self.table, list(dict.fromkeys(key for key, _ in wanted)))
+        if read is not None:
+            read(docs)
         changed: dict[Any, dict[str, Any]] = {}
         handlers: dict[str, Callable] = self._handlers
         for key, envelope in wanted:
@@ -232,6 +245,7 @@ class DocumentProjection(Projection):
             handlers[envelope.event_type](self, doc, event_of(envelope), envelope)
             changed[key] = doc
         await _write(conn, self.table, list(changed.values()))
+        return changed
 
 
 def _default(column) -> Any:

@@ -31,6 +31,7 @@ from services.runtime.read import people
 from services.runtime.read.db import make_engine
 from services.runtime.service import ServiceBase
 from services.runtime.settings import Settings
+from services.runtime.tasks import cancel_and_wait
 
 from . import projections as p
 from .api import create_api
@@ -236,10 +237,9 @@ class NotifyService(ServiceBase):
         self._stopping.set()
         for worker in self.workers:
             worker.stop()  # so a worker whose cancellation nats-py turns into a timeout still ends
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=10)
+        # cancelled until they end (``tasks.cancel_and_wait``: a cancellation can be lost in
+        # nats-py's waits on 3.11), what they raised on the way out kept for no one
+        await asyncio.gather(*(cancel_and_wait(task) for task in self._tasks), return_exceptions=True)
         self._tasks.clear()
         await self.stop()
 

@@ -192,11 +192,12 @@ class MatterListProjection(MatterRecords):
         rows: dict[str, dict[str, Any]] = {}
 
         def read(found: dict[str, dict[str, Any]]) -> None:
-            before.update(_indexed(found, touched))  # now: the handlers change these rows in place
+            before.update(_indexed(found, touched))  # taken now: the handlers then change these rows in place
             rows.update(found)
 
-        changed = await self.apply_documents(await session.connection(), envelopes, read)
-        await _reindex(await session.connection(), before, _indexed(rows | changed, touched))
+        conn = await session.connection()
+        changed = await self.apply_documents(conn, envelopes, read)
+        await _reindex(conn, before, _indexed(rows | changed, touched))
 
 
 # -- the title index ---------------------------------------------------------------------------

@@ -219,7 +219,7 @@ async def raw_consume(nc: NATS, sizes: Sizes, stream: str, filter_subject: str, 
     same filter subject), fetching ``consume_batch`` at a time with nats-py's
     ``PullSubscription.fetch``, checking the order and acking the last message of each batch;
     nothing is decoded. The ceiling of a projector fetching with nats-py's ``fetch``; the
-    Projector sends the same pull requests itself (``services/runtime/read/batches.py``),
+    Projector sends the same pull requests itself (``services/runtime/bus/batches.py``),
     without the task, timer and uuid ``fetch`` spends per message, and goes past it."""
     seconds = await _consume_all(
         nc,

@@ -1,4 +1,4 @@
-"""The projector's fetch (``read/batches.py``): JetStream pull requests answered into a plain
+"""Every consumer's fetch (``bus/batches.py``): JetStream pull requests answered into a plain
 subscription, read as nats-py's ``fetch`` reads them."""
 
 from __future__ import annotations
@@ -9,7 +9,10 @@ import time
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
-from services.runtime.read.batches import Batches
+from services.runtime.bus.batches import Batches, ConsumerMissing
+from services.runtime.bus.consumer import DurableWorker
+from services.runtime.settings import Settings
+from tests.support.waiting import eventually
 
 
 async def consumer(nc, unique: str) -> tuple[str, str]:
@@ -90,3 +93,73 @@ async def test_a_request_nobody_answers_is_given_up_or_refused_in_time(nc, uniqu
     finally:
         await batches.stop()
         await swallowed.unsubscribe()
+
+
+async def test_a_lingering_fetch_is_answered_at_once_and_a_wake_ends_it_with_nothing(nc, unique, batches):
+    """An idle consumer's request lingers (``pull_wait_s``, 5 s in a service): a message that comes
+    meanwhile is fetched as soon as it is stored, not when the request expires; ``wake`` (a
+    consumer stopping, a reconnection) ends a waiting fetch at once, and what the server sends
+    for it later comes with the next fetch."""
+    waiting = asyncio.create_task(batches.fetch(10, 30.0))
+    await asyncio.sleep(0.3)
+    published = time.monotonic()
+    await publish(nc, unique, range(1))
+    assert [m.data for m in await asyncio.wait_for(waiting, 5)] == [b"0"]
+    assert time.monotonic() - published < 1.0
+
+    waiting = asyncio.create_task(batches.fetch(10, 30.0))
+    await asyncio.sleep(0.3)
+    woken = time.monotonic()
+    batches.wake()
+    assert await asyncio.wait_for(waiting, 5) == []
+    assert time.monotonic() - woken < 0.5
+    await publish(nc, unique, range(1, 3))  # answers the request the wake gave up, on the server still
+    msgs = await batches.fetch(10, 5.0)
+    msgs += await batches.fetch(10, 1.0) if len(msgs) < 2 else []
+    assert [m.data for m in msgs] == [b"1", b"2"]
+
+
+async def test_a_fetch_from_a_consumer_removed_meanwhile_fails_so_that_it_is_made_again(nc, unique, batches):
+    """An operator removed the consumer under a running worker: the server has nobody to answer
+    the pull request (503), so ``fetch`` raises ``ConsumerMissing`` (the service logs it and
+    prepares the worker again, which makes the consumer) rather than finding nothing for ever."""
+    await nc.jetstream().delete_consumer(unique.upper(), "proj")
+    with pytest.raises(ConsumerMissing):
+        await batches.fetch(10, 1.0)
+
+
+async def test_an_idle_worker_handles_a_message_at_once_and_stops_at_once(nc, unique):
+    """A durable worker whose requests linger 30 s handles a message as soon as it is stored and,
+    idle, stops as soon as it is told (its waiting fetch woken), not when the request expires."""
+    stream, _ = await consumer(nc, unique)
+    handled: list[tuple[bytes, float]] = []
+
+    async def handle(msg) -> None:
+        handled.append((msg.data, time.monotonic()))
+
+    worker = DurableWorker(
+        nc,
+        stream=stream,
+        durable="worker",
+        handle=handle,
+        jurisdiction="331081",
+        context="intake",
+        span_name="receive",
+        settings=Settings(jurisdiction="331081", pull_wait_s=30.0),
+    )
+    await worker.prepare()
+    running = asyncio.create_task(worker.run())
+    try:
+        await asyncio.sleep(0.5)
+        published = time.monotonic()
+        await publish(nc, unique, range(1))
+        await eventually(lambda: asyncio.sleep(0, handled), 5, "the message handled")
+        assert handled[0][0] == b"0" and handled[0][1] - published < 1.0
+        await asyncio.sleep(0.5)
+        told = time.monotonic()
+        worker.stop()
+        await asyncio.wait_for(running, 5)
+        assert time.monotonic() - told < 0.5
+    finally:
+        running.cancel()
+        await worker.close()

@@ -13,6 +13,7 @@ from contracts.envelope import Actor, Envelope, encode_commit, utcnow
 from services.intake.integration import Inbox, Relay
 from services.runtime.bus.consumer import DurableWorker
 from services.runtime.bus.reactions import Reactions
+from tests.support.waiting import eventually
 
 HERE = "331081"
 
@@ -127,7 +128,9 @@ async def test_running_the_batches_overlap_and_each_key_keeps_its_order_across_t
     await asyncio.wait_for(all_in.wait(), 30)
     worker.stop()
     await asyncio.wait_for(running, 5)
-    assert await worker.idle()  # every message acknowledged
+    # every message acknowledged (the acks are published as the last ones finish; the server
+    # counts them a moment later)
+    await eventually(worker.idle, 5, "every message acknowledged")
     await worker.close()
     assert dict(seen) == {"slow": [0], **{key: list(range(10)) for key in "abcd"}}
     assert before_slow_done == [40]  # the batches after the slow one's went on without it

@@ -58,7 +58,7 @@ class DirectoryService(ServiceBase):
         self.ring.keys()  # the key file exists (created on first start) before anyone asks
         async with self.engine.begin() as conn:
             await conn.run_sync(sessions_metadata.create_all)
-        self.nc = await connect(self.settings, CONTEXT)
+        self.nc = await connect(self.settings, CONTEXT, on_reconnected=self.reconnected)
         self.store = EventStore(self.nc, context=CONTEXT, jurisdiction=self.here, settings=self.settings)
         await self.store.ensure_streams()
         self.streams = [self.store.stream]

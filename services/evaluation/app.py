@@ -51,7 +51,7 @@ class EvaluationService(ServiceBase):
         self._stopping = asyncio.Event()
 
     async def start(self, *, close_by_time: bool = True) -> None:
-        self.nc = await connect(self.settings, CONTEXT)
+        self.nc = await connect(self.settings, CONTEXT, on_reconnected=self.reconnected)
         extra = {"clock": self.clock} if self.clock is not None else {}
         self.store = EventStore(self.nc, context=CONTEXT, jurisdiction=self.here, settings=self.settings, **extra)
         await self.store.ensure_streams()

@@ -42,7 +42,7 @@ class IntakeService(ServiceBase):
         self.engine = make_engine(settings.sqlalchemy_url(CONTEXT))
 
     async def start(self) -> None:
-        self.nc = await connect(self.settings, CONTEXT)
+        self.nc = await connect(self.settings, CONTEXT, on_reconnected=self.reconnected)
         self.store = EventStore(self.nc, context=self.context, jurisdiction=self.here, settings=self.settings)
         await self.store.ensure_streams()
         await ensure_level_streams(self.store.js, self.here, self.registry, self.settings)

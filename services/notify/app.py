@@ -76,7 +76,7 @@ class NotifyService(ServiceBase):
     # -- start -------------------------------------------------------------------------
     async def start(self, *, sweep: bool = True) -> None:
         settings = self.settings
-        self.nc = await connect(settings, CONTEXT)
+        self.nc = await connect(settings, CONTEXT, on_reconnected=self.reconnected)
         self.store = EventStore(self.nc, context=CONTEXT, jurisdiction=self.here, settings=settings, clock=self.clock)
         await self.store.ensure_streams()
         self.sources = {

@@ -193,6 +193,13 @@ class ServiceBase:
                         break
                     await asyncio.sleep(0.05)
 
+    def reconnected(self) -> None:
+        """The connection to NATS was made again: every worker's fetch that waits now ends (a
+        restarted server has lost its pull request, which would be waited out), and a projector
+        then makes its consumer again from its checkpoint (``Reconnected``)."""
+        for worker in self.workers:
+            worker.wake()
+
     def connected(self) -> bool:
         """Whether this process's NATS connection is up (a service that has not connected yet
         counts as up: its start-up fails loudly on its own)."""

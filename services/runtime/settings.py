@@ -41,7 +41,9 @@ class Settings(BaseSettings):
     #: How often a failing message is tried before it goes to the dead-letter stream.
     max_deliver: int = Field(default=5, ge=1)
     projector_batch: int = Field(default=1000, ge=1, le=10_000)
-    projector_idle_wait_s: float = Field(default=0.5, gt=0)
+    #: How long an idle consumer's pull request waits at the server (``bus/pull.py``): it is
+    #: answered as soon as a message comes, so this costs no latency, only idle requests.
+    pull_wait_s: float = Field(default=5.0, gt=0)
     #: Bounded retries of a command that lost an optimistic-concurrency race.
     command_retries: int = Field(default=5, ge=0)
 

@@ -75,7 +75,7 @@ class TrackingService(ServiceBase):
         self.engine = make_engine(settings.sqlalchemy_url(CONTEXT))
 
     async def start(self, *, sweep: bool = True) -> None:
-        self.nc = await connect(self.settings, CONTEXT)
+        self.nc = await connect(self.settings, CONTEXT, on_reconnected=self.reconnected)
         extra = {"clock": self.clock} if self.clock is not None else {}
         self.store = EventStore(self.nc, context=CONTEXT, jurisdiction=self.here, settings=self.settings, **extra)
         await self.store.ensure_streams()

@@ -121,7 +121,7 @@ class DurableWorker(PullConsumer):
             )
         )
 
-    async def step(self, timeout: float = 0.5) -> int:
+    async def step(self, timeout: float | None = None) -> int:
         """One batch: its messages one after another, or up to ``concurrency`` side by side (each
         independent of the others, or, with ``key``, those of one key one after another in their
         order). Cancelled mid-batch (the service stopping), the messages not handled yet are given
@@ -176,7 +176,7 @@ class DurableWorker(PullConsumer):
                 if room <= 0:
                     await asyncio.wait(list(flying), return_when=asyncio.FIRST_COMPLETED)
                     continue
-                for msg in await self.fetch(min(self.batch, room), 0.5):
+                for msg in await self.fetch(min(self.batch, room)):
                     key = self._key_of(msg)
                     task = asyncio.create_task(self._after(tails.get(key), msg))
                     tails[key] = task

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import nats
@@ -218,7 +218,9 @@ def client_tls(settings: Settings) -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=str(settings.nats_ca_file))
 
 
-def connection_options(settings: Settings, service: str) -> dict[str, Any]:
+def connection_options(
+    settings: Settings, service: str, *, on_reconnected: Callable[[], None] | None = None
+) -> dict[str, Any]:
     """How every connection of a service process behaves when NATS goes away: it reconnects for
     ever, every half second (a restarted server is back within a second or two, and nothing a
     service does can wait longer than it must), and says so in one log line each time instead of
@@ -226,7 +228,8 @@ def connection_options(settings: Settings, service: str) -> dict[str, Any]:
 
     nats-py calls the disconnected callback also when the connection is closed on purpose (a
     service stopping), right before the closed callback: the warning waits for the loop's next
-    turn and is not written when the connection was closed meanwhile (one info line instead)."""
+    turn and is not written when the connection was closed meanwhile (one info line instead).
+    ``on_reconnected`` is called after each reconnection (the service wakes its consumers)."""
     name = f"duban-{service}-{settings.jurisdiction}"
     closed = False
 
@@ -242,6 +245,8 @@ def connection_options(settings: Settings, service: str) -> dict[str, Any]:
 
     async def reconnected() -> None:
         log.warning("nats reconnected", extra={"connection": name})
+        if on_reconnected is not None:
+            on_reconnected()
 
     async def was_closed() -> None:
         nonlocal closed
@@ -261,11 +266,14 @@ def connection_options(settings: Settings, service: str) -> dict[str, Any]:
     }
 
 
-async def connect(settings: Settings, service: str, **options: Any) -> NATS:
+async def connect(
+    settings: Settings, service: str, *, on_reconnected: Callable[[], None] | None = None, **options: Any
+) -> NATS:
     """Connect one service of one level to its NATS: user and password from ``DUBAN_NATS_URL``
     (``nats://user:password@host:port``), replies on the service's own inbox prefix (the only
     one its user may subscribe to in ``deploy/``), reconnecting for ever."""
-    return await nats.connect(settings.nats_url, **{**connection_options(settings, service), **options})
+    chosen = connection_options(settings, service, on_reconnected=on_reconnected)
+    return await nats.connect(settings.nats_url, **{**chosen, **options})
 
 
 # -- permissions --------------------------------------------------------------------------------

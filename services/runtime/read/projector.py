@@ -25,9 +25,10 @@ applying it and then dead-lettering it, until one of the two succeeds.
 Acknowledgement is ``AckPolicy.ALL``: one ack after each commit covers its batch.
 
 Per event the projector does as little as it can, because it is CPU-bound in its own process
-(bench/: ``project_vs_raw``). It fetches through ``Batches`` (``batches.py``): the pull requests
-nats-py's ``fetch`` sends, answered into a plain subscription, without the task, timer and uuid
-nats-py's ``fetch`` spends on every message (about half of the projector's CPU before, bench/).
+(bench/: ``project_vs_raw``). It fetches, as every consumer does, through ``Batches``
+(``bus/batches.py``): the pull requests nats-py's ``fetch`` sends, answered into a plain
+subscription, without the task, timer and uuid nats-py's ``fetch`` spends on every message
+(about half of the projector's CPU before, bench/).
 Which event types a projection wants is decided once per ``Duban-Event-Types`` value, and
 commits it does not want are not decoded; the stream sequence
 that decides whether a message is fresh is read from its reply subject (nats-py's full
@@ -98,7 +99,6 @@ from services.runtime.observe.metrics import HANDLER_SECONDS, MESSAGES_HANDLED
 from services.runtime.observe.telemetry import extract_context, tracer
 from services.runtime.settings import Settings
 
-from .batches import Batches
 from .db import DriverStatement, checkpoints, driver_statement, on_driver, runtime_metadata, writing
 
 log = logging.getLogger("duban.projector")
@@ -314,7 +314,6 @@ class Projector(PullConsumer):
         self._wanted_types: dict[str, bool] = {}
         self._subject_template = subjects.event_subject_template(context)
         self._span_name = f"process {self._subject_template}"
-        self._batches: Batches | None = None
         #: The connection's reconnect count when the consumer was made (``_fetch_in_order``).
         self._made_at_reconnect = 0
 
@@ -374,21 +373,6 @@ class Projector(PullConsumer):
                 description=f"projection {self.projection.name}",
             )
         )
-        self._batches = Batches(self.nc, self.stream, self.durable)
-        await self._batches.start(self.settings.projector_batch)
-
-    async def close(self) -> None:
-        """Let go of the subscriptions (the durable consumer stays for the next start)."""
-        if self._batches is not None:
-            batches, self._batches = self._batches, None
-            await batches.stop()
-        await super().close()
-
-    async def fetch(self, batch: int, timeout: float) -> list[Msg]:
-        """Up to ``batch`` messages (``Batches``: nats-py's fetch at a fraction of its cost per
-        message); none when nothing came within ``timeout``."""
-        assert self._batches is not None, "prepare() first"
-        return await self._batches.fetch(batch, timeout)
 
     async def _drop(self) -> None:
         async with self.engine.begin() as conn:
@@ -411,12 +395,12 @@ class Projector(PullConsumer):
 
     async def step(self, timeout: float | None = None) -> int:
         """Fetch and apply one batch; returns how many messages were applied or skipped."""
-        msgs = await self._fetch_in_order(timeout or self.settings.projector_idle_wait_s)
+        msgs = await self._fetch_in_order(timeout)
         if msgs:
             await self.handle_batch(msgs)
         return len(msgs)
 
-    async def _fetch_in_order(self, timeout: float) -> list[Msg]:
+    async def _fetch_in_order(self, timeout: float | None) -> list[Msg]:
         """The next batch, strictly after the position; ``Reconnected`` (nothing applied) when the
         connection was lost since the consumer was made, for the consumer to be made again from
         the checkpoint (``prepare``). What the server delivered just before the link broke may

@@ -73,7 +73,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from contracts.envelope import EVENT_TYPES_HEADER, Envelope, decode_commit, decode_commits
 
-from .batches import Batches
+from ..bus.batches import Batches
 from .db import checkpoints, make_engine, runtime_metadata
 from .documents import DocumentProjection, _write, read_documents
 from .history import HistoryProjection

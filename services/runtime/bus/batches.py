@@ -1,5 +1,6 @@
-"""Batches of a pull consumer, collected by a plain subscription: the projector's fetch, and
-what ``duban rebuild`` reads a stream with (``rebuild.py``).
+"""Batches of a pull consumer, collected by a plain subscription: how every durable consumer of a
+service fetches (``pull.py``: projectors and durable workers), and what ``duban rebuild`` reads a
+stream with (``read/rebuild.py``).
 
 nats-py's ``PullSubscription.fetch`` waits for each message of a batch with ``next_msg``: a
 task, a timer (``wait_for``) and a uuid per message, about as much CPU as receiving and parsing
@@ -14,8 +15,9 @@ and, when it ends with fewer than asked, one status message (404 nothing more no
 ``timeout`` (the server's ``expires``) that also carries ``no_wait``: the server answers it as soon
 as messages come and it has run out of them (a 404 after them), rather than holding them until the
 batch is full or the request expires (nats-py's ``fetch`` sends its first request so too). A live
-projector so applies an event milliseconds after it is stored, not up to ``projector_idle_wait_s``
-later (pages and tests reading right after a write saw the old read model).
+projector so applies an event milliseconds after it is stored, not up to ``pull_wait_s`` later
+(pages and tests reading right after a write saw the old read model). ``wake`` ends a waiting
+request at once: a consumer stopping does not wait out a lingering request.
 A request whose answer does not come in time (the connection was lost meanwhile) is given up;
 messages that come later for it join the next batch, as nats-py's next fetch drains them from
 its queue.
@@ -38,6 +40,11 @@ log = logging.getLogger("duban.batches")
 _GRACE_S = 1.0
 
 
+class ConsumerMissing(Exception):
+    """A pull request found no consumer to answer it (an operator removed it): the worker fails,
+    and the service prepares it again, which makes the consumer (``ServiceBase._keep_running``)."""
+
+
 @dataclass
 class _Request:
     size: int
@@ -46,6 +53,8 @@ class _Request:
     #: How many of them answered it.
     received: int = 0
     done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    #: Why it has no answer (the consumer is not there), raised by ``answer``.
+    error: Exception | None = None
 
     def finish(self) -> None:
         if not self.done.done():
@@ -63,11 +72,21 @@ class Batches:
         self._requests: deque[_Request] = deque()
         #: Messages that came when no request was waiting (answers to one given up).
         self._stray: list[Msg] = []
+        #: How many times ``wake`` was called: a fetch woken between its two requests ends.
+        self._woken = 0
 
     async def start(self, batch: int) -> None:
         self._sub = await self.nc.subscribe(
             self.inbox, cb=self._delivered, pending_msgs_limit=4 * batch + 16, pending_bytes_limit=1 << 30
         )
+
+    def wake(self) -> None:
+        """End the requests waiting now: each answer gives what came of it (nothing, when idle);
+        what the server sends for them later joins the next batch. For a consumer that stops, or
+        whose connection was made again (the server may have lost its requests)."""
+        self._woken += 1
+        for request in self._requests:
+            request.finish()
 
     async def stop(self) -> None:
         if self._sub is not None:
@@ -103,6 +122,8 @@ class Batches:
         if self._requests and self._requests[0] is request:
             self._requests.popleft()
         request.finish()
+        if request.error is not None and not request.msgs:
+            raise request.error
         return request.msgs
 
     async def fetch(self, batch: int, timeout: float) -> list[Msg]:
@@ -110,9 +131,10 @@ class Batches:
         there now, else what comes within ``timeout`` (nothing when nothing came)."""
         if self._requests:
             return await self.answer(timeout + _GRACE_S)
+        woken = self._woken
         await self.ask(batch)
         msgs = await self.answer(timeout + _GRACE_S)
-        if msgs:
+        if msgs or self._woken != woken:
             return msgs
         await self.ask(batch, expires=timeout)
         return await self.answer(timeout + _GRACE_S)
@@ -121,7 +143,9 @@ class Batches:
         request = next((r for r in self._requests if not r.done.done()), None)
         if not msg.data and msg.headers and "Status" in msg.headers:
             status = msg.headers["Status"]
-            if status not in ("404", "408", "409"):
+            if status == "503" and request is not None:  # no responders: the consumer was removed
+                request.error = ConsumerMissing(f"no consumer answers {self.subject}")
+            elif status not in ("404", "408", "409"):
                 log.warning("unexpected status of a pull request", extra={"status": status, "subject": self.subject})
             if request is not None:
                 request.finish()  # the request is over: what came is its batch

@@ -6,9 +6,9 @@ subscription, and sending a message that kept failing to the dead-letter stream.
 
 An idle consumer's pull request lingers at the server for ``pull_wait_s`` (5 s) and is answered
 as soon as a message comes, so waiting longer costs no latency, only how often an idle service
-asks: at half a second, a ``duban up`` of three levels doing nothing kept a tenth of a core busy
-in nats-server and as much again in its services. ``stop`` and ``wake`` (a reconnection) end a
-waiting fetch at once.
+asks: at half a second, a ``duban up`` of three levels doing nothing used 11.3 CPU-seconds every
+30 s (3.1 of them nats-server's), at 5 s 3.0 (0.6). ``stop`` and ``wake`` (the service calls it
+after a reconnection) end a waiting fetch at once.
 
 What survives a restart of the nats-server, and why nothing more is needed: the streams (events,
 OUTBOX, INBOX, dead letters) and the durable consumers are file storage, so a restarted server

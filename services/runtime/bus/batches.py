@@ -92,8 +92,7 @@ class Batches:
         if self._sub is not None:
             sub, self._sub = self._sub, None
             await sub.unsubscribe()
-        for request in self._requests:
-            request.finish()
+        self.wake()
         self._requests.clear()
         self._stray.clear()
 

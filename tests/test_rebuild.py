@@ -9,6 +9,7 @@ import asyncio
 import os
 import random
 import re
+import signal
 import sys
 
 import pytest
@@ -18,8 +19,8 @@ from contracts import subjects
 from contracts.envelope import new_id
 from services.runtime.es.eventstore import EventStore
 from services.runtime.read.db import checkpoints, make_engine
-from services.runtime.read.projector import NewerReadModel, read_position
-from services.runtime.read.rebuild import SUFFIX, Rebuild, Target
+from services.runtime.read.projector import NewerReadModel, Projector, read_position
+from services.runtime.read.rebuild import SUFFIX, Rebuild, RebuildFailed, Target, split
 from services.runtime.settings import Settings
 from services.runtime.tools.nats_server import EmbeddedNats
 from services.runtime.tools.rebuild import rebuild_service
@@ -253,7 +254,10 @@ async def case_counts(engine) -> tuple[int, int]:
         )
 
 
-async def test_duban_rebuild_tracking_swaps_in_its_read_models_while_the_service_answers(tracking):
+@pytest.mark.parametrize("jobs", [1, 2])
+async def test_duban_rebuild_tracking_swaps_in_its_read_models_while_the_service_answers(tracking, jobs):
+    """With two jobs the case history is built in this process and the other read models by a
+    second one at once (on SQLite into a file of its own, copied in before the swap)."""
     service, settings, _ = tracking
     for _ in range(3):
         await closed_case(service)
@@ -272,13 +276,17 @@ async def test_duban_rebuild_tracking_swaps_in_its_read_models_while_the_service
     reader = asyncio.create_task(read_meanwhile())
     lines: list[str] = []
     try:
-        reports = await rebuild_service("tracking", settings, say=lines.append, batch=5, every_s=0.0)
+        reports = await rebuild_service("tracking", settings, say=lines.append, jobs=jobs, batch=5, every_s=0.0)
     finally:
         done.set()
         await reader
     assert seen and all(counts == before for counts in seen)  # never empty, never partial
     (report,) = reports.values()
     assert report["skipped"] == 0 and report["events"] == before[1]
+    assert report.get("processes", 1) == jobs
+    others = [line for line in lines if "built at once by another process" in line]
+    assert len(others) == jobs - 1, lines
+    assert not list((settings.data_dir).rglob("*.rebuild-part*"))  # the second process's file, gone
     rebuilt = {name for stream in report["streams"].values() for name in stream["projections"]}
     assert {"tracking_cases", "tracking_case_history", "tracking_plans", "tracking_deputy_groups"} <= rebuilt
     assert "tracking_plan_matters" in rebuilt  # from intake's stream, also the service's
@@ -292,6 +300,114 @@ async def test_duban_rebuild_tracking_swaps_in_its_read_models_while_the_service
     assert after == (4, before[1] + before[1] // 3)
     stream_last = (await service.nc.jetstream().stream_info(service.store.stream)).state.last_seq
     assert await read_position(service.engine, "tracking_cases") == stream_last
+
+
+async def test_a_rebuild_whose_second_process_is_killed_fails_and_leaves_the_read_models_as_they_were(tracking):
+    """``kill -9`` of the process building the case list while it reads the stream: the rebuild
+    fails saying so, the service's read models are the old ones, whole, its file is gone, and the
+    next rebuild swaps in the same read models."""
+    service, settings, _ = tracking
+    for _ in range(3):
+        await closed_case(service)
+    await service.wait_idle()
+    before = await case_counts(service.engine)
+    names = ("tracking_cases", "tracking_case_history")
+    positions = {name: await read_position(service.engine, name) for name in names}
+    lines: list[str] = []
+    killed: list[int] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if found := re.search(r"^part 2 of 2 \(pid (\d+)\): tracking_cases, .* built at once by another process", line):
+            killed.append(int(found.group(1)))
+        elif killed and line.startswith("part 2 of 2: ") and "from sequence 1" in line:  # it has begun reading
+            os.kill(killed[0], signal.SIGKILL)
+
+    with pytest.raises(RebuildFailed, match=r"tracking_cases.*ended before it was done \(exit code -9\)"):
+        await rebuild_service("tracking", settings, say=say, jobs=2, batch=1, every_s=0.0)
+    assert killed, lines
+    assert await case_counts(service.engine) == before
+    assert {name: await read_position(service.engine, name) for name in positions} == positions
+    assert not list(settings.data_dir.rglob("*.rebuild-part*"))
+
+    reports = await rebuild_service("tracking", settings, say=lambda _: None, jobs=2)
+    (report,) = reports.values()
+    assert report["processes"] == 2 and report["events"] == before[1]
+    assert await case_counts(service.engine) == before
+
+
+async def test_a_history_handed_off_halfway_has_each_event_once_from_one_part_or_the_other(tracking, tmp_path):
+    """The rest of a history handed to another process (``hand_off``: as a part done with its own
+    read models is given it): this process stops at the sequence it names, the other builds from
+    there (on SQLite into its own file, copied in), and the swapped-in history has every event
+    once, at the stream's end."""
+    service, _, _ = tracking
+    for _ in range(6):
+        await closed_case(service)
+    await service.wait_idle()
+    before = await case_counts(service.engine)
+    url = service.engine.url.render_as_string(hide_password=False)
+    name = "tracking_case_history"
+    (projector,) = [w for w in service.workers if isinstance(w, Projector) and w.projection.name == name]
+    target = Target(projector.projection, projector.stream, tuple(projector.filter_subjects))
+    handed: list[int | None] = []
+
+    def say(line: str) -> None:  # after its first batch
+        if not handed and re.search(r"TRACKING_331081 [\d,]+ of", line):
+            handed.append(first.hand_off(name))
+
+    first = Rebuild(service.nc, url, [target], batch=5, every_s=0.0, say=say)
+    try:
+        await first.build()
+        (until,) = handed
+        assert until is not None and 5 < until < before[1]
+        assert first.positions()[name][1] == until
+        own_file = service.engine.dialect.name == "sqlite"
+        part_url = f"sqlite+aiosqlite:///{tmp_path / 'part.sqlite3'}" if own_file else url
+        second = Rebuild(service.nc, part_url, [target], batch=5, every_s=0.0, start=until + 1, create_shadows=own_file)
+        try:
+            reached = await second.build_part()
+        finally:
+            await second.close()
+        await first.adopt(reached, part_url if own_file else None)
+        await first.swap()
+    finally:
+        await first.close()
+    assert await case_counts(service.engine) == before  # each event once (its id is the key)
+    stream_last = (await service.nc.jetstream().stream_info(service.store.stream)).state.last_seq
+    assert await read_position(service.engine, name) == stream_last
+
+
+def test_a_history_is_built_by_a_process_of_its_own_and_the_others_are_shared_out():
+    from services.tracking.projections import (
+        CaseHistoryProjection,
+        CaseListProjection,
+        DeputyGroupProjection,
+        PlanProjection,
+    )
+
+    targets = [
+        Target(projection, "S", ("s.>",))
+        for projection in (CaseListProjection(), CaseHistoryProjection(), PlanProjection(), DeputyGroupProjection())
+    ]
+
+    def names(parts):
+        return [[t.projection.name for t in part] for part in parts]
+
+    assert names(split(targets, 1)) == [[t.projection.name for t in targets]]
+    assert names(split(targets, 2)) == [
+        ["tracking_case_history"],
+        ["tracking_cases", "tracking_plans", "tracking_deputy_groups"],
+    ]
+    assert names(split(targets, 3)) == [
+        ["tracking_case_history"],
+        ["tracking_cases", "tracking_deputy_groups"],
+        ["tracking_plans"],
+    ]
+    assert len(split(targets, 8)) == 4
+    no_history = [t for t in targets if t.projection.name != "tracking_case_history"]
+    assert names(split(no_history, 2)) == [["tracking_cases", "tracking_deputy_groups"], ["tracking_plans"]]
+    assert names(split(targets[1:2], 2)) == [["tracking_case_history"]]
 
 
 async def test_the_command_prints_its_progress_and_what_it_swapped_in(tracking, tmp_path):

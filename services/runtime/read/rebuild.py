@@ -46,6 +46,15 @@ still running in the service then finds its checkpoint moved (``projector.Checkp
 batch in flight is rolled back and it goes on from the new position, so events that came after
 the rebuild's last are applied to the new read model once, and none twice.
 
+**Split between processes.** ``split`` shares a service's projections out among processes
+(``duban rebuild --jobs``): a history in a part of its own, the rest in the others. Each part is
+built by its own ``Rebuild`` (``build_part``: rows written, no deferred indexes, no swap) with a
+consumer of its own; on SQLite, which lets one process write a file at a time, into a file of
+its own beside the service's, whose shadow tables the process that swaps copies into its own
+(``adopt``, with ``ATTACH``) before it makes the deferred indexes; on PostgreSQL straight into the
+shadow tables of the same database. The swap stores each projection's checkpoint at the position
+its own part reached (the parts read the same stream, not to the same sequence necessarily).
+
 An event a handler cannot apply (the live projector dead-lettered it) is skipped and reported,
 as the live read model skipped it; a database error ends the rebuild, leaving the live read
 models as they were (run it again).
@@ -59,7 +68,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -68,6 +77,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import Table, event, inspect, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -245,6 +255,25 @@ class _Documents:
             self.stored.update(key for key, _ in rows)
 
 
+def split(targets: Sequence[Target], parts: int) -> list[list[Target]]:
+    """``targets`` in at most ``parts`` parts, each to be built by a process of its own: a history
+    read model (a row an event, the largest table and most of the work) in a part of its own,
+    the others shared out in turn among the parts left (all of them when there are no histories
+    or more histories than parts). The process that swaps builds the first part (a history: its
+    rows are not copied); each part keeps the targets' order."""
+    parts = max(1, min(parts, len(targets)))
+    histories = [t for t in targets if isinstance(t.projection, HistoryProjection)]
+    if not 0 < len(histories) < parts:
+        histories = []
+    chosen: dict[str, int] = {t.projection.name: index for index, t in enumerate(histories)}
+    rest = [t for t in targets if t.projection.name not in chosen]
+    spare = range(len(histories), parts) if rest else range(0)
+    for index, target in enumerate(rest):
+        chosen[target.projection.name] = spare[index % len(spare)]
+    used = sorted(set(chosen.values()))
+    return [[t for t in targets if chosen[t.projection.name] == part] for part in used]
+
+
 @dataclass
 class _Group:
     """The projections that read one stream through one filter, and the rebuild's consumer."""
@@ -258,6 +287,9 @@ class _Group:
     subscription: Any = None
     consumer: str = ""
     wanted: Callable[[Msg], bool] = lambda msg: True
+    #: The last sequence of the batch being applied; where the group stops (``hand_off``).
+    applying: int = 0
+    until: int | None = None
 
 
 def _fast_documents(projection: Projection) -> bool:
@@ -283,6 +315,9 @@ class Rebuild:
         prefetch: bool = True,
         sqlite_cache_mb: int = 16,
         commit_every: int = 20_000,
+        elsewhere: Collection[str] = (),
+        start: int = 1,
+        create_shadows: bool = True,
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream(timeout=30)
@@ -302,8 +337,17 @@ class Rebuild:
         self.names: dict[str, str] = {}
         self.skipped = 0
         self.swap_seconds: float | None = None
+        #: Projections another process builds (``split``); ``adopt`` gives their positions.
+        self.elsewhere = set(elsewhere)
+        self.adopted: dict[str, tuple[str, int]] = {}
+        #: Where the streams are read from (``hand_off``: the rest of a history, built by another
+        #: process, whose shadow table may already be there, in the same database).
+        self.start = start
+        self.create_shadows = create_shadows
         self.groups: list[_Group] = []
         for target in self.targets:
+            if target.projection.name in self.elsewhere:
+                continue
             group = next(
                 (
                     g
@@ -325,9 +369,13 @@ class Rebuild:
         return [t.projection for t in self.targets]
 
     # -- the shadow tables -------------------------------------------------------------------
-    def _tables(self) -> list[Table]:
+    def _tables(self, *, own: bool = False, of: Collection[str] | None = None) -> list[Table]:
+        """Every projection's tables (``own``: only those of the projections built here; ``of``:
+        only those of the projections named)."""
         tables: dict[str, Table] = {}
         for projection in self.projections:
+            if (own and projection.name in self.elsewhere) or (of is not None and projection.name not in of):
+                continue
             for table in projection.metadata.sorted_tables:
                 tables.setdefault(table.name, table)
         return list(tables.values())
@@ -392,12 +440,13 @@ class Rebuild:
                 return _fast_documents(projection) or isinstance(projection, HistoryProjection)
         return False
 
-    async def _create_shadows(self) -> None:
+    async def _create_shadows(self, tables: list[Table] | None = None) -> None:
         assert self.shadow is not None
+        tables = self._tables(own=True) if tables is None else tables
         async with self.shadow.begin() as conn:
-            for table in reversed(self._tables()):
+            for table in reversed(tables):
                 await conn.execute(text(f"DROP TABLE IF EXISTS {conn.dialect.identifier_preparer.quote(table.name)}"))
-            for table in self._tables():
+            for table in tables:
                 await conn.execute(CreateTable(table))
                 if not self._deferred(table):
                     for index in table.indexes:
@@ -417,7 +466,8 @@ class Rebuild:
         config = ConsumerConfig(
             name=group.consumer,
             ack_policy=AckPolicy.NONE,
-            deliver_policy=DeliverPolicy.ALL,
+            deliver_policy=DeliverPolicy.ALL if self.start <= 1 else DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=None if self.start <= 1 else self.start,
             inactive_threshold=300.0,
             mem_storage=True,
             description="duban rebuild (removed by the server when idle)",
@@ -430,7 +480,7 @@ class Rebuild:
         group.subscription = Batches(self.nc, group.stream, group.consumer)
         await group.subscription.start(self.batch)
         info = await self.js.stream_info(group.stream)
-        group.progress = Progress(group.stream, last=info.state.last_seq)
+        group.progress = Progress(group.stream, position=self.start - 1, last=info.state.last_seq)
 
     async def _pending(self, group: _Group) -> int:
         return (await self.js.consumer_info(group.stream, group.consumer)).num_pending
@@ -441,6 +491,8 @@ class Rebuild:
         progress = group.progress
         pull = group.subscription
         assert progress is not None and pull is not None
+        if group.until is not None and progress.position >= group.until:
+            return  # handed off: another process builds the rest
         if await self._pending(group) == 0:
             return
         await pull.ask(self.batch)
@@ -471,9 +523,17 @@ class Rebuild:
                     break
                 await pull.ask(self.batch)
                 continue
+            if group.until is not None and _stream_sequence(msgs[-1]) >= group.until:
+                kept = [m for m in msgs if _stream_sequence(m) <= group.until]
+                if kept:
+                    await self._apply(group, kept)
+                progress.position = group.until  # what comes after is another process's
+                self.say(f"{progress.line()}; the rest is built by another process")
+                break
             behind = msgs[-1].metadata.num_pending
             if behind and self.prefetch:
                 await pull.ask(self.batch)
+            group.applying = _stream_sequence(msgs[-1])
             await self._apply(group, msgs)
             position = _stream_sequence(msgs[-1])
             if _stream_sequence(msgs[0]) <= progress.position:
@@ -587,7 +647,8 @@ class Rebuild:
         self.shadow = self._shadow_engine()
         async with self.live.begin() as conn:
             await conn.run_sync(runtime_metadata.create_all)
-        await self._create_shadows()
+        if self.create_shadows:
+            await self._create_shadows()
         for group in self.groups:
             group.wanted = _wanted_types(group.projections)
             for projection in group.projections:
@@ -601,6 +662,67 @@ class Rebuild:
             await self._read_to_end(group)
             await self._commit()
             self.say(group.progress.line())
+
+    async def build_part(self) -> dict[str, tuple[str, int]]:
+        """``build()`` for one part of a split rebuild (``split``), in a process of its own: every
+        row written, no index made after the rows, no swap; returns the position each of its
+        projections reached, which the process that swaps ``adopt``s."""
+        await self.build()
+        await self._flush_documents()
+        return self.positions()
+
+    def positions(self) -> dict[str, tuple[str, int]]:
+        """Projection → (stream, the position its read model is at)."""
+        reached = {}
+        for group in self.groups:
+            assert group.progress is not None
+            for projection in group.projections:
+                reached[projection.name] = (group.stream, group.progress.position)
+        return reached | self.adopted  # a history handed off is where the other process left it
+
+    def hand_off(self, name: str) -> int | None:
+        """Stop building ``name`` halfway through what is left of its stream, for another process
+        (one done with its own part) to build the rest from there: the sequence this process stops
+        at (the rows up to it are this process's, the others the other's, and the read model's
+        position is where the other process stops), or None when it cannot be split: not a
+        history (its rows would depend on events the other process does not read), not read alone,
+        not being read now, or less than two batches left."""
+        group = next((g for g in self.groups if [p.name for p in g.projections] == [name]), None)
+        if group is None or not isinstance(group.projections[0], HistoryProjection) or group.progress is None:
+            return None
+        if group.until is not None or group.subscription is None:
+            return None
+        start = max(group.progress.position, group.applying)
+        left = group.progress.last - start
+        if left < 2 * self.batch:
+            return None
+        group.until = start + left // 2
+        return group.until
+
+    async def adopt(self, positions: dict[str, tuple[str, int]], part_url: str | None = None) -> None:
+        """Take in the projections another process built (``elsewhere``): their positions and,
+        where it built them into a database of its own (``part_url``: SQLite lets one process
+        write a file at a time), their rows, copied into this database's shadow tables."""
+        assert self.shadow is not None
+        if missing := sorted(self.elsewhere - set(positions)):
+            raise RebuildFailed(f"the other process did not build {', '.join(missing)}")
+        self.adopted.update({name: tuple(at) for name, at in positions.items()})  # type: ignore[misc]
+        if part_url is None:
+            return
+        own = {table.name for table in self._tables(own=True)}
+        tables = self._tables(of=set(positions))
+        await self._create_shadows([table for table in tables if table.name not in own])
+        async with self.shadow.connect() as conn:
+            quote = conn.dialect.identifier_preparer.quote  # the shadow names, as in the part's file
+            await conn.exec_driver_sql("ATTACH DATABASE ? AS part", (make_url(part_url).database,))
+            try:
+                for table in tables:
+                    columns = ", ".join(quote(column.name) for column in table.columns)
+                    name = quote(table.name)
+                    await conn.exec_driver_sql(f"INSERT INTO main.{name} ({columns}) SELECT {columns} FROM part.{name}")
+                await conn.commit()
+            finally:
+                await conn.exec_driver_sql("DETACH DATABASE part")
 
     async def _flush_documents(self) -> None:
         """Write every row still only in memory, and commit."""
@@ -633,12 +755,13 @@ class Rebuild:
                 log.warning("swap not done, retrying", extra={"error": repr(err)})
                 await asyncio.sleep(0.2 * (attempt + 1))
         self.swap_seconds = time.monotonic() - started
-        for group in self.groups:
-            assert group.progress is not None
-            self.say(
-                f"{group.stream}: swapped in {', '.join(p.name for p in group.projections)}"
-                f" at sequence {group.progress.position:,}"
-            )
+        swapped: dict[tuple[str, int], list[str]] = {}
+        for name, at in self.positions().items():
+            swapped.setdefault(at, []).append(name)
+        order = [p.name for p in self.projections]
+        for (stream, position), names in swapped.items():
+            names.sort(key=order.index)
+            self.say(f"{stream}: swapped in {', '.join(names)} at sequence {position:,}")
 
     async def _swap_tables(self) -> None:
         tables = self._tables()
@@ -652,19 +775,19 @@ class Rebuild:
                     await conn.execute(text(f"LOCK TABLE {', '.join(map(quote, held))} IN ACCESS EXCLUSIVE MODE"))
             # A write first: SQLite's transaction begins with it, so the DDL below is inside it.
             now = datetime.now(UTC)
-            for group in self.groups:
-                assert group.progress is not None
-                for projection in group.projections:
-                    await conn.execute(
-                        upsert(checkpoints, dialect),
-                        {
-                            "projection": projection.name,
-                            "stream": group.stream,
-                            "position": group.progress.position,
-                            "version": projection.version,
-                            "updated_at": now,
-                        },
-                    )
+            reached = self.positions()
+            for projection in self.projections:
+                stream, position = reached[projection.name]
+                await conn.execute(
+                    upsert(checkpoints, dialect),
+                    {
+                        "projection": projection.name,
+                        "stream": stream,
+                        "position": position,
+                        "version": projection.version,
+                        "updated_at": now,
+                    },
+                )
             for table in reversed(tables):
                 await conn.execute(text(f"DROP TABLE IF EXISTS {quote(table.name)}"))
             for table in tables:

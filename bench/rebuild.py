@@ -21,8 +21,9 @@ start one), each in turn:
 
 Also: ``rebuild_events_per_s_*`` (events over the command's own seconds), ``rebuild_swap_s_*``
 (from the end of the streams to the swap committed: rows kept in memory written, indexes made,
-the tables swapped), ``rebuild_rss_mb`` (the largest resident set of a rebuild command, VmHWM),
-``rebuild_service_rss_mb`` (the served tracking's, after both rebuilds), ``rebuild_fill_s``.
+the tables swapped), ``rebuild_rss_mb`` (the largest resident set, VmHWM, of a rebuild command or
+of the second process it starts, ``--jobs``), ``rebuild_service_rss_mb`` (the served tracking's,
+after both rebuilds), ``rebuild_fill_s``.
 
 On a machine shared with other work the seconds move by tens of percent from one run to the
 next: run it again (``--store DIR`` keeps the filled stream for the next run).

@@ -363,13 +363,14 @@ async def test_a_history_handed_off_halfway_has_each_event_once_from_one_part_or
         assert until is not None and 5 < until < before[1]
         assert first.positions()[name][1] == until
         own_file = service.engine.dialect.name == "sqlite"
-        part_url = f"sqlite+aiosqlite:///{tmp_path / 'part.sqlite3'}" if own_file else url
+        part_file = tmp_path / "part.sqlite3"
+        part_url = f"sqlite+aiosqlite:///{part_file}" if own_file else url
         second = Rebuild(service.nc, part_url, [target], batch=5, every_s=0.0, start=until + 1, create_shadows=own_file)
         try:
             reached = await second.build_part()
         finally:
             await second.close()
-        await first.adopt(reached, part_url if own_file else None)
+        await first.adopt(reached, part_file if own_file else None)
         await first.swap()
     finally:
         await first.close()

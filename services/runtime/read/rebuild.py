@@ -68,16 +68,16 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import Table, event, inspect, select, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -690,7 +690,7 @@ class Rebuild:
         group = next((g for g in self.groups if [p.name for p in g.projections] == [name]), None)
         if group is None or not isinstance(group.projections[0], HistoryProjection) or group.progress is None:
             return None
-        if group.until is not None or group.subscription is None:
+        if group.until is not None:
             return None
         start = max(group.progress.position, group.applying)
         left = group.progress.last - start
@@ -699,22 +699,22 @@ class Rebuild:
         group.until = start + left // 2
         return group.until
 
-    async def adopt(self, positions: dict[str, tuple[str, int]], part_url: str | None = None) -> None:
+    async def adopt(self, positions: dict[str, tuple[str, int]], part_file: Path | None = None) -> None:
         """Take in the projections another process built (``elsewhere``): their positions and,
-        where it built them into a database of its own (``part_url``: SQLite lets one process
+        where it built them into a database of its own (``part_file``: SQLite lets one process
         write a file at a time), their rows, copied into this database's shadow tables."""
         assert self.shadow is not None
         if missing := sorted(self.elsewhere - set(positions)):
             raise RebuildFailed(f"the other process did not build {', '.join(missing)}")
         self.adopted.update({name: tuple(at) for name, at in positions.items()})  # type: ignore[misc]
-        if part_url is None:
+        if part_file is None:
             return
         own = {table.name for table in self._tables(own=True)}
         tables = self._tables(of=set(positions))
         await self._create_shadows([table for table in tables if table.name not in own])
         async with self.shadow.connect() as conn:
             quote = conn.dialect.identifier_preparer.quote  # the shadow names, as in the part's file
-            await conn.exec_driver_sql("ATTACH DATABASE ? AS part", (make_url(part_url).database,))
+            await conn.exec_driver_sql("ATTACH DATABASE ? AS part", (str(part_file),))
             try:
                 for table in tables:
                     columns = ", ".join(quote(column.name) for column in table.columns)
@@ -804,11 +804,21 @@ class Rebuild:
                                 text(f"ALTER INDEX {quote(name)} RENAME TO {quote(name.replace(SUFFIX, '', 1))}")
                             )
 
-    async def run(self) -> dict[str, Any]:
-        """``build()`` then ``swap()``; returns what was done (and ``close()``s)."""
+    async def run(
+        self, beside: Awaitable[list[tuple[dict[str, tuple[str, int]], Path | None]]] | None = None
+    ) -> dict[str, Any]:
+        """``build()`` then ``swap()``; returns what was done (and ``close()``s). ``beside``: the
+        other parts of a split rebuild, built meanwhile by other processes: what each reached and
+        the file it wrote into (None: this database), ``adopt``ed before the swap; the first of
+        them or of this build to fail cancels the others and fails the rebuild."""
         started = time.monotonic()
         try:
-            await self.build()
+            if beside is None:
+                await self.build()
+            else:
+                _, parts = await _all_or_none([self.build(), beside])
+                for positions, file in parts:
+                    await self.adopt(positions, file)
             await self.swap()
         except TRANSIENT_DB_ERRORS as err:
             raise RebuildFailed(f"the database failed ({err!r}); the read models are as they were") from err
@@ -855,6 +865,18 @@ class Rebuild:
             await self.shadow.dispose()
             self.shadow = None
         await self.live.dispose()
+
+
+async def _all_or_none(awaitables: list[Awaitable[Any]]) -> list[Any]:
+    """The results of ``awaitables`` run at once; the first to fail cancels the others."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        return [task.result() for task in tasks]  # raises the first failure
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def read_checkpoint(engine: AsyncEngine, projection: str) -> tuple[int, int] | None:

@@ -143,41 +143,38 @@ async def _rebuild_database(
     it adopts what the others built (on SQLite, in files of their own, copied in: one process
     writes a file at a time), makes the indexes left for after the rows and swaps every read
     model in, as one rebuild would."""
-    from services.runtime.read.projector import TRANSIENT_DB_ERRORS
-    from services.runtime.read.rebuild import Rebuild, RebuildFailed, split
+    from services.runtime.read.rebuild import Rebuild, split
 
     parts = split(targets, jobs)
     elsewhere = [t.projection.name for part in parts[1:] for t in part]
     rebuild = Rebuild(reading, url, targets, say=say, elsewhere=elsewhere, **options)
     if len(parts) == 1:
         return await rebuild.run()
-    started = time.monotonic()
+    histories = [t.projection.name for t in parts[0]]
+
+    def hand_off() -> tuple[str, int] | None:
+        """Half of what is left of a history this process builds, for a part done with its own."""
+        for name in histories:
+            if (until := rebuild.hand_off(name)) is not None:
+                return name, until
+        return None
+
     others: list[PartProcess] = []
-    try:
+    built: list[tuple[dict[str, tuple[str, int]], dict[str, Any]]] = []
+
+    async def beside() -> list[tuple[dict[str, tuple[str, int]], Path | None]]:
         for index, part in enumerate(parts[1:], start=1):
             names = [t.projection.name for t in part]
             others.append(PartProcess(service, settings, names, url, (index, len(parts)), options, say))
-        histories = [t.projection.name for t in parts[0]]
+        built.extend(await asyncio.gather(*(other.result(hand_off) for other in others)))
+        return [(positions, other.file) for other, (positions, _) in zip(others, built, strict=True)]
 
-        def hand_off() -> tuple[str, int] | None:
-            """Half of what is left of a history this process builds, for a part done with its own."""
-            for name in histories:
-                if (until := rebuild.hand_off(name)) is not None:
-                    return name, until
-            return None
-
-        built = await _all_or_none([rebuild.build(), *(other.result(hand_off) for other in others)])
-        for other, (positions, _) in zip(others, built[1:], strict=True):
-            await rebuild.adopt(positions, other.url if other.file is not None else None)
-        await rebuild.swap()
-    except TRANSIENT_DB_ERRORS as err:
-        raise RebuildFailed(f"the database failed ({err!r}); the read models are as they were") from err
+    try:
+        report = await rebuild.run(beside())
     finally:
         for other in others:
             other.stop()
-        await rebuild.close()
-    report = rebuild.report(time.monotonic() - started)
-    for other, (_, part_report) in zip(others, built[1:], strict=True):
+    for other, (_, part_report) in zip(others, built, strict=True):
         if other.rest is not None:  # the rest of a history of this process's: its events add up
             _merge(report, other.rest, add=True)
         _merge(report, part_report)
@@ -202,18 +199,6 @@ def _merge(report: dict[str, Any], part: dict[str, Any], *, add: bool = False) -
         ours["messages"] = max(ours["messages"], theirs["messages"])
         ours["events"] = max(ours["events"], theirs["events"])
     report["events"] = sum(s["events"] for s in report["streams"].values())
-
-
-async def _all_or_none(awaitables: list[Any]) -> list[Any]:
-    """The results of ``awaitables`` run at once; the first to fail cancels the others."""
-    tasks = [asyncio.ensure_future(a) for a in awaitables]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        return [task.result() for task in tasks]  # raises the first failure
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class PartProcess:

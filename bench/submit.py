@@ -5,7 +5,9 @@ used to score every open matter of the level. Measured here through the real int
 
 * a real intake service of 泽国镇 (331081100): ``duban serve intake`` as its own process, on an
   embedded nats-server, its read models in SQLite (``DUBAN_DATA_DIR``), answering HTTP in
-  ``--http-workers`` processes (one by default, as ``duban up`` runs a township);
+  ``--http-workers`` processes: two by default, one per core of this two-core machine, as
+  deploy/ runs a level's intake (``deploy/generate.py: HTTP_WORKERS``; ``duban up``, which runs
+  every service of three levels on one machine, gives each one);
 * its read model filled **directly**, not through the stream: ``--matters`` real-looking matters
   (``tests/support/matter_corpus.py``: 企业用电、园区道路、停车位、冷链物流… with deliberate
   near-duplicates, a fifth of them registered) applied by intake's own ``MatterListProjection``
@@ -20,6 +22,9 @@ used to score every open matter of the level. Measured here through the real int
   its own connection opened beforehand, each timed from the moment all are sent to its answer;
 * ``submit_open_matters``: open matters (待审查 or 已立案) in the read model when timing starts;
 * ``submit_service_rss_mb``: the service's largest resident set (``VmHWM``) by the end;
+* ``submit_*_one_process``: the same rounds on the filled read model once more, the service
+  restarted answering HTTP in one process (what ``duban up`` runs; left out with
+  ``--http-workers 1``);
 * ``submit_*_empty``: the same rounds on the same service just before its read model is filled
   (no open matters but the few submitted by the round itself), timed minutes apart at most: what
   a submission costs anyway on this machine at this moment, the check's part being the difference;
@@ -61,7 +66,8 @@ HERE = "331081100"  # 泽国镇
 MATTERS = 100_000
 SEQUENTIAL = 200
 BURST = 200
-HTTP_WORKERS = 1
+#: As deploy/ runs a level's intake (deploy/generate.py: HTTP_WORKERS): one process per core.
+HTTP_WORKERS = 2
 RECALL_MATTERS = 3_000
 RECALL_QUERIES = 300
 SCALE_QUERIES = 20
@@ -70,7 +76,8 @@ SEED = 21
 
 #: The method in a sentence, for bench/__main__.py's notes.
 METHOD = (
-    "submit_*: bench/submit.py (duban serve intake of 泽国镇 331081100 over HTTP, SQLite, one HTTP worker; "
+    "submit_*: bench/submit.py (duban serve intake of 泽国镇 331081100 over HTTP, SQLite, two HTTP processes "
+    "as deploy/ runs intake (*_one_process: restarted with one, as duban up runs it); "
     "its read model filled directly with --matters real-looking matters by MatterListProjection, not through "
     "the stream; 200 submissions one after another, then 200 at once, each answered with its possible "
     "duplicates; *_empty: the same rounds on the same service before the fill); duplicate_recall_top10: "
@@ -254,7 +261,8 @@ async def submissions(
     from tests.support.matter_corpus import matters as corpus
 
     per_round = 5 + sequential + burst
-    texts = list(corpus(matters + 2 * per_round + scale_queries, seed=SEED))
+    rounds = 3 if http_workers > 1 else 2  # at the empty level, filled, filled with one process
+    texts = list(corpus(matters + rounds * per_round + scale_queries, seed=SEED))
     filled, submitted = texts[:matters], texts[matters:]
     server = EmbeddedNats(workdir / "nats").start()
     port = _free_port()
@@ -310,6 +318,20 @@ async def submissions(
         open_matters = await _open_matters(engine)
         listed.clear()
         sequential_s, burst_s = await timed(submitted[per_round : 2 * per_round])
+        rss_mb = peak_rss_mb(process.pid)
+        with_duplicates = round(sum(1 for n in listed if n) / len(listed), 3)
+        one_process: dict[str, float] = {}
+        if http_workers > 1:
+            _stop(process)
+            process = _start_service(workdir, port, {**env, "DUBAN_HTTP_WORKERS": "1"})
+            await _wait_healthy(f"http://127.0.0.1:{port}", process)
+            one_sequential, one_burst = await timed(submitted[2 * per_round : 3 * per_round])
+            one_process = {
+                "submit_seq_p50_ms_one_process": _percentile(one_sequential, 0.50),
+                "submit_seq_p99_ms_one_process": _percentile(one_sequential, 0.99),
+                "submit_burst_p50_ms_one_process": _percentile(one_burst, 0.50),
+                "submit_burst_p99_ms_one_process": _percentile(one_burst, 0.99),
+            }
         report = {
             "submit_seq_p50_ms": _percentile(sequential_s, 0.50),
             "submit_seq_p99_ms": _percentile(sequential_s, 0.99),
@@ -323,12 +345,13 @@ async def submissions(
             "submit_sequential": len(sequential_s),
             "submit_burst": len(burst_s),
             "submit_http_workers": http_workers,
-            "submit_with_duplicates_share": round(sum(1 for n in listed if n) / len(listed), 3),
+            "submit_with_duplicates_share": with_duplicates,
             "submit_fill_s": round(fill_s, 1),
-            "submit_service_rss_mb": peak_rss_mb(process.pid),
+            "submit_service_rss_mb": rss_mb,
+            **one_process,
         }
         if scale_queries:
-            share, _, per_check = await recall(engine, [], submitted[2 * per_round :])
+            share, _, per_check = await recall(engine, [], submitted[rounds * per_round :])
             report |= {
                 "duplicate_recall_top10_at_scale": round(share, 4),
                 "duplicate_recall_at_scale_queries": scale_queries,
@@ -339,12 +362,18 @@ async def submissions(
         return report
     finally:
         await engine.dispose()
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        _stop(process)
         server.stop()
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM, as an operator stops a service (its HTTP helpers with it), SIGKILL after 15 s."""
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def measure(

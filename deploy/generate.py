@@ -62,9 +62,11 @@ def web_url_var(code: str) -> str:
     return f"DUBAN_WEB_URL_{code}"
 
 
-#: Services answering HTTP in more than one process (services/runtime/http/workers.py): a
-#: congress hall's ballots arrive in a burst, one process per core of the container answers them.
-HTTP_WORKERS = {"evaluation": {"DUBAN_HTTP_WORKERS": "2"}}
+#: Services answering HTTP in more than one process (services/runtime/http/workers.py), one per
+#: core of the container: a congress hall's ballots arrive in a burst (bench/ballots.py), and so do
+#: a liaison station's list or a gathering's submissions, each answered with its possible
+#: duplicates (bench/submit.py).
+HTTP_WORKERS = {service: {"DUBAN_HTTP_WORKERS": "2"} for service in ("evaluation", "intake")}
 
 
 @dataclass

@@ -73,6 +73,32 @@ async def test_registration_numbers_stay_unique_and_gapless_when_50_race(nc, sto
     assert sorted(book.assigned.values()) == list(range(1, 51)) and book.last_number == 50
 
 
+async def test_a_process_does_not_load_the_book_it_wrote_last_and_a_book_written_elsewhere_is_read_again(
+    nc, store, monkeypatch
+):
+    """Registrations wait for one another, so the book is kept by the process that appended to it;
+    another process's (an HTTP helper's) number since makes the kept one stale: the append's
+    expected version refuses it, the book is loaded and the number is the next one."""
+    first, second = IntakeHandlers(store, default_registry()), IntakeHandlers(store, default_registry())
+    matters = [await first.submit(suggestion(f"编号{i}"), DEPUTY) for i in range(4)]
+    loads: list[str] = []
+    load = store.load
+
+    async def counted(cls, aggregate_id):
+        if cls is RegistrationBook:
+            loads.append(aggregate_id)
+        return await load(cls, aggregate_id)
+
+    monkeypatch.setattr(store, "load", counted)
+    registered = [await first.register(RegisterMatter(matter_id=matters[0].id), STAFF)]
+    registered.append(await first.register(RegisterMatter(matter_id=matters[1].id), STAFF))
+    assert len(loads) == 1  # the second number was taken from the book as the first left it
+    registered.append(await second.register(RegisterMatter(matter_id=matters[2].id), STAFF))
+    registered.append(await first.register(RegisterMatter(matter_id=matters[3].id), STAFF))
+    assert len(loads) == 3  # the other process's first, then this one's after its stale book was refused
+    assert [int(m.registration_no.split("〕")[1].rstrip("号")) for m in registered] == [1, 2, 3, 4]
+
+
 async def test_a_retried_registration_keeps_its_number(handlers):
     matter = await handlers.submit(suggestion("重试立案"), DEPUTY)
     once = await handlers.register(RegisterMatter(matter_id=matter.id), STAFF)

@@ -84,6 +84,8 @@ class IntakeHandlers(Guarded):
         #: This level's tracking events, read (never written) for the text of a released reply.
         self.cases = cases
         self._books: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        #: Each book as this process last appended to it (read and changed under its lock).
+        self._book_states: dict[str, RegistrationBook] = {}
 
     # -- who may do what ---------------------------------------------------------------
     def _reviewer(self, principal: Principal) -> None:
@@ -166,10 +168,25 @@ class IntakeHandlers(Guarded):
         book_id = RegistrationBook.id_for(matter.data.body, matter.data.kind, year)
         actor = principal.actor(Role.committee)
         async with self._books[book_id]:  # one writer per book in this process; the version check covers others
-            book, _ = await execute(
-                self.store, RegistrationBook, book_id, lambda b: b.assign(matter.id), actor=actor, retries=200
-            )
-        number = book.assigned[matter.id]
+            # Registrations of a level take their numbers one after another, so the time a number
+            # takes is the time they all wait: the book is not loaded again when this process
+            # wrote it last. Should another process (an HTTP helper) have written since, the
+            # append's expected version refuses the old state and the book is loaded and asked again.
+            try:
+                book, _ = await execute(
+                    self.store,
+                    RegistrationBook,
+                    book_id,
+                    lambda b: b.assign(matter.id),
+                    actor=actor,
+                    retries=200,
+                    known=self._book_states.get(book_id),
+                )
+            except BaseException:
+                self._book_states.pop(book_id, None)
+                raise
+            self._book_states[book_id] = book
+            number = book.assigned[matter.id]
         prefix = self.number_prefix(matter.data.body)
 
         def decide(m: Matter):

@@ -45,8 +45,10 @@ async def execute(
     the event it reacts to) gets ids derived from that event by default (:func:`caused_ids`), so
     the same reaction run again — a redelivery, or every reaction once more after ``duban
     restore`` — is recognised by the stream's de-duplication and stored once. ``known``: the
-    aggregate's state known without loading it (a new one whose id was just drawn at random): the
-    first attempt decides on it, the append's expected version still guarding the stream.
+    aggregate's state known without loading it (a new one whose id was just drawn at random, or
+    one this process appended to last): the first attempt decides on it, the append's expected
+    version still guarding the stream (a state another writer has moved past is refused there,
+    and the aggregate loaded for the next attempt).
     """
     attempts = store.settings.command_retries if retries is None else retries
     for attempt in range(attempts + 1):

@@ -22,6 +22,8 @@ import os
 import platform
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
@@ -152,10 +154,21 @@ def method(module) -> str:
     return " ".join(text.split())
 
 
+def in_fresh_process(name: str, *, quick: bool) -> dict:
+    """``bench.<name>.measure(quick=…)`` in a process of its own, its report: a module's clients
+    (200 submissions at once, the escalations' pollers) must not share a heap with the benchmarks
+    before it, whose collections pause them mid-measurement. Its progress goes to stderr as it comes."""
+    code = f"import json, bench.{name} as m; print(json.dumps(m.measure(quick={quick!r}), ensure_ascii=False))"
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def scale_figures(*, quick: bool) -> dict:
-    """The scale figures, each module's ``measure(quick=…)``, and ``rss_mb_max``: the largest
-    resident set of any service process the ballot burst and the rebuild ran (their
-    ``*_rss_mb``). A module not there yet is named in ``missing`` rather than failing the run."""
+    """The scale figures, each module's ``measure(quick=…)`` in a process of its own, and
+    ``rss_mb_max``: the largest resident set of any service process the ballot burst and the
+    rebuild ran (their ``*_rss_mb``). A module not there yet is named in ``missing`` rather than
+    failing the run."""
     import importlib
 
     report: dict = {}
@@ -167,7 +180,7 @@ def scale_figures(*, quick: bool) -> dict:
             missing.append(name)
             continue
         progress(what)
-        report |= module.measure(quick=quick)
+        report |= in_fresh_process(name, quick=quick)
         report.setdefault(f"{name}_notes", method(module))
     rss = [value for key, value in report.items() if key.endswith("rss_mb") and isinstance(value, int | float)]
     report["rss_mb_max"] = max(rss) if rss else None

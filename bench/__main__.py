@@ -22,8 +22,6 @@ import os
 import platform
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
@@ -33,8 +31,8 @@ import nats
 from contracts import subjects
 from services.runtime.tools.nats_server import EmbeddedNats
 
-from . import ballots, traced, web
-from .common import CONTEXT, JURISDICTION, Sizes, elapsed, progress, ratio
+from . import traced, web
+from .common import CONTEXT, JURISDICTION, Sizes, elapsed, progress, ratio, report_of
 from .project import project
 from .raw import raw_consume, raw_consume_plain, raw_publish, raw_publish_plain
 from .store import fill, load, new_store, sample_commit
@@ -154,16 +152,6 @@ def method(module) -> str:
     return " ".join(text.split())
 
 
-def in_fresh_process(name: str, *, quick: bool) -> dict:
-    """``bench.<name>.measure(quick=…)`` in a process of its own, its report: a module's clients
-    (200 submissions at once, the escalations' pollers) must not share a heap with the benchmarks
-    before it, whose collections pause them mid-measurement. Its progress goes to stderr as it comes."""
-    code = f"import json, bench.{name} as m; print(json.dumps(m.measure(quick={quick!r}), ensure_ascii=False))"
-    root = Path(__file__).resolve().parent.parent
-    done = subprocess.run([sys.executable, "-c", code], cwd=root, stdout=subprocess.PIPE, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def scale_figures(*, quick: bool) -> dict:
     """The scale figures, each module's ``measure(quick=…)`` in a process of its own, and
     ``rss_mb_max``: the largest resident set of any service process the ballot burst and the
@@ -180,7 +168,8 @@ def scale_figures(*, quick: bool) -> dict:
             missing.append(name)
             continue
         progress(what)
-        report |= in_fresh_process(name, quick=quick)
+        code = f"import json, bench.{name} as m; print(json.dumps(m.measure(quick={quick!r}), ensure_ascii=False))"
+        report |= report_of(["-c", code])
         report.setdefault(f"{name}_notes", method(module))
     rss = [value for key, value in report.items() if key.endswith("rss_mb") and isinstance(value, int | float)]
     report["rss_mb_max"] = max(rss) if rss else None
@@ -208,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.core_only:
         # The services' scenarios, each on servers of its own (after the core's server is gone).
         progress("ballots: a hall's burst over HTTP against `duban serve evaluation`")
-        report |= ballots.in_fresh_process()
+        report |= report_of(["-m", "bench.ballots"])
         progress("traced_vs_untraced: intake and tracking end to end, tracing off and on, alternating")
         report |= traced.measure(matters=traced.MATTERS // (5 if args.quick else 1), rounds=sizes.consume_rounds)
         progress("web_page_p95_ms: the 工作台 with 10,000 matters and cases at a county")

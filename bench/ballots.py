@@ -34,7 +34,7 @@ from pathlib import Path
 
 import httpx
 
-from .common import peak_rss_mb
+from .common import peak_rss_mb, stop_services
 
 EVALUATORS = 500
 SUBJECTS = 10
@@ -230,21 +230,8 @@ async def ballots(
             ),
         }
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_services([process])
         server.stop()
-
-
-def in_fresh_process() -> dict:
-    """``python -m bench.ballots`` in a process of its own, its report: the terminals must not
-    share a heap with an earlier benchmark's (whose collections would pause them mid-burst)."""
-    root = Path(__file__).resolve().parent.parent
-    command = [sys.executable, "-m", "bench.ballots"]
-    done = subprocess.run(command, cwd=root, stdout=subprocess.PIPE, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> None:

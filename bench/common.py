@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from services.runtime.settings import Settings
 
@@ -105,3 +109,25 @@ def peak_rss_mb(pid: int) -> float | None:
         return own(pid)
     found = [value for value in (own(pid), *(peak_rss_mb(child) for child in children)) if value is not None]
     return round(max(found), 1) if found else None
+
+
+def report_of(arguments: Sequence[str]) -> dict:
+    """The JSON report a benchmark run as ``python ARGUMENTS`` in a process of its own prints as
+    its last stdout line (its progress goes to stderr as it comes): a module's clients must not
+    share a heap with the benchmarks before it, whose collections would pause them mid-measurement."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, *arguments], cwd=root, stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def stop_services(processes: Sequence[subprocess.Popen], timeout: float = 15.0) -> None:
+    """SIGTERM to each (as an operator stops a service, its HTTP helpers with it), then each
+    waited for, SIGKILL for one still running after ``timeout`` seconds."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

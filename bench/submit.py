@@ -60,7 +60,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import peak_rss_mb
+from .common import peak_rss_mb, stop_services
 
 HERE = "331081100"  # 泽国镇
 MATTERS = 100_000
@@ -322,7 +322,7 @@ async def submissions(
         with_duplicates = round(sum(1 for n in listed if n) / len(listed), 3)
         one_process: dict[str, float] = {}
         if http_workers > 1:
-            _stop(process)
+            stop_services([process])
             process = _start_service(workdir, port, {**env, "DUBAN_HTTP_WORKERS": "1"})
             await _wait_healthy(f"http://127.0.0.1:{port}", process)
             one_sequential, one_burst = await timed(submitted[2 * per_round : 3 * per_round])
@@ -362,18 +362,8 @@ async def submissions(
         return report
     finally:
         await engine.dispose()
-        _stop(process)
+        stop_services([process])
         server.stop()
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """SIGTERM, as an operator stops a service (its HTTP helpers with it), SIGKILL after 15 s."""
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def measure(

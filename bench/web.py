@@ -28,6 +28,8 @@ from pathlib import Path
 
 import httpx
 
+from .common import stop_services
+
 MATTERS = 10_000
 REQUESTS = 200
 CONCURRENCY = 20
@@ -189,13 +191,7 @@ def measure(matters: int = MATTERS, requests: int = REQUESTS) -> dict:
             "web_cases": matters,
         }
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_services(processes, timeout=30)
         server.stop()
 
 

@@ -24,8 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from .common import peak_rss_mb, stop_services
+from .served import KeepAlive, cpu_seconds, peak_rss_mb, serve, stop_services, wait_healthy
 
 EVALUATORS = 500
 SUBJECTS = 10
@@ -43,89 +41,6 @@ HTTP_WORKERS = 2
 #: The staff client lets its idle connection go well before the server would (75 s).
 KEEPALIVE_S = 2.0
 HERE = "331081"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(base_url=url, timeout=2.0) as http:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"evaluation service exited with {process.returncode}")
-            try:
-                if (await http.get("/healthz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-    raise TimeoutError("evaluation service did not become healthy")
-
-
-class Terminal:
-    """A hall's ballot terminal: one keep-alive HTTP/1.1 connection sending one sheet at a time.
-
-    A few lines over asyncio streams rather than httpx: in the hall the terminals are devices of
-    their own, while here they share the service's two cores, and httpx spends about as much CPU
-    per request as the service does (about 4 ms), which would be measured as the service's latency.
-    """
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def connect(cls, port: int) -> Terminal:
-        return cls(*await asyncio.open_connection("127.0.0.1", port))
-
-    async def post(self, path: str, body: bytes, authorization: str) -> tuple[int, bytes]:
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {authorization}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        )
-        self.writer.write(head.encode() + body)
-        status_line = await self.reader.readline()
-        length = 0
-        while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            if name.strip().lower() == "content-length":
-                length = int(value)
-        return int(status_line.split()[1]), await self.reader.readexactly(length)
-
-    async def close(self) -> None:
-        self.writer.close()
-        await self.writer.wait_closed()
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time so far of a process and its children (its HTTP helpers), from
-    Linux's ``/proc``; None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        children = [
-            int(child)
-            for task in Path(f"/proc/{pid}/task").iterdir()
-            for child in (task / "children").read_text().split()
-        ]
-    except OSError:
-        return None
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return own + sum(_cpu_seconds(child) or 0.0 for child in children)
-
-
-def _start_service(workdir: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
-    """``duban serve evaluation`` as its own process, its output in the work dir."""
-    command = ["serve", "evaluation", "--jurisdiction", HERE, "--port", str(port)]
-    with open(workdir / "evaluation.log", "wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "services.runtime.tools.cli", *command],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
 
 
 async def ballots(
@@ -138,20 +53,20 @@ async def ballots(
 ) -> dict:
     from services.runtime.http.auth import issue_token
     from services.runtime.settings import Settings
-    from services.runtime.tools.nats_server import EmbeddedNats
+    from services.runtime.tools.nats_server import EmbeddedNats, free_port
 
     secret = Settings().jwt_secret
     server = EmbeddedNats(workdir / "nats").start()
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DUBAN_NATS_URL": server.url, "DUBAN_DATA_DIR": str(workdir / "data")}
     env["DUBAN_HTTP_WORKERS"] = str(http_workers)
     env["DUBAN_DEV_SIGNIN"] = (
         "true"  # the hall's tokens here are development ones (HS256); serve refuses none otherwise
     )
-    process = _start_service(workdir, port, env)
+    process = serve("evaluation", HERE, port, env, workdir / "evaluation.log")
     url = f"http://127.0.0.1:{port}"
     try:
-        await _wait_healthy(url, process)
+        await wait_healthy(url, process, timeout=60.0)
         staff = {"Authorization": "Bearer " + issue_token("committee-1", ["committee"], HERE, secret=secret)}
         electorate = [f"deputy-{i:04d}" for i in range(evaluators)]
         now = datetime.now(UTC)
@@ -180,7 +95,7 @@ async def ballots(
             waiting = list(reversed(electorate))
             latencies: list[float] = []
 
-            async def terminal(own: Terminal) -> None:
+            async def terminal(own: KeepAlive) -> None:
                 while waiting:
                     evaluator = waiting.pop()
                     started = time.perf_counter()
@@ -192,18 +107,18 @@ async def ballots(
                         raise RuntimeError(f"sheet of {evaluator} refused: {status} {body.decode()}")
 
             # The terminals are on and connected before the hall votes.
-            terminals = [await Terminal.connect(port) for _ in range(concurrency)]
+            terminals = [await KeepAlive.open(port) for _ in range(concurrency)]
             try:
                 print(
                     f"ballots: {evaluators} sheets x {subjects} subjects, {concurrency} terminals, "
                     f"{http_workers} HTTP worker(s)",
                     file=sys.stderr,
                 )
-                cpu_before = _cpu_seconds(process.pid)
+                cpu_before = cpu_seconds(process.pid)
                 started = time.perf_counter()
                 await asyncio.gather(*(terminal(own) for own in terminals))
                 seconds = time.perf_counter() - started
-                cpu_after = _cpu_seconds(process.pid)
+                cpu_after = cpu_seconds(process.pid)
             finally:
                 for own in terminals:
                     await own.close()

@@ -83,34 +83,6 @@ def ratio(numerator: float, denominator: float) -> float:
     return round(numerator / denominator, 3) if denominator else 0.0
 
 
-def peak_rss_mb(pid: int) -> float | None:
-    """The largest resident set (``VmHWM``, its high-water mark) of a process and of each of its
-    children (a service's HTTP helpers), the largest of them in MiB, from Linux's ``/proc``; None
-    elsewhere or once the process is gone."""
-    from pathlib import Path
-
-    def own(p: int) -> float | None:
-        try:
-            status = Path(f"/proc/{p}/status").read_text()
-        except OSError:
-            return None
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return None
-
-    try:
-        children = [
-            int(child)
-            for task in Path(f"/proc/{pid}/task").iterdir()
-            for child in (task / "children").read_text().split()
-        ]
-    except OSError:
-        return own(pid)
-    found = [value for value in (own(pid), *(peak_rss_mb(child) for child in children)) if value is not None]
-    return round(max(found), 1) if found else None
-
-
 def report_of(arguments: Sequence[str]) -> dict:
     """The JSON report a benchmark run as ``python ARGUMENTS`` in a process of its own prints as
     its last stdout line (its progress goes to stderr as it comes): a module's clients must not
@@ -118,16 +90,3 @@ def report_of(arguments: Sequence[str]) -> dict:
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run([sys.executable, *arguments], cwd=root, stdout=subprocess.PIPE, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def stop_services(processes: Sequence[subprocess.Popen], timeout: float = 15.0) -> None:
-    """SIGTERM to each (as an operator stops a service, its HTTP helpers with it), then each
-    waited for, SIGKILL for one still running after ``timeout`` seconds."""
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

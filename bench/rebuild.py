@@ -50,7 +50,7 @@ from pathlib import Path
 
 import httpx
 
-from .common import peak_rss_mb
+from .served import peak_rss_mb
 
 EVENTS = 1_000_000
 QUICK_EVENTS = 50_000

@@ -40,7 +40,7 @@ used to score every open matter of the level. Measured here through the real int
   index's top 10 over that of the exact top 10).
 
 The figures are latencies on a shared machine: other processes on its cores show in the p99.
-The HTTP client is a few lines over asyncio streams (as ``bench/ballots.py``'s terminals), so
+The HTTP client is a few lines over asyncio streams (``bench/served.py``'s ``KeepAlive``), so
 that the client's own work is not counted as the service's.
 
 Run alone: ``python -m bench.submit [--matters N] [--quick] [--http-workers N]`` prints one JSON
@@ -53,14 +53,12 @@ import argparse
 import asyncio
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from .common import peak_rss_mb, stop_services
+from .served import KeepAlive, peak_rss_mb, serve, stop_services, wait_healthy
 
 HERE = "331081100"  # 泽国镇
 MATTERS = 100_000
@@ -85,70 +83,9 @@ METHOD = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(len(ordered) * share))] * 1000, 1)
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection sending one request at a time (bench/ballots.py's
-    ``Terminal``, with the answer's body kept)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def open(cls, port: int) -> Connection:
-        return cls(*await asyncio.open_connection("127.0.0.1", port))
-
-    async def post(self, path: str, body: bytes, authorization: str) -> tuple[int, bytes]:
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {authorization}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        )
-        self.writer.write(head.encode() + body)
-        status_line = await self.reader.readline()
-        length = 0
-        while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            if name.strip().lower() == "content-length":
-                length = int(value)
-        return int(status_line.split()[1]), await self.reader.readexactly(length)
-
-    async def close(self) -> None:
-        self.writer.close()
-        await self.writer.wait_closed()
-
-
-def _start_service(workdir: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
-    """``duban serve intake`` of 泽国镇 as its own process, its output in the work dir."""
-    command = ["serve", "intake", "--jurisdiction", HERE, "--port", str(port)]
-    with open(workdir / "intake.log", "wb") as log:
-        cli = [sys.executable, "-m", "services.runtime.tools.cli", *command]
-        return subprocess.Popen(cli, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-async def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 120.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(base_url=url, timeout=2.0, trust_env=False) as http:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"intake exited with {process.returncode}")
-            try:
-                if (await http.get("/healthz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-    raise TimeoutError("intake did not become healthy")
 
 
 async def _wait_for_read_model(engine, timeout: float = 120.0) -> None:
@@ -256,7 +193,7 @@ async def submissions(
     from services.runtime.http.auth import issue_token
     from services.runtime.read.db import make_engine
     from services.runtime.settings import Settings
-    from services.runtime.tools.nats_server import EmbeddedNats
+    from services.runtime.tools.nats_server import EmbeddedNats, free_port
     from tests.support.matter_corpus import fill_read_model
     from tests.support.matter_corpus import matters as corpus
 
@@ -265,18 +202,18 @@ async def submissions(
     texts = list(corpus(matters + rounds * per_round + scale_queries, seed=SEED))
     filled, submitted = texts[:matters], texts[matters:]
     server = EmbeddedNats(workdir / "nats").start()
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DUBAN_NATS_URL": server.url, "DUBAN_DATA_DIR": str(workdir / "data")}
     env["DUBAN_HTTP_WORKERS"] = str(http_workers)
     env["DUBAN_DEV_SIGNIN"] = "true"  # development tokens (HS256), as the other benchmarks use
-    process = _start_service(workdir, port, env)
+    process = serve("intake", HERE, port, env, workdir / "intake.log")
     engine = make_engine(f"sqlite+aiosqlite:///{workdir / 'data' / HERE / 'intake.sqlite3'}")
     station = "Bearer " + issue_token(
         "station-1", ["liaison_station"], HERE, name="联络站", secret=Settings().jwt_secret
     )
     listed: list[int] = []
 
-    async def submit(connection: Connection, body: bytes) -> float:
+    async def submit(connection: KeepAlive, body: bytes) -> float:
         sent = time.perf_counter()
         status, answer = await connection.post("/matters", body, station)
         seconds = time.perf_counter() - sent
@@ -289,14 +226,14 @@ async def submissions(
         """Five untimed submissions (the service's first requests), ``sequential`` one after
         another on one connection, then ``burst`` at once, each on a connection of its own."""
         bodies = [_submission(title, content) for title, content in texts]
-        own = await Connection.open(port)
+        own = await KeepAlive.open(port)
         try:
             for body in bodies[:5]:
                 await submit(own, body)
             one_by_one = [await submit(own, body) for body in bodies[5 : 5 + sequential]]
         finally:
             await own.close()
-        connections = [await Connection.open(port) for _ in range(burst)]
+        connections = [await KeepAlive.open(port) for _ in range(burst)]
         try:
             at_once = await asyncio.gather(
                 *(submit(c, b) for c, b in zip(connections, bodies[5 + sequential :], strict=True))
@@ -307,7 +244,7 @@ async def submissions(
         return one_by_one, list(at_once)
 
     try:
-        await _wait_healthy(f"http://127.0.0.1:{port}", process)
+        await wait_healthy(f"http://127.0.0.1:{port}", process)
         await _wait_for_read_model(engine)
         # The same service with no open matters first: what a submission costs here anyway.
         empty_sequential, empty_burst = await timed(submitted[:per_round])
@@ -323,8 +260,8 @@ async def submissions(
         one_process: dict[str, float] = {}
         if http_workers > 1:
             stop_services([process])
-            process = _start_service(workdir, port, {**env, "DUBAN_HTTP_WORKERS": "1"})
-            await _wait_healthy(f"http://127.0.0.1:{port}", process)
+            process = serve("intake", HERE, port, {**env, "DUBAN_HTTP_WORKERS": "1"}, workdir / "intake-one.log")
+            await wait_healthy(f"http://127.0.0.1:{port}", process)
             one_sequential, one_burst = await timed(submitted[2 * per_round : 3 * per_round])
             one_process = {
                 "submit_seq_p50_ms_one_process": _percentile(one_sequential, 0.50),

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from .common import stop_services
+from .served import serve, stop_services
 
 MATTERS = 10_000
 REQUESTS = 200
@@ -120,10 +120,7 @@ def serve_all(workdir: Path, nats_url: str, base: int) -> list[subprocess.Popen]
     logs.mkdir(exist_ok=True)
     processes = []
     for service, port in ports.items():
-        command = [sys.executable, "-m", "services.runtime.tools.cli", "serve", service]
-        command += ["--jurisdiction", HERE, "--port", str(port)]
-        with open(logs / f"{service}.log", "wb") as out:
-            processes.append(subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT))
+        processes.append(serve(service, HERE, port, env, logs / f"{service}.log"))
     deadline = time.monotonic() + 120
     for port in ports.values():
         while True:

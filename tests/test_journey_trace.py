@@ -5,6 +5,7 @@ id; ``duban trace`` prints that tree with every level in it."""
 from __future__ import annotations
 
 import pytest
+from opentelemetry import context as otel_context
 
 from contracts.intake import (
     Channel,
@@ -25,6 +26,7 @@ from services.notify.app import NotifyService
 from services.notify.projections import inbox
 from services.notify.settings import NotifySettings
 from services.runtime.http.auth import Principal, Role
+from services.runtime.observe.telemetry import extract_context
 from services.runtime.observe.tracefile import FileSpanExporter
 from services.runtime.settings import Settings
 from services.runtime.tools.cli import main
@@ -131,3 +133,42 @@ async def test_an_escalated_problem_is_one_trace_across_levels_and_services(syst
         assert f"intake     {code}" in tree, tree
     assert f"tracking   {TAIZHOU}" in tree
     assert f"notify     {TAIZHOU}" in tree
+
+
+async def test_a_journey_begun_under_another_systems_unsampled_trace_is_still_recorded(system, spans):
+    """A portal that samples its own traces sends ``traceparent`` with "not sampled" (flags 00):
+    duban joins that trace, yet records its own spans of the matter at every level, as the journey
+    carries the caller's context on to every later command."""
+    intake, _, _ = system
+    spans.clear()
+    caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    problem = MatterData(
+        kind=MatterKind.problem,
+        title="泽国镇工业园区排水不畅",
+        content="雨季园区道路积水，企业货车无法进出。",
+        lead=Submitter(id="deputy-1", name="王代表"),
+        channel=Channel.liaison_station,
+        raised_in=ZEGUO,
+    )
+    station = Principal(sub="station-1", name="泽国镇代表联络站", roles=[Role.liaison_station], jurisdiction=ZEGUO)
+    token = otel_context.attach(extract_context({"traceparent": f"00-{caller_trace}-00f067aa0ba902b7-00"}))
+    try:
+        raised = await intake[ZEGUO].handlers.submit(SubmitMatter(matter=problem), station)
+    finally:
+        otel_context.detach(token)
+    await intake[ZEGUO].handlers.register(RegisterMatter(matter_id=raised.id), staff(ZEGUO))
+    await intake[ZEGUO].handlers.escalate(EscalateMatter(matter_id=raised.id, reason="超出镇级事权"), staff(ZEGUO))
+    at_wenling = derived_id(ZEGUO, raised.id, WENLING)
+
+    async def arrived():
+        return (await intake[WENLING].handlers.store.load(Matter, at_wenling)).exists
+
+    await eventually(arrived)
+    for service in intake.values():
+        await service.wait_idle()
+
+    assert raised.journey["traceparent"].split("-")[1] == caller_trace  # the caller's trace, joined
+    ours = [s for s in spans.get_finished_spans() if f"{s.context.trace_id:032x}" == caller_trace]
+    seen = {(s.attributes.get("duban.service"), s.attributes.get("duban.jurisdiction")) for s in ours}
+    assert {("intake", ZEGUO), ("intake", WENLING)} <= seen, sorted(seen, key=str)
+    assert all(s.context.trace_flags.sampled for s in ours)

@@ -20,6 +20,7 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 TRACER_NAME = "duban"
 
@@ -40,13 +41,18 @@ def setup_tracing(
     ``processors`` adds others (tests pass an in-memory exporter).
     """
     provider = TracerProvider(
+        # Every span recorded, whatever a caller's ``traceparent`` says of its own sampling: the
+        # SDK's default (parent-based) would record nothing of a matter whose first request came
+        # with "not sampled" from another system, at any level, since its journey carries that
+        # context on. ``OTEL_TRACES_SAMPLER``, when an operator sets it, still decides.
+        sampler=None if os.environ.get("OTEL_TRACES_SAMPLER") else ALWAYS_ON,
         resource=Resource.create(
             {
                 "service.name": f"duban-{service}",
                 "service.namespace": "duban",
                 "duban.jurisdiction": jurisdiction,
             }
-        )
+        ),
     )
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

@@ -14,6 +14,7 @@ import io
 import re
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import httpx
 import openpyxl
@@ -29,8 +30,9 @@ SCREENSHOTS = ROOT / ".duban" / "screenshots" / "web"
 TITLE = "园区道路破损<script>alert(1)</script>"
 EARLIER = "泽国镇工业园区道路破损严重"
 CONTENT = "泽国镇工业园区主干道破损严重，货车通行困难，企业原料运输受影响。"
-#: Latin words a user may see: file formats and the like.
-ALLOWED = {"CSV", "XLSX", "JSON"}
+#: Latin words a user may see: file formats and the like, and the seeds' own (seed 004's plan
+#: says AED for 自动体外除颤器 in its milestones).
+ALLOWED = {"CSV", "XLSX", "JSON", "AED"}
 PLAN = ROOT / "services" / "tracking" / "data" / "plans" / "wenling-2022-group-supervision.json"
 
 
@@ -278,6 +280,25 @@ def test_the_closed_loop_across_two_levels_by_clicking_and_typing(up):
             # the duty's count is tracking's read model: it may show the mark a moment later
             browser.reload_until("li:has(details[id='group-plan']):has-text('已完成 1/16')")
             assert "已完成 1/16" in page.inner_text("li:has(details[id='group-plan'])")
+            # 健康惠民工程's first-quarter 形象进度, reported from the page by the committee
+            item = "tr[id='2022-lp-01']"
+            page.click(f"{item} details[id='milestones-2022-lp-01'] >> summary")
+            q1 = f"{item} form[action$='/items/2022-lp-01/milestones/q1']"
+            page.fill(f"{q1} textarea", "实施方案已下发各镇（街道），AED投放布点方案已与相关单位对接。")
+            page.check(f"{q1} input[name='met']")
+            page.click(f"{q1} button")
+            page.wait_for_selector("text=已报送形象进度")
+            browser.reload_until(f"{item}:has-text('已达到：实施方案已下发各镇（街道）')")
+            browser.shot("17-milestone")
+            assert page.locator(f"{q1} textarea:invalid").count() == 1  # empty again: required
+            # a milestone the item does not have: tracking's refusal comes back in Chinese
+            csrf = page.locator(f"{q1} input[name='csrf']").input_value()
+            action = page.locator(q1).get_attribute("action").replace("/milestones/q1", "/milestones/q9")
+            refused = page.request.post(
+                browser.web(WENLING) + action, form={"csrf": csrf, "text": "进展"}, max_redirects=0
+            )
+            assert refused.status == 303
+            assert "没有形象进度节点 q9" in unquote(refused.headers["location"])
 
             # a form without its CSRF token is refused
             refused = page.request.post(
@@ -297,6 +318,19 @@ def test_the_closed_loop_across_two_levels_by_clicking_and_typing(up):
             page.goto(f"{browser.web(WENLING)}/cases/{county_matter}")
             assert "无权查看其他承办单位的办理件" in page.inner_text("main")
             browser.shot("14-other-unit-refused")
+            # nor report 形象进度 of an item it is not responsible for: no form, and a forged one is refused
+            page.click("text=返回工作台")
+            page.click("header nav >> text=工作方案")
+            page.click("text=代表分组监督方案")
+            page.click(f"{item} details[id='milestones-2022-lp-01'] >> summary")
+            assert page.locator(f"{item} form").count() == 0
+            csrf = page.locator("header input[name='csrf']").first.input_value()
+            refused = page.request.post(
+                browser.web(WENLING) + action.replace("/milestones/q9", "/milestones/q2"),
+                form={"csrf": csrf, "text": "进展"},
+                max_redirects=0,
+            )
+            assert "只有该项目的责任单位可以报送形象进度" in unquote(refused.headers["location"])
         finally:
             browser.close()
     assert browser.outside == []

@@ -429,10 +429,26 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
             return RedirectResponse(f"/plans/{quote(plan_id)}?done={quote(err.message)}", status_code=303)
         return RedirectResponse(f"/plans/{quote(plan_id)}?done={quote('已登记完成')}#{quote(duty)}", status_code=303)
 
+    @router.post("/plans/{plan_id}/items/{item_id}/milestones/{key}", response_class=HTMLResponse)
+    async def milestone(request: Request, plan_id: str, item_id: str, key: str) -> Response:
+        """形象进度 of an item's milestone, by staff or a unit responsible for the item (tracking
+        decides who may)."""
+        session = await session_of(request)
+        form = await form_of(request, session)
+        body = {"milestone": key, "text": str(form.get("text") or "").strip(), "met": form.get("met") == "true"}
+        back = f"/plans/{quote(plan_id)}?item={quote(item_id)}"
+        try:
+            await services.post(session, "tracking", f"/plans/{quote(plan_id)}/items/{quote(item_id)}/milestones", body)
+        except Refused as err:
+            return RedirectResponse(f"{back}&done={quote(err.message)}#{quote(item_id)}", status_code=303)
+        return RedirectResponse(f"{back}&done={quote('已报送形象进度')}#{quote(item_id)}", status_code=303)
+
     @router.get("/plans/{plan_id}", response_class=HTMLResponse)
-    async def plan_page(request: Request, plan_id: str, done: str | None = None) -> Response:
+    async def plan_page(request: Request, plan_id: str, done: str | None = None, item: str | None = None) -> Response:
         """A plan: its phases with every duty as it stands (groups behind marked), its items with
-        leaders, committees, units, window, what came in under each and their evaluations."""
+        leaders, committees, units, window, milestones (形象进度, with a form for whoever may report
+        them), what came in under each and their evaluations; ``item``: the item just reported on,
+        whose milestones are shown open."""
         session = await session_of(request)
         plan, duties = await asyncio.gather(
             services.get(session, "tracking", f"/plans/{quote(plan_id)}"),
@@ -443,7 +459,9 @@ def build_router(settings: WebSettings, sessions: Sessions, services: Services) 
             by_duty.setdefault(row["duty"], []).append(row)
         places = {t.code: t.name for t in default_registry().children_of(settings.jurisdiction)}
         places[settings.jurisdiction] = "本级"
-        return await page(request, "plan.html", session, plan=plan, by_duty=by_duty, places=places, done=done)
+        return await page(
+            request, "plan.html", session, plan=plan, by_duty=by_duty, places=places, done=done, opened=item
+        )
 
     @router.get("/cases/{case_id}", response_class=HTMLResponse)
     async def case_page(request: Request, case_id: str, error: str | None = None) -> Response:

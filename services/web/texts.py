@@ -47,7 +47,7 @@ NAVIGATION = {
         ("/lists", "四张清单"),
         ("/summary", "月度小结"),
     ],
-    "unit": [("/cases", "我的办理件")],
+    "unit": [("/cases", "我的办理件"), ("/plans", "工作方案")],
     "leader": [("/cases", "督办清单"), ("/plans", "工作方案"), ("/lists", "四张清单")],
     "admin": [("/review", "待审查"), ("/cases", "督办清单")],
 }

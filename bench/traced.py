@@ -17,9 +17,9 @@ one core), so tracing's cost is its CPU: on the benchmark's machine, 6–8 ms a 
 and 1–1.5 ms more traced. About 0.7 ms of that was timed inside the running scenario: 11.5 spans
 a matter, each 27–33 µs in the SDK's ``start_span`` (twice the same call alone: the process's
 caches), 6 µs in ``end`` and 14 µs to write in the export thread, and 0.1 ms a matter of
-propagation (``extract_context``, ``current_trace_context``); a sampling profile spreads the rest
-thinly (the envelopes' and headers' trace context decoded by every consumer, links, context
-switches). Its rate still varies by a fifth from round to
+propagation (``extract_context``, ``current_trace_context``); cProfile puts most of the rest in
+OpenTelemetry's context handling around those calls (``use_span``, ``get_current_span``, links).
+Fewer spans a matter is what would lower it. Its rate still varies by a fifth from round to
 round on a shared machine, which the best round does not remove. Two more figures:
 ``traced_vs_untraced_cpu``, the process's CPU a matter (every thread, the queued spans written
 before the clock stops) untraced over traced, the median of each mode's rounds (it varies as

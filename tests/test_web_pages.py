@@ -331,6 +331,20 @@ def test_the_closed_loop_across_two_levels_by_clicking_and_typing(up):
                 max_redirects=0,
             )
             assert "只有该项目的责任单位可以报送形象进度" in unquote(refused.headers["location"])
+            # a clerk of 市卫生健康局, a lead unit of the item, reports its second quarter from the page
+            clerk = {"id": "p-health-clerk", "kind": "unit_staff", "name": "孙办理", "orgs": ["wl-unit-18"]}
+            assert httpx.post(f"{directory}/people", json={"person": clerk}, headers=admin).status_code == 201
+            time.sleep(1)
+            browser.sign_in(WENLING, "孙办理（承办单位工作人员）")
+            page.click("header nav >> text=工作方案")
+            page.click("text=代表分组监督方案")
+            page.click(f"{item} details[id='milestones-2022-lp-01'] >> summary")
+            q2 = f"{item} form[action$='/items/2022-lp-01/milestones/q2']"
+            page.fill(f"{q2} textarea", "筛查任务已完成25%，设备采购招标进行中。")
+            page.click(f"{q2} button")
+            page.wait_for_selector("text=已报送形象进度")
+            browser.reload_until(f"{item}:has-text('未达到：筛查任务已完成25%')")
+            browser.shot("18-unit-milestone")
         finally:
             browser.close()
     assert browser.outside == []

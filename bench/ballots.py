@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from .served import KeepAlive, cpu_seconds, peak_rss_mb, serve, stop_services, wait_healthy
+from .served import KeepAlive, cpu_seconds, environment, peak_rss_mb, serve, stop_services, wait_healthy
 
 EVALUATORS = 500
 SUBJECTS = 10
@@ -58,11 +57,7 @@ async def ballots(
     secret = Settings().jwt_secret
     server = EmbeddedNats(workdir / "nats").start()
     port = free_port()
-    env = {**os.environ, "DUBAN_NATS_URL": server.url, "DUBAN_DATA_DIR": str(workdir / "data")}
-    env["DUBAN_HTTP_WORKERS"] = str(http_workers)
-    env["DUBAN_DEV_SIGNIN"] = (
-        "true"  # the hall's tokens here are development ones (HS256); serve refuses none otherwise
-    )
+    env = environment(server.url, workdir / "data", http_workers)
     process = serve("evaluation", HERE, port, env, workdir / "evaluation.log")
     url = f"http://127.0.0.1:{port}"
     try:

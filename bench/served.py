@@ -19,6 +19,19 @@ from pathlib import Path
 import httpx
 
 
+def environment(nats_url: str, data_dir: Path, http_workers: int) -> dict[str, str]:
+    """This process's environment for a served service on ``nats_url`` with its data in
+    ``data_dir``, answering HTTP in ``http_workers`` processes, development tokens (HS256) allowed:
+    the benchmarks' clients sign their own, which ``duban serve`` refuses otherwise."""
+    return {
+        **os.environ,
+        "DUBAN_NATS_URL": nats_url,
+        "DUBAN_DATA_DIR": str(data_dir),
+        "DUBAN_HTTP_WORKERS": str(http_workers),
+        "DUBAN_DEV_SIGNIN": "true",
+    }
+
+
 def serve(service: str, jurisdiction: str, port: int, env: Mapping[str, str], log: Path) -> subprocess.Popen:
     """``duban serve SERVICE`` of ``jurisdiction`` on ``port``, its output in ``log``."""
     command = [sys.executable, "-m", "services.runtime.tools.cli", "serve", service]

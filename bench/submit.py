@@ -52,13 +52,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from .served import KeepAlive, peak_rss_mb, serve, stop_services, wait_healthy
+from .served import KeepAlive, environment, peak_rss_mb, serve, stop_services, wait_healthy
 
 HERE = "331081100"  # 泽国镇
 MATTERS = 100_000
@@ -203,9 +202,7 @@ async def submissions(
     filled, submitted = texts[:matters], texts[matters:]
     server = EmbeddedNats(workdir / "nats").start()
     port = free_port()
-    env = {**os.environ, "DUBAN_NATS_URL": server.url, "DUBAN_DATA_DIR": str(workdir / "data")}
-    env["DUBAN_HTTP_WORKERS"] = str(http_workers)
-    env["DUBAN_DEV_SIGNIN"] = "true"  # development tokens (HS256), as the other benchmarks use
+    env = environment(server.url, workdir / "data", http_workers)
     process = serve("intake", HERE, port, env, workdir / "intake.log")
     engine = make_engine(f"sqlite+aiosqlite:///{workdir / 'data' / HERE / 'intake.sqlite3'}")
     station = "Bearer " + issue_token(

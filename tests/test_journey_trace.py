@@ -38,8 +38,16 @@ from tests.support.waiting import eventually
 TAIZHOU, WENLING, ZEGUO = "331000", "331081", "331081100"
 
 
+STATION = Principal(sub="station-1", name="泽国镇代表联络站", roles=[Role.liaison_station], jurisdiction=ZEGUO)
+
+
 def staff(code: str) -> Principal:
     return Principal(sub=f"committee-{code}", name="工委", roles=[Role.committee], jurisdiction=code)
+
+
+async def arrived(level: IntakeService, matter_id: str) -> bool:
+    """Whether ``matter_id`` has been taken in at ``level``'s intake."""
+    return (await level.handlers.store.load(Matter, matter_id)).exists
 
 
 @pytest.fixture
@@ -78,20 +86,16 @@ async def test_an_escalated_problem_is_one_trace_across_levels_and_services(syst
         raised_in=ZEGUO,
         raised_by=RaisedBy(name="温岭某泵业有限公司"),
     )
-    station = Principal(sub="station-1", name="泽国镇代表联络站", roles=[Role.liaison_station], jurisdiction=ZEGUO)
-    raised = await intake[ZEGUO].handlers.submit(SubmitMatter(matter=problem), station)
+    raised = await intake[ZEGUO].handlers.submit(SubmitMatter(matter=problem), STATION)
     await intake[ZEGUO].handlers.register(RegisterMatter(matter_id=raised.id), staff(ZEGUO))
     await intake[ZEGUO].handlers.escalate(EscalateMatter(matter_id=raised.id, reason="超出镇级事权"), staff(ZEGUO))
 
-    async def arrived(code: str, matter_id: str):
-        return (await intake[code].handlers.store.load(Matter, matter_id)).exists
-
     at_wenling = derived_id(ZEGUO, raised.id, WENLING)
-    await eventually(lambda: arrived(WENLING, at_wenling))
+    await eventually(lambda: arrived(intake[WENLING], at_wenling))
     await intake[WENLING].handlers.register(RegisterMatter(matter_id=at_wenling), staff(WENLING))
     await intake[WENLING].handlers.escalate(EscalateMatter(matter_id=at_wenling, reason="需市级统筹"), staff(WENLING))
     at_taizhou = derived_id(WENLING, at_wenling, TAIZHOU)
-    await eventually(lambda: arrived(TAIZHOU, at_taizhou))
+    await eventually(lambda: arrived(intake[TAIZHOU], at_taizhou))
     await intake[TAIZHOU].handlers.register(RegisterMatter(matter_id=at_taizhou), staff(TAIZHOU))
     await intake[TAIZHOU].handlers.route(RouteMatter(matter_id=at_taizhou, committee="财经工委"), staff(TAIZHOU))
 
@@ -150,20 +154,15 @@ async def test_a_journey_begun_under_another_systems_unsampled_trace_is_still_re
         channel=Channel.liaison_station,
         raised_in=ZEGUO,
     )
-    station = Principal(sub="station-1", name="泽国镇代表联络站", roles=[Role.liaison_station], jurisdiction=ZEGUO)
     token = otel_context.attach(extract_context({"traceparent": f"00-{caller_trace}-00f067aa0ba902b7-00"}))
     try:
-        raised = await intake[ZEGUO].handlers.submit(SubmitMatter(matter=problem), station)
+        raised = await intake[ZEGUO].handlers.submit(SubmitMatter(matter=problem), STATION)
     finally:
         otel_context.detach(token)
     await intake[ZEGUO].handlers.register(RegisterMatter(matter_id=raised.id), staff(ZEGUO))
     await intake[ZEGUO].handlers.escalate(EscalateMatter(matter_id=raised.id, reason="超出镇级事权"), staff(ZEGUO))
     at_wenling = derived_id(ZEGUO, raised.id, WENLING)
-
-    async def arrived():
-        return (await intake[WENLING].handlers.store.load(Matter, at_wenling)).exists
-
-    await eventually(arrived)
+    await eventually(lambda: arrived(intake[WENLING], at_wenling))
     for service in intake.values():
         await service.wait_idle()
 

@@ -77,6 +77,12 @@ class Browser:
         page.click("button:has-text('登录')")
         page.wait_for_selector("header .who")
 
+    def open_milestones(self, plan: str, item_id: str) -> None:
+        """From the navigation to the plan titled ``plan``, its item's 形象进度 opened."""
+        self.page.click("header nav >> text=工作方案")
+        self.page.click(f"text={plan}")
+        self.page.click(f"tr[id='{item_id}'] details[id='milestones-{item_id}'] >> summary")
+
     def shot(self, step: str) -> None:
         """The page as it is, at 1280 px and at 375 px; its visible text checked for English."""
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -320,9 +326,7 @@ def test_the_closed_loop_across_two_levels_by_clicking_and_typing(up):
             browser.shot("14-other-unit-refused")
             # nor report 形象进度 of an item it is not responsible for: no form, and a forged one is refused
             page.click("text=返回工作台")
-            page.click("header nav >> text=工作方案")
-            page.click("text=代表分组监督方案")
-            page.click(f"{item} details[id='milestones-2022-lp-01'] >> summary")
+            browser.open_milestones("代表分组监督方案", "2022-lp-01")
             assert page.locator(f"{item} form").count() == 0
             csrf = page.locator("header input[name='csrf']").first.input_value()
             refused = page.request.post(
@@ -336,9 +340,7 @@ def test_the_closed_loop_across_two_levels_by_clicking_and_typing(up):
             assert httpx.post(f"{directory}/people", json={"person": clerk}, headers=admin).status_code == 201
             time.sleep(1)
             browser.sign_in(WENLING, "孙办理（承办单位工作人员）")
-            page.click("header nav >> text=工作方案")
-            page.click("text=代表分组监督方案")
-            page.click(f"{item} details[id='milestones-2022-lp-01'] >> summary")
+            browser.open_milestones("代表分组监督方案", "2022-lp-01")
             q2 = f"{item} form[action$='/items/2022-lp-01/milestones/q2']"
             page.fill(f"{q2} textarea", "筛查任务已完成25%，设备采购招标进行中。")
             page.click(f"{q2} button")

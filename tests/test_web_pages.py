@@ -105,6 +105,19 @@ class Browser:
         self.browser.close()
 
 
+def _why_no_duplicate(up: Up, page) -> str:
+    """What to look at when 温岭市's matter page lists no possible duplicate of the earlier report
+    (seen once in a full suite run, never alone): the matter's status and possible duplicates as
+    intake answers them now, and intake's warnings (a failing duplicate check answers none)."""
+    matter_id = page.url.rsplit("/", 1)[-1].split("?")[0]
+    asked = f"{up.url(WENLING, 'intake')}/matters/{matter_id}"
+    headers = up.headers(WENLING, "committee")
+    status = httpx.get(asked, headers=headers).json().get("matter", {}).get("status")
+    found = httpx.get(f"{asked}/duplicates", headers=headers).text
+    warnings = [line for line in up.log().splitlines() if '"level": "warning"' in line or '"level": "error"' in line]
+    return f"page {page.url}: at intake now {status}, possible duplicates {found}; warnings: {warnings[-20:]}"
+
+
 @pytest.fixture(scope="module")
 def up(tmp_path_factory):
     chromium()
@@ -176,7 +189,9 @@ def test_the_closed_loop_across_two_levels_by_clicking_and_typing(up):
             browser.sign_in(WENLING, "陈工委（工委工作人员）")
             browser.reload_until(f"a:has-text('{TITLE}')")
             page.click(f"a:has-text('{TITLE}')")
-            assert page.locator(f"section[aria-label=可能重复] >> text={EARLIER}").count() == 1
+            assert page.locator(f"section[aria-label=可能重复] >> text={EARLIER}").count() == 1, _why_no_duplicate(
+                up, page
+            )
             browser.shot("06-county-matter-duplicate")
             page.click("section[aria-label=可能重复] >> button:has-text('将其并入本件')")
             page.wait_for_selector("ol.timeline >> text=并入")

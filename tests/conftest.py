@@ -35,8 +35,8 @@ pytest_plugins = ["tests.support.chinese_errors", "tests.support.shared_up", "te
 
 
 @pytest.fixture(scope="session")
-def nats_server():
-    server = start_nats()
+def nats_server(tmp_path_factory):
+    server = start_nats(tmp_path_factory.mktemp("nats"))
     yield server
     server.stop()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from services.runtime.tools.nats_server import EmbeddedNats
@@ -32,11 +31,12 @@ class _External:
         pass
 
 
-def start_nats():
-    """A running NATS with JetStream and an object with ``url`` and ``stop()``."""
+def start_nats(directory: Path):
+    """A running NATS with JetStream and an object with ``url`` and ``stop()``; a local one keeps
+    its JetStream files in ``directory`` (a pytest temporary directory, which pytest removes
+    after a few runs: a directory of our own under /tmp was left behind by every run)."""
     if os.environ.get("NATS_URL"):
         return _External(os.environ["NATS_URL"])
     if docker_unavailable_reason() is None:
         return _Container()
-    server = EmbeddedNats(Path(tempfile.mkdtemp(prefix="duban-nats-")))
-    return server.start()
+    return EmbeddedNats(directory).start()

@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -190,6 +191,7 @@ def measure(matters: int = MATTERS, requests: int = REQUESTS) -> dict:
     finally:
         stop_services(processes, timeout=30)
         server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:

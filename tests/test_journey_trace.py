@@ -171,3 +171,37 @@ async def test_a_journey_begun_under_another_systems_unsampled_trace_is_still_re
     seen = {(s.attributes.get("duban.service"), s.attributes.get("duban.jurisdiction")) for s in ours}
     assert {("intake", ZEGUO), ("intake", WENLING)} <= seen, sorted(seen, key=str)
     assert all(s.context.trace_flags.sampled for s in ours)
+
+
+async def test_a_number_from_the_registration_book_is_part_of_the_registration_that_asks(system, spans):
+    """The book of numbers is shared by every registration of a year: a number taken is in the
+    trace of the request that asked for it, not in the trace of the year's first registration,
+    which would otherwise gather every registration of the year (one trace of thousands of spans
+    in a collector)."""
+    from services.runtime.observe.telemetry import tracer
+
+    intake, _, _ = system
+    spans.clear()
+    requests = []
+    for n in (1, 2):
+        data = MatterData(
+            kind=MatterKind.suggestion,
+            title=f"关于第{n}号道路改造的建议",
+            content="路面破损，建议尽快修复。",
+            lead=Submitter(id="deputy-1", name="王代表"),
+            channel=Channel.liaison_station,
+            raised_in=ZEGUO,
+        )
+        matter = await intake[ZEGUO].handlers.submit(SubmitMatter(matter=data), STATION)
+        with tracer().start_as_current_span("POST /matters/{matter_id}/register") as request:
+            await intake[ZEGUO].handlers.register(RegisterMatter(matter_id=matter.id), staff(ZEGUO))
+        requests.append(request.get_span_context().trace_id)
+
+    finished = list(spans.get_finished_spans())
+    book = [s for s in finished if s.attributes.get("duban.aggregate.type") == "registration_book"]
+    assert len(book) == 4, [s.name for s in book]  # each registration: the book's command and its append
+    assert sorted({s.context.trace_id for s in book}) == sorted(requests)
+    for trace_id in requests:
+        ids = {s.context.span_id for s in finished if s.context.trace_id == trace_id}
+        taken = [s for s in book if s.context.trace_id == trace_id]
+        assert len(taken) == 2 and all(s.parent is not None and s.parent.span_id in ids for s in taken)

@@ -167,8 +167,9 @@ def test_the_journey_of_a_matter_is_read_back_from_the_span_files_as_one_tree(tm
     batch = {"messaging.batch.message_count": 3}
     with tracer.start_as_current_span("process duban.evt.intake", links=[trace.Link(carrier)], attributes=batch):
         pass
-    # a request that registered m-1 and, in the same request, wrote the shared registration book,
-    # whose own journey is linked to another matter's request: that other matter is not m-1's
+    # a request that registered m-1 linked to a trace that another matter's request is linked to
+    # too (the registration book's own trace, as span files before it had none show it): that
+    # other matter is not m-1's
     with tracer.start_as_current_span("intake registration_book command") as book:
         book_context = book.get_span_context()
     with tracer.start_as_current_span("POST /matters/{matter_id}/register", links=[trace.Link(carrier)]):

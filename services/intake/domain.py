@@ -398,6 +398,7 @@ class RegistrationBook(Aggregate):
 
     context = "intake"
     aggregate_type = "registration_book"
+    has_journey = False  # shared by every registration of its year (see Aggregate.has_journey)
 
     assigned: dict[str, int] = {}
     last_number: int = 0

@@ -75,6 +75,10 @@ class Aggregate(BaseModel):
     #: Keep a snapshot after each append (see eventstore.py). An aggregate of one or two commits
     #: (a ballot sheet) turns it off: its last commit, one direct get, is all a load needs.
     snapshots: ClassVar[bool] = True
+    #: Commands on it continue the trace of its first event (``journey``): a matter's or a case's
+    #: life is one trace. A book every registration of a year takes its number from turns it off:
+    #: its commands belong to the request that asks, not to the year's first registration.
+    has_journey: ClassVar[bool] = True
     _appliers: ClassVar[dict[type[Event], Callable[[Any, Any], None]]] = {}
 
     id: str

@@ -60,7 +60,8 @@ async def execute(
             "duban.service": store.context,
             "duban.actor.role": actor.role,
         }
-        with continue_journey(state.journey, f"{store.context} {cls.aggregate_type} command", attributes):
+        journey = state.journey if cls.has_journey else {}
+        with continue_journey(journey, f"{store.context} {cls.aggregate_type} command", attributes):
             events = list(decide(state))
             if not events:
                 return state, None

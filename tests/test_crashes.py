@@ -8,7 +8,6 @@ import random
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import nats
@@ -63,7 +62,7 @@ async def wait_for(predicate, timeout: float, what: str) -> None:
 
 
 async def test_a_projector_killed_mid_stream_loses_nothing_and_applies_nothing_twice(
-    nc, nats_url, unique, database_url, engine
+    nc, nats_url, unique, database_url, engine, tmp_path
 ):
     store = EventStore(nc, context=unique, jurisdiction=JURISDICTION)
     await store.ensure_streams()
@@ -103,7 +102,7 @@ async def test_a_projector_killed_mid_stream_loses_nothing_and_applies_nothing_t
     assert {k: events for k, (events, _) in rows.items()} == {k: v for k, v in expected.items() if v}
     assert all(events - 1 == total for events, total in rows.values())  # 1 Opened + n Incremented(1)
 
-    fresh = make_engine(f"sqlite+aiosqlite:///{Path(tempfile.mkdtemp()) / 'rebuild.sqlite3'}")
+    fresh = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'rebuild.sqlite3'}")
     rebuild = counter_projector(nc, fresh, context=unique, jurisdiction=JURISDICTION)
     rebuild.durable += "_rebuild"
     await rebuild.rebuild()

@@ -126,9 +126,9 @@ def journey(spans: Iterable[dict[str, Any]], matter_id: str) -> list[Node]:
     A trace touches the matter when one of its spans names the matter (or its case) in an
     attribute; traces linked from or to such a trace are taken too, so a request that continued
     the matter's journey (``telemetry.continue_journey``) is found from either side. Links are
-    followed one step only: a trace linked to several matters' (a projection batch's, linked to
-    the append of each event it applied; the registration book's own trace in span files written
-    before the book had none) would otherwise lead to every other matter it touched."""
+    followed one step only: a trace linked to several matters' traces (a projection batch's,
+    linked to the append of each event it applied; the registration book's own trace, in span
+    files written before the book had none) would otherwise lead to every other matter it touched."""
     by_trace: dict[str, list[dict[str, Any]]] = defaultdict(list)
     linked: dict[str, set[str]] = defaultdict(set)
     wanted: set[str] = set()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 
 import httpx
 import uvicorn
@@ -25,15 +24,10 @@ from services.runtime.observe.metrics import Watched, metrics_router, status
 from services.runtime.observe.tracefile import FileSpanExporter, journey, read_spans, render
 from services.runtime.settings import Settings
 from services.runtime.tools.cli import main
+from services.runtime.tools.nats_server import free_port
 from tests.support.sample import Counter, Incremented, counter_projector
 
 HERE = "331081"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def test_a_stopped_projection_shows_its_lag_which_returns_to_zero_after_it_resumes(nc, unique, engine, capsys):

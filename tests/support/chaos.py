@@ -133,25 +133,12 @@ class Bus:
 
 
 # -- the services -----------------------------------------------------------------------------------
-#: The ports handed out in this process: the kernel may give ``free_port`` the same free port
-#: twice (each probe socket is closed before the next), and two services then race for it (a
-#: chaos run once lost 台州市's notify that way, its port answered by another level's tracking).
-_HANDED_OUT: set[int] = set()
-
-
-def distinct_port() -> int:
-    while (port := free_port()) in _HANDED_OUT:
-        pass
-    _HANDED_OUT.add(port)
-    return port
-
-
 class Served:
     """One service of one level, as a process of its own (``duban serve``)."""
 
     def __init__(self, service: str, code: str, env: dict[str, str], log_path: Path) -> None:
         self.service, self.code, self.env, self.log_path = service, code, env, log_path
-        self.port = distinct_port()
+        self.port = free_port()  # never one handed out before in this process
         self.process: subprocess.Popen | None = None
 
     @property

@@ -20,7 +20,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -31,6 +30,8 @@ from typing import Any, Protocol, TypeVar
 
 import asyncpg
 from sqlalchemy.engine import make_url
+
+from services.runtime.tools.nats_server import free_port
 
 T = TypeVar("T")
 
@@ -92,12 +93,6 @@ def create_database(base_url: str, name: str) -> str:
 
     _run_async(create)
     return asyncpg_url(make_url(base_url).set(database=name).render_as_string(hide_password=False))
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LocalPostgres:
@@ -174,7 +169,7 @@ class LocalPostgres:
             )
             if init.returncode != 0:
                 raise RuntimeError(f"initdb failed ({init.returncode}):\n{init.stdout.decode(errors='replace')}")
-            self.port = _free_port()
+            self.port = free_port()
             with open(self.root / "server.log", "wb") as log:
                 self._proc = subprocess.Popen(
                     [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from services.runtime.http.auth import dev_token
-from services.runtime.tools.nats_server import free_port
+from services.runtime.tools.nats_server import FREE_PORTS
 from services.runtime.tools.up import PORT_OFFSETS
 
 
@@ -83,15 +84,15 @@ def processes_mentioning(text: str) -> list[int]:
 #: reconnecting, an HTTP request) is given a service's port after it was found free: CI saw
 #: 泽国镇's tracking restarted eight times in two minutes, "address already in use", while
 #: test_chaos ran beside it.
-PORT_BLOCKS = range(10000, 32000)
+PORT_BLOCKS = range(10000, 25000)
 
 
 def free_port_block(size: int) -> int:
     """A base port whose next ``size`` ports are free (intake +0…, tracking +100…, …), all below
     the ephemeral ports."""
-    assert PORT_BLOCKS.stop + max(PORT_OFFSETS.values()) + size < 32768
+    assert PORT_BLOCKS.stop + max(PORT_OFFSETS.values()) + size < FREE_PORTS.start  # apart from free_port's
     for _ in range(50):
-        base = PORT_BLOCKS.start + (free_port() % len(PORT_BLOCKS))
+        base = random.randrange(PORT_BLOCKS.start, PORT_BLOCKS.stop)
         ports = [base + offset + index for offset in PORT_OFFSETS.values() for index in range(size)]
         try:
             for port in ports:

@@ -107,8 +107,7 @@ async def load(matters: int, workdir: Path, nats_url: str) -> list[str]:
         await tracking.stop()
 
 
-def serve_all(workdir: Path, nats_url: str, base: int) -> list[subprocess.Popen]:
-    ports = {service: base + n for n, service in enumerate(SERVICES)}
+def serve_all(workdir: Path, nats_url: str, ports: dict[str, int]) -> list[subprocess.Popen]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")}
     env |= {
         "DUBAN_NATS_URL": nats_url,
@@ -178,9 +177,9 @@ def measure(matters: int = MATTERS, requests: int = REQUESTS) -> dict:
     processes: list[subprocess.Popen] = []
     try:
         ids = asyncio.run(load(matters, workdir, server.url))
-        base = free_port()
-        processes = serve_all(workdir, server.url, base)
-        web = f"http://127.0.0.1:{base + SERVICES.index('web')}"
+        ports = {service: free_port() for service in SERVICES}  # each probed, none the NATS server's
+        processes = serve_all(workdir, server.url, ports)
+        web = f"http://127.0.0.1:{ports['web']}"
         progress("signed in as committee staff; timing the pages")
         return {
             **measure_pages(web, ids, requests),

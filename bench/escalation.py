@@ -110,10 +110,11 @@ def _figures(prefix: str, values: list[float]) -> dict:
 
 
 def _free_base(count: int) -> int:
-    """A port such that it and the ``count - 1`` after it are free (``up.Runner`` numbers them)."""
+    """A port such that it and the ``count - 1`` after it are free (``up.Runner`` numbers them):
+    below the ephemeral ports and ``free_port``'s, as the tests' port blocks."""
     rng = random.Random()
     for _ in range(200):
-        base = rng.randrange(20000, 60000)
+        base = rng.randrange(10000, 25000)
         try:
             for port in range(base, base + count):
                 with socket.socket() as s:
@@ -398,15 +399,15 @@ class Deployed:
         return env
 
     async def start(self) -> dict[str, str]:
+        from services.runtime.tools.nats_server import free_port
         from services.runtime.tools.up import ServiceProcess
         from tests.support.deploy import boot
 
         self.deployment = await boot(self.workdir, proxied=self.proxied)
         logs = self.workdir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        base = _free_base(len(self.codes))
-        for index, code in enumerate(self.codes):
-            child = ServiceProcess("intake", code, base + index, self.env(code), logs)
+        for code in self.codes:
+            child = ServiceProcess("intake", code, free_port(), self.env(code), logs)
             child.start()
             self.children.append(child)
         return {child.code: child.url for child in self.children}

@@ -68,7 +68,6 @@ import logging
 import os
 import random
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -107,22 +106,6 @@ def _figures(prefix: str, values: list[float]) -> dict:
         f"{prefix}_p99_ms": _ms(values, 0.99),
         f"{prefix}_max_ms": _ms(values, 1.0),
     }
-
-
-def _free_base(count: int) -> int:
-    """A port such that it and the ``count - 1`` after it are free (``up.Runner`` numbers them):
-    below the ephemeral ports and ``free_port``'s, as the tests' port blocks."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(10000, 25000)
-        try:
-            for port in range(base, base + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free ports")
 
 
 # -- one level's intake, over HTTP -------------------------------------------------------------
@@ -355,9 +338,10 @@ def one_server(workdir: Path, matters: int) -> dict:
     from services.runtime.bus.accounts import ADMIN
     from services.runtime.tools.nats_server import EmbeddedNats
     from services.runtime.tools.up import PORT_OFFSETS, Runner
+    from tests.support.processes import free_port_block
 
     server = EmbeddedNats(workdir / "nats")
-    base = _free_base(len(LEVELS))
+    base = free_port_block(len(LEVELS))  # up.Runner numbers each level's port from it
     assert PORT_OFFSETS["intake"] == 0
     runner = Runner(workdir, server, LEVELS, ["intake"], base)
     (workdir / "logs").mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from .served import serve, stop_services
+from .served import serve, stop_services, wait_healthy
 
 MATTERS = 10_000
 REQUESTS = 200
@@ -121,17 +121,12 @@ def serve_all(workdir: Path, nats_url: str, ports: dict[str, int]) -> list[subpr
     processes = []
     for service, port in ports.items():
         processes.append(serve(service, HERE, port, env, logs / f"{service}.log"))
-    deadline = time.monotonic() + 120
-    for port in ports.values():
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"port {port} did not answer; see {logs}")
-            time.sleep(0.2)
+
+    async def healthy() -> None:
+        urls = (f"http://127.0.0.1:{port}" for port in ports.values())
+        await asyncio.gather(*(wait_healthy(url, process) for url, process in zip(urls, processes, strict=True)))
+
+    asyncio.run(healthy())
     return processes
 
 

@@ -26,7 +26,7 @@ from services.notify.app import NotifyService
 from services.notify.projections import inbox
 from services.notify.settings import NotifySettings
 from services.runtime.http.auth import Principal, Role
-from services.runtime.observe.telemetry import extract_context
+from services.runtime.observe.telemetry import extract_context, tracer
 from services.runtime.observe.tracefile import FileSpanExporter
 from services.runtime.settings import Settings
 from services.runtime.tools.cli import main
@@ -178,8 +178,6 @@ async def test_a_number_from_the_registration_book_is_part_of_the_registration_t
     trace of the request that asked for it, not in the trace of the year's first registration,
     which would otherwise gather every registration of the year (one trace of thousands of spans
     in a collector)."""
-    from services.runtime.observe.telemetry import tracer
-
     intake, _, _ = system
     spans.clear()
     requests = []

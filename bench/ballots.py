@@ -52,7 +52,8 @@ async def ballots(
 ) -> dict:
     from services.runtime.http.auth import issue_token
     from services.runtime.settings import Settings
-    from services.runtime.tools.nats_server import EmbeddedNats, free_port
+    from services.runtime.tools.nats_server import EmbeddedNats
+    from services.runtime.tools.ports import free_port
 
     secret = Settings().jwt_secret
     server = EmbeddedNats(workdir / "nats").start()

@@ -383,7 +383,7 @@ class Deployed:
         return env
 
     async def start(self) -> dict[str, str]:
-        from services.runtime.tools.nats_server import free_port
+        from services.runtime.tools.ports import free_port
         from services.runtime.tools.up import ServiceProcess
         from tests.support.deploy import boot
 

@@ -206,7 +206,7 @@ async def _read_meanwhile(base: str, stop: asyncio.Event) -> dict:
 
 
 async def _one_database(database: str, nats_url: str, workdir: Path, postgres_base: str | None) -> dict:
-    from services.runtime.tools.nats_server import free_port
+    from services.runtime.tools.ports import free_port
 
     data_dir = workdir / f"data-{database}"
     database_url = None

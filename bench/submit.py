@@ -192,7 +192,8 @@ async def submissions(
     from services.runtime.http.auth import issue_token
     from services.runtime.read.db import make_engine
     from services.runtime.settings import Settings
-    from services.runtime.tools.nats_server import EmbeddedNats, free_port
+    from services.runtime.tools.nats_server import EmbeddedNats
+    from services.runtime.tools.ports import free_port
     from tests.support.matter_corpus import fill_read_model
     from tests.support.matter_corpus import matters as corpus
 

@@ -165,7 +165,8 @@ def measure_pages(web: str, ids: list[str], requests: int) -> dict:
 
 
 def measure(matters: int = MATTERS, requests: int = REQUESTS) -> dict:
-    from services.runtime.tools.nats_server import EmbeddedNats, free_port
+    from services.runtime.tools.nats_server import EmbeddedNats
+    from services.runtime.tools.ports import free_port
 
     workdir = Path(tempfile.mkdtemp(prefix="duban-web-bench-"))
     server = EmbeddedNats(workdir / "nats").start()

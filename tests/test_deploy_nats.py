@@ -31,7 +31,8 @@ from services.runtime.bus.levels import inbox_prefix
 from services.runtime.bus.mirrors import MirrorKeeper, mirror_name
 from services.runtime.bus.nats_commands import command_broker
 from services.runtime.settings import Settings
-from services.runtime.tools.nats_server import ConfiguredNats, free_port
+from services.runtime.tools.nats_server import ConfiguredNats
+from services.runtime.tools.ports import free_port
 from services.tracking.app import TrackingService
 from tests.support.deploy import boot, cut, generate, provision_levels, restore, staff, station
 from tests.support.waiting import eventually

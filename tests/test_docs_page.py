@@ -12,7 +12,7 @@ import httpx
 import uvicorn
 
 from services.runtime.settings import Settings
-from services.runtime.tools.nats_server import free_port
+from services.runtime.tools.ports import free_port
 from services.tracking.api import create_api
 from tests.support.browser import offline_page
 

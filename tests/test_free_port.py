@@ -6,8 +6,8 @@ import itertools
 import socket
 from pathlib import Path
 
-from services.runtime.tools import nats_server
-from services.runtime.tools.nats_server import FREE_PORTS, free_port
+from services.runtime.tools import ports
+from services.runtime.tools.ports import FREE_PORTS, free_port
 
 
 def test_free_ports_are_below_the_ephemeral_ports_and_never_handed_out_twice():
@@ -22,9 +22,9 @@ def test_free_ports_are_below_the_ephemeral_ports_and_never_handed_out_twice():
 
 def test_a_port_in_use_is_passed_over(monkeypatch):
     busy, other = free_port(), free_port()
-    monkeypatch.setattr(nats_server, "_handed_out", set())  # neither handed out yet
+    monkeypatch.setattr(ports, "_handed_out", set())  # neither handed out yet
     tries = itertools.chain([busy, busy, other], itertools.repeat(other))
-    monkeypatch.setattr(nats_server.random, "randrange", lambda start, stop: next(tries))
+    monkeypatch.setattr(ports.random, "randrange", lambda start, stop: next(tries))
     with socket.socket() as server:
         server.bind(("127.0.0.1", busy))
         server.listen()

@@ -26,7 +26,8 @@ import pytest
 from contracts import subjects
 from services.runtime.http.auth import issue_token
 from services.runtime.settings import Settings
-from services.runtime.tools.nats_server import EmbeddedNats, free_port
+from services.runtime.tools.nats_server import EmbeddedNats
+from services.runtime.tools.ports import free_port
 from tests.support.processes import healthz, wait_for
 
 pytestmark = pytest.mark.slow

@@ -24,7 +24,7 @@ from services.runtime.observe.metrics import Watched, metrics_router, status
 from services.runtime.observe.tracefile import FileSpanExporter, journey, read_spans, render
 from services.runtime.settings import Settings
 from services.runtime.tools.cli import main
-from services.runtime.tools.nats_server import free_port
+from services.runtime.tools.ports import free_port
 from tests.support.sample import Counter, Incremented, counter_projector
 
 HERE = "331081"

@@ -32,7 +32,8 @@ from services.intake.commands_nats import handle_command
 from services.runtime.http.auth import Principal, Role
 from services.runtime.service import operated
 from services.runtime.settings import Settings
-from services.runtime.tools.nats_server import EmbeddedNats, free_port
+from services.runtime.tools.nats_server import EmbeddedNats
+from services.runtime.tools.ports import free_port
 from services.tracking.api import create_api as tracking_api
 from services.tracking.app import TrackingService
 from services.web.app import create_app as create_web

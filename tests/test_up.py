@@ -34,7 +34,8 @@ from contracts import subjects
 from services.runtime.http.auth import issue_token
 from services.runtime.settings import Settings
 from services.runtime.tools.demo import Demo
-from services.runtime.tools.nats_server import EmbeddedNats, free_port
+from services.runtime.tools.nats_server import EmbeddedNats
+from services.runtime.tools.ports import free_port
 from services.runtime.tools.up import discover_services
 from tests.support.processes import (
     DUBAN,

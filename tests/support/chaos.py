@@ -40,7 +40,8 @@ from contracts.envelope import decode_commit
 from services.runtime.bus.deadletters import list_dead_letters
 from services.runtime.http.auth import issue_token
 from services.runtime.settings import Settings
-from services.runtime.tools.nats_server import EmbeddedNats, free_port
+from services.runtime.tools.nats_server import EmbeddedNats
+from services.runtime.tools.ports import free_port
 from tests.support.processes import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

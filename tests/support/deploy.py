@@ -21,7 +21,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.runtime.tools.nats_server import ConfiguredNats, free_port
+from services.runtime.tools.nats_server import ConfiguredNats
+from services.runtime.tools.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -37,7 +37,8 @@ from services.notify.app import NotifyService
 from services.notify.settings import NotifySettings
 from services.runtime.http.auth import Principal, Role
 from services.runtime.settings import Settings
-from services.runtime.tools.nats_server import EmbeddedNats, free_port
+from services.runtime.tools.nats_server import EmbeddedNats
+from services.runtime.tools.ports import free_port
 from services.tracking.app import TrackingService
 from services.tracking.domain import Case
 from tests.support.chinese_errors import OUTSIDE

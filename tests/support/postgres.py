@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from services.runtime.tools.nats_server import free_port
+from services.runtime.tools.ports import free_port
 
 T = TypeVar("T")
 

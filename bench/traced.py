@@ -44,11 +44,72 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from services.intake.app import IntakeService
+    from services.tracking.app import TrackingService
 
 #: Matters per round: enough for a few seconds of work per round on the benchmark's machine.
 MATTERS = 300
 CONCURRENCY = 20
+
+
+HERE = "331081"
+
+
+@asynccontextmanager
+async def one_level(workdir: Path) -> AsyncIterator[tuple[IntakeService, TrackingService]]:
+    """温岭市's intake and tracking in this process, on an embedded nats-server of their own."""
+    from services.intake.app import IntakeService
+    from services.runtime.settings import Settings
+    from services.runtime.tools.nats_server import EmbeddedNats
+    from services.tracking.app import TrackingService
+
+    server = EmbeddedNats(workdir / "nats").start()
+    settings = Settings(jurisdiction=HERE, nats_url=server.url, data_dir=workdir / "data")
+    intake, tracking = IntakeService(settings), TrackingService(settings)
+    try:
+        await tracking.start(sweep=False)
+        await intake.start()
+        yield intake, tracking
+    finally:
+        await intake.stop()
+        await tracking.stop()
+        server.stop()
+
+
+async def matters_through(intake: IntakeService, tracking: TrackingService, numbers: range) -> None:
+    """Matters ``numbers`` submitted, registered and routed (CONCURRENCY at a time), until
+    tracking has opened every case and every consumer is idle."""
+    from contracts.intake import Channel, MatterData, MatterKind, RegisterMatter, RouteMatter, SubmitMatter, Submitter
+    from services.runtime.http.auth import Principal, Role
+
+    staff = Principal(sub="committee-1", name="工委", roles=[Role.committee], jurisdiction=HERE)
+    deputy = Principal(sub="deputy-1", name="王代表", roles=[Role.deputy], jurisdiction=HERE)
+    handlers = intake.handlers
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(i: int) -> None:
+        async with gate:
+            data = MatterData(
+                kind=MatterKind.suggestion,
+                title=f"关于第{i}号道路改造的建议",
+                content="路面破损，建议尽快修复。",
+                lead=Submitter(id="deputy-1", name="王代表"),
+                channel=Channel.session,
+                raised_in=HERE,
+            )
+            matter = await handlers.submit(SubmitMatter(matter=data), deputy)
+            await handlers.register(RegisterMatter(matter_id=matter.id), staff)
+            await handlers.route(RouteMatter(matter_id=matter.id, committee="城建环资工委"), staff)
+
+    await asyncio.gather(*(one(i) for i in numbers))
+    await intake.wait_idle(timeout=600)
+    await tracking.wait_idle(timeout=600)
 
 
 async def scenario(mode: str, matters: int, workdir: Path) -> tuple[float, float]:
@@ -56,54 +117,17 @@ async def scenario(mode: str, matters: int, workdir: Path) -> tuple[float, float
     the process's CPU seconds for them (every thread, the spans' export included)."""
     from opentelemetry import trace
 
-    from contracts.intake import Channel, MatterData, MatterKind, RegisterMatter, RouteMatter, SubmitMatter, Submitter
-    from services.intake.app import IntakeService
-    from services.runtime.http.auth import Principal, Role
     from services.runtime.observe.telemetry import setup_tracing
-    from services.runtime.settings import Settings
-    from services.runtime.tools.nats_server import EmbeddedNats
-    from services.tracking.app import TrackingService
 
-    here = "331081"
     if mode == "on":
-        setup_tracing("bench", here, trace_dir=workdir / "traces")
-    server = EmbeddedNats(workdir / "nats").start()
-    settings = Settings(jurisdiction=here, nats_url=server.url, data_dir=workdir / "data")
-    intake, tracking = IntakeService(settings), TrackingService(settings)
-    try:
-        await tracking.start(sweep=False)
-        await intake.start()
-        staff = Principal(sub="committee-1", name="工委", roles=[Role.committee], jurisdiction=here)
-        deputy = Principal(sub="deputy-1", name="王代表", roles=[Role.deputy], jurisdiction=here)
-        handlers = intake.handlers
-        gate = asyncio.Semaphore(CONCURRENCY)
-
-        async def one(i: int) -> None:
-            async with gate:
-                data = MatterData(
-                    kind=MatterKind.suggestion,
-                    title=f"关于第{i}号道路改造的建议",
-                    content="路面破损，建议尽快修复。",
-                    lead=Submitter(id="deputy-1", name="王代表"),
-                    channel=Channel.session,
-                    raised_in=here,
-                )
-                matter = await handlers.submit(SubmitMatter(matter=data), deputy)
-                await handlers.register(RegisterMatter(matter_id=matter.id), staff)
-                await handlers.route(RouteMatter(matter_id=matter.id, committee="城建环资工委"), staff)
-
+        setup_tracing("bench", HERE, trace_dir=workdir / "traces")
+    async with one_level(workdir) as (intake, tracking):
         start, cpu = time.perf_counter(), time.process_time()
-        await asyncio.gather(*(one(i) for i in range(matters)))
-        await intake.wait_idle(timeout=600)
-        await tracking.wait_idle(timeout=600)
+        await matters_through(intake, tracking, range(matters))
         seconds = time.perf_counter() - start
         if mode == "on":
             trace.get_tracer_provider().force_flush()  # the spans still queued, written (and counted)
         return matters / seconds, time.process_time() - cpu
-    finally:
-        await intake.stop()
-        await tracking.stop()
-        server.stop()
 
 
 def _one_round(mode: str, matters: int) -> dict:

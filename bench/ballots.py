@@ -31,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from .served import KeepAlive, cpu_seconds, environment, peak_rss_mb, serve, stop_services, wait_healthy
+from .served import BENCH_SECRET, KeepAlive, cpu_seconds, environment, peak_rss_mb, serve, stop_services, wait_healthy
 
 EVALUATORS = 500
 SUBJECTS = 10
@@ -51,11 +51,10 @@ async def ballots(
     http_workers: int = HTTP_WORKERS,
 ) -> dict:
     from services.runtime.http.auth import issue_token
-    from services.runtime.settings import Settings
     from services.runtime.tools.nats_server import EmbeddedNats
     from services.runtime.tools.ports import free_port
 
-    secret = Settings().jwt_secret
+    secret = BENCH_SECRET
     server = EmbeddedNats(workdir / "nats").start()
     port = free_port()
     env = environment(server.url, workdir / "data", http_workers)

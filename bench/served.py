@@ -18,18 +18,36 @@ from pathlib import Path
 
 import httpx
 
+#: The development tokens' secret of every served service: a benchmark's clients sign their own.
+BENCH_SECRET = "duban-bench-secret"
 
-def environment(nats_url: str, data_dir: Path, http_workers: int) -> dict[str, str]:
-    """This process's environment for a served service on ``nats_url`` with its data in
-    ``data_dir``, answering HTTP in ``http_workers`` processes, development tokens (HS256) allowed:
-    the benchmarks' clients sign their own, which ``duban serve`` refuses otherwise."""
-    return {
-        **os.environ,
+
+def environment(
+    nats_url: str, data_dir: Path, http_workers: int | None = None, more: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a served service on ``nats_url`` with its data in ``data_dir``,
+    answering HTTP in ``http_workers`` processes (the service's default when None), development
+    tokens (HS256, ``BENCH_SECRET``) allowed, and ``more``.
+
+    Nothing of duban's settings comes from the shell that runs the benchmark: its ``DUBAN_*``,
+    ``DATABASE_URL`` and ``NATS_URL`` are left out (the services read the last two as well). A
+    ``DATABASE_URL`` set for the tests would otherwise put the served service's read models on
+    that PostgreSQL server, not in the SQLite files of ``data_dir`` that the benchmark fills and
+    measures (and leave its tables there)."""
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("DUBAN_") and name not in ("DATABASE_URL", "NATS_URL")
+    }
+    env = inherited | {
         "DUBAN_NATS_URL": nats_url,
         "DUBAN_DATA_DIR": str(data_dir),
-        "DUBAN_HTTP_WORKERS": str(http_workers),
         "DUBAN_DEV_SIGNIN": "true",
+        "DUBAN_JWT_SECRET": BENCH_SECRET,
     }
+    if http_workers is not None:
+        env["DUBAN_HTTP_WORKERS"] = str(http_workers)
+    return env | dict(more or {})
 
 
 def serve(service: str, jurisdiction: str, port: int, env: Mapping[str, str], log: Path) -> subprocess.Popen:

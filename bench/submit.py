@@ -57,7 +57,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .served import KeepAlive, environment, peak_rss_mb, serve, stop_services, wait_healthy
+from .served import BENCH_SECRET, KeepAlive, environment, peak_rss_mb, serve, stop_services, wait_healthy
 
 HERE = "331081100"  # 泽国镇
 MATTERS = 100_000
@@ -191,7 +191,6 @@ async def submissions(
     """The service started, its read model filled, then the sequential and burst submissions."""
     from services.runtime.http.auth import issue_token
     from services.runtime.read.db import make_engine
-    from services.runtime.settings import Settings
     from services.runtime.tools.nats_server import EmbeddedNats
     from services.runtime.tools.ports import free_port
     from tests.support.matter_corpus import fill_read_model
@@ -206,9 +205,7 @@ async def submissions(
     env = environment(server.url, workdir / "data", http_workers)
     process = serve("intake", HERE, port, env, workdir / "intake.log")
     engine = make_engine(f"sqlite+aiosqlite:///{workdir / 'data' / HERE / 'intake.sqlite3'}")
-    station = "Bearer " + issue_token(
-        "station-1", ["liaison_station"], HERE, name="联络站", secret=Settings().jwt_secret
-    )
+    station = "Bearer " + issue_token("station-1", ["liaison_station"], HERE, name="联络站", secret=BENCH_SECRET)
     listed: list[int] = []
 
     async def submit(connection: KeepAlive, body: bytes) -> float:

@@ -70,7 +70,8 @@ async def one_level(workdir: Path) -> AsyncIterator[tuple[IntakeService, Trackin
     from services.tracking.app import TrackingService
 
     server = EmbeddedNats(workdir / "nats").start()
-    settings = Settings(jurisdiction=HERE, nats_url=server.url, data_dir=workdir / "data")
+    # SQLite in workdir, as duban up runs a level (a DATABASE_URL set for the tests is not used)
+    settings = Settings(jurisdiction=HERE, nats_url=server.url, data_dir=workdir / "data", database_url=None)
     intake, tracking = IntakeService(settings), TrackingService(settings)
     try:
         await tracking.start(sweep=False)

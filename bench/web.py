@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import shutil
 import statistics
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from .served import serve, stop_services, wait_healthy
+from .served import environment, serve, stop_services, wait_healthy
 
 MATTERS = 10_000
 REQUESTS = 200
@@ -51,7 +50,8 @@ async def load(matters: int, workdir: Path, nats_url: str) -> list[str]:
     from services.runtime.settings import Settings
     from services.tracking.app import TrackingService
 
-    settings = Settings(jurisdiction=HERE, nats_url=nats_url, data_dir=workdir / "data")
+    # the served services' database: the SQLite files of the data directory (not a DATABASE_URL)
+    settings = Settings(jurisdiction=HERE, nats_url=nats_url, data_dir=workdir / "data", database_url=None)
     intake, tracking = IntakeService(settings), TrackingService(settings)
     await tracking.start(sweep=False)
     await intake.start()
@@ -108,14 +108,9 @@ async def load(matters: int, workdir: Path, nats_url: str) -> list[str]:
 
 
 def serve_all(workdir: Path, nats_url: str, ports: dict[str, int]) -> list[subprocess.Popen]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")}
-    env |= {
-        "DUBAN_NATS_URL": nats_url,
-        "DUBAN_DATA_DIR": str(workdir / "data"),
-        "DUBAN_DEV_SIGNIN": "true",
-        "DUBAN_JWKS_URL": f"http://127.0.0.1:{ports['directory']}/.well-known/jwks.json",
-        **{f"DUBAN_{s.upper()}_URL": f"http://127.0.0.1:{p}" for s, p in ports.items()},
-    }
+    urls = {f"DUBAN_{s.upper()}_URL": f"http://127.0.0.1:{p}" for s, p in ports.items()}
+    jwks = {"DUBAN_JWKS_URL": f"http://127.0.0.1:{ports['directory']}/.well-known/jwks.json"}
+    env = environment(nats_url, workdir / "data", more=urls | jwks)
     logs = workdir / "logs"
     logs.mkdir(exist_ok=True)
     processes = []

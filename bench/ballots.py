@@ -54,7 +54,6 @@ async def ballots(
     from services.runtime.tools.nats_server import EmbeddedNats
     from services.runtime.tools.ports import free_port
 
-    secret = BENCH_SECRET
     server = EmbeddedNats(workdir / "nats").start()
     port = free_port()
     env = environment(server.url, workdir / "data", http_workers)
@@ -62,7 +61,7 @@ async def ballots(
     url = f"http://127.0.0.1:{port}"
     try:
         await wait_healthy(url, process, timeout=60.0)
-        staff = {"Authorization": "Bearer " + issue_token("committee-1", ["committee"], HERE, secret=secret)}
+        staff = {"Authorization": "Bearer " + issue_token("committee-1", ["committee"], HERE, secret=BENCH_SECRET)}
         electorate = [f"deputy-{i:04d}" for i in range(evaluators)]
         now = datetime.now(UTC)
         session = {
@@ -79,7 +78,7 @@ async def ballots(
             created.raise_for_status()
             session_id = created.json()["id"]
             (await http.post(f"/sessions/{session_id}/open", headers=staff)).raise_for_status()
-            tokens = {e: "Bearer " + issue_token(e, ["evaluator"], HERE, secret=secret) for e in electorate}
+            tokens = {e: "Bearer " + issue_token(e, ["evaluator"], HERE, secret=BENCH_SECRET) for e in electorate}
             options = ("satisfied", "basically_satisfied", "dissatisfied")
             sheets = {
                 e: json.dumps(

@@ -50,7 +50,7 @@ from pathlib import Path
 
 import httpx
 
-from .served import peak_rss_mb
+from .served import BENCH_SECRET, environment, peak_rss_mb
 
 EVENTS = 1_000_000
 QUICK_EVENTS = 50_000
@@ -105,17 +105,10 @@ async def _fill(url: str, events: int, store_dir: Path) -> dict:
 
 
 def _environment(nats_url: str, data_dir: Path, database_url: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_") and k not in ("DATABASE_URL", "NATS_URL")}
-    env |= {
-        "DUBAN_NATS_URL": nats_url,
-        "DUBAN_JURISDICTION": HERE,
-        "DUBAN_DATA_DIR": str(data_dir),
-        "DUBAN_DEV_SIGNIN": "true",
-        "DUBAN_TRACE_FILES": "false",
-    }
+    more = {"DUBAN_JURISDICTION": HERE, "DUBAN_TRACE_FILES": "false"}
     if database_url:
-        env["DUBAN_DATABASE_URL"] = database_url
-    return env
+        more["DUBAN_DATABASE_URL"] = database_url
+    return environment(nats_url, data_dir, more=more)
 
 
 async def _rebuild(env: dict[str, str], what: str) -> dict:
@@ -173,7 +166,7 @@ async def _read_meanwhile(base: str, stop: asyncio.Event) -> dict:
     """The 督办清单 and a case's page, asked for every ``READ_EVERY_S`` until ``stop``."""
     from services.runtime.http.auth import dev_token
 
-    headers = {"Authorization": f"Bearer {dev_token(HERE, 'committee')}"}
+    headers = {"Authorization": f"Bearer {dev_token(HERE, 'committee', BENCH_SECRET)}"}
     answered = failed = empty = 0
     timings: list[float] = []
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as http:

@@ -11,11 +11,11 @@ from services.runtime.tools.ports import FREE_PORTS, free_port
 
 
 def test_free_ports_are_below_the_ephemeral_ports_and_never_handed_out_twice():
-    ports = [free_port() for _ in range(500)]
-    assert len(set(ports)) == len(ports)
+    given = [free_port() for _ in range(500)]
+    assert len(set(given)) == len(given)
     ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-    assert all(FREE_PORTS.start <= port < FREE_PORTS.stop <= int(ephemeral[0]) for port in ports)
-    for port in ports[:20]:  # free: a server can bind each
+    assert all(FREE_PORTS.start <= port < FREE_PORTS.stop <= int(ephemeral[0]) for port in given)
+    for port in given[:20]:  # free: a server can bind each
         with socket.socket() as server:
             server.bind(("127.0.0.1", port))
 
